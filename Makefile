@@ -1,0 +1,20 @@
+# The two entry points of the README. Both set up what they need first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test bench lint fuzz
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	$(PY) examples/demo.py
+
+test: setup
+	bash scripts/test.sh
+
+bench: setup
+	$(PY) bench/run_all.py
+
+lint: setup
+	$(VENV)/bin/ruff check greenrt protocols lab tests bench examples

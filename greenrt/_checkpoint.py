@@ -1,0 +1,181 @@
+"""Checkpoints and parking: the only places a task gives up control.
+
+``checkpoint()`` is the rule every blocking call follows: first *check* (charge one
+poll against the enclosing budgets, deliver a pending cancellation), then *yield* to
+the hub so other tasks run. Blocking calls are checkpoints even when they could
+complete at once.
+
+``park(abort_fn)`` is the low-level wait every primitive is built on (Trio's
+``wait_task_rescheduled``): the task leaves the run queues until somebody calls
+``reschedule(task, value)``. If a deliverable cancellation arrives while it is
+parked, the runtime calls ``abort_fn()``; returning ``True`` means "I have removed
+this task from whatever it was waiting on", and the task wakes with ``Cancelled``.
+Returning ``False`` means the wait cannot be abandoned now (a thread is still
+running, say); the primitive will reschedule the task itself and the cancellation is
+delivered at the next checkpoint.
+
+Hazards: a primitive must never reschedule a task that is not parked on it (that is
+a double wake; the hub detects queueing a task twice and raises
+``InvariantViolation``), and must make sure that whatever it hands over on wake-up is
+either consumed by the woken task or returned when the wait is aborted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _trace as tr
+from ._exceptions import InvariantViolation, NoHubError
+from ._hub import _CANCEL, _Raise, _tls, current_hub
+from ._scope import _find_target, charge_cost, charge_polls, deliver_pending
+
+
+def current_task():
+    """The running task. Raises ``NoHubError`` outside a task."""
+    try:
+        task = _tls.hub.current
+    except AttributeError:
+        raise NoHubError("not inside greenrt.run()") from None
+    if task is None:
+        raise NoHubError("not inside a task")
+    return task
+
+
+def _enter(hub):
+    """The check half of a checkpoint; returns the current task."""
+    task = hub.current
+    if task is None:
+        raise NoHubError("checkpoints happen inside tasks")
+    if task._drains or task._scope._quota_chain:
+        charge_polls(task)
+    if task._pending:
+        deliver_pending(task)
+    if hub._tracing:
+        hub._emit(tr.CHECKPOINT, task.id, None)
+    return task
+
+
+def checkpoint() -> None:
+    """Check for cancellation and budgets, then let other tasks run.
+
+    A checkpoint. Raises ``Cancelled`` if a cancellation is pending for the task and
+    not masked; charges one poll against every enclosing poll quota.
+    """
+    try:
+        hub = _tls.hub
+    except AttributeError:
+        raise NoHubError("not inside greenrt.run()") from None
+    task = hub.current
+    if task is None:
+        raise NoHubError("checkpoints happen inside tasks")
+    if task._drains or task._scope._quota_chain:
+        charge_polls(task)
+    if task._pending:
+        deliver_pending(task)
+    if hub._tracing:
+        hub._emit(tr.CHECKPOINT, task.id, None)
+    hub._schedule(task)
+    hub._glet.switch()
+    r = task._resume
+    if r is not None:
+        task._resume = None
+        _raise_resume(task, r)
+
+
+def checkpoint_if_cancelled() -> None:
+    """The check half of a checkpoint, without yielding. Raises ``Cancelled`` if due."""
+    _enter(current_hub())
+
+
+def _raise_resume(task, r) -> None:
+    if r is _CANCEL:
+        deliver_pending(task)
+        raise InvariantViolation(f"task {task.id} was woken for a cancellation with none pending")
+    if type(r) is _Raise:
+        raise r.exc
+
+
+def park(abort_fn) -> Any:
+    """Suspend the current task until ``reschedule`` wakes it; return the value given.
+
+    Not itself a checkpoint (callers call ``checkpoint_if_cancelled`` or ``_enter``
+    first, which is what makes their blocking call one). See the module docstring for
+    the ``abort_fn`` contract.
+    """
+    hub = _tls.hub
+    task = hub.current
+    task._abort_fn = abort_fn
+    if task._pending and _find_target(task) is not None:
+        if abort_fn():
+            task._abort_fn = None
+            deliver_pending(task)
+            raise InvariantViolation("pending cancellation vanished")
+    hub._glet.switch()
+    r = task._resume
+    if r is None:
+        return None
+    task._resume = None
+    if r is _CANCEL or type(r) is _Raise:
+        _raise_resume(task, r)
+    return r
+
+
+def reschedule(task, value: Any = None) -> None:
+    """Wake a parked task; ``park`` returns ``value`` in it. Not a checkpoint."""
+    task._hub.reschedule(task, value)
+
+
+def reschedule_with_error(task, exc: BaseException) -> None:
+    """Wake a parked task; ``park`` raises ``exc`` in it. Not a checkpoint."""
+    task._hub.reschedule(task, _Raise(exc))
+
+
+def charge(n: int = 1) -> None:
+    """Charge ``n`` units against every enclosing cost quota. Not a checkpoint: an
+    exhausted quota is a cancellation request delivered at the next checkpoint."""
+    task = current_task()
+    if task._scope._quota_chain:
+        charge_cost(task, n)
+
+
+def now() -> float:
+    """Hub time in seconds (monotonic on the real hub, virtual under the lab)."""
+    return current_hub().now()
+
+
+def sleep_until(deadline: float) -> None:
+    """Sleep until hub time ``deadline``. A checkpoint; a cancelled sleep leaves
+    nothing behind (its timer is removed)."""
+    hub = current_hub()
+    task = _enter(hub)
+    if deadline <= hub.now():
+        hub._schedule(task)
+        hub._glet.switch()
+        r = task._resume
+        if r is not None:
+            task._resume = None
+            _raise_resume(task, r)
+        return
+    handle = hub.call_at(deadline, hub.reschedule, task, None)
+
+    def abort():
+        handle.cancel()
+        return True
+
+    park(abort)
+
+
+def sleep(seconds: float) -> None:
+    """Sleep for ``seconds`` (``sleep(0)`` is ``checkpoint()``). A checkpoint; a
+    cancelled sleep leaves nothing behind."""
+    if seconds <= 0:
+        checkpoint()
+        return
+    sleep_until(current_hub().now() + seconds)
+
+
+def sleep_forever() -> None:
+    """Block until cancelled. A checkpoint."""
+    hub = current_hub()
+    _enter(hub)
+    park(lambda: True)

@@ -1,0 +1,103 @@
+"""The exceptions greenrt raises.
+
+Every error the runtime raises is typed and specific, and carries the reason it was
+raised. ``Cancelled`` is the one ``BaseException``: it is not an error, it is the
+runtime asking a task to unwind, and ordinary ``except Exception`` blocks must not
+catch it by accident.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._reason import CancelReason
+
+
+class Cancelled(BaseException):
+    """Raised at a checkpoint when the task's scope has been cancelled.
+
+    ``reason`` says who asked and why (a :class:`CancelReason`). The exception is
+    aimed at one scope (the outermost cancelled scope of the task that is not
+    behind a ``masked()`` section); that scope catches it when it exits. Code may
+    catch ``Cancelled`` to clean up, but must re-raise it: a swallowed cancellation
+    is cancelled again once the cleanup budget of its reason kind runs out.
+
+    ``cleanup_exhausted`` is true when this delivery is the hard stop that follows
+    an exhausted cleanup budget.
+    """
+
+    def __init__(self, reason: CancelReason, scope: Any = None, cleanup_exhausted: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.cleanup_exhausted = cleanup_exhausted
+        self._scope = scope
+
+    def __str__(self) -> str:
+        tail = " (cleanup budget exhausted)" if self.cleanup_exhausted else ""
+        return f"cancelled: {self.reason}{tail}"
+
+    def __repr__(self) -> str:
+        return f"Cancelled({self.reason!r}, cleanup_exhausted={self.cleanup_exhausted})"
+
+
+class GreenrtError(Exception):
+    """Base class of the runtime's own errors."""
+
+
+class WouldBlock(GreenrtError):
+    """Raised by ``X_nowait`` calls when the operation would have to wait."""
+
+
+class LimitExceeded(GreenrtError):
+    """A configured limit was exceeded. ``limit`` names it, ``value`` is what was seen."""
+
+    def __init__(self, limit: str, value: Any = None, maximum: Any = None, message: str | None = None):
+        self.limit = limit
+        self.value = value
+        self.maximum = maximum
+        super().__init__(message or f"limit {limit!r} exceeded: {value!r} > {maximum!r}")
+
+
+class ObligationLeak(GreenrtError):
+    """A task completed (or a region closed) while holding unresolved obligations.
+
+    ``obligations`` lists them; each one's ``site`` names where it was reserved.
+    The runtime has already aborted them.
+    """
+
+    def __init__(self, obligations: list, where: str):
+        self.obligations = list(obligations)
+        self.where = where
+        sites = "; ".join(f"{ob.kind} reserved at {ob.site}" for ob in self.obligations)
+        super().__init__(f"{where} leaked {len(self.obligations)} obligation(s): {sites}")
+
+
+class InvalidStateError(GreenrtError):
+    """An operation was attempted in a state that does not allow it
+    (committing an aborted obligation, joining a task from itself, ...)."""
+
+
+class RegionClosedError(InvalidStateError):
+    """``spawn`` on a region that is draining or closed."""
+
+
+class TaskCancelledError(GreenrtError):
+    """``Task.join()`` on a task whose outcome is ``cancelled``. ``reason`` is its reason."""
+
+    def __init__(self, reason: CancelReason):
+        self.reason = reason
+        super().__init__(f"task was cancelled: {reason}")
+
+
+class TooSlowError(TimeoutError, GreenrtError):
+    """Raised by ``fail_after`` / ``fail_at`` when their deadline cancels the block."""
+
+
+class InvariantViolation(GreenrtError):
+    """The runtime detected a broken internal invariant (a bug: a task queued twice,
+    an illegal state transition, a ``Cancelled`` escaping the scope it targets)."""
+
+
+class NoHubError(RuntimeError):
+    """A greenrt call was made outside ``greenrt.run()`` (or ``lab.run()``)."""

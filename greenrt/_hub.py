@@ -1,0 +1,396 @@
+"""The hub: one scheduler per OS thread.
+
+The hub is the greenlet that called ``greenrt.run()``. Tasks run in child greenlets
+and switch back to it whenever they block. The hub owns
+
+* three run lanes: the *cancel* lane (tasks woken to receive a cancellation or with
+  cleanup to run), the *timed* lane (tasks inside a scope with a deadline, earliest
+  deadline first) and the *ready* lane (FIFO);
+* the timer heap (``call_at``), with lazy deletion of cancelled timers;
+* the I/O driver, a separate seam (``greenrt._driver``) that also receives wake-ups
+  from other threads and from signal handlers;
+* the trace sink: instruments and the ``_tracing`` flag that guards every emission.
+
+Picking the next task: the cancel lane first, the timed lane next, the ready lane
+last, with *streak limits* so no lane starves the others: after ``streak_limit``
+(default 16) consecutive picks from the cancel lane while another lane has work, one
+pick comes from another lane; likewise the timed lane yields to the ready lane. Every
+``max(generation, 64)`` picks the hub polls I/O without blocking and fires due
+timers, so a busy program cannot starve timers or sockets either.
+
+Invariants (checked, a violation raises ``InvariantViolation``):
+  * a task is in at most one lane, at most once (``Task._queued``);
+  * only a parked task is rescheduled (its ``_abort_fn`` is set while parked).
+
+Pluggability: ``Hub`` holds the scheduling logic; subclasses provide ``now()``,
+``_wait(timeout)`` (block until I/O, a wake-up or the timeout) and ``_wakeup()``.
+``RealHub`` uses ``time.monotonic`` and the epoll driver; the lab hub supplies a
+virtual clock, a seeded choice of the next task and a simulated network, by
+overriding ``_pick`` and the same three methods.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from greenlet import getcurrent, greenlet
+
+from . import _trace as tr
+from ._exceptions import InvariantViolation, NoHubError
+
+_tls = threading.local()
+
+
+class _Raise:
+    """A resume value that makes ``park`` raise ``exc`` in the woken task."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+_CANCEL = object()  # resume value: deliver the pending cancellation
+
+
+def current_hub() -> Hub:
+    """The hub running in this thread. Raises ``NoHubError`` outside ``run()``."""
+    try:
+        return _tls.hub
+    except AttributeError:
+        raise NoHubError("not inside greenrt.run()") from None
+
+
+class TimerHandle:
+    """A scheduled call. ``cancel()`` is idempotent and O(1) (lazy deletion)."""
+
+    __slots__ = ("when", "fn", "args", "cancelled", "_hub")
+
+    def __init__(self, hub, when: float, fn, args):
+        self._hub = hub
+        self.when = when
+        self.fn = fn
+        self.args = args
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        if not self.cancelled:
+            self.cancelled = True
+            self.fn = self.args = None
+            self._hub._cancelled_timers += 1
+
+
+class Hub:
+    """Scheduler core shared by the real hub and the lab hub. See the module docstring."""
+
+    free_greenlet_limit = 1024
+    streak_limit = 16
+
+    def __init__(self, *, instruments=(), leak_policy: str = "error"):
+        from ._obligation import LEAK_POLICIES
+
+        if leak_policy not in LEAK_POLICIES:
+            raise ValueError(f"leak_policy must be one of {LEAK_POLICIES}")
+        self.leak_policy = leak_policy
+        self.current = None
+        self._glet = None
+        self._ready: deque = deque()
+        self._cancel_lane: deque = deque()
+        self._timed: list = []
+        self._timed_seq = 0
+        self._cancel_streak = 0
+        self._timed_streak = 0
+        self._poll_countdown = 64
+        self._timers: list = []
+        self._timer_seq = 0
+        self._cancelled_timers = 0
+        self._free_glets: list = []
+        self._ids = {"task": 0, "scope": 0, "region": 0, "obligation": 0}
+        self._instruments: list = []
+        self._tracing = False
+        self._event_seq = 0
+        self._threadq: deque = deque()
+        self._threadq_lock = threading.Lock()
+        self._signal_pending: list = []
+        self.root_region = None
+        self._running = False
+        self.driver = None
+        self.stats = {"switches": 0, "polls": 0, "timers_fired": 0}
+        for inst in instruments:
+            self.add_instrument(inst)
+
+    # -- ids (deterministic, per hub) ------------------------------------------------
+
+    def _next_task_id(self) -> int:
+        self._ids["task"] += 1
+        return self._ids["task"]
+
+    def _next_scope_id(self) -> int:
+        self._ids["scope"] += 1
+        return self._ids["scope"]
+
+    def _next_region_id(self) -> int:
+        self._ids["region"] += 1
+        return self._ids["region"]
+
+    def _next_obligation_id(self) -> int:
+        self._ids["obligation"] += 1
+        return self._ids["obligation"]
+
+    # -- tracing ------------------------------------------------------------------------
+
+    def add_instrument(self, instrument) -> None:
+        """Attach an instrument (callable or object with ``on_event``)."""
+        self._instruments.append((instrument, tr.as_callback(instrument)))
+        self._tracing = True
+
+    def remove_instrument(self, instrument) -> None:
+        self._instruments = [(i, cb) for i, cb in self._instruments if i is not instrument]
+        self._tracing = bool(self._instruments)
+
+    def _emit(self, kind: str, task: int | None, region: int | None, **data: Any) -> None:
+        ev = tr.TraceEvent(self._event_seq, kind, self.now(), task, region, data)
+        self._event_seq += 1
+        for _, cb in self._instruments:
+            cb(ev)
+
+    def emit(self, kind: str, **data: Any) -> None:
+        """Emit a trace event on behalf of the current task (protocols use this for
+        ``protocol.error`` and friends). Cheap when nothing listens."""
+        if self._tracing:
+            t = self.current
+            self._emit(kind, t.id if t is not None else None,
+                       t._task_region.id if t is not None else None, **data)
+
+    # -- the clock and waiting: provided by subclasses --------------------------------
+
+    def now(self) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _wait(self, timeout: float | None) -> None:  # pragma: no cover - abstract
+        """Block until I/O is ready, a wake-up arrives, or ``timeout`` passes."""
+        raise NotImplementedError
+
+    def _wakeup(self) -> None:  # pragma: no cover - abstract
+        """Make a concurrent ``_wait`` return (called from other threads)."""
+        raise NotImplementedError
+
+    def _has_io_waiters(self) -> bool:
+        return False
+
+    # -- scheduling ---------------------------------------------------------------------
+
+    def _schedule(self, task) -> None:
+        """Put a runnable task in its lane."""
+        if task._queued:
+            raise InvariantViolation(f"task {task.id} ({task.name}) scheduled twice")
+        task._queued = True
+        if task._pending or task._drains:
+            self._cancel_lane.append(task)
+        else:
+            d = task._scope._deadline_eff
+            if d is None:
+                self._ready.append(task)
+            else:
+                self._timed_seq += 1
+                heapq.heappush(self._timed, (d, -(task._scope._priority or 0), self._timed_seq, task))
+
+    def reschedule(self, task, value: Any = None) -> None:
+        """Wake a parked task with ``value`` (see ``greenrt.lowlevel.reschedule``)."""
+        if task._abort_fn is None:
+            raise InvariantViolation(f"task {task.id} ({task.name}) woken but not parked")
+        task._abort_fn = None
+        task._resume = value
+        self._schedule(task)
+
+    def _reschedule_cancel(self, task) -> None:
+        task._resume = _CANCEL
+        self._schedule(task)
+
+    def runnable_count(self) -> int:
+        return len(self._ready) + len(self._cancel_lane) + len(self._timed)
+
+    def _pick(self):
+        """Choose the next task to run, or ``None`` if nothing is runnable."""
+        cl = self._cancel_lane
+        if cl:
+            if self._cancel_streak < self.streak_limit or not (self._timed or self._ready):
+                self._cancel_streak += 1
+                return cl.popleft()
+        self._cancel_streak = 0
+        timed = self._timed
+        if timed:
+            if self._timed_streak < self.streak_limit or not self._ready:
+                self._timed_streak += 1
+                return heapq.heappop(timed)[3]
+        self._timed_streak = 0
+        if self._ready:
+            return self._ready.popleft()
+        return None
+
+    # -- timers -------------------------------------------------------------------------
+
+    def call_at(self, when: float, fn, *args) -> TimerHandle:
+        """Call ``fn(*args)`` on the hub at hub time ``when``. Not a checkpoint."""
+        h = TimerHandle(self, when, fn, args)
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (when, self._timer_seq, h))
+        if self._cancelled_timers > 256 and self._cancelled_timers > len(self._timers) // 2:
+            self._compact_timers()
+        return h
+
+    def call_later(self, delay: float, fn, *args) -> TimerHandle:
+        return self.call_at(self.now() + delay, fn, *args)
+
+    def _compact_timers(self) -> None:
+        self._timers = [e for e in self._timers if not e[2].cancelled]
+        heapq.heapify(self._timers)
+        self._cancelled_timers = 0
+
+    def _next_timer(self) -> float | None:
+        timers = self._timers
+        while timers and timers[0][2].cancelled:
+            heapq.heappop(timers)
+            self._cancelled_timers -= 1
+        return timers[0][0] if timers else None
+
+    def _fire_due_timers(self, now: float) -> None:
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, _, h = heapq.heappop(timers)
+            if h.cancelled:
+                self._cancelled_timers -= 1
+                continue
+            fn, args = h.fn, h.args
+            h.cancelled = True
+            h.fn = h.args = None
+            self.stats["timers_fired"] += 1
+            fn(*args)
+
+    # -- other threads ------------------------------------------------------------------
+
+    def call_soon_threadsafe(self, fn, *args) -> None:
+        """Run ``fn(*args)`` on the hub soon. Safe from any thread; wakes the hub."""
+        with self._threadq_lock:
+            self._threadq.append((fn, args))
+        self._wakeup()
+
+    def _run_thread_callbacks(self) -> None:
+        with self._threadq_lock:
+            items = list(self._threadq)
+            self._threadq.clear()
+        for fn, args in items:
+            fn(*args)
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def _poll(self, block: bool) -> None:
+        """Serve I/O, other threads, signals and timers; block only if ``block``."""
+        self.stats["polls"] += 1
+        if self._threadq:
+            self._run_thread_callbacks()
+        if self._signal_pending:
+            self._handle_signals()
+        if block and not self.runnable_count():
+            nt = self._next_timer()
+            timeout = None if nt is None else max(0.0, nt - self.now())
+            self._wait(timeout)
+            if self._threadq:
+                self._run_thread_callbacks()
+            if self._signal_pending:
+                self._handle_signals()
+        elif self._has_io_waiters():
+            self._wait(0)
+        if self._timers:
+            self._fire_due_timers(self.now())
+
+    def _handle_signals(self) -> None:  # overridden by run() wiring
+        self._signal_pending.clear()
+
+    def _switch_to(self, task) -> None:
+        task._queued = False
+        self.current = task
+        self.stats["switches"] += 1
+        if self._tracing:
+            self._emit(tr.TASK_SWITCH, task.id, None)
+        glet = task._glet
+        if glet is None:
+            free = self._free_glets
+            if free:
+                glet = free.pop()
+            else:
+                from ._task import _worker_main
+
+                glet = greenlet(_worker_main, self._glet)
+            task._glet = glet
+            glet.gr_context = task._context
+            glet.switch(task)
+        else:
+            glet.switch()
+        self.current = None
+
+    def _run_until(self, done) -> None:
+        """Run tasks until ``done()`` is true."""
+        pick = self._pick
+        switch = self._switch_to
+        while not done():
+            task = pick()
+            if task is None:
+                self._poll(block=True)
+                self._poll_countdown = max(self.runnable_count(), 64)
+                continue
+            self._poll_countdown -= 1
+            if self._poll_countdown <= 0:
+                self._poll(block=False)
+                self._poll_countdown = max(self.runnable_count(), 64)
+            switch(task)
+
+    # -- entering and leaving ---------------------------------------------------------
+
+    def _enter(self) -> None:
+        if getattr(_tls, "hub", None) is not None:
+            raise RuntimeError("greenrt.run() is already running in this thread")
+        self._glet = getcurrent()
+        _tls.hub = self
+        self._running = True
+
+    def _exit(self) -> None:
+        self._running = False
+        _tls.hub = None
+        del _tls.hub
+        free, self._free_glets = self._free_glets, []
+        for g in free:
+            g.throw()  # GreenletExit ends the worker loop
+        self._free_glets = []
+
+    def close(self) -> None:
+        """Release OS resources (the driver). Called by ``run()``."""
+
+
+class RealHub(Hub):
+    """The production hub: ``time.monotonic`` and the epoll/selectors driver."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        from ._driver import SelectorDriver
+
+        self.driver = SelectorDriver(self)
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def _wait(self, timeout: float | None) -> None:
+        self.driver.poll(timeout)
+
+    def _wakeup(self) -> None:
+        self.driver.wakeup()
+
+    def _has_io_waiters(self) -> bool:
+        return self.driver.waiting > 0
+
+    def close(self) -> None:
+        self.driver.close()

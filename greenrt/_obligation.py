@@ -1,0 +1,188 @@
+"""Obligations: two-phase effects that must be resolved.
+
+``ob = reserve(kind)`` records that the current task owes the world a decision;
+``ob.commit()`` makes the effect happen (or records that it happened), ``ob.abort()``
+gives it up. Channels, semaphores and messaging clients hold an obligation across
+every step where a cancellation could otherwise drop a committed effect: a send
+permit, a message waiting for its ack, a lease.
+
+Leaks. A task that completes while still holding an unresolved obligation has leaked
+it. The runtime aborts the obligation (running its ``on_abort`` hook, so the resource
+is returned), emits an ``obligation.leak`` trace event naming the site where it was
+reserved, and then applies the region's *leak policy*:
+
+* ``"error"`` (default): the task's outcome becomes ``err(ObligationLeak)`` if it was
+  ``ok``; a worse outcome is kept and the leak is added to its exception's notes;
+* ``"log"``: a warning on the ``greenrt`` logger (which has a ``NullHandler``: nothing
+  is printed unless the application configures logging);
+* ``"abort"``: silently abort (the trace event is still emitted).
+
+Region-owned obligations (``Region.reserve``) are checked the same way when the
+region closes, and a leak there raises ``ObligationLeak`` out of the ``with`` block.
+
+Invariants: an obligation is resolved at most once (a second resolution raises
+``InvalidStateError``); resolution hooks run exactly once; a committed or aborted
+obligation is never reported as leaked.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from . import _trace as tr
+from ._exceptions import InvalidStateError
+
+logger = logging.getLogger("greenrt")
+logger.addHandler(logging.NullHandler())
+
+LEAK_POLICIES = ("error", "log", "abort")
+
+KINDS = ("send_permit", "ack", "lease", "io_op", "semaphore_permit", "transaction")
+
+
+class Obligation:
+    """An unresolved two-phase effect. States: ``reserved`` → ``committed`` |
+    ``aborted`` | ``leaked``. Use it as a context manager to abort on an exception::
+
+        with greenrt.reserve("lease") as ob:
+            do_work()
+            ob.commit()
+
+    Leaving the block by an exception aborts the obligation; leaving it normally
+    without a decision is a leak, reported like any other.
+    """
+
+    __slots__ = ("id", "kind", "name", "site", "state", "reason", "_owner", "_hub",
+                 "_on_commit", "_on_abort", "_region", "value")
+
+    def __init__(self, hub, owner, kind: str, name: str | None, site: str,
+                 on_commit: Callable[[], Any] | None, on_abort: Callable[[Any], Any] | None,
+                 region=None):
+        self._hub = hub
+        self.id = hub._next_obligation_id()
+        self.kind = kind
+        self.name = name
+        self.site = site
+        self.state = "reserved"
+        self.reason = None
+        self._owner = owner
+        self._on_commit = on_commit
+        self._on_abort = on_abort
+        self._region = region
+        self.value = None
+
+    @property
+    def resolved(self) -> bool:
+        return self.state != "reserved"
+
+    @property
+    def owner_id(self) -> int | None:
+        o = self._owner
+        return getattr(o, "id", None)
+
+    def _detach(self) -> None:
+        owner = self._owner
+        obs = owner._obligations if owner is not None else None
+        if obs is not None:
+            obs.pop(self.id, None)
+
+    def commit(self) -> Any:
+        """Resolve the obligation by making its effect. Not a checkpoint; never
+        blocks. Returns what the commit hook returned."""
+        if self.state != "reserved":
+            raise InvalidStateError(f"obligation {self.id} ({self.kind}) is already {self.state}")
+        self.state = "committed"
+        self._detach()
+        hub = self._hub
+        if hub._tracing:
+            hub._emit(tr.OBLIGATION_COMMIT, self.owner_id, None, obligation=self.id, kind=self.kind)
+        hook = self._on_commit
+        self._on_commit = self._on_abort = None
+        return hook() if hook is not None else None
+
+    def abort(self, reason: Any = None) -> None:
+        """Resolve the obligation by giving the effect up. Not a checkpoint; never
+        blocks. Aborting an already aborted obligation is a no-op; aborting a
+        committed one raises ``InvalidStateError``."""
+        if self.state == "aborted" or self.state == "leaked":
+            return
+        if self.state != "reserved":
+            raise InvalidStateError(f"obligation {self.id} ({self.kind}) is already {self.state}")
+        self._resolve_abort("aborted", reason)
+
+    def _resolve_abort(self, state: str, reason: Any) -> None:
+        self.state = state
+        self.reason = reason
+        self._detach()
+        hub = self._hub
+        if hub._tracing:
+            hub._emit(tr.OBLIGATION_ABORT, self.owner_id, None, obligation=self.id,
+                      kind=self.kind, reason=str(reason) if reason is not None else None,
+                      leaked=state == "leaked")
+        hook = self._on_abort
+        self._on_commit = self._on_abort = None
+        if hook is not None:
+            hook(reason)
+
+    def __enter__(self) -> Obligation:
+        return self
+
+    def __exit__(self, etype, exc, tb) -> None:
+        if exc is not None and self.state == "reserved":
+            self.abort(exc)
+
+    def __repr__(self) -> str:
+        return f"<Obligation {self.id} {self.kind} {self.state} at {self.site}>"
+
+
+def _caller_site(depth: int) -> str:
+    try:
+        f = sys._getframe(depth + 1)
+    except ValueError:  # pragma: no cover
+        return "<unknown>"
+    return f"{f.f_code.co_filename}:{f.f_lineno} in {f.f_code.co_name}"
+
+
+def reserve(kind: str, *, name: str | None = None, on_commit: Callable[[], Any] | None = None,
+            on_abort: Callable[[Any], Any] | None = None, stacklevel: int = 1) -> Obligation:
+    """Reserve an obligation of ``kind`` owned by the current task.
+
+    Not a checkpoint. ``on_commit()`` / ``on_abort(reason)`` run exactly once when it
+    is resolved (also when the runtime aborts it as a leak). ``stacklevel`` picks the
+    frame recorded as the reservation site (1 = the caller of ``reserve``), so a
+    library can report its user's line rather than its own.
+    """
+    from ._hub import current_hub
+
+    hub = current_hub()
+    task = hub.current
+    if task is None:
+        raise InvalidStateError("reserve() must be called inside a task")
+    ob = Obligation(hub, task, kind, name, _caller_site(stacklevel), on_commit, on_abort)
+    if task._obligations is None:
+        task._obligations = {}
+    task._obligations[ob.id] = ob
+    if hub._tracing:
+        hub._emit(tr.OBLIGATION_RESERVE, task.id, task._task_region.id, obligation=ob.id,
+                  kind=kind, site=ob.site)
+    return ob
+
+
+def abort_leaked(obligations, owner_id, where: str) -> list[Obligation]:
+    """Abort every still-reserved obligation as leaked; return them."""
+    leaked = [ob for ob in list(obligations) if ob.state == "reserved"]
+    for ob in leaked:
+        hub = ob._hub
+        if hub._tracing:
+            hub._emit(tr.OBLIGATION_LEAK, owner_id, None, obligation=ob.id, kind=ob.kind,
+                      site=ob.site, where=where)
+        ob._resolve_abort("leaked", "leaked")
+    return leaked
+
+
+def log_leak(leaked: list[Obligation], where: str) -> None:
+    for ob in leaked:
+        logger.warning("%s leaked obligation %d (%s) reserved at %s", where, ob.id, ob.kind, ob.site)

@@ -1,0 +1,175 @@
+"""Cancellation reasons: who asked a scope to stop, and why.
+
+A :class:`CancelReason` is recorded on the scope that was cancelled. Kinds are
+ordered by *severity*; a second request on the same scope can only strengthen the
+recorded reason (a more severe kind replaces a less severe one, an equally severe one
+keeps the first). Each kind carries a default *cleanup budget*: how many checkpoints
+and how much time the cancelled code gets to clean up once ``Cancelled`` has been
+delivered. More severe kinds get stricter budgets.
+
+Invariants:
+  * ``strengthen`` is monotone: the severity of the result is the maximum of both.
+  * a cause chain is bounded (``MAX_CAUSE_DEPTH``): deeper causes are cut off, so a
+    long cascade of cancellations cannot grow memory without bound.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+
+
+class CancelKind(enum.Enum):
+    """The kind of a cancellation request. ``severity`` orders them."""
+
+    USER = "user"
+    TIMEOUT = "timeout"
+    DEADLINE = "deadline"
+    POLL_QUOTA = "poll_quota"
+    COST_BUDGET = "cost_budget"
+    FAIL_FAST = "fail_fast"
+    RACE_LOST = "race_lost"
+    LINKED_EXIT = "linked_exit"
+    PARENT_CANCELLED = "parent_cancelled"
+    RESOURCE_UNAVAILABLE = "resource_unavailable"
+    SHUTDOWN = "shutdown"
+
+    @property
+    def severity(self) -> int:
+        return _SEVERITY[self]
+
+    @property
+    def cleanup_budget(self) -> CleanupBudget:
+        return DEFAULT_CLEANUP_BUDGETS[self]
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_SEVERITY = {
+    CancelKind.USER: 0,
+    CancelKind.TIMEOUT: 1,
+    CancelKind.DEADLINE: 1,
+    CancelKind.POLL_QUOTA: 2,
+    CancelKind.COST_BUDGET: 2,
+    CancelKind.FAIL_FAST: 3,
+    CancelKind.RACE_LOST: 3,
+    CancelKind.LINKED_EXIT: 3,
+    CancelKind.PARENT_CANCELLED: 4,
+    CancelKind.RESOURCE_UNAVAILABLE: 4,
+    CancelKind.SHUTDOWN: 5,
+}
+
+
+@dataclass(frozen=True)
+class CleanupBudget:
+    """How much cleanup a cancelled scope gets: ``polls`` checkpoints and ``seconds``
+    of (hub) time after ``Cancelled`` was delivered. When either runs out, every
+    further checkpoint raises ``Cancelled`` again, even inside ``masked()``."""
+
+    polls: int
+    seconds: float
+
+
+DEFAULT_CLEANUP_BUDGETS: dict[CancelKind, CleanupBudget] = {
+    CancelKind.USER: CleanupBudget(polls=1000, seconds=5.0),
+    CancelKind.TIMEOUT: CleanupBudget(polls=1000, seconds=5.0),
+    CancelKind.DEADLINE: CleanupBudget(polls=1000, seconds=5.0),
+    CancelKind.POLL_QUOTA: CleanupBudget(polls=500, seconds=2.0),
+    CancelKind.COST_BUDGET: CleanupBudget(polls=500, seconds=2.0),
+    CancelKind.FAIL_FAST: CleanupBudget(polls=300, seconds=2.0),
+    CancelKind.RACE_LOST: CleanupBudget(polls=300, seconds=2.0),
+    CancelKind.LINKED_EXIT: CleanupBudget(polls=300, seconds=2.0),
+    CancelKind.PARENT_CANCELLED: CleanupBudget(polls=200, seconds=1.0),
+    CancelKind.RESOURCE_UNAVAILABLE: CleanupBudget(polls=200, seconds=1.0),
+    CancelKind.SHUTDOWN: CleanupBudget(polls=100, seconds=1.0),
+}
+
+MAX_CAUSE_DEPTH = 8
+
+
+@dataclass(frozen=True)
+class CancelReason:
+    """Why a scope was cancelled.
+
+    ``origin_task`` and ``origin_region`` are ids (ints, deterministic per hub), not
+    objects, so a reason never keeps a finished task alive. ``time`` is hub time.
+    """
+
+    kind: CancelKind
+    message: str = ""
+    origin_task: int | None = None
+    origin_region: int | None = None
+    time: float | None = None
+    cause: CancelReason | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, CancelKind):
+            object.__setattr__(self, "kind", CancelKind(self.kind))
+        if self.cause is not None and self.cause.depth >= MAX_CAUSE_DEPTH:
+            object.__setattr__(self, "cause", self.cause.truncated(MAX_CAUSE_DEPTH - 1))
+
+    @property
+    def severity(self) -> int:
+        return self.kind.severity
+
+    @property
+    def depth(self) -> int:
+        """Length of the cause chain, this reason included."""
+        n, r = 1, self.cause
+        while r is not None:
+            n += 1
+            r = r.cause
+        return n
+
+    def truncated(self, depth: int) -> CancelReason:
+        """This reason with its cause chain cut to ``depth`` links in all."""
+        if depth <= 1 or self.cause is None:
+            return replace(self, cause=None)
+        return replace(self, cause=self.cause.truncated(depth - 1))
+
+    def strengthen(self, other: CancelReason | None) -> CancelReason:
+        """The stronger of ``self`` and ``other``: higher severity wins, ties keep ``self``."""
+        if other is None or other.kind.severity <= self.kind.severity:
+            return self
+        return other
+
+    def chain(self) -> list[CancelReason]:
+        out, r = [], self
+        while r is not None:
+            out.append(r)
+            r = r.cause
+        return out
+
+    def to_dict(self) -> dict:
+        d = {"kind": self.kind.value, "message": self.message,
+             "origin_task": self.origin_task, "origin_region": self.origin_region}
+        if self.cause is not None:
+            d["cause"] = self.cause.to_dict()
+        return d
+
+    def __str__(self) -> str:
+        s = self.kind.value
+        if self.message:
+            s += f" ({self.message})"
+        if self.cause is not None:
+            s += f" <- {self.cause}"
+        return s
+
+
+def as_reason(reason: CancelReason | CancelKind | str | None, default: CancelKind = CancelKind.USER,
+              **fields) -> CancelReason:
+    """Accept a reason, a kind, a kind name or a message, and return a ``CancelReason``.
+
+    A plain string that is not a kind name becomes the message of a ``default`` reason.
+    """
+    if isinstance(reason, CancelReason):
+        return reason
+    if isinstance(reason, CancelKind):
+        return CancelReason(reason, **fields)
+    if isinstance(reason, str):
+        try:
+            return CancelReason(CancelKind(reason), **fields)
+        except ValueError:
+            return CancelReason(default, message=reason, **fields)
+    return CancelReason(default, **fields)

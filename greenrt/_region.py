@@ -1,0 +1,353 @@
+"""Regions: task-owning scopes, the nurseries of this runtime.
+
+``with greenrt.region() as r: r.spawn(fn, *args)``. Leaving the block waits until
+every child has completed, so when the ``with`` statement ends the region is
+*quiescent*: no live children, no unresolved region obligations, no pending
+finalizers. No task outlives its region, and ``greenrt.run()`` returns only when the
+root region is closed.
+
+States::
+
+    open -> closing -> finalizing -> closed           (normal exit)
+    open | closing -> draining -> finalizing -> closed (after a cancellation)
+
+``spawn`` is accepted while ``open`` or ``closing`` (children may add siblings while
+the parent waits) and refused with ``RegionClosedError`` from ``draining`` on.
+
+Policies: ``fail_fast`` (default) cancels the region with reason ``fail_fast`` when a
+child fails (outcome ``err`` or ``panicked``) or when the body raises;
+``collect_all`` lets every child run to completion. Either way, every failure leaves
+the block together in one ``ExceptionGroup`` (``BaseExceptionGroup`` if a panic is
+among them), each exception with its original traceback. A cancellation caused by the
+region itself (``r.cancel()``, its budget's deadline, fail-fast) is absorbed; a
+cancellation of an enclosing scope passes through as ``Cancelled`` when nothing
+failed.
+
+Finalizers registered with ``defer`` run LIFO at close, after the children, in the
+owning task, inside ``masked()`` and under a *finalizer budget* (a time limit and a
+poll quota per finalizer): a finalizer that hangs is cancelled, and its failure is
+reported with the region's other errors.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from . import _trace as tr
+from ._budget import Budget
+from ._exceptions import Cancelled, InvariantViolation, ObligationLeak, RegionClosedError
+from ._hub import current_hub
+from ._outcome import Outcome
+from ._reason import CancelKind, CancelReason
+from ._scope import CancelScope, cancel_scope, masked
+
+POLICIES = ("fail_fast", "collect_all")
+
+
+@dataclass(frozen=True)
+class FinalizerBudget:
+    seconds: float = 5.0
+    polls: int = 1000
+
+
+_ALLOWED = {
+    "open": {"closing", "draining"},
+    "closing": {"draining", "finalizing"},
+    "draining": {"finalizing"},
+    "finalizing": {"closed"},
+    "closed": set(),
+}
+
+
+class Region:
+    """A task-owning scope. Create with ``greenrt.region(...)``; see module docs."""
+
+    def __init__(self, *, policy: str = "fail_fast", budget: Budget | None = None,
+                 name: str | None = None, leak_policy: str | None = None,
+                 finalizer_budget: FinalizerBudget | None = None):
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, not {policy!r}")
+        self.policy = policy
+        self.name = name
+        self.budget = budget
+        self.leak_policy = leak_policy
+        self.finalizer_budget = finalizer_budget or FinalizerBudget()
+        self.id = None
+        self._hub = None
+        self._owner = None
+        self._parent_region = None
+        self._scope: CancelScope | None = None
+        self._state = "new"
+        self._live: dict = {}
+        self._failures: list = []
+        self._finalizers: list = []
+        self._obligations: dict | None = None
+        self._waiter = None
+        self._stats = {"spawned": 0, "completed": 0, "failed": 0, "cancelled": 0}
+        self._body_cancelled = None
+
+    # -- public ---------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @property
+    def scope(self) -> CancelScope:
+        return self._scope
+
+    @property
+    def cancel_called(self) -> bool:
+        return self._scope is not None and self._scope._reason is not None
+
+    def children(self) -> list:
+        """The live child tasks, in spawn order."""
+        return list(self._live)
+
+    def spawn(self, fn, *args, name: str | None = None, budget: Budget | None = None):
+        """Start ``fn(*args)`` as a child task and return its ``Task``.
+
+        Not a checkpoint: the child runs when the caller next blocks. ``budget``
+        limits the child alone (met with the region's). Raises ``RegionClosedError``
+        once the region is draining. For keyword arguments use ``functools.partial``.
+        """
+        st = self._state
+        if st != "open" and st != "closing":
+            raise RegionClosedError(f"region {self.id} ({self.name}) is {st}: cannot spawn")
+        from ._task import Task
+
+        hub = self._hub
+        if name is None:
+            name = getattr(fn, "__qualname__", None) or repr(fn)
+        task = Task(hub, self, fn, args, name, budget)
+        self._live[task] = None
+        self._stats["spawned"] += 1
+        if hub._tracing:
+            hub._emit(tr.TASK_SPAWN, task.id, self.id, name=name,
+                      parent=hub.current.id if hub.current is not None else None)
+        hub._schedule(task)
+        return task
+
+    def cancel(self, reason=None) -> None:
+        """Cancel every child and the region's own block (default kind ``user``).
+
+        Not a checkpoint. The region absorbs the resulting ``Cancelled``.
+        """
+        self._scope.cancel(reason)
+
+    def defer(self, fn, *args) -> None:
+        """Register ``fn(*args)`` to run when the region closes, after its children,
+        LIFO, masked and under the finalizer budget."""
+        if self._owner is None:
+            raise RegionClosedError("the root region has no finalizers; open a region in main")
+        if self._state in ("finalizing", "closed"):
+            raise RegionClosedError(f"region {self.id} is {self._state}: cannot defer")
+        self._finalizers.append(functools.partial(fn, *args))
+
+    def reserve(self, kind: str, *, name: str | None = None, on_commit=None, on_abort=None):
+        """Reserve an obligation owned by the region: it must be resolved before the
+        region closes, or the close reports an ``ObligationLeak``. Not a checkpoint."""
+        from ._obligation import Obligation, _caller_site
+
+        ob = Obligation(self._hub, self, kind, name, _caller_site(1), on_commit, on_abort)
+        if self._obligations is None:
+            self._obligations = {}
+        self._obligations[ob.id] = ob
+        if self._hub._tracing:
+            self._hub._emit(tr.OBLIGATION_RESERVE, None, self.id, obligation=ob.id, kind=kind,
+                            site=ob.site)
+        return ob
+
+    def statistics(self) -> dict:
+        """Counts and state: live children, spawned, completed, failed, cancelled,
+        pending finalizers, unresolved region obligations."""
+        return {
+            "id": self.id, "name": self.name, "state": self._state, "policy": self.policy,
+            "live": len(self._live), **self._stats,
+            "finalizers_pending": len(self._finalizers),
+            "obligations_pending": len(self._obligations or ()),
+            "cancel_reason": str(self._scope._reason) if self._scope and self._scope._reason else None,
+        }
+
+    def __repr__(self) -> str:
+        return f"<Region {self.id} {self.name!r} {self._state} live={len(self._live)}>"
+
+    # -- internals ------------------------------------------------------------------
+
+    def _set_state(self, new: str) -> None:
+        if new not in _ALLOWED.get(self._state, ()):
+            raise InvariantViolation(f"region {self.id}: illegal transition {self._state} -> {new}")
+        self._state = new
+        hub = self._hub
+        if hub._tracing:
+            hub._emit(tr.REGION_STATE, self._owner.id if self._owner else None, self.id, state=new)
+
+    def _effective_leak_policy(self) -> str:
+        r = self
+        while r is not None:
+            if r.leak_policy is not None:
+                return r.leak_policy
+            r = r._parent_region
+        return self._hub.leak_policy
+
+    def _open(self, hub, owner, parent_scope) -> None:
+        self._hub = hub
+        self._owner = owner
+        self.id = hub._next_region_id()
+        scope = CancelScope(budget=self.budget, name=self.name)
+        scope._region = self
+        self._scope = scope
+        scope._attach(hub, owner, parent_scope)
+        scope._state = "entered"
+        if owner is not None:
+            owner._scope = scope
+            self._parent_region = owner._task_region
+        self._state = "open"
+        if hub._tracing:
+            hub._emit(tr.REGION_OPEN, owner.id if owner else None, self.id, name=self.name,
+                      policy=self.policy,
+                      parent=self._parent_region.id if self._parent_region else None)
+
+    def _child_done(self, task) -> None:
+        self._live.pop(task, None)
+        self._stats["completed"] += 1
+        out: Outcome = task._outcome
+        if out.is_failure:
+            self._stats["failed"] += 1
+            self._failures.append(out.value)
+            if self.policy == "fail_fast" and self._state in ("open", "closing"):
+                self._scope._request(CancelReason(
+                    CancelKind.FAIL_FAST, message=f"task {task.id} ({task.name}) failed: "
+                    f"{type(out.value).__name__}", origin_task=task.id, origin_region=self.id,
+                    time=self._hub.now()))
+        elif out.is_cancelled:
+            self._stats["cancelled"] += 1
+        if self._scope._reason is not None and self._state in ("open", "closing"):
+            self._set_state("draining")
+        if not self._live:
+            w = self._waiter
+            if w is not None and w._abort_fn is not None:
+                self._waiter = None
+                self._hub.reschedule(w, None)
+
+    def _wait_children(self) -> None:
+        from ._checkpoint import park
+
+        while self._live:
+            self._waiter = self._owner
+            park(_never_abort)
+        self._waiter = None
+
+    # -- context manager -------------------------------------------------------------
+
+    def __enter__(self) -> Region:
+        if self._state != "new":
+            raise InvariantViolation("a region can be entered only once")
+        hub = current_hub()
+        task = hub.current
+        if task is None:
+            raise InvariantViolation("regions are opened inside a task")
+        self._open(hub, task, task._scope)
+        return self
+
+    def __exit__(self, etype, exc, tb) -> bool:
+        owner = self._owner
+        if owner._scope is not self._scope:
+            raise InvariantViolation(f"region {self.id} exited out of order")
+        body_exc = exc
+        if exc is not None and not isinstance(exc, Cancelled) and self.policy == "fail_fast":
+            self._scope._request(CancelReason(
+                CancelKind.FAIL_FAST, message=f"region body raised {type(exc).__name__}",
+                origin_task=owner.id, origin_region=self.id, time=self._hub.now()))
+        if self._state == "open":
+            self._set_state("draining" if self._scope._reason is not None else "closing")
+        self._wait_children()
+        if self._state == "closing" and self._scope._reason is not None:
+            self._set_state("draining")
+        self._set_state("finalizing")
+        errors: list = []
+        self._run_finalizers(errors)
+        self._check_obligations(errors)
+        # Leave the scope: this catches a Cancelled aimed at the region itself.
+        owner._scope = self._scope._parent
+        self._scope._detach()
+        self._scope._state = "exited"
+        from ._scope import _finalize_scope
+
+        absorbed = False
+        if isinstance(body_exc, Cancelled) or isinstance(body_exc, BaseExceptionGroup):
+            try:
+                absorbed = _finalize_scope(owner, self._scope, body_exc)
+            except BaseException as rest:  # a group with the region's Cancelled split off
+                body_exc = rest
+        else:
+            _finalize_scope(owner, self._scope, None)
+        self._set_state("closed")
+        if self._hub._tracing:
+            self._hub._emit(tr.REGION_CLOSE, owner.id, self.id, failures=len(self._failures),
+                            errors=len(errors))
+        failures = self._failures + errors
+        if body_exc is not None and not absorbed and not isinstance(body_exc, Cancelled):
+            failures.insert(0, body_exc)
+        if failures:
+            msg = f"region {self.id}" + (f" ({self.name})" if self.name else "") + " failed"
+            if all(isinstance(e, Exception) for e in failures):
+                raise ExceptionGroup(msg, failures) from None
+            raise BaseExceptionGroup(msg, failures) from None
+        if absorbed:
+            return True
+        return False  # a Cancelled aimed elsewhere (or nothing) propagates unchanged
+
+    def _run_finalizers(self, errors: list) -> None:
+        fb = self.finalizer_budget
+        while self._finalizers:
+            fn = self._finalizers.pop()
+            with masked():
+                with cancel_scope(timeout=fb.seconds, budget=Budget(poll_quota=fb.polls)) as sc:
+                    try:
+                        fn()
+                    except Exception as e:  # reported with the region's errors
+                        errors.append(e)
+                        if self._hub._tracing:
+                            self._hub._emit(tr.FINALIZER_ERROR, self._owner.id, self.id,
+                                            error=type(e).__name__)
+                if sc.cancelled_caught:
+                    errors.append(TimeoutError(
+                        f"finalizer {getattr(fn.func, '__qualname__', fn)} exceeded its budget: "
+                        f"{sc.reason}"))
+
+    def _check_obligations(self, errors: list) -> None:
+        obs = self._obligations
+        if not obs:
+            return
+        from ._obligation import abort_leaked, log_leak
+
+        leaked = abort_leaked(obs.values(), None, f"region {self.id}")
+        self._obligations = None
+        if not leaked:
+            return
+        policy = self._effective_leak_policy()
+        if policy == "error":
+            errors.append(ObligationLeak(leaked, f"region {self.id}"))
+        elif policy == "log":
+            log_leak(leaked, f"region {self.id}")
+
+
+def _never_abort() -> bool:
+    # A region waiting for its children cannot stop waiting: cancellation reaches the
+    # children through the scope tree, and the wait ends when they have drained.
+    return False
+
+
+def region(*, policy: str = "fail_fast", budget: Budget | None = None, name: str | None = None,
+           leak_policy: str | None = None, finalizer_budget: FinalizerBudget | None = None) -> Region:
+    """Open a task-owning region: ``with greenrt.region() as r: r.spawn(fn)``.
+
+    Leaving the block is a checkpoint-free wait for every child (it cannot be
+    interrupted: cancellation reaches the children instead, and they drain within
+    their cleanup budgets). ``budget`` applies to the block and every child.
+    ``leak_policy`` (``error``/``log``/``abort``) is inherited by nested regions.
+    """
+    return Region(policy=policy, budget=budget, name=name, leak_policy=leak_policy,
+                  finalizer_budget=finalizer_budget)

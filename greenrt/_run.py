@@ -1,0 +1,114 @@
+"""``greenrt.run()``: the entry point that owns a hub from start to quiescence.
+
+``run(fn, *args)`` creates a hub (the real one unless told otherwise), opens the
+*root region*, spawns ``fn(*args)`` as the main task in it, and runs the scheduler
+until the root region has no live task. It returns the main task's value or raises
+its exception (``TaskCancelledError`` if it was cancelled for a reason other than a
+signal).
+
+Signals: when called in the main thread, SIGINT and SIGTERM (if their handlers are
+the defaults) are turned into a ``shutdown`` cancellation of the root region: every
+task drains within the ``shutdown`` cleanup budget, and then ``run`` raises
+``KeyboardInterrupt`` (SIGINT) or ``SystemExit(128 + signum)`` (SIGTERM). The
+handlers only set a flag and write to the hub's wake-up socket; the cancellation
+itself happens on the hub, between two tasks, never inside one.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from . import _trace as tr
+from ._exceptions import TaskCancelledError
+from ._hub import Hub, RealHub
+from ._reason import CancelKind, CancelReason
+from ._region import Region
+
+
+def _install_signals(hub: Hub):
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    wake_fd = getattr(hub.driver, "wakeup_fd", None)
+    saved = {}
+
+    def handler(signum, frame):
+        hub._signal_pending.append(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        cur = signal.getsignal(sig)
+        if cur in (signal.default_int_handler, signal.SIG_DFL):
+            saved[sig] = cur
+            signal.signal(sig, handler)
+    old_wake = None
+    if wake_fd is not None and saved:
+        old_wake = signal.set_wakeup_fd(wake_fd, warn_on_full_buffer=False)
+    return saved, old_wake, wake_fd is not None and bool(saved)
+
+
+def _restore_signals(state) -> None:
+    if state is None:
+        return
+    saved, old_wake, set_wake = state
+    for sig, h in saved.items():
+        signal.signal(sig, h)
+    if set_wake:
+        signal.set_wakeup_fd(old_wake)
+
+
+def run(fn, *args, instruments=(), leak_policy: str = "error", hub: Hub | None = None,
+        handle_signals: bool = True):
+    """Run ``fn(*args)`` as the main task of a new hub and return its result.
+
+    ``instruments`` receive trace events; ``leak_policy`` is the default obligation
+    leak policy (``"error"``, ``"log"`` or ``"abort"``); ``hub`` substitutes another
+    hub implementation (the lab passes its own). Returns only when every task has
+    completed (the root region is closed).
+    """
+    if hub is None:
+        hub = RealHub(instruments=instruments, leak_policy=leak_policy)
+    else:
+        for inst in instruments:
+            hub.add_instrument(inst)
+    hub._enter()
+    signals = None
+    received: list[int] = []
+    try:
+        root = Region(name="root", policy="fail_fast")
+        root._open(hub, None, None)
+        hub.root_region = root
+
+        def handle_signals_on_hub():
+            sigs = list(hub._signal_pending)
+            hub._signal_pending.clear()
+            for s in sigs:
+                received.append(s)
+                if hub._tracing:
+                    hub._emit(tr.SIGNAL, None, root.id, signum=int(s))
+                root._scope._request(CancelReason(
+                    CancelKind.SHUTDOWN, message=f"signal {signal.Signals(s).name}",
+                    origin_region=root.id, time=hub.now()))
+
+        hub._handle_signals = handle_signals_on_hub
+        if handle_signals:
+            signals = _install_signals(hub)
+        main = root.spawn(fn, *args, name=getattr(fn, "__qualname__", "main"))
+        hub._run_until(lambda: not root._live)
+        root._state = "closed"
+        if hub._tracing:
+            hub._emit(tr.REGION_CLOSE, None, root.id, failures=len(root._failures), errors=0)
+    finally:
+        _restore_signals(signals)
+        hub._exit()
+        hub.close()
+    outcome = main.outcome
+    if received:
+        first = received[0]
+        if first == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + int(first))
+    if outcome.is_ok:
+        return outcome.value
+    if outcome.is_cancelled:
+        raise TaskCancelledError(outcome.value)
+    raise outcome.value

@@ -1,0 +1,501 @@
+"""Cancel scopes: where cancellation is requested, delivered and finalized.
+
+Theory of operation
+-------------------
+Every piece of running code sits inside a stack of *scopes*. Each task has a root
+scope (the ``Task`` object itself); ``cancel_scope()``, ``move_on_after()``,
+``masked()`` and every region push more. A region's scope is owned by the task that
+runs the ``with`` block, and the root scopes of the region's children hang below it,
+so the scopes of all tasks form one tree that mirrors the region tree.
+
+Cancellation has three phases:
+
+1. **Request.** ``scope.cancel(reason)`` records the reason on the scope (a second
+   request only strengthens it) and walks the scope's subtree. Every task found is
+   marked ``_pending`` and, if it is parked in a blocking call and the cancellation is
+   deliverable, its wait is aborted so it wakes in the cancel lane. Crossing into a
+   child task, the request is *materialized* on the child's root scope: with the same
+   reason when the cancelled scope is the child's own region, otherwise as
+   ``parent_cancelled`` whose cause is the original reason. Shielded scopes
+   (``masked()``) stop the walk.
+
+2. **Drain.** At its next checkpoint the task computes its *target*: the outermost
+   scope of its own stack that has a reason and was not delivered yet, looking no
+   further out than the innermost ``masked()`` section. It raises
+   ``Cancelled(reason)`` aimed at that scope, marks the scope delivered and starts a
+   *drain*: the reason kind's cleanup budget (a poll count and a time limit). While
+   draining, checkpoints do not raise for that scope again, so cleanup may block.
+   When the budget is spent, every checkpoint raises ``Cancelled`` again, masked or
+   not: cleanup is bounded even for code that swallows ``Cancelled``.
+
+3. **Finalize.** The targeted scope catches its own ``Cancelled`` when it exits
+   (``move_on_after`` continues after the block, ``fail_after`` raises
+   ``TooSlowError``, a task completes ``cancelled(reason)``); its drain ends and the
+   trace records ``cancel.finalize``.
+
+Invariants: a ``Cancelled`` is caught only by the scope it targets; scopes exit in
+strict LIFO order per task (anything else raises ``InvariantViolation``); a scope is
+delivered at most once (exhaustion re-raises are not new deliveries).
+
+Hazards: the walk in (1) is proportional to the size of the cancelled subtree; it
+uses insertion-ordered dicts, never sets, so the order tasks are woken in is
+deterministic.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import _trace as tr
+from ._budget import Budget
+from ._exceptions import Cancelled, InvariantViolation, LimitExceeded, TooSlowError
+from ._reason import CancelKind, CancelReason, CleanupBudget, as_reason
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._task import Task
+
+MAX_MASK_DEPTH = 16
+
+
+class _Drain:
+    """Cleanup budget of one delivered cancellation."""
+
+    __slots__ = ("scope", "polls_left", "timer", "exhausted", "reported")
+
+    def __init__(self, scope: CancelScope, polls: int):
+        self.scope = scope
+        self.polls_left = polls
+        self.timer = None
+        self.exhausted = False
+        self.reported = False
+
+
+class CancelScope:
+    """A region of code that can be cancelled as a unit, with an optional budget.
+
+    Use the helpers rather than the class: ``cancel_scope()``, ``move_on_after()``,
+    ``fail_after()``, ``masked()``. After the block, ``cancelled_caught`` tells whether
+    the scope's own cancellation ended it, and ``reason`` holds its reason.
+    """
+
+    __slots__ = (
+        "id", "_sid", "name", "_hub", "_owner", "_parent", "_children", "_reason", "_delivered",
+        "_shield", "_deadline", "_deadline_eff", "_deadline_kind", "_timer", "_polls_left",
+        "_cost_left", "_quota_chain", "_priority", "_region", "_cleanup", "_fail_on_timeout",
+        "cancelled_caught", "_state",
+    )
+
+    def __init__(self, *, deadline: float | None = None, budget: Budget | None = None,
+                 shield: bool = False, name: str | None = None,
+                 deadline_kind: CancelKind = CancelKind.DEADLINE,
+                 cleanup: CleanupBudget | None = None):
+        self.id = None
+        self._sid = None
+        self.name = name
+        self._hub = None
+        self._owner = None
+        self._parent = None
+        self._children: dict = {}
+        self._reason: CancelReason | None = None
+        self._delivered = False
+        self._shield = shield
+        if budget is not None and budget.deadline is not None:
+            deadline = budget.deadline if deadline is None else min(deadline, budget.deadline)
+        self._deadline = deadline
+        self._deadline_eff = deadline
+        self._deadline_kind = deadline_kind
+        self._timer = None
+        self._polls_left = budget.poll_quota if budget is not None else None
+        self._cost_left = budget.cost_quota if budget is not None else None
+        self._quota_chain: tuple = ()
+        self._priority = budget.priority if budget is not None else None
+        self._region = None
+        self._cleanup = cleanup
+        self._fail_on_timeout = False
+        self.cancelled_caught = False
+        self._state = "new"
+
+    # -- public surface -------------------------------------------------------------
+
+    @property
+    def reason(self) -> CancelReason | None:
+        """The recorded cancellation reason, or ``None``."""
+        return self._reason
+
+    @property
+    def cancel_called(self) -> bool:
+        return self._reason is not None
+
+    @property
+    def deadline(self) -> float | None:
+        """This scope's own deadline (hub time), or ``None``."""
+        return self._deadline
+
+    def cancel(self, reason: CancelReason | CancelKind | str | None = None) -> None:
+        """Request cancellation of everything inside this scope.
+
+        Not a checkpoint; never blocks. ``reason`` may be a ``CancelReason``, a
+        ``CancelKind``, a kind name, or a message (kind ``user``). Calling it again
+        can only strengthen the recorded reason.
+        """
+        hub = self._hub
+        if hub is None:
+            raise InvariantViolation("cancel() on a scope that was never entered")
+        cur = hub.current
+        self._request(as_reason(reason, origin_task=cur.id if cur is not None else None,
+                                origin_region=_region_id(self), time=hub.now()))
+
+    # -- entering and leaving -------------------------------------------------------
+
+    def _attach(self, hub, owner, parent) -> None:
+        self._hub = hub
+        self._owner = owner
+        self._parent = parent
+        self.id = self._sid = hub._next_scope_id()
+        if parent is not None:
+            parent._children[self] = None
+            pd = parent._deadline_eff
+            if pd is not None and (self._deadline_eff is None or pd < self._deadline_eff):
+                self._deadline_eff = pd
+            chain = parent._quota_chain
+        else:
+            chain = ()
+        if self._polls_left is not None or self._cost_left is not None:
+            chain = chain + (self,)
+        self._quota_chain = chain
+        if self._deadline is not None:
+            if self._deadline <= hub.now():
+                self._on_deadline()
+            else:
+                self._timer = hub.call_at(self._deadline, self._on_deadline)
+
+    def _detach(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        parent = self._parent
+        if parent is not None:
+            parent._children.pop(self, None)
+
+    def __enter__(self) -> CancelScope:
+        if self._state != "new":
+            raise InvariantViolation("a cancel scope can be entered only once")
+        from ._hub import current_hub
+
+        hub = current_hub()
+        task = hub.current
+        if task is None:
+            raise InvariantViolation("cancel scopes are entered inside a task")
+        if self._shield:
+            depth = 0
+            s = task._scope
+            while s is not None and s._owner is task:
+                if s._shield:
+                    depth += 1
+                s = s._parent
+            if depth >= MAX_MASK_DEPTH:
+                raise LimitExceeded("mask_depth", depth + 1, MAX_MASK_DEPTH)
+        self._attach(hub, task, task._scope)
+        task._scope = self
+        self._state = "entered"
+        return self
+
+    def __exit__(self, etype, exc, tb) -> bool:
+        task = self._owner
+        if task._scope is not self:
+            raise InvariantViolation(
+                f"cancel scope {self._sid} exited out of order (innermost is {task._scope._sid})")
+        task._scope = self._parent
+        self._detach()
+        self._state = "exited"
+        return _finalize_scope(task, self, exc)
+
+    # -- cancellation ---------------------------------------------------------------
+
+    def _on_deadline(self) -> None:
+        self._timer = None
+        hub = self._hub
+        kind = self._deadline_kind
+        self._request(CancelReason(kind, message=f"{kind.value} {self._deadline:.6f} reached",
+                                   origin_region=_region_id(self), time=hub.now()))
+
+    def _request(self, reason: CancelReason) -> None:
+        old = self._reason
+        new = reason if old is None else old.strengthen(reason)
+        if new is old:
+            return
+        self._reason = new
+        hub = self._hub
+        if hub._tracing:
+            owner = self._owner
+            hub._emit(tr.CANCEL_REQUEST, owner.id if owner is not None else None,
+                      _region_id(self), scope=self._sid, reason=new.to_dict(),
+                      strengthened=old is not None)
+        _propagate(self, new)
+
+
+def _region_id(scope: CancelScope | None):
+    while scope is not None:
+        if scope._region is not None:
+            return scope._region.id
+        scope = scope._parent
+    return None
+
+
+def _propagate(scope: CancelScope, reason: CancelReason) -> None:
+    """Wake every task under ``scope`` and materialize the request on child roots."""
+    owner = scope._owner
+    if owner is not None:
+        _notify(owner)
+    stack = [scope]
+    while stack:
+        s = stack.pop()
+        for child in list(s._children):
+            if child._shield:
+                continue
+            if child._owner is child:  # the root scope of another task
+                if s is scope and scope._region is not None:
+                    derived = reason
+                else:
+                    derived = CancelReason(CancelKind.PARENT_CANCELLED,
+                                           message=f"scope {scope._sid} cancelled",
+                                           origin_task=reason.origin_task,
+                                           origin_region=_region_id(scope),
+                                           time=reason.time, cause=reason)
+                child._request(derived)
+            else:
+                stack.append(child)
+
+
+def effective_reason(scope: CancelScope | None) -> CancelReason | None:
+    """The reason that cancels code at ``scope``, looking outward up to a shield."""
+    s = scope
+    while s is not None:
+        if s._reason is not None:
+            return s._reason
+        if s._shield:
+            return None
+        s = s._parent
+    return None
+
+
+def _notify(task: Task) -> None:
+    if task._state_done:
+        return
+    task._pending = True
+    if task._reason is not None:
+        task._note_cancel_requested()
+    abort = task._abort_fn
+    if abort is not None and _find_target(task) is not None:
+        if abort():
+            task._abort_fn = None
+            task._hub._reschedule_cancel(task)
+
+
+def _find_target(task: Task):
+    """The scope a ``Cancelled`` would be aimed at now, or ``None``.
+
+    An exhausted drain is always a target (bounded cleanup pierces masks).
+    """
+    for d in task._drains:
+        if d.exhausted:
+            return d
+    target = None
+    s = task._scope
+    while s is not None and s._owner is task:
+        if s._reason is not None and not s._delivered:
+            target = s
+        if s._shield:
+            break
+        s = s._parent
+    return target
+
+
+def _any_undelivered(task: Task) -> bool:
+    s = task._scope
+    while s is not None and s._owner is task:
+        if s._reason is not None and not s._delivered:
+            return True
+        s = s._parent
+    return False
+
+
+def deliver_pending(task: Task) -> None:
+    """Raise the pending ``Cancelled`` for ``task`` if there is one to deliver."""
+    target = _find_target(task)
+    if target is None:
+        task._pending = _any_undelivered(task)
+        return
+    hub = task._hub
+    if isinstance(target, _Drain):
+        scope = target.scope
+        if not target.reported:
+            target.reported = True
+            if hub._tracing:
+                hub._emit(tr.CANCEL_EXHAUSTED, task.id, _region_id(scope), scope=scope._sid,
+                          reason=scope._reason.to_dict())
+        raise Cancelled(scope._reason, scope, cleanup_exhausted=True)
+    scope = target
+    scope._delivered = True
+    reason = scope._reason
+    cb = scope._cleanup or reason.kind.cleanup_budget
+    d = _Drain(scope, cb.polls)
+    d.timer = hub.call_at(hub.now() + cb.seconds, _drain_timeout, task, d)
+    task._drains.append(d)
+    task._pending = _any_undelivered(task)
+    if scope is task:
+        task._note_cancelling()
+    if hub._tracing:
+        hub._emit(tr.CANCEL_DRAIN, task.id, _region_id(scope), scope=scope._sid,
+                  reason=reason.to_dict(), cleanup_polls=cb.polls, cleanup_seconds=cb.seconds)
+    raise Cancelled(reason, scope)
+
+
+def _drain_timeout(task: Task, d: _Drain) -> None:
+    d.timer = None
+    if d in task._drains:
+        d.exhausted = True
+        _notify(task)
+
+
+def charge_polls(task: Task) -> None:
+    """Charge one poll to the task's drain or its enclosing poll quotas."""
+    drains = task._drains
+    if drains:
+        for d in drains:
+            d.polls_left -= 1
+            if d.polls_left < 0:
+                d.exhausted = True
+                task._pending = True
+        return
+    for s in task._scope._quota_chain:
+        if s._polls_left is not None:
+            s._polls_left -= 1
+            if s._polls_left < 0:
+                hub = s._hub
+                s._request(CancelReason(CancelKind.POLL_QUOTA, message="poll quota exhausted",
+                                        origin_task=task.id, origin_region=_region_id(s),
+                                        time=hub.now()))
+
+
+def charge_cost(task: Task, n: int) -> None:
+    for s in task._scope._quota_chain:
+        if s._cost_left is not None:
+            s._cost_left -= n
+            if s._cost_left < 0:
+                hub = s._hub
+                s._request(CancelReason(CancelKind.COST_BUDGET, message="cost budget exhausted",
+                                        origin_task=task.id, origin_region=_region_id(s),
+                                        time=hub.now()))
+
+
+def _end_drain(task: Task, scope: CancelScope) -> None:
+    drains = task._drains
+    for i in range(len(drains) - 1, -1, -1):
+        d = drains[i]
+        if d.scope is scope:
+            if d.timer is not None:
+                d.timer.cancel()
+            del drains[i]
+    # An exhausted drain of an inner scope means nothing once that scope is gone.
+
+
+def _finalize_scope(task: Task, scope: CancelScope, exc: BaseException | None) -> bool:
+    """Common exit path of a scope: end its drain, catch its own ``Cancelled``."""
+    if task._drains:
+        _end_drain(task, scope)
+    caught = False
+    if exc is not None:
+        if isinstance(exc, Cancelled):
+            caught = exc._scope is scope
+        elif isinstance(exc, BaseExceptionGroup):
+            match, rest = exc.split(lambda e: isinstance(e, Cancelled) and e._scope is scope)
+            if match is not None:
+                scope.cancelled_caught = True
+                _trace_finalize(task, scope)
+                if rest is not None:
+                    raise rest
+                caught = True
+                exc = None
+    if caught:
+        scope.cancelled_caught = True
+        _trace_finalize(task, scope)
+        if scope._fail_on_timeout and exc is not None:
+            raise TooSlowError(f"deadline reached: {scope._reason}") from exc
+        return True
+    if scope._delivered:
+        _trace_finalize(task, scope)
+    return False
+
+
+def _trace_finalize(task, scope) -> None:
+    hub = task._hub
+    if hub._tracing:
+        r = scope._reason
+        hub._emit(tr.CANCEL_FINALIZE, task.id, _region_id(scope), scope=scope._sid,
+                  reason=r.to_dict() if r is not None else None)
+
+
+# -- user-facing helpers ---------------------------------------------------------------
+
+
+def cancel_scope(*, deadline: float | None = None, timeout: float | None = None,
+                 budget: Budget | None = None, name: str | None = None,
+                 shield: bool = False) -> CancelScope:
+    """A cancellable block with an optional deadline, timeout and budget.
+
+    ``with cancel_scope(timeout=2) as s: ...`` — when the timeout expires the block is
+    cancelled with kind ``timeout`` (``deadline`` for an absolute ``deadline``);
+    the scope catches its own ``Cancelled`` and execution continues after the block
+    with ``s.cancelled_caught`` true. ``budget`` adds poll and cost quotas.
+    ``shield=True`` hides cancellations of enclosing scopes from the block (like
+    ``masked()``). Entering and leaving are not checkpoints.
+    """
+    from ._hub import current_hub
+
+    kind = CancelKind.DEADLINE
+    if timeout is not None:
+        d = current_hub().now() + timeout
+        if deadline is None or d < deadline:
+            deadline = d
+            kind = CancelKind.TIMEOUT
+    return CancelScope(deadline=deadline, budget=budget, name=name, shield=shield,
+                       deadline_kind=kind)
+
+
+def move_on_after(seconds: float, *, name: str | None = None) -> CancelScope:
+    """``cancel_scope(timeout=seconds)``: give up on the block after ``seconds``."""
+    return cancel_scope(timeout=seconds, name=name)
+
+
+def move_on_at(deadline: float, *, name: str | None = None) -> CancelScope:
+    """``cancel_scope(deadline=deadline)``: give up on the block at hub time ``deadline``."""
+    return cancel_scope(deadline=deadline, name=name)
+
+
+def fail_after(seconds: float, *, name: str | None = None) -> CancelScope:
+    """Like ``move_on_after`` but raise ``TooSlowError`` (a ``TimeoutError``) when the
+    timeout cancels the block."""
+    s = cancel_scope(timeout=seconds, name=name)
+    s._fail_on_timeout = True
+    return s
+
+
+def fail_at(deadline: float, *, name: str | None = None) -> CancelScope:
+    """Like ``move_on_at`` but raise ``TooSlowError`` when the deadline cancels the block."""
+    s = cancel_scope(deadline=deadline, name=name)
+    s._fail_on_timeout = True
+    return s
+
+
+def masked(*, name: str | None = None) -> CancelScope:
+    """Defer delivery of cancellations requested on enclosing scopes.
+
+    Inside ``with masked():`` checkpoints still yield and still charge budgets, but a
+    cancellation of an *enclosing* scope is held back and delivered at the first
+    checkpoint after the block. Scopes opened inside the mask still work (a
+    ``move_on_after`` inside a mask times out normally). Two things pierce a mask: the
+    exhaustion of a cleanup budget (cleanup is always bounded) and nothing else.
+    Nesting is bounded by ``MAX_MASK_DEPTH`` (16); deeper raises ``LimitExceeded``.
+    """
+    return CancelScope(shield=True, name=name or "masked")

@@ -1,0 +1,306 @@
+"""Tasks: units of work running in their own greenlet, each owned by one region.
+
+A task's life::
+
+    created -> running -> finalizing -> completed(outcome)
+    created/running -> cancel_requested -> cancelling -> finalizing -> completed
+
+``cancel_requested`` means a cancellation is recorded on the task's root scope;
+``cancelling`` means ``Cancelled`` has been delivered and the task is draining; a
+task that finishes before a requested cancellation is delivered goes straight from
+``cancel_requested`` to ``finalizing``. Any other transition is a bug and raises
+``InvariantViolation``.
+
+A task *is* its own root cancel scope (``Task`` subclasses ``CancelScope``): one
+object per spawn instead of two, which matters when spawning is a hot path.
+
+Greenlets are reused. A task gets a greenlet only when it first runs, from the hub's
+free list; when it completes, its greenlet goes back to the list. Everything a task
+could leave behind in a greenlet is reset before the next task runs on it: the
+``contextvars`` context is replaced by the new task's (copied from its spawner at
+spawn time), the exception state is clean because the body runs inside a
+``try``/``except`` that has fully unwound, and all per-task runtime state lives on the
+``Task`` object, never on the greenlet.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import enum
+
+from greenlet import getcurrent
+
+from . import _trace as tr
+from ._exceptions import Cancelled, InvalidStateError, InvariantViolation, ObligationLeak
+from ._outcome import Outcome
+from ._reason import CancelReason
+from ._scope import CancelScope, _end_drain, effective_reason
+
+
+class TaskState(enum.StrEnum):
+    CREATED = "created"
+    RUNNING = "running"
+    CANCEL_REQUESTED = "cancel_requested"
+    CANCELLING = "cancelling"
+    FINALIZING = "finalizing"
+    COMPLETED = "completed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_S = TaskState
+_ALLOWED = {
+    _S.CREATED: frozenset({_S.RUNNING, _S.CANCEL_REQUESTED}),
+    _S.RUNNING: frozenset({_S.CANCEL_REQUESTED, _S.FINALIZING}),
+    _S.CANCEL_REQUESTED: frozenset({_S.CANCELLING, _S.FINALIZING}),
+    _S.CANCELLING: frozenset({_S.FINALIZING}),
+    _S.FINALIZING: frozenset({_S.COMPLETED}),
+    _S.COMPLETED: frozenset(),
+}
+
+
+class Task(CancelScope):
+    """A task. Created by ``Region.spawn``; never construct one directly.
+
+    ``id`` is sequential per hub (deterministic), ``name`` defaults to the function's
+    qualified name. ``state`` and, once completed, ``outcome`` are public.
+    """
+
+    __slots__ = (
+        "_fn", "_args", "_tstate", "_outcome", "_task_region", "_glet", "_scope", "_pending",
+        "_abort_fn", "_resume", "_queued", "_drains", "_obligations", "_context", "_waiters",
+        "_state_done", "_done_callbacks", "_started", "_spawn_budget", "__weakref__",
+    )
+
+    def __init__(self, hub, region, fn, args, name, budget=None):
+        CancelScope.__init__(self, budget=budget)
+        self._fn = fn
+        self._args = args
+        self.name = name
+        self._tstate = _S.CREATED
+        self._outcome = None
+        self._task_region = region
+        self._glet = None
+        self._scope = self
+        self._pending = False
+        self._abort_fn = None
+        self._resume = None
+        self._queued = False
+        self._drains = []
+        self._obligations = None
+        self._context = contextvars.copy_context()
+        self._waiters = None
+        self._state_done = False
+        self._done_callbacks = None
+        self._started = False
+        self._spawn_budget = budget
+        self._state = "entered"
+        self._attach(hub, self, region._scope)
+        self.id = hub._next_task_id()
+        rs = region._scope
+        inherited = effective_reason(rs)
+        if inherited is not None:
+            self._request(inherited if rs._reason is inherited else CancelReason(
+                "parent_cancelled", message=f"spawned into cancelled scope {rs._sid}",
+                origin_region=region.id, time=hub.now(), cause=inherited))
+
+    # -- public -------------------------------------------------------------------------
+
+    @property
+    def state(self) -> TaskState:
+        return self._tstate
+
+    @property
+    def outcome(self) -> Outcome | None:
+        """The outcome once completed, else ``None``."""
+        return self._outcome
+
+    @property
+    def region(self):
+        return self._task_region
+
+    @property
+    def done(self) -> bool:
+        return self._state_done
+
+    def cancel(self, reason=None) -> None:  # noqa: D401 - same contract as the scope's
+        """Request cancellation of this task (default kind ``user``).
+
+        Not a checkpoint. The task receives ``Cancelled`` at its next checkpoint, or at
+        once if it is blocked. No effect on a completed task.
+        """
+        if self._state_done:
+            return
+        CancelScope.cancel(self, reason)
+
+    def join(self):
+        """Wait for the task to complete and return its value.
+
+        Raises the task's exception if it failed, ``TaskCancelledError`` if it was
+        cancelled. A checkpoint. Cancelling the joiner leaves the task untouched (it
+        keeps running in its region); joining can be retried.
+        """
+        from ._checkpoint import checkpoint, park
+
+        if not self._state_done:
+            me = self._hub.current
+            if me is self:
+                raise InvalidStateError("a task cannot join itself")
+            if self._waiters is None:
+                self._waiters = {}
+            self._waiters[me] = None
+
+            def abort():
+                self._waiters.pop(me, None)
+                return True
+
+            park(abort)
+        else:
+            checkpoint()
+        return self._outcome.unwrap()
+
+    def add_done_callback(self, fn) -> None:
+        """Call ``fn(task)`` (on the hub, not a checkpoint) when the task completes."""
+        if self._state_done:
+            fn(self)
+            return
+        if self._done_callbacks is None:
+            self._done_callbacks = []
+        self._done_callbacks.append(fn)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.id} {self.name!r} {self._tstate.value}>"
+
+    # -- state machine ------------------------------------------------------------------
+
+    def _transition(self, new: TaskState) -> None:
+        old = self._tstate
+        if new not in _ALLOWED[old]:
+            raise InvariantViolation(f"task {self.id}: illegal transition {old} -> {new}")
+        self._tstate = new
+
+    def _note_cancel_requested(self) -> None:
+        if self._tstate is _S.RUNNING or self._tstate is _S.CREATED:
+            self._transition(_S.CANCEL_REQUESTED)
+
+    def _note_cancelling(self) -> None:
+        if self._tstate is _S.CANCEL_REQUESTED:
+            self._transition(_S.CANCELLING)
+
+
+def _worker_main(task: Task) -> None:
+    """Body of every task greenlet: run tasks until the free list is full."""
+    hub = task._hub
+    hub_glet = hub._glet
+    free = hub._free_glets
+    me = getcurrent()
+    while True:
+        _run_task(task)
+        task = None
+        if len(free) >= hub.free_greenlet_limit:
+            return
+        free.append(me)
+        task = hub_glet.switch()
+
+
+def _run_task(task: Task) -> None:
+    hub = task._hub
+    task._started = True
+    if task._tstate is _S.CREATED:
+        task._tstate = _S.RUNNING
+    if hub._tracing:
+        hub._emit(tr.TASK_START, task.id, task._task_region.id, name=task.name)
+    try:
+        value = task._fn(*task._args)
+    except Cancelled as exc:
+        if exc._scope is task:
+            outcome = Outcome.cancelled(exc.reason)
+            task.cancelled_caught = True
+        else:
+            outcome = Outcome.panicked(InvariantViolation(
+                f"task {task.id} ({task.name}) let a Cancelled aimed at scope "
+                f"{getattr(exc._scope, 'id', None)} escape"))
+            outcome.value.__cause__ = exc
+    except Exception as exc:
+        outcome = Outcome.err(exc)
+    except BaseException as exc:  # noqa: BLE001 - panics are outcomes too
+        outcome = Outcome.panicked(exc)
+    else:
+        outcome = Outcome.ok(value)
+    _finish(task, outcome)
+
+
+def _finish(task: Task, outcome: Outcome) -> None:
+    hub = task._hub
+    task._transition(_S.FINALIZING)
+    if task._scope is not task:
+        # Scopes are with-blocks, so this means a scope object was exited by hand.
+        outcome = outcome.join(Outcome.panicked(InvariantViolation(
+            f"task {task.id} completed inside an unexited scope")))
+        task._scope = task
+    if task._drains:
+        for d in task._drains:
+            _end_drain(task, d.scope)
+    obs = task._obligations
+    if obs:
+        outcome = _handle_leaks(task, outcome)
+    if task._drains or task._reason is not None and task._delivered:
+        from ._scope import _trace_finalize
+
+        _trace_finalize(task, task)
+    task._detach()
+    task._outcome = outcome
+    task._tstate = _S.COMPLETED
+    task._state_done = True
+    task._abort_fn = None
+    if hub._tracing:
+        hub._emit(tr.TASK_COMPLETE, task.id, task._task_region.id, outcome=repr_outcome(outcome))
+    # Release what the task held so a finished task keeps nothing alive.
+    task._fn = None
+    task._args = None
+    task._context = None
+    task._glet = None
+    task._task_region._child_done(task)
+    waiters = task._waiters
+    if waiters:
+        task._waiters = None
+        for w in waiters:
+            if w._abort_fn is not None:
+                hub.reschedule(w, None)
+    cbs = task._done_callbacks
+    if cbs:
+        task._done_callbacks = None
+        for cb in cbs:
+            cb(task)
+
+
+def _handle_leaks(task: Task, outcome: Outcome) -> Outcome:
+    from ._obligation import abort_leaked
+
+    leaked = abort_leaked(task._obligations.values(), task.id, f"task {task.id} ({task.name})")
+    task._obligations = None
+    if not leaked:
+        return outcome
+    policy = task._task_region._effective_leak_policy()
+    if policy == "error":
+        err = ObligationLeak(leaked, f"task {task.id} ({task.name})")
+        if outcome.is_ok:
+            return Outcome.err(err)
+        if outcome.value is not None and isinstance(outcome.value, BaseException):
+            outcome.value.add_note(str(err))
+    elif policy == "log":
+        from ._obligation import log_leak
+
+        log_leak(leaked, f"task {task.id} ({task.name})")
+    return outcome
+
+
+def repr_outcome(outcome: Outcome) -> str:
+    kind = outcome.kind.name.lower()
+    v = outcome.value
+    if outcome.is_ok:
+        return kind
+    if outcome.is_cancelled:
+        return f"{kind}:{v.kind.value}"
+    return f"{kind}:{type(v).__name__}"
