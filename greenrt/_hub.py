@@ -182,6 +182,17 @@ class Hub:
     def _has_io_waiters(self) -> bool:
         return False
 
+    # -- seams for the lab ----------------------------------------------------------
+
+    #: The network implementation used by ``greenrt.net`` (real sockets on the real
+    #: hub, the simulated network under the lab). Set by subclasses.
+    network = None
+
+    def check_nondeterminism(self, what: str) -> None:
+        """Called before anything nondeterministic happens on this hub (a real
+        thread, a real socket, a wall-clock read). The real hub allows everything;
+        the lab hub in strict mode raises an error naming ``what``."""
+
     # -- scheduling ---------------------------------------------------------------------
 
     def _schedule(self, task) -> None:
@@ -379,6 +390,16 @@ class RealHub(Hub):
         from ._driver import SelectorDriver
 
         self.driver = SelectorDriver(self)
+        self._network = None
+
+    @property
+    def network(self):
+        """The real network (sockets through the epoll driver), created on first use."""
+        if self._network is None:
+            from .net._real import RealNetwork
+
+            self._network = RealNetwork(self)
+        return self._network
 
     def now(self) -> float:
         return time.monotonic()
