@@ -47,6 +47,8 @@ from ._scope import (
 )
 from ._task import Task, TaskState
 from ._trace import TraceEvent, TraceRing
+from .sync import CapacityLimiter, Event
+from .threads import from_thread, to_thread
 
 __version__ = "0.1.0"
 
@@ -91,3 +93,4 @@ __all__ = [
     "fail_at", "masked", "move_on_after", "move_on_at", "now", "region", "reserve", "run",
     "sleep", "sleep_forever", "sleep_until",
 ]
+__all__ += ["CapacityLimiter", "Event", "from_thread", "to_thread"]
