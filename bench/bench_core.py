@@ -1,0 +1,548 @@
+"""Core runtime benchmarks: greenrt against gevent, asyncio, uvloop, trio and the floor.
+
+Three cases, every peer side by side in one run, each (case, peer) in a fresh
+subprocess so no peer inherits another's state (gevent's hub, a warmed allocator,
+memory already touched):
+
+``spawn``  spawn+join of 100,000 trivial tasks: greenrt (``with greenrt.region() as
+           r: spawn``, leave the block), gevent (``spawn`` + ``joinall``), asyncio
+           ``TaskGroup`` on the default loop and on uvloop, a trio nursery, and the
+           bare greenlet hub (``bare_hub.py``: a deque and a greenlet free list).
+           Reported in microseconds per task (lower is better).
+``yield``  ping-pong between two tasks, each doing N yields: ``greenrt.checkpoint()``,
+           the bare greenlet hub, ``gevent.sleep(0)``, ``asyncio.sleep(0)`` (default
+           loop, uvloop), ``trio.sleep(0)``; and raw ``greenlet.switch`` between two
+           greenlets with no hub. A *round trip* is one yield and the return of
+           control (two greenlet switches on a greenlet hub: task -> hub -> next
+           task); two tasks doing N yields each make 2N round trips. The raw-switch
+           row counts A -> B -> A as one round trip. Reported in round trips per
+           second (higher is better).
+``mem``    memory per idle blocked task: 10,000 tasks blocked forever (greenrt
+           ``sleep_forever``, gevent ``Event.wait``, asyncio ``Event.wait``, trio
+           ``sleep_forever``, bare parked greenlets), measured as the RSS delta in a
+           fresh process, and separately as the ``tracemalloc`` delta (Python
+           allocations only: uvloop's C-side memory is invisible to it). Lower is better.
+
+Each timed figure is the best of several repetitions after a warm-up. Ratios are
+against greenrt (``x greenrt``) and the issue's targets are checked at the end:
+spawn+join <= 0.5x uvloop's TaskGroup per task; yield >= uvloop ``sleep(0)`` and
+>= 0.8x the bare hub; idle memory per task <= gevent's.
+
+Run: ``.venv/bin/python bench/bench_core.py`` (about 45 s). Options: ``--only
+spawn,yield,mem``, ``--peers greenrt,bare``, ``--quick`` (small N, a smoke run),
+``--greenrt-path DIR`` (benchmark a scratch copy of the package found in DIR),
+``--profile spawn|yield`` (cProfile greenrt on one case and print the top functions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common as C  # noqa: E402
+
+SCRIPT = os.path.abspath(__file__)
+
+# (case) -> [(peer, n, repeat)]: n is per repetition; slow peers get fewer repetitions
+# (never a smaller spawn count: per-task cost changes with the heap size).
+PLAN = {
+    "spawn": [("greenrt", 100_000, 5), ("bare", 100_000, 5), ("bare-no-reuse", 100_000, 3),
+              ("gevent", 100_000, 2), ("asyncio", 100_000, 3), ("uvloop", 100_000, 3),
+              ("trio", 100_000, 2)],
+    "yield": [("greenrt", 200_000, 5), ("raw-greenlet", 500_000, 5), ("bare", 500_000, 5),
+              ("gevent", 100_000, 3), ("asyncio", 100_000, 3), ("uvloop", 200_000, 3),
+              ("trio", 30_000, 3)],
+    "mem": [("greenrt", 10_000, 1), ("bare", 10_000, 1), ("gevent", 10_000, 1),
+            ("asyncio", 10_000, 1), ("uvloop", 10_000, 1), ("trio", 10_000, 1)],
+}
+
+NOTES = {
+    ("spawn", "greenrt"): "region + spawn, leave block",
+    ("spawn", "bare"): "deque + greenlet free list (floor)",
+    ("spawn", "bare-no-reuse"): "new greenlet per task (reference)",
+    ("spawn", "gevent"): "gevent.spawn + joinall",
+    ("spawn", "asyncio"): "TaskGroup, default loop",
+    ("spawn", "uvloop"): "TaskGroup on uvloop",
+    ("spawn", "trio"): "nursery.start_soon",
+    ("yield", "greenrt"): "greenrt.checkpoint()",
+    ("yield", "raw-greenlet"): "A.switch()/B.switch(), no hub",
+    ("yield", "bare"): "deque + 2 switches (floor)",
+    ("yield", "gevent"): "gevent.sleep(0)",
+    ("yield", "asyncio"): "asyncio.sleep(0), default loop",
+    ("yield", "uvloop"): "asyncio.sleep(0) on uvloop",
+    ("yield", "trio"): "trio.sleep(0)",
+    ("mem", "greenrt"): "sleep_forever",
+    ("mem", "bare"): "parked greenlet (floor)",
+    ("mem", "gevent"): "Event.wait",
+    ("mem", "asyncio"): "Event.wait, default loop",
+    ("mem", "uvloop"): "Event.wait on uvloop",
+    ("mem", "trio"): "sleep_forever",
+}
+
+
+# ---------------------------------------------------------------------------------------
+# workers: each runs in its own interpreter and returns a dict
+# ---------------------------------------------------------------------------------------
+
+
+def _noop():
+    pass
+
+
+async def _anoop():
+    pass
+
+
+def _asyncio_runner(peer):
+    import asyncio
+
+    if peer == "uvloop":
+        import uvloop
+
+        return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    return asyncio.Runner()
+
+
+def w_spawn(peer: str, n: int, repeat: int) -> list[float]:
+    warm = max(n // 10, 1)
+    if peer == "greenrt":
+        import greenrt
+
+        def once(k):
+            t0 = time.perf_counter()
+            with greenrt.region() as r:
+                sp = r.spawn
+                for _ in range(k):
+                    sp(_noop)
+            return time.perf_counter() - t0
+
+        def main():
+            once(warm)
+            return C.timed_reps(lambda: (gc.collect(), once(n))[1], repeat, 0)
+
+        return greenrt.run(main)
+    if peer in ("bare", "bare-no-reuse"):
+        import bare_hub
+
+        f = bare_hub.spawn_join if peer == "bare" else bare_hub.spawn_join_no_reuse
+        f(warm)
+        return C.timed_reps(lambda: (gc.collect(), f(n))[1], repeat, 0)
+    if peer == "gevent":
+        import gevent
+
+        def once(k):
+            t0 = time.perf_counter()
+            gevent.joinall([gevent.spawn(_noop) for _ in range(k)])
+            return time.perf_counter() - t0
+
+        once(warm)
+        return C.timed_reps(lambda: (gc.collect(), once(n))[1], repeat, 0)
+    if peer in ("asyncio", "uvloop"):
+        import asyncio
+
+        async def once(k):
+            t0 = time.perf_counter()
+            async with asyncio.TaskGroup() as tg:
+                ct = tg.create_task
+                for _ in range(k):
+                    ct(_anoop())
+            return time.perf_counter() - t0
+
+        with _asyncio_runner(peer) as runner:
+            runner.run(once(warm))
+            return C.timed_reps(lambda: (gc.collect(), runner.run(once(n)))[1], repeat, 0)
+    if peer == "trio":
+        import trio
+
+        async def once(k):
+            t0 = time.perf_counter()
+            async with trio.open_nursery() as nursery:
+                ss = nursery.start_soon
+                for _ in range(k):
+                    ss(_anoop)
+            return time.perf_counter() - t0
+
+        async def main():
+            await once(warm)
+            times = []
+            for _ in range(repeat):
+                gc.collect()
+                times.append(await once(n))
+            return times
+
+        return trio.run(main)
+    raise ValueError(peer)
+
+
+def w_yield(peer: str, n: int, repeat: int) -> list[float]:
+    """Seconds for 2n round trips (n for raw-greenlet)."""
+    warm = max(n // 10, 1)
+    if peer == "greenrt":
+        import greenrt
+
+        cp = greenrt.checkpoint
+
+        def pinger(k):
+            for _ in range(k):
+                cp()
+
+        def once(k):
+            t0 = time.perf_counter()
+            with greenrt.region() as r:
+                r.spawn(pinger, k)
+                r.spawn(pinger, k)
+            return time.perf_counter() - t0
+
+        def main():
+            once(warm)
+            return C.timed_reps(lambda: once(n), repeat, 0)
+
+        return greenrt.run(main)
+    if peer in ("bare", "raw-greenlet"):
+        import bare_hub
+
+        f = bare_hub.ping_pong if peer == "bare" else bare_hub.raw_switch
+        f(warm)
+        return C.timed_reps(lambda: f(n), repeat, 0)
+    if peer == "gevent":
+        import gevent
+
+        def pinger(k):
+            s = gevent.sleep
+            for _ in range(k):
+                s(0)
+
+        def once(k):
+            t0 = time.perf_counter()
+            gevent.joinall([gevent.spawn(pinger, k), gevent.spawn(pinger, k)])
+            return time.perf_counter() - t0
+
+        once(warm)
+        return C.timed_reps(lambda: once(n), repeat, 0)
+    if peer in ("asyncio", "uvloop"):
+        import asyncio
+
+        async def pinger(k):
+            s = asyncio.sleep
+            for _ in range(k):
+                await s(0)
+
+        async def once(k):
+            t0 = time.perf_counter()
+            await asyncio.gather(pinger(k), pinger(k))
+            return time.perf_counter() - t0
+
+        with _asyncio_runner(peer) as runner:
+            runner.run(once(warm))
+            return C.timed_reps(lambda: runner.run(once(n)), repeat, 0)
+    if peer == "trio":
+        import trio
+
+        async def pinger(k):
+            s = trio.sleep
+            for _ in range(k):
+                await s(0)
+
+        async def once(k):
+            t0 = time.perf_counter()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(pinger, k)
+                nursery.start_soon(pinger, k)
+            return time.perf_counter() - t0
+
+        async def main():
+            await once(warm)
+            return [await once(n) for _ in range(repeat)]
+
+        return trio.run(main)
+    raise ValueError(peer)
+
+
+def w_mem(peer: str, n: int, use_tracemalloc: bool) -> dict:
+    """Bytes per idle blocked task. ``measure()`` is called with every task blocked."""
+    import tracemalloc
+
+    if use_tracemalloc:
+        tracemalloc.start()
+
+    def sample() -> int:
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] if use_tracemalloc else C.rss_bytes()
+
+    out: dict = {}
+    if peer == "greenrt":
+        import greenrt
+
+        started = [0]
+
+        def waiter():
+            started[0] += 1
+            greenrt.sleep_forever()
+
+        def batch(k, record):
+            started[0] = 0
+            with greenrt.region() as r:
+                for _ in range(k):
+                    r.spawn(waiter)
+                while started[0] < k:
+                    greenrt.checkpoint()  # every child runs once and parks
+                if record:
+                    out["after"] = sample()
+                r.cancel()
+
+        def main():
+            batch(100, False)  # warm: code paths, one-time allocations
+            out["before"] = sample()
+            batch(n, True)
+
+        greenrt.run(main)
+    elif peer == "bare":
+        import bare_hub
+
+        keep = bare_hub.park_idle(100)
+        out["before"] = sample()
+        keep = bare_hub.park_idle(n)
+        out["after"] = sample()
+        del keep
+    elif peer == "gevent":
+        import gevent
+        import gevent.event
+
+        def batch(k, record):
+            ev = gevent.event.Event()
+            started = [0]
+
+            def waiter():
+                started[0] += 1
+                ev.wait()
+
+            gs = [gevent.spawn(waiter) for _ in range(k)]
+            while started[0] < k:
+                gevent.sleep(0)
+            if record:
+                out["after"] = sample()
+            ev.set()
+            gevent.joinall(gs)
+
+        batch(100, False)
+        out["before"] = sample()
+        batch(n, True)
+    elif peer in ("asyncio", "uvloop"):
+        import asyncio
+
+        async def batch(k, record):
+            ev = asyncio.Event()
+            started = [0]
+
+            async def waiter():
+                started[0] += 1
+                await ev.wait()
+
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(k):
+                    tg.create_task(waiter())
+                while started[0] < k:
+                    await asyncio.sleep(0)
+                if record:
+                    out["after"] = sample()
+                ev.set()
+
+        async def main():
+            await batch(100, False)
+            out["before"] = sample()
+            await batch(n, True)
+
+        with _asyncio_runner(peer) as runner:
+            runner.run(main())
+    elif peer == "trio":
+        import trio
+        import trio.testing
+
+        async def batch(k, record):
+            started = [0]
+
+            async def waiter():
+                started[0] += 1
+                await trio.sleep_forever()
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(k):
+                    nursery.start_soon(waiter)
+                await trio.testing.wait_all_tasks_blocked()
+                if record:
+                    out["after"] = sample()
+                nursery.cancel_scope.cancel()
+
+        async def main():
+            await batch(100, False)
+            out["before"] = sample()
+            await batch(n, True)
+
+        trio.run(main)
+    else:
+        raise ValueError(peer)
+    return {"per_task": (out["after"] - out["before"]) / n, **out}
+
+
+def worker(argv: list[str]) -> None:
+    case, peer, n, repeat = argv[0], argv[1], int(argv[2]), int(argv[3])
+    if case == "spawn":
+        times = w_spawn(peer, n, repeat)
+        C.worker_reply({"times": times, "value": min(times) / n * 1e6})
+    elif case == "yield":
+        times = w_yield(peer, n, repeat)
+        trips = n if peer == "raw-greenlet" else 2 * n
+        C.worker_reply({"times": times, "value": trips / min(times)})
+    elif case in ("mem", "memtm"):
+        r = w_mem(peer, n, case == "memtm")
+        C.worker_reply({"value": r["per_task"], **r})
+    else:
+        raise ValueError(case)
+
+
+# ---------------------------------------------------------------------------------------
+# profile mode
+# ---------------------------------------------------------------------------------------
+
+
+def profile(case: str, top: int = 30) -> None:
+    import cProfile
+    import pstats
+
+    import greenrt
+
+    n = 100_000
+    prof = cProfile.Profile()
+
+    def main():
+        if case == "spawn":
+            with greenrt.region() as r:
+                for _ in range(n // 10):
+                    r.spawn(_noop)
+            prof.enable()
+            with greenrt.region() as r:
+                for _ in range(n):
+                    r.spawn(_noop)
+            prof.disable()
+        else:
+            def pinger(k):
+                for _ in range(k):
+                    greenrt.checkpoint()
+
+            prof.enable()
+            with greenrt.region() as r:
+                r.spawn(pinger, n)
+                r.spawn(pinger, n)
+            prof.disable()
+
+    greenrt.run(main)
+    print(f"cProfile of greenrt, case {case}, n={n} (deterministic profiler: overhead "
+          "inflates small functions; read the proportions)")
+    pstats.Stats(prof).sort_stats("tottime").print_stats(top)
+
+
+# ---------------------------------------------------------------------------------------
+# the side-by-side run
+# ---------------------------------------------------------------------------------------
+
+
+def run_case(case: str, peers: set[str] | None, quick: bool):
+    rows = []
+    for peer, n, repeat in PLAN[case]:
+        if peers and peer not in peers:
+            continue
+        if quick:
+            n, repeat = max(n // 20, 100), min(repeat, 2)
+        if case == "mem":
+            rss = C.run_worker(SCRIPT, ["mem", peer, str(n), "1"])
+            tm = C.run_worker(SCRIPT, ["memtm", peer, str(n), "1"])
+            rows.append((peer, rss.get("value"), tm.get("value"),
+                         rss.get("error") or tm.get("error"), n))
+        else:
+            r = C.run_worker(SCRIPT, [case, peer, str(n), str(repeat)])
+            rows.append((peer, r.get("value"), n, r.get("error"), n))
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--worker", nargs=4, metavar=("CASE", "PEER", "N", "REPEAT"))
+    ap.add_argument("--only", default="spawn,yield,mem")
+    ap.add_argument("--peers", default="")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--greenrt-path", default=None)
+    ap.add_argument("--profile", choices=("spawn", "yield"))
+    a = ap.parse_args(argv)
+    if a.worker:
+        worker(a.worker)
+        return 0
+    if a.profile:
+        profile(a.profile)
+        return 0
+    peers = set(a.peers.split(",")) if a.peers else None
+    cases = a.only.split(",")
+    t_start = time.perf_counter()
+    print(f"bench_core  {time.strftime('%Y-%m-%d %H:%M')}  {C.machine()}")
+    if a.greenrt_path:
+        print(f"greenrt from {a.greenrt_path}")
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (a.greenrt_path, os.environ.get("PYTHONPATH")) if p)
+    results: dict = {}
+    if "spawn" in cases:
+        rows = run_case("spawn", peers, a.quick)
+        results["spawn"] = {p: v for p, v, *_ in rows}
+        C.print_table(f"spawn+join of {rows[0][2]:,} trivial tasks, us per task (lower is better)",
+                      [(p, v, err or NOTES[("spawn", p)]) for p, v, _, err, _ in rows], "us")
+    if "yield" in cases:
+        rows = run_case("yield", peers, a.quick)
+        results["yield"] = {p: v for p, v, *_ in rows}
+        C.print_table("yield ping-pong between two tasks, round trips per second (higher is better)",
+                      [(p, v, err or f"{NOTES[('yield', p)]}; n={n:,}")
+                       for p, v, n, err, _ in rows],
+                      "/s", higher_is_better=True)
+    if "mem" in cases:
+        rows = run_case("mem", peers, a.quick)
+        results["mem"] = {p: v for p, v, *_ in rows}
+        C.print_table(f"memory per idle blocked task, RSS delta of {rows[0][4]:,} tasks "
+                      "(lower is better)",
+                      [(p, v, err or NOTES[("mem", p)]) for p, v, _, err, _ in rows], "B")
+        C.print_table("memory per idle blocked task, tracemalloc delta (Python allocations only)",
+                      [(p, tm, err or NOTES[("mem", p)]) for p, _, tm, err, _ in rows], "B")
+    print()
+    summarize(results)
+    print(f"\n(total {time.perf_counter() - t_start:.0f} s)")
+    return 0
+
+
+def summarize(results: dict) -> None:
+    def get(case, peer):
+        return results.get(case, {}).get(peer)
+
+    checks = []
+    g, u = get("spawn", "greenrt"), get("spawn", "uvloop")
+    if g and u:
+        checks.append(("spawn+join <= 0.5x uvloop TaskGroup", g / u, g / u <= 0.5,
+                       f"greenrt {g:.2f} us vs uvloop {u:.2f} us; bare floor "
+                       f"{get('spawn', 'bare') or 0:.2f} us"))
+    g, u, b = get("yield", "greenrt"), get("yield", "uvloop"), get("yield", "bare")
+    if g and u:
+        checks.append(("yield >= uvloop sleep(0)", g / u, g >= u,
+                       f"greenrt {g / 1e6:.3f} M/s vs uvloop {u / 1e6:.3f} M/s"))
+    if g and b:
+        checks.append(("yield >= 0.8x bare hub", g / b, g >= 0.8 * b,
+                       f"greenrt {g / 1e6:.3f} M/s vs bare {b / 1e6:.3f} M/s"))
+    g, ge = get("mem", "greenrt"), get("mem", "gevent")
+    if g and ge:
+        checks.append(("idle memory/task <= gevent", g / ge, g <= ge,
+                       f"greenrt {g:.0f} B vs gevent {ge:.0f} B (RSS)"))
+    for name, ratio, ok, detail in checks:
+        print(f"SUMMARY: bench_core target {name}: ratio {ratio:.2f} "
+              f"{'MET' if ok else 'NOT MET'} ({detail})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
