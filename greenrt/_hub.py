@@ -149,16 +149,17 @@ class Hub:
         self._tracing = True
 
     def remove_instrument(self, instrument) -> None:
-        self._instruments = [(i, cb) for i, cb in self._instruments if i is not instrument]
+        self._instruments = [(i, cb) for i, cb in self._instruments
+                             if not (i is instrument or i == instrument)]
         self._tracing = bool(self._instruments)
 
-    def _emit(self, kind: str, task: int | None, region: int | None, **data: Any) -> None:
+    def _emit(self, kind: str, task: int | None, region: int | None, /, **data: Any) -> None:
         ev = tr.TraceEvent(self._event_seq, kind, self.now(), task, region, data)
         self._event_seq += 1
         for _, cb in self._instruments:
             cb(ev)
 
-    def emit(self, kind: str, **data: Any) -> None:
+    def emit(self, kind: str, /, **data: Any) -> None:
         """Emit a trace event on behalf of the current task (protocols use this for
         ``protocol.error`` and friends). Cheap when nothing listens."""
         if self._tracing:

@@ -295,9 +295,15 @@ class Region:
             if all(isinstance(e, Exception) for e in failures):
                 raise ExceptionGroup(msg, failures) from None
             raise BaseExceptionGroup(msg, failures) from None
-        if absorbed:
-            return True
-        return False  # a Cancelled aimed elsewhere (or nothing) propagates unchanged
+        if body_exc is None or absorbed:
+            # Leaving a region is the check half of a checkpoint: a cancellation of an
+            # enclosing scope that arrived while we waited is delivered now.
+            if owner._pending:
+                from ._scope import deliver_pending
+
+                deliver_pending(owner)
+            return absorbed
+        return False  # a Cancelled aimed elsewhere propagates unchanged
 
     def _run_finalizers(self, errors: list) -> None:
         fb = self.finalizer_budget
@@ -344,9 +350,10 @@ def region(*, policy: str = "fail_fast", budget: Budget | None = None, name: str
            leak_policy: str | None = None, finalizer_budget: FinalizerBudget | None = None) -> Region:
     """Open a task-owning region: ``with greenrt.region() as r: r.spawn(fn)``.
 
-    Leaving the block is a checkpoint-free wait for every child (it cannot be
-    interrupted: cancellation reaches the children instead, and they drain within
-    their cleanup budgets). ``budget`` applies to the block and every child.
+    Leaving the block waits for every child; the wait itself cannot be interrupted
+    (cancellation reaches the children instead, and they drain within their cleanup
+    budgets), and once the region is closed a pending cancellation of an enclosing
+    scope is delivered, as at any checkpoint. ``budget`` applies to the block and every child.
     ``leak_policy`` (``error``/``log``/``abort``) is inherited by nested regions.
     """
     return Region(policy=policy, budget=budget, name=name, leak_policy=leak_policy,

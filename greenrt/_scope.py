@@ -16,7 +16,8 @@ Cancellation has three phases:
    deliverable, its wait is aborted so it wakes in the cancel lane. Crossing into a
    child task, the request is *materialized* on the child's root scope: with the same
    reason when the cancelled scope is the child's own region, otherwise as
-   ``parent_cancelled`` whose cause is the original reason. Shielded scopes
+   ``parent_cancelled`` whose cause is the original reason (a ``shutdown`` stays
+   ``shutdown``, the most severe kind). Shielded scopes
    (``masked()``) stop the walk.
 
 2. **Drain.** At its next checkpoint the task computes its *target*: the outermost
@@ -257,14 +258,23 @@ def _propagate(scope: CancelScope, reason: CancelReason) -> None:
                 if s is scope and scope._region is not None:
                     derived = reason
                 else:
-                    derived = CancelReason(CancelKind.PARENT_CANCELLED,
-                                           message=f"scope {scope._sid} cancelled",
-                                           origin_task=reason.origin_task,
-                                           origin_region=_region_id(scope),
-                                           time=reason.time, cause=reason)
+                    derived = derive_parent_reason(reason, scope)
                 child._request(derived)
             else:
                 stack.append(child)
+
+
+def derive_parent_reason(reason: CancelReason, scope: CancelScope) -> CancelReason:
+    """The reason a child task receives when ``scope``, above its own region, is
+    cancelled: ``parent_cancelled`` caused by ``reason`` — unless ``reason`` is more
+    severe than that (``shutdown``), which then travels down unchanged in kind so
+    every task gets its stricter cleanup budget."""
+    kind = CancelKind.PARENT_CANCELLED
+    if reason.kind.severity > kind.severity:
+        kind = reason.kind
+    return CancelReason(kind, message=f"scope {scope._sid} cancelled",
+                        origin_task=reason.origin_task, origin_region=_region_id(scope),
+                        time=reason.time, cause=reason)
 
 
 def effective_reason(scope: CancelScope | None) -> CancelReason | None:

@@ -33,8 +33,7 @@ from greenlet import getcurrent
 from . import _trace as tr
 from ._exceptions import Cancelled, InvalidStateError, InvariantViolation, ObligationLeak
 from ._outcome import Outcome
-from ._reason import CancelReason
-from ._scope import CancelScope, _end_drain, effective_reason
+from ._scope import CancelScope, _end_drain, derive_parent_reason, effective_reason
 
 
 class TaskState(enum.StrEnum):
@@ -101,9 +100,8 @@ class Task(CancelScope):
         rs = region._scope
         inherited = effective_reason(rs)
         if inherited is not None:
-            self._request(inherited if rs._reason is inherited else CancelReason(
-                "parent_cancelled", message=f"spawned into cancelled scope {rs._sid}",
-                origin_region=region.id, time=hub.now(), cause=inherited))
+            self._request(inherited if rs._reason is inherited
+                          else derive_parent_reason(inherited, rs))
 
     # -- public -------------------------------------------------------------------------
 
