@@ -100,4 +100,6 @@ class Outcome:
         return hash((self.kind, id(self.value)))
 
     def __repr__(self) -> str:
+        if self.kind is OutcomeKind.CANCELLED:
+            return f"cancelled({self.value})"
         return f"{self.kind.name.lower()}({self.value!r})"
