@@ -1,0 +1,443 @@
+"""TCP streams on real loopback sockets: echo, half-close, large transfers, resets,
+cancellation semantics (recv loses nothing, send_all breaks, connect leaks no fd)."""
+
+import os
+import socket
+import threading
+
+import pytest
+
+import greenrt
+from greenrt import net
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def run(fn, *args):
+    return greenrt.run(fn, *args)
+
+
+def echo_handler(s):
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        s.send_all(d)
+    s.send_eof()
+
+
+def start_server(r, handler, **kw):
+    servers = []
+    r.spawn(lambda: net.serve_tcp(handler, "127.0.0.1", 0, on_ready=servers.append, **kw))
+    while not servers:
+        greenrt.sleep(0)
+    return servers[0], servers[0].addresses[0][1]
+
+
+def recv_exactly(s, n):
+    buf = bytearray()
+    while len(buf) < n:
+        d = s.recv(min(65536, n - len(buf)))
+        if not d:
+            raise EOFError(len(buf))
+        buf += d
+    return bytes(buf)
+
+
+def recv_all(s):
+    buf = bytearray()
+    while True:
+        d = s.recv(65536)
+        if not d:
+            return bytes(buf)
+        buf += d
+
+
+def count_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_echo_many_concurrent_connections():
+    N = 100
+
+    def main():
+        results = {}
+        with greenrt.region() as r:
+            server, port = start_server(r, echo_handler)
+
+            def client(i):
+                with net.open_tcp("127.0.0.1", port) as s:
+                    for k in range(20):
+                        msg = f"{i}:{k}:".encode() * (k + 1)
+                        s.send_all(msg)
+                        assert recv_exactly(s, len(msg)) == msg
+                    s.send_eof()
+                    assert s.recv(10) == b""
+                    results[i] = s.statistics()
+
+            with greenrt.region() as clients:
+                for i in range(N):
+                    clients.spawn(client, i)
+            stats = server.statistics()
+            server.shutdown()
+        return results, stats
+
+    results, stats = run(main)
+    assert len(results) == N
+    assert stats["accepted"] == N and stats["handler_errors"] == 0
+    st = results[0]
+    assert st["eof_sent"] and st["eof_received"] and st["recv_calls"] >= 20
+    assert st["bytes_sent"] == sum(len(b"0:%d:" % k) * (k + 1) for k in range(20))
+
+
+def test_half_close_keeps_the_other_direction():
+    def handler(s):
+        data = recv_all(s)  # until the client's EOF
+        s.send_all(b"got " + str(len(data)).encode())
+        s.send_all(data[::-1])
+
+    def main():
+        with greenrt.region() as r:
+            server, port = start_server(r, handler)
+            s = net.open_tcp("127.0.0.1", port)
+            s.send_all(b"abc" * 1000)
+            s.send_eof()
+            s.send_eof()  # idempotent
+            with pytest.raises(net.StreamError):
+                s.send_all(b"more")
+            out = recv_all(s)
+            s.close()
+            server.shutdown()
+        return out
+
+    out = run(main)
+    assert out == b"got 3000" + (b"abc" * 1000)[::-1]
+
+
+def test_large_transfer_both_directions():
+    payload = os.urandom(8 * 1024 * 1024)
+
+    def main():
+        with greenrt.region() as r:
+            server, port = start_server(r, echo_handler)
+            s = net.open_tcp("127.0.0.1", port)
+            got = []
+            with greenrt.region() as rr:
+                rr.spawn(lambda: got.append(recv_all(s)))
+
+                def sender():
+                    s.send_all(memoryview(payload))
+                    s.send_eof()
+
+                rr.spawn(sender)
+            st = s.statistics()
+            s.close()
+            server.shutdown()
+        return got[0], st
+
+    got, st = run(main)
+    assert got == payload
+    assert st["bytes_sent"] == len(payload) == st["bytes_received"]
+    assert st["send_waits"] > 0  # 8 MiB does not fit the socket buffers: it waited
+
+
+def test_peer_reset_mid_transfer_raises_broken_stream():
+    # A real peer (a plain thread) that reads a little and then resets the connection.
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    port = lsock.getsockname()[1]
+
+    def peer():
+        c, _ = lsock.accept()
+        c.recv(1000)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+        c.close()  # RST
+
+    t = threading.Thread(target=peer)
+    t.start()
+
+    def main():
+        s = net.open_tcp("127.0.0.1", port)
+        with pytest.raises(net.BrokenStreamError) as ei:
+            for _ in range(10000):
+                s.send_all(b"x" * 65536)
+        assert isinstance(ei.value, ConnectionError)
+        assert isinstance(ei.value.__cause__, OSError)
+        assert s.broken
+        with pytest.raises(net.BrokenStreamError, match="broken"):
+            s.recv(10)
+        s.close()
+        with pytest.raises(net.ClosedResourceError):
+            s.recv(10)
+        return True
+
+    try:
+        assert run(main)
+    finally:
+        t.join()
+        lsock.close()
+
+
+def test_recv_after_reset_raises_broken_stream():
+    def handler(s):
+        recv_exactly(s, 2)
+        s.send_all(b"hello")
+        s.abort()  # RST
+
+    def main():
+        with greenrt.region() as r:
+            server, port = start_server(r, handler)
+            s = net.open_tcp("127.0.0.1", port)
+            s.send_all(b"go")
+            first = recv_exactly(s, 5)
+            with pytest.raises(net.BrokenStreamError, match="recv failed"):
+                while s.recv(10):
+                    pass
+            s.close()
+            server.shutdown()
+        return first
+
+    assert run(main) == b"hello"
+
+
+def test_cancelled_recv_loses_no_data():
+    def main():
+        chunks = [os.urandom(1000) for _ in range(50)]
+        with greenrt.region() as r:
+            release = []
+
+            def handler(s):
+                # Send in bursts, pausing so the client is often blocked in recv
+                # when its timeout fires.
+                for i, c in enumerate(chunks):
+                    s.send_all(c)
+                    if i % 5 == 0:
+                        greenrt.sleep(0.01)
+                while not release:
+                    greenrt.sleep(0.01)
+
+            server, port = start_server(r, handler)
+            s = net.open_tcp("127.0.0.1", port)
+            buf = bytearray()
+            cancelled = 0
+            while len(buf) < 50000:
+                with greenrt.move_on_after(0.002) as sc:
+                    buf += s.recv(700)
+                if sc.cancelled_caught:
+                    cancelled += 1
+            release.append(1)
+            s.close()
+            server.shutdown()
+        return bytes(buf), b"".join(chunks), cancelled
+
+    got, want, cancelled = run(main)
+    assert cancelled > 0
+    assert got == want
+
+
+def test_cancelled_send_all_breaks_the_stream():
+    def main():
+        with greenrt.region() as r:
+            stop = []
+
+            def handler(s):  # never reads: the client's send_all must block
+                while not stop:
+                    greenrt.sleep(0.01)
+
+            server, port = start_server(r, handler)
+            s = net.open_tcp("127.0.0.1", port)
+            with greenrt.move_on_after(0.2) as sc:
+                s.send_all(b"y" * (64 * 1024 * 1024))
+            assert sc.cancelled_caught
+            st = s.statistics()
+            assert 0 < st["bytes_sent"] < 64 * 1024 * 1024
+            assert s.broken and st["broken"]
+            for op in (lambda: s.recv(1), lambda: s.send_all(b"z"), s.send_eof):
+                with pytest.raises(net.BrokenStreamError, match="send_all interrupted"):
+                    op()
+            s.close()
+            stop.append(1)
+            server.shutdown()
+        return True
+
+    assert run(main)
+
+
+def test_send_all_cancelled_before_writing_keeps_stream_usable():
+    def main():
+        with greenrt.region() as r:
+            server, port = start_server(r, echo_handler)
+            s = net.open_tcp("127.0.0.1", port)
+            with greenrt.cancel_scope() as sc:
+                sc.cancel()
+                s.send_all(b"never")
+            assert sc.cancelled_caught and not s.broken
+            s.send_all(b"ok")
+            out = recv_exactly(s, 2)
+            s.close()
+            server.shutdown()
+        return out
+
+    assert run(main) == b"ok"
+
+
+def test_cancelled_connect_leaves_no_fd():
+    # 192.0.2.0/24 (TEST-NET-1) is not routed: the SYN goes unanswered, so the
+    # connect is still pending when the timeout cancels it. If the network answers
+    # at once (unreachable), the connect fails with OSError: no fd may leak either way.
+    def main():
+        greenrt.sleep(0)
+        before = count_fds()
+        outcomes = []
+        for _ in range(20):
+            with greenrt.move_on_after(0.01) as sc:
+                try:
+                    net.open_tcp("192.0.2.1", 9)
+                    outcomes.append("connected")
+                except OSError as e:
+                    outcomes.append(type(e).__name__)
+            if sc.cancelled_caught:
+                outcomes.append("cancelled")
+        return before, count_fds(), outcomes
+
+    before, after, outcomes = run(main)
+    assert "connected" not in outcomes
+    assert after == before
+
+
+def test_cancelled_connect_via_local_listener_backlog_leaves_no_fd():
+    # A listener that never accepts, with its backlog full: further SYNs are
+    # dropped, so connects stay pending until cancelled.
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(0)
+    port = lsock.getsockname()[1]
+
+    def main():
+        opened = []
+        # Fill the backlog (these connect at once).
+        for _ in range(3):
+            with greenrt.move_on_after(0.2):
+                opened.append(net.open_tcp("127.0.0.1", port))
+        before = count_fds()
+        cancelled = 0
+        later = []
+        for _ in range(5):
+            with greenrt.move_on_after(0.05) as sc:
+                later.append(net.open_tcp("127.0.0.1", port))
+            cancelled += sc.cancelled_caught
+        after = count_fds()
+        for s in opened + later:
+            s.close()
+        return cancelled, before, after, len(later)
+
+    try:
+        cancelled, before, after, n_later = run(main)
+    finally:
+        lsock.close()
+    assert cancelled >= 1
+    assert after == before + n_later  # only connections that completed hold an fd
+
+
+def test_connect_refused_is_an_oserror_and_leaks_nothing():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+
+    def main():
+        before = count_fds()
+        with pytest.raises(ConnectionRefusedError):
+            net.open_tcp("127.0.0.1", port)
+        return before, count_fds()
+
+    before, after = run(main)
+    assert before == after
+
+
+def test_concurrent_receivers_are_refused():
+    def main():
+        with greenrt.region() as r:
+            server, port = start_server(r, echo_handler)
+            s = net.open_tcp("127.0.0.1", port)
+            errors = []
+            with greenrt.region() as rr:
+                rr.spawn(s.recv, 10)
+                greenrt.sleep(0.01)
+
+                def second():
+                    try:
+                        s.recv(10)
+                    except net.BusyResourceError as e:
+                        errors.append(e)
+
+                rr.spawn(second)
+                greenrt.sleep(0.01)
+                s.send_all(b"x")
+            s.close()
+            server.shutdown()
+        return errors
+
+    assert len(run(main)) == 1
+
+
+def test_close_wakes_a_blocked_receiver():
+    def main():
+        with greenrt.region() as r:
+            server, port = start_server(r, lambda s: greenrt.sleep(10))
+            s = net.open_tcp("127.0.0.1", port)
+            errors = []
+
+            def reader():
+                try:
+                    s.recv(10)
+                except net.ClosedResourceError as e:
+                    errors.append(e)
+
+            with greenrt.region() as rr:
+                rr.spawn(reader)
+                greenrt.sleep(0.01)
+                s.close()
+            server.shutdown()
+        return errors
+
+    assert len(run(main)) == 1
+
+
+def test_open_tcp_by_name_and_options():
+    def main():
+        with greenrt.region() as r:
+            server, port = start_server(r, echo_handler)
+            s = net.open_tcp("localhost", port, timeout=10)
+            assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            assert s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            assert s.peer_address[1] == port
+            assert isinstance(s, net.TCPStream) and isinstance(s, net.Stream)
+            s.send_all(b"ping")
+            out = recv_exactly(s, 4)
+            s.close()
+            server.shutdown()
+        return out
+
+    assert run(main) == b"ping"
+
+
+def test_every_call_is_a_checkpoint():
+    def main():
+        with greenrt.region() as r:
+            server, port = start_server(r, echo_handler)
+            s = net.open_tcp("127.0.0.1", port)
+            s.send_all(b"abc")
+            greenrt.sleep(0.05)  # data is ready: recv would complete at once
+            with greenrt.cancel_scope() as sc:
+                sc.cancel()
+                s.recv(10)
+            assert sc.cancelled_caught
+            assert s.recv(10) == b"abc"  # and nothing was lost
+            s.close()
+            server.shutdown()
+        return True
+
+    assert run(main)
