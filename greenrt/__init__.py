@@ -48,7 +48,7 @@ from ._scope import (
 )
 from ._task import Task, TaskState
 from ._trace import TraceEvent, TraceRing
-from .sync import CapacityLimiter, Event
+from .sync import Barrier, CapacityLimiter, Condition, Event, Lock, RWLock, Semaphore
 from .threads import from_thread, to_thread
 
 __version__ = "0.1.0"
@@ -94,4 +94,5 @@ __all__ = [
     "fail_at", "masked", "move_on_after", "move_on_at", "now", "region", "reserve", "run",
     "sleep", "sleep_forever", "sleep_until",
 ]
-__all__ += ["CapacityLimiter", "Event", "from_thread", "to_thread"]
+__all__ += ["Barrier", "CapacityLimiter", "Condition", "Event", "Lock", "RWLock", "Semaphore",
+            "from_thread", "to_thread"]

@@ -36,14 +36,27 @@ stuck or doubly-held lock.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
-from ._checkpoint import _enter, current_task, park
-from ._exceptions import InvalidStateError, WouldBlock
+from ._checkpoint import _enter, _raise_resume, current_task, park
+from ._exceptions import GreenrtError, InvalidStateError, WouldBlock
 from ._hub import current_hub
+from ._obligation import Obligation, reserve
 
-__all__ = ["CapacityLimiter", "Event"]
+__all__ = [
+    "Barrier", "BrokenBarrierError", "CapacityLimiter", "Condition", "Event", "Lock",
+    "RWLock", "Semaphore",
+]
+
+#: A fast path (the resource was free) skips the yield half of the checkpoint, except
+#: that every ``COOP_BUDGET``-th fast path on a hub yields anyway, so a loop that only
+#: ever finds its resources free still lets other tasks run.
+COOP_BUDGET = 32
+
+_coop_tls = threading.local()
 
 
 def _checkpoint_task():
@@ -52,9 +65,7 @@ def _checkpoint_task():
 
 
 def _yield(task) -> None:
-    """The yield half of a checkpoint for a fast path (cancellation already checked)."""
-    from ._checkpoint import _raise_resume
-
+    """The yield half of a checkpoint (cancellation was already checked)."""
     hub = task._hub
     hub._schedule(task)
     hub._glet.switch()
@@ -64,12 +75,29 @@ def _yield(task) -> None:
         _raise_resume(task, r)
 
 
+def _coop(task) -> None:
+    """Fast-path yield accounting (per hub, so the lab stays deterministic)."""
+    c = _coop_tls.__dict__
+    hub = task._hub
+    if c.get("hub") is not hub:
+        c["hub"] = hub
+        c["n"] = 0
+    n = c["n"] + 1
+    if n >= COOP_BUDGET:
+        c["n"] = 0
+        _yield(task)
+    else:
+        c["n"] = n
+
+
 class _WaitQueue:
     """A FIFO of parked tasks with O(1) removal on abort.
 
-    ``wait(data)`` parks the current task until ``wake_first``/``wake_all`` hands it a
-    value; an abort (cancellation) removes it from the queue, so a task that is handed
-    something has always been removed first and can no longer be aborted.
+    ``wait(task, data)`` parks ``task`` until ``wake_first``/``wake_all`` hands it a
+    value; an abort (cancellation) removes it from the queue and then runs
+    ``on_abort`` (a primitive uses that to re-examine who can be served now). A task
+    that was handed something has always been removed first, so it can no longer be
+    aborted: hand-off and abort exclude each other.
     """
 
     __slots__ = ("_q",)
@@ -83,13 +111,14 @@ class _WaitQueue:
     def __bool__(self) -> bool:
         return bool(self._q)
 
-    def wait(self, task, data: Any = None) -> Any:
+    def wait(self, task, data: Any = None, on_abort: Callable[[], None] | None = None) -> Any:
         key = object()
         q = self._q
         q[key] = (task, data)
 
         def abort() -> bool:
-            q.pop(key, None)
+            if q.pop(key, None) is not None and on_abort is not None:
+                on_abort()
             return True
 
         return park(abort)
@@ -104,6 +133,11 @@ class _WaitQueue:
         task._hub.reschedule(task, value)
         return task, data
 
+    def wake_first_error(self, exc: BaseException):
+        from ._hub import _Raise
+
+        return self.wake_first(_Raise(exc))
+
     def wake_all(self, value: Any = None) -> int:
         n = 0
         while self._q:
@@ -111,8 +145,39 @@ class _WaitQueue:
             n += 1
         return n
 
+    def wake_all_error(self, make_exc: Callable[[], BaseException]) -> int:
+        n = 0
+        while self._q:
+            self.wake_first_error(make_exc())
+            n += 1
+        return n
+
+    def wake_matching_error(self, pred: Callable[[Any], bool],
+                            make_exc: Callable[[], BaseException]) -> int:
+        """Wake, with an error, every waiter whose data satisfies ``pred``."""
+        from ._hub import _Raise
+
+        q = self._q
+        keys = [k for k, (_, d) in q.items() if pred(d)]
+        for k in keys:
+            task, _ = q.pop(k)
+            task._hub.reschedule(task, _Raise(make_exc()))
+        return len(keys)
+
     def tasks(self) -> list:
         return [t for t, _ in self._q.values()]
+
+
+def _park_uninterruptible(queue: _WaitQueue, task, data: Any = None) -> Any:
+    """Wait in ``queue`` without being abortable (not a checkpoint). For re-acquiring a
+    lock that a caller must hold when it leaves, whatever happens (``Condition``)."""
+    key = object()
+    queue._q[key] = (task, data)
+    return park(_never)
+
+
+def _never() -> bool:
+    return False
 
 
 def _owner_name(task) -> str:
@@ -147,7 +212,7 @@ class Event:
         cancelled wait leaves nothing behind."""
         task = _checkpoint_task()
         if self._flag:
-            _yield(task)
+            _coop(task)
             return
         self._waiters.wait(task)
 
@@ -226,12 +291,7 @@ class CapacityLimiter:
             raise InvalidStateError(f"{borrower!r} already holds a token of this limiter")
         if not self._waiters and len(self._borrowers) < self._total:
             self._borrowers[borrower] = None
-            try:
-                _yield(task)
-            except BaseException:
-                # Cancelled while yielding: the call did not complete, so give it back.
-                self.release_on_behalf_of(borrower)
-                raise
+            _coop(task)
             return
         self._waiters.wait(task, borrower)
 
@@ -266,3 +326,499 @@ class CapacityLimiter:
     def __repr__(self) -> str:
         return (f"<CapacityLimiter {len(self._borrowers)}/{self._total} borrowed, "
                 f"{len(self._waiters)} waiting>")
+
+
+# -- Lock ------------------------------------------------------------------------------
+
+
+class Lock:
+    """A mutual-exclusion lock: FIFO-fair, not reentrant, with owner tracking.
+
+    ``with lock: ...``. Only the owning task may release it; a release by another task
+    raises ``InvalidStateError`` naming the owner. Acquiring a lock the task already
+    holds raises ``InvalidStateError`` (it would deadlock).
+    """
+
+    __slots__ = ("_owner", "_waiters", "_acquired")
+
+    def __init__(self) -> None:
+        self._owner = None
+        self._waiters = _WaitQueue()
+        self._acquired = 0
+
+    def locked(self) -> bool:
+        return self._owner is not None
+
+    @property
+    def owner(self):
+        """The task holding the lock, or ``None``."""
+        return self._owner
+
+    def acquire(self) -> None:
+        """Take the lock, waiting in FIFO order while another task holds it.
+
+        A checkpoint. A cancelled wait leaves the lock untouched (the task is removed
+        from the queue). If the lock is handed to this task at the moment it is
+        cancelled, ``acquire`` returns normally: the task owns the lock and receives
+        the cancellation at its next checkpoint (``with lock:`` releases it then).
+        """
+        task = _checkpoint_task()
+        owner = self._owner
+        if owner is None and not self._waiters:
+            self._owner = task
+            self._acquired += 1
+            _coop(task)
+            return
+        if owner is task:
+            raise InvalidStateError("this task already holds the Lock (it is not reentrant)")
+        self._waiters.wait(task)
+
+    def acquire_nowait(self) -> None:
+        """Take the lock or raise ``WouldBlock``. Not a checkpoint; never yields."""
+        task = current_task()
+        if self._owner is task:
+            raise InvalidStateError("this task already holds the Lock (it is not reentrant)")
+        if self._owner is not None or self._waiters:
+            raise WouldBlock(f"Lock is held by {_owner_name(self._owner)}")
+        self._owner = task
+        self._acquired += 1
+
+    def release(self) -> None:
+        """Release the lock; the longest waiter gets it at once. Not a checkpoint.
+        Raises ``InvalidStateError`` unless the current task owns the lock."""
+        task = current_task()
+        if self._owner is not task:
+            raise InvalidStateError(
+                f"Lock released by {_owner_name(task)} but held by {_owner_name(self._owner)}")
+        self._hand_off()
+
+    def _hand_off(self) -> None:
+        if self._waiters:
+            t, _ = self._waiters.first()
+            self._owner = t
+            self._acquired += 1
+            self._waiters.wake_first(None)
+        else:
+            self._owner = None
+
+    def _acquire_uninterruptible(self, task) -> None:
+        if self._owner is None and not self._waiters:
+            self._owner = task
+            self._acquired += 1
+        else:
+            _park_uninterruptible(self._waiters, task)
+
+    def __enter__(self) -> Lock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def statistics(self) -> dict:
+        o = self._owner
+        return {"locked": o is not None, "owner": None if o is None else o.id,
+                "tasks_waiting": len(self._waiters), "acquisitions": self._acquired}
+
+    def __repr__(self) -> str:
+        return f"<Lock owner={_owner_name(self._owner)} waiting={len(self._waiters)}>"
+
+
+# -- Semaphore -------------------------------------------------------------------------
+
+
+class Semaphore:
+    """A counting semaphore whose permits are obligations.
+
+    ``acquire()`` returns the permit, an :class:`~greenrt.Obligation` of kind
+    ``semaphore_permit`` owned by the acquiring task and reserved at the caller's line.
+    ``release()`` (or ``permit.commit()``) gives it back; a task that completes while
+    holding one has leaked it: the runtime returns the permit (``on_abort``) and
+    reports the leak with the reservation site.
+
+    ``release()`` resolves the current task's oldest permit; from a task that holds
+    none it resolves the oldest outstanding permit of any task, and when no permit is
+    outstanding it adds one (bounded by ``max_value``; exceeding it raises
+    ``InvalidStateError``). So ``value + outstanding`` only changes by such posts.
+    """
+
+    __slots__ = ("_value", "_max", "_waiters", "_held", "name")
+
+    def __init__(self, initial_value: int, *, max_value: int | None = None,
+                 name: str | None = None):
+        if not isinstance(initial_value, int) or initial_value < 0:
+            raise ValueError(f"initial_value must be an int >= 0, not {initial_value!r}")
+        if max_value is not None and max_value < initial_value:
+            raise ValueError("max_value must be >= initial_value")
+        self._value = initial_value
+        self._max = max_value
+        self._waiters = _WaitQueue()
+        self._held: OrderedDict[int, Obligation] = OrderedDict()
+        self.name = name
+
+    @property
+    def value(self) -> int:
+        """Permits available now."""
+        return self._value
+
+    @property
+    def max_value(self) -> int | None:
+        return self._max
+
+    def _permit(self, stacklevel: int) -> Obligation:
+        cell: list[Obligation] = []
+
+        def done(*_):
+            self._held.pop(cell[0].id, None)
+            self._give_back()
+
+        ob = reserve("semaphore_permit", name=self.name, on_commit=done, on_abort=done,
+                     stacklevel=stacklevel + 1)
+        cell.append(ob)
+        self._held[ob.id] = ob
+        return ob
+
+    def _give_back(self) -> None:
+        if self._waiters:
+            self._waiters.wake_first(None)  # the permit passes straight to the waiter
+        else:
+            self._value += 1
+
+    def acquire(self, *, _stacklevel: int = 1) -> Obligation:
+        """Take a permit, waiting in FIFO order if none is free; return it.
+
+        A checkpoint. A cancelled wait takes no permit. A permit handed over at the
+        moment of cancellation is returned normally (the caller holds it; the
+        cancellation comes at the next checkpoint), so no permit is ever lost.
+        """
+        task = _checkpoint_task()
+        if self._value > 0 and not self._waiters:
+            self._value -= 1
+            ob = self._permit(_stacklevel + 1)
+            _coop(task)
+            return ob
+        self._waiters.wait(task)
+        return self._permit(_stacklevel + 1)
+
+    def acquire_nowait(self) -> Obligation:
+        """Take a permit or raise ``WouldBlock``. Not a checkpoint."""
+        current_task()
+        if self._value <= 0 or self._waiters:
+            raise WouldBlock("no permit available")
+        self._value -= 1
+        return self._permit(2)
+
+    def release(self) -> None:
+        """Give a permit back (see the class docstring for whose). Not a checkpoint."""
+        task = current_task()
+        held = self._held
+        if held:
+            mine = None
+            for ob in held.values():
+                if ob.owner_id == task.id:
+                    mine = ob
+                    break
+            (mine or next(iter(held.values()))).commit()
+            return
+        if self._max is not None and self._value >= self._max:
+            raise InvalidStateError(f"Semaphore released beyond its max_value {self._max}")
+        self._give_back()
+
+    def __enter__(self) -> Obligation:
+        return self.acquire(_stacklevel=2)
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def statistics(self) -> dict:
+        return {"value": self._value, "max_value": self._max, "held": len(self._held),
+                "tasks_waiting": len(self._waiters)}
+
+    def __repr__(self) -> str:
+        return f"<Semaphore value={self._value} held={len(self._held)} waiting={len(self._waiters)}>"
+
+
+# -- Condition -------------------------------------------------------------------------
+
+
+class Condition:
+    """A condition variable over a ``Lock`` (a new one by default).
+
+    ``wait()`` releases the lock, waits for ``notify``, and re-acquires the lock before
+    returning *or raising*: whatever happens, the caller holds the lock again when
+    ``wait`` is over, so ``with cond:`` stays balanced.
+    """
+
+    __slots__ = ("_lock", "_waiters", "_notified")
+
+    def __init__(self, lock: Lock | None = None):
+        self._lock = lock if lock is not None else Lock()
+        self._waiters = _WaitQueue()
+        self._notified = 0
+
+    @property
+    def lock(self) -> Lock:
+        return self._lock
+
+    def acquire(self) -> None:
+        """``lock.acquire()``. A checkpoint."""
+        self._lock.acquire()
+
+    def acquire_nowait(self) -> None:
+        self._lock.acquire_nowait()
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    def __enter__(self) -> Condition:
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._lock.release()
+
+    def _check_owner(self, what: str):
+        task = current_task()
+        if self._lock._owner is not task:
+            raise InvalidStateError(f"Condition.{what}() requires holding the lock "
+                                    f"(held by {_owner_name(self._lock._owner)})")
+        return task
+
+    def wait(self) -> None:
+        """Release the lock, wait for a notification, re-acquire the lock.
+
+        A checkpoint. The caller must hold the lock. A cancelled wait consumes no
+        notification (the task leaves the queue first; a ``notify`` goes to the next
+        waiter); a notification that arrives together with the cancellation is
+        consumed and ``wait`` returns normally. Either way the lock is held again
+        when ``wait`` returns or raises (the re-acquire cannot be interrupted).
+        """
+        task = _checkpoint_task()
+        if self._lock._owner is not task:
+            raise InvalidStateError("Condition.wait() requires holding the lock")
+        self._lock.release()
+        try:
+            self._waiters.wait(task)
+        finally:
+            self._lock._acquire_uninterruptible(task)
+
+    def wait_for(self, predicate: Callable[[], Any]) -> Any:
+        """``wait()`` until ``predicate()`` is true; return its value. A checkpoint."""
+        result = predicate()
+        while not result:
+            self.wait()
+            result = predicate()
+        return result
+
+    def notify(self, n: int = 1) -> int:
+        """Wake up to ``n`` waiters (they re-acquire the lock in order). Requires the
+        lock. Not a checkpoint. Returns how many were woken."""
+        self._check_owner("notify")
+        woken = 0
+        while woken < n and self._waiters:
+            self._waiters.wake_first(None)
+            woken += 1
+        self._notified += woken
+        return woken
+
+    def notify_all(self) -> int:
+        """Wake every waiter. Requires the lock. Not a checkpoint."""
+        return self.notify(len(self._waiters))
+
+    def statistics(self) -> dict:
+        return {"tasks_waiting": len(self._waiters), "notified": self._notified,
+                "lock": self._lock.statistics()}
+
+
+# -- Barrier ---------------------------------------------------------------------------
+
+
+class BrokenBarrierError(GreenrtError):
+    """The barrier was aborted (``Barrier.abort()``) while or before this task waited."""
+
+
+class Barrier:
+    """``parties`` tasks meet: each ``wait()`` blocks until ``parties`` tasks are
+    waiting, then all are released and the barrier is reused (cyclic).
+
+    ``wait`` returns the arrival index (0 for the first of the group, ``parties - 1``
+    for the last). A cancelled waiter leaves the group before it trips (it does not
+    count as arrived); a waiter released at the moment it is cancelled returns
+    normally.
+    """
+
+    __slots__ = ("_parties", "_waiters", "_broken", "_generation")
+
+    def __init__(self, parties: int):
+        if not isinstance(parties, int) or parties < 1:
+            raise ValueError(f"parties must be an int >= 1, not {parties!r}")
+        self._parties = parties
+        self._waiters = _WaitQueue()
+        self._broken = False
+        self._generation = 0
+
+    @property
+    def parties(self) -> int:
+        return self._parties
+
+    @property
+    def n_waiting(self) -> int:
+        return len(self._waiters)
+
+    @property
+    def broken(self) -> bool:
+        return self._broken
+
+    def wait(self) -> int:
+        """Wait until ``parties`` tasks wait. A checkpoint. Raises ``BrokenBarrierError``
+        if the barrier is or becomes broken."""
+        task = _checkpoint_task()
+        if self._broken:
+            raise BrokenBarrierError("the barrier is broken")
+        if len(self._waiters) + 1 < self._parties:
+            return self._waiters.wait(task)
+        idx = 0
+        while self._waiters:
+            self._waiters.wake_first(idx)
+            idx += 1
+        self._generation += 1
+        _yield(task)
+        return idx
+
+    def abort(self) -> None:
+        """Break the barrier: current and future waiters get ``BrokenBarrierError``
+        until ``reset()``. Not a checkpoint."""
+        self._broken = True
+        self._waiters.wake_all_error(lambda: BrokenBarrierError("the barrier was aborted"))
+
+    def reset(self) -> None:
+        """Make a broken barrier usable again (waiters, if any, are broken first)."""
+        if self._waiters:
+            self.abort()
+        self._broken = False
+
+    def statistics(self) -> dict:
+        return {"parties": self._parties, "tasks_waiting": len(self._waiters),
+                "broken": self._broken, "generation": self._generation}
+
+
+# -- RWLock ----------------------------------------------------------------------------
+
+
+class RWLock:
+    """A readers-writer lock: many readers or one writer, FIFO-fair.
+
+    A reader that arrives while a writer waits queues behind the writer (writers do
+    not starve); when a writer leaves, the queued readers at the head of the queue are
+    admitted together. Owners are tracked; releasing what you do not hold raises
+    ``InvalidStateError``; neither mode is reentrant. A cancelled waiter leaves the
+    queue and the lock re-examines who can be admitted (a cancelled writer at the head
+    unblocks the readers behind it).
+    """
+
+    __slots__ = ("_readers", "_writer", "_waiters")
+
+    def __init__(self) -> None:
+        self._readers: dict = {}
+        self._writer = None
+        self._waiters = _WaitQueue()
+
+    def _check_not_holding(self, task) -> None:
+        if task in self._readers or self._writer is task:
+            raise InvalidStateError("this task already holds the RWLock (it is not reentrant)")
+
+    def acquire_read(self) -> None:
+        """Take a read lock. A checkpoint; cancel-safe (see ``Lock.acquire``)."""
+        task = _checkpoint_task()
+        self._check_not_holding(task)
+        if self._writer is None and not self._waiters:
+            self._readers[task] = None
+            _coop(task)
+            return
+        self._waiters.wait(task, "r", self._grant)
+
+    def acquire_write(self) -> None:
+        """Take the write lock. A checkpoint; cancel-safe (see ``Lock.acquire``)."""
+        task = _checkpoint_task()
+        self._check_not_holding(task)
+        if self._writer is None and not self._readers and not self._waiters:
+            self._writer = task
+            _coop(task)
+            return
+        self._waiters.wait(task, "w", self._grant)
+
+    def acquire_read_nowait(self) -> None:
+        task = current_task()
+        self._check_not_holding(task)
+        if self._writer is not None or self._waiters:
+            raise WouldBlock("RWLock is write-locked or has waiters")
+        self._readers[task] = None
+
+    def acquire_write_nowait(self) -> None:
+        task = current_task()
+        self._check_not_holding(task)
+        if self._writer is not None or self._readers or self._waiters:
+            raise WouldBlock("RWLock is held")
+        self._writer = task
+
+    def release_read(self) -> None:
+        task = current_task()
+        if task not in self._readers:
+            raise InvalidStateError(f"{_owner_name(task)} does not hold a read lock")
+        del self._readers[task]
+        if not self._readers:
+            self._grant()
+
+    def release_write(self) -> None:
+        task = current_task()
+        if self._writer is not task:
+            raise InvalidStateError(
+                f"RWLock write-released by {_owner_name(task)} but held by "
+                f"{_owner_name(self._writer)}")
+        self._writer = None
+        self._grant()
+
+    def _grant(self) -> None:
+        w = self._waiters
+        while w and self._writer is None:
+            t, mode = w.first()
+            if mode == "w":
+                if self._readers:
+                    return
+                self._writer = t
+                w.wake_first(None)
+                return
+            self._readers[t] = None
+            w.wake_first(None)
+
+    def read(self) -> _RWGuard:
+        """``with rw.read(): ...``"""
+        return _RWGuard(self.acquire_read, self.release_read)
+
+    def write(self) -> _RWGuard:
+        """``with rw.write(): ...``"""
+        return _RWGuard(self.acquire_write, self.release_write)
+
+    def statistics(self) -> dict:
+        modes = [d for _, d in self._waiters._q.values()]
+        return {"readers": len(self._readers),
+                "writer": None if self._writer is None else self._writer.id,
+                "tasks_waiting": len(modes), "readers_waiting": modes.count("r"),
+                "writers_waiting": modes.count("w")}
+
+
+class _RWGuard:
+    __slots__ = ("_acq", "_rel")
+
+    def __init__(self, acq, rel):
+        self._acq = acq
+        self._rel = rel
+
+    def __enter__(self) -> None:
+        self._acq()
+
+    def __exit__(self, *exc) -> None:
+        self._rel()
