@@ -1,4 +1,4 @@
-"""The real I/O driver: readiness notification through ``selectors`` (epoll on Linux).
+"""The real I/O driver: readiness notification through ``select.epoll``.
 
 Job: park tasks until a file descriptor is readable or writable, and wake the hub
 from other threads and signal handlers.
@@ -6,10 +6,24 @@ from other threads and signal handlers.
 * ``wait_readable(fd)`` / ``wait_writable(fd)`` park the calling task. At most one
   task may wait for each direction of one fd at a time (a second raises
   ``BusyResourceError``): two readers of one socket would race for its bytes.
-* Registrations are kept while a task waits and removed when it wakes or is
-  cancelled, so a closed fd never stays in the epoll set after its waiter is gone.
-  ``notify_closing(fd)`` wakes any waiter with ``ClosedResourceError`` before the
-  owner closes the fd.
+* Two registration modes per fd:
+
+  - *per wait* (the default, level-triggered): the fd is in the epoll set only while
+    a task waits on it and is removed when the waiter wakes or is cancelled, so a
+    closed fd never stays in the epoll set after its waiter is gone. Safe for any fd.
+  - *persistent* (``register_persistent(fd)``, edge-triggered): the fd is added once,
+    at its first wait, for both directions, and stays until ``notify_closing(fd)``.
+    The hot path (syscall -> ``EAGAIN`` -> wait -> syscall) then costs no
+    ``epoll_ctl`` at all. The owner promises two things: it waits only after a
+    syscall reported ``EAGAIN`` (the edge-triggered contract: an edge is only
+    guaranteed for readiness that appears after that), and it calls
+    ``notify_closing(fd)`` before closing the fd (which removes the registration;
+    a stale registration would otherwise hide a reused fd number from epoll).
+    ``register_persistent`` on an fd number the driver already knows resets it, so
+    an owner that forgot ``notify_closing`` cannot poison the next user of the number.
+
+* ``notify_closing(fd)`` wakes any waiter with ``ClosedResourceError`` and forgets
+  the fd; owners call it before closing.
 * Wake-ups: one socket pair. Other threads write a byte (``wakeup()``); signal
   handlers write through ``signal.set_wakeup_fd``. The hub drains it on every poll.
 
@@ -19,13 +33,19 @@ the driver directly, only to greenrt streams.
 
 from __future__ import annotations
 
-import selectors
+import select
 import socket
 
 from ._exceptions import GreenrtError
 
-_R = selectors.EVENT_READ
-_W = selectors.EVENT_WRITE
+_IN = select.EPOLLIN
+_OUT = select.EPOLLOUT
+_ET = select.EPOLLET
+_RDHUP = getattr(select, "EPOLLRDHUP", 0x2000)
+_ERR = select.EPOLLERR | select.EPOLLHUP
+_READ_EVENTS = _IN | _RDHUP | _ERR | select.EPOLLPRI
+_WRITE_EVENTS = _OUT | _ERR
+_PERSISTENT_MASK = _IN | _OUT | _RDHUP | _ET
 
 
 class BusyResourceError(GreenrtError):
@@ -36,16 +56,31 @@ class ClosedResourceError(GreenrtError):
     """The resource was closed (possibly while this task was waiting on it)."""
 
 
-class SelectorDriver:
+class _Slot:
+    __slots__ = ("reader", "writer", "mask", "persistent")
+
+    def __init__(self, persistent: bool):
+        self.reader = None
+        self.writer = None
+        self.mask = 0  # what is registered with epoll now (0: not registered)
+        self.persistent = persistent
+
+
+class EpollDriver:
+    """See the module docstring."""
+
+    maxevents = 1024
+
     def __init__(self, hub):
         self._hub = hub
-        self._sel = selectors.DefaultSelector()
-        self._waiters: dict[int, list] = {}  # fd -> [reader_task, writer_task]
+        self._ep = select.epoll()
+        self._slots: dict[int, _Slot] = {}
         self.waiting = 0
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._sel.register(self._wake_r, _R, None)
+        self._wake_rfd = self._wake_r.fileno()
+        self._ep.register(self._wake_rfd, _IN)
         self._closed = False
 
     @property
@@ -58,48 +93,93 @@ class SelectorDriver:
         except (BlockingIOError, OSError):
             pass  # the pipe is full or closed: the hub will wake anyway
 
-    def _update(self, fd: int, slot: list) -> None:
-        mask = (_R if slot[0] is not None else 0) | (_W if slot[1] is not None else 0)
-        if mask == 0:
-            del self._waiters[fd]
+    # -- registration -------------------------------------------------------------
+
+    def register_persistent(self, fd) -> None:
+        """Opt ``fd`` into persistent edge-triggered registration (see the module
+        docstring for the owner's two promises). Not a checkpoint."""
+        if not isinstance(fd, int):
+            fd = fd.fileno()
+        old = self._slots.get(fd)
+        if old is not None:
+            if old.reader is not None or old.writer is not None:
+                raise BusyResourceError(f"fd {fd} has waiters; it cannot be re-registered")
+            if old.mask:
+                try:
+                    self._ep.unregister(fd)
+                except OSError:
+                    pass
+        self._slots[fd] = _Slot(True)
+
+    def _update(self, fd: int, slot: _Slot) -> None:
+        """Per-wait mode: make the epoll registration match the waiters."""
+        want = (_IN if slot.reader is not None else 0) | (_OUT if slot.writer is not None else 0)
+        if want == slot.mask:
+            return
+        ep = self._ep
+        if want == 0:
+            del self._slots[fd]
+            slot.mask = 0
             try:
-                self._sel.unregister(fd)
-            except (KeyError, ValueError, OSError):
+                ep.unregister(fd)
+            except (OSError, ValueError):
                 pass
             return
-        try:
-            self._sel.modify(fd, mask, None)
-        except KeyError:
-            self._sel.register(fd, mask, None)
+        if slot.mask == 0:
+            try:
+                ep.register(fd, want)
+            except FileExistsError:
+                ep.modify(fd, want)
+        else:
+            ep.modify(fd, want)
+        slot.mask = want
 
-    def _wait(self, fd, direction: int) -> None:
+    def _wait(self, fd, writing: bool) -> None:
         from ._checkpoint import park
 
         if not isinstance(fd, int):
             fd = fd.fileno()
-        hub = self._hub
-        task = hub.current
-        slot = self._waiters.get(fd)
+        task = self._hub.current
+        slot = self._slots.get(fd)
         if slot is None:
-            slot = self._waiters[fd] = [None, None]
-        if slot[direction] is not None:
+            slot = self._slots[fd] = _Slot(False)
+        if (slot.writer if writing else slot.reader) is not None:
             raise BusyResourceError(
-                f"another task is already waiting to {'read' if direction == 0 else 'write'} fd {fd}")
-        slot[direction] = task
+                f"another task is already waiting to {'write' if writing else 'read'} fd {fd}")
+        if writing:
+            slot.writer = task
+        else:
+            slot.reader = task
         self.waiting += 1
         try:
-            self._update(fd, slot)
+            if slot.persistent:
+                if not slot.mask:
+                    try:
+                        self._ep.register(fd, _PERSISTENT_MASK)
+                    except FileExistsError:  # a dup of a closed fd kept it registered
+                        self._ep.modify(fd, _PERSISTENT_MASK)
+                    slot.mask = _PERSISTENT_MASK
+            else:
+                self._update(fd, slot)
         except BaseException:
-            slot[direction] = None
+            if writing:
+                slot.writer = None
+            else:
+                slot.reader = None
             self.waiting -= 1
-            if slot[0] is None and slot[1] is None:
-                self._waiters.pop(fd, None)
+            if not slot.persistent and slot.reader is None and slot.writer is None:
+                self._slots.pop(fd, None)
             raise
 
         def abort():
-            if slot[direction] is task:
-                slot[direction] = None
+            if writing:
+                if slot.writer is task:
+                    slot.writer = None
+                    self.waiting -= 1
+            elif slot.reader is task:
+                slot.reader = None
                 self.waiting -= 1
+            if not slot.persistent and self._slots.get(fd) is slot:
                 self._update(fd, slot)
             return True
 
@@ -107,65 +187,76 @@ class SelectorDriver:
 
     def wait_readable(self, fd) -> None:
         """Park until ``fd`` is readable. Not a checkpoint by itself (callers check first)."""
-        self._wait(fd, 0)
+        self._wait(fd, False)
 
     def wait_writable(self, fd) -> None:
         """Park until ``fd`` is writable. Not a checkpoint by itself."""
-        self._wait(fd, 1)
+        self._wait(fd, True)
 
     def notify_closing(self, fd) -> None:
-        """Wake every task waiting on ``fd`` with ``ClosedResourceError``."""
+        """Wake every task waiting on ``fd`` with ``ClosedResourceError`` and forget
+        the fd (removing it from epoll). Call it before closing ``fd``."""
         from ._hub import _Raise
 
         if not isinstance(fd, int):
             fd = fd.fileno()
-        slot = self._waiters.get(fd)
+        slot = self._slots.pop(fd, None)
         if slot is None:
             return
-        for i in (0, 1):
-            t = slot[i]
+        for t in (slot.reader, slot.writer):
             if t is not None:
-                slot[i] = None
                 self.waiting -= 1
                 self._hub.reschedule(t, _Raise(ClosedResourceError(f"fd {fd} was closed")))
-        self._update(fd, slot)
+        slot.reader = slot.writer = None
+        if slot.mask:
+            slot.mask = 0
+            try:
+                self._ep.unregister(fd)
+            except (OSError, ValueError):
+                pass
 
     def poll(self, timeout: float | None) -> None:
         try:
-            events = self._sel.select(timeout)
+            events = self._ep.poll(-1 if timeout is None else timeout, self.maxevents)
         except InterruptedError:  # pragma: no cover - PEP 475 retries, but be safe
             return
-        hub = self._hub
-        for key, mask in events:
-            fd = key.fd
-            if key.fileobj is self._wake_r:
-                try:
-                    while self._wake_r.recv(4096):
-                        pass
-                except (BlockingIOError, OSError):
-                    pass
-                continue
-            slot = self._waiters.get(fd)
+        slots = self._slots
+        reschedule = self._hub.reschedule
+        wake_rfd = self._wake_rfd
+        for fd, ev in events:
+            slot = slots.get(fd)
             if slot is None:
+                if fd == wake_rfd:
+                    try:
+                        while self._wake_r.recv(4096):
+                            pass
+                    except (BlockingIOError, OSError):
+                        pass
                 continue
             woke = False
-            if mask & _R and slot[0] is not None:
-                t, slot[0] = slot[0], None
+            t = slot.reader
+            if t is not None and ev & _READ_EVENTS:
+                slot.reader = None
                 self.waiting -= 1
-                hub.reschedule(t, None)
+                reschedule(t, None)
                 woke = True
-            if mask & _W and slot[1] is not None:
-                t, slot[1] = slot[1], None
+            t = slot.writer
+            if t is not None and ev & _WRITE_EVENTS:
+                slot.writer = None
                 self.waiting -= 1
-                hub.reschedule(t, None)
+                reschedule(t, None)
                 woke = True
-            if woke:
+            if woke and not slot.persistent:
                 self._update(fd, slot)
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self._sel.close()
+        self._ep.close()
         self._wake_r.close()
         self._wake_w.close()
+
+
+# The name the rest of the runtime (and ``greenrt.lowlevel``) knows the driver by.
+SelectorDriver = EpollDriver
