@@ -1,0 +1,78 @@
+"""HTTP limits and timeouts: one immutable object shared by servers and clients.
+
+The defaults are those of the threat model (``docs/security.md``): a head of at most
+64 KiB with at most 128 fields, a request line of at most 8192 bytes, a body of at
+most 16 MiB, at most 1000 requests per connection. Each limit is enforced by the
+protocol layer *regardless of how the bytes are segmented* by the network: the same
+byte stream yields the same verdict whether it arrives in one read or one byte at a
+time.
+
+Timeouts are budgets in seconds of hub time (virtual under the lab):
+
+* ``header_timeout`` — from the first byte of a request head (or from accepting the
+  connection, for the first request) until the head is complete: the slowloris
+  defence. Expiry answers 408 and closes.
+* ``body_idle_timeout`` — the longest wait for the next body byte while a body is
+  being read (408, close).
+* ``keepalive_timeout`` — the longest idle time between two requests on one
+  connection (close, no answer).
+* ``request_timeout`` — the budget of one handler call; expiry cancels the handler
+  (kind ``deadline``) and answers 503, or closes if the response head already left.
+* ``send_timeout`` — the longest a single send may stall because the peer does not
+  read (close).
+* ``drain_timeout`` — how long a graceful shutdown lets in-flight requests finish
+  before cancelling them with reason ``shutdown``.
+
+``None`` disables a timeout. Hazard: disabling ``header_timeout`` re-opens slowloris.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+__all__ = ["Limits", "DEFAULT_LIMITS"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Limits and timeouts for HTTP servers and clients; see the module docstring."""
+
+    max_head_bytes: int = 64 * 1024
+    max_headers: int = 128
+    max_request_line: int = 8192
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_requests_per_connection: int = 1000
+    #: longest chunk-size line or trailer section h11 may buffer while incomplete
+    max_chunk_line: int = 16 * 1024
+    header_timeout: float | None = 10.0
+    body_idle_timeout: float | None = 30.0
+    keepalive_timeout: float | None = 5.0
+    request_timeout: float | None = 60.0
+    send_timeout: float | None = 30.0
+    drain_timeout: float = 10.0
+    #: open connections per client IP address (server); excess ones are closed at once
+    max_connections_per_ip: int = 256
+    #: open connections in all (server)
+    max_connections: int = 4096
+    #: reject bare LF line endings and obs-fold continuation lines (RFC 9112 §2.2, §5.2)
+    strict: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("max_head_bytes", "max_headers", "max_request_line", "max_body_bytes",
+                     "max_requests_per_connection", "max_chunk_line",
+                     "max_connections_per_ip", "max_connections"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v <= 0:
+                raise ValueError(f"Limits.{name} must be a positive int, not {v!r}")
+        for name in ("header_timeout", "body_idle_timeout", "keepalive_timeout",
+                     "request_timeout", "send_timeout"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                raise ValueError(f"Limits.{name} must be positive or None, not {v!r}")
+
+    def replace(self, **changes) -> Limits:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+
+DEFAULT_LIMITS = Limits()

@@ -1,0 +1,338 @@
+"""The request/response model shared by every HTTP version greenrt serves.
+
+A *handler* is a plain blocking function ``handler(request) -> Response | None``. It
+runs in its own task, under the request's budget, and may block anywhere (every
+blocking call is a checkpoint). Nothing here assumes HTTP/1.1: the HTTP/1.1 server
+builds these objects from h11 events, an HTTP/2 server builds them from streams.
+
+* :class:`Request` — method, request target, headers, a streaming :class:`Body`
+  reader, and connection facts (scheme, client and server addresses,
+  ``http_version``). ``request.writer`` is a :class:`ResponseWriter` for handlers
+  that want to stream a response as they produce it (WSGI ``write()``, server-sent
+  events).
+* :class:`Response` — status, headers and a ``bytes`` body; :class:`StreamingResponse`
+  takes an iterable of ``bytes`` chunks instead. The server sends each chunk as it is
+  produced and blocks while the peer does not read (backpressure), so a generator that
+  yields a huge body never holds more than one chunk in memory.
+* :class:`Headers` — an ordered multi-map with case-insensitive names, stored as
+  ``(lowercase-name, value)`` byte pairs (HTTP/2 requires lowercase names anyway).
+
+Hazards: ``Body.read`` is a checkpoint and may raise ``HTTPError`` subclasses
+(``RequestTimeout``, ``PayloadTooLarge``, ``ClientDisconnected``, ``BadRequest``); a
+handler that lets them propagate gets the matching error answer. A response header
+value containing CR, LF or NUL is refused (``LocalProtocolError``) rather than
+allowing response splitting.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from .errors import LocalProtocolError
+
+__all__ = [
+    "Body", "EmptyBody", "Headers", "Request", "Response", "ResponseWriter",
+    "StreamingResponse", "HeaderLike",
+]
+
+HeaderLike = "Headers | Iterable[tuple[str | bytes, str | bytes]] | dict[str, str] | None"
+
+_BAD_VALUE = (b"\r", b"\n", b"\x00")
+
+
+def _b(s: str | bytes, what: str) -> bytes:
+    if isinstance(s, bytes):
+        return s
+    if isinstance(s, (bytearray, memoryview)):
+        return bytes(s)
+    if isinstance(s, str):
+        try:
+            return s.encode("latin-1")
+        except UnicodeEncodeError:
+            raise LocalProtocolError(f"header {what} {s!r} is not latin-1") from None
+    if isinstance(s, int) and not isinstance(s, bool):
+        return str(s).encode("ascii")
+    raise TypeError(f"header {what} must be str or bytes, not {type(s).__name__}")
+
+
+class Headers:
+    """Ordered, case-insensitive multi-map of header fields.
+
+    Stored as a list of ``(lowercase name bytes, value bytes)``. Lookups accept ``str``
+    or ``bytes`` names; ``get``/``get_all`` return ``str`` (latin-1), ``raw()`` the byte
+    pairs. Values are validated against CR/LF/NUL when added from application code.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Any = None):
+        self._items: list[tuple[bytes, bytes]] = []
+        if items is None:
+            return
+        if isinstance(items, Headers):
+            self._items = list(items._items)
+            return
+        if isinstance(items, dict):
+            items = items.items()
+        for name, value in items:
+            self.add(name, value)
+
+    @classmethod
+    def _trusted(cls, items: list[tuple[bytes, bytes]]) -> Headers:
+        """Wrap already-validated ``(lowercase name, value)`` pairs (from a parser)."""
+        h = cls.__new__(cls)
+        h._items = items
+        return h
+
+    def add(self, name: str | bytes, value: str | bytes) -> None:
+        """Append a field (does not replace existing ones)."""
+        n = _b(name, "name").lower()
+        v = _b(value, "value")
+        if not n or any(c in n for c in (b":", b" ", b"\t")) or any(c in n for c in _BAD_VALUE):
+            raise LocalProtocolError(f"invalid header name {n!r}")
+        if any(c in v for c in _BAD_VALUE):
+            raise LocalProtocolError(f"header {n!r} value contains CR, LF or NUL")
+        self._items.append((n, v))
+
+    def set(self, name: str | bytes, value: str | bytes) -> None:
+        """Replace every field named ``name`` with one field."""
+        self.remove(name)
+        self.add(name, value)
+
+    def remove(self, name: str | bytes) -> None:
+        n = _b(name, "name").lower()
+        self._items = [(k, v) for k, v in self._items if k != n]
+
+    def get(self, name: str | bytes, default: str | None = None) -> str | None:
+        """The first value of ``name`` as ``str``, or ``default``."""
+        n = name.lower() if isinstance(name, bytes) else name.lower().encode("latin-1")
+        for k, v in self._items:
+            if k == n:
+                return v.decode("latin-1")
+        return default
+
+    def get_all(self, name: str | bytes) -> list[str]:
+        n = name.lower() if isinstance(name, bytes) else name.lower().encode("latin-1")
+        return [v.decode("latin-1") for k, v in self._items if k == n]
+
+    def raw(self) -> list[tuple[bytes, bytes]]:
+        """The fields as ``(lowercase name, value)`` byte pairs (a copy)."""
+        return list(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, (str, bytes)):
+            return False
+        n = name.lower() if isinstance(name, bytes) else name.lower().encode("latin-1")
+        return any(k == n for k, _ in self._items)
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        for k, v in self._items:
+            yield k.decode("latin-1"), v.decode("latin-1")
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Headers) and self._items == other._items
+
+    def __repr__(self) -> str:
+        return f"Headers({[(k.decode('latin-1'), v.decode('latin-1')) for k, v in self._items]!r})"
+
+
+class Body(abc.ABC):
+    """A streaming message body (request body on the server, response body on the
+    client). Read it once, in order."""
+
+    @abc.abstractmethod
+    def read(self, max_bytes: int = 65536) -> bytes:
+        """Return the next up to ``max_bytes`` bytes, ``b""`` at the end of the body.
+
+        A checkpoint. A cancelled ``read`` loses no data (unread bytes stay buffered).
+        Raises ``HTTPError`` subclasses on timeouts, limits, malformed framing or a
+        peer that went away.
+        """
+
+    @property
+    @abc.abstractmethod
+    def complete(self) -> bool:
+        """True once the whole body has been read (``read`` returned ``b""``)."""
+
+    @property
+    def content_length(self) -> int | None:
+        """The declared length, or ``None`` (chunked / until close)."""
+        return None
+
+    def read_all(self, limit: int | None = None) -> bytes:
+        """Read the rest of the body into memory. A checkpoint. ``limit`` bounds the
+        result (``PayloadTooLarge`` beyond it) on top of the connection's limits."""
+        from .errors import PayloadTooLarge
+
+        parts: list[bytes] = []
+        n = 0
+        while True:
+            chunk = self.read(65536)
+            if not chunk:
+                return b"".join(parts)
+            n += len(chunk)
+            if limit is not None and n > limit:
+                raise PayloadTooLarge(limit="read_all", value=n, maximum=limit)
+            parts.append(chunk)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            chunk = self.read(65536)
+            if not chunk:
+                return
+            yield chunk
+
+
+class EmptyBody(Body):
+    """A body with no bytes."""
+
+    def read(self, max_bytes: int = 65536) -> bytes:
+        from greenrt import checkpoint
+
+        checkpoint()
+        return b""
+
+    @property
+    def complete(self) -> bool:
+        return True
+
+    @property
+    def content_length(self) -> int | None:
+        return 0
+
+
+class ResponseWriter(abc.ABC):
+    """Incremental response sending, for handlers that stream as they go.
+
+    ``start`` sends the head, ``write`` body bytes (blocking while the peer does not
+    read: backpressure), ``finish`` ends the message. A handler that used the writer
+    returns ``None``; the server finishes the message if the handler did not.
+    """
+
+    @abc.abstractmethod
+    def start(self, status: int, headers: Any = None, *, reason: str | bytes | None = None,
+              content_length: int | None = None) -> None:
+        """Send the response head. A checkpoint. ``content_length`` (or a
+        ``Content-Length`` header) selects fixed-length framing; otherwise chunked
+        (or close-delimited for HTTP/1.0 peers)."""
+
+    @abc.abstractmethod
+    def write(self, data: bytes) -> None:
+        """Send body bytes. A checkpoint; if cancelled after part of the data left, the
+        connection is closed after this exchange (it cannot be reused)."""
+
+    @abc.abstractmethod
+    def finish(self) -> None:
+        """End the response. A checkpoint. Idempotent."""
+
+    @property
+    @abc.abstractmethod
+    def headers_sent(self) -> bool:
+        """True once the head has been handed to the transport."""
+
+    @property
+    @abc.abstractmethod
+    def finished(self) -> bool:
+        """True once ``finish`` has completed."""
+
+
+class Request:
+    """One request as the handler sees it.
+
+    ``target`` is the raw request target as sent (``/path?query``, ``*``, an absolute
+    URI or an authority), decoded as latin-1; ``path`` and ``query`` split it.
+    ``extensions`` carries version-specific extras (``"http1.raw_target"``...).
+    """
+
+    __slots__ = ("method", "target", "headers", "body", "http_version", "scheme", "client",
+                 "server", "writer", "extensions")
+
+    def __init__(self, method: str, target: str, headers: Headers, body: Body, *,
+                 http_version: str = "1.1", scheme: str = "http", client: Any = None,
+                 server: Any = None, writer: ResponseWriter | None = None,
+                 extensions: dict | None = None):
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.body = body
+        self.http_version = http_version
+        self.scheme = scheme
+        self.client = client
+        self.server = server
+        self.writer = writer
+        self.extensions = extensions if extensions is not None else {}
+
+    @property
+    def path(self) -> str:
+        t = self.target
+        i = t.find("?")
+        return t if i < 0 else t[:i]
+
+    @property
+    def query(self) -> str:
+        t = self.target
+        i = t.find("?")
+        return "" if i < 0 else t[i + 1:]
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.target} HTTP/{self.http_version}>"
+
+
+class Response:
+    """A complete response: ``status``, ``headers`` and a ``bytes`` body.
+
+    ``Content-Length`` is added by the server when absent. ``reason`` overrides the
+    reason phrase (HTTP/1 only).
+    """
+
+    __slots__ = ("status", "headers", "body", "reason")
+
+    def __init__(self, status: int = 200, headers: Any = None, body: bytes | str = b"", *,
+                 reason: str | bytes | None = None):
+        if not isinstance(status, int) or not 100 <= status <= 999:
+            raise LocalProtocolError(f"invalid status {status!r}")
+        self.status = status
+        self.headers = headers if isinstance(headers, Headers) else Headers(headers)
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        elif not isinstance(body, bytes):
+            body = bytes(body)
+        self.body = body
+        self.reason = reason
+
+    @property
+    def streaming(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {len(self.body)} bytes>"
+
+
+class StreamingResponse(Response):
+    """A response whose body is produced by an iterable of ``bytes`` chunks.
+
+    Without a ``Content-Length`` header the body is sent chunked (HTTP/1.1) or
+    close-delimited (HTTP/1.0). The iterable is consumed in the handler's task, one
+    chunk at a time, each sent before the next is requested (backpressure); if it has
+    a ``close()`` method, that is called when sending ends, also on error or
+    cancellation.
+    """
+
+    __slots__ = ("chunks",)
+
+    def __init__(self, status: int = 200, headers: Any = None,
+                 chunks: Iterable[bytes] = (), *, reason: str | bytes | None = None):
+        super().__init__(status, headers, b"", reason=reason)
+        self.chunks = chunks
+
+    @property
+    def streaming(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return f"<StreamingResponse {self.status}>"

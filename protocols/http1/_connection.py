@@ -1,0 +1,606 @@
+"""A hardened sans-IO HTTP/1.1 connection: h11 behind a byte-exact gatekeeper.
+
+h11 parses and generates HTTP/1.1 correctly, but it was not built as an exposed
+edge: it skips its incomplete-event limit when a whole oversized head arrives in one
+read, has no header-count or request-line limit, keeps the connection open after a
+request with both Content-Length and Transfer-Encoding, unfolds obs-fold lines,
+accepts bare LF line endings and merges duplicate Content-Length fields.
+:class:`H1Connection` closes those gaps without forking h11: it owns the receive
+buffer and decides *exactly* which bytes h11 may see.
+
+Theory of operation
+-------------------
+Bytes from the network go into ``self._buf``. h11 is fed only whole units:
+
+* **Head.** ``_scan_head`` walks the buffer line by line (incrementally: it keeps its
+  position between calls) and enforces, in byte order, the request-line limit (414),
+  the head-size limit (431), bare-LF and obs-fold rejection (400, strict mode) and the
+  field-count limit (431). Only when a complete, acceptable head is found is it
+  checked for framing (duplicate or malformed Content-Length, CL+TE, transfer codings
+  other than ``chunked`` → 501, unsupported versions → 505, duplicate Host) and then
+  handed to h11, which validates the grammar again and builds the event.
+* **Body.** A fixed-length body is fed up to the declared length and no further. A
+  chunked body is tracked by a small framer that knows where every chunk-size line,
+  chunk and trailer section begins and ends, so a chunk line or trailer section longer
+  than ``max_chunk_line`` is rejected at the same byte whatever the segmentation, and
+  h11 never holds more than one unit. Body bytes are counted against
+  ``max_body_bytes`` (413); a declared Content-Length above it is refused before any
+  body byte is read.
+
+Because h11 never receives a byte beyond the current message, the bytes of a
+pipelined next request stay in our buffer and go through the same gate.
+
+**Segmentation independence** (the key invariant, tested with one-read and
+byte-by-byte feeding and by property tests): every verdict is a function of the byte
+stream alone. Each check fires at a fixed byte position (the first byte past a
+limit, the line ending of a bad line), and checks are evaluated in byte order, with
+size checks before structural checks of the same line, so a byte stream that is
+delivered in one piece and one delivered byte by byte raise the same error. (The
+number of ``Data`` events a body produces does depend on segmentation; their
+concatenation does not.)
+
+Any ``HTTPError`` is sticky: the connection is dead, ``next_event`` raises it again,
+and the only correct reaction is to answer ``exc.status`` (if a response can still be
+sent) and close.
+
+Hazards: this module never blocks and never allocates more than the limits allow
+(no allocation is sized by a number read from the peer: a Content-Length or chunk
+size only bounds how many already-received bytes are handed on). ``receive_data``
+copies its argument.
+"""
+
+from __future__ import annotations
+
+import re
+
+import h11
+
+from ..http.errors import (
+    BadRequest,
+    ClientDisconnected,
+    HeaderFieldsTooLarge,
+    HTTPError,
+    HTTPVersionNotSupported,
+    LocalProtocolError,
+    PayloadTooLarge,
+    ProtocolError,
+    UnsupportedTransferCoding,
+    URITooLong,
+)
+from ..http.limits import DEFAULT_LIMITS, Limits
+
+__all__ = ["H1Connection", "NEED_DATA", "PAUSED", "SERVER", "CLIENT"]
+
+SERVER = "server"
+CLIENT = "client"
+NEED_DATA = h11.NEED_DATA
+PAUSED = h11.PAUSED
+
+# phases
+_HEAD, _BODY, _DONE, _CLOSED, _SWITCHED, _ERROR = range(6)
+# chunked framer states
+_C_LINE, _C_DATA, _C_CRLF, _C_TRAILER = range(4)
+
+_VERSION_RE = re.compile(rb"HTTP/[0-9](?:\.[0-9])?")
+_BARE_LF_RE = re.compile(rb"(?<!\r)\n")
+_FOLD_RE = re.compile(rb"\r\n[ \t]+")
+_FEED_MAX = 256 * 1024  # largest slice of body handed to h11 at once
+
+
+def _excerpt(b: bytes | bytearray, n: int = 40) -> str:
+    return repr(bytes(b[:n])) + ("..." if len(b) > n else "")
+
+
+class H1Connection:
+    """One HTTP/1.1 connection, either side, without I/O. See the module docstring.
+
+    ``receive_data(b"")`` signals EOF. ``next_event()`` returns h11 events
+    (``Request``/``Response``/``InformationalResponse``/``Data``/``EndOfMessage``/
+    ``ConnectionClosed``) or ``NEED_DATA``/``PAUSED``; it raises ``HTTPError``
+    subclasses for anything the peer got wrong. ``send(event)`` returns the bytes to
+    write. After both sides finished a message, ``start_next_cycle()`` resets for the
+    next exchange if ``reusable``.
+    """
+
+    def __init__(self, role: str = SERVER, limits: Limits = DEFAULT_LIMITS):
+        if role not in (SERVER, CLIENT):
+            raise ValueError(f"role must be {SERVER!r} or {CLIENT!r}")
+        self.role = role
+        self.limits = limits
+        self._h11 = h11.Connection(h11.SERVER if role == SERVER else h11.CLIENT,
+                                   max_incomplete_event_size=limits.max_chunk_line + 2)
+        self._buf = bytearray()
+        self._eof = False
+        self._eof_fed = False
+        self._error: HTTPError | None = None
+        self._phase = _HEAD
+        #: number of message heads received (requests on a server, final responses on a client)
+        self.messages_received = 0
+        #: set by the application to make the next response head carry ``Connection: close``
+        self.close_after_cycle = False
+        self._request_method: bytes | None = None  # client: method of the request in flight
+        self._reset_head()
+        self._reset_body()
+
+    # -- state -----------------------------------------------------------------------
+
+    def _reset_head(self) -> None:
+        self._hpos = 0       # start of the first unscanned line
+        self._hstart = 0     # start of the start line (after skipped empty lines)
+        self._hseen = False  # start line complete?
+        self._hfields = 0    # header lines seen
+
+    def _reset_body(self) -> None:
+        self._framing = None      # "length" | "chunked" | "none" | "eof"
+        self._feed_left = 0       # length framing: bytes still to hand to h11
+        self._body_seen = 0
+        self._cstate = _C_LINE
+        self._cleft = 0
+
+    @property
+    def their_state(self):
+        """h11's state of the peer (``h11.IDLE``, ``h11.SEND_BODY``, ``h11.DONE``...)."""
+        return self._h11.their_state
+
+    @property
+    def our_state(self):
+        return self._h11.our_state
+
+    @property
+    def their_http_version(self) -> bytes | None:
+        return self._h11.their_http_version
+
+    @property
+    def client_is_waiting_for_100_continue(self) -> bool:
+        return self._h11.client_is_waiting_for_100_continue
+
+    @property
+    def they_are_waiting_for_100_continue(self) -> bool:
+        return self._h11.they_are_waiting_for_100_continue
+
+    @property
+    def error(self) -> HTTPError | None:
+        """The sticky error, once the peer misbehaved."""
+        return self._error
+
+    @property
+    def reusable(self) -> bool:
+        """True when both sides completed their message and the connection may carry
+        another exchange (keep-alive)."""
+        h = self._h11
+        return (self._error is None and self._phase == _DONE and h.our_state is h11.DONE
+                and h.their_state is h11.DONE)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet consumed (e.g. a pipelined next request)."""
+        return len(self._buf)
+
+    @property
+    def head_started(self) -> bool:
+        """True if the next message's head has begun arriving (a non-empty line)."""
+        return self._phase == _HEAD and len(self._buf) > self._hstart
+
+    @property
+    def trailing_data(self) -> bytes:
+        """Bytes after a protocol switch (101 / CONNECT), for the next protocol."""
+        return bytes(self._buf)
+
+    # -- receiving ------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Add bytes from the peer; ``b""`` means EOF. Never raises for bad input (the
+        verdict comes from ``next_event``)."""
+        if data:
+            if self._eof:
+                raise LocalProtocolError("receive_data after EOF")
+            self._buf += data
+        else:
+            self._eof = True
+
+    def next_event(self):
+        """The next event, ``NEED_DATA`` or ``PAUSED``. Raises ``HTTPError`` (sticky)."""
+        if self._error is not None:
+            raise self._error
+        try:
+            ph = self._phase
+            if ph == _HEAD:
+                return self._next_head()
+            if ph == _BODY:
+                return self._next_body()
+            if ph == _CLOSED:
+                return h11.ConnectionClosed()
+            return PAUSED
+        except HTTPError as e:
+            self._fail(e)
+            raise
+        except h11.ProtocolError as e:
+            err = self._from_h11(e)
+            self._fail(err)
+            raise err from None
+
+    def _fail(self, e: HTTPError) -> None:
+        self._error = e
+        self._phase = _ERROR
+
+    def _from_h11(self, e: h11.ProtocolError) -> HTTPError:
+        hint = getattr(e, "error_status_hint", 400)
+        if hint == 501:
+            return UnsupportedTransferCoding(str(e), code="h11_" + "unsupported")
+        if hint == 431:
+            return HeaderFieldsTooLarge(str(e), limit="max_chunk_line", code="chunk_line_too_long")
+        return BadRequest(f"h11: {e}", code="malformed")
+
+    # -- the head -------------------------------------------------------------------
+
+    def _scan_head(self) -> int | None:
+        """End offset of a complete head in the buffer, or ``None`` if more bytes are
+        needed. Raises the first violation in byte order (see the module docstring)."""
+        buf = self._buf
+        lim = self.limits
+        max_head = lim.max_head_bytes
+        max_rl = lim.max_request_line
+        strict = lim.strict
+        pos = self._hpos
+        n = len(buf)
+        while True:
+            nl = buf.find(b"\n", pos)
+            if nl == -1:
+                # incomplete line: only size checks (its structure is unknown yet)
+                if not self._hseen and pos < n:
+                    clen = n - pos - (1 if buf[n - 1] == 13 else 0)
+                    if clen > max_rl:
+                        self._limit_start_line(pos, clen, n)
+                if n > max_head:
+                    raise HeaderFieldsTooLarge(
+                        f"head exceeds {max_head} bytes", limit="max_head_bytes",
+                        value=n, maximum=max_head)
+                self._hpos = pos
+                return None
+            end = nl + 1
+            cr = nl > pos and buf[nl - 1] == 13
+            clen = nl - pos - (1 if cr else 0)
+            # size checks first: their violating byte lies inside this line
+            if not self._hseen and clen > max_rl:
+                self._limit_start_line(pos, clen, end)
+            if end > max_head:
+                raise HeaderFieldsTooLarge(
+                    f"head exceeds {max_head} bytes", limit="max_head_bytes",
+                    value=end, maximum=max_head)
+            if not cr and strict:
+                raise BadRequest("bare LF line ending in head", code="bare_lf")
+            if clen == 0:
+                if not self._hseen:  # empty lines before the start line are skipped
+                    pos = self._hstart = end
+                    continue
+                return end
+            if not self._hseen:
+                self._hseen = True
+            else:
+                c = buf[pos]
+                if c == 32 or c == 9:
+                    if strict:
+                        raise BadRequest("obs-fold continuation line in head", code="obs_fold")
+                else:
+                    self._hfields += 1
+                    if self._hfields > lim.max_headers:
+                        raise HeaderFieldsTooLarge(
+                            f"more than {lim.max_headers} header fields", limit="max_headers",
+                            value=self._hfields, maximum=lim.max_headers, code="too_many_headers")
+            pos = end
+
+    def _limit_start_line(self, pos: int, clen: int, end: int) -> None:
+        max_rl = self.limits.max_request_line
+        max_head = self.limits.max_head_bytes
+        # the start-line limit fires at byte pos+max_rl+1, the head limit at max_head+1
+        if end > max_head and max_head < pos + max_rl + 1:
+            return  # the head-size check in the caller fires first
+        if self.role == SERVER:
+            raise URITooLong(f"request line exceeds {max_rl} bytes", limit="max_request_line",
+                             value=clen, maximum=max_rl)
+        raise HeaderFieldsTooLarge(f"status line exceeds {max_rl} bytes",
+                                   limit="max_request_line", value=clen, maximum=max_rl,
+                                   code="status_line_too_long")
+
+    def _next_head(self):
+        end = self._scan_head()
+        if end is None:
+            if self._eof:
+                if self._hseen or self._hpos < len(self._buf):
+                    self._incomplete("connection closed inside a message head", "incomplete_head")
+                self._phase = _CLOSED
+                return h11.ConnectionClosed()
+            return NEED_DATA
+        buf = self._buf
+        head = bytes(buf[self._hstart:end])
+        del buf[:end]
+        self._reset_head()
+        if not self.limits.strict:
+            head = _FOLD_RE.sub(b" ", _BARE_LF_RE.sub(b"\r\n", head))
+        nl = head.find(b"\r\n")
+        start = head[:nl]
+        lower = head.lower()
+        if self.role == SERVER:
+            self._check_request_line(start)
+            if lower.count(b"\nhost:") > 1:
+                raise BadRequest("more than one Host field", code="duplicate_host")
+        else:
+            self._check_status_line(start)
+        cl, chunked = self._check_framing(head, lower, start)
+        h = self._h11
+        h.receive_data(head)
+        ev = h.next_event()
+        t = type(ev)
+        if t is h11.Request:
+            self.messages_received += 1
+            self._start_body(cl, chunked, has_body=True)
+        elif t is h11.Response:
+            self.messages_received += 1
+            st = ev.status_code
+            no_body = (self._request_method == b"HEAD" or st in (204, 304)
+                       or (self._request_method == b"CONNECT" and 200 <= st < 300))
+            self._start_body(cl, chunked, has_body=not no_body)
+        elif t is h11.InformationalResponse:
+            if ev.status_code == 101:
+                self._phase = _SWITCHED
+            # else: stay in _HEAD for the final response
+        else:  # pragma: no cover - h11 returns one of the above for a complete head
+            raise BadRequest(f"unexpected event {t.__name__} for a head", code="malformed")
+        return ev
+
+    def _incomplete(self, msg: str, code: str):
+        if self.role == SERVER:
+            raise ClientDisconnected(msg, code=code)
+        raise ProtocolError(msg, code=code)
+
+    def _check_request_line(self, line: bytes) -> None:
+        parts = line.split(b" ")
+        if len(parts) != 3:
+            raise BadRequest(f"malformed request line {_excerpt(line)}", code="bad_request_line")
+        v = parts[2]
+        if v != b"HTTP/1.1" and v != b"HTTP/1.0":
+            if _VERSION_RE.fullmatch(v):
+                raise HTTPVersionNotSupported(f"HTTP version {_excerpt(v)} not supported")
+            raise BadRequest(f"malformed HTTP version {_excerpt(v)}", code="bad_version")
+
+    def _check_status_line(self, line: bytes) -> None:
+        if not (line.startswith(b"HTTP/1.1 ") or line.startswith(b"HTTP/1.0 ")):
+            raise ProtocolError(f"malformed status line {_excerpt(line)}", code="bad_status_line")
+
+    def _check_framing(self, head: bytes, lower: bytes, start: bytes) -> tuple[int | None, bool]:
+        """Content-Length / Transfer-Encoding rules (RFC 9112 §6), on the raw head."""
+        n_cl = lower.count(b"\ncontent-length:")
+        n_te = lower.count(b"\ntransfer-encoding:")
+        if not n_cl and not n_te:
+            return None, False
+        if n_cl and n_te:
+            raise BadRequest("both Content-Length and Transfer-Encoding", code="cl_te_conflict")
+        if n_cl:
+            if n_cl > 1:
+                raise BadRequest("more than one Content-Length field", code="duplicate_cl")
+            v = _field_values(head, lower, b"content-length")[0]
+            if not v.isdigit() or not v.isascii() or len(v) > 18:
+                raise BadRequest(f"malformed Content-Length {_excerpt(v)}", code="bad_cl")
+            cl = int(v)
+            return cl, False
+        values = _field_values(head, lower, b"transfer-encoding")
+        if self.role == SERVER and start.endswith(b"HTTP/1.0"):
+            raise BadRequest("Transfer-Encoding in an HTTP/1.0 request", code="te_http10")
+        tokens = [t.strip(b" \t").lower() for v in values for t in v.split(b",")]
+        if any(not t for t in tokens):
+            raise BadRequest("malformed Transfer-Encoding", code="bad_te")
+        if tokens != [b"chunked"]:
+            raise UnsupportedTransferCoding(
+                f"transfer coding {_excerpt(b', '.join(tokens))} not supported (only chunked)")
+        return None, True
+
+    def _start_body(self, cl: int | None, chunked: bool, has_body: bool) -> None:
+        self._reset_body()
+        self._phase = _BODY
+        if not has_body:
+            self._framing = "none"
+        elif chunked:
+            self._framing = "chunked"
+        elif cl is not None:
+            if cl > self.limits.max_body_bytes:
+                raise PayloadTooLarge(f"declared body of {cl} bytes exceeds the limit",
+                                      limit="max_body_bytes", value=cl,
+                                      maximum=self.limits.max_body_bytes)
+            self._framing = "length"
+            self._feed_left = cl
+        elif self.role == CLIENT:
+            self._framing = "eof"
+        else:
+            self._framing = "none"
+
+    # -- the body -------------------------------------------------------------------
+
+    def _next_body(self):
+        h = self._h11
+        while True:
+            ev = h.next_event()
+            if ev is NEED_DATA:
+                if not self._feed():
+                    if self._eof and not self._eof_fed:
+                        self._eof_fed = True
+                        if self._framing != "eof":
+                            self._incomplete("connection closed inside a message body",
+                                             "incomplete_body")
+                        h.receive_data(b"")
+                        continue
+                    return NEED_DATA
+                continue
+            t = type(ev)
+            if t is h11.Data:
+                n = self._body_seen + len(ev.data)
+                self._body_seen = n
+                if n > self.limits.max_body_bytes:
+                    raise PayloadTooLarge(f"body exceeds {self.limits.max_body_bytes} bytes",
+                                          limit="max_body_bytes", value=n,
+                                          maximum=self.limits.max_body_bytes)
+                return ev
+            if t is h11.EndOfMessage:
+                if len(ev.headers) > self.limits.max_headers:
+                    raise HeaderFieldsTooLarge("too many trailer fields", limit="max_headers",
+                                               value=len(ev.headers),
+                                               maximum=self.limits.max_headers,
+                                               code="too_many_trailers")
+                self._phase = _DONE
+                return ev
+            if t is h11.ConnectionClosed:
+                self._phase = _CLOSED
+                return ev
+            if ev is PAUSED:
+                self._phase = _SWITCHED
+                return ev
+            return ev  # pragma: no cover
+
+    def _feed(self) -> bool:
+        """Hand h11 the next whole unit of the body that is in the buffer. Returns
+        False if nothing could be fed (more bytes needed)."""
+        buf = self._buf
+        if not buf:
+            return False
+        fr = self._framing
+        h = self._h11
+        if fr == "length":
+            k = min(len(buf), self._feed_left, _FEED_MAX)
+            if k == 0:
+                return False
+            self._feed_left -= k
+        elif fr == "eof":
+            k = min(len(buf), _FEED_MAX)
+        elif fr == "chunked":
+            k = self._chunk_unit()
+            if not k:
+                return False
+        else:
+            return False
+        if k == len(buf):
+            h.receive_data(bytes(buf))
+            buf.clear()
+        else:
+            h.receive_data(bytes(buf[:k]))
+            del buf[:k]
+        return True
+
+    def _chunk_unit(self) -> int:
+        """Size of the next complete chunked-framing unit in the buffer (a chunk-size
+        line, part of a chunk's data, the CRLF after it, or the trailer section), or 0.
+        Enforces ``max_chunk_line`` at a fixed byte position."""
+        buf = self._buf
+        st = self._cstate
+        lim = self.limits.max_chunk_line
+        if st == _C_DATA:
+            k = min(len(buf), self._cleft, _FEED_MAX)
+            self._cleft -= k
+            if self._cleft == 0:
+                self._cstate = _C_CRLF
+            return k
+        if st == _C_CRLF:
+            if len(buf) < 2:
+                if buf[:1] not in (b"", b"\r"):
+                    raise BadRequest("missing CRLF after chunk data", code="bad_chunk")
+                return 0
+            if buf[:2] != b"\r\n":
+                raise BadRequest("missing CRLF after chunk data", code="bad_chunk")
+            self._cstate = _C_LINE
+            return 2
+        if st == _C_LINE:
+            j = buf.find(b"\n", 0, lim + 2)
+            if j == -1:
+                if len(buf) > lim + 1:
+                    raise BadRequest(f"chunk-size line longer than {lim} bytes",
+                                     code="chunk_line_too_long")
+                return 0
+            if j == 0 or buf[j - 1] != 13:
+                raise BadRequest("bare LF in chunk-size line", code="bare_lf")
+            i = j - 1
+            line = bytes(buf[:i])
+            size_txt = line.split(b";", 1)[0].rstrip(b" \t")
+            if not size_txt or len(size_txt) > 16 or not all(
+                    c in b"0123456789abcdefABCDEF" for c in size_txt):
+                raise BadRequest(f"malformed chunk size {_excerpt(line)}", code="bad_chunk")
+            size = int(size_txt, 16)
+            if self._body_seen + size > self.limits.max_body_bytes:
+                raise PayloadTooLarge(
+                    f"chunk of {size} bytes would exceed the body limit",
+                    limit="max_body_bytes", value=self._body_seen + size,
+                    maximum=self.limits.max_body_bytes)
+            if size == 0:
+                self._cstate = _C_TRAILER
+            else:
+                self._cstate = _C_DATA
+                self._cleft = size
+            return i + 2
+        # trailer section: empty line, or field lines ending with an empty line
+        if buf[:2] == b"\r\n":
+            return 2
+        i = buf.find(b"\r\n\r\n", 0, lim + 4)
+        if i == -1:
+            # bare LF at index p, or too long at index lim+3: whichever comes first
+            m = _BARE_LF_RE.search(bytes(buf[:lim + 4]))
+            if m is not None:
+                raise BadRequest("bare LF in trailer section", code="bare_lf")
+            if len(buf) > lim + 3:
+                raise HeaderFieldsTooLarge(f"trailer section longer than {lim} bytes",
+                                           limit="max_chunk_line", value=len(buf), maximum=lim,
+                                           code="trailers_too_large")
+            return 0
+        block = bytes(buf[:i + 4])
+        if _BARE_LF_RE.search(block) is not None:
+            raise BadRequest("bare LF in trailer section", code="bare_lf")
+        if b"\r\n " in block or b"\r\n\t" in block:
+            raise BadRequest("obs-fold in trailer section", code="obs_fold")
+        return i + 4
+
+    # -- sending --------------------------------------------------------------------
+
+    def send(self, event) -> bytes:
+        """Serialize ``event`` (h11 event types). A server's response head gets
+        ``Connection: close`` when this is the last request the connection serves
+        (``max_requests_per_connection``) or ``close_after_cycle`` is set.
+        Raises ``LocalProtocolError`` on misuse."""
+        t = type(event)
+        if self.role == SERVER and (t is h11.Response) and (
+                self.close_after_cycle
+                or self.messages_received >= self.limits.max_requests_per_connection):
+            hdrs = list(event.headers)
+            if not any(k == b"connection" and b"close" in v.lower() for k, v in hdrs):
+                hdrs.append((b"connection", b"close"))
+                event = h11.Response(status_code=event.status_code, headers=hdrs,
+                                     reason=event.reason, http_version=event.http_version)
+        elif self.role == CLIENT and t is h11.Request:
+            self._request_method = event.method.upper() if isinstance(event.method, bytes) \
+                else str(event.method).upper().encode()
+        try:
+            data = self._h11.send(event)
+        except h11.LocalProtocolError as e:
+            raise LocalProtocolError(str(e)) from None
+        return data or b""
+
+    def send_failed(self) -> None:
+        """Mark our side broken (a send was interrupted); the connection must close."""
+        self._h11.send_failed()
+
+    def start_next_cycle(self) -> None:
+        """Reset for the next request/response exchange. Requires ``reusable``."""
+        if not self.reusable:
+            raise LocalProtocolError("start_next_cycle on a connection that is not reusable")
+        self._h11.start_next_cycle()
+        self._phase = _HEAD
+        self._reset_body()
+        self._request_method = None
+
+
+def _field_values(head: bytes, lower: bytes, name: bytes) -> list[bytes]:
+    """Raw values (OWS stripped) of every field ``name`` in a CRLF-normalized head."""
+    out = []
+    key = b"\n" + name + b":"
+    i = lower.find(key)
+    while i != -1:
+        s = i + len(key)
+        e = head.find(b"\r\n", s)
+        out.append(head[s:e].strip(b" \t"))
+        i = lower.find(key, e)
+    return out
