@@ -60,6 +60,7 @@ class SocketStream(TransportStream):
         self._t_wait_readable = partial(driver.wait_readable, fd)
         self._t_wait_writable = partial(driver.wait_writable, fd)
         self._peer = None
+        self._local = None
 
     @property
     def socket(self) -> socket.socket:
@@ -75,7 +76,9 @@ class SocketStream(TransportStream):
 
     @property
     def local_address(self):
-        return self._sock.getsockname()
+        if self._local is None:
+            self._local = self._sock.getsockname()
+        return self._local
 
     @property
     def peer_address(self):
@@ -170,6 +173,7 @@ class RealUDPSocket(TransportUDPSocket):
         self._t_recvfrom = sock.recvfrom
         self._t_wait_readable = partial(driver.wait_readable, self._fd)
         self._t_wait_writable = partial(driver.wait_writable, self._fd)
+        self._local = sock.getsockname()
 
     @property
     def socket(self) -> socket.socket:
@@ -177,7 +181,7 @@ class RealUDPSocket(TransportUDPSocket):
 
     @property
     def local_address(self):
-        return self._sock.getsockname()
+        return self._local
 
     def _t_close(self) -> None:
         self._driver.notify_closing(self._fd)
