@@ -1,0 +1,1 @@
+"""Redis client for greenrt (placeholder; filled in below)."""
