@@ -1,4 +1,41 @@
 """greenrt's deterministic lab: virtual time, seeded scheduling, simulated network,
-oracles, hash-chained traces, replay and exploration."""
+oracles, hash-chained traces and exact replay.
+
+Run a program::
+
+    result = lab.run(main, seed=7, record="run.jsonl")
+    result.check()            # raises LabFailure listing every oracle verdict
+
+then ``greenrt-lab replay run.jsonl`` reproduces it exactly, ``greenrt-lab verify``
+checks the file's hash chain and ``greenrt-lab show`` prints a per-task timeline.
+See ``docs/lab.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .choice import RandomStrategy, ReplayStrategy, Strategy
+from .errors import LabError, LabFailure, NondeterminismError, ReplayDivergence, TraceError
+from .hub import LabHub
+from .oracles import ORACLES, Violation
+from .replay import load_entry, replay
+from .runner import LabResult, check_determinism, first_difference, rng, run
+from .trace import Trace, verify
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "LabError", "LabFailure", "LabHub", "LabResult", "NondeterminismError", "ORACLES",
+    "RandomStrategy", "ReplayDivergence", "ReplayStrategy", "Strategy", "Trace",
+    "TraceError", "Violation", "check_determinism", "first_difference", "load_entry",
+    "net", "replay", "rng", "run", "verify",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "net":  # imported lazily: it needs greenrt.net
+        import importlib
+
+        return importlib.import_module(".net", __name__)
+    raise AttributeError(f"module 'lab' has no attribute {name!r}")

@@ -1,0 +1,112 @@
+"""The seeded choice stream: every decision the lab makes comes from here.
+
+The lab hub never consults ``random``, ``id()``, hash order or the wall clock. Each
+time it has to decide something — which of several runnable tasks runs next, in which
+order timers that are due at the same instant fire, how long a simulated packet takes,
+whether a datagram is dropped — it asks its *strategy* ``choose(what, n)`` for an
+index in ``range(n)``. A decision with one alternative is not a choice and is never
+asked for. The sequence of ``(what, n, index)`` triples is recorded in the trace as
+``lab.choice`` events, so a run can be reproduced either from the seed or from the
+recorded sequence alone (``ReplayStrategy``), which is what makes shrinking and replay
+tokens (Lab II) possible: they edit or truncate this sequence.
+
+Strategies (Lab II adds PCT, bounded DFS and DPOR here) implement ``Strategy``:
+``choose(what, n, ids)`` where ``ids`` are the candidate task ids for a scheduling
+decision (``what == "task"``) and ``None`` otherwise, and ``describe()`` for the
+trace header. ``what`` values used by Lab I: ``"task"``, ``"timer"``, ``"net.delay"``,
+``"net.drop"``, ``"net.reset"``.
+
+Invariant: a strategy's answers depend only on its parameters and the sequence of
+questions, never on anything outside the run.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+
+class Strategy:
+    """Base class: answer ``choose(what, n, ids) -> int`` in ``range(n)``."""
+
+    name = "base"
+
+    def choose(self, what: str, n: int, ids: Sequence[int] | None = None) -> int:  # pragma: no cover
+        raise NotImplementedError
+
+    def random_float(self, what: str) -> float:
+        """A float in [0, 1) for continuous parameters (jitter). Built on ``choose``
+        so that replay reproduces it from the recorded index."""
+        return self.choose(what, 1 << 20) / float(1 << 20)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+
+class RandomStrategy(Strategy):
+    """Uniform random choices from a ``random.Random`` seeded with ``seed`` (an int;
+    ``random.Random(int)`` gives the same stream on every platform and process,
+    independent of ``PYTHONHASHSEED``)."""
+
+    name = "random"
+
+    def __init__(self, seed: int):
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise TypeError(f"seed must be an int, not {type(seed).__name__}")
+        self.seed = seed
+        self._rng = random.Random(seed)
+
+    def choose(self, what: str, n: int, ids: Sequence[int] | None = None) -> int:
+        return self._rng.randrange(n)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "seed": self.seed}
+
+
+class ReplayStrategy(Strategy):
+    """Answer with a recorded sequence of ``(what, n, index)`` choices.
+
+    A question that does not match the next recorded one (another ``what`` or another
+    ``n``) means the program no longer makes the same decisions: ``ReplayDivergence``
+    is raised by the hub at the next scheduling point (``step`` is the event index
+    the choice would have been recorded at). Running past the end of the sequence is a
+    divergence too, unless ``extend`` is given: then further questions are answered by
+    that strategy (Lab II uses this to replay a prefix and explore the rest).
+    """
+
+    name = "replay"
+
+    def __init__(self, choices: Sequence[tuple[str, int, int]], extend: Strategy | None = None):
+        self.choices = list(choices)
+        self.pos = 0
+        self.extend = extend
+        self.mismatch: str | None = None
+
+    def choose(self, what: str, n: int, ids: Sequence[int] | None = None) -> int:
+        if self.pos >= len(self.choices):
+            if self.extend is not None:
+                return self.extend.choose(what, n, ids)
+            self.mismatch = (f"choice #{self.pos} ({what} among {n}) is past the end of the "
+                             f"recorded {len(self.choices)} choices")
+            return 0
+        w, rn, i = self.choices[self.pos]
+        self.pos += 1
+        if w != what or rn != n or not 0 <= i < n:
+            self.mismatch = (f"choice #{self.pos - 1}: recorded {w} among {rn} -> {i}, "
+                             f"now asked {what} among {n}")
+            return 0 if not 0 <= i < n else i
+        return i
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "choices": len(self.choices)}
+
+
+def make_strategy(spec: Strategy | str | None, seed: int) -> Strategy:
+    """``None`` or ``"random"`` -> ``RandomStrategy(seed)``; a Strategy is used as is."""
+    if spec is None or spec == "random":
+        return RandomStrategy(seed)
+    if isinstance(spec, Strategy):
+        return spec
+    raise ValueError(f"unknown strategy {spec!r} (Lab I knows 'random')")
+
