@@ -132,6 +132,7 @@ class H1Connection:
 
     def _reset_body(self) -> None:
         self._framing = None      # "length" | "chunked" | "none" | "eof"
+        self._declared = None     # declared Content-Length
         self._feed_left = 0       # length framing: bytes still to hand to h11
         self._body_seen = 0
         self._cstate = _C_LINE
@@ -170,6 +171,17 @@ class H1Connection:
         h = self._h11
         return (self._error is None and self._phase == _DONE and h.our_state is h11.DONE
                 and h.their_state is h11.DONE)
+
+    @property
+    def body_framing(self) -> str | None:
+        """How the current message's body is delimited: ``"length"``, ``"chunked"``,
+        ``"none"``, ``"eof"`` (until close), or ``None`` before a head."""
+        return self._framing
+
+    @property
+    def body_length(self) -> int | None:
+        """The declared Content-Length of the current message body, if any."""
+        return self._declared
 
     @property
     def buffered(self) -> int:
@@ -408,6 +420,7 @@ class H1Connection:
                                       maximum=self.limits.max_body_bytes)
             self._framing = "length"
             self._feed_left = cl
+            self._declared = cl
         elif self.role == CLIENT:
             self._framing = "eof"
         else:

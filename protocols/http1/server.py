@@ -1,0 +1,784 @@
+"""The HTTP/1.1 server: ``serve(handler, host, port)`` on greenrt streams.
+
+Task structure of one connection (all inside ``greenrt.net``'s per-connection task,
+so nothing outlives the server)::
+
+    connection task (from serve_tcp) = the *reader*
+      region "http1.conn"
+        task runner (masked)    # parses heads, runs the handler, sends responses
+          CancelScope per request (deadline = request_timeout)   -> handler(request)
+
+* The **reader** only receives: every byte goes into the sans-IO
+  :class:`~protocols.http1.H1Connection`, and whoever waits for data is woken. It
+  keeps reading while a handler runs, so pipelined requests are buffered (bounded:
+  it pauses above ``_HIGH_WATER`` bytes, which is TCP backpressure) and a peer that
+  disconnects or resets is noticed at once: the running handler is cancelled with
+  reason ``resource_unavailable`` ("client disconnected").
+* The **runner** takes requests in order (pipelining is answered in order), runs the
+  handler in its own task, sends the response and decides keep-alive. It runs
+  inside ``masked()`` so a server shutdown does not cut a request short: shutdown
+  *drains* (see below); only the request's own scope (budget, disconnect, drain
+  expiry) can cancel a handler.
+
+Timeouts (``Limits``), each answered or closed, and named in a ``protocol.error``
+trace event (``code``): ``header_timeout`` (slowloris: the head must be complete
+within ``header_timeout`` of its first byte, or of the accept for the first request;
+408 if any byte came), ``keepalive_timeout`` (idle between requests: close),
+``body_idle_timeout`` (``Body.read`` raises ``RequestTimeout``; 408 if the handler
+lets it propagate), ``request_timeout`` (the handler is cancelled, kind ``deadline``;
+503 if no response head was sent, else the connection is closed), ``send_timeout``
+(a peer that stops reading: close). Parse errors answer their ``status`` (400, 413,
+414, 431, 501, 505) with ``Connection: close``. A per-IP connection cap answers 503
+and closes.
+
+Graceful shutdown (``HTTPServer.shutdown()`` or cancelling ``serve``): listeners
+close; idle keep-alive connections close at once; a request in flight finishes within
+``drain_timeout`` (its response carries ``Connection: close``), after which its
+handler is cancelled with reason ``shutdown``.
+
+Closing: after the last response the server half-closes (``send_eof``) and discards
+input for a short linger period before closing, so a client that is still sending
+(e.g. a body we refused with 413) receives the response instead of a reset.
+
+Hazards: handlers run in the runner task, so a handler that never reaches a
+checkpoint blocks its connection (and the hub). A handler must not keep the request
+object past its return.
+"""
+
+from __future__ import annotations
+
+import http
+from collections.abc import Callable
+from typing import Any
+
+import h11
+
+import greenrt
+from greenrt import CancelKind, Cancelled, CancelReason, CancelScope, net
+from greenrt import lowlevel as ll
+
+from ..http.errors import (
+    ClientDisconnected,
+    HTTPError,
+    LocalProtocolError,
+    RequestTimeout,
+)
+from ..http.limits import DEFAULT_LIMITS, Limits
+from ..http.model import Body, Headers, Request, Response, ResponseWriter
+from ._connection import NEED_DATA, SERVER, H1Connection
+
+__all__ = ["HTTPServer", "serve", "Handler"]
+
+Handler = Callable[[Request], "Response | None"]
+
+_HIGH_WATER = 256 * 1024
+_LINGER_SECONDS = 1.0
+_LINGER_BYTES = 1024 * 1024
+_REASONS = {
+    400: b"Bad Request", 408: b"Request Timeout", 413: b"Content Too Large",
+    414: b"URI Too Long", 431: b"Request Header Fields Too Large", 500: b"Internal Server Error",
+    501: b"Not Implemented", 503: b"Service Unavailable", 505: b"HTTP Version Not Supported",
+}
+_NO_BODY_STATUS = (204, 304)
+_PHRASES = {int(s): s.phrase.encode("ascii") for s in http.HTTPStatus}
+
+# runner states
+_IDLE, _HEAD, _BUSY, _DONE = range(4)
+# results of _wait_data
+_DATA, _TIMEOUT, _STOP = "data", "timeout", "stop"
+
+
+def _error_response(status: int, message: str = "") -> bytes:
+    reason = _REASONS.get(status, b"Error")
+    body = reason + (b": " + message.encode("ascii", "replace")[:200] if message else b"") + b"\n"
+    return (b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n" % (status, reason, len(body))) + body
+
+
+def _emit(code: str, **data: Any) -> None:
+    ll.current_hub().emit("protocol.error", protocol="http1", code=code, **data)
+
+
+class _Body(Body):
+    """The request body, pulled from the connection's parser by the handler."""
+
+    __slots__ = ("_c", "_pending", "_done", "_length")
+
+    def __init__(self, conn: _Conn, length: int | None, empty: bool):
+        self._c = conn
+        self._pending = b""
+        self._done = empty
+        self._length = length
+
+    @property
+    def complete(self) -> bool:
+        return self._done and not self._pending
+
+    @property
+    def content_length(self) -> int | None:
+        return self._length
+
+    def read(self, max_bytes: int = 65536) -> bytes:
+        """Next body bytes (``b""`` at the end). A checkpoint; a cancelled read loses
+        no data. Sends ``100 Continue`` first if the client waits for it. Raises
+        ``RequestTimeout`` (idle > ``body_idle_timeout``), ``PayloadTooLarge``,
+        ``BadRequest`` (framing) or ``ClientDisconnected``."""
+        ll.enter_checkpoint()
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be >= 1")
+        p = self._pending
+        if p:
+            if len(p) <= max_bytes:
+                self._pending = b""
+                return p
+            self._pending = p[max_bytes:]
+            return p[:max_bytes]
+        if self._done:
+            return b""
+        c = self._c
+        c._maybe_send_100()
+        while True:
+            ev = c._pull()
+            t = type(ev)
+            if t is h11.Data:
+                data = bytes(ev.data)
+                if len(data) > max_bytes:
+                    self._pending = data[max_bytes:]
+                    data = data[:max_bytes]
+                return data
+            if t is h11.EndOfMessage:
+                self._done = True
+                return b""
+            if ev is NEED_DATA:
+                lim = c.limits.body_idle_timeout
+                r = c._wait_data(None if lim is None else c.hub.now() + lim)
+                if r == _TIMEOUT:
+                    c._fatal = True
+                    _emit("body_idle_timeout", status=408)
+                    raise RequestTimeout(f"no body bytes for {lim} s", code="body_idle_timeout")
+                if r == _STOP:
+                    raise ClientDisconnected("connection closing", code="closing")
+                continue
+            raise ClientDisconnected(f"unexpected event {t.__name__} in body", code="closed")
+
+    def discard_buffered(self) -> None:
+        """Consume what is already buffered of the body, without blocking (so an
+        unread small body does not cost the connection its keep-alive)."""
+        if self._done:
+            return
+        c = self._c
+        self._pending = b""
+        try:
+            while True:
+                ev = c._pull()
+                if type(ev) is h11.EndOfMessage:
+                    self._done = True
+                    return
+                if type(ev) is not h11.Data:
+                    return
+        except HTTPError:
+            c._fatal = True
+
+
+class _Writer(ResponseWriter):
+    """Sends one response over the connection; see ``ResponseWriter``."""
+
+    __slots__ = ("_c", "_head_only", "_started", "_finished", "_out")
+
+    def __init__(self, conn: _Conn, head_only: bool):
+        self._c = conn
+        self._head_only = head_only
+        self._started = False
+        self._finished = False
+        self._out = b""  # head bytes not yet sent (coalesced with the first body bytes)
+
+    @property
+    def headers_sent(self) -> bool:
+        return self._started
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def _head(self, status: int, headers: Any, reason, content_length: int | None) -> bytes:
+        if self._started:
+            raise LocalProtocolError("response head already sent")
+        c = self._c
+        h = headers if isinstance(headers, Headers) else Headers(headers)
+        items = h._items
+        if content_length is not None:
+            items = [kv for kv in items if kv[0] != b"content-length"]  # a copy
+            items.append((b"content-length", b"%d" % content_length))
+        body = c.body
+        if body is not None and not body.complete:
+            body.discard_buffered()
+            if not body.complete:
+                c.p.close_after_cycle = True  # unread request body: cannot keep alive
+        if isinstance(reason, str):
+            reason = reason.encode("latin-1")
+        elif reason is None:
+            reason = _PHRASES.get(status, b"")
+        self._started = True
+        try:
+            return c.p.send(h11.Response(status_code=status, headers=items, reason=reason or b""))
+        except LocalProtocolError:
+            self._started = False
+            raise
+
+    def start(self, status: int, headers: Any = None, *, reason=None,
+              content_length: int | None = None) -> None:
+        """Queue the response head (sent with the first body bytes or at ``finish``).
+        Not blocking itself; ``write``/``finish`` are the checkpoints."""
+        self._out = self._head(status, headers, reason, content_length)
+
+    def write(self, data: bytes) -> None:
+        """Send body bytes. A checkpoint; blocks while the peer does not read."""
+        if not self._started:
+            raise LocalProtocolError("write() before start()")
+        if self._finished:
+            raise LocalProtocolError("write() after finish()")
+        if not data:
+            return
+        c = self._c
+        if self._head_only:
+            out, self._out = self._out, b""
+            if out:
+                c._send(out)
+            return
+        out = c.p.send(h11.Data(data=data))
+        if self._out:
+            out = self._out + out
+            self._out = b""
+        c._send(out)
+
+    def finish(self) -> None:
+        """End the response. A checkpoint. Idempotent."""
+        if self._finished:
+            return
+        if not self._started:
+            raise LocalProtocolError("finish() before start()")
+        c = self._c
+        out = c.p.send(h11.EndOfMessage())
+        if self._out:
+            out = self._out + out
+            self._out = b""
+        if out:
+            c._send(out)
+        self._finished = True
+
+    def send_response(self, resp: Response) -> None:
+        """Send a complete ``Response`` (one write for head and body) or stream a
+        ``StreamingResponse``. A checkpoint."""
+        if resp.streaming:
+            self._stream(resp)
+            return
+        body = resp.body
+        status = resp.status
+        cl = None if (status in _NO_BODY_STATUS or status < 200
+                      or b"content-length" in (k for k, _ in resp.headers._items)) else len(body)
+        head = self._head(status, resp.headers, resp.reason, cl)
+        c = self._c
+        p = c.p
+        if body and not self._head_only:
+            out = head + p.send(h11.Data(data=body)) + p.send(h11.EndOfMessage())
+        else:
+            out = head + p.send(h11.EndOfMessage())
+        c._send(out)
+        self._finished = True
+
+    def _stream(self, resp) -> None:
+        chunks = resp.chunks
+        self.start(resp.status, resp.headers, reason=resp.reason)
+        try:
+            for chunk in chunks:
+                if chunk:
+                    self.write(chunk if isinstance(chunk, bytes) else bytes(chunk))
+            self.finish()
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+
+class _Conn:
+    """One server connection: reader (the calling task) + runner (a child task)."""
+
+    def __init__(self, server: HTTPServer, stream, scheme: str):
+        self.server = server
+        self.stream = stream
+        self.scheme = scheme
+        self.limits = server.limits
+        self.hub = ll.current_hub()
+        self.p = H1Connection(SERVER, server.limits)
+        self.state = _IDLE
+        self.body: _Body | None = None
+        self.writer: _Writer | None = None
+        self.handler_scope: CancelScope | None = None
+        self.requests = 0
+        self._waiter = None        # task parked in _wait_data
+        self._wait_timer = None
+        self._reader_paused = None  # reader task parked above the high-water mark
+        self._eof = False
+        self._discard = False
+        self._discarded = 0
+        self._fatal = False
+        self._draining = False
+        self._drain_timer = None
+        self._stopped = False
+        self._started = self.hub.now()
+        try:
+            self.peer = stream.peer_address
+        except Exception:  # pragma: no cover - streams without addresses
+            self.peer = None
+        try:
+            self.local = stream.local_address
+        except Exception:  # pragma: no cover
+            self.local = None
+
+    # -- the reader ---------------------------------------------------------------------
+
+    def run(self) -> None:
+        with greenrt.region(name="http1.conn") as r:
+            r.spawn(self._runner, name="http1.runner")
+            try:
+                self._read_loop()
+            except Cancelled:
+                # server shutdown or cancellation from outside: drain the request in
+                # flight (its body may still be arriving, so keep reading), then go
+                self.begin_drain()
+                self._read_loop()
+                raise
+
+    def _read_loop(self) -> None:
+        stream = self.stream
+        p = self.p
+        while not self._eof and not self._stopped:
+            if p.buffered >= _HIGH_WATER and not self._discard:
+                self._pause_reader()
+                continue
+            try:
+                data = stream.recv(65536)
+            except (net.ClosedResourceError, net.BrokenStreamError) as e:
+                if isinstance(e, net.BrokenStreamError):
+                    self._peer_gone("reset")
+                data = b""
+            if self._discard:
+                self._discarded += len(data)
+                if not data or self._discarded > _LINGER_BYTES:
+                    self._eof = True
+                    self._wake(_DATA)
+                    return
+                continue
+            if data:
+                p.receive_data(data)
+                self._wake(_DATA)
+            else:
+                self._eof = True
+                p.receive_data(b"")
+                self._peer_gone("eof")
+                self._wake(_DATA)
+
+    def _peer_gone(self, how: str) -> None:
+        hs = self.handler_scope
+        if self.state == _BUSY and hs is not None and not self._stopped:
+            _emit("client_disconnected", how=how, peer=_peer_str(self.peer))
+            hs.cancel(CancelReason(CancelKind.RESOURCE_UNAVAILABLE,
+                                   message=f"client disconnected ({how})"))
+
+    def _pause_reader(self) -> None:
+        task = ll.enter_checkpoint()
+        self._reader_paused = task
+
+        def abort():
+            self._reader_paused = None
+            return True
+
+        ll.park(abort)
+
+    def _resume_reader(self) -> None:
+        t = self._reader_paused
+        if t is not None and self.p.buffered < _HIGH_WATER // 2:
+            self._reader_paused = None
+            ll.reschedule(t)
+
+    # -- waiting for data (runner / handler side) -----------------------------------------
+
+    def _wait_data(self, deadline: float | None) -> str:
+        """Park until the reader delivers bytes or EOF (``_DATA``), ``deadline``
+        passes (``_TIMEOUT``) or the connection is told to stop (``_STOP``). A
+        checkpoint; cancellation leaves no waiter and no timer behind."""
+        task = ll.enter_checkpoint()
+        if self._stopped:
+            return _STOP
+        if self._eof:
+            return _DATA
+        self._resume_reader()
+        self._waiter = task
+        if deadline is not None:
+            self._wait_timer = self.hub.call_at(deadline, self._wait_expired, task)
+
+        def abort():
+            self._waiter = None
+            if self._wait_timer is not None:
+                self._wait_timer.cancel()
+                self._wait_timer = None
+            return True
+
+        return ll.park(abort)
+
+    def _wait_expired(self, task) -> None:
+        self._wait_timer = None
+        if self._waiter is task:
+            self._waiter = None
+            ll.reschedule(task, _TIMEOUT)
+
+    def _wake(self, value: str) -> None:
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            if self._wait_timer is not None:
+                self._wait_timer.cancel()
+                self._wait_timer = None
+            ll.reschedule(w, value)
+
+    def _pull(self):
+        ev = self.p.next_event()
+        if self._reader_paused is not None:
+            self._resume_reader()
+        return ev
+
+    # -- sending ----------------------------------------------------------------------
+
+    def _send(self, data: bytes) -> None:
+        t = self.limits.send_timeout
+        if t is None:
+            self.stream.send_all(data)
+            return
+        with greenrt.move_on_after(t) as sc:
+            self.stream.send_all(data)
+        if sc.cancelled_caught:
+            self._fatal = True
+            _emit("send_timeout", peer=_peer_str(self.peer))
+            raise ClientDisconnected(f"peer did not read for {t} s", code="send_timeout")
+
+    def _maybe_send_100(self) -> None:
+        p = self.p
+        if p.they_are_waiting_for_100_continue:
+            self._send(p.send(h11.InformationalResponse(status_code=100, headers=[])))
+
+    def _answer_error(self, status: int | None, code: str, message: str = "") -> None:
+        """Answer a connection-level error (no response started) and stop."""
+        _emit(code, status=status, peer=_peer_str(self.peer))
+        if status is None:
+            return
+        try:
+            self._send(_error_response(status, message))
+        except (HTTPError, net.StreamError, OSError):
+            pass
+
+    # -- the runner -------------------------------------------------------------------
+
+    def _runner(self) -> None:
+        with greenrt.masked():
+            try:
+                while True:
+                    ev = self._next_request()
+                    if ev is None:
+                        break
+                    self._handle(ev)
+                    if self._fatal or self._draining or not self.p.reusable:
+                        break
+                    self.p.start_next_cycle()
+                    self.state = _IDLE
+            finally:
+                self.state = _DONE
+                if self._drain_timer is not None:
+                    self._drain_timer.cancel()
+                self._close()
+
+    def _next_request(self):
+        p = self.p
+        lim = self.limits
+        now = self.hub.now
+        first = self.requests == 0
+        head_deadline = None
+        if first and lim.header_timeout is not None:
+            head_deadline = self._started + lim.header_timeout
+        idle_deadline = None if first or lim.keepalive_timeout is None else \
+            now() + lim.keepalive_timeout
+        while True:
+            try:
+                ev = p.next_event()
+            except HTTPError as e:
+                self._answer_error(e.status, e.code, e.message)
+                return None
+            t = type(ev)
+            if t is h11.Request:
+                self.requests += 1
+                return ev
+            if ev is not NEED_DATA:  # ConnectionClosed
+                return None
+            started = p.head_started
+            if started:
+                self.state = _HEAD
+                if head_deadline is None and lim.header_timeout is not None:
+                    head_deadline = now() + lim.header_timeout
+            elif self._draining:
+                return None
+            deadline = head_deadline if (started or first) else idle_deadline
+            r = self._wait_data(deadline)
+            if r == _TIMEOUT:
+                if started:
+                    self._answer_error(408, "header_timeout", "request head not received in time")
+                elif first:
+                    _emit("header_timeout", status=None, peer=_peer_str(self.peer))
+                else:
+                    _emit("keepalive_timeout", status=None, peer=_peer_str(self.peer))
+                return None
+            if r == _STOP:
+                return None
+
+    def _handle(self, ev) -> None:
+        p = self.p
+        hdrs = list(ev.headers)
+        method = ev.method.decode("ascii")
+        cl = p.body_length
+        empty = p.body_framing == "none" or cl == 0
+        if empty:
+            p.next_event()  # the EndOfMessage of an empty body, so the cycle can complete
+        body = _Body(self, cl, empty)
+        writer = _Writer(self, method == "HEAD")
+        self.body = body
+        self.writer = writer
+        req = Request(method, ev.target.decode("latin-1"), Headers._trusted(hdrs), body,
+                      http_version=ev.http_version.decode("ascii"), scheme=self.scheme,
+                      client=self.peer, server=self.local, writer=writer)
+        lim = self.limits
+        deadline = None if lim.request_timeout is None else self.hub.now() + lim.request_timeout
+        scope = CancelScope(deadline=deadline, name="http1.request")
+        self.handler_scope = scope
+        self.state = _BUSY
+        error: BaseException | None = None
+        try:
+            with scope:
+                if self._eof and p.their_state is not h11.SEND_BODY:
+                    self._peer_gone("eof")
+                resp = self.server.handler(req)
+                if resp is not None:
+                    if writer.headers_sent:
+                        raise LocalProtocolError("handler used request.writer and returned a response")
+                    writer.send_response(resp)
+                elif not writer.headers_sent:
+                    raise LocalProtocolError("handler returned None without sending a response")
+                else:
+                    writer.finish()
+        except Exception as e:
+            error = e
+        finally:
+            self.handler_scope = None
+        if scope.cancelled_caught:
+            reason = scope.reason
+            kind = reason.kind if reason is not None else None
+            if kind is CancelKind.RESOURCE_UNAVAILABLE:
+                self._fatal = True  # peer gone: nothing to answer
+                return
+            code = "shutdown" if kind is CancelKind.SHUTDOWN else "request_timeout"
+            self._fatal = True
+            if writer.headers_sent:
+                _emit(code, status=None, peer=_peer_str(self.peer), detail="response cut short")
+                p.send_failed()
+            else:
+                self._answer_error(503, code, "request budget exceeded"
+                                   if code == "request_timeout" else "server shutting down")
+            return
+        if error is not None:
+            self._fatal = True
+            if isinstance(error, ClientDisconnected):
+                _emit(error.code, status=None, peer=_peer_str(self.peer))
+                return
+            if isinstance(error, (net.StreamError, ConnectionError)) and not isinstance(
+                    error, HTTPError):
+                _emit("stream_error", status=None, error=type(error).__name__)
+                return
+            if isinstance(error, HTTPError):
+                status, code = error.status, error.code
+            else:
+                status, code = 500, "handler_error"
+                ll.current_hub().emit("http1.handler_error", error=type(error).__name__,
+                                      message=str(error)[:200])
+            if writer.headers_sent:
+                p.send_failed()
+                _emit(code, status=None, detail="after response head")
+            else:
+                self._answer_error(status, code, getattr(error, "message", ""))
+            return
+        if not writer.finished:  # pragma: no cover - send_response/finish always finish
+            self._fatal = True
+
+    # -- draining and closing -----------------------------------------------------------
+
+    def begin_drain(self) -> None:
+        """Stop after the request in flight, which gets ``drain_timeout`` seconds. Not
+        a checkpoint; idempotent."""
+        if self._draining:
+            return
+        self._draining = True
+        self.p.close_after_cycle = True
+        if self.state == _BUSY:
+            self._drain_timer = self.hub.call_later(self.limits.drain_timeout,
+                                                    self._drain_expired)
+        elif self.state == _IDLE:
+            self._stopped = True
+            self._wake(_STOP)
+
+    def _drain_expired(self) -> None:
+        self._drain_timer = None
+        hs = self.handler_scope
+        if hs is not None:
+            hs.cancel(CancelReason(CancelKind.SHUTDOWN, message="drain timeout"))
+
+    def _close(self) -> None:
+        """Half-close, linger briefly discarding input, then close."""
+        stream = self.stream
+        if not self._eof and not stream.broken and not stream.closed:
+            try:
+                stream.send_eof()
+            except (net.StreamError, OSError):
+                pass
+            else:
+                self._discard = True
+                self._resume_reader_now()
+                with greenrt.move_on_after(_LINGER_SECONDS):
+                    while not self._eof:
+                        if self._wait_data(None) == _STOP:
+                            break
+        self._stopped = True
+        stream.close()
+        self._resume_reader_now()
+
+    def _resume_reader_now(self) -> None:
+        t = self._reader_paused
+        if t is not None:
+            self._reader_paused = None
+            ll.reschedule(t)
+
+
+def _peer_str(peer) -> str | None:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return None if peer is None else str(peer)
+
+
+class HTTPServer:
+    """An HTTP/1.1 server around a handler. Use :func:`serve`; ``on_ready`` receives
+    this object (``addresses``, ``shutdown()``, ``statistics()``)."""
+
+    def __init__(self, handler: Handler, *, limits: Limits = DEFAULT_LIMITS, tls: Any = None):
+        self.handler = handler
+        self.limits = limits
+        self.tls = tls
+        self._net: net.Server | None = None
+        self._conns: dict = {}
+        self._per_ip: dict = {}
+        self._stats = {"connections": 0, "refused_per_ip": 0}
+
+    @property
+    def addresses(self) -> list:
+        return self._net.addresses if self._net is not None else []
+
+    def statistics(self) -> dict:
+        s = dict(self._stats)
+        s["open"] = len(self._conns)
+        if self._net is not None:
+            s["net"] = self._net.statistics()
+        return s
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: stop accepting, close idle connections, drain requests in
+        flight (``drain_timeout``), then cancel them with reason ``shutdown``. Not a
+        checkpoint; ``serve`` returns when done."""
+        for c in list(self._conns):
+            c.begin_drain()
+        if self._net is not None:
+            self._net.shutdown()
+
+    def handle_stream(self, stream) -> None:
+        """Serve one connection (the ``serve_tcp`` handler). Blocks until it closes."""
+        peer = None
+        try:
+            peer = stream.peer_address
+        except Exception:  # pragma: no cover
+            pass
+        ip = peer[0] if isinstance(peer, tuple) else peer
+        n = self._per_ip.get(ip, 0)
+        if n >= self.limits.max_connections_per_ip:
+            self._stats["refused_per_ip"] += 1
+            _emit("per_ip_cap", status=503, peer=_peer_str(peer))
+            with greenrt.move_on_after(1.0):
+                try:
+                    stream.send_all(_error_response(503, "too many connections"))
+                except (net.StreamError, OSError):
+                    pass
+            return
+        self._per_ip[ip] = n + 1
+        self._stats["connections"] += 1
+        scheme = "http"
+        try:
+            if self.tls is not None:
+                scheme = "https"
+                with greenrt.move_on_after(self.limits.header_timeout or 30.0) as sc:
+                    try:
+                        stream = _wrap_tls(self.tls, stream)
+                    except Exception as e:
+                        _emit("tls_error", status=None, peer=_peer_str(peer),
+                              error=type(e).__name__)
+                        return
+                if sc.cancelled_caught:
+                    _emit("tls_handshake_timeout", status=None, peer=_peer_str(peer))
+                    return
+            conn = _Conn(self, stream, scheme)
+            self._conns[conn] = None
+            try:
+                conn.run()
+            finally:
+                self._conns.pop(conn, None)
+                stream.close()
+        finally:
+            left = self._per_ip[ip] - 1
+            if left:
+                self._per_ip[ip] = left
+            else:
+                del self._per_ip[ip]
+
+    def serve_listeners(self, listeners: list, *, on_ready=None) -> None:
+        """Serve on already-bound listeners until shutdown. A checkpoint (blocks)."""
+        lim = self.limits
+        srv = net.Server(listeners, self.handle_stream, max_connections=lim.max_connections,
+                         shutdown_budget=lim.drain_timeout + 2.0, shutdown_polls=1_000_000,
+                         name="http1")
+        self._net = srv
+        if on_ready is not None:
+            on_ready(self)
+        srv.serve()
+
+
+def _wrap_tls(tls: Any, stream):
+    """Wrap an accepted stream with TLS: ``tls`` is a callable ``tls(stream) ->
+    Stream`` or an object with ``wrap_server(stream)``."""
+    wrap = getattr(tls, "wrap_server", None)
+    if wrap is not None:
+        return wrap(stream)
+    return tls(stream)
+
+
+def serve(handler: Handler, host: str | None = "127.0.0.1", port: int = 8080, *,
+          tls: Any = None, limits: Limits = DEFAULT_LIMITS, on_ready=None,
+          backlog: int = 1024) -> None:
+    """Serve HTTP/1.1 on ``host``:``port`` with ``handler(request) -> Response``.
+
+    Blocks until shutdown (a checkpoint): ``on_ready(server)`` receives the
+    :class:`HTTPServer`, whose ``shutdown()`` stops it gracefully; cancelling the
+    calling task does the same. ``tls`` wraps each connection (see ``_wrap_tls``).
+    """
+    listener = net.listen_tcp(host, port, backlog=backlog)
+    HTTPServer(handler, limits=limits, tls=tls).serve_listeners([listener], on_ready=on_ready)
