@@ -42,6 +42,7 @@ Hazards: statistics are plain counters updated on the hot path; they must stay c
 from __future__ import annotations
 
 from .._checkpoint import _enter, _raise_resume
+from .._exceptions import WouldBlock
 from ._abc import (
     Address,
     BrokenStreamError,
@@ -272,6 +273,26 @@ class TransportStream(Stream):
             self._sending = False
             self.bytes_sent += total
             self.send_calls += 1
+
+    def send_nowait(self, data) -> int:
+        """Write as much of ``data`` as fits *now* and return how many bytes that was.
+
+        Not a checkpoint; never blocks (raises ``WouldBlock`` if nothing fits). Meant
+        for best-effort notices from ``close()`` paths (a TLS close_notify); a partial
+        write does not break the stream here, the caller decides what it means.
+        """
+        if self._closed or self._broken_exc is not None:
+            raise self._unusable("send_nowait")
+        if self._sending or self._eof_sent:
+            raise WouldBlock("another send is in progress or EOF was sent")
+        try:
+            n = self._t_send(data)
+        except BlockingIOError:
+            raise WouldBlock("the transport is full") from None
+        except OSError as e:
+            raise self._fail("send", e) from e
+        self.bytes_sent += n
+        return n
 
     def send_eof(self) -> None:
         """Half-close the sending direction; receiving still works. A checkpoint;
