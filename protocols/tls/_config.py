@@ -12,7 +12,10 @@ depend on the build and the system configuration:
   secrecy); TLS 1.3 suites are all AEAD already;
 * clients verify the peer: chain against the system trust store (or ``cafile`` /
   ``cadata``) and the host name (or IP address) with ``service_identity``, checked
-  inside the handshake so a mismatch aborts it with an alert. ``verify=False`` exists
+  inside the handshake so a mismatch aborts it with an alert (chain failures send the
+  specific alert, e.g. 45 certificate_expired or 48 unknown_ca; a host-name mismatch,
+  found by ``service_identity`` in the verify callback, goes out as 80
+  internal_error because OpenSSL has no error code for it). ``verify=False`` exists
   for tests and is loud in its name only: it disables both checks;
 * servers may require client certificates (mTLS): ``require_client_cert=True`` sets
   ``VERIFY_PEER | VERIFY_FAIL_IF_NO_PEER_CERT`` against ``client_ca``;
@@ -141,14 +144,14 @@ def _use_identity(ctx: SSL.Context, certfile, keyfile, cert_pem, key_pem, passwo
         raise TLSConfigError("a private key is required (keyfile= or key_pem=)")
     certs = _load_certs(cert_pem)
     key = _load_key(key_pem, password)
-    ctx.use_certificate(certs[0])
-    for c in certs[1:]:
-        ctx.add_extra_chain_cert(c)
-    ctx.use_privatekey(key)
     try:
+        ctx.use_certificate(certs[0])
+        for c in certs[1:]:
+            ctx.add_extra_chain_cert(c)
+        ctx.use_privatekey(key)
         ctx.check_privatekey()
     except SSL.Error as e:
-        raise TLSConfigError("the private key does not match the certificate") from e
+        raise TLSConfigError(f"unusable certificate/key pair: {e}") from e
 
 
 def _trust(ctx: SSL.Context, cafile, cadata) -> None:
