@@ -88,3 +88,170 @@ def verdict(tr: list):
 @pytest.fixture(scope="session")
 def h1():
     return types.SimpleNamespace(segments=segments, transcript=transcript, verdict=verdict)
+
+
+# -- a real server in a background thread ---------------------------------------------------
+
+import contextlib  # noqa: E402
+import socket  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+import greenrt  # noqa: E402
+
+
+class ServerThread:
+    """``greenrt.run`` in a thread serving ``handler`` with our HTTP/1.1 server on an
+    ephemeral loopback port. ``errors`` collects ``protocol.error`` trace events."""
+
+    def __init__(self, handler, limits: Limits = DEFAULT_LIMITS, **kw):
+        self.handler = handler
+        self.limits = limits
+        self.kw = kw
+        self.errors: list[dict] = []
+        self.events: list = []
+        self.server = None
+        self.hub = None
+        self.port = None
+        self._ready = threading.Event()
+        self._exc: BaseException | None = None
+        self.thread = threading.Thread(target=self._main, daemon=True)
+
+    def _instrument(self, ev) -> None:
+        if ev.kind == "protocol.error":
+            self.errors.append(dict(ev.data))
+        elif ev.kind.startswith("http1.") or ev.kind.startswith("cancel.request"):
+            self.events.append((ev.kind, dict(ev.data)))
+
+    def _main(self) -> None:
+        from greenrt import lowlevel
+        from protocols.http1.server import serve
+
+        def main():
+            self.hub = lowlevel.current_hub()
+
+            def ready(srv):
+                self.server = srv
+                self.port = srv.addresses[0][1]
+                self._ready.set()
+
+            serve(self.handler, "127.0.0.1", 0, limits=self.limits, on_ready=ready, **self.kw)
+
+        try:
+            greenrt.run(main, instruments=[self._instrument])
+        except BaseException as e:  # reported by stop()
+            self._exc = e
+            self._ready.set()
+
+    def start(self) -> ServerThread:
+        self.thread.start()
+        assert self._ready.wait(10), "server did not start"
+        if self._exc is not None:
+            raise self._exc
+        return self
+
+    def call(self, fn, *args) -> None:
+        self.hub.call_soon_threadsafe(fn, *args)
+
+    def shutdown(self) -> None:
+        self.call(self.server.shutdown)
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.shutdown()
+            self.thread.join(15)
+        assert not self.thread.is_alive(), "server did not shut down"
+        if self._exc is not None:
+            raise self._exc
+
+    def codes(self) -> list[str]:
+        return [e.get("code") for e in list(self.errors)]
+
+    def wait_for_code(self, code: str, timeout: float = 10.0) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if code in self.codes():
+                return True
+            time.sleep(0.01)
+        return False
+
+
+@pytest.fixture
+def http_server():
+    """``http_server(handler, limits=..., **serve_kw)`` starts a ServerThread; all are
+    shut down (gracefully) at the end of the test."""
+    started: list[ServerThread] = []
+
+    def start(handler, limits: Limits = DEFAULT_LIMITS, **kw) -> ServerThread:
+        st = ServerThread(handler, limits, **kw).start()
+        started.append(st)
+        return st
+
+    yield start
+    for st in started:
+        st.stop()
+
+
+def connect(port: int) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def send(sock: socket.socket, data: bytes, mode: str = "one") -> bool:
+    """Send ``data`` in one write or one byte per write; False if the peer went away."""
+    try:
+        if mode == "one":
+            sock.sendall(data)
+        else:
+            for i in range(len(data)):
+                sock.sendall(data[i:i + 1])
+        return True
+    except OSError:
+        return False
+
+
+def read_until_close(sock: socket.socket, timeout: float = 10.0) -> bytes:
+    sock.settimeout(timeout)
+    out = bytearray()
+    with contextlib.suppress(ConnectionResetError):
+        while True:
+            b = sock.recv(65536)
+            if not b:
+                break
+            out += b
+    return bytes(out)
+
+
+def read_response(sock: socket.socket, timeout: float = 10.0) -> tuple[int, dict, bytes]:
+    """Read one response with a fixed Content-Length or chunked body (test-side
+    parser kept deliberately independent of ours: h11)."""
+    sock.settimeout(timeout)
+    c = h11.Connection(h11.CLIENT)
+    c.send(h11.Request(method="GET", target="/", headers=[("host", "x")]))
+    c.send(h11.EndOfMessage())
+    status, headers, body = None, {}, bytearray()
+    while True:
+        ev = c.next_event()
+        if ev is h11.NEED_DATA:
+            c.receive_data(sock.recv(65536))
+            continue
+        if type(ev) is h11.Response:
+            status = ev.status_code
+            headers = {k.decode(): v.decode() for k, v in ev.headers}
+        elif type(ev) is h11.Data:
+            body += ev.data
+        elif type(ev) in (h11.EndOfMessage, h11.ConnectionClosed):
+            return status, headers, bytes(body)
+
+
+def status_of(raw: bytes) -> int | None:
+    if not raw.startswith(b"HTTP/1.1 "):
+        return None
+    return int(raw[9:12])
+
+
+@pytest.fixture(scope="session")
+def net_helpers():
+    return types.SimpleNamespace(connect=connect, send=send, read_until_close=read_until_close,
+                                 read_response=read_response, status_of=status_of)
