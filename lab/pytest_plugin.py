@@ -1,5 +1,130 @@
-"""pytest plugin for greenrt's lab (placeholder while the plugin is written)."""
+"""pytest plugin: run a test function under the lab hub.
+
+Registered through the ``pytest11`` entry point, so it is active wherever greenrt is
+installed; it does nothing for tests without the marker. ::
+
+    @pytest.mark.lab(seed=3)                 # one seed
+    @pytest.mark.lab(seeds=range(20))        # several seeds, one run each
+    @pytest.mark.lab(seed=1, strict=False, disable=("deadlock",), net={"latency": 0.01})
+    def test_something(tmp_path):            # fixtures work as usual
+        ...                                  # runs as the main task of lab.run()
+
+A failing run (an exception, an oracle violation, a halt) fails the test with the
+oracle verdicts, the seed, the path of the recorded trace and the command lines that
+replay it exactly::
+
+    greenrt-lab replay /tmp/greenrt-lab/test_x-seed3.jsonl      (tests without fixtures)
+    pytest 'tests/test_x.py::test_x' --lab-replay /tmp/greenrt-lab/test_x-seed3.jsonl
+
+An exception raised by the test keeps its traceback; the lab details are added as a
+note. Options: ``--lab-seed N`` runs every lab test with seed N instead of its own,
+``--lab-replay FILE`` replays a trace instead of running a seed (reporting a
+divergence if the test changed), ``--lab-trace-dir DIR`` chooses where traces of
+failing runs go (default: ``<tmp>/greenrt-lab``), ``--lab-record-all`` keeps the
+traces of passing runs too.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import re
+import tempfile
+
+import pytest
+
+MARKER_HELP = ("lab(seed=0, seeds=None, strict=True, disable=(), net=None, max_steps=None): "
+               "run the test function under greenrt's deterministic lab hub")
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "lab: run the test under greenrt's lab hub")
+def pytest_addoption(parser) -> None:
+    g = parser.getgroup("greenrt-lab", "greenrt's deterministic lab")
+    g.addoption("--lab-seed", type=int, default=None,
+                help="run every @pytest.mark.lab test with this seed")
+    g.addoption("--lab-replay", default=None, metavar="FILE",
+                help="replay this trace for the selected @pytest.mark.lab test")
+    g.addoption("--lab-trace-dir", default=None, metavar="DIR",
+                help="where traces of failing lab runs are written")
+    g.addoption("--lab-record-all", action="store_true", default=False,
+                help="also keep traces of passing lab runs")
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", MARKER_HELP)
+
+
+def _trace_dir(config) -> str:
+    d = config.getoption("lab_trace_dir") or os.path.join(tempfile.gettempdir(), "greenrt-lab")
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+def _safe(nodeid: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid)[-120:]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    marker = pyfuncitem.get_closest_marker("lab")
+    if marker is None:
+        return None
+    import lab
+    from lab.runner import entry_of
+
+    fn = pyfuncitem.obj
+    if inspect.isgeneratorfunction(fn) or inspect.iscoroutinefunction(fn):
+        raise pytest.UsageError(f"{pyfuncitem.nodeid}: @pytest.mark.lab needs a plain function")
+    argnames = pyfuncitem._fixtureinfo.argnames
+    kwargs = {name: pyfuncitem.funcargs[name] for name in argnames}
+    program = functools.partial(fn, **kwargs) if kwargs else fn
+    opts = dict(marker.kwargs)
+    if marker.args:
+        opts.setdefault("seed", marker.args[0])
+    config = pyfuncitem.config
+    run_kw = {k: opts[k] for k in ("strict", "disable", "net", "max_steps") if k in opts}
+    if run_kw.get("max_steps") is None:
+        run_kw.pop("max_steps", None)
+    replay_path = config.getoption("lab_replay")
+    if replay_path:
+        res = lab.replay(replay_path, program)
+        _report(pyfuncitem, res, replay_path, bool(kwargs), replayed=True)
+        return True
+    forced = config.getoption("lab_seed")
+    if forced is not None:
+        seeds = [forced]
+    elif opts.get("seeds") is not None:
+        seeds = list(opts["seeds"])
+    else:
+        seeds = [opts.get("seed", 0)]
+    entry = entry_of(fn)
+    for seed in seeds:
+        res = lab.run(program, seed=seed, entry=entry, **run_kw)
+        path = None
+        if not res.ok or config.getoption("lab_record_all"):
+            path = os.path.join(_trace_dir(config), f"{_safe(pyfuncitem.nodeid)}-seed{seed}.jsonl")
+            res.trace.save(path)
+            res.trace_path = path
+        _report(pyfuncitem, res, path, bool(kwargs), replayed=False)
+    return True
+
+
+def _report(item, res, path, has_fixtures: bool, replayed: bool) -> None:
+    if res.ok:
+        return
+    res.trace_path = None  # the lines below say how to replay, fixtures considered
+    lines = [res.summary()]
+    if path:
+        lines.append(f"  {'replayed from' if replayed else 'trace'}: {path}")
+        if not has_fixtures:
+            lines.append(f"  replay: greenrt-lab replay {path}")
+        lines.append(f"  replay this test: pytest '{item.nodeid}' --lab-replay {path}")
+    text = "\n".join(lines)
+    err = res.error
+    from greenrt import TaskCancelledError
+
+    if (err is not None and res.halted is None and res.divergence is None
+            and isinstance(err, Exception) and not isinstance(err, TaskCancelledError)):
+        err.add_note(text)
+        raise err
+    pytest.fail(text, pytrace=False)
