@@ -763,11 +763,19 @@ class HTTPServer:
 
 
 def _wrap_tls(tls: Any, stream):
-    """Wrap an accepted stream with TLS: ``tls`` is a callable ``tls(stream) ->
-    Stream`` or an object with ``wrap_server(stream)``."""
-    wrap = getattr(tls, "wrap_server", None)
-    if wrap is not None:
-        return wrap(stream)
+    """Wrap an accepted stream with TLS and complete the handshake. ``tls`` is a
+    ``protocols.tls`` server context, or a callable ``tls(stream) -> Stream``. The
+    caller bounds the handshake with ``header_timeout``."""
+    from protocols import tls as _tls
+
+    if isinstance(tls, _tls.TLSContext):
+        s = _tls.TLSStream(stream, tls)
+        try:
+            s.handshake()
+        except BaseException:
+            s.close()
+            raise
+        return s
     return tls(stream)
 
 
@@ -778,7 +786,8 @@ def serve(handler: Handler, host: str | None = "127.0.0.1", port: int = 8080, *,
 
     Blocks until shutdown (a checkpoint): ``on_ready(server)`` receives the
     :class:`HTTPServer`, whose ``shutdown()`` stops it gracefully; cancelling the
-    calling task does the same. ``tls`` wraps each connection (see ``_wrap_tls``).
+    calling task does the same. ``tls`` is a ``protocols.tls.server_context(...)``
+    (HTTPS; the handshake must finish within ``limits.header_timeout``).
     """
     listener = net.listen_tcp(host, port, backlog=backlog)
     HTTPServer(handler, limits=limits, tls=tls).serve_listeners([listener], on_ready=on_ready)

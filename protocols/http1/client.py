@@ -1,0 +1,531 @@
+"""The HTTP/1.1 client: ``request(method, url)`` and a pooling :class:`Client`.
+
+Every call is blocking-style and a checkpoint; the caller's budget bounds it (a
+deadline or cancellation of the calling scope interrupts connect, send and receive),
+and ``timeout=`` adds a deadline of its own (``TooSlowError``).
+
+Connections live in a per-(scheme, host, port) pool. The invariant that matters:
+**a connection goes back to the pool only after a response was read completely and
+both sides agree to keep it alive** (h11 ``DONE``/``DONE``). Anything else (an
+error, a cancellation at any checkpoint, a response body the caller did not finish,
+a ``send_all`` interrupted half-way, which breaks the stream) closes the connection,
+so the next request never inherits a half-read response or a desynchronised stream.
+A connection taken from the pool that turns out to have been closed by the server
+before answering is retried once on a fresh connection if the request is idempotent
+and its body can be replayed.
+
+Responses are parsed by the same hardened sans-IO layer as requests on the server
+(``H1Connection``, client role): head and body limits, CL/TE conflicts, duplicate
+Content-Length and unsupported transfer codings are errors, never guesses.
+
+TLS goes through ``protocols.tls`` with chain and host-name verification (the
+default context trusts the system store; pass ``tls_context`` for a private CA).
+
+Redirects (301, 302, 303, 307, 308) are followed up to ``max_redirects``
+(``TooManyRedirects`` beyond); 303 (and 301/302 for non-GET/HEAD) become GET without
+a body, 307/308 repeat the method and body (only a replayable body); the
+``Authorization`` and ``Cookie`` headers are dropped when the origin changes.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Iterable
+from contextlib import nullcontext
+from typing import Any
+
+import h11
+
+import greenrt
+from greenrt import net
+
+from ..http.errors import (
+    ClientDisconnected,
+    LocalProtocolError,
+    ProtocolError,
+    TooManyRedirects,
+)
+from ..http.limits import DEFAULT_LIMITS, Limits
+from ..http.model import Body, Headers
+from ._connection import CLIENT, NEED_DATA, H1Connection
+
+__all__ = ["Client", "ClientResponse", "request"]
+
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_USER_AGENT = b"greenrt-http1/0.1"
+_DISCARD_LIMIT = 64 * 1024  # redirect bodies up to this size are drained for reuse
+
+
+class _Conn:
+    """A pooled connection: a stream and its sans-IO state."""
+
+    __slots__ = ("stream", "p", "key", "idle_since", "reused")
+
+    def __init__(self, stream, key, limits: Limits):
+        self.stream = stream
+        self.key = key
+        self.p = H1Connection(CLIENT, limits)
+        self.idle_since = 0.0
+        self.reused = 0
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+class _ResponseBody(Body):
+    """The response body, read straight from the connection."""
+
+    __slots__ = ("_resp", "_pending", "_done", "_length")
+
+    def __init__(self, resp: ClientResponse, length: int | None, empty: bool):
+        self._resp = resp
+        self._pending = b""
+        self._done = empty
+        self._length = length
+
+    @property
+    def complete(self) -> bool:
+        return self._done and not self._pending
+
+    @property
+    def content_length(self) -> int | None:
+        return self._length
+
+    def read(self, max_bytes: int = 65536) -> bytes:
+        """Next body bytes, ``b""`` at the end (the connection then goes back to the
+        pool). A checkpoint. A cancelled or failed read closes the connection."""
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be >= 1")
+        greenrt.checkpoint_if_cancelled()
+        p = self._pending
+        if p:
+            if len(p) <= max_bytes:
+                self._pending = b""
+                return p
+            self._pending = p[max_bytes:]
+            return p[:max_bytes]
+        if self._done:
+            return b""
+        resp = self._resp
+        conn = resp._conn
+        if conn is None:
+            raise ClientDisconnected("response was closed before its body was read",
+                                     code="closed")
+        try:
+            while True:
+                ev = conn.p.next_event()
+                t = type(ev)
+                if t is h11.Data:
+                    data = bytes(ev.data)
+                    if len(data) > max_bytes:
+                        self._pending = data[max_bytes:]
+                        data = data[:max_bytes]
+                    return data
+                if t is h11.EndOfMessage:
+                    self._done = True
+                    resp._finished()
+                    return b""
+                if ev is NEED_DATA:
+                    conn.p.receive_data(conn.stream.recv(65536))
+                    continue
+                raise ProtocolError(f"unexpected {t.__name__} in a response body",
+                                    code="bad_body")
+        except BaseException:
+            resp._abandon()
+            raise
+
+
+class ClientResponse:
+    """A response: ``status``, ``reason``, ``headers``, ``http_version``, ``url`` and
+    a streaming ``body``. ``read()`` returns the whole body (cached in ``content``);
+    ``close()`` releases the connection (back to the pool only if the body was read
+    to the end). Use as a context manager with ``stream=True``."""
+
+    def __init__(self, client: Client, conn: _Conn, ev, url: str, method: str):
+        self._client = client
+        self._conn: _Conn | None = conn
+        self.status: int = ev.status_code
+        self.reason: str = ev.reason.decode("latin-1")
+        self.http_version: str = ev.http_version.decode("ascii")
+        self.headers = Headers._trusted(list(ev.headers))
+        self.url = url
+        self.method = method
+        self.history: list[ClientResponse] = []
+        self.content: bytes | None = None
+        p = conn.p
+        empty = p.body_framing == "none" or p.body_length == 0
+        self.body = _ResponseBody(self, p.body_length, empty)
+        if empty:
+            try:
+                ev2 = p.next_event()
+                if type(ev2) is not h11.EndOfMessage:  # pragma: no cover - h11 guarantees it
+                    raise ProtocolError("expected the end of an empty body", code="bad_body")
+                self._finished()
+            except BaseException:
+                self._abandon()
+                raise
+
+    def read(self) -> bytes:
+        """The whole body (at most the client's ``max_body_bytes``). A checkpoint."""
+        if self.content is None:
+            self.content = self.body.read_all()
+        return self.content
+
+    @property
+    def text(self) -> str:
+        return self.read().decode("utf-8", "replace")
+
+    def close(self) -> None:
+        """Release the connection: to the pool if the body was fully read, else close
+        it. Not a checkpoint; idempotent."""
+        if self._conn is not None:
+            if self.body.complete:
+                self._finished()
+            else:
+                self._abandon()
+
+    def _finished(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._client._release(conn)
+
+    def _abandon(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._client._discard(conn)
+
+    @property
+    def connection_released(self) -> bool:
+        return self._conn is None
+
+    def __enter__(self) -> ClientResponse:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<ClientResponse {self.status} {self.url}>"
+
+
+def _split(url: str):
+    u = urllib.parse.urlsplit(url)
+    scheme = u.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ValueError(f"unsupported URL scheme {u.scheme!r} in {url!r}")
+    host = u.hostname
+    if not host:
+        raise ValueError(f"no host in URL {url!r}")
+    port = u.port or (443 if scheme == "https" else 80)
+    target = u.path or "/"
+    if u.query:
+        target += "?" + u.query
+    if any(c in target for c in " \r\n\t\x00"):
+        raise ValueError(f"invalid characters in URL path {url!r}")
+    hh = f"[{host}]" if ":" in host else host
+    default = (scheme == "http" and port == 80) or (scheme == "https" and port == 443)
+    host_header = hh if default else f"{hh}:{port}"
+    return scheme, host, port, target, host_header
+
+
+def _replayable(body) -> bool:
+    return body is None or isinstance(body, (bytes, bytearray, memoryview, str))
+
+
+class Client:
+    """An HTTP/1.1 client with a per-host connection pool.
+
+    ``limits`` bounds responses (head, fields, body); ``tls_context`` is a
+    ``protocols.tls`` client context (default: system trust, host-name checked);
+    ``max_idle_per_host`` bounds the pool; ``pool_idle_timeout`` drops connections
+    idle longer than that; ``connect_timeout`` bounds connect + TLS handshake.
+    """
+
+    def __init__(self, *, limits: Limits = DEFAULT_LIMITS, tls_context: Any = None,
+                 max_idle_per_host: int = 10, pool_idle_timeout: float = 5.0,
+                 connect_timeout: float | None = 30.0, max_redirects: int = 10,
+                 headers: Any = None):
+        self.limits = limits
+        self.tls_context = tls_context
+        self.max_idle_per_host = max_idle_per_host
+        self.pool_idle_timeout = pool_idle_timeout
+        self.connect_timeout = connect_timeout
+        self.max_redirects = max_redirects
+        self.default_headers = Headers(headers)
+        self._pool: dict[tuple, list[_Conn]] = {}
+        self._closed = False
+        self._stats = {"connections_opened": 0, "reused": 0, "discarded": 0, "released": 0,
+                       "retried": 0}
+
+    # -- pool ---------------------------------------------------------------------------
+
+    def statistics(self) -> dict:
+        """Counters, plus ``idle`` connections per ``scheme://host:port``."""
+        return {**self._stats,
+                "idle": {f"{k[0]}://{k[1]}:{k[2]}": len(v) for k, v in self._pool.items() if v}}
+
+    def idle_connections(self, scheme: str, host: str, port: int) -> int:
+        return len(self._pool.get((scheme, host, port), ()))
+
+    def _checkout(self, key) -> _Conn | None:
+        idle = self._pool.get(key)
+        if not idle:
+            return None
+        now = greenrt.now()
+        while idle:
+            conn = idle.pop()
+            if now - conn.idle_since <= self.pool_idle_timeout and not conn.stream.broken \
+                    and not conn.stream.closed:
+                conn.reused += 1
+                self._stats["reused"] += 1
+                return conn
+            conn.close()
+        return None
+
+    def _release(self, conn: _Conn) -> None:
+        p = conn.p
+        if self._closed or not p.reusable or conn.stream.broken or conn.stream.closed:
+            self._discard(conn)
+            return
+        p.start_next_cycle()
+        idle = self._pool.setdefault(conn.key, [])
+        if len(idle) >= self.max_idle_per_host:
+            self._discard(conn)
+            return
+        conn.idle_since = greenrt.now()
+        idle.append(conn)
+        self._stats["released"] += 1
+
+    def _discard(self, conn: _Conn) -> None:
+        self._stats["discarded"] += 1
+        conn.close()
+
+    def _connect(self, scheme: str, host: str, port: int) -> _Conn:
+        key = (scheme, host, port)
+        with greenrt.fail_after(self.connect_timeout) if self.connect_timeout else nullcontext():
+            if scheme == "https":
+                from protocols import tls
+
+                ctx = self.tls_context
+                if ctx is None:
+                    ctx = self.tls_context = tls.client_context()
+                stream = tls.open_tls(host, port, ctx, server_hostname=host)
+            else:
+                stream = net.open_tcp(host, port)
+        self._stats["connections_opened"] += 1
+        return _Conn(stream, key, self.limits)
+
+    def close(self) -> None:
+        """Close every pooled connection. Not a checkpoint."""
+        self._closed = True
+        for idle in self._pool.values():
+            for c in idle:
+                c.close()
+        self._pool.clear()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- requests -----------------------------------------------------------------------
+
+    def request(self, method: str, url: str, *, headers: Any = None,
+                body: bytes | str | Iterable[bytes] | None = None, stream: bool = False,
+                follow_redirects: bool = True, timeout: float | None = None) -> ClientResponse:
+        """Send a request and return the response. A checkpoint.
+
+        ``body``: ``bytes``/``str`` (sent with Content-Length), an iterable of
+        ``bytes`` or a file-like object (sent chunked, a chunk at a time). With
+        ``stream=False`` (default) the body is read completely into
+        ``response.content`` and the connection released; with ``stream=True`` read
+        ``response.body`` and ``close()`` the response (a context manager).
+        ``timeout`` bounds the whole call (``TooSlowError``); the caller's own
+        deadline and cancellation always apply. A cancelled or failed request never
+        leaves its connection in the pool.
+        """
+        if timeout is not None:
+            with greenrt.fail_after(timeout):
+                return self._request(method, url, headers, body, stream, follow_redirects)
+        return self._request(method, url, headers, body, stream, follow_redirects)
+
+    def get(self, url: str, **kw) -> ClientResponse:
+        return self.request("GET", url, **kw)
+
+    def _request(self, method, url, headers, body, stream, follow_redirects) -> ClientResponse:
+        method = method.upper()
+        hdrs = Headers(self.default_headers)
+        for k, v in Headers(headers)._items:
+            hdrs.set(k, v)
+        history: list[ClientResponse] = []
+        origin = _split(url)[:3]
+        while True:
+            resp = self._send_once(method, url, hdrs, body)
+            if not (follow_redirects and resp.status in _REDIRECTS
+                    and resp.headers.get("location")):
+                break
+            if len(history) >= self.max_redirects:
+                resp.close()
+                raise TooManyRedirects(f"more than {self.max_redirects} redirects")
+            self._drain_small(resp)
+            history.append(resp)
+            url = urllib.parse.urljoin(url, resp.headers.get("location"))
+            if resp.status == 303 or (resp.status in (301, 302) and method not in ("GET", "HEAD")):
+                method = "GET" if method != "HEAD" else "HEAD"
+                body = None
+                hdrs.remove("content-length")
+                hdrs.remove("transfer-encoding")
+                hdrs.remove("content-type")
+            elif not _replayable(body):
+                raise LocalProtocolError(f"cannot repeat a streamed body for a {resp.status} "
+                                         "redirect")
+            if _split(url)[:3] != origin:
+                hdrs.remove("authorization")
+                hdrs.remove("cookie")
+        resp.history = history
+        if not stream:
+            try:
+                resp.read()
+            finally:
+                resp.close()
+        return resp
+
+    def _drain_small(self, resp: ClientResponse) -> None:
+        n = resp.body.content_length
+        if n is not None and n <= _DISCARD_LIMIT:
+            resp.body.read_all()
+        resp.close()
+
+    def _send_once(self, method: str, url: str, hdrs: Headers, body) -> ClientResponse:
+        scheme, host, port, target, host_header = _split(url)
+        key = (scheme, host, port)
+        items = [(b"host", host_header.encode("idna" if not host_header.isascii() else "ascii"))]
+        items += [kv for kv in hdrs._items if kv[0] != b"host"]
+        if not any(k == b"user-agent" for k, _ in items):
+            items.append((b"user-agent", _USER_AGENT))
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        if isinstance(body, (bytearray, memoryview)):
+            body = bytes(body)
+        has_len = any(k == b"content-length" for k, _ in items)
+        chunked = False
+        if body is None:
+            if method in ("POST", "PUT", "PATCH") and not has_len:
+                items.append((b"content-length", b"0"))
+        elif isinstance(body, bytes):
+            if not has_len:
+                items.append((b"content-length", b"%d" % len(body)))
+        else:
+            if not has_len:
+                items.append((b"transfer-encoding", b"chunked"))
+            chunked = True
+        req = h11.Request(method=method, target=target, headers=items)
+        retry_ok = method in _IDEMPOTENT and not chunked
+        conn = self._checkout(key)
+        while True:
+            fresh = conn is None
+            if fresh:
+                conn = self._connect(scheme, host, port)
+            try:
+                ev = self._exchange(conn, req, body, chunked)
+            except (ClientDisconnected, net.BrokenStreamError, net.ClosedResourceError) as e:
+                self._discard(conn)
+                conn = None
+                if not fresh and retry_ok and getattr(e, "_before_response", False):
+                    self._stats["retried"] += 1
+                    continue
+                raise
+            except BaseException:
+                self._discard(conn)
+                raise
+            return ClientResponse(self, conn, ev, url, method)
+
+    def _exchange(self, conn: _Conn, req, body, chunked: bool):
+        """Send the request and read the response head. A checkpoint."""
+        p = conn.p
+        stream = conn.stream
+        send_error: BaseException | None = None
+        try:
+            head = p.send(req)
+            if body is None:
+                stream.send_all(head + p.send(h11.EndOfMessage()))
+            elif not chunked:
+                stream.send_all(head + p.send(h11.Data(data=body)) + p.send(h11.EndOfMessage()))
+            else:
+                stream.send_all(head)
+                for chunk in _iter_body(body):
+                    if chunk:
+                        stream.send_all(p.send(h11.Data(data=chunk)))
+                stream.send_all(p.send(h11.EndOfMessage()))
+        except (net.BrokenStreamError, OSError) as e:
+            if isinstance(e, net.ClosedResourceError) or stream.closed:
+                raise
+            send_error = e  # the server may have answered early (413...): try to read it
+        got_any = False
+        while True:
+            try:
+                ev = p.next_event()
+            except ClientDisconnected as e:
+                e._before_response = not got_any
+                raise
+            except ProtocolError as e:
+                if not got_any and e.code == "incomplete_head":
+                    err = ClientDisconnected("connection closed before the response",
+                                             code="closed_before_response")
+                    err._before_response = True
+                    raise err from None
+                raise
+            t = type(ev)
+            if t is h11.Response:
+                return ev
+            if t is h11.InformationalResponse:
+                got_any = True
+                continue
+            if t is h11.ConnectionClosed:
+                if send_error is not None:
+                    send_error._before_response = not got_any
+                    raise send_error
+                err = ClientDisconnected("connection closed before the response",
+                                         code="closed_before_response")
+                err._before_response = not got_any
+                raise err
+            if ev is NEED_DATA:
+                try:
+                    data = stream.recv(65536)
+                except net.BrokenStreamError as e:
+                    if send_error is not None:
+                        send_error._before_response = not got_any
+                        raise send_error from e
+                    e._before_response = not got_any
+                    raise
+                if data:
+                    got_any = True
+                p.receive_data(data)
+                continue
+            raise ProtocolError(f"unexpected {t.__name__} before the response", code="bad_head")
+
+
+def _iter_body(body):
+    read = getattr(body, "read", None)
+    if read is not None:
+        while True:
+            chunk = read(65536)
+            if not chunk:
+                return
+            yield chunk if isinstance(chunk, bytes) else bytes(chunk)
+    else:
+        for chunk in body:
+            yield chunk if isinstance(chunk, bytes) else bytes(chunk)
+
+
+def request(method: str, url: str, *, headers: Any = None, body=None,
+            timeout: float | None = None, follow_redirects: bool = True,
+            limits: Limits = DEFAULT_LIMITS, tls_context: Any = None) -> ClientResponse:
+    """One request on a fresh connection; the body is read into ``content``. A
+    checkpoint. See :meth:`Client.request`."""
+    with Client(limits=limits, tls_context=tls_context) as c:
+        return c.request(method, url, headers=headers, body=body, timeout=timeout,
+                         follow_redirects=follow_redirects)
+
