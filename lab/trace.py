@@ -1,7 +1,8 @@
 """Trace files: JSON Lines with a SHA-256 hash chain (optionally keyed with HMAC).
 
-Format ``greenrt-lab-trace/1``. One record per line, each line the *canonical JSON*
-of the record (keys sorted, no spaces, ASCII only, no NaN) including its hash ``h``:
+Format ``greenrt-lab-trace/1``. One record per line: the *canonical JSON* of the
+record (keys sorted, no spaces, ASCII only, no NaN) with its hash appended as the last
+member, ``...,"h":"<hex>"}``:
 
 * line 1, the header: ``{"type": "header", "format", "seed", "strategy", "entry",
   "entry_file", "args", "python", "greenrt", "lab", "strict", "options", "mac"}``;
@@ -56,10 +57,18 @@ _ADDR = re.compile(r" at 0x[0-9a-fA-F]+")
 _HEX = re.compile(r"[0-9a-f]{64}")
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                            allow_nan=False)
+
+
 def canonical_json(obj: Any) -> str:
     """The one serialization the chain hashes: sorted keys, no whitespace, ASCII."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
-                      allow_nan=False)
+    return _ENCODER.encode(obj)
+
+
+def sealed_line(body: str, h: str) -> str:
+    """A record's line: its canonical JSON with ``"h"`` appended as the last member."""
+    return f'{body[:-1]},"h":"{h}"}}'
 
 
 def plain(v: Any, depth: int = 0) -> Any:
@@ -129,7 +138,7 @@ class Trace:
         for rec in [header, *self.records]:
             body = canonical_json(rec)
             h = _link(prev, body, key)
-            lines.append(canonical_json({**rec, "h": h}))
+            lines.append(sealed_line(body, h))
             prev = bytes.fromhex(h)
         final = h
         foot = {"complete": True, "outcome": None}
@@ -137,7 +146,7 @@ class Trace:
         foot.update(type="footer", records=len(self.records), final=final)
         body = canonical_json(foot)
         fh = _link(prev, body, key)
-        lines.append(canonical_json({**foot, "h": fh}))
+        lines.append(sealed_line(body, fh))
         self._lines = lines
         self._final = final
 
@@ -197,15 +206,17 @@ def _parse_line(raw: bytes, lineno: int) -> dict[str, Any]:
         raise TraceError(f"record is not valid JSON: {e}", lineno) from None
     if not isinstance(rec, dict):
         raise TraceError("record is not a JSON object", lineno)
-    h = rec.get("h")
+    h = rec.pop("h", None)
     if not isinstance(h, str) or not _HEX.fullmatch(h):
         raise TraceError("record has no valid hash field 'h'", lineno)
     try:
         canon = canonical_json(rec)
     except (ValueError, TypeError) as e:
         raise TraceError(f"record cannot be canonicalized: {e}", lineno) from None
-    if canon != text:
+    if sealed_line(canon, h) != text:
         raise TraceError("record is not in canonical form (bytes were altered)", lineno)
+    rec["_body"] = canon
+    rec["h"] = h
     return rec
 
 
@@ -243,6 +254,7 @@ def parse(data: bytes, key: bytes | None = None, *, require_key: bool | None = N
     else:
         raise TraceError(f"unknown mac {mac!r}", 1)
     prev = _ZERO
+    prev_h = last_h = ""
     records: list[dict[str, Any]] = []
     footer = None
     for idx, raw in enumerate(raw_lines):
@@ -251,9 +263,11 @@ def parse(data: bytes, key: bytes | None = None, *, require_key: bool | None = N
             raise TraceError("data after the footer", lineno)
         rec = header if idx == 0 else _parse_line(raw, lineno)
         h = rec.pop("h")
-        expect = _link(prev, canonical_json(rec), use_key)
+        expect = _link(prev, rec.pop("_body"), use_key)
         if not hmac.compare_digest(h, expect):
             raise TraceError("hash mismatch: the record or an earlier one was altered", lineno)
+        prev_h = last_h
+        last_h = h
         prev = bytes.fromhex(h)
         if idx == 0:
             continue
@@ -271,9 +285,7 @@ def parse(data: bytes, key: bytes | None = None, *, require_key: bool | None = N
             if footer.get("records") != len(records):
                 raise TraceError(f"footer counts {footer.get('records')!r} records, "
                                  f"file has {len(records)}", lineno)
-            final = footer.get("final")
-            last = raw_lines[idx - 1]
-            if final != json.loads(last)["h"]:
+            if footer.get("final") != prev_h:
                 raise TraceError("footer's final hash is not the last record's hash", lineno)
         else:
             raise TraceError(f"unknown record type {typ!r}", lineno)

@@ -202,10 +202,11 @@ def test_verify_names_the_first_bad_record(tmp_path):
     lab.run(P.switchy, seed=1, record=str(path))
     lines = path.read_bytes().split(b"\n")
     rec = json.loads(lines[5])
+    h = rec.pop("h")
     rec["t"] = 99.0
-    from lab.trace import canonical_json
+    from lab.trace import canonical_json, sealed_line
 
-    lines[5] = canonical_json(rec).encode()
+    lines[5] = sealed_line(canonical_json(rec), h).encode()  # well-formed, old hash
     path.write_bytes(b"\n".join(lines))
     with pytest.raises(lab.TraceError) as ei:
         lab.verify(path)
