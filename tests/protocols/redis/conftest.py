@@ -117,6 +117,12 @@ def start_redis(workdir: str, *extra: str, port: int | None = None,
         time.sleep(0.02)
 
 
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback port nobody listens on (at the time of the call)."""
+    return free_port()
+
+
 @pytest.fixture(scope="session")
 def redis_server():
     """One redis-server for the session (tests flush it through ``redis_url``)."""
