@@ -59,6 +59,8 @@ def _summary(rec: dict[str, Any]) -> str:
 def render(records: Iterable[dict[str, Any]], *, task: int | None = None,
            kinds: set[str] | None = None, checkpoints: bool = True) -> list[str]:
     """The timeline lines for ``records`` (event records of a trace)."""
+    records = list(records)
+    width = min(sum(1 for r in records if r["kind"] == "task.spawn"), MAX_LANES + 1)
     lanes: dict[int, int] = {}
     alive: dict[int, bool] = {}
     names: dict[int, str] = {}
@@ -92,7 +94,7 @@ def render(records: Iterable[dict[str, Any]], *, task: int | None = None,
                     continue
                 gutter.append(mark.get(i) or ("|" if alive.get(t) else " "))
             who = f"T{tid} {names.get(tid, '')}" if tid is not None else "hub"
-            out.append(f"{rec['seq']:>7} {rec['t']:>12.6f}  {''.join(gutter):<{min(len(lanes), MAX_LANES + 1)}}  "
+            out.append(f"{rec['seq']:>7} {rec['t']:>12.6f}  {''.join(gutter):<{width}}  "
                        f"{who[:24]:<24} {_summary(rec)}")
         if k == "task.complete" and tid is not None:
             alive[tid] = False
