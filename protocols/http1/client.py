@@ -356,9 +356,10 @@ class Client:
 
     def _request(self, method, url, headers, body, stream, follow_redirects) -> ClientResponse:
         method = method.upper()
-        hdrs = Headers(self.default_headers)
-        for k, v in Headers(headers)._items:
-            hdrs.set(k, v)
+        user = Headers(headers)
+        names = {k for k, _ in user._items}
+        hdrs = Headers._trusted([kv for kv in self.default_headers._items if kv[0] not in names]
+                                + user._items)
         history: list[ClientResponse] = []
         origin = _split(url)[:3]
         while True:
