@@ -48,6 +48,18 @@ from ._scope import (
 )
 from ._task import Task, TaskState
 from ._trace import TraceEvent, TraceRing
+from .channel import (
+    BrokenChannelError,
+    EndOfChannel,
+    Lagged,
+    Permit,
+    Receiver,
+    Sender,
+    broadcast,
+    channel,
+    oneshot,
+    watch,
+)
 from .sync import Barrier, CapacityLimiter, Condition, Event, Lock, RWLock, Semaphore
 from .threads import from_thread, to_thread
 
@@ -95,4 +107,5 @@ __all__ = [
     "sleep", "sleep_forever", "sleep_until",
 ]
 __all__ += ["Barrier", "CapacityLimiter", "Condition", "Event", "Lock", "RWLock", "Semaphore",
-            "from_thread", "to_thread"]
+            "from_thread", "to_thread", "BrokenChannelError", "EndOfChannel", "Lagged",
+            "Permit", "Receiver", "Sender", "broadcast", "channel", "oneshot", "watch"]
