@@ -65,7 +65,8 @@ def parse_url(url: str) -> dict:
     """Parse ``redis://[[user]:password@]host[:port][/db][?opts]``, ``rediss://...``
     (TLS) or ``unix://[[user]:password@]/path[?db=N]`` into ``Redis`` keyword
     arguments. Query options: ``db``, ``protocol``, ``client_name``, ``decode_responses``,
-    ``max_connections``, ``connect_timeout``, ``acquire_timeout``."""
+    ``max_connections``, ``connect_timeout``, ``acquire_timeout``; for ``rediss://``
+    also ``ssl_ca_certs`` (CA file) and ``ssl_cert_reqs=none`` (no verification)."""
     u = urlsplit(url)
     kw: dict[str, Any] = {}
     if u.scheme not in ("redis", "rediss", "unix"):
@@ -98,6 +99,11 @@ def parse_url(url: str) -> dict:
             kw[k] = v.lower() in ("1", "true", "yes", "on")
         elif k == "client_name":
             kw[k] = v
+        elif k == "ssl_ca_certs" and u.scheme == "rediss":
+            kw["tls"] = {**(kw["tls"] if isinstance(kw["tls"], dict) else {}), "cafile": v}
+        elif k == "ssl_cert_reqs" and u.scheme == "rediss":
+            verify = v.lower() not in ("none", "optional")
+            kw["tls"] = {**(kw["tls"] if isinstance(kw["tls"], dict) else {}), "verify": verify}
         else:
             raise ValueError(f"unknown Redis URL option {k!r}")
     return kw
@@ -156,6 +162,8 @@ class Redis(Commands):
                  pool: ConnectionPool | None = None):
         if tls is True:
             tls = _default_tls_config()
+        elif isinstance(tls, dict):  # from a rediss:// URL's query options
+            tls = _default_tls_config(**tls)
         self.config = ConnectionConfig(
             host=host, port=port, path=path, username=username, password=password, db=db,
             client_name=client_name, protocol=protocol, connect_timeout=connect_timeout,
@@ -314,12 +322,10 @@ def _is_write(args, idempotent) -> bool:
     return _name_bytes(args) not in READ_ONLY
 
 
-def _default_tls_config():
-    try:
-        from protocols import tls as _tls
-    except ImportError as e:  # pragma: no cover
-        raise RedisConnectionError("rediss:// needs protocols.tls, which is not available") from e
-    return _tls.ClientConfig()
+def _default_tls_config(cafile: str | None = None, verify: bool = True):
+    from protocols import tls as _tls
+
+    return _tls.client_context(cafile=cafile, verify=verify)
 
 
 class Pipeline(Commands):

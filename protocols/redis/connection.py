@@ -100,15 +100,19 @@ def open_stream(cfg: ConnectionConfig):
 
 
 def _wrap_tls(stream, cfg: ConnectionConfig):
-    try:
-        from protocols import tls as _tls
-    except ImportError as e:  # pragma: no cover - depends on protocols.tls being present
-        raise RedisConnectionError("rediss:// needs protocols.tls, which is not available") from e
+    """TLS through ``protocols.tls``: ``cfg.tls`` is a client ``TLSContext`` (chain and
+    host-name verification on by default), the host name checked is
+    ``cfg.server_hostname`` or ``cfg.host``. The handshake is bounded by
+    ``connect_timeout`` and is a checkpoint like the rest of the connect."""
+    from protocols import tls as _tls
+
     hostname = cfg.server_hostname or cfg.host
     try:
-        return _tls.wrap_client(stream, cfg.tls, server_hostname=hostname)
-    except OSError as e:
+        s = _tls.TLSStream(stream, cfg.tls, server_hostname=hostname)
+        s.handshake(cfg.connect_timeout)
+    except (OSError, _tls.TLSError, greenrt.TooSlowError) as e:
         raise RedisConnectionError(f"TLS handshake with {cfg.address()} failed: {e}") from e
+    return s
 
 
 class Connection:

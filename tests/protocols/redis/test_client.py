@@ -409,3 +409,36 @@ def test_connect_failure_is_typed(unused_port):
             assert r.pool.statistics()["open"] == 0
 
     run(main)
+
+
+def test_tls_rediss(redis_factory, tmp_path, unused_port):
+    """rediss:// through protocols.tls against redis-server's own TLS port, with chain
+    and host-name verification."""
+    import trustme
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    other_ca = trustme.CA()
+    other_ca.cert_pem.write_to_path(str(tmp_path / "other.pem"))
+    srv = redis_factory("--tls-port", str(unused_port), "--tls-cert-file", str(tmp_path / "cert.pem"),
+                        "--tls-key-file", str(tmp_path / "key.pem"),
+                        "--tls-ca-cert-file", str(tmp_path / "ca.pem"),
+                        "--tls-auth-clients", "no", "--tls-replication", "no")
+    tls_port = int(srv.cmd("CONFIG", "GET", "tls-port")[1])
+    assert tls_port == unused_port
+
+    def main():
+        url = f"rediss://localhost:{tls_port}/0?ssl_ca_certs={tmp_path / 'ca.pem'}"
+        with Redis.from_url(url) as r:
+            assert r.set("over-tls", "yes") is True and r.get("over-tls") == b"yes"
+            p = r.pipeline()
+            p.incr("n").incr("n")
+            assert p.execute() == [1, 2]
+        bad = f"rediss://localhost:{tls_port}/0?ssl_ca_certs={tmp_path / 'other.pem'}"
+        with Redis.from_url(bad) as r:
+            with pytest.raises(RedisConnectionError):
+                r.ping()
+
+    run(main)
