@@ -60,6 +60,7 @@ from .channel import (
     oneshot,
     watch,
 )
+from .combinators import RetryPolicy, first_ok, hedge, join, race, retry, timeout
 from .sync import Barrier, CapacityLimiter, Condition, Event, Lock, RWLock, Semaphore
 from .threads import from_thread, to_thread
 
@@ -108,4 +109,5 @@ __all__ = [
 ]
 __all__ += ["Barrier", "CapacityLimiter", "Condition", "Event", "Lock", "RWLock", "Semaphore",
             "from_thread", "to_thread", "BrokenChannelError", "EndOfChannel", "Lagged",
-            "Permit", "Receiver", "Sender", "broadcast", "channel", "oneshot", "watch"]
+            "Permit", "Receiver", "Sender", "broadcast", "channel", "oneshot", "watch",
+            "RetryPolicy", "first_ok", "hedge", "join", "race", "retry", "timeout"]
