@@ -6,6 +6,7 @@ detection. Start with ``greenrt.run(main)`` and ``with greenrt.region() as r``; 
 rules are in ``docs/semantics.md``.
 """
 
+from . import fs as fs
 from . import net as net
 from ._budget import Budget
 from ._checkpoint import (
