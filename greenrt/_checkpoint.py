@@ -75,7 +75,7 @@ def checkpoint() -> None:
     if hub._tracing:
         hub._emit(tr.CHECKPOINT, task.id, None)
     hub._schedule(task)
-    hub._glet.switch()
+    hub._handoff()
     r = task._resume
     if r is not None:
         task._resume = None
@@ -110,7 +110,7 @@ def park(abort_fn) -> Any:
             task._abort_fn = None
             deliver_pending(task)
             raise InvariantViolation("pending cancellation vanished")
-    hub._glet.switch()
+    hub._handoff()
     r = task._resume
     if r is None:
         return None
@@ -150,7 +150,7 @@ def sleep_until(deadline: float) -> None:
     task = _enter(hub)
     if deadline <= hub.now():
         hub._schedule(task)
-        hub._glet.switch()
+        hub._handoff()
         r = task._resume
         if r is not None:
             task._resume = None

@@ -105,11 +105,15 @@ class Hub:
         self._cancel_streak = 0
         self._timed_streak = 0
         self._poll_countdown = 64
+        self._handoff_task = None
         self._timers: list = []
         self._timer_seq = 0
         self._cancelled_timers = 0
         self._free_glets: list = []
-        self._ids = {"task": 0, "scope": 0, "region": 0, "obligation": 0}
+        self._task_counter = 0
+        self._scope_counter = 0
+        self._region_counter = 0
+        self._obligation_counter = 0
         self._instruments: list = []
         self._tracing = False
         self._event_seq = 0
@@ -119,27 +123,27 @@ class Hub:
         self.root_region = None
         self._running = False
         self.driver = None
-        self.stats = {"switches": 0, "polls": 0, "timers_fired": 0}
+        self.stats = {"polls": 0, "timers_fired": 0}
         for inst in instruments:
             self.add_instrument(inst)
 
     # -- ids (deterministic, per hub) ------------------------------------------------
 
     def _next_task_id(self) -> int:
-        self._ids["task"] += 1
-        return self._ids["task"]
+        self._task_counter += 1
+        return self._task_counter
 
     def _next_scope_id(self) -> int:
-        self._ids["scope"] += 1
-        return self._ids["scope"]
+        self._scope_counter += 1
+        return self._scope_counter
 
     def _next_region_id(self) -> int:
-        self._ids["region"] += 1
-        return self._ids["region"]
+        self._region_counter += 1
+        return self._region_counter
 
     def _next_obligation_id(self) -> int:
-        self._ids["obligation"] += 1
-        return self._ids["obligation"]
+        self._obligation_counter += 1
+        return self._obligation_counter
 
     # -- tracing ------------------------------------------------------------------------
 
@@ -324,9 +328,9 @@ class Hub:
         self._signal_pending.clear()
 
     def _switch_to(self, task) -> None:
+        """On the hub greenlet: run ``task`` until control comes back to the hub."""
         task._queued = False
         self.current = task
-        self.stats["switches"] += 1
         if self._tracing:
             self._emit(tr.TASK_SWITCH, task.id, None)
         glet = task._glet
@@ -345,17 +349,54 @@ class Hub:
             glet.switch()
         self.current = None
 
+    def _handoff(self):
+        """On a task greenlet that is giving up control: switch *directly* to the next
+        runnable task instead of bouncing through the hub (one switch instead of two).
+
+        Falls back to the hub greenlet when nothing is runnable or when it is time to
+        poll I/O and timers. Returns what the switch back into this greenlet carried:
+        nothing for a resumed task, the next task for a worker greenlet being reused.
+        The next task may be the caller itself (then the switch returns at once).
+        """
+        self._poll_countdown -= 1
+        if self._poll_countdown > 0:
+            nxt = self._pick()
+            if nxt is not None:
+                nxt._queued = False
+                self.current = nxt
+                if self._tracing:
+                    self._emit(tr.TASK_SWITCH, nxt.id, None)
+                glet = nxt._glet
+                if glet is not None:
+                    return glet.switch()
+                free = self._free_glets
+                if free:
+                    glet = free.pop()
+                    nxt._glet = glet
+                    glet.gr_context = nxt._context
+                    return glet.switch(nxt)
+                # A brand-new greenlet must be started from the hub: greenlet copies the
+                # starter's recursion depth, and chains of starts from task greenlets
+                # would grow it without bound.
+                self.current = None
+                self._handoff_task = nxt
+        return self._glet.switch()
+
     def _run_until(self, done) -> None:
-        """Run tasks until ``done()`` is true."""
+        """On the hub greenlet: run tasks until ``done()`` is true."""
         pick = self._pick
         switch = self._switch_to
         while not done():
-            task = pick()
+            task = self._handoff_task
+            if task is not None:
+                self._handoff_task = None
+                task._queued = True  # _switch_to expects a task taken from a lane
+            else:
+                task = pick()
             if task is None:
                 self._poll(block=True)
                 self._poll_countdown = max(self.runnable_count(), 64)
                 continue
-            self._poll_countdown -= 1
             if self._poll_countdown <= 0:
                 self._poll(block=False)
                 self._poll_countdown = max(self.runnable_count(), 64)

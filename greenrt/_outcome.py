@@ -25,81 +25,95 @@ class OutcomeKind(enum.IntEnum):
     PANICKED = 3
 
 
-class Outcome:
-    """An immutable outcome. Build one with ``Outcome.ok/err/cancelled/panicked``."""
+_OK, _ERR, _CANCELLED, _PANICKED = 0, 1, 2, 3
+_KINDS = (OutcomeKind.OK, OutcomeKind.ERR, OutcomeKind.CANCELLED, OutcomeKind.PANICKED)
 
-    __slots__ = ("kind", "value")
 
-    def __init__(self, kind: OutcomeKind, value: Any):
-        object.__setattr__(self, "kind", kind)
-        object.__setattr__(self, "value", value)
+class Outcome(tuple):
+    """An immutable outcome: a ``(severity, value)`` pair. Build one with
+    ``Outcome.ok/err/cancelled/panicked``; ``kind`` is the ``OutcomeKind``."""
 
-    def __setattr__(self, name, value):  # pragma: no cover - immutability guard
-        raise AttributeError("Outcome is immutable")
+    __slots__ = ()
+
+    def __new__(cls, kind, value):
+        return tuple.__new__(cls, (int(kind), value))
 
     @classmethod
     def ok(cls, value: Any = None) -> Outcome:
-        return cls(OutcomeKind.OK, value)
+        return tuple.__new__(cls, (_OK, value))
 
     @classmethod
     def err(cls, exc: BaseException) -> Outcome:
-        return cls(OutcomeKind.ERR, exc)
+        return tuple.__new__(cls, (_ERR, exc))
 
     @classmethod
     def cancelled(cls, reason: Any) -> Outcome:
-        return cls(OutcomeKind.CANCELLED, reason)
+        return tuple.__new__(cls, (_CANCELLED, reason))
 
     @classmethod
     def panicked(cls, exc: BaseException) -> Outcome:
-        return cls(OutcomeKind.PANICKED, exc)
+        return tuple.__new__(cls, (_PANICKED, exc))
+
+    @property
+    def kind(self) -> OutcomeKind:
+        return _KINDS[self[0]]
+
+    @property
+    def value(self) -> Any:
+        return self[1]
 
     @property
     def severity(self) -> int:
-        return int(self.kind)
+        return self[0]
 
     @property
     def is_ok(self) -> bool:
-        return self.kind is OutcomeKind.OK
+        return self[0] == _OK
 
     @property
     def is_err(self) -> bool:
-        return self.kind is OutcomeKind.ERR
+        return self[0] == _ERR
 
     @property
     def is_cancelled(self) -> bool:
-        return self.kind is OutcomeKind.CANCELLED
+        return self[0] == _CANCELLED
 
     @property
     def is_panicked(self) -> bool:
-        return self.kind is OutcomeKind.PANICKED
+        return self[0] == _PANICKED
 
     @property
     def is_failure(self) -> bool:
         """err or panicked: the outcomes a region reports as errors."""
-        return self.kind is OutcomeKind.ERR or self.kind is OutcomeKind.PANICKED
+        k = self[0]
+        return k == _ERR or k == _PANICKED
 
     def join(self, other: Outcome) -> Outcome:
         """The more severe outcome; ``self`` on a tie."""
-        return other if other.kind > self.kind else self
+        return other if other[0] > self[0] else self
 
     def unwrap(self) -> Any:
         """Return the value of ``ok``; raise the exception of ``err``/``panicked``;
         raise ``TaskCancelledError`` for ``cancelled``."""
-        if self.kind is OutcomeKind.OK:
-            return self.value
-        if self.kind is OutcomeKind.CANCELLED:
+        k = self[0]
+        if k == _OK:
+            return self[1]
+        if k == _CANCELLED:
             from ._exceptions import TaskCancelledError
 
-            raise TaskCancelledError(self.value)
-        raise self.value
+            raise TaskCancelledError(self[1])
+        raise self[1]
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Outcome) and self.kind == other.kind and self.value is other.value
+        return isinstance(other, Outcome) and self[0] == other[0] and self[1] is other[1]
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
 
     def __hash__(self) -> int:
-        return hash((self.kind, id(self.value)))
+        return hash((self[0], id(self[1])))
 
     def __repr__(self) -> str:
-        if self.kind is OutcomeKind.CANCELLED:
-            return f"cancelled({self.value})"
-        return f"{self.kind.name.lower()}({self.value!r})"
+        if self[0] == _CANCELLED:
+            return f"cancelled({self[1]})"
+        return f"{_KINDS[self[0]].name.lower()}({self[1]!r})"

@@ -38,9 +38,9 @@ from . import _trace as tr
 from ._budget import Budget
 from ._exceptions import Cancelled, InvariantViolation, ObligationLeak, RegionClosedError
 from ._hub import current_hub
-from ._outcome import Outcome
 from ._reason import CancelKind, CancelReason
 from ._scope import CancelScope, cancel_scope, masked
+from ._task import Task
 
 POLICIES = ("fail_fast", "collect_all")
 
@@ -84,7 +84,7 @@ class Region:
         self._finalizers: list = []
         self._obligations: dict | None = None
         self._waiter = None
-        self._stats = {"spawned": 0, "completed": 0, "failed": 0, "cancelled": 0}
+        self._spawned = self._completed = self._failed = self._cancelled = 0
         self._body_cancelled = None
 
     # -- public ---------------------------------------------------------------------
@@ -115,14 +115,12 @@ class Region:
         st = self._state
         if st != "open" and st != "closing":
             raise RegionClosedError(f"region {self.id} ({self.name}) is {st}: cannot spawn")
-        from ._task import Task
-
         hub = self._hub
         if name is None:
             name = getattr(fn, "__qualname__", None) or repr(fn)
         task = Task(hub, self, fn, args, name, budget)
         self._live[task] = None
-        self._stats["spawned"] += 1
+        self._spawned += 1
         if hub._tracing:
             hub._emit(tr.TASK_SPAWN, task.id, self.id, name=name,
                       parent=hub.current.id if hub.current is not None else None)
@@ -164,7 +162,8 @@ class Region:
         pending finalizers, unresolved region obligations."""
         return {
             "id": self.id, "name": self.name, "state": self._state, "policy": self.policy,
-            "live": len(self._live), **self._stats,
+            "live": len(self._live), "spawned": self._spawned, "completed": self._completed,
+            "failed": self._failed, "cancelled": self._cancelled,
             "finalizers_pending": len(self._finalizers),
             "obligations_pending": len(self._obligations or ()),
             "cancel_reason": str(self._scope._reason) if self._scope and self._scope._reason else None,
@@ -210,22 +209,25 @@ class Region:
                       parent=self._parent_region.id if self._parent_region else None)
 
     def _child_done(self, task) -> None:
-        self._live.pop(task, None)
-        self._stats["completed"] += 1
-        out: Outcome = task._outcome
-        if out.is_failure:
-            self._stats["failed"] += 1
-            self._failures.append(out.value)
-            if self.policy == "fail_fast" and self._state in ("open", "closing"):
-                self._scope._request(CancelReason(
-                    CancelKind.FAIL_FAST, message=f"task {task.id} ({task.name}) failed: "
-                    f"{type(out.value).__name__}", origin_task=task.id, origin_region=self.id,
-                    time=self._hub.now()))
-        elif out.is_cancelled:
-            self._stats["cancelled"] += 1
+        live = self._live
+        del live[task]
+        self._completed += 1
+        out = task._outcome
+        sev = out[0]
+        if sev:  # not ok
+            if sev == 2:
+                self._cancelled += 1
+            else:
+                self._failed += 1
+                self._failures.append(out[1])
+                if self.policy == "fail_fast" and self._state in ("open", "closing"):
+                    self._scope._request(CancelReason(
+                        CancelKind.FAIL_FAST, message=f"task {task.id} ({task.name}) failed: "
+                        f"{type(out[1]).__name__}", origin_task=task.id, origin_region=self.id,
+                        time=self._hub.now()))
         if self._scope._reason is not None and self._state in ("open", "closing"):
             self._set_state("draining")
-        if not self._live:
+        if not live:
             w = self._waiter
             if w is not None and w._abort_fn is not None:
                 self._waiter = None

@@ -79,42 +79,52 @@ class CancelScope:
     the scope's own cancellation ended it, and ``reason`` holds its reason.
     """
 
-    __slots__ = (
-        "id", "_sid", "name", "_hub", "_owner", "_parent", "_children", "_reason", "_delivered",
-        "_shield", "_deadline", "_deadline_eff", "_deadline_kind", "_timer", "_polls_left",
-        "_cost_left", "_quota_chain", "_priority", "_region", "_cleanup", "_fail_on_timeout",
-        "cancelled_caught", "_state",
-    )
+    # Scopes (and tasks, which are scopes) are plain instances with class-level
+    # defaults: a spawn assigns only what differs from these, which keeps the spawn
+    # path short. Mutable state (the children dict, the drain list) is created lazily.
+    id = None
+    _sid = None
+    name = None
+    _hub = None
+    _owner = None
+    _parent = None
+    _children = None
+    _reason = None
+    _delivered = False
+    _shield = False
+    _deadline = None
+    _deadline_eff = None
+    _deadline_kind = CancelKind.DEADLINE
+    _timer = None
+    _polls_left = None
+    _cost_left = None
+    _quota_chain: tuple = ()
+    _priority = None
+    _region = None
+    _cleanup = None
+    _fail_on_timeout = False
+    cancelled_caught = False
+    _state = "new"
 
     def __init__(self, *, deadline: float | None = None, budget: Budget | None = None,
                  shield: bool = False, name: str | None = None,
                  deadline_kind: CancelKind = CancelKind.DEADLINE,
                  cleanup: CleanupBudget | None = None):
-        self.id = None
-        self._sid = None
-        self.name = name
-        self._hub = None
-        self._owner = None
-        self._parent = None
-        self._children: dict = {}
-        self._reason: CancelReason | None = None
-        self._delivered = False
-        self._shield = shield
-        if budget is not None and budget.deadline is not None:
-            deadline = budget.deadline if deadline is None else min(deadline, budget.deadline)
-        self._deadline = deadline
-        self._deadline_eff = deadline
-        self._deadline_kind = deadline_kind
-        self._timer = None
-        self._polls_left = budget.poll_quota if budget is not None else None
-        self._cost_left = budget.cost_quota if budget is not None else None
-        self._quota_chain: tuple = ()
-        self._priority = budget.priority if budget is not None else None
-        self._region = None
-        self._cleanup = cleanup
-        self._fail_on_timeout = False
-        self.cancelled_caught = False
-        self._state = "new"
+        if name is not None:
+            self.name = name
+        if shield:
+            self._shield = True
+        if budget is not None:
+            if budget.deadline is not None:
+                deadline = budget.deadline if deadline is None else min(deadline, budget.deadline)
+            self._polls_left = budget.poll_quota
+            self._cost_left = budget.cost_quota
+            self._priority = budget.priority
+        if deadline is not None:
+            self._deadline = self._deadline_eff = deadline
+            self._deadline_kind = deadline_kind
+        if cleanup is not None:
+            self._cleanup = cleanup
 
     # -- public surface -------------------------------------------------------------
 
@@ -152,9 +162,13 @@ class CancelScope:
         self._hub = hub
         self._owner = owner
         self._parent = parent
-        self.id = self._sid = hub._next_scope_id()
+        hub._scope_counter += 1
+        self.id = self._sid = hub._scope_counter
         if parent is not None:
-            parent._children[self] = None
+            ch = parent._children
+            if ch is None:
+                ch = parent._children = {}
+            ch[self] = None
             pd = parent._deadline_eff
             if pd is not None and (self._deadline_eff is None or pd < self._deadline_eff):
                 self._deadline_eff = pd
@@ -163,7 +177,8 @@ class CancelScope:
             chain = ()
         if self._polls_left is not None or self._cost_left is not None:
             chain = chain + (self,)
-        self._quota_chain = chain
+        if chain:
+            self._quota_chain = chain
         if self._deadline is not None:
             if self._deadline <= hub.now():
                 self._on_deadline()
@@ -176,7 +191,9 @@ class CancelScope:
             self._timer = None
         parent = self._parent
         if parent is not None:
-            parent._children.pop(self, None)
+            ch = parent._children
+            if ch:
+                ch.pop(self, None)
 
     def __enter__(self) -> CancelScope:
         if self._state != "new":
@@ -251,6 +268,8 @@ def _propagate(scope: CancelScope, reason: CancelReason) -> None:
     stack = [scope]
     while stack:
         s = stack.pop()
+        if not s._children:
+            continue
         for child in list(s._children):
             if child._shield:
                 continue
@@ -351,7 +370,10 @@ def deliver_pending(task: Task) -> None:
     cb = scope._cleanup or reason.kind.cleanup_budget
     d = _Drain(scope, cb.polls)
     d.timer = hub.call_at(hub.now() + cb.seconds, _drain_timeout, task, d)
-    task._drains.append(d)
+    if task._drains:
+        task._drains.append(d)
+    else:
+        task._drains = [d]
     task._pending = _any_undelivered(task)
     if scope is task:
         task._note_cancelling()
@@ -363,7 +385,7 @@ def deliver_pending(task: Task) -> None:
 
 def _drain_timeout(task: Task, d: _Drain) -> None:
     d.timer = None
-    if d in task._drains:
+    if any(x is d for x in task._drains):
         d.exhausted = True
         _notify(task)
 

@@ -25,8 +25,8 @@ spawn time), the exception state is clean because the body runs inside a
 
 from __future__ import annotations
 
-import contextvars
 import enum
+from contextvars import copy_context
 
 from greenlet import getcurrent
 
@@ -49,6 +49,13 @@ class TaskState(enum.StrEnum):
 
 
 _S = TaskState
+# Module-level aliases: enum attribute access is slow, and these are on hot paths.
+_CREATED = TaskState.CREATED
+_RUNNING = TaskState.RUNNING
+_CANCEL_REQUESTED = TaskState.CANCEL_REQUESTED
+_CANCELLING = TaskState.CANCELLING
+_FINALIZING = TaskState.FINALIZING
+_COMPLETED = TaskState.COMPLETED
 _ALLOWED = {
     _S.CREATED: frozenset({_S.RUNNING, _S.CANCEL_REQUESTED}),
     _S.RUNNING: frozenset({_S.CANCEL_REQUESTED, _S.FINALIZING}),
@@ -66,19 +73,21 @@ class Task(CancelScope):
     qualified name. ``state`` and, once completed, ``outcome`` are public.
     """
 
-    __slots__ = (
-        "_fn", "_args", "_tstate", "_outcome", "_task_region", "_glet", "_scope", "_pending",
-        "_abort_fn", "_resume", "_queued", "_drains", "_obligations", "_context", "_waiters",
-        "_state_done", "_done_callbacks", "_started", "_spawn_budget", "__weakref__",
-    )
+    # Defaults for the rarely set fields (see CancelScope): spawning assigns only the
+    # fields below in __init__.
+    _outcome = None
+    _obligations = None
+    _waiters = None
+    _state_done = False
+    _done_callbacks = None
 
     def __init__(self, hub, region, fn, args, name, budget=None):
-        CancelScope.__init__(self, budget=budget)
+        if budget is not None:
+            CancelScope.__init__(self, budget=budget)
         self._fn = fn
         self._args = args
         self.name = name
-        self._tstate = _S.CREATED
-        self._outcome = None
+        self._tstate = _CREATED
         self._task_region = region
         self._glet = None
         self._scope = self
@@ -86,22 +95,18 @@ class Task(CancelScope):
         self._abort_fn = None
         self._resume = None
         self._queued = False
-        self._drains = []
-        self._obligations = None
-        self._context = contextvars.copy_context()
-        self._waiters = None
-        self._state_done = False
-        self._done_callbacks = None
-        self._started = False
-        self._spawn_budget = budget
+        self._drains = ()
+        self._context = copy_context()
         self._state = "entered"
-        self._attach(hub, self, region._scope)
-        self.id = hub._next_task_id()
         rs = region._scope
-        inherited = effective_reason(rs)
-        if inherited is not None:
-            self._request(inherited if rs._reason is inherited
-                          else derive_parent_reason(inherited, rs))
+        self._attach(hub, self, rs)
+        hub._task_counter += 1
+        self.id = hub._task_counter
+        if rs._reason is not None or rs._parent is not None:
+            inherited = effective_reason(rs)
+            if inherited is not None:
+                self._request(inherited if rs._reason is inherited
+                              else derive_parent_reason(inherited, rs))
 
     # -- public -------------------------------------------------------------------------
 
@@ -179,18 +184,17 @@ class Task(CancelScope):
         self._tstate = new
 
     def _note_cancel_requested(self) -> None:
-        if self._tstate is _S.RUNNING or self._tstate is _S.CREATED:
-            self._transition(_S.CANCEL_REQUESTED)
+        if self._tstate is _RUNNING or self._tstate is _CREATED:
+            self._transition(_CANCEL_REQUESTED)
 
     def _note_cancelling(self) -> None:
-        if self._tstate is _S.CANCEL_REQUESTED:
-            self._transition(_S.CANCELLING)
+        if self._tstate is _CANCEL_REQUESTED:
+            self._transition(_CANCELLING)
 
 
 def _worker_main(task: Task) -> None:
     """Body of every task greenlet: run tasks until the free list is full."""
     hub = task._hub
-    hub_glet = hub._glet
     free = hub._free_glets
     me = getcurrent()
     while True:
@@ -199,14 +203,17 @@ def _worker_main(task: Task) -> None:
         if len(free) >= hub.free_greenlet_limit:
             return
         free.append(me)
-        task = hub_glet.switch()
+        # Hand control to the next runnable task; we come back here only when a new
+        # task is started on this greenlet (possibly at once, if it is the next one).
+        task = hub._handoff()
+        while task is None:  # defensive: woken without a task to run
+            task = hub._glet.switch()
 
 
 def _run_task(task: Task) -> None:
     hub = task._hub
-    task._started = True
-    if task._tstate is _S.CREATED:
-        task._tstate = _S.RUNNING
+    if task._tstate is _CREATED:
+        task._tstate = _RUNNING
     if hub._tracing:
         hub._emit(tr.TASK_START, task.id, task._task_region.id, name=task.name)
     try:
@@ -231,7 +238,11 @@ def _run_task(task: Task) -> None:
 
 def _finish(task: Task, outcome: Outcome) -> None:
     hub = task._hub
-    task._transition(_S.FINALIZING)
+    st = task._tstate
+    if st is _RUNNING or st is _CANCEL_REQUESTED or st is _CANCELLING:
+        task._tstate = _FINALIZING
+    else:
+        task._transition(_FINALIZING)  # raises: not a legal predecessor
     if task._scope is not task:
         # Scopes are with-blocks, so this means a scope object was exited by hand.
         outcome = outcome.join(Outcome.panicked(InvariantViolation(
@@ -243,13 +254,13 @@ def _finish(task: Task, outcome: Outcome) -> None:
     obs = task._obligations
     if obs:
         outcome = _handle_leaks(task, outcome)
-    if task._drains or task._reason is not None and task._delivered:
+    if task._drains or (task._reason is not None and task._delivered):
         from ._scope import _trace_finalize
 
         _trace_finalize(task, task)
     task._detach()
     task._outcome = outcome
-    task._tstate = _S.COMPLETED
+    task._tstate = _COMPLETED
     task._state_done = True
     task._abort_fn = None
     if hub._tracing:
