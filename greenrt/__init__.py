@@ -7,6 +7,7 @@ rules are in ``docs/semantics.md``.
 """
 
 from . import fs as fs
+from . import lowlevel as lowlevel
 from . import net as net
 from ._budget import Budget
 from ._checkpoint import (
