@@ -95,16 +95,19 @@ def _raise_resume(task, r) -> None:
         raise r.exc
 
 
-def park(abort_fn) -> Any:
+def park(abort_fn, wait_for: Any = None) -> Any:
     """Suspend the current task until ``reschedule`` wakes it; return the value given.
 
     Not itself a checkpoint (callers call ``checkpoint_if_cancelled`` or ``_enter``
     first, which is what makes their blocking call one). See the module docstring for
-    the ``abort_fn`` contract.
+    the ``abort_fn`` contract. ``wait_for`` describes what the task waits on (an
+    object or a short string); it is kept on the task while it is parked
+    (``Task.waiting_for``) for deadlock reports and debugging.
     """
     hub = _tls.hub
     task = hub.current
     task._abort_fn = abort_fn
+    task.waiting_for = wait_for
     if task._pending and _find_target(task) is not None:
         if abort_fn():
             task._abort_fn = None
@@ -162,7 +165,7 @@ def sleep_until(deadline: float) -> None:
         handle.cancel()
         return True
 
-    park(abort)
+    park(abort, "sleep")
 
 
 def sleep(seconds: float) -> None:
@@ -178,4 +181,8 @@ def sleep_forever() -> None:
     """Block until cancelled. A checkpoint."""
     hub = current_hub()
     _enter(hub)
-    park(lambda: True)
+    park(_abort_always, "sleep_forever")
+
+
+def _abort_always() -> bool:
+    return True

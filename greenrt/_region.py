@@ -117,7 +117,7 @@ class Region:
             raise RegionClosedError(f"region {self.id} ({self.name}) is {st}: cannot spawn")
         hub = self._hub
         if name is None:
-            name = getattr(fn, "__qualname__", None) or repr(fn)
+            name = _callable_name(fn)
         task = Task(hub, self, fn, args, name, budget)
         self._live[task] = None
         self._spawned += 1
@@ -238,7 +238,7 @@ class Region:
 
         while self._live:
             self._waiter = self._owner
-            park(_never_abort)
+            park(_never_abort, self)
         self._waiter = None
 
     # -- context manager -------------------------------------------------------------
@@ -340,6 +340,16 @@ class Region:
             errors.append(ObligationLeak(leaked, f"region {self.id}"))
         elif policy == "log":
             log_leak(leaked, f"region {self.id}")
+
+
+def _callable_name(fn) -> str:
+    """A deterministic name for a task function (never a repr with an address)."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    name = getattr(fn, "__qualname__", None)
+    if name is None:
+        name = type(fn).__qualname__
+    return name
 
 
 def _never_abort() -> bool:

@@ -80,6 +80,8 @@ class Task(CancelScope):
     _waiters = None
     _state_done = False
     _done_callbacks = None
+    #: What the task waits on while parked (set by ``park``; for diagnostics only).
+    waiting_for = None
 
     def __init__(self, hub, region, fn, args, name, budget=None):
         if budget is not None:
@@ -158,7 +160,7 @@ class Task(CancelScope):
                 self._waiters.pop(me, None)
                 return True
 
-            park(abort)
+            park(abort, self)
         else:
             checkpoint()
         return self._outcome.unwrap()
