@@ -27,6 +27,7 @@ allowing response splitting.
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -39,7 +40,8 @@ __all__ = [
 
 HeaderLike = "Headers | Iterable[tuple[str | bytes, str | bytes]] | dict[str, str] | None"
 
-_BAD_VALUE = (b"\r", b"\n", b"\x00")
+_BAD_NAME_RE = re.compile(rb"[\x00-\x20:\x7f]")
+_BAD_VALUE_RE = re.compile(rb"[\r\n\x00]")
 
 
 def _b(s: str | bytes, what: str) -> bytes:
@@ -90,9 +92,9 @@ class Headers:
         """Append a field (does not replace existing ones)."""
         n = _b(name, "name").lower()
         v = _b(value, "value")
-        if not n or any(c in n for c in (b":", b" ", b"\t")) or any(c in n for c in _BAD_VALUE):
+        if not n or _BAD_NAME_RE.search(n) is not None:
             raise LocalProtocolError(f"invalid header name {n!r}")
-        if any(c in v for c in _BAD_VALUE):
+        if _BAD_VALUE_RE.search(v) is not None:
             raise LocalProtocolError(f"header {n!r} value contains CR, LF or NUL")
         self._items.append((n, v))
 

@@ -451,7 +451,8 @@ class _Conn:
 
     def _send(self, data: bytes) -> None:
         t = self.limits.send_timeout
-        if t is None:
+        if t is None or (self.state == _BUSY and self.limits.request_timeout is not None):
+            # inside a request the request budget already bounds a stalled send
             self.stream.send_all(data)
             return
         with greenrt.move_on_after(t) as sc:
@@ -479,22 +480,51 @@ class _Conn:
     # -- the runner -------------------------------------------------------------------
 
     def _runner(self) -> None:
+        # One cancel scope for every request of the connection: each way it can be
+        # cancelled (request budget, client gone, drain expiry) ends the connection,
+        # so it never needs to be reset, and a timer per request is much cheaper than
+        # a scope per request.
+        scope = CancelScope(name="http1.requests")
+        self.handler_scope = scope
         with greenrt.masked():
             try:
-                while True:
-                    ev = self._next_request()
-                    if ev is None:
-                        break
-                    self._handle(ev)
-                    if self._fatal or self._draining or not self.p.reusable:
-                        break
-                    self.p.start_next_cycle()
-                    self.state = _IDLE
+                with scope:
+                    while True:
+                        ev = self._next_request()
+                        if ev is None:
+                            break
+                        self._handle(ev)
+                        if self._fatal or self._draining or not self.p.reusable:
+                            break
+                        self.p.start_next_cycle()
+                        self.state = _IDLE
+                if scope.cancelled_caught:
+                    self._after_cancel(scope.reason)
             finally:
                 self.state = _DONE
                 if self._drain_timer is not None:
                     self._drain_timer.cancel()
                 self._close()
+
+    def _budget_expired(self) -> None:
+        if self.state == _BUSY:
+            self.handler_scope.cancel(CancelReason(
+                CancelKind.DEADLINE, message=f"request budget of {self.limits.request_timeout} s "
+                "exceeded"))
+
+    def _after_cancel(self, reason) -> None:
+        self._fatal = True
+        kind = reason.kind if reason is not None else None
+        if kind is CancelKind.RESOURCE_UNAVAILABLE:
+            return  # peer gone: nothing to answer
+        code = "shutdown" if kind is CancelKind.SHUTDOWN else "request_timeout"
+        writer = self.writer
+        if writer is not None and writer.headers_sent:
+            _emit(code, status=None, peer=_peer_str(self.peer), detail="response cut short")
+            self.p.send_failed()
+        else:
+            self._answer_error(503, code, "request budget exceeded"
+                               if code == "request_timeout" else "server shutting down")
 
     def _next_request(self):
         p = self.p
@@ -553,44 +583,27 @@ class _Conn:
         req = Request(method, ev.target.decode("latin-1"), Headers._trusted(hdrs), body,
                       http_version=ev.http_version.decode("ascii"), scheme=self.scheme,
                       client=self.peer, server=self.local, writer=writer)
-        lim = self.limits
-        deadline = None if lim.request_timeout is None else self.hub.now() + lim.request_timeout
-        scope = CancelScope(deadline=deadline, name="http1.request")
-        self.handler_scope = scope
+        rt = self.limits.request_timeout
+        timer = None if rt is None else self.hub.call_later(rt, self._budget_expired)
         self.state = _BUSY
         error: BaseException | None = None
         try:
-            with scope:
-                if self._eof and p.their_state is not h11.SEND_BODY:
-                    self._peer_gone("eof")
-                resp = self.server.handler(req)
-                if resp is not None:
-                    if writer.headers_sent:
-                        raise LocalProtocolError("handler used request.writer and returned a response")
-                    writer.send_response(resp)
-                elif not writer.headers_sent:
-                    raise LocalProtocolError("handler returned None without sending a response")
-                else:
-                    writer.finish()
+            if self._eof and p.their_state is not h11.SEND_BODY:
+                self._peer_gone("eof")
+            resp = self.server.handler(req)
+            if resp is not None:
+                if writer.headers_sent:
+                    raise LocalProtocolError("handler used request.writer and returned a response")
+                writer.send_response(resp)
+            elif not writer.headers_sent:
+                raise LocalProtocolError("handler returned None without sending a response")
+            else:
+                writer.finish()
         except Exception as e:
             error = e
         finally:
-            self.handler_scope = None
-        if scope.cancelled_caught:
-            reason = scope.reason
-            kind = reason.kind if reason is not None else None
-            if kind is CancelKind.RESOURCE_UNAVAILABLE:
-                self._fatal = True  # peer gone: nothing to answer
-                return
-            code = "shutdown" if kind is CancelKind.SHUTDOWN else "request_timeout"
-            self._fatal = True
-            if writer.headers_sent:
-                _emit(code, status=None, peer=_peer_str(self.peer), detail="response cut short")
-                p.send_failed()
-            else:
-                self._answer_error(503, code, "request budget exceeded"
-                                   if code == "request_timeout" else "server shutting down")
-            return
+            if timer is not None:
+                timer.cancel()
         if error is not None:
             self._fatal = True
             if isinstance(error, ClientDisconnected):
@@ -633,9 +646,8 @@ class _Conn:
 
     def _drain_expired(self) -> None:
         self._drain_timer = None
-        hs = self.handler_scope
-        if hs is not None:
-            hs.cancel(CancelReason(CancelKind.SHUTDOWN, message="drain timeout"))
+        if self.state == _BUSY:
+            self.handler_scope.cancel(CancelReason(CancelKind.SHUTDOWN, message="drain timeout"))
 
     def _close(self) -> None:
         """Half-close, linger briefly discarding input, then close."""

@@ -1,0 +1,312 @@
+"""HTTP/1.1 hello-world benchmark: greenrt's server against gevent.pywsgi, an
+asyncio+h11 server and a trio+h11 server, all driven by ``wrk -t2 -c64``.
+
+Each server runs in its own process on loopback and answers ``GET /`` with a 13-byte
+``text/plain`` body and keep-alive. ``wrk`` (same flags for every peer) reports
+requests per second and the latency distribution; we print req/s, p50 and p99 and the
+ratio of each peer's req/s to greenrt's (issue target: greenrt >= 1.0x asyncio+h11,
+with a lower p99), plus each server's CPU time per request (user + system from
+/proc over the measured run), which is less sensitive to a busy machine than req/s. TCP_NODELAY is on for every server (gevent.pywsgi needs it set
+explicitly; without it delayed ACKs cap it near 1.4k req/s).
+
+Servers:
+
+* greenrt         ``protocols.http1.serve`` with a handler returning ``Response``
+* gevent.pywsgi   ``WSGIServer`` with a WSGI hello app (TCP_NODELAY set per connection)
+* asyncio+h11     ``asyncio.start_server`` + one ``h11.Connection`` per connection
+* trio+h11        ``trio.serve_tcp`` + one ``h11.Connection`` per connection
+
+Then (unless ``--no-profile``) a cProfile of the greenrt server under the same load
+prints the top functions by own time.
+
+Run: ``.venv/bin/python bench/bench_http1.py`` (about 50 s). Options: ``--seconds``
+per measurement, ``--rounds`` (rows interleaved per round, best round kept),
+``--peers greenrt,asyncio``, ``--connections``, ``--threads``, ``--no-profile``.
+The machine is shared: compare ratios from one run, not absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+PEERS = ["greenrt", "gevent", "asyncio", "trio"]
+LABEL = {"greenrt": "greenrt", "gevent": "gevent.pywsgi", "asyncio": "asyncio+h11",
+         "trio": "trio+h11"}
+BODY = b"Hello, World!"
+
+
+# -- servers (run with: bench_http1.py --serve NAME) -----------------------------------
+
+def serve_greenrt(profile: bool) -> None:
+    sys.path.insert(0, ROOT)
+    import greenrt
+    from protocols.http import Response
+    from protocols.http1 import serve
+
+    headers = [("content-type", "text/plain")]
+
+    def handler(req):
+        return Response(200, headers, BODY)
+
+    def main():
+        serve(handler, "127.0.0.1", 0, on_ready=lambda s: _ready(s.addresses[0][1]))
+
+    if profile:
+        import cProfile
+        import pstats
+        import signal
+
+        prof = cProfile.Profile()
+
+        def stop(*a):
+            prof.disable()
+            pstats.Stats(prof).sort_stats("tottime").print_stats(18)
+            sys.stdout.flush()
+            os._exit(0)
+
+        signal.signal(signal.SIGUSR1, stop)
+        prof.enable()
+    greenrt.run(main)
+
+
+def serve_gevent(profile: bool) -> None:
+    from gevent import pywsgi
+
+    class Handler(pywsgi.WSGIHandler):
+        def handle(self):
+            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return super().handle()
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain"),
+                                  ("Content-Length", str(len(BODY)))])
+        return [BODY]
+
+    srv = pywsgi.WSGIServer(("127.0.0.1", 0), app, log=None, error_log=None,
+                            handler_class=Handler)
+    srv.init_socket()
+    _ready(srv.server_port)
+    srv.serve_forever()
+
+
+def _h11_response(conn, h11):
+    return (conn.send(h11.Response(status_code=200, headers=[
+        ("content-type", "text/plain"), ("content-length", str(len(BODY)))]))
+        + conn.send(h11.Data(data=BODY)) + conn.send(h11.EndOfMessage()))
+
+
+def serve_asyncio(profile: bool) -> None:
+    import asyncio
+
+    import h11
+
+    async def handle(reader, writer):
+        conn = h11.Connection(h11.SERVER)
+        try:
+            while True:
+                ev = conn.next_event()
+                if ev is h11.NEED_DATA:
+                    data = await reader.read(65536)
+                    conn.receive_data(data)
+                    continue
+                t = type(ev)
+                if t is h11.EndOfMessage:
+                    writer.write(_h11_response(conn, h11))
+                    await writer.drain()
+                    if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                        break
+                    conn.start_next_cycle()
+                elif t is h11.ConnectionClosed:
+                    break
+        except (h11.ProtocolError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def main():
+        srv = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
+        _ready(srv.sockets[0].getsockname()[1])
+        await srv.serve_forever()
+
+    asyncio.run(main())
+
+
+def serve_trio(profile: bool) -> None:
+    import h11
+    import trio
+
+    async def handle(stream):
+        conn = h11.Connection(h11.SERVER)
+        try:
+            while True:
+                ev = conn.next_event()
+                if ev is h11.NEED_DATA:
+                    conn.receive_data(await stream.receive_some(65536))
+                    continue
+                t = type(ev)
+                if t is h11.EndOfMessage:
+                    await stream.send_all(_h11_response(conn, h11))
+                    if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                        break
+                    conn.start_next_cycle()
+                elif t is h11.ConnectionClosed:
+                    break
+        except (h11.ProtocolError, trio.BrokenResourceError):
+            pass
+        finally:
+            await stream.aclose()
+
+    async def main():
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1", backlog=1024)
+        _ready(listeners[0].socket.getsockname()[1])
+        await trio.serve_listeners(handle, listeners)
+
+    trio.run(main)
+
+
+SERVERS = {"greenrt": serve_greenrt, "gevent": serve_gevent, "asyncio": serve_asyncio,
+           "trio": serve_trio}
+
+
+def _ready(port: int) -> None:
+    print(f"PORT {port}", flush=True)
+
+
+# -- driver ------------------------------------------------------------------------------
+
+def start_server(name: str, profile: bool = False) -> tuple[subprocess.Popen, int]:
+    args = [sys.executable, os.path.abspath(__file__), "--serve", name]
+    if profile:
+        args.append("--profile")
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    line = p.stdout.readline()
+    if not line.startswith("PORT "):
+        p.kill()
+        raise RuntimeError(f"{name} server did not start: {line!r}")
+    return p, int(line.split()[1])
+
+
+def stop(p: subprocess.Popen) -> None:
+    p.terminate()
+    try:
+        p.wait(5)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def run_wrk(port: int, seconds: float, threads: int, conns: int) -> dict:
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{max(1, int(seconds))}s",
+                          "--latency", f"http://127.0.0.1:{port}/"],
+                         capture_output=True, text=True, timeout=seconds + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests = float(re.search(r"(\d+) requests in", out).group(1))
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))
+    errors = re.search(r"Socket errors:.*|Non-2xx.*", out)
+    return {"rps": rps, "p50": p50, "p99": p99, "requests": requests,
+            "errors": errors.group(0) if errors else ""}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench(a) -> dict:
+    peers = a.peers.split(",")
+    best: dict[str, dict] = {}
+    for rnd in range(a.rounds):
+        for name in peers:
+            p, port = start_server(name)
+            try:
+                run_wrk(port, 1, a.threads, a.connections)  # warm-up
+                cpu0 = cpu_seconds(p.pid)
+                r = run_wrk(port, a.seconds, a.threads, a.connections)
+                r["cpu_us"] = (cpu_seconds(p.pid) - cpu0) * 1e6 / max(1.0, r["requests"])
+            finally:
+                stop(p)
+            print(f"round {rnd + 1} {LABEL[name]:14s} {r['rps']:9.0f} req/s  p50 {r['p50']:7.2f} ms"
+                  f"  p99 {r['p99']:7.2f} ms  {r['cpu_us']:6.1f} us server CPU/req {r['errors']}",
+                  flush=True)
+            if name not in best or r["rps"] > best[name]["rps"]:
+                best[name] = r
+    g = best.get("greenrt")
+    print()
+    print(f"{'server':14s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'greenrt/peer':>13s}"
+          f" {'CPU us/req':>11s}")
+    for name in peers:
+        r = best[name]
+        ratio = f"{g['rps'] / r['rps']:.2f}x" if g else "-"
+        print(f"{LABEL[name]:14s} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {ratio:>13s}"
+              f" {r['cpu_us']:11.1f}")
+    if g:
+        for name in peers:
+            if name != "greenrt":
+                print(f"SUMMARY: http1 hello wrk -t{a.threads} -c{a.connections}: greenrt/"
+                      f"{LABEL[name]} = {g['rps'] / best[name]['rps']:.2f}x req/s, p99 "
+                      f"{g['p99']:.2f} vs {best[name]['p99']:.2f} ms")
+    return best
+
+
+def profile(a) -> None:
+    p, port = start_server("greenrt", profile=True)
+    try:
+        run_wrk(port, 3, a.threads, a.connections)
+        import signal
+
+        p.send_signal(signal.SIGUSR1)
+        out, _ = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            stop(p)
+    print("\ncProfile of the greenrt server under wrk (top functions by own time):")
+    lines = out.splitlines()
+    start = next((i for i, s in enumerate(lines) if "ncalls" in s), 0)
+    print("\n".join(lines[max(0, start - 2):start + 20]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--serve", choices=sorted(SERVERS))
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--peers", default=",".join(PEERS))
+    ap.add_argument("--no-profile", action="store_true")
+    a = ap.parse_args()
+    if a.serve:
+        SERVERS[a.serve](a.profile)
+        return
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (apt-get install wrk)")
+    t0 = time.time()
+    bench(a)
+    if not a.no_profile:
+        profile(a)
+    print(f"\n(total {time.time() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

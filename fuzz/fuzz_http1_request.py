@@ -1,0 +1,142 @@
+"""Fuzz target: HTTP/1.1 request parsing through greenrt's hardened layer
+(``protocols.http1.H1Connection``, server role, h11 behind it) — not h11 alone.
+
+Run with atheris::
+
+    .venv/bin/python fuzz/fuzz_http1_request.py /tmp/h1req-scratch fuzz/corpus/http1_request \
+        -max_total_time=60
+
+What one input checks, beyond "no unexpected exception":
+
+* the parser is total: the only exceptions are ``protocols.http.HTTPError``
+  subclasses, each carrying a status in {400, 408, 413, 414, 431, 501, 505} or
+  ``None`` (peer gone), with small limits so every limit path runs;
+* segmentation independence: the input fed whole, in pieces (cut points derived from
+  the input), and one byte at a time (for short inputs) gives the same requests, the
+  same body bytes and the same verdict;
+* limits hold: no request is accepted with a head, field count or body beyond them,
+  and the bytes buffered stay bounded;
+* after any error nothing more is parsed (sticky errors: no smuggled request).
+"""
+
+from __future__ import annotations
+
+import sys
+import zlib
+
+CORPUS = "corpus/http1_request"
+
+try:  # pragma: no cover - only when running under atheris
+    import atheris
+
+    with atheris.instrument_imports():
+        import h11
+
+        from protocols.http import HTTPError, Limits
+        from protocols.http1 import NEED_DATA, SERVER, H1Connection
+except ImportError:
+    atheris = None
+    import h11
+
+    from protocols.http import HTTPError, Limits
+    from protocols.http1 import NEED_DATA, SERVER, H1Connection
+
+#: The documented errors of the request parser: nothing else may escape it.
+EXPECTED_ERRORS = (HTTPError,)
+
+LIMITS = Limits(max_head_bytes=1024, max_headers=12, max_request_line=200, max_body_bytes=2048,
+                max_chunk_line=64, max_requests_per_connection=8)
+_STATUSES = {None, 400, 408, 413, 414, 431, 501, 505}
+
+
+class Finding(AssertionError):
+    """An invariant of the parser broke (not an expected error)."""
+
+
+def _parse(chunks) -> tuple[list, object]:
+    c = H1Connection(SERVER, LIMITS)
+    out: list = []
+    verdict: object = None
+    body = bytearray()
+
+    def drain() -> bool:
+        nonlocal body
+        while True:
+            try:
+                ev = c.next_event()
+            except HTTPError as e:
+                if e.status not in _STATUSES:
+                    raise Finding(f"unexpected status {e.status} for {e!r}") from None
+                try:
+                    c.next_event()
+                except HTTPError as again:
+                    if again is not e:
+                        raise Finding("error is not sticky") from None
+                else:
+                    raise Finding("parser continued after an error")
+                return_err.append((type(e).__name__, e.code, e.status))
+                return False
+            t = type(ev)
+            if ev is NEED_DATA:
+                if c.buffered > LIMITS.max_head_bytes:
+                    raise Finding(f"{c.buffered} bytes buffered while waiting for more")
+                return True
+            if t is h11.Request:
+                if len(ev.headers) > LIMITS.max_headers:
+                    raise Finding(f"{len(ev.headers)} fields accepted")
+                out.append(("req", ev.method, ev.target, tuple(ev.headers)))
+            elif t is h11.Data:
+                body += ev.data
+                if len(body) > LIMITS.max_body_bytes:
+                    raise Finding(f"body of {len(body)} bytes accepted")
+            elif t is h11.EndOfMessage:
+                out.append(("body", bytes(body), tuple(ev.headers)))
+                body = bytearray()
+                c.send(h11.Response(status_code=200, headers=[("content-length", "0")]))
+                c.send(h11.EndOfMessage())
+                if not c.reusable:
+                    out.append(("close",))
+                    return False
+                c.start_next_cycle()
+            else:
+                out.append((t.__name__,))
+                return False
+
+    return_err: list = []
+    for ch in chunks:
+        c.receive_data(ch)
+        if not drain():
+            break
+    else:
+        c.receive_data(b"")
+        drain()
+    if return_err:
+        verdict = return_err[0]
+    return out, verdict
+
+
+def _cuts(data: bytes) -> list[bytes]:
+    h = zlib.crc32(data)
+    parts, i = [], 0
+    while i < len(data):
+        step = 1 + (h % 13)
+        h = (h * 1103515245 + 12345) & 0x7FFFFFFF
+        parts.append(data[i:i + step])
+        i += step
+    return parts
+
+
+def TestOneInput(data: bytes) -> None:
+    whole = _parse([data])
+    pieces = _parse(_cuts(data))
+    if whole != pieces:
+        raise Finding(f"split input parsed differently: {whole[1]} vs {pieces[1]}")
+    if len(data) <= 2048:
+        single = _parse([data[i:i + 1] for i in range(len(data))])
+        if whole != single:
+            raise Finding(f"byte-by-byte input parsed differently: {whole[1]} vs {single[1]}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    atheris.Setup(sys.argv, TestOneInput)
+    atheris.Fuzz()
