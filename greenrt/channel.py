@@ -51,10 +51,12 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
+from ._checkpoint import _enter
 from ._driver import ClosedResourceError
-from ._exceptions import GreenrtError, InvalidStateError, WouldBlock
+from ._exceptions import GreenrtError, InvalidStateError, NoHubError, WouldBlock
+from ._hub import _tls as _hub_tls
 from ._obligation import Obligation, reserve
-from .sync import _checkpoint_task, _coop, _WaitQueue
+from .sync import COOP_BUDGET, _checkpoint_task, _coop, _WaitQueue, _yield
 
 __all__ = [
     "BroadcastReceiver", "BroadcastSender", "BrokenChannelError", "EndOfChannel", "Lagged",
@@ -98,9 +100,10 @@ def _check_capacity(capacity: Any) -> int:
 
 class _Chan:
     __slots__ = ("buf", "cap", "reserved", "senders_open", "rx_closed", "send_waiters",
-                 "recv_waiters", "sent", "received", "dropped", "permits")
+                 "recv_waiters", "sent", "received", "dropped", "permits", "_coop")
 
     def __init__(self, capacity: int):
+        self._coop = 0
         self.buf: deque = deque()
         self.cap = capacity
         self.reserved = 0
@@ -219,9 +222,9 @@ class Sender(Generic[T]):
         """Get a reserved slot (counted in ``ch.reserved``) for ``task``."""
         if not ch.send_waiters and len(ch.buf) + ch.reserved < ch.cap:
             ch.reserved += 1
-            _coop(task)
+            _coop(ch, task)
             return
-        ch.send_waiters.wait(task, self)  # the waker counted the slot as reserved
+        ch.send_waiters.wait(task, self, what="channel Sender.reserve")  # the waker counted the slot as reserved
         if ch.rx_closed:  # closed after the slot was handed to us, before we ran
             ch.reserved -= 1
             raise BrokenChannelError("the receiver was closed")
@@ -251,8 +254,29 @@ class Sender(Generic[T]):
     def send(self, value: T) -> None:
         """Send ``value``, waiting for capacity. A checkpoint. A cancelled send sent
         nothing; a send that returns has delivered exactly once."""
-        task = _checkpoint_task()
-        ch = self._check()
+        try:
+            hub = _hub_tls.hub
+        except AttributeError:
+            raise NoHubError("not inside greenrt.run()") from None
+        task = _enter(hub)
+        ch = self._ch
+        if self._closed or ch.rx_closed:
+            self._check()
+        if not ch.send_waiters._q and len(ch.buf) + ch.reserved < ch.cap:
+            ch.sent += 1
+            rw = ch.recv_waiters
+            if rw._q:
+                ch.received += 1
+                rw.wake_first(value)
+            else:
+                ch.buf.append(value)
+            n = ch._coop + 1
+            if n >= COOP_BUDGET:
+                ch._coop = 0
+                _yield(task)
+            else:
+                ch._coop = n
+            return
         self._wait_slot(task, ch)
         ch.deliver(value)
 
@@ -317,20 +341,32 @@ class Receiver(Generic[T]):
         checkpoint). Raises ``EndOfChannel`` when every sender is closed and the
         buffer is empty, ``ClosedResourceError`` after ``close()``.
         """
-        task = _checkpoint_task()
+        try:
+            hub = _hub_tls.hub
+        except AttributeError:
+            raise NoHubError("not inside greenrt.run()") from None
+        task = _enter(hub)
         if self._closed:
             raise ClosedResourceError("this receiver is closed")
         ch = self._ch
-        if ch.buf:
-            v = ch.buf.popleft()
+        buf = ch.buf
+        if buf:
+            v = buf.popleft()
             ch.received += 1
-            ch.free_slot()
-            ch.check_eof()
-            _coop(task)
+            if ch.send_waiters._q:
+                ch.free_slot()
+            elif not buf and ch.senders_open == 0:
+                ch.check_eof()
+            n = ch._coop + 1
+            if n >= COOP_BUDGET:
+                ch._coop = 0
+                _yield(task)
+            else:
+                ch._coop = n
             return v
         if ch.senders_open == 0 and ch.reserved == 0:
             raise EndOfChannel("all senders are closed")
-        return ch.recv_waiters.wait(task, self)
+        return ch.recv_waiters.wait(task, self, what="channel Receiver.recv")
 
     def recv_nowait(self) -> T:
         """The next value or ``WouldBlock``. Not a checkpoint."""
@@ -484,7 +520,7 @@ class OneshotReceiver(Generic[T]):
         ok, v = self._take()
         if ok:
             return v
-        return self._s.waiters.wait(task)
+        return self._s.waiters.wait(task, what="oneshot recv")
 
     def recv_nowait(self) -> T:
         ok, v = self._take()
@@ -616,7 +652,7 @@ class BroadcastReceiver(Generic[T]):
             ok, v = self._poll()
             if ok:
                 return v
-            self._b.waiters.wait(task, self)
+            self._b.waiters.wait(task, self, what="broadcast recv")
 
     def recv_nowait(self) -> T:
         ok, v = self._poll()
@@ -746,7 +782,7 @@ class WatchReceiver(Generic[T]):
                 return w.value
             if w.senders_open == 0:
                 raise EndOfChannel("the watch sender is closed")
-            w.waiters.wait(task, self)
+            w.waiters.wait(task, self, what="watch changed")
 
     recv = changed
 

@@ -36,14 +36,13 @@ stuck or doubly-held lock.
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from ._checkpoint import _enter, _raise_resume, current_task, park
-from ._exceptions import GreenrtError, InvalidStateError, WouldBlock
-from ._hub import current_hub
+from ._exceptions import GreenrtError, InvalidStateError, NoHubError, WouldBlock
+from ._hub import _tls as _hub_tls
 from ._obligation import Obligation, reserve
 
 __all__ = [
@@ -52,42 +51,40 @@ __all__ = [
 ]
 
 #: A fast path (the resource was free) skips the yield half of the checkpoint, except
-#: that every ``COOP_BUDGET``-th fast path on a hub yields anyway, so a loop that only
-#: ever finds its resources free still lets other tasks run.
+#: that every ``COOP_BUDGET``-th fast path on one primitive yields anyway, so a loop
+#: that only ever finds its resource free still lets other tasks run.
 COOP_BUDGET = 32
-
-_coop_tls = threading.local()
 
 
 def _checkpoint_task():
     """The check half of a checkpoint; returns the current task."""
-    return _enter(current_hub())
+    try:
+        hub = _hub_tls.hub
+    except AttributeError:
+        raise NoHubError("not inside greenrt.run()") from None
+    return _enter(hub)
 
 
 def _yield(task) -> None:
-    """The yield half of a checkpoint (cancellation was already checked)."""
+    """The yield half of a checkpoint (cancellation was already checked); mirrors
+    ``greenrt.checkpoint()`` after its check half."""
     hub = task._hub
     hub._schedule(task)
-    hub._glet.switch()
+    hub._handoff()
     r = task._resume
     if r is not None:
         task._resume = None
         _raise_resume(task, r)
 
 
-def _coop(task) -> None:
-    """Fast-path yield accounting (per hub, so the lab stays deterministic)."""
-    c = _coop_tls.__dict__
-    hub = task._hub
-    if c.get("hub") is not hub:
-        c["hub"] = hub
-        c["n"] = 0
-    n = c["n"] + 1
+def _coop(obj, task) -> None:
+    """Fast-path yield accounting, per primitive (deterministic under the lab)."""
+    n = obj._coop + 1
     if n >= COOP_BUDGET:
-        c["n"] = 0
+        obj._coop = 0
         _yield(task)
     else:
-        c["n"] = n
+        obj._coop = n
 
 
 class _WaitQueue:
@@ -111,7 +108,10 @@ class _WaitQueue:
     def __bool__(self) -> bool:
         return bool(self._q)
 
-    def wait(self, task, data: Any = None, on_abort: Callable[[], None] | None = None) -> Any:
+    def wait(self, task, data: Any = None, on_abort: Callable[[], None] | None = None,
+             what: str | None = None) -> Any:
+        """Park ``task`` (the current task) here. ``what`` names the wait for deadlock
+        reports (``Task.waiting_for``)."""
         key = object()
         q = self._q
         q[key] = (task, data)
@@ -121,7 +121,7 @@ class _WaitQueue:
                 on_abort()
             return True
 
-        return park(abort)
+        return park(abort, what)
 
     def first(self):
         """``(task, data)`` of the first waiter (the queue must not be empty)."""
@@ -168,12 +168,12 @@ class _WaitQueue:
         return [t for t, _ in self._q.values()]
 
 
-def _park_uninterruptible(queue: _WaitQueue, task, data: Any = None) -> Any:
+def _park_uninterruptible(queue: _WaitQueue, task, data: Any = None, what: str | None = None) -> Any:
     """Wait in ``queue`` without being abortable (not a checkpoint). For re-acquiring a
     lock that a caller must hold when it leaves, whatever happens (``Condition``)."""
     key = object()
     queue._q[key] = (task, data)
-    return park(_never)
+    return park(_never, what)
 
 
 def _never() -> bool:
@@ -192,9 +192,10 @@ class Event:
     (make a new Event instead; that avoids the lost-wakeup races of resettable events).
     """
 
-    __slots__ = ("_flag", "_waiters")
+    __slots__ = ("_flag", "_waiters", "_coop")
 
     def __init__(self) -> None:
+        self._coop = 0
         self._flag = False
         self._waiters = _WaitQueue()
 
@@ -212,9 +213,9 @@ class Event:
         cancelled wait leaves nothing behind."""
         task = _checkpoint_task()
         if self._flag:
-            _coop(task)
+            _coop(self, task)
             return
-        self._waiters.wait(task)
+        self._waiters.wait(task, what="Event.wait")
 
     def statistics(self) -> dict:
         return {"set": self._flag, "tasks_waiting": len(self._waiters)}
@@ -236,6 +237,7 @@ class CapacityLimiter:
     """
 
     def __init__(self, total_tokens: int):
+        self._coop = 0
         self._borrowers: dict = {}
         self._waiters = _WaitQueue()
         self._total = 0
@@ -291,9 +293,9 @@ class CapacityLimiter:
             raise InvalidStateError(f"{borrower!r} already holds a token of this limiter")
         if not self._waiters and len(self._borrowers) < self._total:
             self._borrowers[borrower] = None
-            _coop(task)
+            _coop(self, task)
             return
-        self._waiters.wait(task, borrower)
+        self._waiters.wait(task, borrower, what="CapacityLimiter.acquire")
 
     def acquire(self) -> None:
         """``acquire_on_behalf_of(current task)``. A checkpoint; see there."""
@@ -339,9 +341,10 @@ class Lock:
     holds raises ``InvalidStateError`` (it would deadlock).
     """
 
-    __slots__ = ("_owner", "_waiters", "_acquired")
+    __slots__ = ("_owner", "_waiters", "_acquired", "_coop")
 
     def __init__(self) -> None:
+        self._coop = 0
         self._owner = None
         self._waiters = _WaitQueue()
         self._acquired = 0
@@ -362,16 +365,25 @@ class Lock:
         cancelled, ``acquire`` returns normally: the task owns the lock and receives
         the cancellation at its next checkpoint (``with lock:`` releases it then).
         """
-        task = _checkpoint_task()
+        try:
+            hub = _hub_tls.hub
+        except AttributeError:
+            raise NoHubError("not inside greenrt.run()") from None
+        task = _enter(hub)
         owner = self._owner
-        if owner is None and not self._waiters:
+        if owner is None and not self._waiters._q:
             self._owner = task
             self._acquired += 1
-            _coop(task)
+            n = self._coop + 1
+            if n >= COOP_BUDGET:
+                self._coop = 0
+                _yield(task)
+            else:
+                self._coop = n
             return
         if owner is task:
             raise InvalidStateError("this task already holds the Lock (it is not reentrant)")
-        self._waiters.wait(task)
+        self._waiters.wait(task, what="Lock.acquire")
 
     def acquire_nowait(self) -> None:
         """Take the lock or raise ``WouldBlock``. Not a checkpoint; never yields."""
@@ -386,11 +398,17 @@ class Lock:
     def release(self) -> None:
         """Release the lock; the longest waiter gets it at once. Not a checkpoint.
         Raises ``InvalidStateError`` unless the current task owns the lock."""
-        task = current_task()
-        if self._owner is not task:
+        try:
+            task = _hub_tls.hub.current
+        except AttributeError:
+            raise NoHubError("not inside greenrt.run()") from None
+        if self._owner is not task or task is None:
             raise InvalidStateError(
                 f"Lock released by {_owner_name(task)} but held by {_owner_name(self._owner)}")
-        self._hand_off()
+        if self._waiters._q:
+            self._hand_off()
+        else:
+            self._owner = None
 
     def _hand_off(self) -> None:
         if self._waiters:
@@ -406,7 +424,7 @@ class Lock:
             self._owner = task
             self._acquired += 1
         else:
-            _park_uninterruptible(self._waiters, task)
+            _park_uninterruptible(self._waiters, task, what="Lock.acquire (Condition re-acquire)")
 
     def __enter__(self) -> Lock:
         self.acquire()
@@ -442,7 +460,7 @@ class Semaphore:
     ``InvalidStateError``). So ``value + outstanding`` only changes by such posts.
     """
 
-    __slots__ = ("_value", "_max", "_waiters", "_held", "name")
+    __slots__ = ("_value", "_max", "_waiters", "_held", "name", "_coop")
 
     def __init__(self, initial_value: int, *, max_value: int | None = None,
                  name: str | None = None):
@@ -450,6 +468,7 @@ class Semaphore:
             raise ValueError(f"initial_value must be an int >= 0, not {initial_value!r}")
         if max_value is not None and max_value < initial_value:
             raise ValueError("max_value must be >= initial_value")
+        self._coop = 0
         self._value = initial_value
         self._max = max_value
         self._waiters = _WaitQueue()
@@ -495,9 +514,9 @@ class Semaphore:
         if self._value > 0 and not self._waiters:
             self._value -= 1
             ob = self._permit(_stacklevel + 1)
-            _coop(task)
+            _coop(self, task)
             return ob
-        self._waiters.wait(task)
+        self._waiters.wait(task, what="Semaphore.acquire")
         return self._permit(_stacklevel + 1)
 
     def acquire_nowait(self) -> Obligation:
@@ -601,7 +620,7 @@ class Condition:
             raise InvalidStateError("Condition.wait() requires holding the lock")
         self._lock.release()
         try:
-            self._waiters.wait(task)
+            self._waiters.wait(task, what="Condition.wait")
         finally:
             self._lock._acquire_uninterruptible(task)
 
@@ -679,7 +698,7 @@ class Barrier:
         if self._broken:
             raise BrokenBarrierError("the barrier is broken")
         if len(self._waiters) + 1 < self._parties:
-            return self._waiters.wait(task)
+            return self._waiters.wait(task, what="Barrier.wait")
         idx = 0
         while self._waiters:
             self._waiters.wake_first(idx)
@@ -719,9 +738,10 @@ class RWLock:
     unblocks the readers behind it).
     """
 
-    __slots__ = ("_readers", "_writer", "_waiters")
+    __slots__ = ("_readers", "_writer", "_waiters", "_coop")
 
     def __init__(self) -> None:
+        self._coop = 0
         self._readers: dict = {}
         self._writer = None
         self._waiters = _WaitQueue()
@@ -736,9 +756,9 @@ class RWLock:
         self._check_not_holding(task)
         if self._writer is None and not self._waiters:
             self._readers[task] = None
-            _coop(task)
+            _coop(self, task)
             return
-        self._waiters.wait(task, "r", self._grant)
+        self._waiters.wait(task, "r", self._grant, "RWLock.acquire_read")
 
     def acquire_write(self) -> None:
         """Take the write lock. A checkpoint; cancel-safe (see ``Lock.acquire``)."""
@@ -746,9 +766,9 @@ class RWLock:
         self._check_not_holding(task)
         if self._writer is None and not self._readers and not self._waiters:
             self._writer = task
-            _coop(task)
+            _coop(self, task)
             return
-        self._waiters.wait(task, "w", self._grant)
+        self._waiters.wait(task, "w", self._grant, "RWLock.acquire_write")
 
     def acquire_read_nowait(self) -> None:
         task = current_task()

@@ -297,7 +297,7 @@ def to_thread(fn: Callable[..., Any], *args: Any, abandon_on_cancel: bool = Fals
             return False
 
     while True:
-        msg = park(abort)
+        msg = park(abort, f"to_thread {job.name}")
         if type(msg) is _Done:
             break
         _run_request_in_host(job, msg)

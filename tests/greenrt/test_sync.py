@@ -753,3 +753,28 @@ def test_rwlock_cancel_at_hand_off(order):
 
     t, stats = run(main)
     assert t.outcome.is_cancelled and stats["writer"] is None and stats["readers"] == 0
+
+
+def test_blocked_tasks_say_what_they_wait_for():
+    def main():
+        lock, sem, cond, ev = Lock(), Semaphore(0), Condition(), Event()
+        tx, rx = greenrt.channel(1)
+        tx.send_nowait("fill")
+
+        def in_cond():
+            with cond:
+                cond.wait()
+
+        with greenrt.region() as r:
+            lock.acquire()
+            ts = [r.spawn(lock.acquire), r.spawn(sem.acquire), r.spawn(in_cond),
+                  r.spawn(ev.wait), r.spawn(tx.send, "x"), r.spawn(greenrt.channel(1)[1].recv)]
+            settle(lambda: all(t.waiting_for is not None for t in ts))
+            what = [t.waiting_for for t in ts]
+            r.cancel()
+        lock.release()
+        return what
+
+    assert greenrt.run(main) == ["Lock.acquire", "Semaphore.acquire", "Condition.wait",
+                                 "Event.wait", "channel Sender.reserve",
+                                 "channel Receiver.recv"]
