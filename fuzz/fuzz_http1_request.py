@@ -131,7 +131,7 @@ def TestOneInput(data: bytes) -> None:
     pieces = _parse(_cuts(data))
     if whole != pieces:
         raise Finding(f"split input parsed differently: {whole[1]} vs {pieces[1]}")
-    if len(data) <= 2048:
+    if len(data) <= 512:
         single = _parse([data[i:i + 1] for i in range(len(data))])
         if whole != single:
             raise Finding(f"byte-by-byte input parsed differently: {whole[1]} vs {single[1]}")

@@ -300,6 +300,52 @@ class _Writer(ResponseWriter):
                 close()
 
 
+class _LazyDeadline:
+    """A deadline that calls ``fn()`` once it passes, re-armed lazily: ``set``/
+    ``clear`` only write attributes unless the new deadline is *earlier* than the
+    armed timer, so a deadline moved forward on every request (keep-alive, request
+    budget) costs no timer operation; a stale timer that fires re-arms itself for the
+    current deadline, or does nothing if it was cleared. Not a checkpoint."""
+
+    __slots__ = ("hub", "fn", "when", "armed", "handle")
+
+    def __init__(self, hub, fn):
+        self.hub = hub
+        self.fn = fn
+        self.when: float | None = None
+        self.armed: float | None = None
+        self.handle = None
+
+    def set(self, when: float) -> None:
+        self.when = when
+        if self.armed is None or when < self.armed:
+            if self.handle is not None:
+                self.handle.cancel()
+            self.armed = when
+            self.handle = self.hub.call_at(when, self._fire)
+
+    def clear(self) -> None:
+        self.when = None
+
+    def cancel(self) -> None:
+        self.when = None
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = self.armed = None
+
+    def _fire(self) -> None:
+        self.handle = self.armed = None
+        when = self.when
+        if when is None:
+            return
+        if self.hub.now() < when:
+            self.armed = when
+            self.handle = self.hub.call_at(when, self._fire)
+            return
+        self.when = None
+        self.fn()
+
+
 class _Conn:
     """One server connection: reader (the calling task) + runner (a child task)."""
 
@@ -316,7 +362,8 @@ class _Conn:
         self.handler_scope: CancelScope | None = None
         self.requests = 0
         self._waiter = None        # task parked in _wait_data
-        self._wait_timer = None
+        self._wait_deadline = _LazyDeadline(self.hub, self._wait_expired)
+        self._budget = _LazyDeadline(self.hub, self._budget_expired)
         self._reader_paused = None  # reader task parked above the high-water mark
         self._eof = False
         self._discard = False
@@ -406,7 +453,8 @@ class _Conn:
     def _wait_data(self, deadline: float | None) -> str:
         """Park until the reader delivers bytes or EOF (``_DATA``), ``deadline``
         passes (``_TIMEOUT``) or the connection is told to stop (``_STOP``). A
-        checkpoint; cancellation leaves no waiter and no timer behind."""
+        checkpoint; cancellation leaves no waiter behind (and the lazy timer finds
+        nothing to do when it fires)."""
         task = ll.enter_checkpoint()
         if self._stopped:
             return _STOP
@@ -415,20 +463,18 @@ class _Conn:
         self._resume_reader()
         self._waiter = task
         if deadline is not None:
-            self._wait_timer = self.hub.call_at(deadline, self._wait_expired, task)
+            self._wait_deadline.set(deadline)
 
         def abort():
             self._waiter = None
-            if self._wait_timer is not None:
-                self._wait_timer.cancel()
-                self._wait_timer = None
+            self._wait_deadline.clear()
             return True
 
         return ll.park(abort)
 
-    def _wait_expired(self, task) -> None:
-        self._wait_timer = None
-        if self._waiter is task:
+    def _wait_expired(self) -> None:
+        task = self._waiter
+        if task is not None:
             self._waiter = None
             ll.reschedule(task, _TIMEOUT)
 
@@ -436,9 +482,7 @@ class _Conn:
         w = self._waiter
         if w is not None:
             self._waiter = None
-            if self._wait_timer is not None:
-                self._wait_timer.cancel()
-                self._wait_timer = None
+            self._wait_deadline.clear()
             ll.reschedule(w, value)
 
     def _pull(self):
@@ -502,9 +546,11 @@ class _Conn:
                     self._after_cancel(scope.reason)
             finally:
                 self.state = _DONE
+                self._budget.cancel()
                 if self._drain_timer is not None:
                     self._drain_timer.cancel()
                 self._close()
+                self._wait_deadline.cancel()
 
     def _budget_expired(self) -> None:
         if self.state == _BUSY:
@@ -570,7 +616,7 @@ class _Conn:
 
     def _handle(self, ev) -> None:
         p = self.p
-        hdrs = list(ev.headers)
+        hdrs = _header_pairs(ev.headers)
         method = ev.method.decode("ascii")
         cl = p.body_length
         empty = p.body_framing == "none" or cl == 0
@@ -584,7 +630,8 @@ class _Conn:
                       http_version=ev.http_version.decode("ascii"), scheme=self.scheme,
                       client=self.peer, server=self.local, writer=writer)
         rt = self.limits.request_timeout
-        timer = None if rt is None else self.hub.call_later(rt, self._budget_expired)
+        if rt is not None:
+            self._budget.set(self.hub.now() + rt)
         self.state = _BUSY
         error: BaseException | None = None
         try:
@@ -602,8 +649,7 @@ class _Conn:
         except Exception as e:
             error = e
         finally:
-            if timer is not None:
-                timer.cancel()
+            self._budget.clear()
         if error is not None:
             self._fatal = True
             if isinstance(error, ClientDisconnected):
@@ -673,6 +719,15 @@ class _Conn:
         if t is not None:
             self._reader_paused = None
             ll.reschedule(t)
+
+
+def _header_pairs(h) -> list[tuple[bytes, bytes]]:
+    """``(lowercase name, value)`` pairs of an h11 ``Headers`` (its internal list when
+    available: iterating the Sequence goes through ``__getitem__`` per item)."""
+    full = getattr(h, "_full_items", None)
+    if full is not None:
+        return [(n, v) for _, n, v in full]
+    return list(h)
 
 
 def _peer_str(peer) -> str | None:
