@@ -157,14 +157,12 @@ class PubSub:
 
     def _next_live(self, conn: Connection) -> Message:
         while True:
-            frame = self._read(conn)
-            kind = self._handle(frame, deliver=True)
+            self._handle(self._read(conn))
             if self._missed:
                 n, self._missed = self._missed, 0
                 raise PubSubLagged(n)
             if self._backlog:
                 return self._backlog.popleft()
-            del kind
 
     def listen(self) -> Iterator[Message]:
         """Yield messages forever (each step is a checkpoint)."""
@@ -174,7 +172,7 @@ class PubSub:
     def _read(self, conn: Connection):
         return conn.read_frame()
 
-    def _handle(self, frame, deliver: bool = False):
+    def _handle(self, frame):
         """Account for one frame; queue messages in the backlog. Returns
         ``(confirm_kind, name)`` for confirmations, else None."""
         if isinstance(frame, ReplyError):

@@ -118,7 +118,7 @@ values = st.recursive(
 )
 top_values = st.one_of(values, st.lists(values, max_size=4).map(Push))
 
-SETTINGS = settings(max_examples=150, deadline=None,
+SETTINGS = settings(max_examples=100, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
