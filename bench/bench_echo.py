@@ -14,6 +14,9 @@ Servers (each the idiomatic streams-level echo of its framework):
 * uvloop    the same asyncio code on ``uvloop``
 * trio      ``trio.serve_tcp`` with ``receive_some`` / ``send_all``
 
+Also shown: the server's CPU time (user + system, from /proc) per round trip over
+the whole client run, which is less sensitive than throughput to a busy machine.
+
 Then a short cProfile of the greenrt server under the same load shows where its time
 goes (top functions by own time).
 
@@ -183,6 +186,13 @@ def run_client(port: int, a) -> dict:
     return json.loads(out.stdout)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop(p: subprocess.Popen) -> None:
     p.terminate()
     try:
@@ -199,23 +209,27 @@ def bench(a) -> None:
         for name in peers:
             p, port = start_server(name)
             try:
+                cpu0 = cpu_seconds(p.pid)
                 res = run_client(port, a)
+                res["cpu_us"] = (cpu_seconds(p.pid) - cpu0) * 1e6 / max(1, res["all_round_trips"])
             finally:
                 stop(p)
             if name not in best or res["rps"] > best[name]["rps"]:
                 best[name] = res
             print(f"  round {rnd + 1} {name:8s} {res['rps']:>10,.0f} rt/s "
-                  f"(min/conn {res['min_per_conn']})", flush=True)
+                  f"{res['cpu_us']:6.1f} us server CPU/rt (min/conn {res['min_per_conn']})",
+                  flush=True)
     base = best.get("uvloop")
     print(f"\nTCP echo, {a.conns} connections x {a.size}-byte round trips, "
           f"{a.seconds}s after {a.warmup}s warm-up, best of {a.rounds}:")
-    print(f"{'server':10s} {'round trips/s':>14s} {'x uvloop':>9s} {'greenrt x':>10s}")
+    print(f"{'server':10s} {'round trips/s':>14s} {'x uvloop':>9s} {'greenrt x':>10s} "
+          f"{'server CPU us/rt':>17s}")
     g = best.get("greenrt")
     for name in peers:
         r = best[name]["rps"]
         xu = f"{r / base['rps']:.2f}" if base else "-"
         xg = f"{g['rps'] / r:.2f}" if g else "-"
-        print(f"{name:10s} {r:>14,.0f} {xu:>9s} {xg:>10s}")
+        print(f"{name:10s} {r:>14,.0f} {xu:>9s} {xg:>10s} {best[name]['cpu_us']:>17.1f}")
     if g and base:
         ratio = g["rps"] / base["rps"]
         print(f"\ntarget greenrt >= 1.0x uvloop streams: {ratio:.2f}x "

@@ -57,13 +57,78 @@ class ClosedResourceError(GreenrtError):
 
 
 class _Slot:
-    __slots__ = ("reader", "writer", "mask", "persistent")
+    """Waiters and registration state of one fd. For persistent registrations it is
+    also the handle returned by ``register_persistent``: its ``wait_readable`` /
+    ``wait_writable`` are the hot-path waits (no dict lookup, no closure per wait)."""
 
-    def __init__(self, persistent: bool):
+    __slots__ = ("reader", "writer", "mask", "persistent", "fd", "driver", "_abort_r",
+                 "_abort_w")
+
+    def __init__(self, persistent: bool, fd: int = -1, driver=None):
         self.reader = None
         self.writer = None
         self.mask = 0  # what is registered with epoll now (0: not registered)
         self.persistent = persistent
+        self.fd = fd
+        self.driver = driver
+        if persistent:
+            self._abort_r = self._abort_read
+            self._abort_w = self._abort_write
+
+    def _abort_read(self) -> bool:
+        if self.reader is not None:
+            self.reader = None
+            self.driver.waiting -= 1
+        return True
+
+    def _abort_write(self) -> bool:
+        if self.writer is not None:
+            self.writer = None
+            self.driver.waiting -= 1
+        return True
+
+    def _arm(self) -> None:
+        ep = self.driver._ep
+        try:
+            ep.register(self.fd, _PERSISTENT_MASK)
+        except FileExistsError:  # a dup of a closed fd kept it registered
+            ep.modify(self.fd, _PERSISTENT_MASK)
+        self.mask = _PERSISTENT_MASK
+
+    def wait_readable(self) -> None:
+        """Park until the fd may be readable (persistent handles only; call only after
+        ``EAGAIN``). Not a checkpoint."""
+        if self.reader is not None:
+            raise BusyResourceError(f"another task is already waiting to read fd {self.fd}")
+        drv = self.driver
+        if not self.mask:
+            if drv._slots.get(self.fd) is not self:
+                raise ClosedResourceError(f"fd {self.fd} was closed")
+            self._arm()
+        self.reader = drv._hub.current
+        drv.waiting += 1
+        _park(self._abort_r)
+
+    def wait_writable(self) -> None:
+        """Park until the fd may be writable (see ``wait_readable``)."""
+        if self.writer is not None:
+            raise BusyResourceError(f"another task is already waiting to write fd {self.fd}")
+        drv = self.driver
+        if not self.mask:
+            if drv._slots.get(self.fd) is not self:
+                raise ClosedResourceError(f"fd {self.fd} was closed")
+            self._arm()
+        self.writer = drv._hub.current
+        drv.waiting += 1
+        _park(self._abort_w)
+
+
+def _park(abort_fn):
+    global _park
+    from ._checkpoint import park
+
+    _park = park
+    return park(abort_fn)
 
 
 class EpollDriver:
@@ -95,9 +160,10 @@ class EpollDriver:
 
     # -- registration -------------------------------------------------------------
 
-    def register_persistent(self, fd) -> None:
+    def register_persistent(self, fd) -> _Slot:
         """Opt ``fd`` into persistent edge-triggered registration (see the module
-        docstring for the owner's two promises). Not a checkpoint."""
+        docstring for the owner's two promises) and return its handle, whose
+        ``wait_readable()``/``wait_writable()`` are the fast waits. Not a checkpoint."""
         if not isinstance(fd, int):
             fd = fd.fileno()
         old = self._slots.get(fd)
@@ -105,11 +171,13 @@ class EpollDriver:
             if old.reader is not None or old.writer is not None:
                 raise BusyResourceError(f"fd {fd} has waiters; it cannot be re-registered")
             if old.mask:
+                old.mask = 0
                 try:
                     self._ep.unregister(fd)
                 except OSError:
                     pass
-        self._slots[fd] = _Slot(True)
+        slot = self._slots[fd] = _Slot(True, fd, self)
+        return slot
 
     def _update(self, fd: int, slot: _Slot) -> None:
         """Per-wait mode: make the epoll registration match the waiters."""
@@ -135,14 +203,18 @@ class EpollDriver:
         slot.mask = want
 
     def _wait(self, fd, writing: bool) -> None:
-        from ._checkpoint import park
-
-        if not isinstance(fd, int):
+        if type(fd) is not int:
             fd = fd.fileno()
         task = self._hub.current
         slot = self._slots.get(fd)
         if slot is None:
             slot = self._slots[fd] = _Slot(False)
+        elif slot.persistent:
+            if writing:
+                slot.wait_writable()
+            else:
+                slot.wait_readable()
+            return
         if (slot.writer if writing else slot.reader) is not None:
             raise BusyResourceError(
                 f"another task is already waiting to {'write' if writing else 'read'} fd {fd}")
@@ -152,22 +224,14 @@ class EpollDriver:
             slot.reader = task
         self.waiting += 1
         try:
-            if slot.persistent:
-                if not slot.mask:
-                    try:
-                        self._ep.register(fd, _PERSISTENT_MASK)
-                    except FileExistsError:  # a dup of a closed fd kept it registered
-                        self._ep.modify(fd, _PERSISTENT_MASK)
-                    slot.mask = _PERSISTENT_MASK
-            else:
-                self._update(fd, slot)
+            self._update(fd, slot)
         except BaseException:
             if writing:
                 slot.writer = None
             else:
                 slot.reader = None
             self.waiting -= 1
-            if not slot.persistent and slot.reader is None and slot.writer is None:
+            if slot.reader is None and slot.writer is None:
                 self._slots.pop(fd, None)
             raise
 
@@ -179,11 +243,11 @@ class EpollDriver:
             elif slot.reader is task:
                 slot.reader = None
                 self.waiting -= 1
-            if not slot.persistent and self._slots.get(fd) is slot:
+            if self._slots.get(fd) is slot:
                 self._update(fd, slot)
             return True
 
-        park(abort)
+        _park(abort)
 
     def wait_readable(self, fd) -> None:
         """Park until ``fd`` is readable. Not a checkpoint by itself (callers check first)."""

@@ -51,14 +51,17 @@ class SocketStream(TransportStream):
         fd = sock.fileno()
         self._fd = fd
         driver = hub.driver
-        reg = getattr(driver, "register_persistent", None)
-        if reg is not None:
-            reg(fd)
         self._driver = driver
         self._t_recv = sock.recv
         self._t_send = sock.send
-        self._t_wait_readable = partial(driver.wait_readable, fd)
-        self._t_wait_writable = partial(driver.wait_writable, fd)
+        reg = getattr(driver, "register_persistent", None)
+        if reg is not None:
+            handle = reg(fd)
+            self._t_wait_readable = handle.wait_readable
+            self._t_wait_writable = handle.wait_writable
+        else:
+            self._t_wait_readable = partial(driver.wait_readable, fd)
+            self._t_wait_writable = partial(driver.wait_writable, fd)
         self._peer = None
         self._local = None
 
@@ -129,8 +132,9 @@ class SocketListener(TransportListener):
         self._address = sock.getsockname()
         reg = getattr(self._driver, "register_persistent", None)
         if reg is not None:
-            reg(self._fd)
-        self._t_wait_accept = partial(self._driver.wait_readable, self._fd)
+            self._t_wait_accept = reg(self._fd).wait_readable
+        else:
+            self._t_wait_accept = partial(self._driver.wait_readable, self._fd)
 
     @property
     def socket(self) -> socket.socket:

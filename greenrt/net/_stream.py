@@ -59,8 +59,12 @@ FAIR_STREAK = 16
 
 def _yield_now(hub, task) -> None:
     """The yield half of a checkpoint (the check half already ran)."""
-    hub._schedule(task)
-    hub._glet.switch()
+    yield_task = getattr(hub, "_yield_task", None)
+    if yield_task is not None:
+        yield_task(task)
+    else:
+        hub._schedule(task)
+        hub._handoff()
     r = task._resume
     if r is not None:
         task._resume = None
