@@ -183,7 +183,8 @@ class Permit:
             raise BrokenChannelError("the receiver is closed")
         ch.deliver(value)
         ob.commit()
-        ch.check_eof()
+        if ch.senders_open == 0:
+            ch.check_eof()
 
     def abort(self, reason: Any = None) -> None:
         """Give the capacity back without sending. Not a checkpoint; idempotent."""
@@ -238,8 +239,24 @@ class Sender(Generic[T]):
         Raises ``ClosedResourceError`` (this handle closed, also while waiting) or
         ``BrokenChannelError`` (receiver closed, also while waiting).
         """
-        task = _checkpoint_task()
-        ch = self._check()
+        try:
+            hub = _hub_tls.hub
+        except AttributeError:
+            raise NoHubError("not inside greenrt.run()") from None
+        task = _enter(hub)
+        ch = self._ch
+        if self._closed or ch.rx_closed:
+            self._check()
+        if not ch.send_waiters._q and len(ch.buf) + ch.reserved < ch.cap:
+            ch.reserved += 1
+            permit = Permit(ch, _stacklevel + 1)
+            n = ch._coop + 1
+            if n >= COOP_BUDGET:
+                ch._coop = 0
+                _yield(task)
+            else:
+                ch._coop = n
+            return permit
         self._wait_slot(task, ch)
         return Permit(ch, _stacklevel + 1)
 

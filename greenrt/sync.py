@@ -426,9 +426,9 @@ class Lock:
         else:
             _park_uninterruptible(self._waiters, task, what="Lock.acquire (Condition re-acquire)")
 
-    def __enter__(self) -> Lock:
-        self.acquire()
-        return self
+    # ``with lock:`` binds nothing useful (``acquire`` returns None), like trio's Lock;
+    # aliasing saves a frame on the hottest path.
+    __enter__ = acquire
 
     def __exit__(self, *exc) -> None:
         self.release()

@@ -655,3 +655,38 @@ def test_partial_used_in_spawn():  # keyword-free spawning helper stays usable
         return rx.recv()
 
     assert greenrt.run(main) == "p"
+
+
+@pytest.mark.parametrize("kind", ["oneshot", "broadcast", "watch"])
+def test_value_and_cancel_in_the_same_step_is_not_lost(kind):
+    log = []
+
+    def main():
+        if kind == "oneshot":
+            tx, rx = oneshot()
+            get = rx.recv
+        elif kind == "broadcast":
+            tx, rx = broadcast(4)
+            get = rx.recv
+        else:
+            tx, rx = watch(None)
+            get = rx.changed
+
+        def waiter():
+            try:
+                log.append(("got", get()))
+                greenrt.checkpoint()
+            except Cancelled:
+                log.append("cancelled")
+                raise
+
+        with greenrt.region() as r:
+            t = r.spawn(waiter)
+            settle(lambda: t.waiting_for is not None)
+            tx.send("v")
+            t.cancel()
+        return t
+
+    t = greenrt.run(main)
+    assert t.outcome.is_cancelled
+    assert log == [("got", "v"), "cancelled"]

@@ -778,3 +778,40 @@ def test_blocked_tasks_say_what_they_wait_for():
     assert greenrt.run(main) == ["Lock.acquire", "Semaphore.acquire", "Condition.wait",
                                  "Event.wait", "channel Sender.reserve",
                                  "channel Receiver.recv"]
+
+
+@pytest.mark.parametrize("prim", ["event", "barrier"])
+def test_wake_and_cancel_in_the_same_step_returns_normally(prim):
+    """The waiter was released (hand-off done) and cancelled in one step: its wait
+    returns normally and the cancellation comes at its next checkpoint."""
+    log = []
+
+    def main():
+        ev, bar = Event(), Barrier(2)
+
+        def waiter():
+            try:
+                log.append(("returned", ev.wait() if prim == "event" else bar.wait()))
+                greenrt.checkpoint()
+            except Cancelled:
+                log.append("cancelled")
+                raise
+
+        with greenrt.region() as r:
+            t = r.spawn(waiter)
+            settle(lambda: t.waiting_for is not None)
+            if prim == "event":
+                ev.set()
+                t.cancel()
+            else:
+                # The last arrival trips the barrier (handing index 0 to the waiter) and
+                # yields; main runs before the waiter does and cancels it.
+                r.spawn(bar.wait)
+                greenrt.sleep(0)
+                assert bar.statistics()["generation"] == 1 and not t.done
+                t.cancel()
+        return t
+
+    t = greenrt.run(main)
+    assert t.outcome.is_cancelled
+    assert log == [("returned", None if prim == "event" else 0), "cancelled"]
