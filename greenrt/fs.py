@@ -8,12 +8,13 @@ touches the file system runs in a thread.
 
 Every blocking method here is a checkpoint with these cancellation rules:
 
-* cancelled *before* the operation starts (while the task checks in, or while it
-  waits for the file's turn, see below): nothing was done;
+* cancelled *before* the operation starts (while the task checks in, waits for the
+  file's turn, see below, or waits for a worker-thread token): nothing was done;
 * cancelled *while* the thread runs: the operation completes and its result is
-  returned normally (the call is masked once started), and the cancellation is
-  delivered at the caller's next checkpoint. So a cancelled ``read`` loses no data
-  and a cancelled ``write`` never leaves the caller unsure whether it happened.
+  returned normally (``to_thread(..., complete_on_cancel=True)``), and the
+  cancellation is delivered at the caller's next checkpoint. So a cancelled
+  ``read`` loses no data and a cancelled ``write`` never leaves the caller unsure
+  whether it happened.
 
 One file, one operation at a time: a ``File`` serializes its operations with a FIFO
 ``greenrt.Lock``, so calls from several tasks run in the order they were made and
@@ -32,7 +33,6 @@ import pathlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ._checkpoint import checkpoint_if_cancelled
 from ._scope import masked
 from .sync import Lock
 from .threads import to_thread
@@ -41,10 +41,10 @@ __all__ = ["File", "Path", "open_file", "wrap_file"]
 
 
 def _run(fn: Callable[..., Any], *args: Any) -> Any:
-    """Check for cancellation, then run ``fn(*args)`` in a thread to completion."""
-    checkpoint_if_cancelled()
-    with masked():
-        return to_thread(fn, *args)
+    """Run ``fn(*args)`` in a thread; once started it completes and its result is
+    returned even if the task is cancelled meanwhile (delivered at the next
+    checkpoint)."""
+    return to_thread(fn, *args, complete_on_cancel=True)
 
 
 class File:

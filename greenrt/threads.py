@@ -28,6 +28,11 @@ Cancellation (the host task is cancelled while the thread runs):
   chained to the ``Cancelled`` as its ``__context__`` (visible in the traceback) and
   also dropped. Side effects the thread made have happened. Inside ``masked()`` no
   cancellation is deliverable, so the result is returned normally.
+* ``complete_on_cancel=True``: like the default, but the result is *returned* (or
+  the thread's exception raised) and the cancellation is delivered at the caller's
+  next checkpoint, so nothing the thread produced is lost. ``greenrt.fs`` uses this
+  so that a cancelled read never loses data. Waiting for a pool token is still an
+  ordinary cancellable wait.
 * ``abandon_on_cancel=True``: the host leaves at once with ``Cancelled``; the thread
   keeps running to completion in the background and its result (or exception) is
   discarded on the hub (a ``thread.abandoned`` trace event records it). Use this
@@ -255,17 +260,21 @@ def _serve_request(job: _Job, req: _Request) -> None:
 
 
 def to_thread(fn: Callable[..., Any], *args: Any, abandon_on_cancel: bool = False,
-              limiter: CapacityLimiter | None = None, name: str | None = None) -> Any:
+              complete_on_cancel: bool = False, limiter: CapacityLimiter | None = None,
+              name: str | None = None) -> Any:
     """Run ``fn(*args)`` in a worker thread; return its result or raise its exception.
 
     A checkpoint. Waits (FIFO, cancel-safe) for a token of ``limiter`` (default: the
     hub's ``default_thread_limiter()``). Cancellation while the thread runs: with
     ``abandon_on_cancel=False`` the task waits for the thread, then raises
     ``Cancelled`` and drops the result (a thread exception becomes the
-    ``Cancelled``'s ``__context__``); with ``abandon_on_cancel=True`` it raises
-    ``Cancelled`` at once and the thread's result is discarded when it arrives.
-    See the module docstring.
+    ``Cancelled``'s ``__context__``); with ``complete_on_cancel=True`` it returns the
+    result and the cancellation comes at the next checkpoint; with
+    ``abandon_on_cancel=True`` it raises ``Cancelled`` at once and the thread's
+    result is discarded when it arrives. See the module docstring.
     """
+    if abandon_on_cancel and complete_on_cancel:
+        raise ValueError("abandon_on_cancel and complete_on_cancel exclude each other")
     hub = current_hub()
     task = _enter(hub)
     hub.check_nondeterminism("to_thread")
@@ -302,7 +311,7 @@ def to_thread(fn: Callable[..., Any], *args: Any, abandon_on_cancel: bool = Fals
             break
         _run_request_in_host(job, msg)
 
-    if not abandon_on_cancel and task._pending:
+    if not abandon_on_cancel and not complete_on_cancel and task._pending:
         # The checkpoint half after the wait: deliver a cancellation that arrived while
         # the thread ran. The result is dropped; a thread exception is chained.
         try:

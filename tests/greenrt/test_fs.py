@@ -201,3 +201,27 @@ def test_wrap_file(tmp_path):
             return f.read(), f.wrapped.closed
 
     assert greenrt.run(main) == ("wrapped", False)
+
+
+def test_waiting_for_a_thread_token_is_cancellable(tmp_path):
+    p = tmp_path / "c.bin"
+    go = threading.Event()
+
+    def main():
+        lim = greenrt.threads.default_thread_limiter()
+        lim.total_tokens = 1
+        f = open_file(p, "wb")
+        with greenrt.region() as r:
+            r.spawn(greenrt.to_thread, go.wait, GUARD)  # holds the only token
+            settle(lambda: lim.borrowed_tokens == 1)
+            w = r.spawn(f.write, b"never")
+            settle(lambda: lim.statistics()["tasks_waiting"] == 1)
+            w.cancel()
+            settle(lambda: w.done)
+            go.set()
+        f.close()
+        return w
+
+    w = greenrt.run(main)
+    assert w.outcome.is_cancelled
+    assert p.read_bytes() == b""

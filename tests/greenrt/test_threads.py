@@ -472,3 +472,38 @@ def test_to_thread_is_a_checkpoint():
 
     assert greenrt.run(main) == "raised"
     assert ran == []
+
+
+def test_complete_on_cancel_returns_result_then_cancels_at_next_checkpoint():
+    started, go = threading.Event(), threading.Event()
+    log = []
+
+    def work():
+        started.set()
+        go.wait(GUARD)
+        return "kept"
+
+    def host():
+        try:
+            log.append(("returned", to_thread(work, complete_on_cancel=True)))
+            greenrt.checkpoint()
+        except Cancelled:
+            log.append("cancelled")
+            raise
+
+    def main():
+        with greenrt.region() as r:
+            t = r.spawn(host)
+            _wait_until(started.is_set)
+            t.cancel()
+            for _ in range(10):
+                greenrt.sleep(0)
+            assert not t.done
+            go.set()
+        with pytest.raises(ValueError):
+            to_thread(work, abandon_on_cancel=True, complete_on_cancel=True)
+        return t
+
+    t = greenrt.run(main)
+    assert t.outcome.is_cancelled
+    assert log == [("returned", "kept"), "cancelled"]
