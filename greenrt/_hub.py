@@ -89,6 +89,10 @@ class Hub:
 
     free_greenlet_limit = 1024
     streak_limit = 16
+    #: True on hubs whose scheduling is the plain lanes of this class (no override of
+    #: ``_schedule``/``_pick``/``_handoff``): lets ``checkpoint`` inline its fast path.
+    _fast_paths = False
+    _plain = False
 
     def __init__(self, *, instruments=(), leak_policy: str = "error"):
         from ._obligation import LEAK_POLICIES
@@ -151,11 +155,13 @@ class Hub:
         """Attach an instrument (callable or object with ``on_event``)."""
         self._instruments.append((instrument, tr.as_callback(instrument)))
         self._tracing = True
+        self._plain = False
 
     def remove_instrument(self, instrument) -> None:
         self._instruments = [(i, cb) for i, cb in self._instruments
                              if not (i is instrument or i == instrument)]
         self._tracing = bool(self._instruments)
+        self._plain = self._fast_paths and not self._tracing
 
     def _emit(self, kind: str, task: int | None, region: int | None, /, **data: Any) -> None:
         ev = tr.TraceEvent(self._event_seq, kind, self.now(), task, region, data)
@@ -192,6 +198,18 @@ class Hub:
     #: The network implementation used by ``greenrt.net`` (real sockets on the real
     #: hub, the simulated network under the lab). Set by subclasses.
     network = None
+
+    #: Whether this hub wants ``note_access`` reports. A class attribute tested before
+    #: every report, so on the real hub a report costs one attribute test.
+    wants_access = False
+
+    def note_access(self, obj: Any, write: bool = True) -> None:
+        """Called by greenrt's synchronization objects and channels (only when
+        ``wants_access`` is true) when the current task reads (``write=False``) or
+        changes (``write=True``) ``obj``. The real hub ignores it; the lab hub uses the
+        reports as the dependency relation of its schedule exploration (DPOR): two
+        steps of different tasks that touch the same object, at least one of them
+        writing, do not commute. Not a checkpoint; must not block or switch."""
 
     def check_nondeterminism(self, what: str) -> None:
         """Called before anything nondeterministic happens on this hub (a real
@@ -382,6 +400,11 @@ class Hub:
                 self._handoff_task = nxt
         return self._glet.switch()
 
+    def _yield_task(self, task) -> None:
+        """The yield half of a checkpoint: requeue ``task`` and run something else."""
+        self._schedule(task)
+        self._handoff()
+
     def _run_until(self, done) -> None:
         """On the hub greenlet: run tasks until ``done()`` is true."""
         pick = self._pick
@@ -427,8 +450,11 @@ class Hub:
 class RealHub(Hub):
     """The production hub: ``time.monotonic`` and the epoll/selectors driver."""
 
+    _fast_paths = True
+
     def __init__(self, **kw):
         super().__init__(**kw)
+        self._plain = not self._tracing
         from ._driver import SelectorDriver
 
         self.driver = SelectorDriver(self)
@@ -443,8 +469,56 @@ class RealHub(Hub):
             self._network = RealNetwork(self)
         return self._network
 
-    def now(self) -> float:
-        return time.monotonic()
+    now = staticmethod(time.monotonic)
+
+    # The two methods below are the hot path of every checkpoint and every blocking
+    # call. They are the base class's ``_yield_task``/``_handoff`` with the common
+    # case inlined: nothing in the cancel or timed lanes and no tracing. Any other
+    # situation takes the general path. (The lab hub keeps the general path, since
+    # it overrides ``_schedule`` and ``_pick``.)
+
+    def _yield_task(self, task) -> None:
+        if (task._queued or self._cancel_lane or self._timed or self._tracing
+                or task._scope._deadline_eff is not None):
+            self._schedule(task)
+            self._handoff()
+            return
+        cd = self._poll_countdown - 1
+        self._poll_countdown = cd
+        ready = self._ready
+        if cd > 0:
+            if not ready:
+                return  # the only runnable task: keep running
+            nxt = ready.popleft()
+            glet = nxt._glet
+            if glet is not None:
+                ready.append(task)
+                task._queued = True
+                nxt._queued = False
+                self.current = nxt
+                glet.switch()
+                return
+            ready.appendleft(nxt)
+        task._queued = True
+        ready.append(task)
+        self._poll_countdown = cd + 1
+        self._handoff()
+
+    def _handoff(self):
+        if self._cancel_lane or self._timed or self._tracing:
+            return Hub._handoff(self)
+        cd = self._poll_countdown - 1
+        ready = self._ready
+        if cd > 0 and ready:
+            nxt = ready[0]
+            glet = nxt._glet
+            if glet is not None:
+                ready.popleft()
+                self._poll_countdown = cd
+                nxt._queued = False
+                self.current = nxt
+                return glet.switch()
+        return Hub._handoff(self)
 
     def _wait(self, timeout: float | None) -> None:
         self.driver.poll(timeout)

@@ -170,15 +170,16 @@ class CancelScope:
                 ch = parent._children = {}
             ch[self] = None
             pd = parent._deadline_eff
-            if pd is not None and (self._deadline_eff is None or pd < self._deadline_eff):
-                self._deadline_eff = pd
+            own = self._deadline_eff
+            self._deadline_eff = pd if pd is not None and (own is None or pd < own) else own
             chain = parent._quota_chain
         else:
             chain = ()
         if self._polls_left is not None or self._cost_left is not None:
             chain = chain + (self,)
-        if chain:
-            self._quota_chain = chain
+        # Always stored on the instance (even when equal to the class default): these
+        # two are read at every checkpoint, and instance reads are the fast ones.
+        self._quota_chain = chain
         if self._deadline is not None:
             if self._deadline <= hub.now():
                 self._on_deadline()
