@@ -210,11 +210,22 @@ class EpollDriver:
         if slot is None:
             slot = self._slots[fd] = _Slot(False)
         elif slot.persistent:
-            if writing:
-                slot.wait_writable()
-            else:
-                slot.wait_readable()
-            return
+            stale = False
+            if slot.mask and slot.reader is None and slot.writer is None:
+                # A generic wait on a persistent fd: check that epoll still knows it
+                # (the owner may have closed it without notify_closing, and this fd
+                # number now belongs to someone else). MOD also re-arms the edge.
+                try:
+                    self._ep.modify(fd, _PERSISTENT_MASK)
+                except FileNotFoundError:
+                    stale = True
+            if not stale:
+                if writing:
+                    slot.wait_writable()
+                else:
+                    slot.wait_readable()
+                return
+            slot = self._slots[fd] = _Slot(False)
         if (slot.writer if writing else slot.reader) is not None:
             raise BusyResourceError(
                 f"another task is already waiting to {'write' if writing else 'read'} fd {fd}")

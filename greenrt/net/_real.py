@@ -45,7 +45,7 @@ def _family_of(host: str) -> int:
 class SocketStream(TransportStream):
     """A stream over a connected, non-blocking stream socket."""
 
-    def __init__(self, hub, sock: socket.socket):
+    def __init__(self, hub, sock: socket.socket, handle=None):
         TransportStream.__init__(self, hub)
         self._sock = sock
         fd = sock.fileno()
@@ -54,9 +54,9 @@ class SocketStream(TransportStream):
         self._driver = driver
         self._t_recv = sock.recv
         self._t_send = sock.send
-        reg = getattr(driver, "register_persistent", None)
-        if reg is not None:
-            handle = reg(fd)
+        if handle is None:
+            handle = _register(driver, fd)
+        if handle is not None:
             self._t_wait_readable = handle.wait_readable
             self._t_wait_writable = handle.wait_writable
         else:
@@ -130,9 +130,9 @@ class SocketListener(TransportListener):
         self._unix_path = unix_path
         self._unix_ident = unix_ident
         self._address = sock.getsockname()
-        reg = getattr(self._driver, "register_persistent", None)
-        if reg is not None:
-            self._t_wait_accept = reg(self._fd).wait_readable
+        handle = _register(self._driver, self._fd)
+        if handle is not None:
+            self._t_wait_accept = handle.wait_readable
         else:
             self._t_wait_accept = partial(self._driver.wait_readable, self._fd)
 
@@ -192,6 +192,13 @@ class RealUDPSocket(TransportUDPSocket):
         self._sock.close()
 
 
+def _register(driver, fd: int):
+    """The driver's persistent handle for ``fd`` (``None`` if the driver has none).
+    Registering also resets any stale state a leaked fd with this number left."""
+    reg = getattr(driver, "register_persistent", None)
+    return reg(fd) if reg is not None else None
+
+
 def _close_quietly(sock: socket.socket, driver) -> None:
     try:
         driver.notify_closing(sock.fileno())
@@ -217,18 +224,24 @@ class RealNetwork(Network):
         _enter(hub)
         sock = socket.socket(_family_of(host), socket.SOCK_STREAM)
         try:
+            handle = _register(self._driver, sock.fileno())
             sock.setblocking(False)
             if local_address is not None:
                 sock.bind(local_address)
             try:
                 sock.connect((host, port))
             except BlockingIOError:
-                self._driver.wait_writable(sock.fileno())
+                # EINPROGRESS: the first wait arms the edge-triggered registration
+                # now, in SYN_SENT, so it cannot see a stale "writable" state.
+                if handle is not None:
+                    handle.wait_writable()
+                else:
+                    self._driver.wait_writable(sock.fileno())
                 err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
                 if err:
                     raise OSError(err, f"connect to {host}:{port}: {os.strerror(err)}") from None
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return TCPStream(hub, sock)
+            return TCPStream(hub, sock, handle)
         except BaseException:
             _close_quietly(sock, self._driver)
             raise
