@@ -56,7 +56,7 @@ from ._driver import ClosedResourceError
 from ._exceptions import GreenrtError, InvalidStateError, NoHubError, WouldBlock
 from ._hub import _tls as _hub_tls
 from ._obligation import Obligation, reserve
-from .sync import COOP_BUDGET, _checkpoint_task, _coop, _WaitQueue, _yield
+from .sync import COOP_BUDGET, _checkpoint_task, _coop, _note, _WaitQueue, _yield
 
 __all__ = [
     "BroadcastReceiver", "BroadcastSender", "BrokenChannelError", "EndOfChannel", "Lagged",
@@ -155,10 +155,12 @@ class Permit:
 
     def __init__(self, ch: _Chan, stacklevel: int):
         self._ch = ch
+        _note(ch)
         ch.permits += 1
         self._ob = reserve("send_permit", on_abort=self._on_abort, stacklevel=stacklevel + 1)
 
     def _on_abort(self, reason: Any) -> None:
+        _note(self._ch)
         self._ch.unreserve()
 
     @property
@@ -178,6 +180,7 @@ class Permit:
         if ob.state != "reserved":
             raise InvalidStateError(f"permit already {ob.state}")
         ch = self._ch
+        _note(ch)
         if ch.rx_closed:
             ob.abort("receiver closed")
             raise BrokenChannelError("the receiver is closed")
@@ -221,6 +224,7 @@ class Sender(Generic[T]):
 
     def _wait_slot(self, task, ch: _Chan) -> None:
         """Get a reserved slot (counted in ``ch.reserved``) for ``task``."""
+        _note(ch)
         if not ch.send_waiters and len(ch.buf) + ch.reserved < ch.cap:
             ch.reserved += 1
             _coop(ch, task)
@@ -279,6 +283,8 @@ class Sender(Generic[T]):
         ch = self._ch
         if self._closed or ch.rx_closed:
             self._check()
+        if hub.wants_access:
+            hub.note_access(ch)
         if not ch.send_waiters._q and len(ch.buf) + ch.reserved < ch.cap:
             ch.sent += 1
             rw = ch.recv_waiters
@@ -303,6 +309,7 @@ class Sender(Generic[T]):
         if ch.send_waiters or len(ch.buf) + ch.reserved >= ch.cap:
             raise WouldBlock("channel is full")
         ch.reserved += 1
+        _note(ch)
         ch.deliver(value)
 
     def clone(self) -> Sender[T]:
@@ -322,6 +329,7 @@ class Sender(Generic[T]):
             return
         self._closed = True
         ch = self._ch
+        _note(ch)
         ch.senders_open -= 1
         ch.send_waiters.wake_matching_error(
             lambda h: h is self, lambda: ClosedResourceError("sender closed while waiting"))
@@ -366,6 +374,8 @@ class Receiver(Generic[T]):
         if self._closed:
             raise ClosedResourceError("this receiver is closed")
         ch = self._ch
+        if hub.wants_access:
+            hub.note_access(ch)
         buf = ch.buf
         if buf:
             v = buf.popleft()
@@ -390,6 +400,7 @@ class Receiver(Generic[T]):
         if self._closed:
             raise ClosedResourceError("this receiver is closed")
         ch = self._ch
+        _note(ch)
         if ch.buf:
             v = ch.buf.popleft()
             ch.received += 1
@@ -420,6 +431,7 @@ class Receiver(Generic[T]):
             return []
         self._closed = True
         ch = self._ch
+        _note(ch)
         ch.rx_closed = True
         left = list(ch.buf)
         ch.buf.clear()
@@ -480,6 +492,7 @@ class OneshotSender(Generic[T]):
         """Deliver the value. Raises ``InvalidStateError`` on a second send or after
         ``close``, ``BrokenChannelError`` if the receiver is closed."""
         s = self._s
+        _note(s)
         if s.state == "rx_closed":
             raise BrokenChannelError("the receiver is closed")
         if s.state != "empty":
@@ -495,6 +508,7 @@ class OneshotSender(Generic[T]):
         """Close without sending (no-op after a send): the receiver gets
         ``EndOfChannel``."""
         s = self._s
+        _note(s)
         if s.state == "empty":
             s.state = "tx_closed"
             s.waiters.wake_all_error(lambda: EndOfChannel("oneshot sender closed without a value"))
@@ -534,12 +548,14 @@ class OneshotReceiver(Generic[T]):
         """Wait for the value. A checkpoint; a cancelled ``recv`` loses nothing (the
         value stays for the next call, or was handed over and is returned)."""
         task = _checkpoint_task()
+        _note(self._s)
         ok, v = self._take()
         if ok:
             return v
         return self._s.waiters.wait(task, what="oneshot recv")
 
     def recv_nowait(self) -> T:
+        _note(self._s)
         ok, v = self._take()
         if ok:
             return v
@@ -547,6 +563,7 @@ class OneshotReceiver(Generic[T]):
 
     def close(self) -> None:
         s = self._s
+        _note(s)
         if s.state in ("empty", "sent"):
             s.state = "rx_closed"
             s.value = None
@@ -594,6 +611,7 @@ class BroadcastSender(Generic[T]):
         if self._closed:
             raise ClosedResourceError("this sender is closed")
         b = self._b
+        _note(b)
         if b.receivers == 0:
             return 0
         b.ring.append(value)
@@ -665,6 +683,7 @@ class BroadcastReceiver(Generic[T]):
         a message is returned). Raises ``Lagged`` once after falling behind,
         ``EndOfChannel`` when the senders are closed and everything was read."""
         task = _checkpoint_task()
+        _note(self._b, False)
         while True:
             ok, v = self._poll()
             if ok:
@@ -747,6 +766,7 @@ class WatchSender(Generic[T]):
         if self._closed:
             raise ClosedResourceError("this sender is closed")
         w = self._w
+        _note(w)
         w.value = value
         w.version += 1
         w.waiters.wake_all(None)
@@ -793,6 +813,7 @@ class WatchReceiver(Generic[T]):
         value was seen."""
         task = _checkpoint_task()
         w = self._w
+        _note(w, False)
         while True:
             if w.version != self._seen:
                 self._seen = w.version

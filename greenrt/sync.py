@@ -65,6 +65,14 @@ def _checkpoint_task():
     return _enter(hub)
 
 
+def _note(obj: Any, write: bool = True) -> None:
+    """Report an access to ``obj`` to a hub that wants them (``Hub.note_access``, the
+    lab's schedule exploration). One attribute test on the real hub."""
+    hub = getattr(_hub_tls, "hub", None)
+    if hub is not None and hub.wants_access:
+        hub.note_access(obj, write)
+
+
 def _yield(task) -> None:
     """The yield half of a checkpoint (cancellation was already checked); mirrors
     ``greenrt.checkpoint()`` after its check half."""
@@ -204,6 +212,7 @@ class Event:
 
     def set(self) -> None:
         """Set the flag and wake all waiters. Not a checkpoint; idempotent."""
+        _note(self)
         if not self._flag:
             self._flag = True
             self._waiters.wake_all(None)
@@ -212,6 +221,7 @@ class Event:
         """Block until the flag is set. A checkpoint (also when already set). A
         cancelled wait leaves nothing behind."""
         task = _checkpoint_task()
+        _note(self, False)
         if self._flag:
             _coop(self, task)
             return
@@ -279,6 +289,7 @@ class CapacityLimiter:
 
     def acquire_nowait(self) -> None:
         """Take a token for the current task or raise ``WouldBlock``. Not a checkpoint."""
+        _note(self)
         self.acquire_on_behalf_of_nowait(current_task())
 
     def acquire_on_behalf_of(self, borrower: Any) -> None:
@@ -289,6 +300,7 @@ class CapacityLimiter:
         and the cancellation is delivered at the next checkpoint.
         """
         task = _checkpoint_task()
+        _note(self)
         if borrower in self._borrowers:
             raise InvalidStateError(f"{borrower!r} already holds a token of this limiter")
         if not self._waiters and len(self._borrowers) < self._total:
@@ -305,6 +317,7 @@ class CapacityLimiter:
         """Give back ``borrower``'s token. Not a checkpoint. Raises
         ``InvalidStateError`` if ``borrower`` holds none."""
         try:
+            _note(self)
             del self._borrowers[borrower]
         except KeyError:
             raise InvalidStateError(f"{borrower!r} does not hold a token of this limiter") from None
@@ -370,6 +383,8 @@ class Lock:
         except AttributeError:
             raise NoHubError("not inside greenrt.run()") from None
         task = _enter(hub)
+        if hub.wants_access:
+            hub.note_access(self)
         owner = self._owner
         if owner is None and not self._waiters._q:
             self._owner = task
@@ -388,6 +403,7 @@ class Lock:
     def acquire_nowait(self) -> None:
         """Take the lock or raise ``WouldBlock``. Not a checkpoint; never yields."""
         task = current_task()
+        _note(self)
         if self._owner is task:
             raise InvalidStateError("this task already holds the Lock (it is not reentrant)")
         if self._owner is not None or self._waiters:
@@ -405,6 +421,8 @@ class Lock:
         if self._owner is not task or task is None:
             raise InvalidStateError(
                 f"Lock released by {_owner_name(task)} but held by {_owner_name(self._owner)}")
+        if task._hub.wants_access:
+            task._hub.note_access(self)
         if self._waiters._q:
             self._hand_off()
         else:
@@ -420,6 +438,7 @@ class Lock:
             self._owner = None
 
     def _acquire_uninterruptible(self, task) -> None:
+        _note(self)
         if self._owner is None and not self._waiters:
             self._owner = task
             self._acquired += 1
@@ -511,6 +530,7 @@ class Semaphore:
         cancellation comes at the next checkpoint), so no permit is ever lost.
         """
         task = _checkpoint_task()
+        _note(self)
         if self._value > 0 and not self._waiters:
             self._value -= 1
             ob = self._permit(_stacklevel + 1)
@@ -522,6 +542,7 @@ class Semaphore:
     def acquire_nowait(self) -> Obligation:
         """Take a permit or raise ``WouldBlock``. Not a checkpoint."""
         current_task()
+        _note(self)
         if self._value <= 0 or self._waiters:
             raise WouldBlock("no permit available")
         self._value -= 1
@@ -530,6 +551,7 @@ class Semaphore:
     def release(self) -> None:
         """Give a permit back (see the class docstring for whose). Not a checkpoint."""
         task = current_task()
+        _note(self)
         held = self._held
         if held:
             mine = None
@@ -618,6 +640,7 @@ class Condition:
         task = _checkpoint_task()
         if self._lock._owner is not task:
             raise InvalidStateError("Condition.wait() requires holding the lock")
+        _note(self)
         self._lock.release()
         try:
             self._waiters.wait(task, what="Condition.wait")
@@ -636,6 +659,7 @@ class Condition:
         """Wake up to ``n`` waiters (they re-acquire the lock in order). Requires the
         lock. Not a checkpoint. Returns how many were woken."""
         self._check_owner("notify")
+        _note(self)
         woken = 0
         while woken < n and self._waiters:
             self._waiters.wake_first(None)
@@ -695,6 +719,7 @@ class Barrier:
         """Wait until ``parties`` tasks wait. A checkpoint. Raises ``BrokenBarrierError``
         if the barrier is or becomes broken."""
         task = _checkpoint_task()
+        _note(self)
         if self._broken:
             raise BrokenBarrierError("the barrier is broken")
         if len(self._waiters) + 1 < self._parties:
@@ -753,6 +778,7 @@ class RWLock:
     def acquire_read(self) -> None:
         """Take a read lock. A checkpoint; cancel-safe (see ``Lock.acquire``)."""
         task = _checkpoint_task()
+        _note(self)
         self._check_not_holding(task)
         if self._writer is None and not self._waiters:
             self._readers[task] = None
@@ -763,6 +789,7 @@ class RWLock:
     def acquire_write(self) -> None:
         """Take the write lock. A checkpoint; cancel-safe (see ``Lock.acquire``)."""
         task = _checkpoint_task()
+        _note(self)
         self._check_not_holding(task)
         if self._writer is None and not self._readers and not self._waiters:
             self._writer = task
@@ -786,6 +813,7 @@ class RWLock:
 
     def release_read(self) -> None:
         task = current_task()
+        _note(self)
         if task not in self._readers:
             raise InvalidStateError(f"{_owner_name(task)} does not hold a read lock")
         del self._readers[task]
@@ -794,6 +822,7 @@ class RWLock:
 
     def release_write(self) -> None:
         task = current_task()
+        _note(self)
         if self._writer is not task:
             raise InvalidStateError(
                 f"RWLock write-released by {_owner_name(task)} but held by "
