@@ -211,18 +211,6 @@ class Hub:
         steps of different tasks that touch the same object, at least one of them
         writing, do not commute. Not a checkpoint; must not block or switch."""
 
-    #: Whether this hub wants ``note_access`` reports. A class attribute tested before
-    #: every report, so on the real hub a report costs one attribute test.
-    wants_access = False
-
-    def note_access(self, obj: Any, write: bool = True) -> None:
-        """Called by greenrt's synchronization objects and channels (only when
-        ``wants_access`` is true) when the current task reads (``write=False``) or
-        changes (``write=True``) ``obj``. The real hub ignores it; the lab hub uses the
-        reports as the dependency relation of its schedule exploration (DPOR): two
-        steps of different tasks that touch the same object, at least one of them
-        writing, do not commute. Not a checkpoint; must not block or switch."""
-
     def check_nondeterminism(self, what: str) -> None:
         """Called before anything nondeterministic happens on this hub (a real
         thread, a real socket, a wall-clock read). The real hub allows everything;
