@@ -269,19 +269,17 @@ def _propagate(scope: CancelScope, reason: CancelReason) -> None:
     stack = [scope]
     while stack:
         s = stack.pop()
-        if not s._children:
-            continue
-        for child in list(s._children):
-            if child._shield:
-                continue
-            if child._owner is child:  # the root scope of another task
-                if s is scope and scope._region is not None:
-                    derived = reason
-                else:
-                    derived = derive_parent_reason(reason, scope)
+        region = s._region
+        if region is not None and region._live:
+            # The root scopes of the region's child tasks hang below its scope; they
+            # are found through the region (spawn order) rather than ``_children``.
+            derived = reason if s is scope else derive_parent_reason(reason, scope)
+            for child in list(region._live):
                 child._request(derived)
-            else:
-                stack.append(child)
+        if s._children:
+            for child in list(s._children):
+                if not child._shield:
+                    stack.append(child)
 
 
 def derive_parent_reason(reason: CancelReason, scope: CancelScope) -> CancelReason:

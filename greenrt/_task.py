@@ -101,9 +101,30 @@ class Task(CancelScope):
         self._context = copy_context()
         self._state = "entered"
         rs = region._scope
-        self._attach(hub, self, rs)
+        # A light version of CancelScope._attach: a task's root scope is not entered
+        # in its parent's ``_children`` (the region's ``_live`` already lists it) and
+        # is identified in traces by the negative task id.
+        self._hub = hub
+        self._owner = self
+        self._parent = rs
         hub._task_counter += 1
-        self.id = hub._task_counter
+        self.id = tid = hub._task_counter
+        self._sid = -tid
+        chain = rs._quota_chain
+        pd = rs._deadline_eff
+        if budget is not None:
+            if self._polls_left is not None or self._cost_left is not None:
+                chain = chain + (self,)
+            own = self._deadline_eff
+            if own is not None and (pd is None or own < pd):
+                pd = own
+            if self._deadline is not None:
+                if self._deadline <= hub.now():
+                    self._on_deadline()
+                else:
+                    self._timer = hub.call_at(self._deadline, self._on_deadline)
+        self._quota_chain = chain
+        self._deadline_eff = pd
         if rs._reason is not None or rs._parent is not None:
             inherited = effective_reason(rs)
             if inherited is not None:
@@ -260,7 +281,9 @@ def _finish(task: Task, outcome: Outcome) -> None:
         from ._scope import _trace_finalize
 
         _trace_finalize(task, task)
-    task._detach()
+    if task._timer is not None:
+        task._timer.cancel()
+        task._timer = None
     task._outcome = outcome
     task._tstate = _COMPLETED
     task._state_done = True
