@@ -34,6 +34,7 @@ from typing import Any
 
 from . import _trace as tr
 from ._exceptions import InvalidStateError
+from ._hub import current_hub
 
 logger = logging.getLogger("greenrt")
 logger.addHandler(logging.NullHandler())
@@ -55,7 +56,7 @@ class Obligation:
     without a decision is a leak, reported like any other.
     """
 
-    __slots__ = ("id", "kind", "name", "site", "state", "reason", "_owner", "_hub",
+    __slots__ = ("id", "kind", "name", "_site", "state", "reason", "_owner", "_hub",
                  "_on_commit", "_on_abort", "_region", "value")
 
     def __init__(self, hub, owner, kind: str, name: str | None, site: str,
@@ -65,7 +66,7 @@ class Obligation:
         self.id = hub._next_obligation_id()
         self.kind = kind
         self.name = name
-        self.site = site
+        self._site = site  # a frame summary tuple; formatted on demand (see ``site``)
         self.state = "reserved"
         self.reason = None
         self._owner = owner
@@ -73,6 +74,14 @@ class Obligation:
         self._on_abort = on_abort
         self._region = region
         self.value = None
+
+    @property
+    def site(self) -> str:
+        """Where the obligation was reserved: ``file:line in function``."""
+        s = self._site
+        if type(s) is tuple:
+            s = self._site = f"{s[0]}:{s[1]} in {s[2]}"
+        return s
 
     @property
     def resolved(self) -> bool:
@@ -138,12 +147,15 @@ class Obligation:
         return f"<Obligation {self.id} {self.kind} {self.state} at {self.site}>"
 
 
-def _caller_site(depth: int) -> str:
+def _caller_site(depth: int):
+    """The caller's position as a tuple (formatting is deferred to ``Obligation.site``:
+    most obligations are resolved and their site is never read)."""
     try:
         f = sys._getframe(depth + 1)
     except ValueError:  # pragma: no cover
         return "<unknown>"
-    return f"{f.f_code.co_filename}:{f.f_lineno} in {f.f_code.co_name}"
+    code = f.f_code
+    return (code.co_filename, f.f_lineno, code.co_name)
 
 
 def reserve(kind: str, *, name: str | None = None, on_commit: Callable[[], Any] | None = None,
@@ -155,8 +167,6 @@ def reserve(kind: str, *, name: str | None = None, on_commit: Callable[[], Any] 
     frame recorded as the reservation site (1 = the caller of ``reserve``), so a
     library can report its user's line rather than its own.
     """
-    from ._hub import current_hub
-
     hub = current_hub()
     task = hub.current
     if task is None:

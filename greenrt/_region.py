@@ -36,10 +36,12 @@ from dataclasses import dataclass
 
 from . import _trace as tr
 from ._budget import Budget
+from ._checkpoint import park
 from ._exceptions import Cancelled, InvariantViolation, ObligationLeak, RegionClosedError
 from ._hub import current_hub
+from ._obligation import Obligation, _caller_site, abort_leaked, log_leak
 from ._reason import CancelKind, CancelReason
-from ._scope import CancelScope, cancel_scope, masked
+from ._scope import CancelScope, _finalize_scope, cancel_scope, deliver_pending, masked
 from ._task import Task
 
 POLICIES = ("fail_fast", "collect_all")
@@ -146,8 +148,6 @@ class Region:
     def reserve(self, kind: str, *, name: str | None = None, on_commit=None, on_abort=None):
         """Reserve an obligation owned by the region: it must be resolved before the
         region closes, or the close reports an ``ObligationLeak``. Not a checkpoint."""
-        from ._obligation import Obligation, _caller_site
-
         ob = Obligation(self._hub, self, kind, name, _caller_site(1), on_commit, on_abort)
         if self._obligations is None:
             self._obligations = {}
@@ -234,8 +234,6 @@ class Region:
                 self._hub.reschedule(w, None)
 
     def _wait_children(self) -> None:
-        from ._checkpoint import park
-
         while self._live:
             self._waiter = self._owner
             park(_never_abort, self)
@@ -275,8 +273,6 @@ class Region:
         owner._scope = self._scope._parent
         self._scope._detach()
         self._scope._state = "exited"
-        from ._scope import _finalize_scope
-
         absorbed = False
         if isinstance(body_exc, Cancelled) or isinstance(body_exc, BaseExceptionGroup):
             try:
@@ -301,8 +297,6 @@ class Region:
             # Leaving a region is the check half of a checkpoint: a cancellation of an
             # enclosing scope that arrived while we waited is delivered now.
             if owner._pending:
-                from ._scope import deliver_pending
-
                 deliver_pending(owner)
             return absorbed
         return False  # a Cancelled aimed elsewhere propagates unchanged
@@ -329,8 +323,6 @@ class Region:
         obs = self._obligations
         if not obs:
             return
-        from ._obligation import abort_leaked, log_leak
-
         leaked = abort_leaked(obs.values(), None, f"region {self.id}")
         self._obligations = None
         if not leaked:

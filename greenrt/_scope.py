@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING
 from . import _trace as tr
 from ._budget import Budget
 from ._exceptions import Cancelled, InvariantViolation, LimitExceeded, TooSlowError
+from ._hub import current_hub
 from ._reason import CancelKind, CancelReason, CleanupBudget, as_reason
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -199,8 +200,6 @@ class CancelScope:
     def __enter__(self) -> CancelScope:
         if self._state != "new":
             raise InvariantViolation("a cancel scope can be entered only once")
-        from ._hub import current_hub
-
         hub = current_hub()
         task = hub.current
         if task is None:
@@ -482,8 +481,6 @@ def cancel_scope(*, deadline: float | None = None, timeout: float | None = None,
     ``shield=True`` hides cancellations of enclosing scopes from the block (like
     ``masked()``). Entering and leaving are not checkpoints.
     """
-    from ._hub import current_hub
-
     kind = CancelKind.DEADLINE
     if timeout is not None:
         d = current_hub().now() + timeout

@@ -31,9 +31,17 @@ from contextvars import copy_context
 from greenlet import getcurrent
 
 from . import _trace as tr
+from ._checkpoint import checkpoint, park
 from ._exceptions import Cancelled, InvalidStateError, InvariantViolation, ObligationLeak
+from ._obligation import abort_leaked, log_leak
 from ._outcome import Outcome
-from ._scope import CancelScope, _end_drain, derive_parent_reason, effective_reason
+from ._scope import (
+    CancelScope,
+    _end_drain,
+    _trace_finalize,
+    derive_parent_reason,
+    effective_reason,
+)
 
 
 class TaskState(enum.StrEnum):
@@ -167,8 +175,6 @@ class Task(CancelScope):
         cancelled. A checkpoint. Cancelling the joiner leaves the task untouched (it
         keeps running in its region); joining can be retried.
         """
-        from ._checkpoint import checkpoint, park
-
         if not self._state_done:
             me = self._hub.current
             if me is self:
@@ -278,8 +284,6 @@ def _finish(task: Task, outcome: Outcome) -> None:
     if obs:
         outcome = _handle_leaks(task, outcome)
     if task._drains or (task._reason is not None and task._delivered):
-        from ._scope import _trace_finalize
-
         _trace_finalize(task, task)
     if task._timer is not None:
         task._timer.cancel()
@@ -310,8 +314,6 @@ def _finish(task: Task, outcome: Outcome) -> None:
 
 
 def _handle_leaks(task: Task, outcome: Outcome) -> Outcome:
-    from ._obligation import abort_leaked
-
     leaked = abort_leaked(task._obligations.values(), task.id, f"task {task.id} ({task.name})")
     task._obligations = None
     if not leaked:
@@ -324,8 +326,6 @@ def _handle_leaks(task: Task, outcome: Outcome) -> Outcome:
         if outcome.value is not None and isinstance(outcome.value, BaseException):
             outcome.value.add_note(str(err))
     elif policy == "log":
-        from ._obligation import log_leak
-
         log_leak(leaked, f"task {task.id} ({task.name})")
     return outcome
 
