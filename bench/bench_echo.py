@@ -93,11 +93,14 @@ def serve_gevent(ready, stop_after, profile) -> None:
         import socket as s_
 
         sock.setsockopt(s_.IPPROTO_TCP, s_.TCP_NODELAY, 1)
-        while True:
-            d = sock.recv(65536)
-            if not d:
-                return
-            sock.sendall(d)
+        try:
+            while True:
+                d = sock.recv(65536)
+                if not d:
+                    return
+                sock.sendall(d)
+        except ConnectionError:
+            pass
 
     server = StreamServer(("127.0.0.1", 0), handler, backlog=512)
     server.start()
@@ -109,12 +112,15 @@ def _asyncio_main(ready):
     import asyncio
 
     async def handle(reader, writer):
-        while True:
-            d = await reader.read(65536)
-            if not d:
-                break
-            writer.write(d)
-            await writer.drain()
+        try:
+            while True:
+                d = await reader.read(65536)
+                if not d:
+                    break
+                writer.write(d)
+                await writer.drain()
+        except ConnectionError:
+            pass  # the load client closes with replies in flight
         writer.close()
 
     async def main():
@@ -142,11 +148,14 @@ def serve_trio(ready, stop_after, profile) -> None:
     import trio
 
     async def handler(stream):
-        while True:
-            d = await stream.receive_some(65536)
-            if not d:
-                return
-            await stream.send_all(d)
+        try:
+            while True:
+                d = await stream.receive_some(65536)
+                if not d:
+                    return
+                await stream.send_all(d)
+        except trio.BrokenResourceError:
+            pass
 
     async def main():
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1", backlog=512)

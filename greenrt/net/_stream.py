@@ -54,7 +54,7 @@ from ._abc import (
     UDPSocket,
 )
 
-FAIR_STREAK = 16
+FAIR_STREAK = 64
 
 
 def _yield_now(hub, task) -> None:
