@@ -203,28 +203,34 @@ def run_greenrt_server(ctx, client_fn, handler=None):
     return greenrt.run(main), outcomes
 
 
-def s_client(port, *args, send=b"ping\n", expect=b"PING"):
-    """Run ``openssl s_client``; keep stdin open until ``expect`` came back."""
+def s_client(port, *args, send=b"ping\n", expect=b"PING", steps=None):
+    """Run ``openssl s_client``; for each ``(send, expect)`` step write ``send`` and
+    keep stdin open until ``expect`` came back (or the client exits)."""
+    steps = steps or [(send, expect)]
     p = subprocess.Popen(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", *args],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     out = bytearray()
-    done = threading.Event()
+    cond = threading.Condition()
 
     def reader():
         for chunk in iter(lambda: p.stdout.read1(4096), b""):
-            out.extend(chunk)
-            if expect in out:
-                done.set()
-        done.set()
+            with cond:
+                out.extend(chunk)
+                cond.notify_all()
+        with cond:
+            out.extend(b"\n<exited>")
+            cond.notify_all()
 
     t = threading.Thread(target=reader)
     t.start()
-    try:
-        p.stdin.write(send)
-        p.stdin.flush()
-    except BrokenPipeError:
-        pass
-    done.wait(20)
+    for data, want in steps:
+        try:
+            p.stdin.write(data)
+            p.stdin.flush()
+        except BrokenPipeError:
+            break
+        with cond:
+            cond.wait_for(lambda w=want: w in out or b"<exited>" in out, timeout=20)
     try:
         p.stdin.close()
     except BrokenPipeError:
@@ -398,3 +404,15 @@ def test_many_python_ssl_clients_concurrently(pki):
     res, outcomes = run_greenrt_server(ctx, clients)
     assert len(res) == 20 and all(r.get("ok") for r in res), res
     assert len(outcomes) == 20
+
+
+def test_client_initiated_renegotiation_is_refused(pki):
+    # s_client's interactive "R" command asks for a TLS 1.2 renegotiation.
+    ctx = server_ctx(pki)
+    (out, rc), outcomes = run_greenrt_server(ctx, lambda port: s_client(
+        port, "-tls1_2", "-CAfile", pki["ca"],
+        steps=[(b"ping\n", b"PING"), (b"R\n", b"renegotiation"), (b"pong\n", b"PONG")]))
+    assert "PING" in out and "RENEGOTIATING" in out
+    assert "no renegotiation" in out  # our no_renegotiation alert
+    assert "PONG" not in out
+    assert isinstance(outcomes[0], tls.TLSStream) and outcomes[0].tls_version == "TLSv1.2"
