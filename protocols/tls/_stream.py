@@ -352,6 +352,8 @@ class TLSStream(Stream):
                     if self.allow_truncation:
                         return b""
                     raise self._break(e) from None
+                except BrokenStreamError as e:  # the transport failed (reset...)
+                    raise self._break(e) from None
         finally:
             self._receiving = False
 

@@ -419,3 +419,35 @@ def test_numeric_hosts_skip_dns_and_names_respect_the_deadline(monkeypatch):
 
     caught, finished_then, ncalls = greenrt.run(main)
     assert caught and started.is_set() and not finished_then and ncalls == 1
+
+
+def test_listen_backlog_is_honoured():
+    # backlog=0: the kernel queues at most one unaccepted connection; further SYNs are
+    # dropped, so without accept() the next connects stay pending (and get cancelled).
+    def main():
+        lst = net.listen_tcp("127.0.0.1", 0, backlog=0)
+        port = lst.address[1]
+        done, pending = [], 0
+        for _ in range(4):
+            with greenrt.move_on_after(0.1) as sc:
+                done.append(net.open_tcp("127.0.0.1", port))
+            pending += sc.cancelled_caught
+        for s in done:
+            s.close()
+        lst.close()
+        return len(done), pending
+
+    completed, pending = greenrt.run(main)
+    assert completed <= 2 and pending >= 2
+
+
+def test_interleave_alternates_families_from_the_first_answer():
+    from greenrt.net._connect import interleave
+
+    v4 = [(socket.AF_INET, 1, 6, "", (f"10.0.0.{i}", 80)) for i in range(3)]
+    v6 = [(socket.AF_INET6, 1, 6, "", (f"fe80::{i}", 80, 0, 0)) for i in range(2)]
+    order = [i[4][0] for i in interleave(v6 + v4)]
+    assert order == ["fe80::0", "10.0.0.0", "fe80::1", "10.0.0.1", "10.0.0.2"]
+    assert [i[4][0] for i in interleave(v4[:1] + v6 + v4[1:])][:3] == [
+        "10.0.0.0", "fe80::0", "10.0.0.1"]
+    assert interleave([]) == []

@@ -530,3 +530,34 @@ def test_close_sends_close_notify_without_blocking(pki):
 
     stats = greenrt.run(main)
     assert seen == [b"bye"] and stats["handler_errors"] == 0
+
+
+def test_peer_reset_mid_transfer_is_a_clear_broken_stream_error(pki):
+    sctx, cctx = server_ctx(pki), client_ctx(pki)
+
+    def handler(stream):
+        s = tls.TLSStream(stream, sctx)
+        s.send_all(os.urandom(100_000))
+        stream.abort()  # TCP reset in the middle of the client's reading
+
+    def main():
+        with greenrt.region() as r:
+            server, port = serve(r, handler)
+            s = tls.open_tls("localhost", port, cctx)
+            greenrt.sleep(0.05)
+            got = 0
+            with pytest.raises(net.BrokenStreamError) as ei:
+                while True:
+                    d = s.recv(1000)
+                    assert d, "a reset is not a clean EOF"
+                    got += len(d)
+            assert s.broken
+            with pytest.raises(net.BrokenStreamError):
+                s.send_all(b"x")
+            s.close()
+            server.shutdown()
+        return ei.value, got
+
+    err, got = greenrt.run(main)
+    assert got <= 100_000  # whatever arrived before the reset, then the error
+    assert "reset" in str(err) or "reset" in str(err.__cause__)
