@@ -479,3 +479,42 @@ def test_a_stream_that_is_always_ready_does_not_starve_other_tasks():
     assert got > 0
     assert seen >= 2000 // 65 - waits  # the ticker ran at least once per forced yield
     assert seen > 0
+
+
+def test_every_blocking_call_is_a_checkpoint_even_when_it_could_complete():
+    def main():
+        lst = net.listen_tcp("127.0.0.1", 0)
+        port = lst.address[1]
+        c = net.open_tcp("127.0.0.1", port)
+        s = lst.accept()
+        c.send_all(b"ready")
+        greenrt.sleep(0.02)
+        u1 = net.udp_socket(net.AF_INET, ("127.0.0.1", 0))
+        u1.sendto(b"dgram", u1.local_address)
+        greenrt.sleep(0.02)
+        ops = {
+            "recv": lambda: s.recv(10),
+            "send_all": lambda: s.send_all(b"x"),
+            "send_eof": s.send_eof,
+            "accept": lst.accept,
+            "open_tcp": lambda: net.open_tcp("127.0.0.1", port),
+            "open_unix": lambda: net.open_unix("/nonexistent/socket"),
+            "resolve": lambda: net.resolve("127.0.0.1", 80),
+            "sendto": lambda: u1.sendto(b"d", u1.local_address),
+            "recvfrom": u1.recvfrom,
+        }
+        raised = {}
+        for name, op in ops.items():
+            with greenrt.cancel_scope() as sc:
+                sc.cancel()
+                op()
+            raised[name] = sc.cancelled_caught
+        # and nothing was consumed or half-done by the cancelled calls:
+        leftovers = (s.recv(10), u1.recvfrom()[0], s.statistics()["eof_sent"])
+        for x in (c, s, u1, lst):
+            x.close()
+        return raised, leftovers
+
+    raised, leftovers = run(main)
+    assert all(raised.values()), raised
+    assert leftovers == (b"ready", b"dgram", False)
