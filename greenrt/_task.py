@@ -229,6 +229,19 @@ def _worker_main(task: Task) -> None:
     while True:
         _run_task(task)
         task = None
+        if hub._plain and not hub._cancel_lane and not hub._timed:
+            # Common case on the real hub: the next ready task has not started yet, so
+            # run it right here, on this greenlet, without any switch.
+            cd = hub._poll_countdown - 1
+            ready = hub._ready
+            if cd > 0 and ready and ready[0]._glet is None:
+                task = ready.popleft()
+                hub._poll_countdown = cd
+                task._queued = False
+                hub.current = task
+                task._glet = me
+                me.gr_context = task._context
+                continue
         if len(free) >= hub.free_greenlet_limit:
             return
         free.append(me)
@@ -278,7 +291,7 @@ def _finish(task: Task, outcome: Outcome) -> None:
             f"task {task.id} completed inside an unexited scope")))
         task._scope = task
     if task._drains:
-        for d in task._drains:
+        for d in list(task._drains):
             _end_drain(task, d.scope)
     obs = task._obligations
     if obs:
