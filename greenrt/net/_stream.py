@@ -179,7 +179,7 @@ class TransportStream(Stream):
                 _yield_now(hub, task)
             finally:
                 self._receiving = False
-            if self._closed:
+            if self._closed or self._broken_exc is not None:
                 raise self._unusable("recv")
         try:
             data = self._t_recv(max_bytes)
@@ -233,7 +233,7 @@ class TransportStream(Stream):
                 _yield_now(hub, task)
             finally:
                 self._sending = False
-            if self._closed:
+            if self._closed or self._broken_exc is not None:
                 raise self._unusable("send_all")
         n = len(data)
         if n == 0 or type(data) is not bytes:
