@@ -451,3 +451,56 @@ def test_interleave_alternates_families_from_the_first_answer():
     assert [i[4][0] for i in interleave(v4[:1] + v6 + v4[1:])][:3] == [
         "10.0.0.0", "fe80::0", "10.0.0.1"]
     assert interleave([]) == []
+
+
+SIGTERM_SERVER = r'''
+import sys
+import greenrt
+from greenrt import net
+
+def handler(s):
+    s.send_all(b"hello\n")
+    try:
+        s.recv(100)
+    except greenrt.Cancelled as e:
+        s.send_all(f"bye {e.reason.kind.value}\n".encode())
+        raise
+
+def ready(server):
+    print(server.addresses[0][1], flush=True)
+
+greenrt.run(lambda: net.serve_tcp(handler, "127.0.0.1", 0, on_ready=ready))
+'''
+
+
+def test_sigterm_shuts_a_server_process_down_gracefully(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "server.py"
+    script.write_text(SIGTERM_SERVER)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHONPATH": root})
+    try:
+        port = int(p.stdout.readline())
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        for c in clients:
+            c.settimeout(20)
+            assert c.recv(100) == b"hello\n"
+        p.send_signal(signal.SIGTERM)
+        outs = []
+        for c in clients:
+            buf = b""
+            while d := c.recv(100):
+                buf += d
+            outs.append(buf)
+            c.close()
+        rc = p.wait(20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert outs == [b"bye shutdown\n"] * 3  # handlers drained, then EOF
+    assert rc == 128 + signal.SIGTERM

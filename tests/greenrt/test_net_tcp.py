@@ -518,3 +518,39 @@ def test_every_blocking_call_is_a_checkpoint_even_when_it_could_complete():
     raised, leftovers = run(main)
     assert all(raised.values()), raised
     assert leftovers == (b"ready", b"dgram", False)
+
+
+def _has_ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback here")
+def test_ipv6_echo_and_local_address():
+    def main():
+        with greenrt.region() as r:
+            servers = []
+            r.spawn(lambda: net.serve_tcp(echo_handler, "::1", 0, on_ready=servers.append))
+            while not servers:
+                greenrt.sleep(0)
+            port = servers[0].addresses[0][1]
+            s = net.open_tcp("::1", port)
+            s.send_all(b"six")
+            out = recv_exactly(s, 3)
+            fam6 = len(s.peer_address) == 4
+            s.close()
+            # and an IPv4 connection from a chosen local address
+            lst = net.listen_tcp("127.0.0.1", 0)
+            c = net.open_tcp("127.0.0.1", lst.address[1], local_address=("127.0.0.3", 0))
+            a = lst.accept()
+            local = (c.local_address[0], a.peer_address[0])
+            for x in (c, a, lst):
+                x.close()
+            servers[0].shutdown()
+        return out, fam6, local
+
+    assert run(main) == (b"six", True, ("127.0.0.3", "127.0.0.3"))
