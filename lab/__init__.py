@@ -15,17 +15,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from .choice import RandomStrategy, ReplayStrategy, Strategy
+from .choice import IndexReplayStrategy, PCTStrategy, RandomStrategy, ReplayStrategy, Strategy
 from .errors import LabError, LabFailure, NondeterminismError, ReplayDivergence, TraceError
 from .hub import LabHub
 from .oracles import ORACLES, Violation
 from .replay import load_entry, replay
 from .runner import LabResult, check_determinism, first_difference, rng, run
+from .shared import access, shared
 from .trace import Trace, verify
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ExploreResult", "FaultPlan", "IndexReplayStrategy", "PCTStrategy", "access", "explore",
+    "replay_token", "shared", "shrink",
     "LabError", "LabFailure", "LabHub", "LabResult", "NondeterminismError", "ORACLES",
     "RandomStrategy", "ReplayDivergence", "ReplayStrategy", "Strategy", "Trace",
     "TraceError", "Violation", "check_determinism", "first_difference", "load_entry",
@@ -34,8 +37,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name == "net":  # imported lazily: it needs greenrt.net
-        import importlib
+    import importlib
 
+    if name == "net":  # imported lazily: it needs greenrt.net
         return importlib.import_module(".net", __name__)
+    if name in ("explore", "ExploreResult", "replay_token"):
+        return getattr(importlib.import_module(".explorer", __name__), name)
+    if name == "FaultPlan":
+        return importlib.import_module(".faults", __name__).FaultPlan
+    if name == "shrink":
+        return importlib.import_module(".shrink", __name__).shrink
     raise AttributeError(f"module 'lab' has no attribute {name!r}")

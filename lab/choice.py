@@ -110,3 +110,110 @@ def make_strategy(spec: Strategy | str | None, seed: int) -> Strategy:
         return spec
     raise ValueError(f"unknown strategy {spec!r} (Lab I knows 'random')")
 
+
+
+class IndexReplayStrategy(Strategy):
+    """Answer with a list of indices (replay tokens, shrinking).
+
+    ``strict``: an index out of range for the question, or a question past the end,
+    is a divergence (``mismatch``; the hub halts the run). Lenient: an index is
+    clamped to ``n - 1`` and questions past the end get ``extend``'s answer, else 0
+    (the first candidate: the real hub's preferred order), which is how shrinking
+    edits a sequence and still gets a complete run.
+    """
+
+    name = "replay"
+
+    def __init__(self, indices: Sequence[int], *, strict: bool = True,
+                 extend: Strategy | None = None):
+        self.indices = list(indices)
+        self.pos = 0
+        self.strict = strict
+        self.extend = extend
+        self.mismatch: str | None = None
+
+    def choose(self, what: str, n: int, ids: Sequence[int] | None = None) -> int:
+        pos = self.pos
+        self.pos += 1
+        if pos >= len(self.indices):
+            if self.extend is not None:
+                return self.extend.choose(what, n, ids)
+            if self.strict and self.mismatch is None:
+                self.mismatch = (f"choice #{pos} ({what} among {n}) is past the end of the "
+                                 f"{len(self.indices)} recorded choices")
+            return 0
+        i = self.indices[pos]
+        if i >= n:
+            if self.strict and self.mismatch is None:
+                self.mismatch = f"choice #{pos}: recorded index {i}, but {what} has only {n}"
+            return n - 1
+        return i
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "choices": len(self.indices), "strict": self.strict}
+
+
+class PCTStrategy(Strategy):
+    """Probabilistic concurrency testing (Burckhardt et al., ASPLOS 2010), depth ``d``.
+
+    Every task gets a random initial priority ``>= d`` when it first becomes
+    runnable; ``d - 1`` *change points* are drawn uniformly from ``1..steps``; the
+    scheduler always runs the runnable task of highest priority, and when the run
+    passes the ``i``-th change point the task that ran the step gets priority ``i``
+    (below every initial priority). Guarantee: for a bug of depth ``d`` (``d``
+    ordering constraints must hold for it to show) in a program with ``n`` tasks and
+    ``k`` steps, one run finds it with probability at least ``1 / (n * k**(d-1))``.
+    ``tasks``/``steps`` are estimates (``lab.explore`` measures them with a first
+    run). Other decisions (timer ties, network) are uniform from the same seeded
+    stream.
+    """
+
+    name = "pct"
+
+    def __init__(self, seed: int, depth: int = 3, tasks: int = 2, steps: int = 100):
+        if depth < 1:
+            raise ValueError("PCT depth must be >= 1")
+        self.seed = seed
+        self.depth = depth
+        self.tasks = max(1, tasks)
+        self.steps = max(1, steps)
+        self._rng = random.Random(seed)
+        k = min(depth - 1, self.steps)
+        self.change = sorted(self._rng.sample(range(1, self.steps + 1), k))
+        self._ci = 0
+        self.prio: dict[int, float] = {}
+        self._last: int | None = None
+        self.hub = None
+
+    def bind(self, hub) -> None:
+        self.hub = hub
+
+    def choose(self, what: str, n: int, ids: Sequence[int] | None = None) -> int:
+        rng = self._rng
+        if what != "task" or ids is None:
+            return rng.randrange(n)
+        hub = self.hub
+        step = hub.steps if hub is not None else 0
+        last = self._last
+        st = getattr(hub, "_step", None)
+        if st is not None:
+            last = st.task
+        while self._ci < len(self.change) and self.change[self._ci] <= step:
+            self._ci += 1
+            if last is not None:
+                self.prio[last] = float(self._ci)
+        prio = self.prio
+        best = -1
+        bp = -1.0
+        for j, t in enumerate(ids):
+            p = prio.get(t)
+            if p is None:
+                p = prio[t] = self.depth + rng.random()
+            if p > bp:
+                best, bp = j, p
+        self._last = ids[best]
+        return best
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "seed": self.seed, "depth": self.depth,
+                "tasks": self.tasks, "steps": self.steps}

@@ -34,6 +34,19 @@ Halting: replay divergence, the step limit and an unbreakable deadlock set
 inside a task), ``greenrt.run`` unwinds, and ``lab.run`` tears the remaining task
 greenlets down.
 
+Tracking (Lab II, ``track=True``; used by ``lab.explore``): every pick starts a
+*step* (``Step``: the task, the candidate ids, the index of the choice that picked it
+or ``None`` when it was the only candidate) that lasts until the next pick. The step
+collects the task's *footprint* — the objects it read or wrote, reported by greenrt's
+sync objects and channels through ``Hub.note_access`` (``wants_access`` is set), by
+``lab.shared``/``lab.access``, by the simulated network, and derived from events (a
+``checkpoint`` reads the task's cancellation state, a ``cancel.request`` writes it,
+spawning writes the spawn counter) — and the tasks it woke. Objects get per-run
+numbers in order of first access; the DPOR strategy compares footprints only of
+steps taken from the same state, so the numbering is the same up to that state (see
+``lab.explore``). Accesses made outside a task step (timer callbacks) are not
+recorded: timers are the environment, ordered by virtual time.
+
 Hazards: the hub reads the core's documented scheduler state (lanes, the timer heap,
 ``Task._abort_fn``/``_glet``/``_state_done``, ``Region._live``) and
 never writes anything but the lanes and the heap, exactly as the base class does.
@@ -107,6 +120,23 @@ class _RefusingDriver:
         pass
 
 
+class Step:
+    """One scheduling step of a tracked run (see the module docstring)."""
+
+    __slots__ = ("task", "ids", "choice", "fp", "woke", "objs")
+
+    def __init__(self, task: int, ids: tuple, choice: int | None, objs: int):
+        self.task = task
+        self.ids = ids
+        self.choice = choice
+        self.fp: list = []
+        self.woke: list = []
+        self.objs = objs  # objects numbered before this step
+
+    def __repr__(self) -> str:
+        return f"Step(T{self.task}, ids={self.ids}, choice={self.choice}, fp={self.fp})"
+
+
 class LabHub(Hub):
     """The deterministic hub. Construct it through ``lab.run``; see the module
     docstring for what it changes and why."""
@@ -114,8 +144,15 @@ class LabHub(Hub):
     def __init__(self, *, strategy: Strategy, strict: bool = True,
                  max_steps: int = DEFAULT_MAX_STEPS, max_time: float | None = None,
                  trace: bool = True, net_config: Any = None, instruments=(),
-                 leak_policy: str = "error", thread_grace: float = 5.0):
+                 leak_policy: str = "error", thread_grace: float = 5.0,
+                 track: bool = False):
         super().__init__(instruments=instruments, leak_policy=leak_policy)
+        self.track = track
+        self.sched: list[Step] = []
+        self._step: Step | None = None
+        self._objs: dict[int, tuple[int, Any]] = {}
+        if track:
+            self.wants_access = True
         self.clock = VirtualClock()
         self.strategy = strategy
         self.strict = strict
@@ -145,6 +182,9 @@ class LabHub(Hub):
         self._wake = threading.Event()
         self.thread_grace = thread_grace
         self._thread = threading.get_ident()
+        bind = getattr(strategy, "bind", None)
+        if bind is not None:
+            bind(self)
 
     # -- the clock ------------------------------------------------------------------
 
@@ -227,6 +267,30 @@ class LabHub(Hub):
             self._emit("lab.choice", None, None, what=what, n=n, i=i, **note)
         return i
 
+    # -- tracking (Lab II) -------------------------------------------------------------
+
+    def note_access(self, obj: Any, write: bool = True) -> None:
+        """Record that the current task step read or wrote ``obj`` (tracked runs).
+        A tuple is a stable key already (``("shared", name)``); any other object is
+        numbered in order of first access (a reference is kept, so ids are not reused)."""
+        st = self._step
+        if st is None or self.current is None:
+            return
+        if type(obj) is tuple:
+            key = obj
+        else:
+            e = self._objs.get(id(obj))
+            if e is None:
+                e = (len(self._objs), obj)
+                self._objs[id(obj)] = e
+            key = e[0]
+        st.fp.append((key, write))
+
+    def _begin_step(self, task, ids: tuple, choice: int | None) -> None:
+        st = Step(task.id, ids, choice, len(self._objs))
+        self.sched.append(st)
+        self._step = st
+
     # -- tracing --------------------------------------------------------------------
 
     def _emit(self, kind: str, task: int | None, region: int | None, /, **data: Any) -> None:
@@ -235,6 +299,11 @@ class LabHub(Hub):
         events = self.events
         if events is not None:
             events.append(ev)
+        if self.track and self.current is not None and self._step is not None:
+            if kind == "checkpoint":
+                self._step.fp.append((("cancel", task), False))
+            elif kind == "cancel.request" and task is not None:
+                self._step.fp.append((("cancel", task), True))
         chk = self.checker
         if chk is not None:
             chk(ev)
@@ -251,6 +320,11 @@ class LabHub(Hub):
     # -- scheduling -----------------------------------------------------------------
 
     def _schedule(self, task) -> None:
+        if self.track and self.current is not None and task is not self.current \
+                and self._step is not None:
+            self._step.woke.append(task.id)
+            if task._glet is None:
+                self._step.fp.append((("spawn",), True))
         if task._glet is None:  # not started yet: spawned just now
             tasks = self.tasks
             if self.main_task is None:
@@ -295,10 +369,14 @@ class LabHub(Hub):
                 f"or a run that needs a larger max_steps)"))
         if n == 1:
             if cl:
-                return cl.popleft()
-            if timed:
-                return heapq.heappop(timed)[3]
-            return ready.popleft()
+                task = cl.popleft()
+            elif timed:
+                task = heapq.heappop(timed)[3]
+            else:
+                task = ready.popleft()
+            if self.track:
+                self._begin_step(task, (task.id,), None)
+            return task
         if timed:
             timed.sort()  # a sorted list is a heap; entries (deadline, -prio, seq, task)
         ids = [t.id for t in cl]
@@ -325,6 +403,8 @@ class LabHub(Hub):
                 del ready[i2]
         if self._tracing:
             self._emit("lab.choice", None, None, what="task", n=n, i=i, pick=task.id)
+        if self.track:
+            self._begin_step(task, tuple(ids), self.choices - 1)
         return task
 
     # -- timers ---------------------------------------------------------------------

@@ -126,6 +126,8 @@ class SimNetwork(Network):
         self._held: list = []  # directions and connects waiting for a heal
         self._conns: list[_Conn] = []
         self._conn_ids = 0
+        self.extra_delay = 0.0  # lab.faults: a latency spike in progress
+        self.drop_boost = 0.0  # lab.faults: a datagram-loss burst in progress
         self.stats = {"connects": 0, "refused": 0, "segments": 0, "bytes": 0, "resets": 0,
                       "udp_sent": 0, "udp_dropped": 0}
 
@@ -155,7 +157,7 @@ class SimNetwork(Network):
 
     def _delay(self) -> float:
         c = self.config
-        d = c.latency
+        d = c.latency + self.extra_delay
         if c.jitter > 0:
             d += c.jitter * self.hub.choose("net.delay", 1024) / 1024.0
         return d
@@ -522,7 +524,25 @@ class _Conn:
 
 
 class SimStream(TransportStream):
-    """One end of a simulated connection (a ``greenrt.net.Stream``)."""
+    """One end of a simulated connection (a ``greenrt.net.Stream``).
+
+    Under ``lab.explore`` every transport operation reports an access to the
+    connection (``hub.note_access``), so DPOR orders sends, receives and closes of
+    one connection; ``_io_error`` (set by ``lab.faults``) makes the next send or
+    receive fail with ``EIO``."""
+
+    _io_error: str | None = None
+
+    def _note(self, write: bool = True) -> None:
+        hub = self._net.hub
+        if hub.wants_access:
+            hub.note_access(self._conn, write)
+
+    def _check_io_error(self) -> None:
+        why = self._io_error
+        if why is not None:
+            self._io_error = None
+            raise OSError(errno.EIO, f"injected I/O error ({why})")
 
     def __init__(self, net: SimNetwork, conn: _Conn, host: str, local, peer):
         TransportStream.__init__(self, net.hub)
@@ -588,6 +608,8 @@ class SimStream(TransportStream):
     # -- transport primitives --------------------------------------------------------
 
     def _t_recv(self, max_bytes: int) -> bytes:
+        self._note()
+        self._check_io_error()
         if self._rbuf:
             data = bytes(self._rbuf[:max_bytes])
             del self._rbuf[:max_bytes]
@@ -605,6 +627,8 @@ class SimStream(TransportStream):
         return self._net.config.buffer - self._out.inflight - len(peer._rbuf)
 
     def _t_send(self, data) -> int:
+        self._note()
+        self._check_io_error()
         if self._reset is not None:
             raise ConnectionResetError(errno.ECONNRESET, f"connection reset ({self._reset})")
         room = self._window()
@@ -629,6 +653,7 @@ class SimStream(TransportStream):
             raise ClosedResourceError("the stream was closed while waiting")
 
     def _t_wait_readable(self) -> None:
+        self._note(False)
         if self._rbuf or self._eof_in or self._reset is not None:
             return
         self._wait("_rwaiter")
@@ -639,6 +664,7 @@ class SimStream(TransportStream):
         self._wait("_wwaiter")
 
     def _t_send_eof(self) -> None:
+        self._note()
         if self._reset is not None:
             raise ConnectionResetError(errno.ECONNRESET, f"connection reset ({self._reset})")
         if not self._fin_sent:
@@ -646,6 +672,7 @@ class SimStream(TransportStream):
             self._out.push("fin")
 
     def _t_close(self) -> None:
+        self._note()
         for slot in ("_rwaiter", "_wwaiter"):
             t = getattr(self, slot)
             if t is not None:
@@ -741,7 +768,7 @@ class SimUDPSocket(TransportUDPSocket):
         dst = (net._host_of(address[0]), address[1])
         net.stats["udp_sent"] += 1
         lost = net.partitioned(self._address[0], dst[0]) or \
-            net._chance("net.drop", net.config.udp_drop)
+            net._chance("net.drop", max(net.config.udp_drop, net.drop_boost))
         net._emit("lab.net.udp", src=list(self._address), dst=list(dst), n=len(payload),
                   dropped=lost)
         if lost:

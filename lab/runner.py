@@ -60,6 +60,10 @@ class LabResult:
     divergence: ReplayDivergence | None = None
     entry: str | None = None
     events: list = field(default_factory=list, repr=False)
+    #: tracked runs (``lab.explore``): the hub's ``Step`` list (see ``lab.hub``)
+    schedule: list | None = field(default=None, repr=False)
+    #: the index of each choice's answer, in order (what a replay token stores)
+    choice_indices: list = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -174,7 +178,7 @@ def run(fn, *args: Any, seed: int = 0, record: str | None = None, strict: bool =
 def _run(fn, args: tuple, *, seed: int, record, strict: bool, strategy, disable, net,
          max_steps: int, max_time, leak_policy: str, instruments, trace: bool, entry,
          header: dict | None = None, checker_factory=None, key: bytes | None = None,
-         ) -> LabResult:
+         track: bool = False, setup=None) -> LabResult:
     from . import __version__
 
     if not isinstance(seed, int) or isinstance(seed, bool):
@@ -195,7 +199,9 @@ def _run(fn, args: tuple, *, seed: int, record, strict: bool, strategy, disable,
         }
     hub = LabHub(strategy=strat, strict=strict, max_steps=max_steps, max_time=max_time,
                  trace=trace, net_config=net, instruments=instruments,
-                 leak_policy=leak_policy)
+                 leak_policy=leak_policy, track=track)
+    if setup is not None:
+        setup(hub)
     if checker_factory is not None:
         hub.checker = checker_factory(hub)
     value = error = None
@@ -248,10 +254,12 @@ def _run(fn, args: tuple, *, seed: int, record, strict: bool, strategy, disable,
     if divergence is not None:
         error = None
         halted = None
+    chosen = [ev.data["i"] for ev in events if ev.kind == "lab.choice"]
     return LabResult(seed=seed, strategy=header["strategy"], outcome=outcome, value=value,
                      error=error, halted=halted, violations=violations, disabled=disable,
                      stats=stats, trace=tr, trace_path=path, divergence=divergence,
-                     entry=header.get("entry"), events=events)
+                     entry=header.get("entry"), events=events,
+                     schedule=hub.sched if track else None, choice_indices=chosen)
 
 
 def rng():
