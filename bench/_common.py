@@ -19,6 +19,13 @@ from collections.abc import Callable, Sequence
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
+#: The clock every timed section uses. Process CPU time by default: the benchmarks are
+#: single-threaded CPU-bound loops with no I/O, so on an idle machine it equals wall
+#: time, and on a shared one it is much less disturbed by other people's work.
+#: ``BENCH_CLOCK=wall`` (or ``--wall`` on a bench file) switches to ``perf_counter``.
+clock = time.perf_counter if os.environ.get("BENCH_CLOCK") == "wall" else time.process_time
+CLOCK_NAME = "wall time" if clock is time.perf_counter else "process CPU time"
+
 
 def timed_reps(fn: Callable[[], float | None], repeat: int, warmup: int = 1) -> list[float]:
     """Call ``fn`` ``warmup`` times (discarded), then ``repeat`` times; return the
@@ -28,9 +35,9 @@ def timed_reps(fn: Callable[[], float | None], repeat: int, warmup: int = 1) -> 
         fn()
     times = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = clock()
         r = fn()
-        t1 = time.perf_counter()
+        t1 = clock()
         times.append(r if isinstance(r, float) else t1 - t0)
     return times
 

@@ -3,7 +3,9 @@
 What greenrt's features cost is measured against this. The hub is the calling
 greenlet; tasks run in child greenlets; a deque is the only run queue; a yield is
 "append myself to the deque and switch to the hub" (two switches per round trip:
-task -> hub -> next task). Spawning appends a task record; a task gets a greenlet
+task -> hub -> next task); ``ping_pong_direct`` is the same with a direct hand-off
+(one switch: task -> next task), the floor of a hub that hands off like greenrt's
+does. Spawning appends a task record; a task gets a greenlet
 only when it first runs, taken from a free list that finished tasks return theirs
 to, and joining is "the hub loop ran until the deque was empty".
 
@@ -15,10 +17,14 @@ Standalone: ``python bench/bare_hub.py`` prints the three floor figures.
 
 from __future__ import annotations
 
-import time
+import os
+import sys
 from collections import deque
 
 from greenlet import getcurrent, greenlet
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402  (the shared clock)
 
 
 class BareHub:
@@ -82,12 +88,12 @@ def spawn_join(n: int) -> float:
     def noop():
         pass
 
-    t0 = time.perf_counter()
+    t0 = _common.clock()
     spawn = hub.spawn
     for _ in range(n):
         spawn(noop)
     hub.run()
-    return time.perf_counter() - t0
+    return _common.clock() - t0
 
 
 def spawn_join_no_reuse(n: int) -> float:
@@ -98,13 +104,13 @@ def spawn_join_no_reuse(n: int) -> float:
     def noop():
         pass
 
-    t0 = time.perf_counter()
+    t0 = _common.clock()
     for _ in range(n):
         ready.append(greenlet(noop, hub))
     pop = ready.popleft
     while ready:
         pop().switch()
-    return time.perf_counter() - t0
+    return _common.clock() - t0
 
 
 def ping_pong(n: int) -> float:
@@ -123,9 +129,33 @@ def ping_pong(n: int) -> float:
 
     hub.ready.append(greenlet(worker, h))
     hub.ready.append(greenlet(worker, h))
-    t0 = time.perf_counter()
+    t0 = _common.clock()
     hub.run()
-    return time.perf_counter() - t0
+    return _common.clock() - t0
+
+
+def ping_pong_direct(n: int) -> float:
+    """Like ``ping_pong`` but a yielding task switches straight to the next task in
+    the deque (one switch per round trip, no hub in between: the hand-off design).
+    Seconds for the ``2 * n`` round trips."""
+    ready: deque = deque()
+    hub = getcurrent()
+
+    def worker():
+        me = getcurrent()
+        append = ready.append
+        pop = ready.popleft
+        for _ in range(n):
+            append(me)
+            pop().switch()  # may be ``me`` itself: then the switch returns at once
+
+    ready.append(greenlet(worker, hub))
+    ready.append(greenlet(worker, hub))
+    t0 = _common.clock()
+    pop = ready.popleft
+    while ready:
+        pop().switch()
+    return _common.clock() - t0
 
 
 def raw_switch(n: int) -> float:
@@ -140,10 +170,10 @@ def raw_switch(n: int) -> float:
 
     g = greenlet(other)
     sw = g.switch
-    t0 = time.perf_counter()
+    t0 = _common.clock()
     for _ in range(n):
         sw()
-    dt = time.perf_counter() - t0
+    dt = _common.clock() - t0
     g.throw()  # GreenletExit ends it
     return dt
 
@@ -167,4 +197,5 @@ if __name__ == "__main__":
     print(f"bare spawn+join (free list): {min(spawn_join(n) for _ in range(3)) / n * 1e6:.2f} us/task")
     print(f"greenlet per task (no reuse): {min(spawn_join_no_reuse(n) for _ in range(3)) / n * 1e6:.2f} us/task")
     print(f"bare hub ping-pong: {2 * n / min(ping_pong(n) for _ in range(3)) / 1e6:.3f} M round trips/s")
+    print(f"bare hand-off ping-pong: {2 * n / min(ping_pong_direct(n) for _ in range(3)) / 1e6:.3f} M round trips/s")
     print(f"raw greenlet switch: {n / min(raw_switch(n) for _ in range(3)) / 1e6:.3f} M round trips/s")

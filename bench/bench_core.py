@@ -50,11 +50,11 @@ SCRIPT = os.path.abspath(__file__)
 # (case) -> [(peer, n, repeat)]: n is per repetition; slow peers get fewer repetitions
 # (never a smaller spawn count: per-task cost changes with the heap size).
 PLAN = {
-    "spawn": [("greenrt", 100_000, 5), ("bare", 100_000, 5), ("bare-no-reuse", 100_000, 3),
-              ("gevent", 100_000, 2), ("asyncio", 100_000, 3), ("uvloop", 100_000, 3),
+    "spawn": [("greenrt", 100_000, 3), ("bare", 100_000, 3), ("bare-no-reuse", 100_000, 2),
+              ("gevent", 100_000, 2), ("asyncio", 100_000, 2), ("uvloop", 100_000, 3),
               ("trio", 100_000, 2)],
-    "yield": [("greenrt", 200_000, 5), ("raw-greenlet", 500_000, 5), ("bare", 500_000, 5),
-              ("gevent", 100_000, 3), ("asyncio", 100_000, 3), ("uvloop", 200_000, 3),
+    "yield": [("greenrt", 200_000, 3), ("raw-greenlet", 300_000, 3), ("bare", 300_000, 3),
+              ("bare-direct", 300_000, 3), ("gevent", 100_000, 3), ("asyncio", 100_000, 3), ("uvloop", 200_000, 3),
               ("trio", 30_000, 3)],
     "mem": [("greenrt", 10_000, 1), ("bare", 10_000, 1), ("gevent", 10_000, 1),
             ("asyncio", 10_000, 1), ("uvloop", 10_000, 1), ("trio", 10_000, 1)],
@@ -71,6 +71,7 @@ NOTES = {
     ("yield", "greenrt"): "greenrt.checkpoint()",
     ("yield", "raw-greenlet"): "A.switch()/B.switch(), no hub",
     ("yield", "bare"): "deque + 2 switches (floor)",
+    ("yield", "bare-direct"): "deque + 1 switch, hand-off (reference)",
     ("yield", "gevent"): "gevent.sleep(0)",
     ("yield", "asyncio"): "asyncio.sleep(0), default loop",
     ("yield", "uvloop"): "asyncio.sleep(0) on uvloop",
@@ -113,12 +114,12 @@ def w_spawn(peer: str, n: int, repeat: int) -> list[float]:
         import greenrt
 
         def once(k):
-            t0 = time.perf_counter()
+            t0 = C.clock()
             with greenrt.region() as r:
                 sp = r.spawn
                 for _ in range(k):
                     sp(_noop)
-            return time.perf_counter() - t0
+            return C.clock() - t0
 
         def main():
             once(warm)
@@ -135,9 +136,9 @@ def w_spawn(peer: str, n: int, repeat: int) -> list[float]:
         import gevent
 
         def once(k):
-            t0 = time.perf_counter()
+            t0 = C.clock()
             gevent.joinall([gevent.spawn(_noop) for _ in range(k)])
-            return time.perf_counter() - t0
+            return C.clock() - t0
 
         once(warm)
         return C.timed_reps(lambda: (gc.collect(), once(n))[1], repeat, 0)
@@ -145,12 +146,12 @@ def w_spawn(peer: str, n: int, repeat: int) -> list[float]:
         import asyncio
 
         async def once(k):
-            t0 = time.perf_counter()
+            t0 = C.clock()
             async with asyncio.TaskGroup() as tg:
                 ct = tg.create_task
                 for _ in range(k):
                     ct(_anoop())
-            return time.perf_counter() - t0
+            return C.clock() - t0
 
         with _asyncio_runner(peer) as runner:
             runner.run(once(warm))
@@ -159,12 +160,12 @@ def w_spawn(peer: str, n: int, repeat: int) -> list[float]:
         import trio
 
         async def once(k):
-            t0 = time.perf_counter()
+            t0 = C.clock()
             async with trio.open_nursery() as nursery:
                 ss = nursery.start_soon
                 for _ in range(k):
                     ss(_anoop)
-            return time.perf_counter() - t0
+            return C.clock() - t0
 
         async def main():
             await once(warm)
@@ -191,21 +192,22 @@ def w_yield(peer: str, n: int, repeat: int) -> list[float]:
                 cp()
 
         def once(k):
-            t0 = time.perf_counter()
+            t0 = C.clock()
             with greenrt.region() as r:
                 r.spawn(pinger, k)
                 r.spawn(pinger, k)
-            return time.perf_counter() - t0
+            return C.clock() - t0
 
         def main():
             once(warm)
             return C.timed_reps(lambda: once(n), repeat, 0)
 
         return greenrt.run(main)
-    if peer in ("bare", "raw-greenlet"):
+    if peer in ("bare", "bare-direct", "raw-greenlet"):
         import bare_hub
 
-        f = bare_hub.ping_pong if peer == "bare" else bare_hub.raw_switch
+        f = {"bare": bare_hub.ping_pong, "bare-direct": bare_hub.ping_pong_direct,
+             "raw-greenlet": bare_hub.raw_switch}[peer]
         f(warm)
         return C.timed_reps(lambda: f(n), repeat, 0)
     if peer == "gevent":
@@ -217,9 +219,9 @@ def w_yield(peer: str, n: int, repeat: int) -> list[float]:
                 s(0)
 
         def once(k):
-            t0 = time.perf_counter()
+            t0 = C.clock()
             gevent.joinall([gevent.spawn(pinger, k), gevent.spawn(pinger, k)])
-            return time.perf_counter() - t0
+            return C.clock() - t0
 
         once(warm)
         return C.timed_reps(lambda: once(n), repeat, 0)
@@ -232,9 +234,9 @@ def w_yield(peer: str, n: int, repeat: int) -> list[float]:
                 await s(0)
 
         async def once(k):
-            t0 = time.perf_counter()
+            t0 = C.clock()
             await asyncio.gather(pinger(k), pinger(k))
-            return time.perf_counter() - t0
+            return C.clock() - t0
 
         with _asyncio_runner(peer) as runner:
             runner.run(once(warm))
@@ -248,11 +250,11 @@ def w_yield(peer: str, n: int, repeat: int) -> list[float]:
                 await s(0)
 
         async def once(k):
-            t0 = time.perf_counter()
+            t0 = C.clock()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(pinger, k)
                 nursery.start_soon(pinger, k)
-            return time.perf_counter() - t0
+            return C.clock() - t0
 
         async def main():
             await once(warm)
@@ -476,6 +478,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--greenrt-path", default=None)
     ap.add_argument("--profile", choices=("spawn", "yield"))
+    ap.add_argument("--wall", action="store_true", help="time with wall clock, not CPU time")
     a = ap.parse_args(argv)
     if a.worker:
         worker(a.worker)
@@ -483,10 +486,14 @@ def main(argv=None) -> int:
     if a.profile:
         profile(a.profile)
         return 0
+    if a.wall:
+        os.environ["BENCH_CLOCK"] = "wall"
+        C.clock = time.perf_counter
+        C.CLOCK_NAME = "wall time"
     peers = set(a.peers.split(",")) if a.peers else None
     cases = a.only.split(",")
     t_start = time.perf_counter()
-    print(f"bench_core  {time.strftime('%Y-%m-%d %H:%M')}  {C.machine()}")
+    print(f"bench_core  {time.strftime('%Y-%m-%d %H:%M')}  {C.machine()}  [{C.CLOCK_NAME}]")
     if a.greenrt_path:
         print(f"greenrt from {a.greenrt_path}")
         os.environ["PYTHONPATH"] = os.pathsep.join(
@@ -514,7 +521,7 @@ def main(argv=None) -> int:
                       [(p, tm, err or NOTES[("mem", p)]) for p, _, tm, err, _ in rows], "B")
     print()
     summarize(results)
-    print(f"\n(total {time.perf_counter() - t_start:.0f} s)")
+    print(f"\n(total {time.perf_counter() - t_start:.0f} s wall)")
     return 0
 
 
