@@ -56,6 +56,13 @@ from ._abc import (
 
 FAIR_STREAK = 64
 
+#: The most one ``recv`` asks the transport for, whatever ``max_bytes`` says: the
+#: transport allocates its buffer up front, and ``max_bytes`` is often computed from
+#: a length the peer declared (``recv(content_length - got)``).
+MAX_RECV = 1 << 20
+#: Datagrams cannot be larger than this (IPv4/IPv6 UDP payload limit, rounded up).
+MAX_DATAGRAM = 65536
+
 
 def _yield_now(hub, task) -> None:
     """The yield half of a checkpoint (the check half already ran)."""
@@ -156,7 +163,7 @@ class TransportStream(Stream):
     # -- the API ----------------------------------------------------------------------
 
     def recv(self, max_bytes: int = 65536) -> bytes:
-        """Receive up to ``max_bytes`` bytes; ``b""`` at EOF.
+        """Receive up to ``max_bytes`` bytes (at most ``MAX_RECV``); ``b""`` at EOF.
 
         A checkpoint. Cancellation can only interrupt the wait for data, so a
         cancelled ``recv`` loses no data. Raises ``BrokenStreamError`` on a reset
@@ -169,7 +176,9 @@ class TransportStream(Stream):
             raise self._unusable("recv")
         if self._receiving:
             raise BusyResourceError("another task is already receiving on this stream")
-        if max_bytes < 1:
+        if max_bytes > MAX_RECV:
+            max_bytes = MAX_RECV
+        elif max_bytes < 1:
             raise ValueError("max_bytes must be >= 1")
         self._streak += 1
         if self._streak > FAIR_STREAK:
@@ -465,7 +474,9 @@ class TransportUDPSocket(UDPSocket):
             raise ClosedResourceError("recvfrom on a closed socket")
         if self._receiving:
             raise BusyResourceError("another task is already receiving on this socket")
-        if max_bytes < 1:
+        if max_bytes > MAX_DATAGRAM:
+            max_bytes = MAX_DATAGRAM
+        elif max_bytes < 1:
             raise ValueError("max_bytes must be >= 1")
         self._receiving = True
         try:

@@ -60,6 +60,8 @@ from ._errors import (
 
 READ_SIZE = 65536
 WRITE_CHUNK = 65536
+#: One ``recv`` returns at most this much plaintext (a TLS record holds <= 16 KiB).
+MAX_PLAINTEXT_READ = 65536
 
 # Alert descriptions as OpenSSL names them in its error reasons.
 _ALERTS = {
@@ -323,7 +325,9 @@ class TLSStream(Stream):
         error (both break the stream)."""
         lowlevel.enter_checkpoint()
         self._check("recv")
-        if max_bytes < 1:
+        if max_bytes > MAX_PLAINTEXT_READ:
+            max_bytes = MAX_PLAINTEXT_READ  # pyOpenSSL allocates max_bytes up front
+        elif max_bytes < 1:
             raise ValueError("max_bytes must be >= 1")
         self._ensure_handshake()
         if self._receiving:

@@ -554,3 +554,26 @@ def test_ipv6_echo_and_local_address():
         return out, fam6, local
 
     assert run(main) == (b"six", True, ("127.0.0.3", "127.0.0.3"))
+
+
+def test_huge_max_bytes_is_capped_before_allocating():
+    from greenrt.net._stream import MAX_RECV
+
+    def main():
+        with greenrt.region() as r:
+            server, port = start_server(r, echo_handler)
+            s = net.open_tcp("127.0.0.1", port)
+            data = os.urandom(3 * MAX_RECV)
+            r.spawn(s.send_all, data)
+            got = bytearray()
+            sizes = []
+            while len(got) < len(data):
+                d = s.recv(1 << 40)  # e.g. a length a peer declared: must not be allocated
+                sizes.append(len(d))
+                got += d
+            s.close()
+            server.shutdown()
+        return bytes(got) == data, max(sizes)
+
+    ok, biggest = run(main)
+    assert ok and biggest <= MAX_RECV

@@ -561,3 +561,19 @@ def test_peer_reset_mid_transfer_is_a_clear_broken_stream_error(pki):
     err, got = greenrt.run(main)
     assert got <= 100_000  # whatever arrived before the reset, then the error
     assert "reset" in str(err) or "reset" in str(err.__cause__)
+
+
+def test_tls_recv_caps_huge_max_bytes(pki):
+    sctx, cctx = server_ctx(pki), client_ctx(pki)
+
+    def main():
+        with greenrt.region() as r:
+            server, port = serve(r, tls.tls_handler(sctx, echo))
+            s = tls.open_tls("localhost", port, cctx)
+            s.send_all(b"abc")
+            d = s.recv(1 << 40)  # would be a terabyte buffer in pyOpenSSL
+            s.close()
+            server.shutdown()
+        return d
+
+    assert greenrt.run(main) == b"abc"
