@@ -7,8 +7,8 @@ should not need it. ``park``/``reschedule`` follow the contract in
 """
 
 from ._checkpoint import _enter as _enter_checkpoint
-from ._checkpoint import park, reschedule, reschedule_with_error
-from ._driver import SelectorDriver
+from ._checkpoint import _raise_resume, park, reschedule, reschedule_with_error
+from ._driver import EpollDriver, SelectorDriver
 from ._hub import Hub, RealHub, TimerHandle, current_hub
 from ._scope import deliver_pending
 
@@ -18,6 +18,19 @@ def enter_checkpoint():
     pending cancellation); returns the task. Blocking primitives call this first and
     then either complete at once or ``park``."""
     return _enter_checkpoint(current_hub())
+
+
+def yield_now() -> None:
+    """The yield half of a checkpoint: requeue the current task and let the others run,
+    without checking for cancellation (call ``enter_checkpoint`` for that). For
+    primitives whose fast path completed without blocking but must stay fair."""
+    hub = current_hub()
+    task = hub.current
+    hub._yield_task(task)
+    r = task._resume
+    if r is not None:
+        task._resume = None
+        _raise_resume(task, r)
 
 
 def wait_readable(fd) -> None:
@@ -40,7 +53,7 @@ def notify_closing(fd) -> None:
 
 
 __all__ = [
-    "Hub", "RealHub", "SelectorDriver", "TimerHandle", "current_hub", "deliver_pending",
+    "EpollDriver", "Hub", "RealHub", "SelectorDriver", "TimerHandle", "current_hub", "deliver_pending",
     "enter_checkpoint", "notify_closing", "park", "reschedule", "reschedule_with_error",
-    "wait_readable", "wait_writable",
+    "wait_readable", "wait_writable", "yield_now",
 ]
