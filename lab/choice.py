@@ -117,9 +117,11 @@ class IndexReplayStrategy(Strategy):
 
     ``strict``: an index out of range for the question, or a question past the end,
     is a divergence (``mismatch``; the hub halts the run). Lenient: an index is
-    clamped to ``n - 1`` and questions past the end get ``extend``'s answer, else 0
-    (the first candidate: the real hub's preferred order), which is how shrinking
-    edits a sequence and still gets a complete run.
+    clamped to ``n - 1`` and questions past the end get ``extend``'s answer, else the
+    *calm* answer; an index of ``-1`` also means the calm answer: for a task pick,
+    the task that ran the previous step if it is a candidate (no preemption), else
+    the first candidate; 0 for other decisions. That is how shrinking edits a
+    sequence and still gets a complete run.
     """
 
     name = "replay"
@@ -131,6 +133,16 @@ class IndexReplayStrategy(Strategy):
         self.strict = strict
         self.extend = extend
         self.mismatch: str | None = None
+        self.hub = None
+
+    def bind(self, hub) -> None:
+        self.hub = hub
+
+    def _calm(self, what: str, ids: Sequence[int] | None) -> int:
+        st = getattr(self.hub, "_step", None)
+        if what == "task" and ids is not None and st is not None and st.task in ids:
+            return list(ids).index(st.task)
+        return 0
 
     def choose(self, what: str, n: int, ids: Sequence[int] | None = None) -> int:
         pos = self.pos
@@ -141,8 +153,12 @@ class IndexReplayStrategy(Strategy):
             if self.strict and self.mismatch is None:
                 self.mismatch = (f"choice #{pos} ({what} among {n}) is past the end of the "
                                  f"{len(self.indices)} recorded choices")
-            return 0
+            return self._calm(what, ids)
         i = self.indices[pos]
+        if i < 0:
+            if self.strict and self.mismatch is None:
+                self.mismatch = f"choice #{pos}: negative index {i}"
+            return self._calm(what, ids)
         if i >= n:
             if self.strict and self.mismatch is None:
                 self.mismatch = f"choice #{pos}: recorded index {i}, but {what} has only {n}"

@@ -707,6 +707,13 @@ def _token_for(job: _Job, out: RunOutcome, strategy_label: str, seed: int) -> To
                  signature=out.signature, lab=__version__)
 
 
+def _work_chunk(specs: list[RunSpec]) -> list[RunOutcome]:
+    return [_work(sp) for sp in specs]
+
+
+CHUNK = 8
+
+
 def _run_specs(specs: list[RunSpec], workers: int, stop_on_failure: bool,
                progress, total: int, done0: int, fails0: int) -> list[RunOutcome]:
     """Run specs in index order (in parallel when ``workers > 1``); with
@@ -730,29 +737,32 @@ def _run_specs(specs: list[RunSpec], workers: int, stop_on_failure: bool,
     ctx = mp.get_context("fork")
     results: dict[int, RunOutcome] = {}
     first_fail: int | None = None
+    # Chunks of CHUNK consecutive runs per task keep the IPC cost per run low.
+    chunks = [list(range(s, min(s + CHUNK, len(specs)))) for s in range(0, len(specs), CHUNK)]
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
-        window = workers * 4
-        it = iter(range(len(specs)))
+        window = workers * 3
+        it = iter(range(len(chunks)))
         running: dict = {}
 
         def submit_more() -> None:
             while len(running) < window:
-                k = next(it, None)
-                if k is None or (first_fail is not None and k > first_fail):
+                c = next(it, None)
+                if c is None or (first_fail is not None and chunks[c][0] > first_fail):
                     return
-                running[ex.submit(_work, specs[k])] = k
+                running[ex.submit(_work_chunk, [specs[k] for k in chunks[c]])] = chunks[c][0]
 
         submit_more()
         while running:
             finished, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
             for fut in finished:
-                k = running.pop(fut)
-                o = fut.result()
-                results[k] = o
-                if o.failed:
-                    fails += 1
-                    if stop_on_failure and (first_fail is None or k < first_fail):
-                        first_fail = k
+                running.pop(fut)
+                for o in fut.result():
+                    k = o.index - specs[0].index
+                    results[k] = o
+                    if o.failed:
+                        fails += 1
+                        if stop_on_failure and (first_fail is None or k < first_fail):
+                            first_fail = k
                 if progress is not None:
                     progress(done0 + len(results), total, fails)
             if first_fail is not None:
@@ -761,7 +771,7 @@ def _run_specs(specs: list[RunSpec], workers: int, stop_on_failure: bool,
                         del running[fut]
             submit_more()
     last = len(specs) - 1 if first_fail is None else first_fail
-    return [results[k] for k in range(last + 1)]
+    return [results[k] for k in range(last + 1)]  # every index <= last was run
 
 
 def _load_corpus(corpus: str, entry: str) -> list[tuple[str, Token]]:

@@ -8,10 +8,11 @@ another task while the task that ran last was still runnable), then a shorter ch
 list, then smaller indices. Edits, each tried greedily until nothing improves or the
 run budget is spent:
 
-1. truncation: keep a prefix (halving), the rest answered with index 0 (the first
-   candidate: the real hub's own order, i.e. no preemption);
+1. truncation: keep a prefix (halving), the rest answered *calmly* (the task that
+   ran last continues when it can: no preemption);
 2. chunk deletion (ddmin-style, chunks of half, quarter... one choice);
-3. zeroing: one non-zero index at a time, latest first (removes preemptions).
+3. calming: one decision at a time, latest first, replaced by the calm answer
+   (removes preemptions).
 
 Edited sequences are replayed leniently (an index too large is clamped, past the end
 is 0); the accepted run's *actual* choice sequence becomes the new token, so the
@@ -122,12 +123,12 @@ def shrink(token: str | Token, fn=None, *, max_runs: int = 300) -> ShrinkResult:
                 else:
                     i += size
             size //= 2
-        for i in range(len(cur) - 1, -1, -1):  # 3. zeroing, latest first
+        for i in range(len(cur) - 1, -1, -1):  # 3. calming, latest first
             if runs >= max_runs:
                 break
-            if i < len(cur) and cur[i] != 0:
+            if i < len(cur):
                 cand = list(cur)
-                cand[i] = 0
+                cand[i] = -1
                 if consider(cand):
                     improved = True
                     cur = list(best.choice_indices)

@@ -178,3 +178,27 @@ def pinger(retry: bool = True) -> bytes:
 
 def pinger_no_retry() -> bytes:
     return pinger(False)
+
+
+def noisy_lost_update() -> int:
+    """A lost update among busy unrelated tasks (shrinking removes the noise)."""
+    account = lab.shared({"balance": 0}, "account")
+
+    def dep(n: int) -> None:
+        for _ in range(3):
+            greenrt.checkpoint()
+        seen = account["balance"]
+        greenrt.checkpoint()
+        account["balance"] = seen + n
+
+    def noise() -> None:
+        for _ in range(6):
+            greenrt.checkpoint()
+
+    with greenrt.region() as r:
+        for i in range(3):
+            r.spawn(noise, name=f"noise{i}")
+        r.spawn(dep, 1, name="dep1")
+        r.spawn(dep, 2, name="dep2")
+    assert account["balance"] == 3, account["balance"]
+    return account["balance"]
