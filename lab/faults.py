@@ -18,7 +18,8 @@ stream ``choose("fault", k + 1)`` among "nothing" and the enabled kinds:
                 ``OSError(EIO)`` (the stream breaks, as a real I/O error breaks it)
 ==============  ================================================================
 
-Hosts are those the program uses (listeners and connections), in sorted order, so
+Hosts are those the program uses (the default host, listeners and connections), in
+sorted order, so
 every decision is a plain index into a deterministic list and is replayed exactly.
 
 **Liveness.** With ``liveness=True`` the faults stop at ``until``: every cut heals,
@@ -96,6 +97,7 @@ class _Ticker:
 
     def _hosts(self, net) -> list[str]:
         hs = {h for h, _ in net._listeners if isinstance(h, str)}
+        hs.add(net.config.default_host)  # where code runs unless lab.net.host() says so
         for c in net._conns:
             hs.add(c.client.host)
             hs.add(c.server.host)

@@ -129,11 +129,14 @@ PORT = 5000
 
 def _echo(stream) -> None:
     with stream:
-        while True:
-            data = stream.recv(1024)
-            if not data:
-                return
-            stream.send_all(data)
+        try:
+            while True:
+                data = stream.recv(1024)
+                if not data:
+                    return
+                stream.send_all(data)
+        except (OSError, greenrt.net.BrokenStreamError):
+            return  # a broken connection ends its handler, not the server
 
 
 def _server(listener) -> None:
