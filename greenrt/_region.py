@@ -119,10 +119,14 @@ class Region:
             raise RegionClosedError(f"region {self.id} ({self.name}) is {st}: cannot spawn")
         hub = self._hub
         if name is None:
-            name = _callable_name(fn)
+            name = getattr(fn, "__qualname__", None) or _callable_name(fn)
         task = Task(hub, self, fn, args, name, budget)
         self._live[task] = None
         self._spawned += 1
+        if hub._plain and task._deadline_eff is None and not task._pending:
+            task._queued = True  # Hub._schedule's ready-lane case, inlined
+            hub._ready.append(task)
+            return task
         if hub._tracing:
             hub._emit(tr.TASK_SPAWN, task.id, self.id, name=name,
                       parent=hub.current.id if hub.current is not None else None)

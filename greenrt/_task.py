@@ -64,6 +64,7 @@ _CANCEL_REQUESTED = TaskState.CANCEL_REQUESTED
 _CANCELLING = TaskState.CANCELLING
 _FINALIZING = TaskState.FINALIZING
 _COMPLETED = TaskState.COMPLETED
+_OK_NONE = Outcome.ok(None)
 _ALLOWED = {
     _S.CREATED: frozenset({_S.RUNNING, _S.CANCEL_REQUESTED}),
     _S.RUNNING: frozenset({_S.CANCEL_REQUESTED, _S.FINALIZING}),
@@ -80,6 +81,12 @@ class Task(CancelScope):
     ``id`` is sequential per hub (deterministic), ``name`` defaults to the function's
     qualified name. ``state`` and, once completed, ``outcome`` are public.
     """
+
+    # The fields every spawn assigns live in slots (the fastest stores); the rarely
+    # set ones keep class-level defaults in CancelScope and here, in the instance dict.
+    __slots__ = ("_fn", "_args", "_tstate", "_task_region", "_glet", "_scope", "_pending",
+                 "_abort_fn", "_resume", "_queued", "_drains", "_context", "_hub", "_owner",
+                 "_parent", "id", "_sid", "_quota_chain", "_deadline_eff", "name", "_state")
 
     # Defaults for the rarely set fields (see CancelScope): spawning assigns only the
     # fields below in __init__.
@@ -123,7 +130,7 @@ class Task(CancelScope):
         if budget is not None:
             if self._polls_left is not None or self._cost_left is not None:
                 chain = chain + (self,)
-            own = self._deadline_eff
+            own = self._deadline
             if own is not None and (pd is None or own < pd):
                 pd = own
             if self._deadline is not None:
@@ -274,7 +281,7 @@ def _run_task(task: Task) -> None:
     except BaseException as exc:  # noqa: BLE001 - panics are outcomes too
         outcome = Outcome.panicked(exc)
     else:
-        outcome = Outcome.ok(value)
+        outcome = _OK_NONE if value is None else Outcome.ok(value)
     _finish(task, outcome)
 
 
