@@ -43,6 +43,21 @@ Any ``HTTPError`` is sticky: the connection is dead, ``next_event`` raises it ag
 and the only correct reaction is to answer ``exc.status`` (if a response can still be
 sent) and close.
 
+**The server's own response writer** (``own_send=True``, what the server uses): h11's
+send path costs more than the rest of a keep-alive exchange (an event object, a state
+machine step and a header normalization per event), so a server connection
+serializes its responses itself with ``response_head``/``response_data``/
+``response_end``, applying exactly h11's rules: every header field is validated by
+h11's own grammar (token names; values without CR, LF, NUL, other controls or
+surrounding whitespace; a Content-Length of digits; only ``chunked`` as transfer
+coding), results cached per distinct field so a repeated header costs one dict
+lookup; framing headers are chosen as h11 does (``Transfer-Encoding: chunked`` for a
+body of unknown length to an HTTP/1.1 client, close-delimited for HTTP/1.0, nothing
+for HEAD/204/304), ``Connection: close`` is added when the connection will not be
+reused, and a body longer or shorter than the declared Content-Length is refused.
+h11 then only parses one incoming message per cycle and is replaced by a fresh
+instance for the next one. The server also adds a ``Date`` field (formatted once a second) from ``wall_clock``.
+
 Hazards: this module never blocks and never allocates more than the limits allow
 (no allocation is sized by a number read from the peer: a Content-Length or chunk
 size only bounds how many already-received bytes are handed on). ``receive_data``
@@ -52,6 +67,8 @@ copies its argument.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from email.utils import formatdate
 
 import h11
 
@@ -87,6 +104,58 @@ _FOLD_RE = re.compile(rb"\r\n[ \t]+")
 _FEED_MAX = 256 * 1024  # largest slice of body handed to h11 at once
 
 
+_EOM = h11.EndOfMessage()
+# own response writer: states and framings
+_O_IDLE, _O_BODY, _O_DONE, _O_ERROR = range(4)
+_F_LENGTH, _F_CHUNKED, _F_CLOSE = range(3)
+_CACHE_MAX = 512  # validated header lines / reasons kept (cleared when full)
+_line_cache: dict[tuple[bytes, bytes], bytes] = {}
+_reason_cache: dict[bytes, bool] = {}
+_date = [0, b""]
+
+
+def date_line(wall: float) -> bytes:
+    """``date: <IMF-fixdate>\r\n`` for ``wall`` seconds since the epoch (formatted
+    once per distinct second)."""
+    now = int(wall)
+    if now != _date[0]:
+        _date[1] = b"date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
+        _date[0] = now
+    return _date[1]
+
+
+def _header_line(name: bytes, value: bytes) -> bytes:
+    """``name: value\r\n`` after h11's own validation of the field (cached)."""
+    key = (name, value)
+    line = _line_cache.get(key)
+    if line is None:
+        try:
+            h11.Response(status_code=200, headers=[key])  # h11's grammar, exactly
+        except h11.LocalProtocolError as e:
+            raise LocalProtocolError(str(e)) from None
+        line = name + b": " + value + b"\r\n"
+        if len(_line_cache) >= _CACHE_MAX:
+            _line_cache.clear()
+        _line_cache[key] = line
+    return line
+
+
+def _check_reason(reason: bytes) -> None:
+    if reason not in _reason_cache:
+        try:
+            h11.Response(status_code=200, headers=[], reason=reason)
+        except h11.LocalProtocolError as e:
+            raise LocalProtocolError(str(e)) from None
+        if len(_reason_cache) >= _CACHE_MAX:
+            _reason_cache.clear()
+        _reason_cache[reason] = True
+
+
+def _comma_values(values: list[bytes]) -> list[bytes]:
+    """h11's ``get_comma_header`` on raw values: lowercased, split, stripped."""
+    return [v for raw in values for v in (x.strip() for x in raw.lower().split(b",")) if v]
+
+
 def _excerpt(b: bytes | bytearray, n: int = 40) -> str:
     return repr(bytes(b[:n])) + ("..." if len(b) > n else "")
 
@@ -102,11 +171,19 @@ class H1Connection:
     next exchange if ``reusable``.
     """
 
-    def __init__(self, role: str = SERVER, limits: Limits = DEFAULT_LIMITS):
+    def __init__(self, role: str = SERVER, limits: Limits = DEFAULT_LIMITS, *,
+                 own_send: bool = False, wall_clock: Callable[[], float] | None = None):
         if role not in (SERVER, CLIENT):
             raise ValueError(f"role must be {SERVER!r} or {CLIENT!r}")
+        if own_send and role != SERVER:
+            raise ValueError("own_send is for the server role")
         self.role = role
         self.limits = limits
+        #: server: responses are serialized by ``response_head``/``_data``/``_end``
+        self.own_send = own_send
+        #: own_send: seconds since the epoch for the ``Date`` field (``None``: no Date)
+        self.wall_clock = wall_clock
+        self._reset_own()
         self._h11 = h11.Connection(h11.SERVER if role == SERVER else h11.CLIENT,
                                    max_incomplete_event_size=limits.max_chunk_line + 2)
         self._buf = bytearray()
@@ -130,6 +207,15 @@ class H1Connection:
         self._hseen = False  # start line complete?
         self._hfields = 0    # header lines seen
 
+    def _reset_own(self) -> None:
+        self._ostate = _O_IDLE
+        self._oframing = _F_LENGTH
+        self._oleft = 0
+        self._okeep = True        # the response allows keep-alive
+        self._rkeep = True        # the request allows keep-alive
+        self._rmethod = None      # method of the request being answered
+        self._rversion = None     # its HTTP version
+
     def _reset_body(self) -> None:
         self._framing = None      # "length" | "chunked" | "none" | "eof"
         self._declared = None     # declared Content-Length
@@ -141,11 +227,29 @@ class H1Connection:
     @property
     def their_state(self):
         """h11's state of the peer (``h11.IDLE``, ``h11.SEND_BODY``, ``h11.DONE``...)."""
+        if self.own_send:
+            ph = self._phase
+            if ph == _DONE:
+                return h11.DONE if self._rkeep else h11.MUST_CLOSE
+            if ph == _ERROR:
+                return h11.ERROR
+            if ph == _CLOSED:
+                return h11.CLOSED
         return self._h11.their_state
 
     @property
     def our_state(self):
+        if self.own_send:
+            st = self._ostate
+            if st == _O_DONE:
+                return h11.DONE if self._okeep and self._rkeep else h11.MUST_CLOSE
+            return (h11.SEND_RESPONSE, h11.SEND_BODY, None, h11.ERROR)[st]
         return self._h11.our_state
+
+    @property
+    def receiving_body(self) -> bool:
+        """True while the current message's body is still arriving."""
+        return self._phase == _BODY
 
     @property
     def their_http_version(self) -> bytes | None:
@@ -157,6 +261,9 @@ class H1Connection:
 
     @property
     def they_are_waiting_for_100_continue(self) -> bool:
+        if self.own_send:
+            return (self._phase == _BODY and self._ostate == _O_IDLE
+                    and self._h11.client_is_waiting_for_100_continue)
         return self._h11.they_are_waiting_for_100_continue
 
     @property
@@ -168,6 +275,9 @@ class H1Connection:
     def reusable(self) -> bool:
         """True when both sides completed their message and the connection may carry
         another exchange (keep-alive)."""
+        if self.own_send:
+            return (self._error is None and self._phase == _DONE and self._ostate == _O_DONE
+                    and self._okeep and self._rkeep)
         h = self._h11
         return (self._error is None and self._phase == _DONE and h.our_state is h11.DONE
                 and h.their_state is h11.DONE)
@@ -345,6 +455,8 @@ class H1Connection:
         t = type(ev)
         if t is h11.Request:
             self.messages_received += 1
+            if self.own_send:
+                self._request_facts(ev, head, lower)
             self._start_body(cl, chunked, has_body=True)
         elif t is h11.Response:
             self.messages_received += 1
@@ -359,6 +471,15 @@ class H1Connection:
         else:  # pragma: no cover - h11 returns one of the above for a complete head
             raise BadRequest(f"unexpected event {t.__name__} for a head", code="malformed")
         return ev
+
+    def _request_facts(self, ev, head: bytes, lower: bytes) -> None:
+        """Method, version and keep-alive of a request (h11's ``_keep_alive`` rule)."""
+        self._rmethod = ev.method
+        v = self._rversion = ev.http_version
+        keep = v == b"1.1"
+        if keep and b"\nconnection:" in lower:
+            keep = b"close" not in _comma_values(_field_values(head, lower, b"connection"))
+        self._rkeep = keep
 
     def _incomplete(self, msg: str, code: str):
         if self.role == SERVER:
@@ -429,6 +550,10 @@ class H1Connection:
     # -- the body -------------------------------------------------------------------
 
     def _next_body(self):
+        if self.own_send and (self._framing == "none" or self._declared == 0):
+            # an empty body: nothing for h11 to parse (it is replaced next cycle)
+            self._phase = _DONE
+            return _EOM
         h = self._h11
         while True:
             ev = h.next_event()
@@ -575,6 +700,17 @@ class H1Connection:
         (``max_requests_per_connection``) or ``close_after_cycle`` is set.
         Raises ``LocalProtocolError`` on misuse."""
         t = type(event)
+        if self.own_send:
+            if t is h11.Response:
+                hdrs = [(n, v) for _, n, v in event.headers._full_items]
+                return self.response_head(event.status_code, hdrs, event.reason)
+            if t is h11.InformationalResponse and event.status_code == 100:
+                return self.response_continue()
+            if t is h11.Data:
+                return self.response_data(event.data)
+            if t is h11.EndOfMessage and not event.headers:
+                return self.response_end()
+            raise LocalProtocolError(f"cannot send {t.__name__} on this server connection")
         if self.role == SERVER and (t is h11.Response) and (
                 self.close_after_cycle
                 or self.messages_received >= self.limits.max_requests_per_connection):
@@ -592,14 +728,176 @@ class H1Connection:
             raise LocalProtocolError(str(e)) from None
         return data or b""
 
+    # -- the server's own response writer (see the module docstring) ---------------
+
+    def response_head(self, status: int, headers: list[tuple[bytes, bytes]],
+                      reason: bytes = b"") -> bytes:
+        """The bytes of a final response head (``headers``: ``(name, value)`` byte
+        pairs, names lowercase), with h11's validation and framing rules, a ``Date``
+        field unless given, and ``Connection: close`` if the connection will not be
+        reused. Raises ``LocalProtocolError`` (our state becomes broken)."""
+        if self._ostate != _O_IDLE:
+            raise LocalProtocolError("response head already sent" if self._ostate != _O_ERROR
+                                     else "connection is broken (a send failed)")
+        try:
+            return self._response_head(status, headers, reason)
+        except LocalProtocolError:
+            self._ostate = _O_ERROR
+            raise
+
+    def _response_head(self, status: int, headers, reason: bytes) -> bytes:
+        if type(status) is not int or not 200 <= status < 1000:
+            raise LocalProtocolError(f"Response status_code should be in range [200, 1000), "
+                                     f"not {status!r}")
+        if reason:
+            _check_reason(reason)
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+        cls = te = conn = None
+        has_date = False
+        line_of = _line_cache.get
+        for kv in headers:
+            name = kv[0]
+            if name == b"content-length" or name == b"transfer-encoding" \
+                    or name == b"connection":
+                _header_line(name, kv[1])  # validate
+                if name == b"content-length":
+                    if cls is None:
+                        cls = []
+                    cls.append(kv[1])
+                elif name == b"transfer-encoding":
+                    if te is not None:
+                        raise LocalProtocolError("multiple Transfer-Encoding headers")
+                    te = kv[1]
+                else:
+                    if conn is None:
+                        conn = []
+                    conn.append(kv[1])
+                continue
+            if name == b"date":
+                has_date = True
+            line = line_of(kv)
+            lines.append(line if line is not None else _header_line(name, kv[1]))
+        cl = None
+        if cls is not None:  # h11: one distinct value, digits
+            vals = {x.strip() for v in cls for x in v.split(b",")}
+            if len(vals) != 1:
+                raise LocalProtocolError("conflicting Content-Length headers")
+            cl = vals.pop()
+            if not cl.isdigit() or not cl.isascii():
+                raise LocalProtocolError("bad Content-Length")
+        if not has_date and self.wall_clock is not None:
+            lines.insert(1, date_line(self.wall_clock()))
+        method = self._rmethod
+        version = self._rversion
+        # keep-alive: the request's, ours (close_after_cycle / request cap), the head's
+        keep = self._rkeep and not self.close_after_cycle and (
+            self.messages_received < self.limits.max_requests_per_connection)
+        conn_values = _comma_values(conn) if conn is not None else []
+        if b"close" in conn_values:
+            keep = False
+        # framing, as h11 chooses it (HEAD is framed as GET would be)
+        no_body = status in (204, 304) or (method == b"CONNECT" and status < 300)
+        need_close = False
+        if no_body:
+            framing, left = _F_LENGTH, 0
+            if cl is not None:
+                lines.append(b"content-length: " + cl + b"\r\n")
+            if te is not None:
+                lines.append(b"transfer-encoding: chunked\r\n")
+        elif te is None and cl is not None:
+            framing, left = _F_LENGTH, int(cl)
+            lines.append(b"content-length: " + cl + b"\r\n")
+        elif version is None or version < b"1.1":
+            framing, left = _F_CLOSE, 0
+            if method != b"HEAD":
+                need_close = True
+        else:
+            framing, left = _F_CHUNKED, 0
+            lines.append(b"Transfer-Encoding: chunked\r\n")
+        if method == b"HEAD" or no_body:
+            framing, left = _F_LENGTH, 0
+        if need_close:
+            keep = False
+        switched = method == b"CONNECT" and 200 <= status < 300
+        if switched:
+            keep = False
+        if not keep:
+            vals = set(conn_values)
+            vals.discard(b"keep-alive")
+            vals.add(b"close")
+            lines += [b"Connection: " + v + b"\r\n" for v in sorted(vals)]
+        elif conn is not None:
+            lines += [b"connection: " + v + b"\r\n" for v in conn]
+        lines.append(b"\r\n")
+        self._okeep = keep
+        self._oframing = framing
+        self._oleft = left
+        # a 2xx to CONNECT hands the connection over (h11: SWITCHED_PROTOCOL): no body,
+        # no end of message, never reused
+        self._ostate = _O_ERROR if switched else _O_BODY
+        return b"".join(lines)
+
+    def response_continue(self) -> bytes:
+        """``100 Continue`` (only before the final response head)."""
+        if self._ostate != _O_IDLE:
+            raise LocalProtocolError("100 Continue after the response head")
+        self._h11.client_is_waiting_for_100_continue = False
+        return b"HTTP/1.1 100 \r\n\r\n"
+
+    def response_data(self, data: bytes) -> bytes:
+        """Frame body bytes of the response (chunked, counted or close-delimited).
+        Raises ``LocalProtocolError`` past the declared Content-Length."""
+        if self._ostate != _O_BODY:
+            raise LocalProtocolError("response body outside a response")
+        fr = self._oframing
+        n = len(data)
+        if fr == _F_LENGTH:
+            if n > self._oleft:
+                self._ostate = _O_ERROR
+                raise LocalProtocolError("Too much data for declared Content-Length")
+            self._oleft -= n
+            return data
+        if fr == _F_CHUNKED:
+            if not n:
+                return b""
+            return b"%x\r\n" % n + data + b"\r\n"
+        return data
+
+    def response_end(self) -> bytes:
+        """End the response body. Raises ``LocalProtocolError`` if a declared
+        Content-Length was not reached."""
+        if self._ostate != _O_BODY:
+            raise LocalProtocolError("response end outside a response")
+        fr = self._oframing
+        if fr == _F_LENGTH and self._oleft:
+            self._ostate = _O_ERROR
+            raise LocalProtocolError("Too little data for declared Content-Length")
+        self._ostate = _O_DONE
+        if fr == _F_CHUNKED:
+            return b"0\r\n\r\n"
+        if fr == _F_CLOSE:
+            self._okeep = False
+        return b""
+
     def send_failed(self) -> None:
         """Mark our side broken (a send was interrupted); the connection must close."""
+        if self.own_send:
+            self._ostate = _O_ERROR
+            return
         self._h11.send_failed()
 
     def start_next_cycle(self) -> None:
         """Reset for the next request/response exchange. Requires ``reusable``."""
         if not self.reusable:
             raise LocalProtocolError("start_next_cycle on a connection that is not reusable")
+        if self.own_send:
+            # h11 parsed exactly one message and never saw our response: a fresh one
+            self._h11 = h11.Connection(h11.SERVER,
+                                       max_incomplete_event_size=self.limits.max_chunk_line + 2)
+            self._reset_own()
+            self._phase = _HEAD
+            self._reset_body()
+            return
         self._h11.start_next_cycle()
         self._phase = _HEAD
         self._reset_body()

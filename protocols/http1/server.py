@@ -48,6 +48,7 @@ object past its return.
 from __future__ import annotations
 
 import http
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -65,7 +66,7 @@ from ..http.errors import (
 )
 from ..http.limits import DEFAULT_LIMITS, Limits
 from ..http.model import Body, Headers, Request, Response, ResponseWriter
-from ._connection import NEED_DATA, SERVER, H1Connection
+from ._connection import NEED_DATA, SERVER, H1Connection, date_line
 
 __all__ = ["HTTPServer", "serve", "Handler"]
 
@@ -91,8 +92,16 @@ _DATA, _TIMEOUT, _STOP = "data", "timeout", "stop"
 def _error_response(status: int, message: str = "") -> bytes:
     reason = _REASONS.get(status, b"Error")
     body = reason + (b": " + message.encode("ascii", "replace")[:200] if message else b"") + b"\n"
-    return (b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n" % (status, reason, len(body))) + body
+    return (b"HTTP/1.1 %d %s\r\n%scontent-type: text/plain; charset=utf-8\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n"
+            % (status, reason, date_line(_wall_clock(ll.current_hub())()), len(body))) + body
+
+
+def _wall_clock(hub) -> Callable[[], float]:
+    """Seconds since the epoch for ``Date`` fields: ``time.time`` on the real hub; on
+    any other hub (the lab's virtual clock, which refuses wall-clock reads) its
+    ``now()``, so a simulated run stays deterministic."""
+    return time.time if isinstance(hub, ll.RealHub) else hub.now
 
 
 def _emit(code: str, **data: Any) -> None:
@@ -220,7 +229,7 @@ class _Writer(ResponseWriter):
             reason = _PHRASES.get(status, b"")
         self._started = True
         try:
-            return c.p.send(h11.Response(status_code=status, headers=items, reason=reason or b""))
+            return c.p.response_head(status, items, reason or b"")
         except LocalProtocolError:
             self._started = False
             raise
@@ -245,7 +254,7 @@ class _Writer(ResponseWriter):
             if out:
                 c._send(out)
             return
-        out = c.p.send(h11.Data(data=data))
+        out = c.p.response_data(data)
         if self._out:
             out = self._out + out
             self._out = b""
@@ -258,7 +267,7 @@ class _Writer(ResponseWriter):
         if not self._started:
             raise LocalProtocolError("finish() before start()")
         c = self._c
-        out = c.p.send(h11.EndOfMessage())
+        out = c.p.response_end()
         if self._out:
             out = self._out + out
             self._out = b""
@@ -280,9 +289,9 @@ class _Writer(ResponseWriter):
         c = self._c
         p = c.p
         if body and not self._head_only:
-            out = head + p.send(h11.Data(data=body)) + p.send(h11.EndOfMessage())
+            out = head + p.response_data(body) + p.response_end()
         else:
-            out = head + p.send(h11.EndOfMessage())
+            out = head + p.response_end()
         c._send(out)
         self._finished = True
 
@@ -355,7 +364,8 @@ class _Conn:
         self.scheme = scheme
         self.limits = server.limits
         self.hub = ll.current_hub()
-        self.p = H1Connection(SERVER, server.limits)
+        self.p = H1Connection(SERVER, server.limits, own_send=True,
+                              wall_clock=_wall_clock(self.hub))
         self.state = _IDLE
         self.body: _Body | None = None
         self.writer: _Writer | None = None
@@ -509,7 +519,7 @@ class _Conn:
     def _maybe_send_100(self) -> None:
         p = self.p
         if p.they_are_waiting_for_100_continue:
-            self._send(p.send(h11.InformationalResponse(status_code=100, headers=[])))
+            self._send(p.response_continue())
 
     def _answer_error(self, status: int | None, code: str, message: str = "") -> None:
         """Answer a connection-level error (no response started) and stop."""
@@ -635,7 +645,7 @@ class _Conn:
         self.state = _BUSY
         error: BaseException | None = None
         try:
-            if self._eof and p.their_state is not h11.SEND_BODY:
+            if self._eof and not p.receiving_body:
                 self._peer_gone("eof")
             resp = self.server.handler(req)
             if resp is not None:

@@ -23,8 +23,19 @@ def segments(data: bytes, mode: str) -> list[bytes]:
 def transcript(data_segments, limits: Limits = DEFAULT_LIMITS, *, eof: bool = True,
                role: str = SERVER, request: h11.Request | None = None) -> list:
     """Feed ``data_segments`` to a fresh connection, answering each request with an
-    empty 200, and return the normalized list of what happened (body data joined)."""
-    c = H1Connection(role, limits)
+    empty 200, and return the normalized list of what happened (body data joined).
+    On the server side this runs twice, through h11's send path and through the
+    server's own response writer (``own_send``), and the transcripts must agree."""
+    segs = list(data_segments)
+    out = _transcript(segs, limits, eof, role, request, False)
+    if role == SERVER:
+        own = _transcript(segs, limits, eof, role, request, True)
+        assert own == out, (own, out)
+    return out
+
+
+def _transcript(data_segments, limits, eof, role, request, own_send) -> list:
+    c = H1Connection(role, limits, own_send=own_send)
     out: list = []
     if role == CLIENT:
         c.send(request or h11.Request(method="GET", target="/", headers=[("host", "x")]))
