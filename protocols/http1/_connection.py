@@ -86,7 +86,7 @@ from ..http.errors import (
 )
 from ..http.limits import DEFAULT_LIMITS, Limits
 
-__all__ = ["H1Connection", "NEED_DATA", "PAUSED", "SERVER", "CLIENT"]
+__all__ = ["H1Connection", "NEED_DATA", "PAUSED", "SERVER", "CLIENT", "RequestHead"]
 
 SERVER = "server"
 CLIENT = "client"
@@ -103,6 +103,21 @@ _BARE_LF_RE = re.compile(rb"(?<!\r)\n")
 _FOLD_RE = re.compile(rb"\r\n[ \t]+")
 _FEED_MAX = 256 * 1024  # largest slice of body handed to h11 at once
 
+
+# h11 0.16's request grammar (h11/_abnf.py), verbatim, so a request head we parse
+# ourselves is accepted or refused exactly as h11 would (a test compares the strings)
+_OWS = r"[ \t]*"
+_TOKEN = r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
+_VCHAR = r"[\x21-\x7e]"
+_FIELD_VCHAR = r"[^\x00\s]"
+_FIELD_CONTENT = rf"{_FIELD_VCHAR}+(?:[ \t]+{_FIELD_VCHAR}+)*"
+_FIELD_VALUE = rf"({_FIELD_CONTENT})?"
+HEADER_FIELD = rf"(?P<field_name>{_TOKEN})" + r":" + _OWS + \
+    rf"(?P<field_value>{_FIELD_VALUE})" + _OWS
+REQUEST_LINE = (rf"(?P<method>{_TOKEN})" + r" " + rf"(?P<target>{_VCHAR}+)"
+                + r" " + r"HTTP/(?P<http_version>[0-9]\.[0-9])")
+_HEADER_FIELD_RE = re.compile(HEADER_FIELD.encode("ascii"))
+_REQUEST_LINE_RE = re.compile(REQUEST_LINE.encode("ascii"))
 
 _EOM = h11.EndOfMessage()
 # own response writer: states and framings
@@ -160,6 +175,52 @@ def _excerpt(b: bytes | bytearray, n: int = 40) -> str:
     return repr(bytes(b[:n])) + ("..." if len(b) > n else "")
 
 
+class RequestHead:
+    """A parsed request head (what ``next_event`` returns for a request on an
+    ``own_send`` connection, in place of ``h11.Request``): ``method``, ``target``,
+    ``http_version`` (bytes) and ``headers``, a list of ``(lowercase name, value)``
+    byte pairs with surrounding whitespace stripped."""
+
+    __slots__ = ("method", "target", "headers", "http_version")
+
+    def __init__(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]],
+                 http_version: bytes):
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.http_version = http_version
+
+    def __repr__(self) -> str:
+        return f"RequestHead({self.method!r}, {self.target!r}, {self.headers!r})"
+
+
+def _parse_request(head: bytes) -> RequestHead:
+    """Parse a complete, CRLF-normalized request head as h11 would (same grammar, same
+    Host rule); raises ``BadRequest`` (``malformed``) where h11 raises."""
+    lines = head[:-4].split(b"\r\n")
+    m = _REQUEST_LINE_RE.fullmatch(lines[0])
+    if m is None:
+        raise BadRequest(f"h11: illegal request line: {_excerpt(lines[0])}", code="malformed")
+    headers = []
+    host = False
+    match = _HEADER_FIELD_RE.fullmatch
+    for line in lines[1:]:
+        f = match(line)
+        if f is None:
+            raise BadRequest(f"h11: illegal header line: {_excerpt(line)}", code="malformed")
+        name = f.group(1).lower()
+        value = f.group(2)
+        if name == b"host":
+            host = True
+        elif name == b"transfer-encoding":
+            value = value.lower()
+        headers.append((name, value))
+    version = m.group(3)
+    if not host and version == b"1.1":
+        raise BadRequest("h11: Missing mandatory Host: header", code="malformed")
+    return RequestHead(m.group(1), m.group(2), headers, version)
+
+
 class H1Connection:
     """One HTTP/1.1 connection, either side, without I/O. See the module docstring.
 
@@ -181,6 +242,7 @@ class H1Connection:
         self.limits = limits
         #: server: responses are serialized by ``response_head``/``_data``/``_end``
         self.own_send = own_send
+        self._h11_used = False  # own_send: h11 has parsed a message since its creation
         #: own_send: seconds since the epoch for the ``Date`` field (``None``: no Date)
         self.wall_clock = wall_clock
         self._reset_own()
@@ -215,6 +277,7 @@ class H1Connection:
         self._rkeep = True        # the request allows keep-alive
         self._rmethod = None      # method of the request being answered
         self._rversion = None     # its HTTP version
+        self._r100 = False        # the client waits for 100 Continue
 
     def _reset_body(self) -> None:
         self._framing = None      # "length" | "chunked" | "none" | "eof"
@@ -253,6 +316,8 @@ class H1Connection:
 
     @property
     def their_http_version(self) -> bytes | None:
+        if self.own_send:
+            return self._rversion
         return self._h11.their_http_version
 
     @property
@@ -262,8 +327,7 @@ class H1Connection:
     @property
     def they_are_waiting_for_100_continue(self) -> bool:
         if self.own_send:
-            return (self._phase == _BODY and self._ostate == _O_IDLE
-                    and self._h11.client_is_waiting_for_100_continue)
+            return self._r100 and self._phase == _BODY and self._ostate == _O_IDLE
         return self._h11.they_are_waiting_for_100_continue
 
     @property
@@ -449,14 +513,29 @@ class H1Connection:
         else:
             self._check_status_line(start)
         cl, chunked = self._check_framing(head, lower, start)
+        if self.own_send:
+            # parse the head ourselves (h11's grammar); h11 sees it only if a body
+            # follows, to parse that (a fresh instance per cycle)
+            ev = _parse_request(head)
+            self.messages_received += 1
+            self._request_facts(ev, head, lower)
+            self._start_body(cl, chunked, has_body=True)
+            if self._framing != "none" and self._declared != 0:
+                h = self._h11
+                if self._h11_used:
+                    h = self._h11 = h11.Connection(
+                        h11.SERVER, max_incomplete_event_size=self.limits.max_chunk_line + 2)
+                self._h11_used = True
+                h.receive_data(head)
+                if type(h.next_event()) is not h11.Request:  # pragma: no cover
+                    raise BadRequest("h11 did not accept the request head", code="malformed")
+            return ev
         h = self._h11
         h.receive_data(head)
         ev = h.next_event()
         t = type(ev)
         if t is h11.Request:
             self.messages_received += 1
-            if self.own_send:
-                self._request_facts(ev, head, lower)
             self._start_body(cl, chunked, has_body=True)
         elif t is h11.Response:
             self.messages_received += 1
@@ -473,13 +552,16 @@ class H1Connection:
         return ev
 
     def _request_facts(self, ev, head: bytes, lower: bytes) -> None:
-        """Method, version and keep-alive of a request (h11's ``_keep_alive`` rule)."""
+        """Method, version, keep-alive (h11's ``_keep_alive`` rule) and 100-continue
+        (h11's ``has_expect_100_continue``) of a request."""
         self._rmethod = ev.method
         v = self._rversion = ev.http_version
         keep = v == b"1.1"
         if keep and b"\nconnection:" in lower:
             keep = b"close" not in _comma_values(_field_values(head, lower, b"connection"))
         self._rkeep = keep
+        self._r100 = v == b"1.1" and b"\nexpect:" in lower and b"100-continue" in \
+            _comma_values(_field_values(head, lower, b"expect"))
 
     def _incomplete(self, msg: str, code: str):
         if self.role == SERVER:
@@ -569,6 +651,7 @@ class H1Connection:
                     return NEED_DATA
                 continue
             t = type(ev)
+            self._r100 = False  # the client sent (some of) the body
             if t is h11.Data:
                 n = self._body_seen + len(ev.data)
                 self._body_seen = n
@@ -751,6 +834,7 @@ class H1Connection:
                                      f"not {status!r}")
         if reason:
             _check_reason(reason)
+        self._r100 = False
         lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
         cls = te = conn = None
         has_date = False
@@ -841,7 +925,7 @@ class H1Connection:
         """``100 Continue`` (only before the final response head)."""
         if self._ostate != _O_IDLE:
             raise LocalProtocolError("100 Continue after the response head")
-        self._h11.client_is_waiting_for_100_continue = False
+        self._r100 = False
         return b"HTTP/1.1 100 \r\n\r\n"
 
     def response_data(self, data: bytes) -> bytes:
@@ -891,9 +975,8 @@ class H1Connection:
         if not self.reusable:
             raise LocalProtocolError("start_next_cycle on a connection that is not reusable")
         if self.own_send:
-            # h11 parsed exactly one message and never saw our response: a fresh one
-            self._h11 = h11.Connection(h11.SERVER,
-                                       max_incomplete_event_size=self.limits.max_chunk_line + 2)
+            # h11 parsed at most one body and never saw our response: it is replaced
+            # when the next body needs it
             self._reset_own()
             self._phase = _HEAD
             self._reset_body()

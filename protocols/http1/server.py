@@ -66,7 +66,7 @@ from ..http.errors import (
 )
 from ..http.limits import DEFAULT_LIMITS, Limits
 from ..http.model import Body, Headers, Request, Response, ResponseWriter
-from ._connection import NEED_DATA, SERVER, H1Connection, date_line
+from ._connection import NEED_DATA, SERVER, H1Connection, RequestHead, date_line
 
 __all__ = ["HTTPServer", "serve", "Handler"]
 
@@ -599,7 +599,7 @@ class _Conn:
                 self._answer_error(e.status, e.code, e.message)
                 return None
             t = type(ev)
-            if t is h11.Request:
+            if t is RequestHead:
                 self.requests += 1
                 return ev
             if ev is not NEED_DATA:  # ConnectionClosed
@@ -626,7 +626,7 @@ class _Conn:
 
     def _handle(self, ev) -> None:
         p = self.p
-        hdrs = _header_pairs(ev.headers)
+        hdrs = ev.headers
         method = ev.method.decode("ascii")
         cl = p.body_length
         empty = p.body_framing == "none" or cl == 0
@@ -729,15 +729,6 @@ class _Conn:
         if t is not None:
             self._reader_paused = None
             ll.reschedule(t)
-
-
-def _header_pairs(h) -> list[tuple[bytes, bytes]]:
-    """``(lowercase name, value)`` pairs of an h11 ``Headers`` (its internal list when
-    available: iterating the Sequence goes through ``__getitem__`` per item)."""
-    full = getattr(h, "_full_items", None)
-    if full is not None:
-        return [(n, v) for _, n, v in full]
-    return list(h)
 
 
 def _peer_str(peer) -> str | None:

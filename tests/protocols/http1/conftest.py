@@ -10,6 +10,7 @@ import pytest
 
 from protocols.http import DEFAULT_LIMITS, HTTPError, Limits
 from protocols.http1 import CLIENT, NEED_DATA, SERVER, H1Connection
+from protocols.http1._connection import RequestHead
 
 
 def segments(data: bytes, mode: str) -> list[bytes]:
@@ -57,7 +58,7 @@ def _transcript(data_segments, limits, eof, role, request, own_send) -> list:
             t = type(ev)
             if ev is NEED_DATA:
                 return True
-            if t is h11.Request:
+            if t is h11.Request or t is RequestHead:
                 out.append(("request", ev.method, ev.target, list(ev.headers)))
             elif t in (h11.Response, h11.InformationalResponse):
                 out.append(("response", ev.status_code, list(ev.headers)))
