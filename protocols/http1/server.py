@@ -13,7 +13,11 @@ so nothing outlives the server)::
   keeps reading while a handler runs, so pipelined requests are buffered (bounded:
   it pauses above ``_HIGH_WATER`` bytes, which is TCP backpressure) and a peer that
   disconnects or resets is noticed at once: the running handler is cancelled with
-  reason ``resource_unavailable`` ("client disconnected").
+  reason ``resource_unavailable`` ("client disconnected"). An EOF after a complete
+  request may be a half-close (the client still reads): for HTTP/1.1 the reader
+  probes with an interim ``100 Continue`` and cancels only if the peer answers with a
+  reset (``_after_eof``); a half-closed client gets its response, then the connection
+  closes.
 * The **runner** takes requests in order (pipelining is answered in order), runs the
   handler in its own task, sends the response and decides keep-alive. It runs
   inside ``masked()`` so a server shutdown does not cut a request short: shutdown
@@ -48,6 +52,7 @@ object past its return.
 from __future__ import annotations
 
 import http
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -73,6 +78,8 @@ __all__ = ["HTTPServer", "serve", "Handler"]
 Handler = Callable[[Request], "Response | None"]
 
 _HIGH_WATER = 256 * 1024
+# after an EOF during a handler: waits for a reset provoked by the probe (~1.5 s total)
+_PROBE_DELAYS = (0.001, 0.004, 0.015, 0.06, 0.25, 1.0)
 _LINGER_SECONDS = 1.0
 _LINGER_BYTES = 1024 * 1024
 _REASONS = {
@@ -432,8 +439,54 @@ class _Conn:
             else:
                 self._eof = True
                 p.receive_data(b"")
-                self._peer_gone("eof")
+                if p.receiving_body:
+                    self._peer_gone("eof")  # mid-body: the request can never complete
                 self._wake(_DATA)
+                self._after_eof()
+
+    def _after_eof(self) -> None:
+        """The peer sent EOF after a complete request. That is either a half-close
+        (``shutdown(SHUT_WR)``: the client still reads, and gets its response) or a
+        full close (the client is gone: cancel the handler). TCP cannot tell them
+        apart, so while a handler runs for an HTTP/1.1 request and nothing of its
+        response went out, probe: send an interim ``100 Continue`` (every HTTP/1.1
+        client must accept unsolicited 1xx responses); a closed peer answers with a
+        reset, which ``SO_ERROR`` shows within a few round trips. Without socket
+        options (TLS, simulated streams) or for HTTP/1.0, an EOF during a handler
+        means the client is gone, as before. A checkpoint (sleeps while probing)."""
+        greenrt.checkpoint()  # let the runner take up a request that came with the EOF
+        writer = self.writer
+        if self.state != _BUSY or self._stopped:
+            return
+        p = self.p
+        stream = self.stream
+        if p.receiving_body:  # pragma: no cover - the reader cancels mid-body EOFs
+            return
+        if writer is not None and writer.headers_sent:
+            return  # the response is being written: its writes fail if the peer is gone
+        try:
+            if p.their_http_version != b"1.1":
+                raise net.StreamError("no probe for HTTP/1.0")
+            stream.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)  # also clears it
+            probe = p.response_continue()
+        except (net.StreamError, LocalProtocolError, OSError):
+            self._peer_gone("eof")
+            return
+        try:
+            stream.send_all(probe)
+            for delay in _PROBE_DELAYS:
+                greenrt.sleep(delay)
+                if self.state != _BUSY or self.writer is not writer or self._stopped:
+                    return
+                if stream.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                    break
+            else:
+                _emit("half_close", status=None, peer=_peer_str(self.peer))
+                return  # a half-close: the handler's response will be read
+        except (net.StreamError, OSError):
+            if self.state != _BUSY or self.writer is not writer:
+                return
+        self._peer_gone("eof")
 
     def _peer_gone(self, how: str) -> None:
         hs = self.handler_scope
@@ -645,8 +698,6 @@ class _Conn:
         self.state = _BUSY
         error: BaseException | None = None
         try:
-            if self._eof and not p.receiving_body:
-                self._peer_gone("eof")
             resp = self.server.handler(req)
             if resp is not None:
                 if writer.headers_sent:

@@ -354,6 +354,59 @@ def test_client_disconnect_while_handler_works_cancels_it(http_server, net_helpe
     assert reasons == ["resource_unavailable"]
 
 
+@pytest.mark.parametrize("work", [0.0, 0.3])
+def test_half_closed_client_still_gets_its_response(http_server, net_helpers, work):
+    # the client sends a complete request and shutdown(SHUT_WR): the handler is not
+    # cancelled (work=0.3: EOF arrives while it runs; 0.0: with the request) and the
+    # response arrives, after an interim 100 (the probe for a fully closed peer)
+    done = []
+
+    def handler(req):
+        if work:
+            greenrt.sleep(work)
+        done.append(req.target)
+        return Response(200, [("content-type", "text/plain")], b"late answer")
+
+    srv = http_server(handler)
+    s = net_helpers.connect(srv.port)
+    s.sendall(b"GET /hc HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.shutdown(socket.SHUT_WR)
+    raw = net_helpers.read_until_close(s)
+    assert done == ["/hc"]
+    final = raw[raw.index(b"HTTP/1.1 200"):]
+    assert raw[:raw.index(b"HTTP/1.1 200")] in (b"", b"HTTP/1.1 100 \r\n\r\n")
+    assert final.endswith(b"\r\n\r\nlate answer") and b"content-length: 11\r\n" in final
+    assert re.search(rb"\r\ndate: \w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT\r\n", final)
+    assert "client_disconnected" not in srv.codes()
+
+
+def test_half_closed_http10_client_is_treated_as_gone(http_server, net_helpers):
+    # HTTP/1.0 has no 1xx to probe with: an EOF during the handler cancels it
+    reasons = []
+    started = threading.Event()
+
+    def handler(req):
+        started.set()
+        try:
+            greenrt.sleep(30)
+        except greenrt.Cancelled as c:
+            reasons.append(c.reason.kind.value)
+            raise
+        return Response(200)
+
+    srv = http_server(handler)
+    s = net_helpers.connect(srv.port)
+    s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    assert started.wait(10)
+    s.shutdown(socket.SHUT_WR)
+    assert srv.wait_for_code("client_disconnected")
+    assert net_helpers.read_until_close(s) == b""
+    end = time.monotonic() + 10
+    while not reasons and time.monotonic() < end:
+        time.sleep(0.01)
+    assert reasons == ["resource_unavailable"]
+
+
 # -- connection management ------------------------------------------------------------------------
 
 def test_per_ip_connection_cap(http_server, net_helpers):
