@@ -59,6 +59,22 @@ def _b(s: str | bytes, what: str) -> bytes:
     raise TypeError(f"header {what} must be str or bytes, not {type(s).__name__}")
 
 
+def _checked(name: Any, value: Any) -> tuple[bytes, bytes]:
+    """``(lowercase name, value)`` bytes of a field from application code, or
+    ``LocalProtocolError`` (a bad name, CR/LF/NUL in the value)."""
+    n = _b(name, "name").lower()
+    v = _b(value, "value")
+    if not n or _BAD_NAME_RE.search(n) is not None:
+        raise LocalProtocolError(f"invalid header name {n!r}")
+    if _BAD_VALUE_RE.search(v) is not None:
+        raise LocalProtocolError(f"header {n!r} value contains CR, LF or NUL")
+    return (n, v)
+
+
+# validated fields by (name, value) as given (str or bytes only: no 1 == True aliasing)
+_ADDED: dict[tuple[Any, Any], tuple[bytes, bytes]] = {}
+
+
 class Headers:
     """Ordered, case-insensitive multi-map of header fields.
 
@@ -90,13 +106,20 @@ class Headers:
 
     def add(self, name: str | bytes, value: str | bytes) -> None:
         """Append a field (does not replace existing ones)."""
-        n = _b(name, "name").lower()
-        v = _b(value, "value")
-        if not n or _BAD_NAME_RE.search(n) is not None:
-            raise LocalProtocolError(f"invalid header name {n!r}")
-        if _BAD_VALUE_RE.search(v) is not None:
-            raise LocalProtocolError(f"header {n!r} value contains CR, LF or NUL")
-        self._items.append((n, v))
+        tn = type(name)
+        tv = type(value)
+        if (tn is str or tn is bytes) and (tv is str or tv is bytes):
+            # the common case, cached: a handler sends the same fields again and again
+            key = (name, value)
+            pair = _ADDED.get(key)
+            if pair is None:
+                pair = _checked(name, value)
+                if len(_ADDED) >= 512:
+                    _ADDED.clear()
+                _ADDED[key] = pair
+            self._items.append(pair)
+            return
+        self._items.append(_checked(name, value))
 
     def set(self, name: str | bytes, value: str | bytes) -> None:
         """Replace every field named ``name`` with one field."""

@@ -814,21 +814,25 @@ class H1Connection:
     # -- the server's own response writer (see the module docstring) ---------------
 
     def response_head(self, status: int, headers: list[tuple[bytes, bytes]],
-                      reason: bytes = b"") -> bytes:
+                      reason: bytes = b"", content_length: int | None = None, *,
+                      replace_length: bool = True) -> bytes:
         """The bytes of a final response head (``headers``: ``(name, value)`` byte
         pairs, names lowercase), with h11's validation and framing rules, a ``Date``
         field unless given, and ``Connection: close`` if the connection will not be
-        reused. Raises ``LocalProtocolError`` (our state becomes broken)."""
+        reused. ``content_length`` replaces any Content-Length field in ``headers``
+        (or, with ``replace_length=False``, is used only if there is none). Raises
+        ``LocalProtocolError`` (our state becomes broken)."""
         if self._ostate != _O_IDLE:
             raise LocalProtocolError("response head already sent" if self._ostate != _O_ERROR
                                      else "connection is broken (a send failed)")
         try:
-            return self._response_head(status, headers, reason)
+            return self._response_head(status, headers, reason, content_length, replace_length)
         except LocalProtocolError:
             self._ostate = _O_ERROR
             raise
 
-    def _response_head(self, status: int, headers, reason: bytes) -> bytes:
+    def _response_head(self, status: int, headers, reason: bytes, length: int | None,
+                       replace_length: bool) -> bytes:
         if type(status) is not int or not 200 <= status < 1000:
             raise LocalProtocolError(f"Response status_code should be in range [200, 1000), "
                                      f"not {status!r}")
@@ -843,6 +847,8 @@ class H1Connection:
             name = kv[0]
             if name == b"content-length" or name == b"transfer-encoding" \
                     or name == b"connection":
+                if name == b"content-length" and length is not None and replace_length:
+                    continue  # replaced by ``length``
                 _header_line(name, kv[1])  # validate
                 if name == b"content-length":
                     if cls is None:
@@ -862,7 +868,12 @@ class H1Connection:
             line = line_of(kv)
             lines.append(line if line is not None else _header_line(name, kv[1]))
         cl = None
-        if cls is not None:  # h11: one distinct value, digits
+        if cls is None:
+            if length is not None:
+                cl = b"%d" % length
+        elif len(cls) == 1 and cls[0].isdigit():
+            cl = cls[0]
+        else:  # h11: one distinct value, digits
             vals = {x.strip() for v in cls for x in v.split(b",")}
             if len(vals) != 1:
                 raise LocalProtocolError("conflicting Content-Length headers")

@@ -216,15 +216,12 @@ class _Writer(ResponseWriter):
     def finished(self) -> bool:
         return self._finished
 
-    def _head(self, status: int, headers: Any, reason, content_length: int | None) -> bytes:
+    def _head(self, status: int, headers: Any, reason, content_length: int | None,
+              replace_length: bool = True) -> bytes:
         if self._started:
             raise LocalProtocolError("response head already sent")
         c = self._c
         h = headers if isinstance(headers, Headers) else Headers(headers)
-        items = h._items
-        if content_length is not None:
-            items = [kv for kv in items if kv[0] != b"content-length"]  # a copy
-            items.append((b"content-length", b"%d" % content_length))
         body = c.body
         if body is not None and not body.complete:
             body.discard_buffered()
@@ -236,7 +233,8 @@ class _Writer(ResponseWriter):
             reason = _PHRASES.get(status, b"")
         self._started = True
         try:
-            return c.p.response_head(status, items, reason or b"")
+            return c.p.response_head(status, h._items, reason or b"", content_length,
+                                     replace_length=replace_length)
         except LocalProtocolError:
             self._started = False
             raise
@@ -290,9 +288,8 @@ class _Writer(ResponseWriter):
             return
         body = resp.body
         status = resp.status
-        cl = None if (status in _NO_BODY_STATUS or status < 200
-                      or b"content-length" in (k for k, _ in resp.headers._items)) else len(body)
-        head = self._head(status, resp.headers, resp.reason, cl)
+        cl = None if (status in _NO_BODY_STATUS or status < 200) else len(body)
+        head = self._head(status, resp.headers, resp.reason, cl, replace_length=False)
         c = self._c
         p = c.p
         if body and not self._head_only:

@@ -204,3 +204,31 @@ def test_own_request_parser_agrees_with_h11(h1, pieces, start):
     data = start + b"".join(pieces) + b"\r\n\r\n"
     h1.transcript([data])
     h1.transcript(h1.segments(data, "bytes"))
+
+
+def test_header_model_cache_never_admits_a_bad_field():
+    from protocols.http import Headers
+
+    for _ in range(2):  # the second time would come from the cache if it were cached
+        for bad in [("x-a", "v\r\nset-cookie: a=b"), (b"x-a", b"v\x00"), ("x a", "1"), ("", "1")]:
+            with pytest.raises(LocalProtocolError):
+                Headers([bad])
+    assert Headers([("x-n", "1")]).raw() == [(b"x-n", b"1")]
+    with pytest.raises(TypeError):
+        Headers([("x-n", True)])  # not aliased to the cached ("x-n", 1)-like entry
+    assert Headers([("X-Up", b"v"), (b"X-Up", "v")]).raw() == [(b"x-up", b"v")] * 2
+
+
+def test_content_length_argument_replaces_or_defaults():
+    def head(headers, length, replace):
+        c = H1Connection(SERVER, own_send=True)
+        c.receive_data(REQUESTS["get11"])
+        c.next_event()
+        c.next_event()
+        out = c.response_head(200, headers, b"", length, replace_length=replace)
+        return [ln for ln in out.split(b"\r\n") if ln.startswith(b"content-length")]
+
+    assert head([(b"content-length", b"9")], 3, True) == [b"content-length: 3"]
+    assert head([(b"content-length", b"9")], 3, False) == [b"content-length: 9"]
+    assert head([], 3, False) == [b"content-length: 3"]
+    assert head([(b"content-length", b"x")], 3, True) == [b"content-length: 3"]
