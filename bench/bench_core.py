@@ -11,8 +11,10 @@ memory already touched):
            Reported in microseconds per task (lower is better).
 ``yield``  ping-pong between two tasks, each doing N yields: ``greenrt.checkpoint()``,
            the bare greenlet hub, ``gevent.sleep(0)``, ``asyncio.sleep(0)`` (default
-           loop, uvloop), ``trio.sleep(0)``; and raw ``greenlet.switch`` between two
-           greenlets with no hub. A *round trip* is one yield and the return of
+           loop, uvloop), ``trio.sleep(0)``; raw ``greenlet.switch`` between two
+           greenlets with no hub; and ``bare-direct``, the bare hub handing off
+           straight to the next task (one switch a yield, the floor of greenrt's
+           hand-off design, for reference). A *round trip* is one yield and the return of
            control (two greenlet switches on a greenlet hub: task -> hub -> next
            task); two tasks doing N yields each make 2N round trips. The raw-switch
            row counts A -> B -> A as one round trip. Reported in round trips per
@@ -23,7 +25,8 @@ memory already touched):
            fresh process, and separately as the ``tracemalloc`` delta (Python
            allocations only: uvloop's C-side memory is invisible to it). Lower is better.
 
-Each timed figure is the best of several repetitions after a warm-up. Ratios are
+Each timed figure is the best of several repetitions after a warm-up, timed in
+process CPU time (``--wall`` for wall time; see ``_common.clock``). Ratios are
 against greenrt (``x greenrt``) and the issue's targets are checked at the end:
 spawn+join <= 0.5x uvloop's TaskGroup per task; yield >= uvloop ``sleep(0)`` and
 >= 0.8x the bare hub; idle memory per task <= gevent's.
