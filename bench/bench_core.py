@@ -535,9 +535,10 @@ def summarize(results: dict) -> None:
     checks = []
     g, u = get("spawn", "greenrt"), get("spawn", "uvloop")
     if g and u:
+        bare = get("spawn", "bare")
         checks.append(("spawn+join <= 0.5x uvloop TaskGroup", g / u, g / u <= 0.5,
-                       f"greenrt {g:.2f} us vs uvloop {u:.2f} us; bare floor "
-                       f"{get('spawn', 'bare') or 0:.2f} us"))
+                       f"greenrt {g:.2f} us vs uvloop {u:.2f} us"
+                       + (f"; bare floor {bare:.2f} us" if bare else "")))
     g, u, b = get("yield", "greenrt"), get("yield", "uvloop"), get("yield", "bare")
     if g and u:
         checks.append(("yield >= uvloop sleep(0)", g / u, g >= u,
