@@ -489,6 +489,8 @@ class H1Connection:
                                    code="status_line_too_long")
 
     def _next_head(self):
+        if not self._buf and not self._eof:
+            return NEED_DATA  # nothing to scan (the common idle keep-alive case)
         end = self._scan_head()
         if end is None:
             if self._eof:
