@@ -20,9 +20,9 @@ the whole client run, which is less sensitive than throughput to a busy machine.
 Then a short cProfile of the greenrt server under the same load shows where its time
 goes (top functions by own time).
 
-Run: ``.venv/bin/python bench/bench_echo.py`` (about 40 s). Options: ``--seconds``,
-``--warmup``, ``--conns``, ``--size``, ``--rounds`` (rows are interleaved per round
-and the best round is kept), ``--peers greenrt,uvloop``, ``--no-profile``,
+Run: ``.venv/bin/python bench/bench_echo.py`` (about 55 s). Options: ``--seconds``,
+``--warmup``, ``--conns``, ``--size``, ``--rounds`` (rows are interleaved per round;
+medians are reported, and the median of the per-round greenrt/uvloop ratio), ``--peers greenrt,uvloop``, ``--no-profile``,
 ``--profile-only``. The machine is shared: compare ratios from one run, not
 absolute numbers across runs.
 """
@@ -211,9 +211,15 @@ def stop(p: subprocess.Popen) -> None:
         p.wait()
 
 
+def _median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
 def bench(a) -> None:
     peers = a.peers.split(",")
-    best: dict[str, dict] = {}
+    runs: dict[str, list[dict]] = {name: [] for name in peers}
     for rnd in range(a.rounds):
         for name in peers:
             p, port = start_server(name)
@@ -223,25 +229,35 @@ def bench(a) -> None:
                 res["cpu_us"] = (cpu_seconds(p.pid) - cpu0) * 1e6 / max(1, res["all_round_trips"])
             finally:
                 stop(p)
-            if name not in best or res["rps"] > best[name]["rps"]:
-                best[name] = res
+            runs[name].append(res)
             print(f"  round {rnd + 1} {name:8s} {res['rps']:>10,.0f} rt/s "
-                  f"{res['cpu_us']:6.1f} us server CPU/rt (min/conn {res['min_per_conn']})",
+                  f"{res['cpu_us']:6.2f} us server CPU/rt (min/conn {res['min_per_conn']})",
                   flush=True)
-    base = best.get("uvloop")
+    # Medians over the rounds (rows are interleaved, so a busy spell on the shared
+    # machine hits every server), plus the median of the per-round greenrt/uvloop ratio.
+    med = {name: {"rps": _median([r["rps"] for r in rs]),
+                  "cpu_us": _median([r["cpu_us"] for r in rs])} for name, rs in runs.items()}
+    base = med.get("uvloop")
+    g = med.get("greenrt")
     print(f"\nTCP echo, {a.conns} connections x {a.size}-byte round trips, "
-          f"{a.seconds}s after {a.warmup}s warm-up, best of {a.rounds}:")
-    print(f"{'server':10s} {'round trips/s':>14s} {'x uvloop':>9s} {'greenrt x':>10s} "
-          f"{'server CPU us/rt':>17s}")
-    g = best.get("greenrt")
+          f"{a.seconds}s after {a.warmup}s warm-up, median of {a.rounds} rounds:")
+    print(f"{'server':10s} {'round trips/s':>14s} {'x uvloop':>9s} {'server CPU us/rt':>17s} "
+          f"{'CPU x uvloop':>13s}")
     for name in peers:
-        r = best[name]["rps"]
-        xu = f"{r / base['rps']:.2f}" if base else "-"
-        xg = f"{g['rps'] / r:.2f}" if g else "-"
-        print(f"{name:10s} {r:>14,.0f} {xu:>9s} {xg:>10s} {best[name]['cpu_us']:>17.1f}")
+        m = med[name]
+        xu = f"{m['rps'] / base['rps']:.2f}" if base else "-"
+        xc = f"{base['cpu_us'] / m['cpu_us']:.2f}" if base else "-"
+        print(f"{name:10s} {m['rps']:>14,.0f} {xu:>9s} {m['cpu_us']:>17.2f} {xc:>13s}")
     if g and base:
-        ratio = g["rps"] / base["rps"]
-        print(f"\ntarget greenrt >= 1.0x uvloop streams: {ratio:.2f}x "
+        pairs = list(zip(runs["greenrt"], runs["uvloop"], strict=True))
+        per_round = [gr["rps"] / ur["rps"] for gr, ur in pairs]
+        cpu_round = [ur["cpu_us"] / gr["cpu_us"] for gr, ur in pairs]
+        ratio = _median(per_round)
+        print(f"\ngreenrt / uvloop per round: throughput "
+              f"{', '.join(f'{x:.2f}' for x in per_round)} (median {ratio:.2f}); "
+              f"CPU efficiency {', '.join(f'{x:.2f}' for x in cpu_round)} "
+              f"(median {_median(cpu_round):.2f})")
+        print(f"target greenrt >= 1.0x uvloop streams: {ratio:.2f}x "
               f"{'MET' if ratio >= 1.0 else 'NOT MET'}")
 
 
@@ -268,11 +284,11 @@ def main() -> None:
     ap.add_argument("--serve", choices=sorted(SERVERS))
     ap.add_argument("--stop-after", type=float)
     ap.add_argument("--profile", action="store_true")
-    ap.add_argument("--seconds", type=float, default=4.0)
-    ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--warmup", type=float, default=0.5)
     ap.add_argument("--conns", type=int, default=50)
     ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--peers", default=",".join(PEERS))
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument("--profile-only", action="store_true")
