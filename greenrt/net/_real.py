@@ -59,6 +59,8 @@ class SocketStream(TransportStream):
         if handle is not None:
             self._t_wait_readable = handle.wait_readable
             self._t_wait_writable = handle.wait_writable
+            if hasattr(handle, "rready"):
+                self._rslot = handle
         else:
             self._t_wait_readable = partial(driver.wait_readable, fd)
             self._t_wait_writable = partial(driver.wait_writable, fd)

@@ -27,6 +27,9 @@ Rules implemented here, once:
   path then tries the primitive at once and returns without yielding; to keep a
   stream that is always ready from starving other tasks, every ``FAIR_STREAK``-th
   consecutive call on a stream that did not have to wait yields to the hub first.
+* A transport whose driver tracks read readiness sets ``_rslot`` (an object with an
+  ``rready`` attribute, see ``greenrt._driver``): ``recv`` then skips the syscall
+  and waits at once while ``rready`` is 0, and clears it after a short read.
 * ``recv`` loses no data when cancelled: the only place it can be interrupted is the
   wait, before anything was read.
 * ``send_all`` cancelled, or failing, after writing part of its data marks the stream
@@ -101,6 +104,9 @@ class TransportStream(Stream):
         self._eof_sent = False
         self._eof_received = False
         self._streak = 0
+        # The driver's read-readiness handle (see ``greenrt._driver``), set by
+        # transports whose driver tracks readiness; ``None``: always try the syscall.
+        self._rslot = None
         self.bytes_sent = 0
         self.bytes_received = 0
         self.send_calls = 0
@@ -190,12 +196,16 @@ class TransportStream(Stream):
                 self._receiving = False
             if self._closed or self._broken_exc is not None:
                 raise self._unusable("recv")
-        try:
-            data = self._t_recv(max_bytes)
-        except BlockingIOError:
-            data = None
-        except OSError as e:
-            raise self._fail("recv", e) from e
+        rs = self._rslot
+        if rs is not None and not rs.rready:
+            data = None  # nothing arrived since the last EAGAIN/short read: just wait
+        else:
+            try:
+                data = self._t_recv(max_bytes)
+            except BlockingIOError:
+                data = None
+            except OSError as e:
+                raise self._fail("recv", e) from e
         if data is None:
             self._receiving = True
             try:
@@ -214,7 +224,10 @@ class TransportStream(Stream):
                 self._receiving = False
         self.recv_calls += 1
         if data:
-            self.bytes_received += len(data)
+            n = len(data)
+            self.bytes_received += n
+            if rs is not None and n < max_bytes and rs.rready == 1:
+                rs.rready = 0  # the queue was empty: new data raises a new edge
         else:
             self._eof_received = True
         return data

@@ -577,3 +577,102 @@ def test_huge_max_bytes_is_capped_before_allocating():
 
     ok, biggest = run(main)
     assert ok and biggest <= MAX_RECV
+
+
+def _pair():
+    lst = net.listen_tcp("127.0.0.1", 0)
+    c = net.open_tcp("127.0.0.1", lst.address[1])
+    s = lst.accept()
+    return lst, c, s
+
+
+def _count_transport_recvs(s):
+    calls = []
+    inner = s._t_recv
+
+    def counting(n):
+        calls.append(n)
+        return inner(n)
+
+    s._t_recv = counting  # the primitive is an instance attribute on the real network
+    return calls
+
+
+def test_request_response_costs_one_recv_syscall_per_message():
+    # After a short read the queue was empty, so the next recv waits for the
+    # driver's edge instead of making a recv that can only say EAGAIN.
+    def main():
+        lst, c, s = _pair()
+        calls = _count_transport_recvs(s)
+        got = []
+        with greenrt.region() as r:
+            def server():
+                for _ in range(20):
+                    d = s.recv(65536)
+                    got.append(d)
+                    s.send_all(d)
+
+            r.spawn(server)
+            while s.statistics()["recv_waits"] == 0:
+                greenrt.sleep(0)
+            for i in range(20):
+                c.send_all(b"m%02d" % i)
+                assert recv_exactly(c, 3) == b"m%02d" % i
+        waits = s.statistics()["recv_waits"]
+        for x in (c, s, lst):
+            x.close()
+        return got, len(calls), waits
+
+    got, syscalls, waits = run(main)
+    assert got == [b"m%02d" % i for i in range(20)]
+    assert waits == 20
+    # one trial recv before the very first wait (nothing is known yet), then one each
+    assert syscalls == 21
+
+
+def test_data_and_eof_seen_in_one_event_are_both_delivered():
+    # The hang-up readiness is sticky: the FIN arrives with the data, the short read
+    # of the data must not make the next recv wait for an edge that never comes.
+    def main():
+        lst, c, s = _pair()
+        got = []
+        with greenrt.region() as r:
+            def reader():
+                got.append(s.recv(100))  # parks first: arms the registration
+                got.append(s.recv(100))
+                got.append(s.recv(100))
+
+            r.spawn(reader)
+            while s.statistics()["recv_waits"] == 0:
+                greenrt.sleep(0)
+            c.send_all(b"last words")
+            c.send_eof()  # both reach the kernel before the hub's next poll
+        for x in (c, s, lst):
+            x.close()
+        return got
+
+    assert run(main) == [b"last words", b"", b""]
+
+
+def test_recv_after_a_cancelled_wait_tries_the_socket_first():
+    # A cancelled wait may have missed readiness (the hub polls epoll only while
+    # somebody waits), so the next recv must not rely on the driver's record; a
+    # cancel/retry loop that did would livelock.
+    def main():
+        lst, c, s = _pair()
+        c.send_all(b"a")
+        greenrt.sleep(0.01)
+        first = s.recv(100)  # short read: readiness cleared
+        with greenrt.region() as r:
+            with greenrt.cancel_scope() as sc:
+                r.spawn(sc.cancel)
+                s.recv(100)  # parks at once, cancelled by the sibling
+        c.send_all(b"b")  # arrives while nobody waits: no poll harvests it
+        waits = s.statistics()["recv_waits"]
+        second = s.recv(100)
+        waited = s.statistics()["recv_waits"] - waits
+        for x in (c, s, lst):
+            x.close()
+        return first, sc.cancelled_caught, second, waited
+
+    assert run(main) == (b"a", True, b"b", 0)
