@@ -55,8 +55,11 @@ lookup; framing headers are chosen as h11 does (``Transfer-Encoding: chunked`` f
 body of unknown length to an HTTP/1.1 client, close-delimited for HTTP/1.0, nothing
 for HEAD/204/304), ``Connection: close`` is added when the connection will not be
 reused, and a body longer or shorter than the declared Content-Length is refused.
-h11 then only parses one incoming message per cycle and is replaced by a fresh
-instance for the next one. The server also adds a ``Date`` field (formatted once a second) from ``wall_clock``.
+Such a connection also parses request heads itself (``_parse_request``, after the
+gate above): h11 0.16's request-line and header-field grammar verbatim (a test
+compares the regexes with h11's) and its Host rule, into a :class:`RequestHead`;
+every sans-IO transcript test runs through both paths and must agree. h11 sees a head
+only when a body follows, to parse that body, in a fresh instance per such cycle. The server also adds a ``Date`` field (formatted once a second) from ``wall_clock``.
 
 Hazards: this module never blocks and never allocates more than the limits allow
 (no allocation is sized by a number read from the peer: a Content-Length or chunk

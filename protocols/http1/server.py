@@ -478,7 +478,7 @@ class _Conn:
                 if stream.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
                     break
             else:
-                _emit("half_close", status=None, peer=_peer_str(self.peer))
+                self.hub.emit("http1.half_close", peer=_peer_str(self.peer))
                 return  # a half-close: the handler's response will be read
         except (net.StreamError, OSError):
             if self.state != _BUSY or self.writer is not writer:
