@@ -84,6 +84,8 @@ def checkpoint() -> None:
                 return  # the only runnable task: keep running
             glet = ready[0]._glet
             if glet is not None:
+                if task._queued:  # keep Hub._schedule's double-queue detector on this path
+                    raise InvariantViolation(f"task {task.id} ({task.name}) scheduled twice")
                 nxt = ready.popleft()
                 ready.append(task)
                 task._queued = True
