@@ -1,5 +1,7 @@
 """Fuzz target: HTTP/1.1 request parsing through greenrt's hardened layer
-(``protocols.http1.H1Connection``, server role, h11 behind it) — not h11 alone.
+(``protocols.http1.H1Connection``, server role) — not h11 alone. Both request paths
+run: the one with h11 behind the gate, and the server's own head parser
+(``own_send=True``, what ``serve()`` uses), and they must agree exactly.
 
 Run with atheris::
 
@@ -16,7 +18,9 @@ What one input checks, beyond "no unexpected exception":
   same body bytes and the same verdict;
 * limits hold: no request is accepted with a head, field count or body beyond them,
   and the bytes buffered stay bounded;
-* after any error nothing more is parsed (sticky errors: no smuggled request).
+* after any error nothing more is parsed (sticky errors: no smuggled request);
+* differential: the server's own parser (``own_send``) accepts, refuses and reports
+  exactly what the h11 path does.
 """
 
 from __future__ import annotations
@@ -34,12 +38,14 @@ try:  # pragma: no cover - only when running under atheris
 
         from protocols.http import HTTPError, Limits
         from protocols.http1 import NEED_DATA, SERVER, H1Connection
+        from protocols.http1._connection import RequestHead
 except ImportError:
     atheris = None
     import h11
 
     from protocols.http import HTTPError, Limits
     from protocols.http1 import NEED_DATA, SERVER, H1Connection
+    from protocols.http1._connection import RequestHead
 
 #: The documented errors of the request parser: nothing else may escape it.
 EXPECTED_ERRORS = (HTTPError,)
@@ -53,8 +59,8 @@ class Finding(AssertionError):
     """An invariant of the parser broke (not an expected error)."""
 
 
-def _parse(chunks) -> tuple[list, object]:
-    c = H1Connection(SERVER, LIMITS)
+def _parse(chunks, own_send: bool = False) -> tuple[list, object]:
+    c = H1Connection(SERVER, LIMITS, own_send=own_send)
     out: list = []
     verdict: object = None
     body = bytearray()
@@ -81,10 +87,10 @@ def _parse(chunks) -> tuple[list, object]:
                 if c.buffered > LIMITS.max_head_bytes:
                     raise Finding(f"{c.buffered} bytes buffered while waiting for more")
                 return True
-            if t is h11.Request:
+            if t is h11.Request or t is RequestHead:
                 if len(ev.headers) > LIMITS.max_headers:
                     raise Finding(f"{len(ev.headers)} fields accepted")
-                out.append(("req", ev.method, ev.target, tuple(ev.headers)))
+                out.append(("req", ev.method, ev.target, tuple(map(tuple, ev.headers))))
             elif t is h11.Data:
                 body += ev.data
                 if len(body) > LIMITS.max_body_bytes:
@@ -128,11 +134,16 @@ def _cuts(data: bytes) -> list[bytes]:
 
 def TestOneInput(data: bytes) -> None:
     whole = _parse([data])
-    pieces = _parse(_cuts(data))
-    if whole != pieces:
-        raise Finding(f"split input parsed differently: {whole[1]} vs {pieces[1]}")
+    own = _parse([data], own_send=True)
+    if own != whole:
+        raise Finding(f"own parser differs from the h11 path: {own} vs {whole}")
+    for own_send in (False, True):
+        pieces = _parse(_cuts(data), own_send)
+        if whole != pieces:
+            raise Finding(f"split input parsed differently (own_send={own_send}): "
+                          f"{whole[1]} vs {pieces[1]}")
     if len(data) <= 512:
-        single = _parse([data[i:i + 1] for i in range(len(data))])
+        single = _parse([data[i:i + 1] for i in range(len(data))], own_send=True)
         if whole != single:
             raise Finding(f"byte-by-byte input parsed differently: {whole[1]} vs {single[1]}")
 
