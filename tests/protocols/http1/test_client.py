@@ -246,7 +246,8 @@ def test_cancellation_at_every_checkpoint_leaves_no_broken_connection(http_serve
 
 
 def test_tls_with_host_name_verification(http_server, tmp_path):
-    trustme = pytest.importorskip("trustme")
+    import trustme
+
     from protocols import tls
 
     ca = trustme.CA()

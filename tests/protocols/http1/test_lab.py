@@ -8,8 +8,7 @@ from __future__ import annotations
 import pytest
 
 import greenrt
-
-lab = pytest.importorskip("lab")
+import lab
 
 
 def _program():

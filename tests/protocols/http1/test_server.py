@@ -5,7 +5,6 @@ disconnect, budgets, graceful shutdown, and curl/wrk as real clients."""
 from __future__ import annotations
 
 import re
-import shutil
 import socket
 import subprocess
 import threading
@@ -494,7 +493,6 @@ def test_shutdown_drain_expiry_cancels_with_reason_shutdown(http_server, net_hel
 # -- real clients ---------------------------------------------------------------------------------
 
 @pytest.mark.interop
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
 def test_curl_as_client(http_server, tmp_path):
     srv = http_server(lambda req: hello(req) if req.method in ("GET", "HEAD") else echo(req))
     url = f"http://127.0.0.1:{srv.port}"
@@ -518,7 +516,6 @@ def test_curl_as_client(http_server, tmp_path):
 
 
 @pytest.mark.interop
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed")
 def test_wrk_as_client(http_server):
     srv = http_server(hello)
     out = subprocess.run(["wrk", "-t1", "-c8", "-d1s", f"http://127.0.0.1:{srv.port}/"],

@@ -14,13 +14,12 @@ import sys
 import textwrap
 import time
 
+import flask  # installed by the test extra: a missing flask must fail, not skip
 import pytest
 
 import greenrt
 from protocols.http1 import WSGIAdapter
 from protocols.http1.client import Client
-
-flask = pytest.importorskip("flask")
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 
@@ -220,7 +219,7 @@ def _free_port() -> int:
 
 @pytest.mark.interop
 def test_gunicorn_with_our_worker_serves_flask(tmp_path):
-    pytest.importorskip("gunicorn")
+    import gunicorn  # noqa: F401 - installed by the test extra
     (tmp_path / "gapp.py").write_text(APP_MODULE)
     port = _free_port()
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{tmp_path}")
