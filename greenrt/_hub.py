@@ -18,6 +18,16 @@ pick comes from another lane; likewise the timed lane yields to the ready lane. 
 ``max(generation, 64)`` picks the hub polls I/O without blocking and fires due
 timers, so a busy program cannot starve timers or sockets either.
 
+Direct hand-off: a task that blocks or yields does not bounce through the hub
+greenlet; it picks the next task itself and switches straight to it (``_handoff``),
+one greenlet switch per yield instead of two. Control returns to the hub greenlet
+only when nothing is runnable, when it is time to poll, or to start a task on a
+brand-new greenlet (greenlet copies the starter's recursion depth, so new greenlets
+are always started from the hub). A worker greenlet whose task finished runs the next
+not-yet-started task in place, without switching at all. ``RealHub`` inlines the
+common case of these paths (and ``checkpoint()`` inlines it once more); hubs that
+override ``_schedule``/``_pick`` keep ``_fast_paths`` false and get the general path.
+
 Invariants (checked, a violation raises ``InvariantViolation``):
   * a task is in at most one lane, at most once (``Task._queued``);
   * only a parked task is rescheduled (its ``_abort_fn`` is set while parked).
