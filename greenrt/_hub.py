@@ -221,6 +221,13 @@ class Hub:
         steps of different tasks that touch the same object, at least one of them
         writing, do not commute. Not a checkpoint; must not block or switch."""
 
+    def wall_time(self) -> float:
+        """Seconds since the epoch, for things that must show calendar time (an HTTP
+        ``Date`` field, a log line). Not for measuring durations: use ``now()``. The
+        lab hub returns a deterministic value derived from its virtual clock."""
+        self.check_nondeterminism("wall clock (Hub.wall_time)")
+        return time.time()
+
     def check_nondeterminism(self, what: str) -> None:
         """Called before anything nondeterministic happens on this hub (a real
         thread, a real socket, a wall-clock read). The real hub allows everything;
@@ -480,6 +487,7 @@ class RealHub(Hub):
         return self._network
 
     now = staticmethod(time.monotonic)
+    wall_time = staticmethod(time.time)
 
     # The two methods below are the hot path of every checkpoint and every blocking
     # call. They are the base class's ``_yield_task``/``_handoff`` with the common

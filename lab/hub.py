@@ -191,6 +191,10 @@ class LabHub(Hub):
     def now(self) -> float:
         return self.clock.now
 
+    def wall_time(self) -> float:
+        """Calendar time under the lab: the virtual clock, deterministic per seed."""
+        return self.clock.now
+
     def _wait(self, timeout: float | None) -> None:
         if timeout is None:
             if not self.strict and self._wait_for_threads():

@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import http
 import socket
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -105,10 +104,10 @@ def _error_response(status: int, message: str = "") -> bytes:
 
 
 def _wall_clock(hub) -> Callable[[], float]:
-    """Seconds since the epoch for ``Date`` fields: ``time.time`` on the real hub; on
-    any other hub (the lab's virtual clock, which refuses wall-clock reads) its
-    ``now()``, so a simulated run stays deterministic."""
-    return time.time if isinstance(hub, ll.RealHub) else hub.now
+    """Seconds since the epoch for ``Date`` fields: the hub's ``wall_time`` (real
+    time on the real hub, the virtual clock under the lab, so a simulated run stays
+    deterministic)."""
+    return hub.wall_time
 
 
 def _emit(code: str, **data: Any) -> None:
