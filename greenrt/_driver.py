@@ -129,9 +129,20 @@ class _Slot:
             if drv._slots.get(self.fd) is not self:
                 raise ClosedResourceError(f"fd {self.fd} was closed")
             self._arm()
-        self.reader = drv._hub.current
+        hub = drv._hub
+        task = self.reader = hub.current
         drv.waiting += 1
-        _park(self._abort_r)
+        if task._pending:
+            _park(self._abort_r)
+            return
+        # ``park`` inlined: no cancellation is pending, so no abort is due yet.
+        task._abort_fn = self._abort_r
+        task.waiting_for = self
+        hub._handoff()
+        r = task._resume
+        if r is not None:
+            task._resume = None
+            _raise_resume(task, r)
 
     def wait_writable(self) -> None:
         """Park until the fd may be writable (see ``wait_readable``)."""
@@ -142,9 +153,20 @@ class _Slot:
             if drv._slots.get(self.fd) is not self:
                 raise ClosedResourceError(f"fd {self.fd} was closed")
             self._arm()
-        self.writer = drv._hub.current
+        hub = drv._hub
+        task = self.writer = hub.current
         drv.waiting += 1
-        _park(self._abort_w)
+        if task._pending:
+            _park(self._abort_w)
+            return
+        # ``park`` inlined: no cancellation is pending, so no abort is due yet.
+        task._abort_fn = self._abort_w
+        task.waiting_for = self
+        hub._handoff()
+        r = task._resume
+        if r is not None:
+            task._resume = None
+            _raise_resume(task, r)
 
 
 def _park(abort_fn):
@@ -153,6 +175,13 @@ def _park(abort_fn):
 
     _park = park
     return park(abort_fn)
+
+
+def _raise_resume(task, r):
+    global _raise_resume
+    from ._checkpoint import _raise_resume
+
+    _raise_resume(task, r)
 
 
 class EpollDriver:
@@ -320,8 +349,15 @@ class EpollDriver:
         except InterruptedError:  # pragma: no cover - PEP 475 retries, but be safe
             return
         slots = self._slots
-        reschedule = self._hub.reschedule
+        hub = self._hub
+        reschedule = hub.reschedule
+        # On a plain hub (the real hub's own lanes, no tracing) a woken reader with
+        # nothing special about it goes straight to the ready lane: this is
+        # ``Hub.reschedule``/``Hub._schedule`` inlined for the one case that matters
+        # (no pending cancellation, no deadline); every other case takes the hub's path.
+        ready_append = hub._ready.append if hub._plain else None
         wake_rfd = self._wake_rfd
+        woken = 0
         for fd, ev in events:
             slot = slots.get(fd)
             if slot is None:
@@ -341,17 +377,26 @@ class EpollDriver:
                 t = slot.reader
                 if t is not None:
                     slot.reader = None
-                    self.waiting -= 1
-                    reschedule(t, None)
+                    woken += 1
+                    if (ready_append is not None and t._abort_fn is not None and not t._queued
+                            and not t._pending and not t._drains
+                            and t._scope._deadline_eff is None):
+                        t._abort_fn = None
+                        t._resume = None
+                        t._queued = True
+                        ready_append(t)
+                    else:
+                        reschedule(t, None)
                     woke = True
             t = slot.writer
             if t is not None and ev & _WRITE_EVENTS:
                 slot.writer = None
-                self.waiting -= 1
+                woken += 1
                 reschedule(t, None)
                 woke = True
             if woke and not slot.persistent:
                 self._update(fd, slot)
+        self.waiting -= woken
 
     def close(self) -> None:
         if self._closed:

@@ -177,7 +177,10 @@ class TransportStream(Stream):
         closed while waiting), ``BusyResourceError`` if another task is receiving.
         """
         hub = self._hub
-        task = _enter(hub)
+        task = hub.current  # the check half of the checkpoint: ``_enter`` unless trivial
+        if (task is None or task._pending or task._drains or task._scope._quota_chain
+                or hub._tracing):
+            task = _enter(hub)
         if self._closed or self._broken_exc is not None:
             raise self._unusable("recv")
         if self._receiving:
@@ -240,7 +243,10 @@ class TransportStream(Stream):
         before writing anything: nothing was sent and the stream stays usable.
         """
         hub = self._hub
-        task = _enter(hub)
+        task = hub.current  # the check half of the checkpoint: ``_enter`` unless trivial
+        if (task is None or task._pending or task._drains or task._scope._quota_chain
+                or hub._tracing):
+            task = _enter(hub)
         if self._closed or self._broken_exc is not None:
             raise self._unusable("send_all")
         if self._sending:
