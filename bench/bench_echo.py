@@ -15,7 +15,9 @@ Servers (each the idiomatic streams-level echo of its framework):
 * trio      ``trio.serve_tcp`` with ``receive_some`` / ``send_all``
 
 Also shown: the server's CPU time (user + system, from /proc) per round trip over
-the whole client run, which is less sensitive than throughput to a busy machine.
+the whole client run, which is less sensitive than throughput to a busy machine, and
+the client's CPU share of one core (near 100%: the client limits the rate, and the
+throughput ratios say little; then compare the CPU column).
 
 Then a short cProfile of the greenrt server under the same load shows where its time
 goes (top functions by own time).
@@ -231,7 +233,8 @@ def bench(a) -> None:
                 stop(p)
             runs[name].append(res)
             print(f"  round {rnd + 1} {name:8s} {res['rps']:>10,.0f} rt/s "
-                  f"{res['cpu_us']:6.2f} us server CPU/rt (min/conn {res['min_per_conn']})",
+                  f"{res['cpu_us']:6.2f} us server CPU/rt (min/conn {res['min_per_conn']}, "
+                  f"client CPU {res.get('client_cpu_share', 0):.0%} of a core)",
                   flush=True)
     # Medians over the rounds (rows are interleaved, so a busy spell on the shared
     # machine hits every server), plus the median of the per-round greenrt/uvloop ratio.

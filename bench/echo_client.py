@@ -7,13 +7,16 @@ message in flight: send ``size`` bytes, wait until ``size`` bytes came back, rep
     python bench/echo_client.py PORT [--conns 50] [--size 64] [--warmup 1] [--seconds 4]
 
 Prints one JSON object: round trips counted after the warm-up, elapsed seconds,
-round trips per second, and the per-connection minimum (to spot starvation).
+round trips per second, the per-connection minimum (to spot starvation), and the
+client's own CPU time over the measured window as a share of one core (near 1.0
+means the client, not the server, limits the rate).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import select
 import socket
 import time
@@ -76,14 +79,19 @@ def main() -> None:
         if not measuring and now >= t_start:
             measuring = True
             t_start = now
+            ru0 = resource.getrusage(resource.RUSAGE_SELF)
         elif measuring and now >= t_end:
             break
     elapsed = time.perf_counter() - t_start
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    client_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     for s in socks.values():
         s.close()
     print(json.dumps({"round_trips": total, "seconds": elapsed, "rps": total / elapsed,
                       "min_per_conn": min(counts.values()), "conns": a.conns, "size": size,
-                      "all_round_trips": everything}))
+                      "all_round_trips": everything,
+                      # near 1.0: the client, not the server, limits the rate
+                      "client_cpu_share": client_cpu / elapsed}))
 
 
 if __name__ == "__main__":
