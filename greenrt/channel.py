@@ -247,7 +247,9 @@ class Sender(Generic[T]):
             hub = _hub_tls.hub
         except AttributeError:
             raise NoHubError("not inside greenrt.run()") from None
-        task = _enter(hub)
+        task = hub.current  # the check half of the checkpoint, common case inlined
+        if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:
+            task = _enter(hub)
         ch = self._ch
         if self._closed or ch.rx_closed:
             self._check()
@@ -279,7 +281,9 @@ class Sender(Generic[T]):
             hub = _hub_tls.hub
         except AttributeError:
             raise NoHubError("not inside greenrt.run()") from None
-        task = _enter(hub)
+        task = hub.current  # the check half of the checkpoint, common case inlined
+        if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:
+            task = _enter(hub)
         ch = self._ch
         if self._closed or ch.rx_closed:
             self._check()
@@ -370,7 +374,9 @@ class Receiver(Generic[T]):
             hub = _hub_tls.hub
         except AttributeError:
             raise NoHubError("not inside greenrt.run()") from None
-        task = _enter(hub)
+        task = hub.current  # the check half of the checkpoint, common case inlined
+        if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:
+            task = _enter(hub)
         if self._closed:
             raise ClosedResourceError("this receiver is closed")
         ch = self._ch

@@ -76,9 +76,7 @@ def _note(obj: Any, write: bool = True) -> None:
 def _yield(task) -> None:
     """The yield half of a checkpoint (cancellation was already checked); mirrors
     ``greenrt.checkpoint()`` after its check half."""
-    hub = task._hub
-    hub._schedule(task)
-    hub._handoff()
+    task._hub._yield_task(task)
     r = task._resume
     if r is not None:
         task._resume = None
@@ -382,7 +380,9 @@ class Lock:
             hub = _hub_tls.hub
         except AttributeError:
             raise NoHubError("not inside greenrt.run()") from None
-        task = _enter(hub)
+        task = hub.current  # the check half of the checkpoint, common case inlined
+        if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:
+            task = _enter(hub)
         if hub.wants_access:
             hub.note_access(self)
         owner = self._owner
@@ -449,8 +449,21 @@ class Lock:
     # aliasing saves a frame on the hottest path.
     __enter__ = acquire
 
-    def __exit__(self, *exc) -> None:
-        self.release()
+    def __exit__(self, etype, exc, tb) -> None:
+        # ``release`` inlined (one frame less on the hottest path); keep them in step.
+        try:
+            task = _hub_tls.hub.current
+        except AttributeError:
+            raise NoHubError("not inside greenrt.run()") from None
+        if self._owner is not task or task is None:
+            raise InvalidStateError(
+                f"Lock released by {_owner_name(task)} but held by {_owner_name(self._owner)}")
+        if task._hub.wants_access:
+            task._hub.note_access(self)
+        if self._waiters._q:
+            self._hand_off()
+        else:
+            self._owner = None
 
     def statistics(self) -> dict:
         o = self._owner
