@@ -56,9 +56,12 @@ _ET = select.EPOLLET
 _RDHUP = getattr(select, "EPOLLRDHUP", 0x2000)
 _ERR = select.EPOLLERR | select.EPOLLHUP
 _READ_EVENTS = _IN | _RDHUP | _ERR | select.EPOLLPRI
-_HANGUP = _RDHUP | _ERR
+_PRI = select.EPOLLPRI
+# Read readiness that raises no second edge once harvested (EOF, errors) or that
+# ends a read early with data left (TCP urgent data): sticky, see ``_Slot.rready``.
+_HANGUP = _RDHUP | _ERR | _PRI
 _WRITE_EVENTS = _OUT | _ERR
-_PERSISTENT_MASK = _IN | _OUT | _RDHUP | _ET
+_PERSISTENT_MASK = _IN | _OUT | _RDHUP | _PRI | _ET
 
 
 class BusyResourceError(GreenrtError):
@@ -83,8 +86,9 @@ class _Slot:
         # Read readiness as far as the driver knows (persistent handles): 1 = may be
         # readable (the initial state: nothing is known before the first wait arms
         # the registration), 0 = the owner saw EAGAIN or a short read and no event
-        # came since, 2 = hang-up/error seen (sticky: EOF and errors raise no second
-        # edge, so an owner must never skip a read after that).
+        # came since, 2 = hang-up/error/urgent data seen (sticky: EOF and errors raise
+        # no second edge, and a TCP read stops early at an urgent mark, so an owner
+        # must never skip a read after that).
         self.rready = 1
         self.mask = 0  # what is registered with epoll now (0: not registered)
         self.persistent = persistent

@@ -45,6 +45,13 @@ def _family_of(host: str) -> int:
 class SocketStream(TransportStream):
     """A stream over a connected, non-blocking stream socket."""
 
+    #: Let ``recv`` skip the syscall while the driver saw no readiness since a short
+    #: read (see ``greenrt._driver``). Only where a short read is known to mean "the
+    #: receive queue was empty": TCP (an urgent-data mark also ends a read early, but
+    #: raises ``EPOLLPRI``, which the driver treats as sticky readiness). Not Unix
+    #: streams: with ``SO_PASSCRED`` a read stops at a change of writer with data left.
+    _track_readiness = False
+
     def __init__(self, hub, sock: socket.socket, handle=None):
         TransportStream.__init__(self, hub)
         self._sock = sock
@@ -59,7 +66,7 @@ class SocketStream(TransportStream):
         if handle is not None:
             self._t_wait_readable = handle.wait_readable
             self._t_wait_writable = handle.wait_writable
-            if hasattr(handle, "rready"):
+            if self._track_readiness and hasattr(handle, "rready"):
                 self._rslot = handle
         else:
             self._t_wait_readable = partial(driver.wait_readable, fd)
@@ -112,6 +119,8 @@ class SocketStream(TransportStream):
 
 class TCPStream(SocketStream):
     """A TCP connection (``TCP_NODELAY`` is on by default)."""
+
+    _track_readiness = True
 
 
 class UnixStream(SocketStream):

@@ -676,3 +676,28 @@ def test_recv_after_a_cancelled_wait_tries_the_socket_first():
         return first, sc.cancelled_caught, second, waited
 
     assert run(main) == (b"a", True, b"b", 0)
+
+
+def test_urgent_data_does_not_stall_recv():
+    # A TCP read stops early at an urgent-data mark with data left and no new edge
+    # to come; the driver treats EPOLLPRI as sticky readiness, so recv goes on.
+    def main():
+        lst, c, s = _pair()
+        got = []
+        with greenrt.region() as r:
+            def reader():
+                while sum(map(len, got)) < 10:
+                    got.append(s.recv(100))
+
+            r.spawn(reader)
+            while s.statistics()["recv_waits"] == 0:
+                greenrt.sleep(0)
+            raw = c.socket
+            raw.send(b"hello")
+            raw.send(b"!", socket.MSG_OOB)
+            raw.send(b"world")  # all of it reaches the kernel before the hub's next poll
+        for x in (c, s, lst):
+            x.close()
+        return b"".join(got)
+
+    assert run(main) == b"helloworld"  # the urgent byte is out of band
