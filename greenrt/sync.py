@@ -93,6 +93,9 @@ def _coop(obj, task) -> None:
         obj._coop = n
 
 
+_MISSING = object()
+
+
 class _WaitQueue:
     """A FIFO of parked tasks with O(1) removal on abort.
 
@@ -101,6 +104,9 @@ class _WaitQueue:
     ``on_abort`` (a primitive uses that to re-examine who can be served now). A task
     that was handed something has always been removed first, so it can no longer be
     aborted: hand-off and abort exclude each other.
+
+    The queue maps each waiting task to its ``data`` (a parked task waits in exactly
+    one place, so it is its own key: no per-wait key object or tuple).
     """
 
     __slots__ = ("_q",)
@@ -118,12 +124,11 @@ class _WaitQueue:
              what: str | None = None) -> Any:
         """Park ``task`` (the current task) here. ``what`` names the wait for deadlock
         reports (``Task.waiting_for``)."""
-        key = object()
         q = self._q
-        q[key] = (task, data)
+        q[task] = data  # a parked task waits in one place at a time: it is the key
 
         def abort() -> bool:
-            if q.pop(key, None) is not None and on_abort is not None:
+            if q.pop(task, _MISSING) is not _MISSING and on_abort is not None:
                 on_abort()
             return True
 
@@ -131,11 +136,13 @@ class _WaitQueue:
 
     def first(self):
         """``(task, data)`` of the first waiter (the queue must not be empty)."""
-        return next(iter(self._q.values()))
+        q = self._q
+        task = next(iter(q))
+        return task, q[task]
 
     def wake_first(self, value: Any = None):
         """Hand ``value`` to the first waiter; return its ``(task, data)``."""
-        _, (task, data) = self._q.popitem(last=False)
+        task, data = self._q.popitem(last=False)
         task._hub.reschedule(task, value)
         return task, data
 
@@ -164,21 +171,20 @@ class _WaitQueue:
         from ._hub import _Raise
 
         q = self._q
-        keys = [k for k, (_, d) in q.items() if pred(d)]
-        for k in keys:
-            task, _ = q.pop(k)
+        tasks = [t for t, d in q.items() if pred(d)]
+        for task in tasks:
+            del q[task]
             task._hub.reschedule(task, _Raise(make_exc()))
-        return len(keys)
+        return len(tasks)
 
     def tasks(self) -> list:
-        return [t for t, _ in self._q.values()]
+        return list(self._q)
 
 
 def _park_uninterruptible(queue: _WaitQueue, task, data: Any = None, what: str | None = None) -> Any:
     """Wait in ``queue`` without being abortable (not a checkpoint). For re-acquiring a
     lock that a caller must hold when it leaves, whatever happens (``Condition``)."""
-    key = object()
-    queue._q[key] = (task, data)
+    queue._q[task] = data
     return park(_never, what)
 
 
@@ -865,7 +871,7 @@ class RWLock:
         return _RWGuard(self.acquire_write, self.release_write)
 
     def statistics(self) -> dict:
-        modes = [d for _, d in self._waiters._q.values()]
+        modes = list(self._waiters._q.values())
         return {"readers": len(self._readers),
                 "writer": None if self._writer is None else self._writer.id,
                 "tasks_waiting": len(modes), "readers_waiting": modes.count("r"),
