@@ -17,10 +17,15 @@ object per spawn instead of two, which matters when spawning is a hot path.
 Greenlets are reused. A task gets a greenlet only when it first runs, from the hub's
 free list; when it completes, its greenlet goes back to the list. Everything a task
 could leave behind in a greenlet is reset before the next task runs on it: the
-``contextvars`` context is replaced by the new task's (copied from its spawner at
-spawn time), the exception state is clean because the body runs inside a
+``contextvars`` context is replaced by the new task's (a copy of its spawner's, taken
+at spawn time; ``None`` when the spawner's is empty, which behaves the same and saves
+an allocation), the exception state is clean because the body runs inside a
 ``try``/``except`` that has fully unwound, and all per-task runtime state lives on the
 ``Task`` object, never on the greenlet.
+
+A finished task drops its references to itself (as its own root scope and that
+scope's owner) so reference counting frees it: otherwise every finished task would be
+cyclic garbage, and the cyclic collector would rescan all of them on every pass.
 """
 
 from __future__ import annotations
