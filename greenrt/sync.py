@@ -42,6 +42,7 @@ from typing import Any
 
 from ._checkpoint import _enter, _raise_resume, current_task, park
 from ._exceptions import GreenrtError, InvalidStateError, NoHubError, WouldBlock
+from ._hub import _CANCEL, _Raise
 from ._hub import _tls as _hub_tls
 from ._obligation import Obligation, reserve
 
@@ -132,7 +133,19 @@ class _WaitQueue:
                 on_abort()
             return True
 
-        return park(abort, what)
+        if task._pending:
+            return park(abort, what)  # may have to abort at once: the general path
+        # ``park`` inlined (the caller is ``task``; nothing is pending); keep in step.
+        task._abort_fn = abort
+        task.waiting_for = what
+        task._hub._handoff()
+        r = task._resume
+        if r is None:
+            return None
+        task._resume = None
+        if r is _CANCEL or type(r) is _Raise:
+            _raise_resume(task, r)
+        return r
 
     def first(self):
         """``(task, data)`` of the first waiter (the queue must not be empty)."""
@@ -147,8 +160,6 @@ class _WaitQueue:
         return task, data
 
     def wake_first_error(self, exc: BaseException):
-        from ._hub import _Raise
-
         return self.wake_first(_Raise(exc))
 
     def wake_all(self, value: Any = None) -> int:
@@ -168,8 +179,6 @@ class _WaitQueue:
     def wake_matching_error(self, pred: Callable[[Any], bool],
                             make_exc: Callable[[], BaseException]) -> int:
         """Wake, with an error, every waiter whose data satisfies ``pred``."""
-        from ._hub import _Raise
-
         q = self._q
         tasks = [t for t, d in q.items() if pred(d)]
         for task in tasks:
