@@ -304,8 +304,20 @@ class Sender(Generic[T]):
             else:
                 ch._coop = n
             return
-        self._wait_slot(task, ch)
-        ch.deliver(value)
+        # The channel is full or others wait first: queue for a slot (FIFO hand-off).
+        ch.send_waiters.wait(task, self, what="channel Sender.reserve")  # name kept: tests and reports use it
+        # The waker counted the slot as reserved for us; ``deliver`` inlined.
+        ch.reserved -= 1
+        if ch.rx_closed:  # closed after the slot was handed to us, before we ran
+            raise BrokenChannelError("the receiver was closed")
+        ch.sent += 1
+        rw = ch.recv_waiters
+        if rw._q:
+            ch.received += 1
+            rw.wake_first(value)
+            ch.free_slot()
+        else:
+            ch.buf.append(value)
 
     def send_nowait(self, value: T) -> None:
         """Send now or raise ``WouldBlock``. Not a checkpoint."""
@@ -386,8 +398,11 @@ class Receiver(Generic[T]):
         if buf:
             v = buf.popleft()
             ch.received += 1
-            if ch.send_waiters._q:
-                ch.free_slot()
+            sw = ch.send_waiters._q
+            if sw:  # ``free_slot`` inlined (rx_closed is False: this receiver is open)
+                ch.reserved += 1
+                t, _ = sw.popitem(last=False)
+                t._hub.reschedule(t, None)
             elif not buf and ch.senders_open == 0:
                 ch.check_eof()
             n = ch._coop + 1
