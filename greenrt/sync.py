@@ -438,8 +438,12 @@ class Lock:
                 f"Lock released by {_owner_name(task)} but held by {_owner_name(self._owner)}")
         if task._hub.wants_access:
             task._hub.note_access(self)
-        if self._waiters._q:
-            self._hand_off()
+        q = self._waiters._q
+        if q:  # ``_hand_off`` inlined: the longest waiter owns the lock from now on
+            t, _ = q.popitem(last=False)
+            self._owner = t
+            self._acquired += 1
+            t._hub.reschedule(t, None)
         else:
             self._owner = None
 
@@ -475,8 +479,12 @@ class Lock:
                 f"Lock released by {_owner_name(task)} but held by {_owner_name(self._owner)}")
         if task._hub.wants_access:
             task._hub.note_access(self)
-        if self._waiters._q:
-            self._hand_off()
+        q = self._waiters._q
+        if q:  # ``_hand_off`` inlined: the longest waiter owns the lock from now on
+            t, _ = q.popitem(last=False)
+            self._owner = t
+            self._acquired += 1
+            t._hub.reschedule(t, None)
         else:
             self._owner = None
 
