@@ -151,11 +151,13 @@ class Permit:
     ``abort``. ``with tx.reserve() as permit:`` aborts it if the block raises.
     """
 
-    __slots__ = ("_ch", "_ob")
+    __slots__ = ("_ch", "_ob", "_hub")
 
-    def __init__(self, ch: _Chan, stacklevel: int):
+    def __init__(self, ch: _Chan, hub, stacklevel: int):
         self._ch = ch
-        _note(ch)
+        self._hub = hub
+        if hub.wants_access:
+            hub.note_access(ch)
         ch.permits += 1
         self._ob = reserve("send_permit", on_abort=self._on_abort, stacklevel=stacklevel + 1)
 
@@ -180,11 +182,23 @@ class Permit:
         if ob.state != "reserved":
             raise InvalidStateError(f"permit already {ob.state}")
         ch = self._ch
-        _note(ch)
+        hub = self._hub
+        if hub.wants_access:
+            hub.note_access(ch)
         if ch.rx_closed:
             ob.abort("receiver closed")
             raise BrokenChannelError("the receiver is closed")
-        ch.deliver(value)
+        # ``ch.deliver(value)`` inlined
+        ch.sent += 1
+        ch.reserved -= 1
+        rw = ch.recv_waiters._q
+        if rw:
+            ch.received += 1
+            t, _ = rw.popitem(last=False)
+            t._hub.reschedule(t, value)
+            ch.free_slot()
+        else:
+            ch.buf.append(value)
         ob.commit()
         if ch.senders_open == 0:
             ch.check_eof()
@@ -255,7 +269,7 @@ class Sender(Generic[T]):
             self._check()
         if not ch.send_waiters._q and len(ch.buf) + ch.reserved < ch.cap:
             ch.reserved += 1
-            permit = Permit(ch, _stacklevel + 1)
+            permit = Permit(ch, hub, _stacklevel + 1)
             n = ch._coop + 1
             if n >= COOP_BUDGET:
                 ch._coop = 0
@@ -264,15 +278,19 @@ class Sender(Generic[T]):
                 ch._coop = n
             return permit
         self._wait_slot(task, ch)
-        return Permit(ch, _stacklevel + 1)
+        return Permit(ch, hub, _stacklevel + 1)
 
     def reserve_nowait(self) -> Permit:
         """A permit if there is capacity now, else ``WouldBlock``. Not a checkpoint."""
         ch = self._check()
+        try:
+            hub = _hub_tls.hub
+        except AttributeError:
+            raise NoHubError("not inside greenrt.run()") from None
         if ch.send_waiters or len(ch.buf) + ch.reserved >= ch.cap:
             raise WouldBlock("channel is full")
         ch.reserved += 1
-        return Permit(ch, 2)
+        return Permit(ch, hub, 2)
 
     def send(self, value: T) -> None:
         """Send ``value``, waiting for capacity. A checkpoint. A cancelled send sent
