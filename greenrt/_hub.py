@@ -522,6 +522,18 @@ class RealHub(Hub):
         self._poll_countdown = cd + 1
         self._handoff()
 
+    def reschedule(self, task, value: Any = None) -> None:
+        # Hub.reschedule with Hub._schedule's ready-lane case inlined.
+        if task._abort_fn is None:
+            raise InvariantViolation(f"task {task.id} ({task.name}) woken but not parked")
+        task._abort_fn = None
+        task._resume = value
+        if task._queued or task._pending or task._drains or task._scope._deadline_eff is not None:
+            self._schedule(task)
+            return
+        task._queued = True
+        self._ready.append(task)
+
     def _handoff(self):
         if self._cancel_lane or self._timed or self._tracing:
             return Hub._handoff(self)
