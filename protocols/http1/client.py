@@ -46,7 +46,8 @@ from ..http.errors import (
     TooManyRedirects,
 )
 from ..http.limits import DEFAULT_LIMITS, Limits
-from ..http.model import Body, Headers
+from ..http.model import Headers
+from ._body import PulledBody
 from ._connection import CLIENT, NEED_DATA, H1Connection
 
 __all__ = ["Client", "ClientResponse", "request"]
@@ -73,24 +74,14 @@ class _Conn:
         self.stream.close()
 
 
-class _ResponseBody(Body):
+class _ResponseBody(PulledBody):
     """The response body, read straight from the connection."""
 
-    __slots__ = ("_resp", "_pending", "_done", "_length")
+    __slots__ = ("_resp",)
 
     def __init__(self, resp: ClientResponse, length: int | None, empty: bool):
+        PulledBody.__init__(self, length, empty)
         self._resp = resp
-        self._pending = b""
-        self._done = empty
-        self._length = length
-
-    @property
-    def complete(self) -> bool:
-        return self._done and not self._pending
-
-    @property
-    def content_length(self) -> int | None:
-        return self._length
 
     def read(self, max_bytes: int = 65536) -> bytes:
         """Next body bytes, ``b""`` at the end (the connection then goes back to the
@@ -98,13 +89,8 @@ class _ResponseBody(Body):
         if max_bytes < 1:
             raise ValueError("max_bytes must be >= 1")
         greenrt.checkpoint_if_cancelled()
-        p = self._pending
-        if p:
-            if len(p) <= max_bytes:
-                self._pending = b""
-                return p
-            self._pending = p[max_bytes:]
-            return p[:max_bytes]
+        if self._pending:
+            return self._take_pending(max_bytes)
         if self._done:
             return b""
         resp = self._resp
@@ -117,11 +103,7 @@ class _ResponseBody(Body):
                 ev = conn.p.next_event()
                 t = type(ev)
                 if t is h11.Data:
-                    data = bytes(ev.data)
-                    if len(data) > max_bytes:
-                        self._pending = data[max_bytes:]
-                        data = data[:max_bytes]
-                    return data
+                    return self._split(bytes(ev.data), max_bytes)
                 if t is h11.EndOfMessage:
                     self._done = True
                     resp._finished()

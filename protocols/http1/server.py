@@ -69,7 +69,8 @@ from ..http.errors import (
     RequestTimeout,
 )
 from ..http.limits import DEFAULT_LIMITS, Limits
-from ..http.model import Body, Headers, Request, Response, ResponseWriter
+from ..http.model import Headers, Request, Response, ResponseWriter
+from ._body import PulledBody
 from ._connection import NEED_DATA, SERVER, H1Connection, RequestHead, date_line
 
 __all__ = ["HTTPServer", "serve", "Handler"]
@@ -114,24 +115,14 @@ def _emit(code: str, **data: Any) -> None:
     ll.current_hub().emit("protocol.error", protocol="http1", code=code, **data)
 
 
-class _Body(Body):
+class _Body(PulledBody):
     """The request body, pulled from the connection's parser by the handler."""
 
-    __slots__ = ("_c", "_pending", "_done", "_length")
+    __slots__ = ("_c",)
 
     def __init__(self, conn: _Conn, length: int | None, empty: bool):
+        PulledBody.__init__(self, length, empty)
         self._c = conn
-        self._pending = b""
-        self._done = empty
-        self._length = length
-
-    @property
-    def complete(self) -> bool:
-        return self._done and not self._pending
-
-    @property
-    def content_length(self) -> int | None:
-        return self._length
 
     def read(self, max_bytes: int = 65536) -> bytes:
         """Next body bytes (``b""`` at the end). A checkpoint; a cancelled read loses
@@ -141,13 +132,8 @@ class _Body(Body):
         ll.enter_checkpoint()
         if max_bytes < 1:
             raise ValueError("max_bytes must be >= 1")
-        p = self._pending
-        if p:
-            if len(p) <= max_bytes:
-                self._pending = b""
-                return p
-            self._pending = p[max_bytes:]
-            return p[:max_bytes]
+        if self._pending:
+            return self._take_pending(max_bytes)
         if self._done:
             return b""
         c = self._c
@@ -156,11 +142,7 @@ class _Body(Body):
             ev = c._pull()
             t = type(ev)
             if t is h11.Data:
-                data = bytes(ev.data)
-                if len(data) > max_bytes:
-                    self._pending = data[max_bytes:]
-                    data = data[:max_bytes]
-                return data
+                return self._split(bytes(ev.data), max_bytes)
             if t is h11.EndOfMessage:
                 self._done = True
                 return b""
