@@ -25,6 +25,23 @@ Redirects (301, 302, 303, 307, 308) are followed up to ``max_redirects``
 (``TooManyRedirects`` beyond); 303 (and 301/302 for non-GET/HEAD) become GET without
 a body, 307/308 repeat the method and body (only a replayable body); the
 ``Authorization`` and ``Cookie`` headers are dropped when the origin changes.
+
+``Expect: 100-continue`` (RFC 9110 §10.1.1) is opt-in: per request
+(``expect_continue=True``) or as a client default for bodies of at least
+``expect_continue_threshold`` bytes (streamed bodies of unknown size count as large;
+:data:`EXPECT_CONTINUE_THRESHOLD` is curl's 1 MiB). The head goes out alone; the body
+follows a ``100 Continue``, or the expiry of ``expect_timeout`` (a server that ignores
+the expectation must not stall the upload). A final response that arrives first is
+returned without sending the body, and the connection is then closed (the request
+was never completed, so the stream cannot carry another exchange).
+
+Per host, at most ``max_connections_per_host`` connections exist at a time (idle
+and in use together). The bound is a ``CapacityLimiter`` per host whose tokens are
+held by the requests that use a connection (from checkout until the response is
+released); an idle connection holds no token. A connection is opened only by a token
+holder that found no idle one, so open connections never exceed the bound. A request
+beyond it waits, FIFO, for a token: a checkpoint, bounded by the caller's deadline;
+a cancelled waiter takes no token and leaves the queue order of the others intact.
 """
 
 from __future__ import annotations
@@ -50,7 +67,10 @@ from ..http.model import Headers
 from ._body import PulledBody
 from ._connection import CLIENT, NEED_DATA, H1Connection
 
-__all__ = ["Client", "ClientResponse", "request"]
+__all__ = ["EXPECT_CONTINUE_THRESHOLD", "Client", "ClientResponse", "request"]
+
+EXPECT_CONTINUE_THRESHOLD = 1 << 20
+"""curl's threshold: bodies from 1 MiB on are sent with ``Expect: 100-continue``."""
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -61,7 +81,7 @@ _DISCARD_LIMIT = 64 * 1024  # redirect bodies up to this size are drained for re
 class _Conn:
     """A pooled connection: a stream and its sans-IO state."""
 
-    __slots__ = ("stream", "p", "key", "idle_since", "reused")
+    __slots__ = ("stream", "p", "key", "idle_since", "reused", "lease", "heard")
 
     def __init__(self, stream, key, limits: Limits):
         self.stream = stream
@@ -69,6 +89,8 @@ class _Conn:
         self.p = H1Connection(CLIENT, limits)
         self.idle_since = 0.0
         self.reused = 0
+        self.lease: object | None = None  # the pool token held while in use
+        self.heard = False  # any byte of the current response received yet
 
     def close(self) -> None:
         self.stream.close()
@@ -220,14 +242,33 @@ class Client:
 
     ``limits`` bounds responses (head, fields, body); ``tls_context`` is a
     ``protocols.tls`` client context (default: system trust, host-name checked);
-    ``max_idle_per_host`` bounds the pool; ``pool_idle_timeout`` drops connections
-    idle longer than that; ``connect_timeout`` bounds connect + TLS handshake.
+    ``max_connections_per_host`` bounds the connections (idle and in use) per
+    ``(scheme, host, port)``: a request beyond it waits, FIFO, for one to come back
+    or close; ``max_idle_per_host`` bounds the idle ones kept; ``pool_idle_timeout``
+    drops connections idle longer than that; ``connect_timeout`` bounds connect +
+    TLS handshake. ``expect_continue_threshold`` (``None``: off) sends bodies of at
+    least that many bytes (and streamed ones) with ``Expect: 100-continue``;
+    ``expect_timeout`` is how long to wait for ``100 Continue`` before sending the
+    body anyway.
     """
 
     def __init__(self, *, limits: Limits = DEFAULT_LIMITS, tls_context: Any = None,
+                 max_connections_per_host: int = 10,
                  max_idle_per_host: int = 10, pool_idle_timeout: float = 5.0,
                  connect_timeout: float | None = 30.0, max_redirects: int = 10,
-                 headers: Any = None):
+                 headers: Any = None, expect_continue_threshold: int | None = None,
+                 expect_timeout: float = 1.0):
+        if not isinstance(max_connections_per_host, int) or max_connections_per_host < 1:
+            raise ValueError("max_connections_per_host must be an int >= 1, not "
+                             f"{max_connections_per_host!r}")
+        if expect_continue_threshold is not None and expect_continue_threshold < 0:
+            raise ValueError("expect_continue_threshold must be >= 0 or None")
+        if not expect_timeout > 0:
+            raise ValueError("expect_timeout must be > 0")
+        self.max_connections_per_host = max_connections_per_host
+        self.expect_continue_threshold = expect_continue_threshold
+        self.expect_timeout = expect_timeout
+        self._limiters: dict[tuple, greenrt.CapacityLimiter] = {}
         self.limits = limits
         self.tls_context = tls_context
         self.max_idle_per_host = max_idle_per_host
@@ -238,14 +279,46 @@ class Client:
         self._pool: dict[tuple, list[_Conn]] = {}
         self._closed = False
         self._stats = {"connections_opened": 0, "reused": 0, "discarded": 0, "released": 0,
-                       "retried": 0}
+                       "retried": 0, "pool_waits": 0, "continue_received": 0,
+                       "continue_timeouts": 0, "body_withheld": 0}
 
     # -- pool ---------------------------------------------------------------------------
 
     def statistics(self) -> dict:
-        """Counters, plus ``idle`` connections per ``scheme://host:port``."""
+        """Counters, plus per ``scheme://host:port``: ``idle`` connections, ``in_use``
+        (pool tokens held) and ``waiting`` (requests waiting for a token)."""
+        def name(k):
+            return f"{k[0]}://{k[1]}:{k[2]}"
         return {**self._stats,
-                "idle": {f"{k[0]}://{k[1]}:{k[2]}": len(v) for k, v in self._pool.items() if v}}
+                "idle": {name(k): len(v) for k, v in self._pool.items() if v},
+                "in_use": {name(k): lim.borrowed_tokens for k, lim in self._limiters.items()
+                           if lim.borrowed_tokens},
+                "waiting": {name(k): lim.statistics()["tasks_waiting"]
+                            for k, lim in self._limiters.items()
+                            if lim.statistics()["tasks_waiting"]}}
+
+    def _lease(self, key) -> object:
+        """Take a pool token for ``key`` (returned: the borrower to give back).
+
+        A checkpoint: waits, FIFO, while ``max_connections_per_host`` requests hold
+        a connection to this host; the caller's deadline and cancellation bound the
+        wait. A cancelled wait takes no token (and if the token was handed over just
+        as the cancellation came, it is given back here before re-raising), so a
+        cancelled waiter loses nothing and leaves the others' order intact.
+        """
+        lim = self._limiters.get(key)
+        if lim is None:
+            lim = self._limiters[key] = greenrt.CapacityLimiter(self.max_connections_per_host)
+        lease = object()
+        if lim.available_tokens == 0 or lim.statistics()["tasks_waiting"]:
+            self._stats["pool_waits"] += 1
+        lim.acquire_on_behalf_of(lease)
+        return lease
+
+    def _give_back(self, conn: _Conn) -> None:
+        lease, conn.lease = conn.lease, None
+        if lease is not None:
+            self._limiters[conn.key].release_on_behalf_of(lease)
 
     def idle_connections(self, scheme: str, host: str, port: int) -> int:
         return len(self._pool.get((scheme, host, port), ()))
@@ -276,12 +349,14 @@ class Client:
             self._discard(conn)
             return
         conn.idle_since = greenrt.now()
-        idle.append(conn)
+        idle.append(conn)  # idle before the token goes: its next holder finds it
         self._stats["released"] += 1
+        self._give_back(conn)
 
     def _discard(self, conn: _Conn) -> None:
         self._stats["discarded"] += 1
         conn.close()
+        self._give_back(conn)
 
     def _connect(self, scheme: str, host: str, port: int) -> _Conn:
         key = (scheme, host, port)
@@ -316,7 +391,8 @@ class Client:
 
     def request(self, method: str, url: str, *, headers: Any = None,
                 body: bytes | str | Iterable[bytes] | None = None, stream: bool = False,
-                follow_redirects: bool = True, timeout: float | None = None) -> ClientResponse:
+                follow_redirects: bool = True, timeout: float | None = None,
+                expect_continue: bool | None = None) -> ClientResponse:
         """Send a request and return the response. A checkpoint.
 
         ``body``: ``bytes``/``str`` (sent with Content-Length), an iterable of
@@ -327,16 +403,27 @@ class Client:
         ``timeout`` bounds the whole call (``TooSlowError``); the caller's own
         deadline and cancellation always apply. A cancelled or failed request never
         leaves its connection in the pool.
+
+        ``expect_continue``: ``True`` sends a body with ``Expect: 100-continue``,
+        ``False`` never, ``None`` (default) per the client's
+        ``expect_continue_threshold``. A final response that arrives before
+        ``100 Continue`` is returned and the body is not sent (nor consumed, for an
+        iterable). Blocking parts, all checkpoints: waiting for a pool token
+        (cancelled: no token taken), connecting, sending, waiting for ``100
+        Continue`` (cancelled: the connection is closed), reading the response.
         """
         if timeout is not None:
             with greenrt.fail_after(timeout):
-                return self._request(method, url, headers, body, stream, follow_redirects)
-        return self._request(method, url, headers, body, stream, follow_redirects)
+                return self._request(method, url, headers, body, stream, follow_redirects,
+                                     expect_continue)
+        return self._request(method, url, headers, body, stream, follow_redirects,
+                             expect_continue)
 
     def get(self, url: str, **kw) -> ClientResponse:
         return self.request("GET", url, **kw)
 
-    def _request(self, method, url, headers, body, stream, follow_redirects) -> ClientResponse:
+    def _request(self, method, url, headers, body, stream, follow_redirects,
+                 expect_continue=None) -> ClientResponse:
         method = method.upper()
         user = Headers(headers)
         names = {k for k, _ in user._items}
@@ -345,7 +432,7 @@ class Client:
         history: list[ClientResponse] = []
         origin = _split(url)[:3]
         while True:
-            resp = self._send_once(method, url, hdrs, body)
+            resp = self._send_once(method, url, hdrs, body, expect_continue)
             if not (follow_redirects and resp.status in _REDIRECTS
                     and resp.headers.get("location")):
                 break
@@ -381,7 +468,8 @@ class Client:
             resp.body.read_all()
         resp.close()
 
-    def _send_once(self, method: str, url: str, hdrs: Headers, body) -> ClientResponse:
+    def _send_once(self, method: str, url: str, hdrs: Headers, body,
+                   expect_continue: bool | None = None) -> ClientResponse:
         scheme, host, port, target, host_header = _split(url)
         key = (scheme, host, port)
         items = [(b"host", host_header.encode("idna" if not host_header.isascii() else "ascii"))]
@@ -404,34 +492,65 @@ class Client:
             if not has_len:
                 items.append((b"transfer-encoding", b"chunked"))
             chunked = True
+        expect = False
+        if body is not None:
+            if expect_continue is None:
+                th = self.expect_continue_threshold
+                expect = th is not None and (chunked or len(body) >= th)
+            else:
+                expect = bool(expect_continue)
+            if expect:
+                items = [kv for kv in items if kv[0] != b"expect"]
+                items.append((b"expect", b"100-continue"))
         req = h11.Request(method=method, target=target, headers=items)
         retry_ok = method in _IDEMPOTENT and not chunked
-        conn = self._checkout(key)
-        while True:
-            fresh = conn is None
-            if fresh:
-                conn = self._connect(scheme, host, port)
-            try:
-                ev = self._exchange(conn, req, body, chunked)
-            except (ClientDisconnected, net.BrokenStreamError, net.ClosedResourceError) as e:
-                self._discard(conn)
-                conn = None
-                if not fresh and retry_ok and getattr(e, "_before_response", False):
-                    self._stats["retried"] += 1
-                    continue
-                raise
-            except BaseException:
-                self._discard(conn)
-                raise
-            return ClientResponse(self, conn, ev, url, method)
+        lease = self._lease(key)  # a checkpoint; from here the token must go back
+        try:
+            conn = self._checkout(key)
+            while True:
+                fresh = conn is None
+                if fresh:
+                    conn = self._connect(scheme, host, port)
+                try:
+                    ev = self._exchange(conn, req, body, chunked, expect)
+                except (ClientDisconnected, net.BrokenStreamError,
+                        net.ClosedResourceError) as e:
+                    self._discard(conn)
+                    conn = None
+                    if not fresh and retry_ok and getattr(e, "_before_response", False):
+                        self._stats["retried"] += 1
+                        continue
+                    raise
+                except BaseException:
+                    self._discard(conn)
+                    raise
+                break
+        except BaseException:
+            self._limiters[key].release_on_behalf_of(lease)
+            raise
+        conn.lease = lease  # the response owns the token now: released with it
+        return ClientResponse(self, conn, ev, url, method)
 
-    def _exchange(self, conn: _Conn, req, body, chunked: bool):
-        """Send the request and read the response head. A checkpoint."""
+    def _exchange(self, conn: _Conn, req, body, chunked: bool, expect: bool = False):
+        """Send the request and read the response head. A checkpoint.
+
+        With ``expect`` the head goes out alone and the body only after ``100
+        Continue`` or ``expect_timeout``; a final response that comes first is
+        returned with the body unsent (the sans-IO state then is not reusable, so
+        the connection is closed when the response is released)."""
         p = conn.p
         stream = conn.stream
         send_error: BaseException | None = None
+        conn.heard = False
         try:
             head = p.send(req)
+            if expect:
+                stream.send_all(head)
+                head = b""
+                early = self._await_continue(conn)
+                if early is not None:
+                    self._stats["body_withheld"] += 1
+                    return early
             if body is None:
                 stream.send_all(head + p.send(h11.EndOfMessage()))
             elif not chunked:
@@ -446,48 +565,74 @@ class Client:
             if isinstance(e, net.ClosedResourceError) or stream.closed:
                 raise
             send_error = e  # the server may have answered early (413...): try to read it
-        got_any = False
         while True:
-            try:
-                ev = p.next_event()
-            except ClientDisconnected as e:
-                e._before_response = not got_any
-                raise
-            except ProtocolError as e:
-                if not got_any and e.code == "incomplete_head":
-                    err = ClientDisconnected("connection closed before the response",
-                                             code="closed_before_response")
-                    err._before_response = True
-                    raise err from None
-                raise
-            t = type(ev)
-            if t is h11.Response:
+            ev = _head_event(conn, send_error)
+            if type(ev) is h11.Response:
                 return ev
-            if t is h11.InformationalResponse:
-                got_any = True
-                continue
-            if t is h11.ConnectionClosed:
-                if send_error is not None:
-                    send_error._before_response = not got_any
-                    raise send_error
+
+    def _await_continue(self, conn: _Conn):
+        """Wait up to ``expect_timeout`` for ``100 Continue``: ``None`` to send the
+        body (100 came, or the time ran out), or a final ``h11.Response`` that came
+        first. A checkpoint; the timeout interrupts only the wait for bytes, so
+        nothing received is lost (the response, if any, is read afterwards)."""
+        with greenrt.move_on_after(self.expect_timeout):
+            while True:
+                ev = _head_event(conn, None)
+                if type(ev) is h11.Response:
+                    return ev
+                if ev.status_code == 100:
+                    self._stats["continue_received"] += 1
+                    return None
+        self._stats["continue_timeouts"] += 1
+        return None
+
+
+def _head_event(conn: _Conn, send_error: BaseException | None):
+    """The next ``Response`` or ``InformationalResponse`` on ``conn``, receiving as
+    needed. A checkpoint (a cancelled recv loses no data). Errors carry
+    ``_before_response`` (nothing at all was received: a stale pooled connection)."""
+    p = conn.p
+    stream = conn.stream
+    while True:
+        got_any = conn.heard
+        try:
+            ev = p.next_event()
+        except ClientDisconnected as e:
+            e._before_response = not got_any
+            raise
+        except ProtocolError as e:
+            if not got_any and e.code == "incomplete_head":
                 err = ClientDisconnected("connection closed before the response",
                                          code="closed_before_response")
-                err._before_response = not got_any
-                raise err
-            if ev is NEED_DATA:
-                try:
-                    data = stream.recv(65536)
-                except net.BrokenStreamError as e:
-                    if send_error is not None:
-                        send_error._before_response = not got_any
-                        raise send_error from e
-                    e._before_response = not got_any
-                    raise
-                if data:
-                    got_any = True
-                p.receive_data(data)
-                continue
-            raise ProtocolError(f"unexpected {t.__name__} before the response", code="bad_head")
+                err._before_response = True
+                raise err from None
+            raise
+        t = type(ev)
+        if t is h11.Response or t is h11.InformationalResponse:
+            conn.heard = True
+            return ev
+        if t is h11.ConnectionClosed:
+            if send_error is not None:
+                send_error._before_response = not got_any
+                raise send_error
+            err = ClientDisconnected("connection closed before the response",
+                                     code="closed_before_response")
+            err._before_response = not got_any
+            raise err
+        if ev is NEED_DATA:
+            try:
+                data = stream.recv(65536)
+            except net.BrokenStreamError as e:
+                if send_error is not None:
+                    send_error._before_response = not got_any
+                    raise send_error from e
+                e._before_response = not got_any
+                raise
+            if data:
+                conn.heard = True
+            p.receive_data(data)
+            continue
+        raise ProtocolError(f"unexpected {t.__name__} before the response", code="bad_head")
 
 
 def _iter_body(body):
@@ -505,10 +650,11 @@ def _iter_body(body):
 
 def request(method: str, url: str, *, headers: Any = None, body=None,
             timeout: float | None = None, follow_redirects: bool = True,
-            limits: Limits = DEFAULT_LIMITS, tls_context: Any = None) -> ClientResponse:
+            limits: Limits = DEFAULT_LIMITS, tls_context: Any = None,
+            expect_continue: bool | None = None) -> ClientResponse:
     """One request on a fresh connection; the body is read into ``content``. A
-    checkpoint. See :meth:`Client.request`."""
+    checkpoint (a cancellation closes the connection). See :meth:`Client.request`."""
     with Client(limits=limits, tls_context=tls_context) as c:
         return c.request(method, url, headers=headers, body=body, timeout=timeout,
-                         follow_redirects=follow_redirects)
+                         follow_redirects=follow_redirects, expect_continue=expect_continue)
 
