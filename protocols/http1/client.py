@@ -250,6 +250,10 @@ class Client:
     least that many bytes (and streamed ones) with ``Expect: 100-continue``;
     ``expect_timeout`` is how long to wait for ``100 Continue`` before sending the
     body anyway.
+
+    A streamed response (``stream=True``) holds its host's token until it is closed
+    or read to the end: a task that keeps ``max_connections_per_host`` of them open
+    and asks for another waits until its deadline.
     """
 
     def __init__(self, *, limits: Limits = DEFAULT_LIMITS, tls_context: Any = None,
@@ -302,23 +306,33 @@ class Client:
 
         A checkpoint: waits, FIFO, while ``max_connections_per_host`` requests hold
         a connection to this host; the caller's deadline and cancellation bound the
-        wait. A cancelled wait takes no token (and if the token was handed over just
-        as the cancellation came, it is given back here before re-raising), so a
-        cancelled waiter loses nothing and leaves the others' order intact.
+        wait. A cancelled wait takes no token, so a cancelled waiter loses nothing
+        and leaves the others' order intact. (If the token was handed over just as
+        the cancellation came, this returns normally and the cancellation arrives at
+        the caller's next checkpoint, whose failure path gives the token back.)
         """
         lim = self._limiters.get(key)
         if lim is None:
             lim = self._limiters[key] = greenrt.CapacityLimiter(self.max_connections_per_host)
         lease = object()
-        if lim.available_tokens == 0 or lim.statistics()["tasks_waiting"]:
+        if lim.available_tokens == 0:  # tokens are handed to waiters at once: none free
             self._stats["pool_waits"] += 1
         lim.acquire_on_behalf_of(lease)
         return lease
 
+    def _unlease(self, key, lease: object) -> None:
+        """Give a pool token back (waking the first waiter). Not a checkpoint. A
+        host's limiter is dropped once no token is out (then nobody waits either:
+        tokens go to waiters as soon as they come back), so the map stays small."""
+        lim = self._limiters[key]
+        lim.release_on_behalf_of(lease)
+        if lim.borrowed_tokens == 0:
+            del self._limiters[key]
+
     def _give_back(self, conn: _Conn) -> None:
         lease, conn.lease = conn.lease, None
         if lease is not None:
-            self._limiters[conn.key].release_on_behalf_of(lease)
+            self._unlease(conn.key, lease)
 
     def idle_connections(self, scheme: str, host: str, port: int) -> int:
         return len(self._pool.get((scheme, host, port), ()))
@@ -526,7 +540,7 @@ class Client:
                     raise
                 break
         except BaseException:
-            self._limiters[key].release_on_behalf_of(lease)
+            self._unlease(key, lease)
             raise
         conn.lease = lease  # the response owns the token now: released with it
         return ClientResponse(self, conn, ev, url, method)

@@ -478,6 +478,7 @@ def test_pool_bounds_concurrent_connections_per_host(http_server):
             assert st["connections_opened"] <= 3
             assert st["pool_waits"] > 0
             assert st["in_use"] == {} and st["waiting"] == {}
+            assert c._limiters == {}  # a host's limiter goes when no token is out
 
     greenrt.run(main)
     assert results == {i: b"/n%d" % i for i in range(20)}
