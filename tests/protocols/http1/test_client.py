@@ -115,6 +115,10 @@ def test_client_against_python_http_server():
                 assert c.statistics()["reused"] == 1
                 r = c.request("POST", f"{base}/p", body=b"x" * 100000)
                 assert (r.status, len(r.content)) == (201, 100000)
+                # http.server answers Expect: 100-continue itself (handle_expect_100)
+                r = c.request("POST", f"{base}/e", body=b"e" * 70000, expect_continue=True)
+                assert (r.status, r.content) == (201, b"e" * 70000)
+                assert c.statistics()["continue_received"] == 1
                 r = c.get(f"{base}/close-delimited")
                 assert r.content == b"until the connection closes"
                 # a close-delimited body consumes its connection: nothing to pool
