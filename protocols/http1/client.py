@@ -420,7 +420,8 @@ class Client:
 
         ``expect_continue``: ``True`` sends a body with ``Expect: 100-continue``,
         ``False`` never, ``None`` (default) per the client's
-        ``expect_continue_threshold``. A final response that arrives before
+        ``expect_continue_threshold`` or a caller's own ``Expect: 100-continue``
+        header (the header is only ever sent by the code that waits for the 100). A final response that arrives before
         ``100 Continue`` is returned and the body is not sent (nor consumed, for an
         iterable). Blocking parts, all checkpoints: waiting for a pool token
         (cancelled: no token taken), connecting, sending, waiting for ``100
@@ -510,12 +511,15 @@ class Client:
         if body is not None:
             if expect_continue is None:
                 th = self.expect_continue_threshold
-                expect = th is not None and (chunked or len(body) >= th)
+                expect = (th is not None and (chunked or len(body) >= th)) or any(
+                    k == b"expect" and v.lower() == b"100-continue" for k, v in items)
             else:
                 expect = bool(expect_continue)
-            if expect:
-                items = [kv for kv in items if kv[0] != b"expect"]
-                items.append((b"expect", b"100-continue"))
+        # the header and the waiting go together: a caller's own Expect is honoured
+        # (or dropped with expect_continue=False), never sent without waiting
+        items = [kv for kv in items if kv[0] != b"expect"]
+        if expect:
+            items.append((b"expect", b"100-continue"))
         req = h11.Request(method=method, target=target, headers=items)
         retry_ok = method in _IDEMPOTENT and not chunked
         lease = self._lease(key)  # a checkpoint; from here the token must go back

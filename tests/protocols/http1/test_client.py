@@ -317,9 +317,14 @@ def test_expect_continue_against_our_server(http_server):
             assert (r.content, r.headers.get("x-expect")) == (b"y" * 5000, "-")
             r = c.get(f"{base}/nobody", expect_continue=True)  # no body: no expectation
             assert r.headers.get("x-expect") == "-"
+            r = c.request("POST", f"{base}/own", body=b"o", headers={"expect": "100-continue"})
+            assert (r.content, r.headers.get("x-expect")) == (b"o", "100-continue")
+            r = c.request("POST", f"{base}/own-off", body=b"o",
+                          headers={"expect": "100-continue"}, expect_continue=False)
+            assert (r.content, r.headers.get("x-expect")) == (b"o", "-")
             st = c.statistics()
             assert (st["continue_received"], st["continue_timeouts"], st["body_withheld"]) \
-                == (3, 0, 0)
+                == (4, 0, 0)
             assert st["connections_opened"] == 1  # every exchange kept the connection
         r = request("POST", f"{base}/fn", body=b"z" * 10, expect_continue=True)
         assert (r.content, r.headers.get("x-expect")) == (b"z" * 10, "100-continue")
