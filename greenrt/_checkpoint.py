@@ -111,6 +111,18 @@ def checkpoint_if_cancelled() -> None:
     _enter(current_hub())
 
 
+def yield_task(task) -> None:
+    """The yield half of a checkpoint for ``task`` (the running task; its check half
+    already ran): requeue it, run the others, and raise what it was resumed with, if
+    anything. The one shared implementation behind ``lowlevel.yield_now`` and the
+    fast-path fairness yields of sync primitives and streams."""
+    task._hub._yield_task(task)
+    r = task._resume
+    if r is not None:
+        task._resume = None
+        _raise_resume(task, r)
+
+
 def _raise_resume(task, r) -> None:
     if r is _CANCEL:
         deliver_pending(task)
@@ -176,12 +188,7 @@ def sleep_until(deadline: float) -> None:
     hub = current_hub()
     task = _enter(hub)
     if deadline <= hub.now():
-        hub._schedule(task)
-        hub._handoff()
-        r = task._resume
-        if r is not None:
-            task._resume = None
-            _raise_resume(task, r)
+        yield_task(task)
         return
     handle = hub.call_at(deadline, hub.reschedule, task, None)
 

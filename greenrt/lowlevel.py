@@ -7,7 +7,7 @@ should not need it. ``park``/``reschedule`` follow the contract in
 """
 
 from ._checkpoint import _enter as _enter_checkpoint
-from ._checkpoint import _raise_resume, park, reschedule, reschedule_with_error
+from ._checkpoint import park, reschedule, reschedule_with_error, yield_task
 from ._driver import EpollDriver, SelectorDriver
 from ._hub import Hub, RealHub, TimerHandle, current_hub
 from ._scope import deliver_pending
@@ -24,13 +24,7 @@ def yield_now() -> None:
     """The yield half of a checkpoint: requeue the current task and let the others run,
     without checking for cancellation (call ``enter_checkpoint`` for that). For
     primitives whose fast path completed without blocking but must stay fair."""
-    hub = current_hub()
-    task = hub.current
-    hub._yield_task(task)
-    r = task._resume
-    if r is not None:
-        task._resume = None
-        _raise_resume(task, r)
+    yield_task(current_hub().current)
 
 
 def wait_readable(fd) -> None:

@@ -40,7 +40,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from ._checkpoint import _enter, _raise_resume, current_task, park
+from ._checkpoint import _enter, _raise_resume, current_task, park, yield_task
 from ._exceptions import GreenrtError, InvalidStateError, NoHubError, WouldBlock
 from ._hub import _CANCEL, _Raise
 from ._hub import _tls as _hub_tls
@@ -74,14 +74,8 @@ def _note(obj: Any, write: bool = True) -> None:
         hub.note_access(obj, write)
 
 
-def _yield(task) -> None:
-    """The yield half of a checkpoint (cancellation was already checked); mirrors
-    ``greenrt.checkpoint()`` after its check half."""
-    task._hub._yield_task(task)
-    r = task._resume
-    if r is not None:
-        task._resume = None
-        _raise_resume(task, r)
+# The yield half of a checkpoint (cancellation was already checked).
+_yield = yield_task
 
 
 def _coop(obj, task) -> None:

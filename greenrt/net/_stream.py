@@ -44,7 +44,7 @@ Hazards: statistics are plain counters updated on the hot path; they must stay c
 
 from __future__ import annotations
 
-from .._checkpoint import _enter, _raise_resume
+from .._checkpoint import _enter, yield_task
 from .._exceptions import WouldBlock
 from ._abc import (
     Address,
@@ -69,16 +69,7 @@ MAX_DATAGRAM = 65536
 
 def _yield_now(hub, task) -> None:
     """The yield half of a checkpoint (the check half already ran)."""
-    yield_task = getattr(hub, "_yield_task", None)
-    if yield_task is not None:
-        yield_task(task)
-    else:
-        hub._schedule(task)
-        hub._handoff()
-    r = task._resume
-    if r is not None:
-        task._resume = None
-        _raise_resume(task, r)
+    yield_task(task)
 
 
 def _as_bytes_view(data):
