@@ -54,8 +54,8 @@ BODY = b"Hello, World!"
 def serve_greenrt(profile: bool) -> None:
     sys.path.insert(0, ROOT)
     import greenrt
-    from protocols.http import Response
-    from protocols.http1 import serve
+    from greenrt.protocols.http import Response
+    from greenrt.protocols.http1 import serve
 
     headers = [("content-type", "text/plain")]
 

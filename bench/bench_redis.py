@@ -44,7 +44,7 @@ def _free_port() -> int:
 
 def w_greenrt(port: int, tasks: int, seconds: float) -> dict:
     import greenrt
-    from protocols.redis import Redis
+    from greenrt.protocols.redis import Redis
 
     counts = [0] * tasks
 
@@ -74,7 +74,7 @@ def w_greenrt(port: int, tasks: int, seconds: float) -> dict:
 
 def w_greenrt_pipeline(port: int, seconds: float, batch: int = 100) -> dict:
     import greenrt
-    from protocols.redis import Redis
+    from greenrt.protocols.redis import Redis
 
     def main():
         with Redis(port=port) as r:

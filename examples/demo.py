@@ -163,7 +163,7 @@ def lab_section() -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from lab_lost_update import transfer_program
 
-    import lab
+    import greenrt.lab as lab
 
     print(f"  real hub, default schedule: balance {greenrt.run(transfer_program)} (looks fine)")
     trace = os.path.join(tempfile.gettempdir(), "greenrt_demo_trace.jsonl")

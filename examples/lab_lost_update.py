@@ -15,7 +15,7 @@ import os
 import tempfile
 
 import greenrt
-import lab
+import greenrt.lab as lab
 
 
 def transfer_program() -> int:

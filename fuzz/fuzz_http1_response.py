@@ -26,14 +26,14 @@ try:  # pragma: no cover - only when running under atheris
     with atheris.instrument_imports():
         import h11
 
-        from protocols.http import HTTPError, Limits
-        from protocols.http1 import CLIENT, NEED_DATA, H1Connection
+        from greenrt.protocols.http import HTTPError, Limits
+        from greenrt.protocols.http1 import CLIENT, NEED_DATA, H1Connection
 except ImportError:
     atheris = None
     import h11
 
-    from protocols.http import HTTPError, Limits
-    from protocols.http1 import CLIENT, NEED_DATA, H1Connection
+    from greenrt.protocols.http import HTTPError, Limits
+    from greenrt.protocols.http1 import CLIENT, NEED_DATA, H1Connection
 
 #: The documented errors of the response parser: nothing else may escape it.
 EXPECTED_ERRORS = (HTTPError,)

@@ -26,10 +26,10 @@ try:  # pragma: no cover - only when running under atheris
     import atheris
 
     with atheris.instrument_imports():
-        from lab.token import PREFIX, TokenError, decode
+        from greenrt.lab.token import PREFIX, TokenError, decode
 except ImportError:
     atheris = None
-    from lab.token import PREFIX, TokenError, decode
+    from greenrt.lab.token import PREFIX, TokenError, decode
 
 #: The documented error of the token decoder: nothing else may escape it.
 EXPECTED_ERRORS = (TokenError,)

@@ -26,12 +26,12 @@ try:  # pragma: no cover - only when running under atheris
     import atheris
 
     with atheris.instrument_imports():
-        from lab.errors import TraceError
-        from lab.trace import parse
+        from greenrt.lab.errors import TraceError
+        from greenrt.lab.trace import parse
 except ImportError:
     atheris = None
-    from lab.errors import TraceError
-    from lab.trace import parse
+    from greenrt.lab.errors import TraceError
+    from greenrt.lab.trace import parse
 
 #: The documented error of the trace parser: nothing else may escape it.
 EXPECTED_ERRORS = (TraceError,)

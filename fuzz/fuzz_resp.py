@@ -32,11 +32,11 @@ if __name__ == "__main__":  # pragma: no cover - only when run by atheris
     except ImportError:
         sys.exit("atheris is not installed; use fuzz/run_bounded.py for the fallback fuzzer")
     with atheris.instrument_imports():
-        from protocols.redis import resp
-        from protocols.redis.errors import ProtocolError
+        from greenrt.protocols.redis import resp
+        from greenrt.protocols.redis.errors import ProtocolError
 else:
-    from protocols.redis import resp
-    from protocols.redis.errors import ProtocolError
+    from greenrt.protocols.redis import resp
+    from greenrt.protocols.redis.errors import ProtocolError
 
 #: The documented errors of the RESP decoder: nothing else may escape it.
 EXPECTED_ERRORS = (ProtocolError,)

@@ -47,4 +47,4 @@ def __getattr__(name: str) -> Any:
         return importlib.import_module(".faults", __name__).FaultPlan
     if name == "shrink":
         return importlib.import_module(".shrink", __name__).shrink
-    raise AttributeError(f"module 'lab' has no attribute {name!r}")
+    raise AttributeError(f"module 'greenrt.lab' has no attribute {name!r}")

@@ -69,8 +69,8 @@ def pytest_pyfunc_call(pyfuncitem):
     marker = pyfuncitem.get_closest_marker("lab")
     if marker is None:
         return None
-    import lab
-    from lab.runner import entry_of
+    import greenrt.lab as lab
+    from greenrt.lab.runner import entry_of
 
     fn = pyfuncitem.obj
     if inspect.isgeneratorfunction(fn) or inspect.iscoroutinefunction(fn):

@@ -14,7 +14,7 @@ injection (``inject="all"``, ``inject_tasks="request-*"``) provides the cancella
 from __future__ import annotations
 
 import greenrt
-import lab.net as lnet
+import greenrt.lab.net as lnet
 from greenrt import net
 
 SERVER = "10.0.0.2"

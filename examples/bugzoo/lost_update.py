@@ -11,7 +11,7 @@ assertion (``error:AssertionError``).
 from __future__ import annotations
 
 import greenrt
-import lab
+import greenrt.lab as lab
 
 
 def main() -> int:

@@ -11,7 +11,7 @@ reports the leak with the ``reserve`` site. Caught by the ``obligation`` oracle.
 from __future__ import annotations
 
 import greenrt
-import lab
+import greenrt.lab as lab
 
 
 class StaleSchema(Exception):

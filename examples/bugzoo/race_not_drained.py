@@ -10,7 +10,7 @@ race, exactly what ``greenrt.race`` prevents by joining the losers. Caught by th
 from __future__ import annotations
 
 import greenrt
-import lab
+import greenrt.lab as lab
 from greenrt import CancelKind, Cancelled
 
 

@@ -9,7 +9,7 @@ WSGI adapter and a gunicorn worker.
   budgets, per-IP cap, cancellation on disconnect, graceful drain.
 * :func:`request` / :class:`Client` (``client.py``) — per-host pool, redirects, TLS.
 * :class:`WSGIAdapter` (``wsgi.py``) and ``gunicorn_worker.Worker``
-  (``gunicorn -k protocols.http1.gunicorn_worker.Worker``).
+  (``gunicorn -k greenrt.protocols.http1.gunicorn_worker.Worker``).
 
 Needs the ``http`` extra (h11).
 """

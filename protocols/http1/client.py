@@ -376,7 +376,7 @@ class Client:
         key = (scheme, host, port)
         with greenrt.fail_after(self.connect_timeout) if self.connect_timeout else nullcontext():
             if scheme == "https":
-                from protocols import tls
+                from greenrt.protocols import tls
 
                 ctx = self.tls_context
                 if ctx is None:

@@ -1,6 +1,6 @@
 """A gunicorn worker class that serves WSGI applications on greenrt.
 
-    gunicorn -k protocols.http1.gunicorn_worker.Worker -w 4 myapp:app
+    gunicorn -k greenrt.protocols.http1.gunicorn_worker.Worker -w 4 myapp:app
 
 gunicorn (an existing, well-known process manager) forks the workers, binds the
 sockets, restarts dead workers and scales the application over cores; each worker
@@ -75,7 +75,7 @@ class Worker(base.Worker):
     def _tls(self):
         if not self.cfg.is_ssl:
             return None
-        from protocols import tls
+        from greenrt.protocols import tls
 
         return tls.server_context(certfile=self.cfg.certfile, keyfile=self.cfg.keyfile)
 

@@ -863,7 +863,7 @@ def _wrap_tls(tls: Any, stream):
     """Wrap an accepted stream with TLS and complete the handshake. ``tls`` is a
     ``protocols.tls`` server context, or a callable ``tls(stream) -> Stream``. The
     caller bounds the handshake with ``header_timeout``."""
-    from protocols import tls as _tls
+    from greenrt.protocols import tls as _tls
 
     if isinstance(tls, _tls.TLSContext):
         s = _tls.TLSStream(stream, tls)

@@ -1,7 +1,7 @@
 """A Redis client for greenrt: RESP2/RESP3, pool, pipelines, transactions, pub/sub,
 cluster — cancel-safe by construction.
 
-    from protocols.redis import Redis
+    from greenrt.protocols.redis import Redis
 
     r = Redis.from_url("redis://localhost:6379/0")
     r.set("greeting", "hello")

@@ -323,7 +323,7 @@ def _is_write(args, idempotent) -> bool:
 
 
 def _default_tls_config(cafile: str | None = None, verify: bool = True):
-    from protocols import tls as _tls
+    from greenrt.protocols import tls as _tls
 
     return _tls.client_context(cafile=cafile, verify=verify)
 

@@ -104,7 +104,7 @@ def _wrap_tls(stream, cfg: ConnectionConfig):
     host-name verification on by default), the host name checked is
     ``cfg.server_hostname`` or ``cfg.host``. The handshake is bounded by
     ``connect_timeout`` and is a checkpoint like the rest of the connect."""
-    from protocols import tls as _tls
+    from greenrt.protocols import tls as _tls
 
     hostname = cfg.server_hostname or cfg.host
     try:

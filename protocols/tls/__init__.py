@@ -6,7 +6,7 @@ Contexts come from ``client_context()`` / ``server_context()`` with safe default
 TLS >= 1.2, no compression, no renegotiation, AEAD suites, chain *and* host-name
 verification on clients (``service_identity``), optional mTLS, strict ALPN.
 
-    from protocols import tls
+    from greenrt.protocols import tls
     ctx = tls.client_context(alpn=["h2", "http/1.1"])
     s = tls.open_tls("example.com", 443, ctx, timeout=10)
     s.selected_alpn                      # "h2"

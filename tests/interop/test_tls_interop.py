@@ -12,7 +12,7 @@ import trustme
 
 import greenrt
 from greenrt import net
-from protocols import tls
+from greenrt.protocols import tls
 
 # The openssl binary is installed by `make test` (scripts/apt-packages.txt): a missing
 # one fails these tests rather than skipping them.

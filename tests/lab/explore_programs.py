@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import greenrt
-import lab
-import lab.net as lnet
+import greenrt.lab as lab
+import greenrt.lab.net as lnet
 from greenrt import net
 
 

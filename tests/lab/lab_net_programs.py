@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import greenrt
-import lab.net as lnet
+import greenrt.lab.net as lnet
 from greenrt import net
 
 SERVER = "10.0.0.2"

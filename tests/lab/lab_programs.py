@@ -227,7 +227,7 @@ def uses_to_thread() -> int:
 
 
 def uses_lab_rng() -> list:
-    import lab
+    import greenrt.lab as lab
 
     return [lab.rng().randrange(1000) for _ in range(5)]
 

@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-import lab
-from lab.explorer import replay_token
-from lab.replay import load_entry
-from lab.shrink import shrink
+import greenrt.lab as lab
+from greenrt.lab.explorer import replay_token
+from greenrt.lab.replay import load_entry
+from greenrt.lab.shrink import shrink
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ZOO = os.path.join(ROOT, "examples", "bugzoo")

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import greenrt
-import lab
-from lab.trace import KEY_ENV, parse
+import greenrt.lab as lab
+from greenrt.lab.trace import KEY_ENV, parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROGRAMS = os.path.join(HERE, "lab_programs.py")
@@ -30,7 +30,7 @@ def cli(*args: str, env: dict | None = None, cwd: str | None = None) -> subproce
     e.pop(KEY_ENV, None)
     if env:
         e.update(env)
-    return subprocess.run([PY, "-m", "lab.cli", *args], capture_output=True, text=True,
+    return subprocess.run([PY, "-m", "greenrt.lab.cli", *args], capture_output=True, text=True,
                           env=e, cwd=cwd or os.getcwd(), timeout=120)
 
 
@@ -204,7 +204,7 @@ def test_verify_names_the_first_bad_record(tmp_path):
     rec = json.loads(lines[5])
     h = rec.pop("h")
     rec["t"] = 99.0
-    from lab.trace import canonical_json, sealed_line
+    from greenrt.lab.trace import canonical_json, sealed_line
 
     lines[5] = sealed_line(canonical_json(rec), h).encode()  # well-formed, old hash
     path.write_bytes(b"\n".join(lines))

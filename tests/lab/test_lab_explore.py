@@ -11,12 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import greenrt
-import lab
-from lab.errors import LabError
-from lab.explorer import independent, parse_strategy, replay_token
-from lab.faults import FaultPlan
-from lab.shrink import shrink
-from lab.token import MAX_CHOICES, PREFIX, Token, TokenError, decode
+import greenrt.lab as lab
+from greenrt.lab.errors import LabError
+from greenrt.lab.explorer import independent, parse_strategy, replay_token
+from greenrt.lab.faults import FaultPlan
+from greenrt.lab.shrink import shrink
+from greenrt.lab.token import MAX_CHOICES, PREFIX, Token, TokenError, decode
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)

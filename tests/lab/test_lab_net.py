@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-import lab
-from lab.net import NetConfig
+import greenrt.lab as lab
+from greenrt.lab.net import NetConfig
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-import lab
+import greenrt.lab as lab
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)

@@ -93,7 +93,7 @@ def test_plugin_runs_marked_tests_under_the_lab(tmp_path):
     assert lost, out
 
     # the printed commands reproduce the failures exactly
-    r = subprocess.run([sys.executable, "-m", "lab.cli", "replay", trace],
+    r = subprocess.run([sys.executable, "-m", "greenrt.lab.cli", "replay", trace],
                        capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert r.returncode == 0 and "reproduced" in r.stdout, r.stdout + r.stderr
     again = run_pytest(tmp_path, "test_prog.py::test_lost_update", "--lab-replay",

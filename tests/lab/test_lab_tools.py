@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import greenrt
-import lab
-from lab.timeline import render_html
-from lab.trace import KEY_ENV
+import greenrt.lab as lab
+from greenrt.lab.timeline import render_html
+from greenrt.lab.trace import KEY_ENV
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -20,7 +20,7 @@ PROG = os.path.join(HERE, "explore_programs.py")
 def cli(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env.pop(KEY_ENV, None)
-    return subprocess.run([sys.executable, "-m", "lab.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "greenrt.lab.cli", *args], capture_output=True,
                           text=True, env=env, cwd=ROOT, timeout=120)
 
 

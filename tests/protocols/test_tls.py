@@ -14,7 +14,7 @@ from cryptography.x509.oid import NameOID
 
 import greenrt
 from greenrt import net
-from protocols import tls
+from greenrt.protocols import tls
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -5,10 +5,10 @@ import pytest
 import trustme
 
 import greenrt
-import lab
-import lab.net as lnet
+import greenrt.lab as lab
+import greenrt.lab.net as lnet
 from greenrt import net
-from protocols import tls
+from greenrt.protocols import tls
 
 SERVER = "10.0.0.2"
 PORT = 443

@@ -8,9 +8,9 @@ import types
 import h11
 import pytest
 
-from protocols.http import DEFAULT_LIMITS, HTTPError, Limits
-from protocols.http1 import CLIENT, NEED_DATA, SERVER, H1Connection
-from protocols.http1._connection import RequestHead
+from greenrt.protocols.http import DEFAULT_LIMITS, HTTPError, Limits
+from greenrt.protocols.http1 import CLIENT, NEED_DATA, SERVER, H1Connection
+from greenrt.protocols.http1._connection import RequestHead
 
 
 def segments(data: bytes, mode: str) -> list[bytes]:
@@ -137,7 +137,7 @@ class ServerThread:
 
     def _main(self) -> None:
         from greenrt import lowlevel
-        from protocols.http1.server import serve
+        from greenrt.protocols.http1.server import serve
 
         def main():
             self.hub = lowlevel.current_hub()

@@ -15,8 +15,8 @@ import threading
 import pytest
 
 import greenrt
-from protocols.http import Limits, PayloadTooLarge, Response, StreamingResponse, TooManyRedirects
-from protocols.http1.client import Client, request
+from greenrt.protocols.http import Limits, PayloadTooLarge, Response, StreamingResponse, TooManyRedirects
+from greenrt.protocols.http1.client import Client, request
 
 
 def app(req):
@@ -262,7 +262,7 @@ def test_cancellation_at_every_checkpoint_leaves_no_broken_connection(http_serve
 def test_tls_with_host_name_verification(http_server, tmp_path):
     import trustme
 
-    from protocols import tls
+    from greenrt.protocols import tls
 
     ca = trustme.CA()
     cert = ca.issue_cert("localhost")

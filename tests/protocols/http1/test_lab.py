@@ -8,14 +8,14 @@ from __future__ import annotations
 import pytest
 
 import greenrt
-import lab
+import greenrt.lab as lab
 
 
 def _program():
     from greenrt import net
-    from protocols.http import Response
-    from protocols.http1 import HTTPServer
-    from protocols.http1.client import Client
+    from greenrt.protocols.http import Response
+    from greenrt.protocols.http1 import HTTPServer
+    from greenrt.protocols.http1.client import Client
 
     def app(req):
         if req.path == "/echo":

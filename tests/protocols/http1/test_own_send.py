@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocols.http import Limits, LocalProtocolError
-from protocols.http1 import SERVER, H1Connection
-from protocols.http1._connection import RequestHead
+from greenrt.protocols.http import Limits, LocalProtocolError
+from greenrt.protocols.http1 import SERVER, H1Connection
+from greenrt.protocols.http1._connection import RequestHead
 
 REQUESTS = {
     "get11": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -184,7 +184,7 @@ def test_100_continue_only_before_the_head():
 def test_request_grammar_is_h11s():
     import h11._abnf as abnf
 
-    from protocols.http1._connection import HEADER_FIELD, REQUEST_LINE
+    from greenrt.protocols.http1._connection import HEADER_FIELD, REQUEST_LINE
 
     assert HEADER_FIELD == abnf.header_field and REQUEST_LINE == abnf.request_line
 
@@ -207,7 +207,7 @@ def test_own_request_parser_agrees_with_h11(h1, pieces, start):
 
 
 def test_header_model_cache_never_admits_a_bad_field():
-    from protocols.http import Headers
+    from greenrt.protocols.http import Headers
 
     for _ in range(2):  # the second time would come from the cache if it were cached
         for bad in [("x-a", "v\r\nset-cookie: a=b"), (b"x-a", b"v\x00"), ("x a", "1"), ("", "1")]:

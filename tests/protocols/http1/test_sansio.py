@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocols.http import (
+from greenrt.protocols.http import (
     BadRequest,
     ClientDisconnected,
     HeaderFieldsTooLarge,
@@ -20,7 +20,7 @@ from protocols.http import (
     UnsupportedTransferCoding,
     URITooLong,
 )
-from protocols.http1 import CLIENT, SERVER, H1Connection
+from greenrt.protocols.http1 import CLIENT, SERVER, H1Connection
 
 MODES = ["one", "bytes"]
 KiB = 1024

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import greenrt
-from protocols.http import Limits, Response, StreamingResponse
+from greenrt.protocols.http import Limits, Response, StreamingResponse
 
 MODES = ["one", "bytes"]
 

@@ -18,8 +18,8 @@ import flask  # installed by the test extra: a missing flask must fail, not skip
 import pytest
 
 import greenrt
-from protocols.http1 import WSGIAdapter
-from protocols.http1.client import Client
+from greenrt.protocols.http1 import WSGIAdapter
+from greenrt.protocols.http1.client import Client
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 
@@ -224,7 +224,7 @@ def test_gunicorn_with_our_worker_serves_flask(tmp_path):
     port = _free_port()
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{tmp_path}")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-k", "protocols.http1.gunicorn_worker.Worker",
+        [sys.executable, "-m", "gunicorn", "-k", "greenrt.protocols.http1.gunicorn_worker.Worker",
          "-w", "2", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5", "gapp:app"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from protocols.redis.resp import NEED_DATA, Decoder, encode_command
+from greenrt.protocols.redis.resp import NEED_DATA, Decoder, encode_command
 
 REDIS_SERVER = shutil.which("redis-server")
 REDIS_CLI = shutil.which("redis-cli")

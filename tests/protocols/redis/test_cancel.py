@@ -12,7 +12,7 @@ import random
 import pytest
 
 import greenrt
-from protocols.redis import OutcomeUnknown, Redis
+from greenrt.protocols.redis import OutcomeUnknown, Redis
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 import greenrt
-from protocols.redis import (
+from greenrt.protocols.redis import (
     AuthenticationError,
     ExecAbortError,
     NoPermissionError,
@@ -18,7 +18,7 @@ from protocols.redis import (
     WrongTypeError,
     parse_url,
 )
-from protocols.redis.errors import DataError, RedisConnectionError
+from greenrt.protocols.redis.errors import DataError, RedisConnectionError
 
 pytestmark = pytest.mark.timeout(60)
 

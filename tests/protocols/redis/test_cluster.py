@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 import greenrt
-from protocols.redis import CrossSlotError, RedisCluster, TooManyRedirects, key_slot
-from protocols.redis.cluster import command_keys, crc16
+from greenrt.protocols.redis import CrossSlotError, RedisCluster, TooManyRedirects, key_slot
+from greenrt.protocols.redis.cluster import command_keys, crc16
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 import pytest
 
 import greenrt
-import lab
+import greenrt.lab as lab
 from greenrt import net
-from protocols.redis import Redis
-from protocols.redis.resp import NEED_DATA, Decoder, SimpleString, encode
+from greenrt.protocols.redis import Redis
+from greenrt.protocols.redis.resp import NEED_DATA, Decoder, SimpleString, encode
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -53,7 +53,7 @@ def scripted_server(stream, store: dict) -> None:
             elif name == b"ECHO":
                 reply = bytes(cmd[1])
             else:
-                from protocols.redis.errors import ReplyError
+                from greenrt.protocols.redis.errors import ReplyError
 
                 reply = ReplyError("ERR unknown command")
             stream.send_all(encode(reply, protocol=proto))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import greenrt
-from protocols.redis import ConnectionConfig, ConnectionPool, PoolClosed, PoolTimeout, Redis
+from greenrt.protocols.redis import ConnectionConfig, ConnectionPool, PoolClosed, PoolTimeout, Redis
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 import greenrt
-from protocols.redis import Connection, ConnectionConfig, Message, PubSubLagged, Redis
+from greenrt.protocols.redis import Connection, ConnectionConfig, Message, PubSubLagged, Redis
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocols.redis.errors import (
+from greenrt.protocols.redis.errors import (
     DataError,
     FrameTooLarge,
     MalformedFrame,
@@ -19,7 +19,7 @@ from protocols.redis.errors import (
     ReplyError,
     WrongTypeError,
 )
-from protocols.redis.resp import (
+from greenrt.protocols.redis.resp import (
     NEED_DATA,
     Attributed,
     BigNumber,
