@@ -9,8 +9,15 @@ should not need it. ``park``/``reschedule`` follow the contract in
 from ._checkpoint import _enter as _enter_checkpoint
 from ._checkpoint import park, reschedule, reschedule_with_error, yield_task
 from ._driver import EpollDriver, SelectorDriver
-from ._hub import Hub, RealHub, TimerHandle, current_hub
+from ._hub import Hub, RealHub, TimerHandle, _tls, current_hub
 from ._scope import deliver_pending
+from ._task import repr_outcome
+
+
+def current_hub_or_none():
+    """The hub running in this thread, or ``None`` outside ``run()`` (no exception:
+    for code that only reports to a hub when there is one)."""
+    return getattr(_tls, "hub", None)
 
 
 def enter_checkpoint():
@@ -47,7 +54,8 @@ def notify_closing(fd) -> None:
 
 
 __all__ = [
-    "EpollDriver", "Hub", "RealHub", "SelectorDriver", "TimerHandle", "current_hub", "deliver_pending",
+    "EpollDriver", "Hub", "RealHub", "SelectorDriver", "TimerHandle", "current_hub",
+    "current_hub_or_none", "deliver_pending", "repr_outcome",
     "enter_checkpoint", "notify_closing", "park", "reschedule", "reschedule_with_error",
     "wait_readable", "wait_writable", "yield_now",
 ]

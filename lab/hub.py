@@ -60,10 +60,7 @@ import os
 import threading
 from typing import Any
 
-from greenrt import CancelKind, CancelReason
-from greenrt import _trace as tr
-from greenrt._region import Region
-from greenrt._task import Task
+from greenrt import CancelKind, CancelReason, Region, Task, TraceEvent
 from greenrt.lowlevel import Hub
 
 from .choice import Strategy
@@ -298,7 +295,7 @@ class LabHub(Hub):
     # -- tracing --------------------------------------------------------------------
 
     def _emit(self, kind: str, task: int | None, region: int | None, /, **data: Any) -> None:
-        ev = tr.TraceEvent(self._event_seq, kind, self.clock.now, task, region, data)
+        ev = TraceEvent(self._event_seq, kind, self.clock.now, task, region, data)
         self._event_seq += 1
         events = self.events
         if events is not None:

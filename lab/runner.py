@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import greenrt
-from greenrt._task import repr_outcome
+from greenrt.lowlevel import repr_outcome
 
 from . import oracles as _oracles
 from .choice import Strategy, make_strategy

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from greenrt._hub import _tls
+from greenrt.lowlevel import current_hub_or_none
 
 
 def access(name: str, write: bool = True) -> None:
     """Report that the current task reads (``write=False``) or writes ``name``."""
-    hub = getattr(_tls, "hub", None)
+    hub = current_hub_or_none()
     if hub is not None and hub.wants_access:
         hub.note_access(("shared", name), write)
 

@@ -1,0 +1,37 @@
+"""The protocol floor: what every protocol in ``greenrt.protocols`` stands on.
+
+One error hierarchy (:mod:`.errors`), one sans-IO convention (:mod:`.sansio`), one
+limits base (:mod:`.limits`) and one trace-event naming scheme (:mod:`.events`).
+The connection pool, ``connect`` and the server accept path join them here as they
+land (see ``docs/architecture.md``).
+
+Rules for a protocol module that uses the floor:
+
+* its errors subclass the floor's (``class RedisError(base.Error)``, and a
+  protocol's ``ProtocolError`` also derives ``base.ProtocolError``), so generic code
+  can catch "any peer fault" or "any limit" without knowing the protocol;
+* its sans-IO codec follows :mod:`.sansio` and imports no greenrt;
+* its limits are a frozen dataclass deriving :class:`.Limits`;
+* its trace events are named by :func:`.events.protocol_error` and
+  ``<protocol>.<event>``.
+"""
+
+from .errors import (
+    ConnectionLost,
+    Error,
+    LimitError,
+    OutcomeUnknown,
+    PoolClosed,
+    PoolTimeout,
+    ProtocolError,
+    UsageError,
+)
+from .events import emit_event, emit_protocol_error
+from .limits import Limits
+from .sansio import NEED_DATA, NeedData, StickyError
+
+__all__ = [
+    "NEED_DATA", "ConnectionLost", "Error", "LimitError", "Limits", "NeedData",
+    "OutcomeUnknown", "PoolClosed", "PoolTimeout", "ProtocolError", "StickyError",
+    "UsageError", "emit_event", "emit_protocol_error",
+]
