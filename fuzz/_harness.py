@@ -61,6 +61,25 @@ def read_corpus(mod: ModuleType) -> list[tuple[str, bytes]]:
     return [(p.name, p.read_bytes()) for p in sorted(d.iterdir()) if p.is_file()]
 
 
+REGRESSIONS_DIR = FUZZ_DIR / "regressions"
+
+
+def regressions_dir(path_or_stem) -> pathlib.Path:
+    """Where crashes found for a target are kept: ``fuzz/regressions/<target>/``.
+    ``run_bounded.py`` writes a finding there; once the bug is fixed the file is
+    committed and every later suite run replays it (``tests/test_fuzz_corpora.py``)."""
+    stem = getattr(path_or_stem, "stem", path_or_stem)
+    return REGRESSIONS_DIR / stem
+
+
+def read_regressions(path_or_stem) -> list[tuple[str, bytes]]:
+    d = regressions_dir(path_or_stem)
+    if not d.is_dir():
+        return []
+    return [(f"regression/{p.name}", p.read_bytes()) for p in sorted(d.iterdir())
+            if p.is_file() and not p.name.startswith(".")]
+
+
 def mutate(data: bytes, rng: random.Random, pool: list[bytes]) -> bytes:
     """One to four random edits of ``data`` (flip, insert, delete, duplicate, splice
     with another corpus entry, overwrite with an interesting token)."""

@@ -5,13 +5,18 @@
     .venv/bin/python fuzz/run_bounded.py --no-atheris --runs 50000 --seed 7
 
 With atheris importable, each target runs under libFuzzer in a subprocess for
-``--time`` seconds (or ``--runs`` executions), its seed corpus read from
-``fuzz/<CORPUS>`` and new inputs written to a scratch directory (the checked-in corpus
-is never modified; ``--keep DIR`` keeps the scratch corpus). Crashes are written to
-``fuzz/artifacts/``. Without atheris (or with ``--no-atheris``) the fallback replays the
-corpus and then applies seeded random mutations in-process until the time or run
-budget is spent; a finding is written to ``fuzz/artifacts/`` as well and the seed and
-index printed, so it reproduces exactly.
+``--time`` seconds (or ``--runs`` executions) with libFuzzer's ``-seed`` fixed by
+``--seed``, its seed corpus read from ``fuzz/<CORPUS>`` and new inputs written to a
+scratch directory (the checked-in corpus is never modified; ``--keep DIR`` keeps the
+scratch corpus). A crash is written to ``fuzz/regressions/<target>/``: fix the bug,
+commit the file, and ``tests/test_fuzz_corpora.py`` replays it in every later suite
+run. Without atheris (or with ``--no-atheris``) the fallback replays the corpus and
+then applies seeded random mutations in-process until the time or run budget is
+spent; a finding is written to the same place and the seed and index printed, so it
+reproduces exactly.
+
+``make test`` runs this for a few seconds per target before the pytest suite
+(``FUZZ_SECONDS``, default 3; ``FUZZ_SECONDS=0`` skips it).
 
 Exit status: 0 if no target found anything, 1 otherwise.
 """
@@ -31,32 +36,40 @@ import traceback
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import _harness  # noqa: E402
 
-ARTIFACTS = _harness.FUZZ_DIR / "artifacts"
 
 
 def have_atheris() -> bool:
     return importlib.util.find_spec("atheris") is not None
 
 
-def run_atheris(path: pathlib.Path, seconds: float, runs: int | None, keep: str | None) -> bool:
+def run_atheris(path: pathlib.Path, seconds: float, runs: int | None, keep: str | None,
+                seed: int) -> bool:
     mod = _harness.load_target(path)
     seeds = _harness.corpus_dir(mod)
-    ARTIFACTS.mkdir(exist_ok=True)
+    found = _harness.regressions_dir(path)
+    found.mkdir(parents=True, exist_ok=True)
     scratch = pathlib.Path(keep) / path.stem if keep else pathlib.Path(tempfile.mkdtemp())
     scratch.mkdir(parents=True, exist_ok=True)
     try:
         cmd = [sys.executable, str(path), str(scratch), str(seeds),
                f"-max_total_time={max(1, int(seconds))}",
-               f"-artifact_prefix={ARTIFACTS}/{path.stem}-", "-print_final_stats=1"]
+               f"-artifact_prefix={found}/", f"-seed={seed + 1}", "-print_final_stats=1"]
         if runs is not None:
             cmd.append(f"-runs={runs}")
         proc = subprocess.run(cmd, cwd=_harness.ROOT, capture_output=True, text=True)
-        tail = "\n".join(proc.stderr.splitlines()[-12:])
-        print(f"[{path.stem}] atheris exit {proc.returncode}\n{tail}")
+        lines = proc.stderr.splitlines()
+        done = next((ln for ln in reversed(lines) if ln.startswith("Done ")), "")
+        if proc.returncode == 0:
+            print(f"[{path.stem}] atheris: {done or 'finished'}, no findings")
+        else:
+            print(f"[{path.stem}] atheris exit {proc.returncode}: FINDING saved under {found}")
+            print("\n".join(lines[-40:]))
         return proc.returncode == 0
     finally:
         if not keep:
             shutil.rmtree(scratch, ignore_errors=True)
+        if found.is_dir() and not any(found.iterdir()):
+            found.rmdir()
 
 
 def run_fallback(path: pathlib.Path, seconds: float, runs: int | None, seed: int) -> bool:
@@ -68,8 +81,9 @@ def run_fallback(path: pathlib.Path, seconds: float, runs: int | None, seed: int
         try:
             _harness.run_one(mod, data)
         except Exception:  # a finding: anything TestOneInput did not swallow
-            ARTIFACTS.mkdir(exist_ok=True)
-            out = ARTIFACTS / f"{path.stem}-crash-seed{seed}-{n}"
+            found = _harness.regressions_dir(path)
+            found.mkdir(parents=True, exist_ok=True)
+            out = found / f"crash-seed{seed}-{n}"
             out.write_bytes(data)
             print(f"[{path.stem}] FINDING on {name} (saved to {out}):")
             traceback.print_exc()
@@ -100,7 +114,7 @@ def main(argv=None) -> int:
     ok = True
     for p in paths:
         if use_atheris:
-            ok &= run_atheris(p, args.time, args.runs, args.keep)
+            ok &= run_atheris(p, args.time, args.runs, args.keep, args.seed)
         else:
             ok &= run_fallback(p, args.time, args.runs, args.seed)
     return 0 if ok else 1

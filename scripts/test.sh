@@ -5,8 +5,21 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
+
+# Every fuzz target for a bounded few seconds (fuzz/README.md). It runs first so that
+# pytest's summary stays the last line; a finding is saved under fuzz/regressions/
+# and fails the command after the suite has run.
+fuzz_rc=0
+if [[ "${FUZZ_SECONDS:-3}" != "0" && $# -eq 0 ]]; then
+  "$VENV/bin/python" fuzz/run_bounded.py --time "${FUZZ_SECONDS:-3}" || fuzz_rc=$?
+fi
+
 "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"
 rc=$?
+if [[ $rc -eq 0 && $fuzz_rc -ne 0 ]]; then
+  echo "test: a fuzz target found something (see fuzz/regressions/)" >&2
+  exit 1
+fi
 if [[ $rc -eq 5 ]]; then
   echo "test: pytest collected no tests" >&2
   exit 1

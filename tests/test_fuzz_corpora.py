@@ -45,3 +45,22 @@ def test_corpus_and_mutations(path):
             pytest.fail(f"{path.stem}: input {name} ({data[:200]!r}) raised {e!r}")
         n += 1
     assert n == len(harness.read_corpus(mod)) + MUTATIONS
+
+
+def test_saved_regressions():
+    """Every crash a fuzz run once found (``fuzz/regressions/<target>/``) stays fixed."""
+    for path in TARGETS:
+        mod = harness.load_target(path)
+        for name, data in harness.read_regressions(path):
+            try:
+                harness.run_one(mod, data)
+            except Exception as e:
+                pytest.fail(f"{path.stem}: saved {name} ({data[:200]!r}) raised {e!r}")
+
+
+def test_regressions_belong_to_targets():
+    """A regression folder names an existing target (a renamed target keeps its finds)."""
+    stems = {p.stem for p in TARGETS}
+    if harness.REGRESSIONS_DIR.is_dir():
+        orphans = [d.name for d in harness.REGRESSIONS_DIR.iterdir() if d.is_dir() and d.name not in stems]
+        assert not orphans, f"fuzz/regressions/ folders without a target: {orphans}"
