@@ -43,8 +43,9 @@ def _free_port() -> int:
 
 
 def w_greenrt(port: int, tasks: int, seconds: float) -> dict:
-    import greenrt
     from greenrt.protocols.redis import Redis
+
+    import greenrt
 
     counts = [0] * tasks
 
@@ -73,8 +74,9 @@ def w_greenrt(port: int, tasks: int, seconds: float) -> dict:
 
 
 def w_greenrt_pipeline(port: int, seconds: float, batch: int = 100) -> dict:
-    import greenrt
     from greenrt.protocols.redis import Redis
+
+    import greenrt
 
     def main():
         with Redis(port=port) as r:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import os
 import tempfile
 
-import greenrt
 import greenrt.lab as lab
+
+import greenrt
 
 
 def transfer_program() -> int:

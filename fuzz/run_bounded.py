@@ -37,7 +37,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import _harness  # noqa: E402
 
 
-
 def have_atheris() -> bool:
     return importlib.util.find_spec("atheris") is not None
 

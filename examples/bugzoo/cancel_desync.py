@@ -13,8 +13,9 @@ injection (``inject="all"``, ``inject_tasks="request-*"``) provides the cancella
 
 from __future__ import annotations
 
-import greenrt
 import greenrt.lab.net as lnet
+
+import greenrt
 from greenrt import net
 
 SERVER = "10.0.0.2"

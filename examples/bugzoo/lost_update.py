@@ -10,8 +10,9 @@ assertion (``error:AssertionError``).
 
 from __future__ import annotations
 
-import greenrt
 import greenrt.lab as lab
+
+import greenrt
 
 
 def main() -> int:

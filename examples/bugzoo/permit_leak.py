@@ -10,8 +10,9 @@ reports the leak with the ``reserve`` site. Caught by the ``obligation`` oracle.
 
 from __future__ import annotations
 
-import greenrt
 import greenrt.lab as lab
+
+import greenrt
 
 
 class StaleSchema(Exception):

@@ -9,8 +9,9 @@ race, exactly what ``greenrt.race`` prevents by joining the losers. Caught by th
 
 from __future__ import annotations
 
-import greenrt
 import greenrt.lab as lab
+
+import greenrt
 from greenrt import CancelKind, Cancelled
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import greenrt
 import greenrt.lab.net as lnet
+
+import greenrt
 from greenrt import net
 
 SERVER = "10.0.0.2"

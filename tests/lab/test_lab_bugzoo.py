@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
 import greenrt.lab as lab
+import pytest
 from greenrt.lab.explorer import replay_token
 from greenrt.lab.replay import load_entry
 from greenrt.lab.shrink import shrink

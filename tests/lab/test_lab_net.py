@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
-import pytest
-
 import greenrt.lab as lab
+import pytest
 from greenrt.lab.net import NetConfig
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -6,9 +6,8 @@ import inspect
 import os
 import sys
 
-import pytest
-
 import greenrt.lab as lab
+import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)

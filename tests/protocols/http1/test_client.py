@@ -13,10 +13,16 @@ import socket
 import threading
 
 import pytest
+from greenrt.protocols.http import (
+    Limits,
+    PayloadTooLarge,
+    Response,
+    StreamingResponse,
+    TooManyRedirects,
+)
+from greenrt.protocols.http1.client import Client, request
 
 import greenrt
-from greenrt.protocols.http import Limits, PayloadTooLarge, Response, StreamingResponse, TooManyRedirects
-from greenrt.protocols.http1.client import Client, request
 
 
 def app(req):
@@ -261,7 +267,6 @@ def test_cancellation_at_every_checkpoint_leaves_no_broken_connection(http_serve
 
 def test_tls_with_host_name_verification(http_server, tmp_path):
     import trustme
-
     from greenrt.protocols import tls
 
     ca = trustme.CA()

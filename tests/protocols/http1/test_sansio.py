@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import h11
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from greenrt.protocols.http import (
     BadRequest,
     ClientDisconnected,
@@ -21,6 +18,8 @@ from greenrt.protocols.http import (
     URITooLong,
 )
 from greenrt.protocols.http1 import CLIENT, SERVER, H1Connection
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 MODES = ["one", "bytes"]
 KiB = 1024

@@ -10,9 +10,9 @@ from __future__ import annotations
 import random
 
 import pytest
+from greenrt.protocols.redis import OutcomeUnknown, Redis
 
 import greenrt
-from greenrt.protocols.redis import OutcomeUnknown, Redis
 
 pytestmark = pytest.mark.timeout(120)
 

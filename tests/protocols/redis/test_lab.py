@@ -12,13 +12,13 @@ protocol) must hold.
 
 from __future__ import annotations
 
-import pytest
-
-import greenrt
 import greenrt.lab as lab
-from greenrt import net
+import pytest
 from greenrt.protocols.redis import Redis
 from greenrt.protocols.redis.resp import NEED_DATA, Decoder, SimpleString, encode
+
+import greenrt
+from greenrt import net
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -4,9 +4,9 @@ caller's budget, cancel-safe waiting, health checks, lifetime, lease leaks, clos
 from __future__ import annotations
 
 import pytest
+from greenrt.protocols.redis import ConnectionConfig, ConnectionPool, PoolClosed, PoolTimeout, Redis
 
 import greenrt
-from greenrt.protocols.redis import ConnectionConfig, ConnectionPool, PoolClosed, PoolTimeout, Redis
 
 pytestmark = pytest.mark.timeout(60)
 

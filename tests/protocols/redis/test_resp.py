@@ -7,9 +7,6 @@ import random
 import tracemalloc
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from greenrt.protocols.redis.errors import (
     DataError,
     FrameTooLarge,
@@ -32,6 +29,8 @@ from greenrt.protocols.redis.resp import (
     encode_command,
     encode_streamed,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 # -- helpers ------------------------------------------------------------------------------
 
