@@ -1,0 +1,101 @@
+"""Fuzz target: the Kafka codec (``protocols.kafka.codec`` framing and schema-driven
+response bodies, ``protocols.kafka.records`` batches).
+
+Run with atheris::
+
+    .venv/bin/python fuzz/fuzz_kafka.py /tmp/kafka-scratch fuzz/corpus/kafka -max_total_time=60
+
+One input is used three ways, each of which may only raise ``KafkaProtocolError``
+(``KafkaLimitError`` included):
+
+* as a byte stream into ``FrameDecoder`` (small ``max_frame_bytes``), fed whole and
+  in pieces (cut points derived from the input): the same frames and the same verdict;
+* each frame (and the raw input) as the body of a response chosen by its first byte
+  (Metadata, Fetch, Produce, ApiVersions, JoinGroup, OffsetFetch at a version also
+  chosen by the input);
+* as the ``records`` of a fetch: ``decode_batches`` with a small inflate cap.
+"""
+
+from __future__ import annotations
+
+import sys
+
+CORPUS = "corpus/kafka"
+
+if __name__ == "__main__":  # pragma: no cover - only when run by atheris
+    try:
+        import atheris
+    except ImportError:
+        sys.exit("atheris is not installed; use fuzz/run_bounded.py for the fallback fuzzer")
+    with atheris.instrument_imports():
+        from greenrt.protocols.base import NEED_DATA
+        from greenrt.protocols.kafka import codec, records
+        from greenrt.protocols.kafka._messages import MESSAGES
+        from greenrt.protocols.kafka.errors import KafkaProtocolError
+else:
+    from greenrt.protocols.base import NEED_DATA
+    from greenrt.protocols.kafka import codec, records
+    from greenrt.protocols.kafka._messages import MESSAGES
+    from greenrt.protocols.kafka.errors import KafkaProtocolError
+
+#: The documented errors of the Kafka codec: nothing else may escape it.
+EXPECTED_ERRORS = (KafkaProtocolError,)
+
+_RESPONSES = ["MetadataResponse", "FetchResponse", "ProduceResponse", "ApiVersionsResponse",
+              "JoinGroupResponse", "OffsetFetchResponse", "SyncGroupResponse",
+              "ListOffsetsResponse"]
+
+
+class Finding(AssertionError):
+    """An invariant of the codec broke (not an expected error)."""
+
+
+def _frames(data: bytes, cuts: list[int]):
+    d = codec.FrameDecoder(4096)
+    out = []
+    pos = 0
+    try:
+        for c in cuts + [len(data)]:
+            if c > pos:  # an empty piece would mean EOF
+                d.receive_data(data[pos:c])
+            pos = max(pos, c)
+            while (ev := d.next_event()) is not NEED_DATA:
+                out.append(ev)
+        if d.buffered > 4096 + 4:
+            raise Finding(f"frame decoder buffered {d.buffered} bytes")
+        return out, None
+    except KafkaProtocolError as e:
+        return out, type(e)
+
+
+def _body(data: bytes) -> None:
+    if not data:
+        return
+    name = _RESPONSES[data[0] % len(_RESPONSES)]
+    lo, hi = MESSAGES[name]["versions"]
+    version = lo + (data[1] if len(data) > 1 else 0) % (hi - lo + 1)
+    try:
+        codec.decode_message(name, version, data[2:])
+    except KafkaProtocolError:
+        pass
+
+
+def TestOneInput(data: bytes) -> None:
+    cuts = sorted({b % (len(data) + 1) for b in data[:4]})
+    whole = _frames(data, [])
+    split = _frames(data, cuts)
+    if whole != split:
+        raise Finding(f"segmentation changed the verdict: {whole!r} vs {split!r}")
+    for frame in whole[0][:4]:
+        _body(frame)
+    _body(data)
+    try:
+        for _ in records.decode_batches(data, max_decompressed_bytes=65536):
+            pass
+    except KafkaProtocolError:
+        pass
+
+
+if __name__ == "__main__":  # pragma: no cover
+    atheris.Setup(sys.argv, TestOneInput)
+    atheris.Fuzz()

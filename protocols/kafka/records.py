@@ -1,0 +1,270 @@
+"""Record batches (message format v2, "magic 2"), sans-IO.
+
+Layout of one batch (61 bytes of header, then the records)::
+
+    base_offset int64 | batch_length int32 | partition_leader_epoch int32 | magic int8 (=2)
+    crc uint32 (CRC-32C of everything after it) | attributes int16 | last_offset_delta int32
+    base_timestamp int64 | max_timestamp int64 | producer_id int64 | producer_epoch int16
+    base_sequence int32 | record_count int32 | records...
+
+and of one record: ``length varint | attributes int8 | timestamp_delta varlong |
+offset_delta varint | key (varint length, -1 = null) | value (same) | header count
+varint | headers (key: varint length + UTF-8, value: varint length + bytes, -1 = null)``.
+Attributes bits 0-2 name the compression of the records section (0 none, 1 gzip;
+2 snappy, 3 lz4 and 4 zstd are refused with a typed error), bit 3 the timestamp type,
+bit 4 transactional, bit 5 control batch.
+
+Decoding (:func:`decode_batches`) is what a fetch response's ``records`` field goes
+through, and it must survive a broker that lies:
+
+* a batch whose CRC does not match is refused (``KafkaProtocolError``, code
+  ``crc_mismatch``): the bytes are corrupt, and the client never hands them out;
+* a *partial trailing batch* — brokers cut a fetch response at ``max_bytes``, so the
+  last batch may be incomplete — is ignored, not an error;
+* batch lengths, record counts and record lengths are checked against the bytes
+  present before anything is allocated for them; a gzip section is inflated
+  incrementally with ``max_decompressed_bytes`` as a hard cap (a gzip bomb raises
+  ``KafkaLimitError`` before the memory is used);
+* skipping batches or records below the fetch offset is the consumer's job (a broker
+  may return a batch that starts before the offset asked for): every record carries
+  its absolute offset.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from .codec import Reader, Writer
+from .errors import KafkaLimitError, KafkaProtocolError
+
+__all__ = ["Batch", "Record", "crc32c", "decode_batches", "encode_batch"]
+
+try:  # the C implementation (the `crc32c` package, hardware-accelerated where it can be)
+    from crc32c import crc32c as _crc32c_c
+except ImportError:  # pragma: no cover - exercised where the package is missing
+    _crc32c_c = None
+
+
+def _make_table() -> list[int]:
+    poly = 0x82F63B78
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ poly if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_TABLE = _make_table()
+
+
+def _crc32c_py(data: bytes | memoryview, crc: int = 0) -> int:
+    c = crc ^ 0xFFFFFFFF
+    t = _TABLE
+    for b in bytes(data):
+        c = t[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def crc32c(data: bytes | memoryview) -> int:
+    """CRC-32C (Castagnoli), as record batches use."""
+    if _crc32c_c is not None:
+        return _crc32c_c(bytes(data))
+    return _crc32c_py(data)
+
+
+_HEAD = struct.Struct(">qiibIhiqqqhii")  # 61 bytes
+HEADER_BYTES = _HEAD.size
+_CRC_FROM = 8 + 4 + 4 + 1 + 4  # the CRC covers attributes..end
+
+COMPRESSION_NONE = 0
+COMPRESSION_GZIP = 1
+_COMPRESSION_NAMES = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
+
+
+@dataclass
+class Record:
+    """One record: absolute ``offset`` and ``timestamp`` (ms), ``key``/``value`` (bytes
+    or None), ``headers`` as a list of ``(str, bytes | None)``."""
+
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]] = field(default_factory=list)
+
+
+@dataclass
+class Batch:
+    base_offset: int
+    last_offset: int
+    partition_leader_epoch: int
+    attributes: int
+    base_timestamp: int
+    max_timestamp: int
+    producer_id: int
+    producer_epoch: int
+    base_sequence: int
+    records: list[Record]
+
+    @property
+    def compression(self) -> str:
+        return _COMPRESSION_NAMES.get(self.attributes & 7, "unknown")
+
+    @property
+    def is_transactional(self) -> bool:
+        return bool(self.attributes & 0x10)
+
+    @property
+    def is_control(self) -> bool:
+        return bool(self.attributes & 0x20)
+
+
+def encode_batch(records: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]]], *,
+                 base_offset: int = 0, base_timestamp: int = 0, timestamps: list[int] | None = None,
+                 compression: int = COMPRESSION_NONE, producer_id: int = -1,
+                 producer_epoch: int = -1, base_sequence: int = -1,
+                 transactional: bool = False, partition_leader_epoch: int = -1) -> bytes:
+    """One batch of ``(key, value, headers)`` records, with its CRC. ``timestamps`` (ms,
+    one per record) default to ``base_timestamp``."""
+    if not records:
+        raise ValueError("a record batch needs at least one record")
+    body = Writer()
+    ts = timestamps or [base_timestamp] * len(records)
+    base_ts = min(ts)
+    for i, (key, value, headers) in enumerate(records):
+        rec = Writer()
+        rec.int8(0)
+        rec.varint(ts[i] - base_ts)
+        rec.varint(i)
+        _varbytes(rec, key)
+        _varbytes(rec, value)
+        rec.varint(len(headers))
+        for hk, hv in headers:
+            hkb = hk.encode("utf-8")
+            rec.varint(len(hkb))
+            rec.raw(hkb)
+            _varbytes(rec, hv)
+        body.varint(len(rec.buf))
+        body.raw(bytes(rec.buf))
+    payload = bytes(body.buf)
+    if compression == COMPRESSION_GZIP:
+        co = zlib.compressobj(6, zlib.DEFLATED, 31)
+        payload = co.compress(payload) + co.flush()
+    elif compression != COMPRESSION_NONE:
+        raise ValueError(f"compression {_COMPRESSION_NAMES.get(compression, compression)} is not supported")
+    attributes = compression | (0x10 if transactional else 0)
+    after_crc = struct.pack(">hiqqqhii", attributes, len(records) - 1, base_ts, max(ts),
+                            producer_id, producer_epoch, base_sequence, len(records)) + payload
+    crc = crc32c(after_crc)
+    batch_length = 4 + 1 + 4 + len(after_crc)
+    return struct.pack(">qiibI", base_offset, batch_length, partition_leader_epoch, 2, crc) + after_crc
+
+
+def _varbytes(w: Writer, b: bytes | None) -> None:
+    if b is None:
+        w.varint(-1)
+    else:
+        w.varint(len(b))
+        w.raw(b)
+
+
+def decode_batches(data: bytes | memoryview | None, *, max_decompressed_bytes: int = 64 << 20,
+                   verify_crc: bool = True) -> Iterator[Batch]:
+    """The complete batches in ``data`` (a fetch response's ``records``); a partial
+    trailing batch is ignored. See the module docstring for what is refused."""
+    if not data:
+        return
+    mv = memoryview(data)
+    pos = 0
+    n = len(mv)
+    while n - pos >= 12:
+        base_offset, batch_length = struct.unpack_from(">qi", mv, pos)
+        if batch_length < HEADER_BYTES - 12:
+            raise KafkaProtocolError(f"batch length {batch_length} is below the batch header size",
+                                     code="bad_length")
+        end = pos + 12 + batch_length
+        if end > n:
+            return  # a partial trailing batch: the broker cut the response at max_bytes
+        if n - pos < HEADER_BYTES:
+            return
+        (_, _, leader_epoch, magic, crc, attributes, last_delta, base_ts, max_ts,
+         producer_id, producer_epoch, base_seq, count) = _HEAD.unpack_from(mv, pos)
+        if magic != 2:
+            raise KafkaProtocolError(f"record batch magic {magic} is not supported (only 2)",
+                                     code="bad_magic")
+        if verify_crc and crc32c(mv[pos + _CRC_FROM:end]) != crc:
+            raise KafkaProtocolError(f"record batch at offset {base_offset}: CRC-32C mismatch",
+                                     code="crc_mismatch")
+        section = mv[pos + HEADER_BYTES:end]
+        comp = attributes & 7
+        if comp == COMPRESSION_GZIP:
+            section = memoryview(_gunzip(section, max_decompressed_bytes))
+        elif comp != COMPRESSION_NONE:
+            raise KafkaProtocolError(
+                f"compression {_COMPRESSION_NAMES.get(comp, comp)} is not supported", code="unsupported_compression")
+        if count < 0 or count > len(section):  # every record takes at least one byte
+            raise KafkaProtocolError(f"record count {count} does not fit the batch", code="bad_length")
+        records = _decode_records(section, count, base_offset, base_ts)
+        yield Batch(base_offset, base_offset + last_delta, leader_epoch, attributes, base_ts,
+                    max_ts, producer_id, producer_epoch, base_seq, records)
+        pos = end
+
+
+def _gunzip(data: memoryview, limit: int) -> bytes:
+    d = zlib.decompressobj(47)  # gzip or zlib header
+    try:
+        out = d.decompress(bytes(data), limit + 1)
+    except zlib.error as e:
+        raise KafkaProtocolError(f"gzip section does not inflate: {e}", code="bad_compression") from None
+    if len(out) > limit or d.unconsumed_tail:
+        raise KafkaLimitError(limit="max_decompressed_bytes", maximum=limit)
+    return out
+
+
+def _decode_records(section: memoryview, count: int, base_offset: int, base_ts: int) -> list[Record]:
+    r = Reader(section)
+    out = []
+    for _ in range(count):
+        length = r.varint()
+        if length < 0 or length > r.remaining:
+            raise KafkaProtocolError(f"record length {length} does not fit the batch", code="bad_length")
+        rec = Reader(r.data, r.pos, r.pos + length)
+        r.pos += length
+        rec.int8()  # attributes: unused in v2
+        ts_delta = rec.varlong()
+        off_delta = rec.varint()
+        key = _read_varbytes(rec)
+        value = _read_varbytes(rec)
+        nh = rec.varint()
+        if nh < 0 or nh > rec.remaining:
+            raise KafkaProtocolError(f"header count {nh} does not fit the record", code="bad_length")
+        headers = []
+        for _ in range(nh):
+            hk = _read_varbytes(rec)
+            if hk is None:
+                raise KafkaProtocolError("null header key", code="unexpected_null")
+            try:
+                hks = hk.decode("utf-8")
+            except UnicodeDecodeError:
+                raise KafkaProtocolError("header key is not UTF-8", code="bad_string") from None
+            headers.append((hks, _read_varbytes(rec)))
+        if rec.remaining:
+            raise KafkaProtocolError("trailing bytes inside a record", code="trailing_bytes")
+        out.append(Record(base_offset + off_delta, base_ts + ts_delta, key, value, headers))
+    if r.remaining:
+        raise KafkaProtocolError("trailing bytes after the batch's records", code="trailing_bytes")
+    return out
+
+
+def _read_varbytes(r: Reader) -> bytes | None:
+    n = r.varint()
+    if n == -1:
+        return None
+    if n < -1 or n > r.remaining:
+        raise KafkaProtocolError(f"length {n} does not fit the record", code="bad_length")
+    return r.raw(n)

@@ -1,0 +1,19 @@
+"""A real Kafka-protocol broker for the tests: librdkafka's mock cluster, started
+through confluent-kafka (``test.mock.num.brokers``) and kept alive for the session
+by holding its AdminClient. Its brokers listen on loopback; any client can connect."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def mock_cluster():
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"test.mock.num.brokers": "3", "log_level": 0})
+    md = admin.list_topics(timeout=15)
+    brokers = {b.id: (b.host, b.port) for b in md.brokers.values()}
+    assert len(brokers) == 3
+    yield {"admin": admin, "brokers": brokers,
+           "bootstrap": ",".join(f"{h}:{p}" for h, p in brokers.values())}
