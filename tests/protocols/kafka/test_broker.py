@@ -256,3 +256,28 @@ def test_encode_request_header_versions():
     v2 = codec.encode_request("Metadata", 9, 5, "cid", {"topics": None})
     assert v1[4:14] == struct.pack(">hhih", 3, 8, 5, 3) and v1[14:17] == b"cid"
     assert v2[17:18] == b"\x00"  # header v2's empty tagged-field section
+
+
+def test_murmur2_partitioner_matches_librdkafka(mock_cluster):
+    """confluent-kafka with ``partitioner=murmur2`` (the Java client's algorithm) puts
+    each key where ours does."""
+    from confluent_kafka import Producer
+
+    from greenrt.protocols.kafka.partitioner import murmur2_partition
+
+    topic = f"keys-{uuid.uuid4().hex[:8]}"
+    placed = {}
+    prod = Producer({"bootstrap.servers": mock_cluster["bootstrap"], "partitioner": "murmur2",
+                     "log_level": 0})
+
+    def on_delivery(err, msg):
+        assert err is None
+        placed[msg.key()] = msg.partition()
+
+    keys = [f"key-{i}".encode() for i in range(60)] + [b"", b"a", b"ab", b"abc", b"\xff" * 7]
+    for k in keys:
+        prod.produce(topic, key=k, value=b"x", on_delivery=on_delivery)
+    assert prod.flush(20) == 0
+    nparts = len(mock_cluster["admin"].list_topics(topic, timeout=10).topics[topic].partitions)
+    assert nparts > 1
+    assert {k: murmur2_partition(k, nparts) for k in keys} == placed
