@@ -262,7 +262,6 @@ def test_murmur2_partitioner_matches_librdkafka(mock_cluster):
     """confluent-kafka with ``partitioner=murmur2`` (the Java client's algorithm) puts
     each key where ours does."""
     from confluent_kafka import Producer
-
     from greenrt.protocols.kafka.partitioner import murmur2_partition
 
     topic = f"keys-{uuid.uuid4().hex[:8]}"
