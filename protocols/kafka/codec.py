@@ -223,7 +223,9 @@ def _default(typ: str, default: str | None) -> Any:
     if default == "null":
         return None
     if typ in _INT_DEFAULTS:
-        return int(default, 0) if default is not None else 0
+        if default is None:
+            return 0
+        return int(default, 0) if isinstance(default, str) else int(default)
     if typ == "float64":
         return float(default) if default is not None else 0.0
     if typ == "bool":

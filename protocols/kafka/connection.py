@@ -64,10 +64,10 @@ def _our_range(api: str) -> tuple[int, int]:
 class BrokerConnection:
     """A connection to one broker; see the module docstring."""
 
-    def __init__(self, stream, *, client_id: str = "greenrt", limits: KafkaLimits = KafkaLimits()):
+    def __init__(self, stream, *, client_id: str = "greenrt", limits: KafkaLimits | None = None):
         self._stream = stream
         self.client_id = client_id
-        self.limits = limits
+        self.limits = limits = limits or KafkaLimits()
         self._frames = codec.FrameDecoder(limits.max_response_bytes)
         self._ids = itertools.count(1)
         self._lock = greenrt.Lock()
@@ -78,7 +78,7 @@ class BrokerConnection:
     @classmethod
     def open(cls, host: str, port: int, **kw) -> BrokerConnection:
         """Connect and negotiate versions. A checkpoint; a cancellation leaves no socket."""
-        limits = kw.get("limits", KafkaLimits())
+        limits = kw.get("limits") or KafkaLimits()
         with greenrt.fail_after(limits.connect_timeout) if limits.connect_timeout else contextlib.nullcontext():
             stream = net.open_tcp(host, port)
         conn = cls(stream, **kw)

@@ -17,3 +17,17 @@ def mock_cluster():
     assert len(brokers) == 3
     yield {"admin": admin, "brokers": brokers,
            "bootstrap": ",".join(f"{h}:{p}" for h, p in brokers.values())}
+
+
+@pytest.fixture(scope="session")
+def slow_mock_cluster():
+    """A mock cluster whose brokers answer every request after 300 ms
+    (``test.mock.broker.rtt``), so a test can cancel a request in flight."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"test.mock.num.brokers": "1", "test.mock.broker.rtt": "300",
+                         "log_level": 0})
+    md = admin.list_topics(timeout=15)
+    brokers = {b.id: (b.host, b.port) for b in md.brokers.values()}
+    yield {"admin": admin, "brokers": brokers,
+           "bootstrap": ",".join(f"{h}:{p}" for h, p in brokers.values())}

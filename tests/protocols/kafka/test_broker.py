@@ -4,7 +4,6 @@ the faults a real broker does not produce."""
 
 from __future__ import annotations
 
-import socket
 import struct
 import threading
 import time
@@ -21,6 +20,8 @@ from greenrt.protocols.kafka.errors import (
 
 import greenrt
 from greenrt import net
+
+from .scripted import ScriptedBroker
 
 
 def _leader(conn, topic):
@@ -137,54 +138,15 @@ def test_confluent_kafka_batches_are_read_by_us(mock_cluster):
 
 # -- scripted peers ----------------------------------------------------------------------
 
-class _ScriptedBroker:
-    """Answers each request frame with ``respond(api_key, version, cid, n) -> bytes``
-    (raw bytes to write, size prefixes included)."""
-
-    def __init__(self, respond):
-        self.respond = respond
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen()
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        try:
-            conn, _ = self.sock.accept()
-        except OSError:
-            return
-        with conn:
-            buf = b""
-            n = 0
-            while True:
-                while len(buf) < 4 or len(buf) < 4 + struct.unpack(">i", buf[:4])[0]:
-                    d = conn.recv(65536)
-                    if not d:
-                        return
-                    buf += d
-                size = struct.unpack(">i", buf[:4])[0]
-                frame, buf = buf[4:4 + size], buf[4 + size:]
-                api_key, version, cid = struct.unpack(">hhi", frame[:8])
-                out = self.respond(api_key, version, cid, n)
-                n += 1
-                if out:
-                    conn.sendall(out)
-
-    def close(self):
-        self.sock.close()
-
-
 def _open(port, **kw):
     return BrokerConnection(net.open_tcp("127.0.0.1", port), **kw)
 
 
 def test_response_larger_than_the_cap_closes_before_allocating():
-    def respond(api, ver, cid, n):
+    def respond(api, ver, cid, n, port):
         return struct.pack(">i", 2**31 - 1) + struct.pack(">i", cid)
 
-    srv = _ScriptedBroker(respond)
+    srv = ScriptedBroker(respond)
 
     def main():
         c = _open(srv.port, limits=KafkaLimits(max_response_bytes=1 << 20))
@@ -202,12 +164,12 @@ def test_a_response_too_many_never_reaches_the_next_caller():
     """The broker answers the first heartbeat twice; the second request must not take
     the first's duplicate as its own (the correlation id says whose it is)."""
 
-    def respond(api, ver, cid, n):
+    def respond(api, ver, cid, n, port):
         payload = struct.pack(">ih", cid, 0)  # HeartbeatResponse v0: error_code 0
         frame = struct.pack(">i", len(payload)) + payload
         return frame * 2 if n == 0 else frame
 
-    srv = _ScriptedBroker(respond)
+    srv = ScriptedBroker(respond)
 
     def main():
         c = _open(srv.port)
@@ -227,13 +189,13 @@ def test_a_response_too_many_never_reaches_the_next_caller():
 def test_cancelled_after_send_reports_outcome_unknown_never_another_reply():
     answer = threading.Event()
 
-    def respond(api, ver, cid, n):
+    def respond(api, ver, cid, n, port):
         if n == 0:
             answer.wait(5)  # the reply comes after the caller was cancelled
         payload = struct.pack(">ih", cid, 0)
         return struct.pack(">i", len(payload)) + payload
 
-    srv = _ScriptedBroker(respond)
+    srv = ScriptedBroker(respond)
 
     def main():
         c = _open(srv.port)

@@ -1,0 +1,303 @@
+"""The producer: blocking ``send``, batching without a background task, idempotence.
+
+Theory of operation
+-------------------
+``producer.send(topic, value, key=..., headers=...)`` blocks until the record is
+acknowledged (``acks=-1``: by every in-sync replica) and returns its
+:class:`RecordMetadata`. Many tasks may call ``send`` at once; records for the same
+partition are *batched by their callers* ("group commit"): the partition has at most
+one produce request in flight; a caller that finds none in flight becomes the
+*flusher* and sends every record queued for the partition so far as one batch, while
+callers that arrive meanwhile queue their records for the next batch and wait. No
+background task, no linger timer by default (``linger`` adds a short wait before a
+flush, to grow batches at low concurrency).
+
+Idempotence (on by default, KIP-98): the producer gets a producer id and epoch
+(InitProducerId) and numbers each partition's records; a batch is retried with the
+*same* base sequence, so the broker writes it at most once, and
+``DUPLICATE_SEQUENCE_NUMBER`` means "already written" — a success. Retries (connection
+lost, ``NOT_LEADER_OR_FOLLOWER``, other retriable errors) happen inside the caller's
+budget: the flusher refreshes the leader and re-sends until the batch is acknowledged,
+fails for good, or its deadline cancels it.
+
+What a cancellation leaves (the rule of the issue: never report as failed a record
+that may have been written):
+
+* a record still queued (its batch not yet sent) is withdrawn: ``send`` raises
+  ``Cancelled`` and the record is never sent;
+* a caller (not the flusher) cancelled while its record's batch is on the wire gets
+  ``Cancelled`` and the batch goes on; the record's fate is then unknown to that
+  caller (counted in ``statistics()["cancelled_in_flight"]``);
+* a batch whose request was written when the flusher was cancelled is *in doubt*:
+  every record in it gets :class:`~.errors.KafkaOutcomeUnknown` (not a failure), and
+  the partition keeps the batch; the next flush on that partition first re-sends it
+  with the same sequence numbers, which settles the doubt at the broker (written
+  once, or now), and counts it in ``statistics()["in_doubt_resolved"]``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import greenrt
+
+from . import records as rec
+from .cluster import Cluster
+from .errors import KafkaConnectionError, KafkaOutcomeUnknown, broker_error
+from .partitioner import murmur2_partition
+
+__all__ = ["Producer", "RecordMetadata"]
+
+_DUPLICATE_SEQUENCE = 46
+_REFRESH_CODES = {3, 5, 6, 74, 75}  # unknown topic/partition, leader changes
+
+
+@dataclass(frozen=True)
+class RecordMetadata:
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+
+
+class _Pending:
+    """One queued record and its caller's wake-up."""
+
+    __slots__ = ("record", "timestamp", "event", "result", "error")
+
+    def __init__(self, record, timestamp: int):
+        self.record = record
+        self.timestamp = timestamp
+        self.event = greenrt.Event()
+        self.result: RecordMetadata | None = None
+        self.error: BaseException | None = None
+
+
+class _Partition:
+    __slots__ = ("queue", "flushing", "in_doubt", "next_sequence")
+
+    def __init__(self) -> None:
+        self.queue: list[_Pending] = []
+        self.flushing = False
+        #: (records, base_sequence, timestamps) of a batch sent when its flusher was cancelled
+        self.in_doubt: tuple | None = None
+        self.next_sequence = 0
+
+
+class Producer:
+    """A Kafka producer over a :class:`~.cluster.Cluster`; see the module docstring.
+
+    ``acks``: -1 (all in-sync replicas; required for idempotence), 1 (leader) or 0
+    (none; no result, no retries). ``compression``: ``"none"`` or ``"gzip"``.
+    ``max_batch_records`` bounds one batch (more queued records wait for the next).
+    """
+
+    def __init__(self, cluster: Cluster | str | list, *, acks: int = -1, idempotent: bool = True,
+                 compression: str = "none", linger: float = 0.0, max_batch_records: int = 10000,
+                 request_timeout_ms: int = 30000, retry_backoff: float = 0.05,
+                 delivery_timeout: float | None = 120.0):
+        self.cluster = cluster if isinstance(cluster, Cluster) else Cluster(cluster)
+        if idempotent and acks != -1:
+            raise ValueError("an idempotent producer needs acks=-1")
+        if compression not in ("none", "gzip"):
+            raise ValueError(f"compression {compression!r} is not supported (none, gzip)")
+        self.acks = acks
+        self.idempotent = idempotent
+        self.compression = rec.COMPRESSION_GZIP if compression == "gzip" else rec.COMPRESSION_NONE
+        self.linger = linger
+        self.max_batch_records = max_batch_records
+        self.request_timeout_ms = request_timeout_ms
+        self.retry_backoff = retry_backoff
+        #: how long one batch may be retried before its last error is raised (the Java
+        #: client's delivery.timeout.ms); the caller's own deadline applies too
+        self.delivery_timeout = delivery_timeout
+        self.producer_id = -1
+        self.producer_epoch = -1
+        self._parts: dict[tuple[str, int], _Partition] = {}
+        self._rr: dict[str, int] = {}
+        self._stats = {"records_sent": 0, "batches_sent": 0, "retries": 0, "duplicates": 0,
+                       "in_doubt": 0, "in_doubt_resolved": 0, "cancelled_in_flight": 0}
+
+    # -- public API ------------------------------------------------------------------
+
+    def send(self, topic: str, value: bytes | None, *, key: bytes | None = None,
+             headers: list[tuple[str, bytes | None]] | None = None,
+             partition: int | None = None, timestamp_ms: int | None = None) -> RecordMetadata | None:
+        """Produce one record and wait for its acknowledgement (``None`` with acks=0).
+
+        A checkpoint. Raises ``BrokerError`` for a non-retriable broker error,
+        ``KafkaOutcomeUnknown`` when the record's batch was sent and its answer lost to
+        a cancellation (the record may be written; see the module docstring), and
+        ``Cancelled`` (the record withdrawn, never sent) when cancelled before its
+        batch left."""
+        if partition is None:
+            partition = self._choose_partition(topic, key)
+        ts = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+        p = self._parts.setdefault((topic, partition), _Partition())
+        item = _Pending((key, value, list(headers or ())), ts)
+        p.queue.append(item)
+        try:
+            while not item.event.is_set():
+                if not p.flushing:
+                    self._flush(topic, partition, p)
+                else:
+                    item.event.wait()
+        except BaseException:
+            if item in p.queue:
+                p.queue.remove(item)  # never sent: withdrawn
+            elif not item.event.is_set():
+                self._stats["cancelled_in_flight"] += 1  # its batch is on the wire: fate unknown
+            raise
+        if item.error is not None:
+            raise item.error
+        return item.result
+
+    def flush(self) -> None:
+        """Nothing is buffered without a waiting caller, so there is nothing to flush;
+        kept for API familiarity (kafka-python, confluent-kafka)."""
+
+    def close(self) -> None:
+        self.cluster.close()
+
+    def statistics(self) -> dict:
+        return {**self._stats, "producer_id": self.producer_id,
+                "in_doubt_partitions": sum(1 for p in self._parts.values() if p.in_doubt)}
+
+    # -- internals -------------------------------------------------------------------
+
+    def _choose_partition(self, topic: str, key: bytes | None) -> int:
+        parts = self.cluster.topic_partitions(topic)
+        n = len(parts)
+        if key is not None:
+            return murmur2_partition(key, n)
+        i = self._rr.get(topic, 0)
+        self._rr[topic] = i + 1
+        return sorted(parts)[i % n]
+
+    def _ensure_producer_id(self) -> None:
+        if not self.idempotent or self.producer_id >= 0:
+            return
+        conn = self.cluster._any_connection()
+        r = conn.request("InitProducerId", {"transactional_id": None, "transaction_timeout_ms": 60000,
+                                            "producer_id": -1, "producer_epoch": -1})
+        if r["error_code"]:
+            raise broker_error(r["error_code"], "in InitProducerId")
+        self.producer_id, self.producer_epoch = r["producer_id"], r["producer_epoch"]
+
+    def _flush(self, topic: str, partition: int, p: _Partition) -> None:
+        """Become the partition's flusher: settle an in-doubt batch, then send what is queued."""
+        p.flushing = True
+        batch: list[_Pending] = []
+        try:
+            if self.linger:
+                greenrt.sleep(self.linger)
+            self._ensure_producer_id()
+            if p.in_doubt is not None:
+                recs, seq, stamps = p.in_doubt
+                self._produce(topic, partition, recs, stamps, seq)
+                p.in_doubt = None
+                self._stats["in_doubt_resolved"] += 1
+            batch = p.queue[:self.max_batch_records]
+            del p.queue[:len(batch)]
+            if not batch:
+                return
+            seq = p.next_sequence if self.idempotent else -1
+            recs = [it.record for it in batch]
+            stamps = [it.timestamp for it in batch]
+            if self.idempotent:
+                p.next_sequence += len(batch)
+            try:
+                meta = self._produce(topic, partition, recs, stamps, seq)
+            except (greenrt.Cancelled, KafkaOutcomeUnknown) as e:
+                if self.idempotent and self.acks != 0:
+                    p.in_doubt = (recs, seq, stamps)
+                self._stats["in_doubt"] += len(batch)
+                unknown = KafkaOutcomeUnknown(
+                    f"kafka: produce to {topic}[{partition}] was sent; its answer was lost"
+                    + (" (cancelled)" if isinstance(e, greenrt.Cancelled) else ""))
+                for it in batch:
+                    it.error = unknown
+                    it.event.set()
+                batch = []
+                raise
+            except BaseException as e:
+                if self.idempotent:
+                    p.next_sequence -= len(batch)  # nothing of it was written
+                for it in batch:
+                    it.error = e
+                    it.event.set()
+                batch = []
+                raise
+            base_offset, log_time = meta
+            for i, it in enumerate(batch):
+                it.result = (None if self.acks == 0 else
+                             RecordMetadata(topic, partition, base_offset + i,
+                                            log_time if log_time != -1 else it.timestamp))
+                it.event.set()
+            self._stats["records_sent"] += len(batch)
+            self._stats["batches_sent"] += 1
+        finally:
+            p.flushing = False
+            if p.queue:  # wake the oldest waiter: it becomes the next flusher
+                _nudge(p.queue[0])
+
+    def _produce(self, topic: str, partition: int, recs, stamps, seq: int) -> tuple[int, int]:
+        data = rec.encode_batch(recs, timestamps=stamps, compression=self.compression,
+                                producer_id=self.producer_id if self.idempotent else -1,
+                                producer_epoch=self.producer_epoch if self.idempotent else -1,
+                                base_sequence=seq)
+        body = {"transactional_id": None, "acks": self.acks, "timeout_ms": self.request_timeout_ms,
+                "topic_data": [{"name": topic, "partition_data": [{"index": partition, "records": data}]}]}
+        attempt = 0
+        maybe_written: KafkaOutcomeUnknown | None = None
+        last: Exception | None = None
+        give_up = None if self.delivery_timeout is None else greenrt.now() + self.delivery_timeout
+        while True:
+            if attempt and give_up is not None and greenrt.now() > give_up:
+                raise maybe_written or last  # once possibly written, never reported failed
+            try:
+                conn = self.cluster.connection(self.cluster.leader(topic, partition))
+                if self.acks == 0:
+                    conn.send_only("Produce", body)
+                    return (-1, -1)
+                r = conn.request("Produce", body)
+            except KafkaOutcomeUnknown as e:
+                if not self.idempotent:
+                    raise  # without sequence numbers a re-send could write twice
+                last = maybe_written = e
+                self._retry(topic, attempt := attempt + 1)
+                continue
+            except KafkaConnectionError as e:
+                last = e
+                self._retry(topic, attempt := attempt + 1)  # not sent: safe to retry
+                continue
+            pr = r["responses"][0]["partition_responses"][0]
+            code = pr["error_code"]
+            if code == 0:
+                return pr["base_offset"], pr.get("log_append_time_ms", -1)
+            if code == _DUPLICATE_SEQUENCE and self.idempotent:
+                self._stats["duplicates"] += 1
+                return pr["base_offset"], pr.get("log_append_time_ms", -1)
+            err = broker_error(code, f"producing to {topic}[{partition}]")
+            if not err.retriable:
+                raise maybe_written or err
+            if code in _REFRESH_CODES:
+                self.cluster.invalidate(topic)
+            last = err
+            self._retry(topic, attempt := attempt + 1)
+
+    def _retry(self, topic: str, attempt: int) -> None:
+        """Wait before the next attempt (a checkpoint: the caller's deadline ends the loop)."""
+        self._stats["retries"] += 1
+        self.cluster.invalidate(topic)
+        greenrt.sleep(min(self.retry_backoff * (2 ** min(attempt, 6)), 1.0))
+
+
+def _nudge(item: _Pending) -> None:
+    """Wake a waiting sender so that it becomes the next flusher: set the event it
+    waits on and give it a fresh one, so its loop in ``send`` finds its record still
+    unanswered and flushes."""
+    ev = item.event
+    item.event = greenrt.Event()
+    ev.set()

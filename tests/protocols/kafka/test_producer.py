@@ -1,0 +1,222 @@
+"""The producer against librdkafka's mock cluster, read back by confluent-kafka."""
+
+from __future__ import annotations
+
+import struct
+import time
+import uuid
+
+import pytest
+from greenrt.protocols.kafka import codec, records
+from greenrt.protocols.kafka.cluster import Cluster
+from greenrt.protocols.kafka.errors import KafkaOutcomeUnknown
+from greenrt.protocols.kafka.partitioner import murmur2_partition
+from greenrt.protocols.kafka.producer import Producer
+
+import greenrt
+
+from .scripted import ScriptedBroker
+
+
+def _consume_all(bootstrap, topic, expect, timeout=30):
+    from confluent_kafka import Consumer
+
+    cons = Consumer({"bootstrap.servers": bootstrap, "group.id": "g-" + uuid.uuid4().hex,
+                     "auto.offset.reset": "earliest", "enable.auto.commit": False, "log_level": 0})
+    cons.subscribe([topic])
+    got = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(got) < expect and time.monotonic() < deadline:
+            m = cons.poll(0.5)
+            if m is not None and not m.error():
+                got.append(m)
+        extra_until = time.monotonic() + 1.0  # anything written twice shows up here
+        while time.monotonic() < extra_until:
+            m = cons.poll(0.2)
+            if m is not None and not m.error():
+                got.append(m)
+    finally:
+        cons.close()
+    return got
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_concurrent_sends_are_batched_and_each_written_once(mock_cluster, compression):
+    topic = f"prod-{uuid.uuid4().hex[:8]}"
+    results = []
+
+    def main():
+        prod = Producer(mock_cluster["bootstrap"], compression=compression)
+        try:
+            def sender(i):
+                for j in range(5):
+                    results.append(prod.send(topic, f"v{i}-{j}".encode(), key=f"k{i}".encode(),
+                                             headers=[("i", str(i).encode())]))
+            with greenrt.region() as r:
+                for i in range(20):
+                    r.spawn(sender, i)
+            return prod.statistics()
+        finally:
+            prod.close()
+
+    stats = greenrt.run(main)
+    assert stats["records_sent"] == 100
+    assert stats["batches_sent"] < 100  # callers batched each other's records
+    nparts = len({m.partition for m in results})
+    got = _consume_all(mock_cluster["bootstrap"], topic, 100)
+    assert sorted(m.value() for m in got) == sorted(f"v{i}-{j}".encode() for i in range(20) for j in range(5))
+    by_key = {}
+    for m in got:
+        by_key.setdefault(m.key(), set()).add(m.partition())
+    total = len(mock_cluster["admin"].list_topics(topic, timeout=10).topics[topic].partitions)
+    assert nparts >= 1
+    assert all(parts == {murmur2_partition(k, total)} for k, parts in by_key.items())
+    # per key, order of sends is the order in the log
+    for i in range(20):
+        vals = [m.value() for m in sorted(got, key=lambda m: m.offset()) if m.key() == f"k{i}".encode()]
+        assert vals == [f"v{i}-{j}".encode() for j in range(5)]
+    # offsets returned to the callers are the records' real offsets
+    offs = {(m.partition, m.offset) for m in results}
+    assert offs == {(m.partition(), m.offset()) for m in got}
+
+
+def _batches(cluster, topic, partition):
+    """Every batch of the partition, fetched with our own codec (the mock answers one
+    batch per fetch)."""
+    conn = cluster.connection(cluster.leader(topic, partition))
+    out, offset = [], 0
+    while True:
+        f = conn.request("Fetch", {
+            "replica_id": -1, "max_wait_ms": 10, "min_bytes": 1, "max_bytes": 1 << 20,
+            "topics": [{"topic": topic, "partitions": [{
+                "partition": partition, "fetch_offset": offset, "partition_max_bytes": 1 << 20,
+                "current_leader_epoch": -1, "log_start_offset": -1}]}]})
+        pd = f["responses"][0]["partitions"][0]
+        got = [b for b in records.decode_batches(pd["records"]) if b.last_offset >= offset]
+        if not got:
+            return out
+        out += got
+        offset = got[-1].last_offset + 1
+
+
+def test_cancelled_produce_is_in_doubt_and_resent_with_the_same_sequence(slow_mock_cluster):
+    """The flusher is cancelled after its request left (the broker answers after 300 ms):
+    the record is never reported failed; the next send on the partition first re-sends
+    the in-doubt batch with the *same* producer id, epoch and base sequence — what a
+    broker deduplicates (KIP-98). librdkafka's mock broker does not check sequences
+    (it writes the copy), so the test reads both copies back and checks that they carry
+    identical idempotence headers; ``test_duplicate_sequence_is_success`` covers the
+    broker's DUPLICATE_SEQUENCE_NUMBER answer."""
+    topic = f"doubt-{uuid.uuid4().hex[:8]}"
+
+    def main():
+        prod = Producer(Cluster(slow_mock_cluster["bootstrap"]))
+        try:
+            prod.send(topic, b"zero", partition=0)  # producer id, leader, connection: ready
+            with greenrt.move_on_after(0.1):
+                prod.send(topic, b"first", partition=0)
+                raise AssertionError("not cancelled")  # pragma: no cover
+            assert prod.statistics()["in_doubt_partitions"] == 1
+            md = prod.send(topic, b"second", partition=0)
+            return md, prod.statistics(), _batches(prod.cluster, topic, 0), prod.producer_id
+        finally:
+            prod.close()
+
+    md, st, batches, pid = greenrt.run(main)
+    assert st["in_doubt_resolved"] == 1 and st["in_doubt_partitions"] == 0
+    heads = [(b.producer_id, b.producer_epoch, b.base_sequence, [r.value for r in b.records])
+             for b in batches]
+    assert heads[0] == (pid, 0, 0, [b"zero"])
+    firsts = [h for h in heads if h[3] == [b"first"]]
+    assert firsts and all(h[:3] == (pid, 0, 1) for h in firsts)   # same identity every time
+    assert heads[-1] == (pid, 0, 2, [b"second"])
+    assert md.offset == batches[-1].base_offset
+
+
+def test_duplicate_sequence_is_success():
+    """A broker that answers DUPLICATE_SEQUENCE_NUMBER (46) already has the batch: the
+    producer reports success with the broker's offset (a scripted broker, since the
+    mock never answers 46)."""
+    versions = {"ApiVersions": 0, "Metadata": 1, "InitProducerId": 0, "Produce": 3}
+    keys = {codec.API_KEYS[a]: (a, v) for a, v in versions.items()}
+
+    def respond(api_key, version, cid, n, port):
+        api, v = keys[api_key]
+        if api == "ApiVersions" and version > 0:  # as a real broker: 35, v0 layout
+            body = struct.pack(">hi", 35, 0)
+        elif api == "ApiVersions":
+            body = codec.encode_message("ApiVersionsResponse", 0, {"api_keys": [
+                {"api_key": codec.API_KEYS[a], "min_version": 0, "max_version": mv}
+                for a, mv in versions.items()]})
+        elif api == "Metadata":
+            body = codec.encode_message("MetadataResponse", 1, {
+                "brokers": [{"node_id": 1, "host": "127.0.0.1", "port": port}],
+                "topics": [{"name": "t", "partitions": [
+                    {"partition_index": 0, "leader_id": 1, "replica_nodes": [1], "isr_nodes": [1]}]}]})
+        elif api == "InitProducerId":
+            body = codec.encode_message("InitProducerIdResponse", 0, {"producer_id": 7, "producer_epoch": 0})
+        else:
+            body = codec.encode_message("ProduceResponse", 3, {"responses": [{"name": "t", "partition_responses": [
+                {"index": 0, "error_code": 46, "base_offset": 41}]}]})
+        payload = struct.pack(">i", cid) + body
+        return struct.pack(">i", len(payload)) + payload
+
+    srv = ScriptedBroker(respond)
+
+    def main():
+        prod = Producer(f"127.0.0.1:{srv.port}")
+        try:
+            return prod.send("t", b"v", partition=0), prod.statistics()
+        finally:
+            prod.close()
+
+    try:
+        md, st = greenrt.run(main)
+    finally:
+        srv.close()
+    assert (md.partition, md.offset) == (0, 41)
+    assert st["duplicates"] == 1 and st["records_sent"] == 1
+
+
+def test_other_waiters_get_outcome_unknown_when_the_flusher_is_cancelled(slow_mock_cluster):
+    """A waiter whose record rode in a cancelled flusher's batch is told *unknown*, never
+    failed; everything sent is in the log, and any copy (the mock does not deduplicate)
+    carries the same idempotence identity as the original."""
+    topic = f"waiters-{uuid.uuid4().hex[:8]}"
+    seen = {}
+
+    def main():
+        prod = Producer(Cluster(slow_mock_cluster["bootstrap"]))
+        try:
+            prod.send(topic, b"zero", partition=0)
+
+            def flusher():
+                with greenrt.move_on_after(0.1):
+                    prod.send(topic, b"a", partition=0)
+
+            def waiter():
+                greenrt.sleep(0.01)
+                try:
+                    prod.send(topic, b"b", partition=0)
+                    seen["b"] = "ok"
+                except KafkaOutcomeUnknown:
+                    seen["b"] = "unknown"
+
+            with greenrt.region() as r:
+                r.spawn(flusher)
+                r.spawn(waiter)
+            prod.send(topic, b"c", partition=0)
+            return _batches(prod.cluster, topic, 0)
+        finally:
+            prod.close()
+
+    batches = greenrt.run(main)
+    assert seen["b"] in ("ok", "unknown")
+    values = [r.value for b in batches for r in b.records]
+    assert set(values) == {b"zero", b"a", b"b", b"c"}
+    ident = {}
+    for b in batches:
+        key = tuple(r.value for r in b.records)
+        ident.setdefault(key, set()).add((b.producer_id, b.producer_epoch, b.base_sequence))
+    assert all(len(ids) == 1 for ids in ident.values()), ident
