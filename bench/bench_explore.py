@@ -24,10 +24,10 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
 
 import explore_programs as E  # noqa: E402
-import greenrt.lab as lab  # noqa: E402
-from greenrt.lab.replay import load_entry  # noqa: E402
 
 import greenrt  # noqa: E402
+import greenrt.lab as lab  # noqa: E402
+from greenrt.lab.replay import load_entry  # noqa: E402
 
 
 def small() -> None:

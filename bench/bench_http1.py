@@ -53,10 +53,9 @@ BODY = b"Hello, World!"
 
 def serve_greenrt(profile: bool) -> None:
     sys.path.insert(0, ROOT)
+    import greenrt
     from greenrt.protocols.http import Response
     from greenrt.protocols.http1 import serve
-
-    import greenrt
 
     headers = [("content-type", "text/plain")]
 

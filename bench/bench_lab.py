@@ -25,9 +25,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import greenrt.lab as lab  # noqa: E402
-
 import greenrt  # noqa: E402
+import greenrt.lab as lab  # noqa: E402
 
 
 def program(tasks: int, rounds: int) -> int:

@@ -43,9 +43,8 @@ def _free_port() -> int:
 
 
 def w_greenrt(port: int, tasks: int, seconds: float) -> dict:
-    from greenrt.protocols.redis import Redis
-
     import greenrt
+    from greenrt.protocols.redis import Redis
 
     counts = [0] * tasks
 
@@ -74,9 +73,8 @@ def w_greenrt(port: int, tasks: int, seconds: float) -> dict:
 
 
 def w_greenrt_pipeline(port: int, seconds: float, batch: int = 100) -> dict:
-    from greenrt.protocols.redis import Redis
-
     import greenrt
+    from greenrt.protocols.redis import Redis
 
     def main():
         with Redis(port=port) as r:

@@ -161,8 +161,9 @@ def main(ring: greenrt.TraceRing) -> None:
 def lab_section() -> None:
     banner("lab: a lost update found, recorded and replayed exactly")
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import greenrt.lab as lab
     from lab_lost_update import transfer_program
+
+    import greenrt.lab as lab
 
     print(f"  real hub, default schedule: balance {greenrt.run(transfer_program)} (looks fine)")
     trace = os.path.join(tempfile.gettempdir(), "greenrt_demo_trace.jsonl")

@@ -14,9 +14,8 @@ from __future__ import annotations
 import os
 import tempfile
 
-import greenrt.lab as lab
-
 import greenrt
+import greenrt.lab as lab
 
 
 def transfer_program() -> int:

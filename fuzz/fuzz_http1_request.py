@@ -35,12 +35,14 @@ try:  # pragma: no cover - only when running under atheris
 
     with atheris.instrument_imports():
         import h11
+
         from greenrt.protocols.http import HTTPError, Limits
         from greenrt.protocols.http1 import NEED_DATA, SERVER, H1Connection
         from greenrt.protocols.http1._connection import RequestHead
 except ImportError:
     atheris = None
     import h11
+
     from greenrt.protocols.http import HTTPError, Limits
     from greenrt.protocols.http1 import NEED_DATA, SERVER, H1Connection
     from greenrt.protocols.http1._connection import RequestHead

@@ -25,11 +25,13 @@ try:  # pragma: no cover - only when running under atheris
 
     with atheris.instrument_imports():
         import h11
+
         from greenrt.protocols.http import HTTPError, Limits
         from greenrt.protocols.http1 import CLIENT, NEED_DATA, H1Connection
 except ImportError:
     atheris = None
     import h11
+
     from greenrt.protocols.http import HTTPError, Limits
     from greenrt.protocols.http1 import CLIENT, NEED_DATA, H1Connection
 

@@ -605,6 +605,14 @@ class SimStream(TransportStream):
             self._wwaiter = None
             reschedule(t, None)
 
+    def has_unread(self) -> bool:
+        """See ``greenrt.net.Stream.has_unread``: bytes already delivered to this end,
+        its EOF or a reset. Bytes still in flight on the simulated link are not seen
+        (as on a real network); a pool checks again at checkout."""
+        self._note(write=False)
+        return bool(self._rbuf) or self._eof_in or self._reset is not None or self.closed \
+            or self.broken
+
     # -- transport primitives --------------------------------------------------------
 
     def _t_recv(self, max_bytes: int) -> bytes:

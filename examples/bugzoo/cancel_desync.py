@@ -13,9 +13,8 @@ injection (``inject="all"``, ``inject_tasks="request-*"``) provides the cancella
 
 from __future__ import annotations
 
-import greenrt.lab.net as lnet
-
 import greenrt
+import greenrt.lab.net as lnet
 from greenrt import net
 
 SERVER = "10.0.0.2"

@@ -10,9 +10,8 @@ assertion (``error:AssertionError``).
 
 from __future__ import annotations
 
-import greenrt.lab as lab
-
 import greenrt
+import greenrt.lab as lab
 
 
 def main() -> int:

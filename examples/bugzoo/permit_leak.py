@@ -10,9 +10,8 @@ reports the leak with the ``reserve`` site. Caught by the ``obligation`` oracle.
 
 from __future__ import annotations
 
-import greenrt.lab as lab
-
 import greenrt
+import greenrt.lab as lab
 
 
 class StaleSchema(Exception):

@@ -9,9 +9,8 @@ race, exactly what ``greenrt.race`` prevents by joining the losers. Caught by th
 
 from __future__ import annotations
 
-import greenrt.lab as lab
-
 import greenrt
+import greenrt.lab as lab
 from greenrt import CancelKind, Cancelled
 
 

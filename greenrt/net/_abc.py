@@ -101,6 +101,16 @@ class Stream(abc.ABC):
         """Close the stream and release its resources. Idempotent, never blocks, not a
         checkpoint. Tasks blocked on the stream wake with ``ClosedResourceError``."""
 
+    def has_unread(self) -> bool:
+        """True if anything is waiting to be read: bytes, the peer's EOF, a reset.
+
+        A non-blocking peek, not a checkpoint, and it consumes nothing. Connection
+        pools call it before reusing a connection (at check-in and again at checkout):
+        a connection with bytes the last exchange did not read — a reply too many from
+        a faulty or hostile peer — must be closed, never handed to the next caller.
+        A closed or broken stream reports True (it must not be reused either)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot tell whether bytes are unread")
+
     @abc.abstractmethod
     def statistics(self) -> dict:
         """Counters: ``bytes_sent``, ``bytes_received``, ``send_calls``, ``recv_calls``,

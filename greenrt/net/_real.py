@@ -42,6 +42,9 @@ def _family_of(host: str) -> int:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
+_PEEK_FLAGS = socket.MSG_PEEK | socket.MSG_DONTWAIT
+
+
 class SocketStream(TransportStream):
     """A stream over a connected, non-blocking stream socket."""
 
@@ -78,6 +81,18 @@ class SocketStream(TransportStream):
     def socket(self) -> socket.socket:
         """The underlying socket (for options; do not read or write it directly)."""
         return self._sock
+
+    def has_unread(self) -> bool:
+        """See ``Stream.has_unread``: ``recv(1, MSG_PEEK | MSG_DONTWAIT)``."""
+        if self.closed or self.broken:
+            return True
+        try:
+            self._sock.recv(1, _PEEK_FLAGS)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True  # a pending error (reset): not reusable
+        return True  # one byte, or b"" (EOF): either way something is unread
 
     def _t_send_eof(self) -> None:
         self._sock.shutdown(socket.SHUT_WR)

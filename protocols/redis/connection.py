@@ -211,6 +211,18 @@ class Connection:
         return self._dead is None and self.pending == 0 and not self.stream.broken \
             and not self.stream.closed
 
+    def unread(self) -> str | None:
+        """Why this connection must not be reused because of bytes nobody asked for, or
+        ``None``: ``"decoder_buffered"`` (the decoder holds bytes past the last reply),
+        ``"socket_readable"`` (the socket has bytes, EOF or an error waiting). RESP has
+        no request ids, so a reply too many from the server would otherwise reach the
+        next caller as its own. Not a checkpoint."""
+        if self.decoder.buffered:
+            return "decoder_buffered"
+        if self.stream.has_unread():
+            return "socket_readable"
+        return None
+
     @property
     def dead(self) -> bool:
         return self._dead is not None or self.stream.broken or self.stream.closed

@@ -7,8 +7,11 @@ back a connection whose state is unknown.
 * **Leases.** ``acquire()`` returns a :class:`Lease`; it holds an obligation of kind
   ``lease`` reserved at the caller's line. ``lease.release()`` commits it and returns
   the connection to the pool *only if* the connection is usable (open, not broken,
-  owing no replies, not in pub/sub or WATCH state); otherwise it aborts it and the
-  connection is closed. A task that completes while holding a lease has leaked it: the
+  owing no replies, not in pub/sub or WATCH state) *and nothing is unread* (its
+  decoder holds no bytes and a non-blocking peek finds the socket empty: a reply too
+  many must never reach the next caller); otherwise it aborts it and the connection
+  is closed, counted in ``statistics()["discard_reasons"]`` and reported by a
+  ``pool.discard`` trace event. A task that completes while holding a lease has leaked it: the
   runtime aborts the obligation, which closes the connection and frees its slot, and
   reports the leak with the site of the ``acquire``.
 * **Waiting.** When all ``max_connections`` are out, callers wait in FIFO order. A
@@ -19,7 +22,9 @@ back a connection whose state is unknown.
   waiter cancelled before the hand-off was simply removed from the queue. Nothing is
   lost either way. The wait is bounded by ``acquire_timeout`` (``PoolTimeout``) and,
   like every checkpoint, by the caller's own deadline and cancellation.
-* **Health.** A connection idle for longer than ``health_check_interval`` is PINGed
+* **Health.** A connection taken from the idle list is peeked again (bytes may have
+  arrived while it sat idle: discarded, ``idle_unread``). One idle for longer than
+  ``health_check_interval`` is PINGed
   before it is handed out; one older than ``max_lifetime`` is replaced; a dead one
   is replaced. Opening and checking happen in the acquiring task, under its budget;
   if they fail or are cancelled, the slot is freed for the next waiter.
@@ -36,7 +41,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 import greenrt
-from greenrt.lowlevel import enter_checkpoint, park, reschedule, reschedule_with_error
+from greenrt.lowlevel import (
+    current_hub_or_none,
+    enter_checkpoint,
+    park,
+    reschedule,
+    reschedule_with_error,
+)
 
 from .connection import Connection, ConnectionConfig
 from .errors import PoolClosed, PoolTimeout
@@ -59,7 +70,7 @@ class Lease:
         self.pool._put(self.conn)
 
     def _on_abort(self, reason) -> None:
-        self.pool._discard(self.conn)
+        self.pool._discard(self.conn, reason if isinstance(reason, str) else "aborted")
 
     @property
     def released(self) -> bool:
@@ -74,9 +85,13 @@ class Lease:
         c = self.conn
         if c.pending == 0 and c._dead is None and not c.pubsub_mode and not c.watching \
                 and not c.stream.broken:
-            ob.commit()
+            why = c.unread()
+            if why is None:
+                ob.commit()
+            else:
+                ob.abort(why)
         else:
-            ob.abort("connection state unknown")
+            ob.abort("state_unknown")
 
     def discard(self, reason: str = "discarded") -> None:
         """Close the connection instead of returning it. Idempotent."""
@@ -119,6 +134,7 @@ class ConnectionPool:
         self._closed = False
         self.stats = {"opened": 0, "discarded": 0, "health_checks": 0, "waits": 0,
                       "timeouts": 0, "drained": 0}
+        self.discard_reasons: dict[str, int] = {}
 
     # -- acquiring ------------------------------------------------------------------------
 
@@ -181,10 +197,16 @@ class ConnectionPool:
                 self.stats["opened"] += 1
                 return conn
             conn = got
-            if conn.dead or (self.max_lifetime is not None
-                             and greenrt.now() - conn.created_at > self.max_lifetime):
+            why = None
+            if conn.dead:
+                why = "dead"
+            elif self.max_lifetime is not None and greenrt.now() - conn.created_at > self.max_lifetime:
+                why = "lifetime"
+            elif conn.unread() is not None:
+                why = "idle_unread"  # bytes arrived while it sat in the pool
+            if why is not None:
                 conn.close()
-                self.stats["discarded"] += 1
+                self._count_discard(why)
                 got = _SLOT
                 continue
             hci = self.health_check_interval
@@ -200,7 +222,7 @@ class ConnectionPool:
                     raise
                 if not ok:
                     conn.close()
-                    self.stats["discarded"] += 1
+                    self._count_discard("health_check")
                     got = _SLOT
                     continue
             return conn
@@ -223,10 +245,17 @@ class ConnectionPool:
             return
         self._idle.append(conn)
 
-    def _discard(self, conn: Connection) -> None:
+    def _discard(self, conn: Connection, reason: str = "discarded") -> None:
         conn.close()
-        self.stats["discarded"] += 1
+        self._count_discard(reason)
         self._free_slot()
+
+    def _count_discard(self, reason: str) -> None:
+        self.stats["discarded"] += 1
+        self.discard_reasons[reason] = self.discard_reasons.get(reason, 0) + 1
+        hub = current_hub_or_none()
+        if hub is not None:
+            hub.emit("pool.discard", protocol="redis", reason=reason)
 
     def _free_slot(self) -> None:
         self._count -= 1
@@ -257,12 +286,14 @@ class ConnectionPool:
         return self._closed
 
     def statistics(self) -> dict:
-        """``max``, ``open`` (incl. being opened), ``idle``, ``in_use``, ``waiting`` and
+        """``max``, ``open`` (incl. being opened), ``idle``, ``in_use``, ``waiting``,
         counters ``opened``, ``discarded``, ``health_checks``, ``waits``, ``timeouts``,
-        ``drained``."""
+        ``drained``, and ``discard_reasons`` (reason -> count: ``decoder_buffered``,
+        ``socket_readable``, ``idle_unread``, ``state_unknown``, ``dead``, ``lifetime``,
+        ``health_check``, ``leaked``...)."""
         return {"max": self.max_connections, "open": self._count, "idle": len(self._idle),
                 "in_use": self._count - len(self._idle), "waiting": len(self._waiters),
-                **self.stats}
+                **self.stats, "discard_reasons": dict(self.discard_reasons)}
 
     def __repr__(self) -> str:
         s = self.statistics()

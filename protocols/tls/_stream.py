@@ -361,6 +361,17 @@ class TLSStream(Stream):
         finally:
             self._receiving = False
 
+    def has_unread(self) -> bool:
+        """See ``greenrt.net.Stream.has_unread``: decrypted bytes pyOpenSSL holds, or
+        raw bytes on the transport (a TLS record not yet processed; counted as unread,
+        which may discard a connection that only had a late session ticket, never the
+        other way round). Not a checkpoint."""
+        if self.closed or self.broken:
+            return True
+        if self._conn.pending() > 0:
+            return True
+        return self.transport.has_unread()
+
     def send_all(self, data) -> None:
         """Encrypt and send every byte of ``data``. A checkpoint. Interrupted after
         encryption started (cancelled, or the transport failed), the stream is

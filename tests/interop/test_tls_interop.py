@@ -9,10 +9,10 @@ import threading
 
 import pytest
 import trustme
-from greenrt.protocols import tls
 
 import greenrt
 from greenrt import net
+from greenrt.protocols import tls
 
 # The openssl binary is installed by `make test` (scripts/apt-packages.txt): a missing
 # one fails these tests rather than skipping them.

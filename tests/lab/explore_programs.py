@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import greenrt
 import greenrt.lab as lab
 import greenrt.lab.net as lnet
-
-import greenrt
 from greenrt import net
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import greenrt.lab.net as lnet
-
 import greenrt
+import greenrt.lab.net as lnet
 from greenrt import net
 
 SERVER = "10.0.0.2"

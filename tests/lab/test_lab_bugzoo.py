@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 
-import greenrt.lab as lab
 import pytest
+
+import greenrt.lab as lab
 from greenrt.lab.explorer import replay_token
 from greenrt.lab.replay import load_entry
 from greenrt.lab.shrink import shrink

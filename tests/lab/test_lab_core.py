@@ -9,13 +9,13 @@ import subprocess
 import sys
 import time
 
-import greenrt.lab as lab
 import pytest
-from greenrt.lab.trace import KEY_ENV, parse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import greenrt
+import greenrt.lab as lab
+from greenrt.lab.trace import KEY_ENV, parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROGRAMS = os.path.join(HERE, "lab_programs.py")

@@ -6,17 +6,17 @@ from __future__ import annotations
 import os
 import sys
 
-import greenrt.lab as lab
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import greenrt
+import greenrt.lab as lab
 from greenrt.lab.errors import LabError
 from greenrt.lab.explorer import independent, parse_strategy, replay_token
 from greenrt.lab.faults import FaultPlan
 from greenrt.lab.shrink import shrink
 from greenrt.lab.token import MAX_CHOICES, PREFIX, Token, TokenError, decode
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-import greenrt
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import sys
 
-import greenrt.lab as lab
 import pytest
+
+import greenrt.lab as lab
 from greenrt.lab.net import NetConfig
 
 HERE = os.path.dirname(os.path.abspath(__file__))

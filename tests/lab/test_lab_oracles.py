@@ -6,8 +6,9 @@ import inspect
 import os
 import sys
 
-import greenrt.lab as lab
 import pytest
+
+import greenrt.lab as lab
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)

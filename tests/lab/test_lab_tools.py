@@ -7,11 +7,10 @@ import re
 import subprocess
 import sys
 
+import greenrt
 import greenrt.lab as lab
 from greenrt.lab.timeline import render_html
 from greenrt.lab.trace import KEY_ENV
-
-import greenrt
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))

@@ -6,9 +6,9 @@ import dataclasses
 import pickle
 
 import pytest
-from greenrt.protocols import base
 
 import greenrt
+from greenrt.protocols import base
 
 
 class _DemoError(base.Error):

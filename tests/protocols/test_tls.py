@@ -11,10 +11,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from greenrt.protocols import tls
 
 import greenrt
 from greenrt import net
+from greenrt.protocols import tls
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -1,14 +1,14 @@
 """TLSStream over the lab's simulated network: the memory-BIO design means the same
 TLS code runs on virtual wires (latency, jitter, resets) under the lab hub."""
 
-import greenrt.lab as lab
-import greenrt.lab.net as lnet
 import pytest
 import trustme
-from greenrt.protocols import tls
 
 import greenrt
+import greenrt.lab as lab
+import greenrt.lab.net as lnet
 from greenrt import net
+from greenrt.protocols import tls
 
 SERVER = "10.0.0.2"
 PORT = 443

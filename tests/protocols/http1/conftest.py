@@ -7,6 +7,7 @@ import types
 
 import h11
 import pytest
+
 from greenrt.protocols.http import DEFAULT_LIMITS, HTTPError, Limits
 from greenrt.protocols.http1 import CLIENT, NEED_DATA, SERVER, H1Connection
 from greenrt.protocols.http1._connection import RequestHead
@@ -135,9 +136,8 @@ class ServerThread:
             self.events.append((ev.kind, dict(ev.data)))
 
     def _main(self) -> None:
-        from greenrt.protocols.http1.server import serve
-
         from greenrt import lowlevel
+        from greenrt.protocols.http1.server import serve
 
         def main():
             self.hub = lowlevel.current_hub()

@@ -13,6 +13,8 @@ import socket
 import threading
 
 import pytest
+
+import greenrt
 from greenrt.protocols.http import (
     Limits,
     PayloadTooLarge,
@@ -21,8 +23,6 @@ from greenrt.protocols.http import (
     TooManyRedirects,
 )
 from greenrt.protocols.http1.client import Client, request
-
-import greenrt
 
 
 def app(req):
@@ -267,6 +267,7 @@ def test_cancellation_at_every_checkpoint_leaves_no_broken_connection(http_serve
 
 def test_tls_with_host_name_verification(http_server, tmp_path):
     import trustme
+
     from greenrt.protocols import tls
 
     ca = trustme.CA()

@@ -5,18 +5,17 @@ the lab's oracles (quiescence, no leaks, cancellation protocol) hold."""
 
 from __future__ import annotations
 
-import greenrt.lab as lab
 import pytest
 
 import greenrt
+import greenrt.lab as lab
 
 
 def _program():
+    from greenrt import net
     from greenrt.protocols.http import Response
     from greenrt.protocols.http1 import HTTPServer
     from greenrt.protocols.http1.client import Client
-
-    from greenrt import net
 
     def app(req):
         if req.path == "/echo":

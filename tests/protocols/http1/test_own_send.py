@@ -11,11 +11,12 @@ import itertools
 
 import h11
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from greenrt.protocols.http import Limits, LocalProtocolError
 from greenrt.protocols.http1 import SERVER, H1Connection
 from greenrt.protocols.http1._connection import RequestHead
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 REQUESTS = {
     "get11": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -182,6 +183,7 @@ def test_100_continue_only_before_the_head():
 
 def test_request_grammar_is_h11s():
     import h11._abnf as abnf
+
     from greenrt.protocols.http1._connection import HEADER_FIELD, REQUEST_LINE
 
     assert HEADER_FIELD == abnf.header_field and REQUEST_LINE == abnf.request_line

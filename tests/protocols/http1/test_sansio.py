@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import h11
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from greenrt.protocols.http import (
     BadRequest,
     ClientDisconnected,
@@ -18,8 +21,6 @@ from greenrt.protocols.http import (
     URITooLong,
 )
 from greenrt.protocols.http1 import CLIENT, SERVER, H1Connection
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 MODES = ["one", "bytes"]
 KiB = 1024

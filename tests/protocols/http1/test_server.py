@@ -11,9 +11,9 @@ import threading
 import time
 
 import pytest
-from greenrt.protocols.http import Limits, Response, StreamingResponse
 
 import greenrt
+from greenrt.protocols.http import Limits, Response, StreamingResponse
 
 MODES = ["one", "bytes"]
 

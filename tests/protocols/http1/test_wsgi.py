@@ -16,10 +16,10 @@ import time
 
 import flask  # installed by the test extra: a missing flask must fail, not skip
 import pytest
-from greenrt.protocols.http1 import WSGIAdapter
-from greenrt.protocols.http1.client import Client
 
 import greenrt
+from greenrt.protocols.http1 import WSGIAdapter
+from greenrt.protocols.http1.client import Client
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 

@@ -10,6 +10,9 @@ import time
 import uuid
 
 import pytest
+
+import greenrt
+from greenrt import net
 from greenrt.protocols.kafka import codec, records
 from greenrt.protocols.kafka.connection import BrokerConnection, KafkaLimits
 from greenrt.protocols.kafka.errors import (
@@ -17,9 +20,6 @@ from greenrt.protocols.kafka.errors import (
     KafkaOutcomeUnknown,
     KafkaProtocolError,
 )
-
-import greenrt
-from greenrt import net
 
 from .scripted import ScriptedBroker
 
@@ -224,6 +224,7 @@ def test_murmur2_partitioner_matches_librdkafka(mock_cluster):
     """confluent-kafka with ``partitioner=murmur2`` (the Java client's algorithm) puts
     each key where ours does."""
     from confluent_kafka import Producer
+
     from greenrt.protocols.kafka.partitioner import murmur2_partition
 
     topic = f"keys-{uuid.uuid4().hex[:8]}"

@@ -10,13 +10,13 @@ import tracemalloc
 import zlib
 
 import pytest
-from greenrt.protocols import base
-from greenrt.protocols.kafka import codec, records
-from greenrt.protocols.kafka.errors import KafkaLimitError, KafkaProtocolError
 from hypothesis import given
 from hypothesis import strategies as st
 
 import greenrt
+from greenrt.protocols import base
+from greenrt.protocols.kafka import codec, records
+from greenrt.protocols.kafka.errors import KafkaLimitError, KafkaProtocolError
 
 
 @given(st.integers(-(2**31), 2**31 - 1))

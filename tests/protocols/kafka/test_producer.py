@@ -7,13 +7,13 @@ import time
 import uuid
 
 import pytest
+
+import greenrt
 from greenrt.protocols.kafka import codec, records
 from greenrt.protocols.kafka.cluster import Cluster
 from greenrt.protocols.kafka.errors import KafkaOutcomeUnknown
 from greenrt.protocols.kafka.partitioner import murmur2_partition
 from greenrt.protocols.kafka.producer import Producer
-
-import greenrt
 
 from .scripted import ScriptedBroker
 

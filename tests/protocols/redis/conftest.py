@@ -18,6 +18,7 @@ import tempfile
 import time
 
 import pytest
+
 from greenrt.protocols.redis.resp import NEED_DATA, Decoder, encode_command
 
 REDIS_SERVER = shutil.which("redis-server")

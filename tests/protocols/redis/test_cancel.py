@@ -8,11 +8,13 @@ twice; blocking commands stay cancellable.
 from __future__ import annotations
 
 import random
+import threading
+import time
 
 import pytest
-from greenrt.protocols.redis import OutcomeUnknown, Redis
 
 import greenrt
+from greenrt.protocols.redis import OutcomeUnknown, Redis
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -107,26 +109,36 @@ def test_cve_class_many_tasks_random_cancellation(redis, drain):
 
 
 def test_outcome_unknown_write_is_never_resent(redis):
-    """The server drops the connection under a pooled client: a read is retried on a
-    fresh connection; a write is not (it raises OutcomeUnknown), so INCR runs at
-    most once."""
+    """The server drops a connection under a pooled client. A dead *idle* connection is
+    seen at checkout (its EOF is unread) and replaced, so nothing is lost; a read whose
+    connection dies mid-command is retried once on a fresh connection; a write is not
+    (it raises OutcomeUnknown), so INCR runs at most once."""
+
+    def kill_when_paused(cid):
+        # the INCR below is held by CLIENT PAUSE WRITE; kill its connection meanwhile
+        time.sleep(0.2)
+        redis.cmd("CLIENT", "KILL", "ID", str(cid))
+        redis.cmd("CLIENT", "UNPAUSE")
 
     def main():
         with Redis(port=redis.port, max_connections=1, health_check_interval=None) as r:
             r.set("n", 0)
             cid = r.client_id()
             redis.cmd("CLIENT", "KILL", "ID", str(cid))
-            assert r.get("n") == b"0"  # read-only: retried once on a new connection
+            idle = r.pool._idle[0]
+            while not idle.stream.has_unread():  # the FIN reaches the idle socket
+                greenrt.sleep(0.01)
+            assert r.get("n") == b"0"  # the dead idle connection was replaced first
+            assert r.pool.statistics()["discard_reasons"].get("idle_unread") == 1
             cid = r.client_id()
-            redis.cmd("CLIENT", "KILL", "ID", str(cid))
+            redis.cmd("CLIENT", "PAUSE", "5000", "WRITE")
+            killer = threading.Thread(target=kill_when_paused, args=(cid,))
+            killer.start()
             with pytest.raises(OutcomeUnknown) as ei:
                 r.incr("n")
+            killer.join()
             assert ei.value.command == "INCR"
             assert r.get("n") == b"0"  # not applied twice (here: not at all)
-            # with health checks on, a dead idle connection is replaced before use
-            r.pool.health_check_interval = 0
-            cid = r.client_id()
-            redis.cmd("CLIENT", "KILL", "ID", str(cid))
             assert r.incr("n") == 1
 
     greenrt.run(main)

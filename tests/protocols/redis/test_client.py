@@ -5,6 +5,8 @@ transactions with WATCH conflicts, scripts, streams."""
 from __future__ import annotations
 
 import pytest
+
+import greenrt
 from greenrt.protocols.redis import (
     AuthenticationError,
     ExecAbortError,
@@ -17,8 +19,6 @@ from greenrt.protocols.redis import (
     parse_url,
 )
 from greenrt.protocols.redis.errors import DataError, RedisConnectionError
-
-import greenrt
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -4,10 +4,10 @@ pipeline split, MOVED after resharding a slot, ASK during a migration."""
 from __future__ import annotations
 
 import pytest
-from greenrt.protocols.redis import CrossSlotError, RedisCluster, TooManyRedirects, key_slot
-from greenrt.protocols.redis.cluster import command_keys, crc16
 
 import greenrt
+from greenrt.protocols.redis import CrossSlotError, RedisCluster, TooManyRedirects, key_slot
+from greenrt.protocols.redis.cluster import command_keys, crc16
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -12,23 +12,25 @@ protocol) must hold.
 
 from __future__ import annotations
 
-import greenrt.lab as lab
 import pytest
-from greenrt.protocols.redis import Redis
-from greenrt.protocols.redis.resp import NEED_DATA, Decoder, SimpleString, encode
 
 import greenrt
+import greenrt.lab as lab
 from greenrt import net
+from greenrt.protocols.redis import Redis
+from greenrt.protocols.redis.resp import NEED_DATA, Decoder, SimpleString, encode
 
 pytestmark = pytest.mark.timeout(120)
 
 PORT = 6379
 
 
-def scripted_server(stream, store: dict) -> None:
+def scripted_server(stream, store: dict, inject: float = 0.0) -> None:
     """A minimal Redis: HELLO, PING, SET, GET, ECHO (one keyspace shared by every
     connection); replies in order, with a random (virtual) think time per command
-    so replies straddle cancellations."""
+    so replies straddle cancellations. With ``inject`` > 0, that fraction of replies
+    is followed (in the same write) by an unsolicited ``INJECTED`` bulk string: a reply
+    too many, which must never reach a caller."""
     rng = lab.rng()
     dec = Decoder()
     proto = 2
@@ -56,10 +58,13 @@ def scripted_server(stream, store: dict) -> None:
                 from greenrt.protocols.redis.errors import ReplyError
 
                 reply = ReplyError("ERR unknown command")
-            stream.send_all(encode(reply, protocol=proto))
+            out = encode(reply, protocol=proto)
+            if inject and name != b"HELLO" and rng.random() < inject:
+                out += encode(b"INJECTED", protocol=proto)
+            stream.send_all(out)
 
 
-def program(workers: int, rounds: int, k_max: int, drain: float) -> dict:
+def program(workers: int, rounds: int, k_max: int, drain: float, inject: float = 0.0) -> dict:
     rng = lab.rng()
     active: dict[int, greenrt.CancelScope] = {}
     tally = {"ok": 0, "cancelled": 0}
@@ -93,7 +98,7 @@ def program(workers: int, rounds: int, k_max: int, drain: float) -> dict:
     def main():
         with greenrt.region() as outer:
             store: dict = {}
-            outer.spawn(lambda: net.serve_tcp(lambda s: scripted_server(s, store), "127.0.0.1",
+            outer.spawn(lambda: net.serve_tcp(lambda s: scripted_server(s, store, inject), "127.0.0.1",
                                               PORT, on_ready=servers.append))
             while not servers:
                 greenrt.sleep(0.0001)
@@ -122,6 +127,19 @@ def test_cve_class_under_the_lab(seed, drain):
     assert out["ok"] > 0 and out["cancelled"] > 0
     assert out["in_use"] == 0 and out["waiting"] == 0
     assert out["discarded"] + out["drained"] > 0  # replies were owed when cancelled
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_replies_too_many_under_the_lab_with_cancellation(seed):
+    """Issue 13 under the lab: 10% of replies come with an unsolicited extra frame while
+    cancellations land on every checkpoint; every completed call still sees its own
+    reply (the workers assert it) and each poisoned connection is discarded."""
+    res = lab.run(program, 8, 16, 60, 0.0, 0.1, seed=seed)
+    res.check()
+    out = res.value
+    assert out["ok"] + out["cancelled"] == 8 * 16 and out["ok"] > 0
+    assert out["discard_reasons"].get("decoder_buffered", 0) + \
+        out["discard_reasons"].get("socket_readable", 0) > 0
 
 
 def test_lab_run_is_deterministic():

@@ -5,9 +5,9 @@ routed out of band on an ordinary connection."""
 from __future__ import annotations
 
 import pytest
-from greenrt.protocols.redis import Connection, ConnectionConfig, Message, PubSubLagged, Redis
 
 import greenrt
+from greenrt.protocols.redis import Connection, ConnectionConfig, Message, PubSubLagged, Redis
 
 pytestmark = pytest.mark.timeout(60)
 

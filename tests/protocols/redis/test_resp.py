@@ -7,6 +7,9 @@ import random
 import tracemalloc
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from greenrt.protocols.redis.errors import (
     DataError,
     FrameTooLarge,
@@ -29,8 +32,6 @@ from greenrt.protocols.redis.resp import (
     encode_command,
     encode_streamed,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 # -- helpers ------------------------------------------------------------------------------
 
