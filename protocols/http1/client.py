@@ -10,6 +10,10 @@ both sides agree to keep it alive** (h11 ``DONE``/``DONE``). Anything else (an
 error, a cancellation at any checkpoint, a response body the caller did not finish,
 a ``send_all`` interrupted half-way, which breaks the stream) closes the connection,
 so the next request never inherits a half-read response or a desynchronised stream.
+And nothing may be unread: a connection whose parser still holds bytes past the
+response, or whose socket has bytes (or EOF) waiting — a response too many from a
+faulty or hostile server — is closed instead, at check-in and again at checkout
+(bytes may arrive while it sits idle); ``statistics()["discard_reasons"]`` counts why.
 A connection taken from the pool that turns out to have been closed by the server
 before answering is retried once on a fresh connection if the request is idempotent
 and its body can be replayed.
@@ -55,6 +59,7 @@ import h11
 
 import greenrt
 from greenrt import net
+from greenrt.lowlevel import current_hub_or_none
 
 from ..http.errors import (
     ClientDisconnected,
@@ -285,15 +290,18 @@ class Client:
         self._stats = {"connections_opened": 0, "reused": 0, "discarded": 0, "released": 0,
                        "retried": 0, "pool_waits": 0, "continue_received": 0,
                        "continue_timeouts": 0, "body_withheld": 0}
+        self._discard_reasons: dict[str, int] = {}
 
     # -- pool ---------------------------------------------------------------------------
 
     def statistics(self) -> dict:
-        """Counters, plus per ``scheme://host:port``: ``idle`` connections, ``in_use``
+        """Counters (``discard_reasons``: why connections were not reused —
+        ``parser_buffered``/``socket_readable`` at check-in, ``idle_unread`` at checkout,
+        ``not_reusable``...), plus per ``scheme://host:port``: ``idle`` connections, ``in_use``
         (pool tokens held) and ``waiting`` (requests waiting for a token)."""
         def name(k):
             return f"{k[0]}://{k[1]}:{k[2]}"
-        return {**self._stats,
+        return {**self._stats, "discard_reasons": dict(self._discard_reasons),
                 "idle": {name(k): len(v) for k, v in self._pool.items() if v},
                 "in_use": {name(k): lim.borrowed_tokens for k, lim in self._limiters.items()
                            if lim.borrowed_tokens},
@@ -344,18 +352,31 @@ class Client:
         now = greenrt.now()
         while idle:
             conn = idle.pop()
-            if now - conn.idle_since <= self.pool_idle_timeout and not conn.stream.broken \
-                    and not conn.stream.closed:
-                conn.reused += 1
-                self._stats["reused"] += 1
-                return conn
-            conn.close()
+            if now - conn.idle_since > self.pool_idle_timeout or conn.stream.broken \
+                    or conn.stream.closed:
+                conn.close()
+                continue
+            if conn.stream.has_unread():  # bytes (or EOF) arrived while it sat idle
+                self._count_discard("idle_unread")
+                conn.close()
+                continue
+            conn.reused += 1
+            self._stats["reused"] += 1
+            return conn
         return None
 
     def _release(self, conn: _Conn) -> None:
         p = conn.p
         if self._closed or not p.reusable or conn.stream.broken or conn.stream.closed:
             self._discard(conn)
+            return
+        # Nothing unread may be left: bytes past the response (a response too many)
+        # would otherwise be read as the next request's response.
+        if p.buffered:
+            self._discard(conn, "parser_buffered")
+            return
+        if conn.stream.has_unread():
+            self._discard(conn, "socket_readable")
             return
         p.start_next_cycle()
         idle = self._pool.setdefault(conn.key, [])
@@ -367,10 +388,17 @@ class Client:
         self._stats["released"] += 1
         self._give_back(conn)
 
-    def _discard(self, conn: _Conn) -> None:
-        self._stats["discarded"] += 1
+    def _discard(self, conn: _Conn, reason: str = "not_reusable") -> None:
+        self._count_discard(reason)
         conn.close()
         self._give_back(conn)
+
+    def _count_discard(self, reason: str) -> None:
+        self._stats["discarded"] += 1
+        self._discard_reasons[reason] = self._discard_reasons.get(reason, 0) + 1
+        hub = current_hub_or_none()
+        if hub is not None:
+            hub.emit("pool.discard", protocol="http1", reason=reason)
 
     def _connect(self, scheme: str, host: str, port: int) -> _Conn:
         key = (scheme, host, port)

@@ -215,7 +215,10 @@ def test_stale_pooled_connection_is_retried(http_server):
                 greenrt.sleep(0.01)
             assert c.idle_connections("http", "127.0.0.1", srv.port) == 1  # stale, unknown yet
             assert c.get(f"{base}/2").content == b"hello /2"
-            assert c.statistics()["retried"] == 1
+            st = c.statistics()
+            # the server's FIN is seen at checkout (nothing may be unread) and the
+            # connection replaced; had it arrived later, the request is retried once
+            assert st["retried"] + st["discard_reasons"].get("idle_unread", 0) == 1
 
     greenrt.run(main)
 
