@@ -38,7 +38,10 @@ class HTTPError(Exception):
     code: str = "http_error"
 
     def __init__(self, message: str = "", *, code: str | None = None, status: int | None = None):
-        super().__init__(message or self.__class__.__doc__.split("\n")[0].strip())
+        # Exception.__init__ directly, not super(): for the limit errors the next
+        # __init__ in the MRO is greenrt.LimitExceeded's, which would take the message
+        # for the limit's name ("limit 'head exceeds 65536 bytes' exceeded: None > None").
+        Exception.__init__(self, message or self.__class__.__doc__.split("\n")[0].strip())
         self.message = str(self.args[0])
         if code is not None:
             self.code = code
@@ -68,8 +71,10 @@ class LimitError(ProtocolError, LimitExceeded):
 
     def __init__(self, message: str = "", *, limit: str, value=None, maximum=None,
                  code: str | None = None, status: int | None = None):
-        HTTPError.__init__(self, message or f"limit {limit!r} exceeded: {value!r} > {maximum!r}",
-                           code=code, status=status)
+        if not message:
+            message = (f"{limit} exceeded: {value} > {maximum}" if value is not None
+                       else f"{limit} exceeded (more than {maximum})")
+        HTTPError.__init__(self, message, code=code, status=status)
         self.limit = limit
         self.value = value
         self.maximum = maximum

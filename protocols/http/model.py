@@ -304,6 +304,17 @@ class Request:
         i = t.find("?")
         return "" if i < 0 else t[i + 1:]
 
+    @property
+    def host(self) -> str | None:
+        """The authority the request is addressed to: the authority of an absolute-form
+        target (``GET http://a.example/x``), which wins over the Host field (RFC 9112
+        §3.2.2), else the Host field; ``None`` without either."""
+        t = self.target
+        if not t.startswith("/") and "://" in t:
+            rest = t.split("://", 1)[1]
+            return rest.split("/", 1)[0].split("?", 1)[0]
+        return self.headers.get("host")
+
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target} HTTP/{self.http_version}>"
 

@@ -197,6 +197,45 @@ class RequestHead:
         return f"RequestHead({self.method!r}, {self.target!r}, {self.headers!r})"
 
 
+#: bytes no head may contain: controls other than HTAB, CR, LF (those frame lines);
+#: NUL is left to the h11 grammar check (code ``malformed``)
+_CTL_RE = re.compile(rb"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_HOST_RE = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+;=]*)(:[0-9]{0,5})?")
+
+
+def _check_target(start: bytes) -> None:
+    """The request-target forms of RFC 9112 §3.2: origin-form (``/path``) for every
+    method, absolute-form (``http://host/path``), authority-form only for CONNECT and
+    asterisk-form only for OPTIONS."""
+    method, _, rest = start.partition(b" ")
+    target = rest.rpartition(b" ")[0]
+    if target.startswith(b"/"):
+        return
+    if target == b"*":
+        if method != b"OPTIONS":
+            raise BadRequest("asterisk-form target is only valid for OPTIONS", code="bad_target")
+        return
+    if method == b"CONNECT":
+        return  # authority-form (host:port), checked by h11's grammar and the handler
+    low = target[:8].lower()
+    if low.startswith(b"http://") or low.startswith(b"https://"):
+        return
+    raise BadRequest(f"request target {_excerpt(target)} is not in origin or absolute form",
+                     code="bad_target")
+
+
+def _check_host(head: bytes, lower: bytes) -> None:
+    """One Host value that is a ``uri-host [":" port]`` (RFC 9110 §7.2): a list
+    (``Host: a, b``) or anything else a proxy might read differently is refused."""
+    i = lower.find(b"\nhost:")
+    if i == -1:
+        return
+    j = head.find(b"\r\n", i + 1)
+    value = head[i + 6:j if j != -1 else len(head)].strip(b" \t")
+    if _HOST_RE.fullmatch(value) is None:
+        raise BadRequest(f"invalid Host field {_excerpt(value)}", code="bad_host")
+
+
 def _parse_request(head: bytes) -> RequestHead:
     """Parse a complete, CRLF-normalized request head as h11 would (same grammar, same
     Host rule); raises ``BadRequest`` (``malformed``) where h11 raises."""
@@ -511,10 +550,17 @@ class H1Connection:
         nl = head.find(b"\r\n")
         start = head[:nl]
         lower = head.lower()
+        if _CTL_RE.search(head) is not None:
+            # h11's field-value grammar lets \x01-\x08, \x0b, \x0c, \x0e-\x1f and \x7f
+            # through; RFC 9110 §5.5 forbids them (only HTAB is allowed), and a
+            # downstream parser may split on them
+            raise BadRequest("control character in the head", code="ctl_in_head")
         if self.role == SERVER:
             self._check_request_line(start)
             if lower.count(b"\nhost:") > 1:
                 raise BadRequest("more than one Host field", code="duplicate_host")
+            _check_target(start)
+            _check_host(head, lower)
         else:
             self._check_status_line(start)
         cl, chunked = self._check_framing(head, lower, start)
@@ -743,6 +789,9 @@ class H1Connection:
                 raise BadRequest("bare LF in chunk-size line", code="bare_lf")
             i = j - 1
             line = bytes(buf[:i])
+            if b";" not in line and line[-1:] in (b" ", b"\t"):
+                # BWS is allowed only before a chunk extension (RFC 9112 §7.1.1)
+                raise BadRequest(f"whitespace after chunk size {_excerpt(line)}", code="bad_chunk")
             size_txt = line.split(b";", 1)[0].rstrip(b" \t")
             if not size_txt or len(size_txt) > 16 or not all(
                     c in b"0123456789abcdefABCDEF" for c in size_txt):

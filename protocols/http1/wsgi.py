@@ -125,7 +125,7 @@ def build_environ(req: Request, *, multithread: bool = False,
         path, _, query = target.partition("?")
     server = req.server if isinstance(req.server, tuple) else ("", 0)
     client = req.client if isinstance(req.client, tuple) else ("", 0)
-    host = req.headers.get("host")
+    host = req.host  # an absolute-form target's authority wins over Host
     server_name = server[0]
     if host:
         server_name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
@@ -162,6 +162,8 @@ def build_environ(req: Request, *, multithread: bool = False,
             env[key] += "," + v
         else:
             env[key] = v
+    if host is not None:
+        env["HTTP_HOST"] = host
     return env
 
 

@@ -523,3 +523,24 @@ def test_wrk_as_client(http_server):
     m = re.search(r"(\d+) requests in", out)
     assert m and int(m.group(1)) > 0, out
     assert "Non-2xx" not in out and "Socket errors" not in out, out
+
+
+def test_limit_errors_say_which_limit_and_by_how_much(http_server, net_helpers):
+    """Issue 13: the message (and the 413/431 body) named the message as the limit and
+    ``None > None``; it now says the limit's name, the size seen and the maximum."""
+    from greenrt.protocols.http import HeaderFieldsTooLarge, PayloadTooLarge
+
+    e = HeaderFieldsTooLarge("head exceeds 65536 bytes", limit="max_head_bytes", value=70000,
+                             maximum=65536)
+    assert str(e) == "head exceeds 65536 bytes"
+    assert (e.limit, e.value, e.maximum) == ("max_head_bytes", 70000, 65536)
+    assert isinstance(e, greenrt.LimitExceeded)
+    assert str(PayloadTooLarge(limit="max_body_bytes", value=20, maximum=10)) == \
+        "max_body_bytes exceeded: 20 > 10"
+    srv = http_server(lambda req: Response(200, body=b"ok"), Limits(max_head_bytes=1024))
+    s = net_helpers.connect(srv.port)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 2000 + b"\r\n\r\n")
+    status, _, body = net_helpers.read_response(s)
+    s.close()
+    assert status == 431
+    assert b"None" not in body and b"1024" in body
