@@ -12,6 +12,7 @@ from .errors import (
     HeaderFieldsTooLarge,
     HTTPError,
     HTTPVersionNotSupported,
+    InvalidURL,
     LimitError,
     LocalProtocolError,
     PayloadTooLarge,
@@ -19,6 +20,7 @@ from .errors import (
     RequestTimeout,
     ServiceUnavailable,
     TooManyRedirects,
+    UnsupportedScheme,
     UnsupportedTransferCoding,
     URITooLong,
 )
@@ -30,5 +32,5 @@ __all__ = [
     "HTTPError", "HTTPVersionNotSupported", "HeaderFieldsTooLarge", "Headers", "LimitError",
     "Limits", "LocalProtocolError", "PayloadTooLarge", "ProtocolError", "Request",
     "RequestTimeout", "Response", "ResponseWriter", "ServiceUnavailable", "StreamingResponse",
-    "TooManyRedirects", "URITooLong", "UnsupportedTransferCoding",
+    "InvalidURL", "TooManyRedirects", "URITooLong", "UnsupportedScheme", "UnsupportedTransferCoding",
 ]

@@ -23,7 +23,8 @@ from __future__ import annotations
 from greenrt import LimitExceeded
 
 __all__ = [
-    "BadRequest", "ClientDisconnected", "HTTPError", "HTTPVersionNotSupported",
+    "BadRequest", "ClientDisconnected", "HTTPError", "HTTPVersionNotSupported", "InvalidURL",
+    "UnsupportedScheme",
     "HeaderFieldsTooLarge", "LimitError", "LocalProtocolError", "PayloadTooLarge",
     "ProtocolError", "RequestTimeout", "ServiceUnavailable", "TooManyRedirects",
     "URITooLong", "UnsupportedTransferCoding",
@@ -141,6 +142,20 @@ class TooManyRedirects(HTTPError):
 
     status = None
     code = "too_many_redirects"
+
+
+class InvalidURL(HTTPError, ValueError):
+    """The client was given a URL it cannot request: no host, characters that would
+    change the request line (CR, LF, TAB, NUL, space), an invalid port."""
+
+    status = None
+    code = "invalid_url"
+
+
+class UnsupportedScheme(InvalidURL):
+    """A URL scheme other than ``http`` or ``https`` (also in a redirect's Location)."""
+
+    code = "unsupported_scheme"
 
 
 class LocalProtocolError(RuntimeError):

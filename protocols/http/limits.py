@@ -11,9 +11,12 @@ Timeouts are budgets in seconds of hub time (virtual under the lab):
 
 * ``header_timeout`` — from the first byte of a request head (or from accepting the
   connection, for the first request) until the head is complete: the slowloris
-  defence. Expiry answers 408 and closes.
+  defence. Expiry answers 408 and closes. On a client: from the request having been
+  sent until the final response head has arrived (interim 1xx responses included),
+  then ``RequestTimeout`` and the connection is closed.
 * ``body_idle_timeout`` — the longest wait for the next body byte while a body is
-  being read (408, close).
+  being read (408, close); on a client, the same for response bodies
+  (``RequestTimeout``, connection closed).
 * ``keepalive_timeout`` — the longest idle time between two requests on one
   connection (close, no answer).
 * ``request_timeout`` — the budget of one handler call; expiry cancels the handler
@@ -56,11 +59,15 @@ class Limits:
     max_connections: int = 4096
     #: reject bare LF line endings and obs-fold continuation lines (RFC 9112 §2.2, §5.2)
     strict: bool = True
+    #: interim (1xx) responses a client accepts before the final one (an endless
+    #: ``102 Processing`` stream ends the request with a ``ProtocolError``)
+    max_informational_responses: int = 16
 
     def __post_init__(self) -> None:
         for name in ("max_head_bytes", "max_headers", "max_request_line", "max_body_bytes",
                      "max_requests_per_connection", "max_chunk_line",
-                     "max_connections_per_ip", "max_connections"):
+                     "max_connections_per_ip", "max_connections",
+                     "max_informational_responses"):
             v = getattr(self, name)
             if not isinstance(v, int) or v <= 0:
                 raise ValueError(f"Limits.{name} must be a positive int, not {v!r}")

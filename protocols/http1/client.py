@@ -50,6 +50,7 @@ a cancelled waiter takes no token and leaves the queue order of the others intac
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from collections.abc import Iterable
 from contextlib import nullcontext
@@ -63,9 +64,12 @@ from greenrt.lowlevel import current_hub_or_none
 
 from ..http.errors import (
     ClientDisconnected,
+    InvalidURL,
     LocalProtocolError,
     ProtocolError,
+    RequestTimeout,
     TooManyRedirects,
+    UnsupportedScheme,
 )
 from ..http.limits import DEFAULT_LIMITS, Limits
 from ..http.model import Headers
@@ -136,7 +140,8 @@ class _ResponseBody(PulledBody):
                     resp._finished()
                     return b""
                 if ev is NEED_DATA:
-                    conn.p.receive_data(conn.stream.recv(65536))
+                    conn.p.receive_data(_recv_within(conn, resp._client.limits.body_idle_timeout,
+                                                     "response body"))
                     continue
                 raise ProtocolError(f"unexpected {t.__name__} in a response body",
                                     code="bad_body")
@@ -218,20 +223,44 @@ class ClientResponse:
         return f"<ClientResponse {self.status} {self.url}>"
 
 
+_URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: characters left as they are when percent-encoding a path or a query (RFC 3986
+#: pchar plus "/" and, for the query, "?"); "%" stays so an encoded URL is not re-encoded
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+_QUERY_SAFE = _PATH_SAFE + "?"
+
+
 def _split(url: str):
+    """``(scheme, host, port, target, host_header)`` of ``url``; ``InvalidURL`` /
+    ``UnsupportedScheme`` for what cannot be requested. Unlike ``urlsplit``, which
+    silently deletes CR, LF and TAB, those (and other controls and spaces) are refused;
+    non-ASCII in the path or query is percent-encoded (UTF-8), and a non-ASCII host
+    is IDNA-encoded."""
+    if not isinstance(url, str):
+        raise InvalidURL(f"URL must be a str, not {type(url).__name__}")
+    m = _URL_FORBIDDEN.search(url)
+    if m is not None:
+        raise InvalidURL(f"URL contains {m.group()!r}, which would change the request: {url!r}")
     u = urllib.parse.urlsplit(url)
     scheme = u.scheme.lower()
     if scheme not in ("http", "https"):
-        raise ValueError(f"unsupported URL scheme {u.scheme!r} in {url!r}")
+        raise UnsupportedScheme(f"unsupported URL scheme {u.scheme!r} in {url!r} (http, https)")
     host = u.hostname
     if not host:
-        raise ValueError(f"no host in URL {url!r}")
-    port = u.port or (443 if scheme == "https" else 80)
-    target = u.path or "/"
+        raise InvalidURL(f"no host in URL {url!r}")
+    try:
+        port = u.port or (443 if scheme == "https" else 80)
+    except ValueError as e:
+        raise InvalidURL(f"invalid port in URL {url!r}: {e}") from None
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise InvalidURL(f"host {u.hostname!r} is not a valid international domain name") from None
+    target = urllib.parse.quote(u.path, safe=_PATH_SAFE) or "/"
     if u.query:
-        target += "?" + u.query
-    if any(c in target for c in " \r\n\t\x00"):
-        raise ValueError(f"invalid characters in URL path {url!r}")
+        target += "?" + urllib.parse.quote(u.query, safe=_QUERY_SAFE)
     hh = f"[{host}]" if ":" in host else host
     default = (scheme == "http" and port == 80) or (scheme == "https" and port == 443)
     host_header = hh if default else f"{hh}:{port}"
@@ -467,6 +496,9 @@ class Client:
 
     def _request(self, method, url, headers, body, stream, follow_redirects,
                  expect_continue=None) -> ClientResponse:
+        if not isinstance(method, str) or not _TOKEN_RE.fullmatch(method):
+            raise LocalProtocolError(f"invalid HTTP method {method!r} (a token: letters, digits, "
+                                     "and !#$%&'*+-.^_`|~)")
         method = method.upper()
         user = Headers(headers)
         names = {k for k, _ in user._items}
@@ -611,10 +643,20 @@ class Client:
             if isinstance(e, net.ClosedResourceError) or stream.closed:
                 raise
             send_error = e  # the server may have answered early (413...): try to read it
-        while True:
-            ev = _head_event(conn, send_error)
-            if type(ev) is h11.Response:
-                return ev
+        # the final head must come within header_timeout (interim responses included),
+        # and after at most max_informational_responses interim ones
+        lim = self.limits
+        interim = 0
+        with _within(lim.header_timeout, "response head"):
+            while True:
+                ev = _head_event(conn, send_error)
+                if type(ev) is h11.Response:
+                    return ev
+                interim += 1
+                if interim > lim.max_informational_responses:
+                    raise ProtocolError(
+                        f"more than {lim.max_informational_responses} interim (1xx) responses",
+                        code="too_many_informational")
 
     def _await_continue(self, conn: _Conn):
         """Wait up to ``expect_timeout`` for ``100 Continue``: ``None`` to send the
@@ -679,6 +721,39 @@ def _head_event(conn: _Conn, send_error: BaseException | None):
             p.receive_data(data)
             continue
         raise ProtocolError(f"unexpected {t.__name__} before the response", code="bad_head")
+
+
+class _within:
+    """A deadline for one phase of a response; its expiry raises ``RequestTimeout``
+    (the connection is then discarded by the caller's error path)."""
+
+    __slots__ = ("seconds", "what", "_scope")
+
+    def __init__(self, seconds: float | None, what: str):
+        self.seconds = seconds
+        self.what = what
+        self._scope = None
+
+    def __enter__(self):
+        if self.seconds is not None:
+            self._scope = greenrt.move_on_after(self.seconds)
+            self._scope.__enter__()
+        return self
+
+    def __exit__(self, et, ev, tb):
+        sc = self._scope
+        if sc is None:
+            return False
+        swallowed = sc.__exit__(et, ev, tb)
+        if sc.cancelled_caught:
+            raise RequestTimeout(f"no {self.what} within {self.seconds} s",
+                                 code="response_timeout")
+        return swallowed
+
+
+def _recv_within(conn: _Conn, seconds: float | None, what: str) -> bytes:
+    with _within(seconds, what):
+        return conn.stream.recv(65536)
 
 
 def _iter_body(body):
