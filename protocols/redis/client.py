@@ -192,6 +192,15 @@ class Redis(Commands):
         commands only); ``blocking`` marks server-side blocking commands."""
         return self._run(list(args), None, blocking, idempotent)
 
+    def execute_command(self, *args, **options) -> Any:
+        """redis-py's name for :meth:`execute` (``r.execute_command("SET", "k", 1)``).
+        A checkpoint. redis-py's per-call options are not supported: passing any
+        raises ``TypeError`` naming :meth:`execute`'s ``idempotent``/``blocking``."""
+        if options:
+            raise TypeError(f"execute_command() takes no options ({', '.join(options)}); "
+                            "use Redis.execute(*args, idempotent=..., blocking=...)")
+        return self._run(list(args), None, False, None)
+
     def _command(self, args, callback=None, blocking: bool = False):
         return self._run(args, callback, blocking, None)
 
@@ -253,7 +262,8 @@ class Redis(Commands):
             return Transaction(self)
         return Pipeline(self)
 
-    def transaction(self, *watch_keys) -> Transaction:
+    def transaction(self, *watch_keys, value_from_callable: bool = False,
+                    watch_delay: float | None = None, shard_hint=None):
         """A MULTI/EXEC transaction on a pinned connection, optionally WATCHing keys:
 
             with r.transaction("counter") as tx:
@@ -261,25 +271,40 @@ class Redis(Commands):
                 tx.multi()                         # reserve the transaction obligation
                 tx.set("counter", n + 1)           # queued
                 tx.exec()                          # commit; WatchError on a conflict
+
+        redis-py's form works too: ``r.transaction(fn, "k1", "k2")`` runs ``fn(tx)``
+        until it commits without a WATCH conflict (retrying, ``watch_delay`` seconds
+        apart) and returns ``exec``'s results — or ``fn``'s value with
+        ``value_from_callable=True`` (see :meth:`transact`). A checkpoint.
         """
+        if watch_keys and callable(watch_keys[0]):
+            fn, keys = watch_keys[0], watch_keys[1:]
+            return self.transact(fn, *keys, value_from_callable=value_from_callable,
+                                 watch_delay=watch_delay)
         tx = Transaction(self)
         if watch_keys:
             tx.watch(*watch_keys)
         return tx
 
-    def transact(self, fn, *watch_keys, retries: int = 10):
+    def transact(self, fn, *watch_keys, retries: int = 10, value_from_callable: bool = False,
+                 watch_delay: float | None = None):
         """Run ``fn(tx)`` in a WATCH transaction until it commits without a conflict
-        (at most ``retries`` attempts; the last ``WatchError`` is raised). ``fn`` must
-        call ``tx.multi()`` and queue commands; ``transact`` calls ``exec``. Returns
-        ``exec``'s results."""
+        (at most ``retries`` attempts, ``watch_delay`` seconds apart; the last
+        ``WatchError`` is raised). ``fn`` calls ``tx.multi()`` and queues commands;
+        ``transact`` calls ``exec``. Returns ``exec``'s results, or ``fn``'s return
+        value with ``value_from_callable=True``. A checkpoint."""
         for attempt in range(retries):
             with self.transaction(*watch_keys) as tx:
-                fn(tx)
+                value = fn(tx)
                 try:
-                    return tx.exec()
+                    results = tx.exec()
                 except WatchError:
                     if attempt == retries - 1:
                         raise
+                    if watch_delay:
+                        greenrt.sleep(watch_delay)
+                    continue
+                return value if value_from_callable else results
 
     def pubsub(self, **kw):
         """A :class:`~protocols.redis.pubsub.PubSub` on its own connection."""

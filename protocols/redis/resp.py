@@ -261,7 +261,9 @@ class Decoder:
         self._nl_wait = False  # an incomplete line waits for a newline
         self._stack: list[_Agg] = []
         self._bulk: tuple[int, int] | None = None  # (type byte, length) of a pending payload
-        self._chunks: list[bytes] | None = None  # a streamed string in progress
+        #: a streamed string in progress, assembled in one bytearray (a list of chunk
+        #: objects cost ~12x the payload for small chunks)
+        self._chunks: bytearray | None = None
         self._chunks_len = 0
         self._frame = 0  # wire bytes consumed by the current top-level frame
         self._elements = 0  # aggregate elements declared/seen in the current frame
@@ -372,7 +374,7 @@ class Decoder:
                 if t == _DOLLAR:
                     value = data
                 elif t == _SEMI:
-                    self._chunks.append(data)
+                    self._chunks += data  # one accumulator: memory ~ the payload
                     continue
                 elif t == _BANG:
                     value = reply_error(data.decode("utf-8", "replace"))
@@ -402,7 +404,7 @@ class Decoder:
                         raise MalformedFrame("streamed string: expected a ';' chunk")
                     n = _parse_len(line, "chunk")
                     if n == 0:
-                        value = b"".join(self._chunks)
+                        value = bytes(self._chunks)
                         self._chunks = None
                         self._chunks_len = 0
                     else:
@@ -415,7 +417,7 @@ class Decoder:
                         continue
                 elif t in _BULK_TYPES:
                     if line == b"?" and t == _DOLLAR:
-                        self._chunks = []
+                        self._chunks = bytearray()
                         self._chunks_len = 0
                         continue
                     if line == b"-1" and t == _DOLLAR:

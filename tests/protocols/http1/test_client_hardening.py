@@ -1,6 +1,8 @@
-"""The HTTP/1.1 client against hostile or broken servers (issue 13): a response too many
-scripted servers over real sockets that answer with an extra, unsolicited response —
-in the same write, or later while the connection sits idle in the pool."""
+"""The HTTP/1.1 client against hostile or broken servers (issue 13), with scripted
+servers over real sockets: a response too many (in the same write, or later while
+the connection sits idle in the pool) never reaches the next request; silent servers,
+endless interim responses and stalled bodies time out; URLs and methods that would
+change the request line are refused with typed errors."""
 
 from __future__ import annotations
 

@@ -442,3 +442,40 @@ def test_tls_rediss(redis_factory, tmp_path, unused_port):
                 r.ping()
 
     run(main)
+
+
+def test_redis_py_names_execute_command_and_transaction(redis):
+    """Issue 13: redis-py users call ``execute_command`` and ``transaction(fn, *watches)``."""
+
+    def main():
+        with Redis(port=redis.port) as r:
+            assert r.execute_command("SET", "rp:k", "1") == b"OK"
+            assert r.execute_command("INCRBY", "rp:k", 4) == 5
+            with pytest.raises(TypeError, match="Redis.execute"):
+                r.execute_command("GET", "rp:k", shard_hint="x")
+
+            def incr(tx):
+                n = int(tx.get("rp:k"))
+                tx.multi()
+                tx.set("rp:k", n + 1)
+                return n + 1
+
+            assert r.transaction(incr, "rp:k") == [True]
+            assert r.transaction(incr, "rp:k", value_from_callable=True) == 7
+            assert r.get("rp:k") == b"7"
+
+            # a conflicting write between WATCH and EXEC: retried until it commits
+            calls = []
+
+            def racy(tx):
+                calls.append(1)
+                n = int(tx.get("rp:k"))
+                if len(calls) == 1:
+                    r.set("rp:k", 100)  # another client changes the watched key
+                tx.multi()
+                tx.set("rp:k", n + 1)
+
+            assert r.transaction(racy, "rp:k", watch_delay=0.01) == [True]
+            assert len(calls) == 2 and r.get("rp:k") == b"101"
+
+    greenrt.run(main)

@@ -452,3 +452,39 @@ def test_in_frame_and_buffered():
     assert d.next() is NEED_DATA and d.buffered == 3
     d.feed(b"\r\n")
     assert d.next() == b"OK" and not d.in_frame
+
+
+def test_streamed_string_memory_is_proportional_to_its_payload():
+    """Issue 13: a streamed string (``$?`` + ``;N`` chunks) of 126 MB on the wire once
+    peaked at 1.55 GiB RSS (a list of chunk objects, then a join). Assembled in one
+    accumulator, the peak stays a small multiple of the payload, however small the
+    chunks."""
+    import tracemalloc
+
+    payload = 256 * 1024
+    chunk = 8
+    piece = b";%d\r\n%s\r\n" % (chunk, b"x" * chunk)
+    wire = b"$?\r\n" + piece * (payload // chunk) + b";0\r\n"
+    dec = Decoder(Limits(max_frame_size=len(wire) + 10))
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        step = 1 << 16
+        got = None
+        for i in range(0, len(wire), step):
+            dec.feed(wire[i:i + step])
+            v = dec.next()
+            if v is not NEED_DATA:
+                got = v
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert got == b"x" * payload
+    assert peak < 4 * payload, f"peak {peak} bytes for a {payload}-byte streamed string"
+
+
+def test_streamed_string_assembled_size_is_limited():
+    dec = Decoder(Limits(max_bulk_length=100))
+    dec.feed(b"$?\r\n" + b";60\r\n" + b"a" * 60 + b"\r\n" + b";60\r\n" + b"a" * 60 + b"\r\n")
+    with pytest.raises(FrameTooLarge, match="max_bulk_length"):
+        dec.next()
