@@ -23,6 +23,8 @@ from ._checkpoint import (
 from ._driver import BusyResourceError, ClosedResourceError
 from ._exceptions import (
     Cancelled,
+    CleanupOverrun,
+    Deadlock,
     GreenrtError,
     InvalidStateError,
     InvariantViolation,
@@ -100,6 +102,7 @@ def current_deadline() -> float | None:
 
 __all__ = [
     "Budget", "BusyResourceError", "CancelKind", "CancelReason", "CancelScope", "Cancelled",
+    "CleanupOverrun", "Deadlock",
     "CleanupBudget", "ClosedResourceError", "DEFAULT_CLEANUP_BUDGETS", "FinalizerBudget",
     "GreenrtError", "InvalidStateError", "InvariantViolation", "LimitExceeded", "NoHubError",
     "Obligation", "ObligationLeak", "Outcome", "OutcomeKind", "Region", "RegionClosedError",

@@ -94,6 +94,41 @@ class TooSlowError(TimeoutError, GreenrtError):
     """Raised by ``fail_after`` / ``fail_at`` when their deadline cancels the block."""
 
 
+class CleanupOverrun(GreenrtError):
+    """The outcome (``panicked``) of a task that was *abandoned*: its cleanup budget
+    ran out and it kept swallowing the ``Cancelled`` that followed, past the grace of
+    its reason kind. The hub never resumes such a task (see ``docs/semantics.md``).
+
+    ``reason`` is the cancellation it swallowed, ``budget`` the cleanup budget it
+    overran, ``site`` the ``file:line`` of its last checkpoint."""
+
+    def __init__(self, reason: Any, budget: Any, site: str | None):
+        self.reason = reason
+        self.budget = budget
+        self.site = site
+        super().__init__(f"task abandoned: it kept running after its cleanup budget "
+                         f"({budget}) for a {getattr(reason, 'kind', reason)} cancellation ran out"
+                         + (f"; last checkpoint at {site}" if site else ""))
+
+
+class Deadlock(GreenrtError):
+    """Nothing can ever run again: every task is blocked, with no timer, no I/O
+    registration, no thread or cross-thread call and no signal handler that could wake
+    one. Raised into the root task by the real hub. ``graph`` is the wait-for graph
+    (``{"blocked": [{"task", "name", "waits_for", "held_by"}...], "cycle": [...]}``);
+    ``str()`` formats it."""
+
+    def __init__(self, graph: dict):
+        self.graph = graph
+        lines = ["deadlock: every task is blocked and nothing can wake one"]
+        for b in graph.get("blocked", ()):
+            held = f", held by task {b['held_by']}" if b.get("held_by") is not None else ""
+            lines.append(f"  task {b['task']} ({b['name']}) waits for {b['waits_for']}{held}")
+        if graph.get("cycle"):
+            lines.append("  cycle: " + " -> ".join(f"task {t}" for t in graph["cycle"]))
+        super().__init__("\n".join(lines))
+
+
 class InvariantViolation(GreenrtError):
     """The runtime detected a broken internal invariant (a bug: a task queued twice,
     an illegal state transition, a ``Cancelled`` escaping the scope it targets)."""

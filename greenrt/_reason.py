@@ -65,10 +65,16 @@ _SEVERITY = {
 class CleanupBudget:
     """How much cleanup a cancelled scope gets: ``polls`` checkpoints and ``seconds``
     of (hub) time after ``Cancelled`` was delivered. When either runs out, every
-    further checkpoint raises ``Cancelled`` again, even inside ``masked()``."""
+    further checkpoint raises ``Cancelled`` again, even inside ``masked()`` (and yields
+    to the hub first, so a task that swallows it cannot starve the others). A task that
+    still reaches ``grace_polls`` more checkpoints, or is still running
+    ``grace_seconds`` after the budget ran out, is *abandoned*: never resumed again,
+    outcome ``panicked(CleanupOverrun)``."""
 
     polls: int
     seconds: float
+    grace_polls: int = 10
+    grace_seconds: float = 0.5
 
 
 DEFAULT_CLEANUP_BUDGETS: dict[CancelKind, CleanupBudget] = {
@@ -82,7 +88,7 @@ DEFAULT_CLEANUP_BUDGETS: dict[CancelKind, CleanupBudget] = {
     CancelKind.LINKED_EXIT: CleanupBudget(polls=300, seconds=2.0),
     CancelKind.PARENT_CANCELLED: CleanupBudget(polls=200, seconds=1.0),
     CancelKind.RESOURCE_UNAVAILABLE: CleanupBudget(polls=200, seconds=1.0),
-    CancelKind.SHUTDOWN: CleanupBudget(polls=100, seconds=1.0),
+    CancelKind.SHUTDOWN: CleanupBudget(polls=100, seconds=1.0, grace_polls=5, grace_seconds=0.2),
 }
 
 MAX_CAUSE_DEPTH = 8

@@ -87,6 +87,10 @@ class Region:
         self._obligations: dict | None = None
         self._waiter = None
         self._spawned = self._completed = self._failed = self._cancelled = 0
+        #: tasks of this region abandoned for overrunning their cleanup budget
+        self._abandoned = 0
+        #: called when the last live child completes (set when the owner was abandoned)
+        self._on_empty = None
         self._body_cancelled = None
 
     # -- public ---------------------------------------------------------------------
@@ -163,11 +167,12 @@ class Region:
 
     def statistics(self) -> dict:
         """Counts and state: live children, spawned, completed, failed, cancelled,
-        pending finalizers, unresolved region obligations."""
+        abandoned (tasks that overran their cleanup budget and were never resumed
+        again), pending finalizers, unresolved region obligations."""
         return {
             "id": self.id, "name": self.name, "state": self._state, "policy": self.policy,
             "live": len(self._live), "spawned": self._spawned, "completed": self._completed,
-            "failed": self._failed, "cancelled": self._cancelled,
+            "failed": self._failed, "cancelled": self._cancelled, "abandoned": self._abandoned,
             "finalizers_pending": len(self._finalizers),
             "obligations_pending": len(self._obligations or ()),
             "cancel_reason": str(self._scope._reason) if self._scope and self._scope._reason else None,
@@ -236,6 +241,10 @@ class Region:
             if w is not None and w._abort_fn is not None:
                 self._waiter = None
                 self._hub.reschedule(w, None)
+            cb = self._on_empty
+            if cb is not None:
+                self._on_empty = None
+                cb()
 
     def _wait_children(self) -> None:
         while self._live:

@@ -62,14 +62,19 @@ MAX_MASK_DEPTH = 16
 class _Drain:
     """Cleanup budget of one delivered cancellation."""
 
-    __slots__ = ("scope", "polls_left", "timer", "exhausted", "reported")
+    __slots__ = ("scope", "polls_left", "timer", "exhausted", "reported", "budget",
+                 "overruns", "exhausted_at")
 
-    def __init__(self, scope: CancelScope, polls: int):
+    def __init__(self, scope: CancelScope, polls: int, budget: CleanupBudget | None = None):
         self.scope = scope
         self.polls_left = polls
         self.timer = None
         self.exhausted = False
         self.reported = False
+        self.budget = budget
+        #: checkpoints reached after the budget ran out (each re-raises Cancelled)
+        self.overruns = 0
+        self.exhausted_at = None
 
 
 class CancelScope:
@@ -358,15 +363,28 @@ def deliver_pending(task: Task) -> None:
         scope = target.scope
         if not target.reported:
             target.reported = True
+            target.exhausted_at = hub.now()
             if hub._tracing:
                 hub._emit(tr.CANCEL_EXHAUSTED, task.id, _region_id(scope), scope=scope._sid,
                           reason=scope._reason.to_dict())
+        else:
+            # The task swallowed the previous hard stop and reached another checkpoint.
+            target.overruns += 1
+            cb = target.budget or scope._reason.kind.cleanup_budget
+            if (target.overruns > cb.grace_polls
+                    or hub.now() - target.exhausted_at > cb.grace_seconds):
+                from ._task import abandon
+
+                abandon(task, scope._reason, cb)  # never returns
+        # Yield before raising: a task that swallows this in a loop burns its own
+        # time slice, never the hub's (other tasks, timers, I/O and signals run).
+        hub._yield_task(task)
         raise Cancelled(scope._reason, scope, cleanup_exhausted=True)
     scope = target
     scope._delivered = True
     reason = scope._reason
     cb = scope._cleanup or reason.kind.cleanup_budget
-    d = _Drain(scope, cb.polls)
+    d = _Drain(scope, cb.polls, cb)
     d.timer = hub.call_at(hub.now() + cb.seconds, _drain_timeout, task, d)
     if task._drains:
         task._drains.append(d)

@@ -31,12 +31,21 @@ cyclic garbage, and the cyclic collector would rescan all of them on every pass.
 from __future__ import annotations
 
 import enum
+import logging
+import os
+import sys
 
 from greenlet import getcurrent
 
 from . import _trace as tr
 from ._checkpoint import checkpoint, park
-from ._exceptions import Cancelled, InvalidStateError, InvariantViolation, ObligationLeak
+from ._exceptions import (
+    Cancelled,
+    CleanupOverrun,
+    InvalidStateError,
+    InvariantViolation,
+    ObligationLeak,
+)
 from ._obligation import abort_leaked, log_leak
 from ._outcome import Outcome
 from ._scope import (
@@ -370,6 +379,73 @@ def _handle_leaks(task: Task, outcome: Outcome) -> Outcome:
     elif policy == "log":
         log_leak(leaked, f"task {task.id} ({task.name})")
     return outcome
+
+
+logger = logging.getLogger("greenrt")
+
+#: Greenlets of abandoned tasks. They stay referenced for the life of the process: a
+#: greenlet that is garbage-collected is resumed with GreenletExit, which would run
+#: the very code that refused to stop (and it could swallow that too).
+_ABANDONED_GREENLETS: list = []
+
+_GREENRT_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _user_site() -> str | None:
+    """``file:line`` of the innermost frame outside greenrt (the last checkpoint)."""
+    f = sys._getframe(1)
+    while f is not None:
+        fn = f.f_code.co_filename
+        if not os.path.abspath(fn).startswith(_GREENRT_DIR):
+            return f"{fn}:{f.f_lineno}"
+        f = f.f_back
+    return None
+
+
+def abandon(task: Task, reason, budget) -> None:
+    """Stop resuming ``task`` for good: it overran its cleanup budget and the grace that
+    follows by swallowing ``Cancelled``. Runs in the task's own greenlet, from the
+    checkpoint that found the overrun, and never returns.
+
+    The task completes with ``panicked(CleanupOverrun)`` (its obligations are aborted
+    and reported under the usual leak policy, its region counts it as ``abandoned``
+    and may close); a region the task opened itself has its children cancelled
+    (``shutdown``), and the task completes once they have. Its greenlet is switched
+    away from and never switched back to (see ``_ABANDONED_GREENLETS``)."""
+    from ._reason import CancelKind, CancelReason
+
+    hub = task._hub
+    exc = CleanupOverrun(reason, budget, _user_site())
+    _ABANDONED_GREENLETS.append(getcurrent())
+    region = task._task_region
+    region._abandoned += 1
+    logger.warning("greenrt: task %s (%s) abandoned: %s", task.id, task.name, exc)
+    if hub._tracing:
+        hub._emit(tr.CANCEL_ABANDONED, task.id, region.id, reason=reason.to_dict(),
+                  site=exc.site, polls=budget.polls, seconds=budget.seconds)
+    inner = []
+    s = task._scope
+    while s is not None and s is not task and s._owner is task:
+        r = getattr(s, "_region", None)
+        if r is not None and r._live:
+            inner.append(r)
+        s = s._parent
+    task._scope = task  # its inner scopes are never exited: the task ends at its root
+
+    def finish() -> None:
+        if not any(r._live for r in inner):
+            _finish(task, Outcome.panicked(exc))
+
+    if inner:
+        for r in inner:
+            r._on_empty = finish
+            r._scope._request(CancelReason(
+                CancelKind.SHUTDOWN, message=f"its owner task {task.id} was abandoned",
+                origin_task=task.id, origin_region=r.id, time=hub.now()))
+    else:
+        _finish(task, Outcome.panicked(exc))
+    hub._handoff()
+    raise InvariantViolation(f"abandoned task {task.id} was resumed")  # pragma: no cover
 
 
 def repr_outcome(outcome: Outcome) -> str:
