@@ -75,6 +75,19 @@ def current_hub() -> Hub:
         raise NoHubError("not inside greenrt.run()") from None
 
 
+def _other_threads_alive() -> bool:
+    """True if a Python thread other than this one and greenrt's idle pool workers is
+    alive (busy pool workers are counted by ``Hub.threads_outstanding``)."""
+    me = threading.current_thread()
+    for t in threading.enumerate():
+        if t is me or t.name == "greenrt-worker" or not t.is_alive():
+            continue
+        if getattr(t, "_greenrt_ignore", False):
+            continue
+        return True
+    return False
+
+
 class TimerHandle:
     """A scheduled call. ``cancel()`` is idempotent and O(1) (lazy deletion)."""
 
@@ -103,6 +116,8 @@ class Hub:
     #: ``_schedule``/``_pick``/``_handoff``): lets ``checkpoint`` inline its fast path.
     _fast_paths = False
     _plain = False
+    #: raise ``Deadlock`` instead of blocking forever (the real hub; see ``_deadlock``)
+    detects_deadlock = False
 
     def __init__(self, *, instruments=(), leak_policy: str = "error"):
         from ._obligation import LEAK_POLICIES
@@ -135,6 +150,14 @@ class Hub:
         self._threadq_lock = threading.Lock()
         self._signal_pending: list = []
         self.root_region = None
+        #: worker threads started by ``to_thread`` that have not finished yet (each can
+        #: still wake a task), and signal receivers (each can wake its reader)
+        self.threads_outstanding = 0
+        self.signal_receivers = 0
+        #: run() installed its SIGINT/SIGTERM -> shutdown handlers
+        self.signals_handled = False
+        #: the wait-for graph of a deadlock found on this hub, if any
+        self.deadlock = None
         self._running = False
         self.driver = None
         self.stats = {"polls": 0, "timers_fired": 0}
@@ -359,6 +382,45 @@ class Hub:
         if self._timers:
             self._fire_due_timers(self.now())
 
+    def _nothing_can_wake(self) -> bool:
+        """True when blocking would be forever (see ``greenrt._deadlock``). Only hubs
+        with ``detects_deadlock`` check; the lab reports deadlocks through its oracle."""
+        if not self.detects_deadlock or self.root_region is None:
+            return False
+        if not (not self.runnable_count() and not self._threadq and not self._signal_pending
+                and self.threads_outstanding == 0 and self.signal_receivers == 0
+                and not self._has_io_waiters() and self._next_timer() is None):
+            return False
+        if _other_threads_alive():
+            # a thread of the program may still call call_soon_threadsafe (or set a
+            # flag another way); only the absence of every such thread is proof
+            return False
+        if self.signals_handled:
+            # a task in sleep_forever() waits to be cancelled, and SIGINT/SIGTERM do
+            # that: "run until Ctrl-C" is not a deadlock
+            from ._deadlock import live_tasks
+
+            if any(t.waiting_for == "sleep_forever" for t in live_tasks(self.root_region)):
+                return False
+        return True
+
+    def _on_deadlock(self) -> None:
+        from ._deadlock import wait_for_graph
+        from ._exceptions import Deadlock
+        from ._reason import CancelKind, CancelReason
+
+        graph = wait_for_graph(self.root_region)
+        if self._tracing:
+            self._emit(tr.DEADLOCK, None, self.root_region.id, blocked=graph["blocked"],
+                       cycle=graph["cycle"])
+        if self.deadlock is not None:
+            # the cancellation could not unblock anything: give up rather than hang
+            raise Deadlock(self.deadlock)
+        self.deadlock = graph
+        self.root_region._scope._request(CancelReason(
+            CancelKind.RESOURCE_UNAVAILABLE, message="deadlock: every task is blocked",
+            origin_region=self.root_region.id, time=self.now()))
+
     def _handle_signals(self) -> None:  # overridden by run() wiring
         self._signal_pending.clear()
 
@@ -434,6 +496,9 @@ class Hub:
             else:
                 task = pick()
             if task is None:
+                if self._nothing_can_wake():
+                    self._on_deadlock()
+                    continue
                 self._poll(block=True)
                 self._poll_countdown = max(self.runnable_count(), 64)
                 continue
@@ -468,6 +533,7 @@ class RealHub(Hub):
     """The production hub: ``time.monotonic`` and the epoll/selectors driver."""
 
     _fast_paths = True
+    detects_deadlock = True
 
     def __init__(self, **kw):
         super().__init__(**kw)

@@ -92,6 +92,7 @@ def run(fn, *args, instruments=(), leak_policy: str = "error", hub: Hub | None =
         hub._handle_signals = handle_signals_on_hub
         if handle_signals:
             signals = _install_signals(hub)
+            hub.signals_handled = signals is not None
         main = root.spawn(fn, *args, name=getattr(fn, "__qualname__", "main"))
         hub._run_until(lambda: not root._live)
         root._state = "closed"
@@ -102,6 +103,13 @@ def run(fn, *args, instruments=(), leak_policy: str = "error", hub: Hub | None =
         hub._exit()
         hub.close()
     outcome = main.outcome
+    if hub.deadlock is not None:
+        from ._exceptions import Deadlock
+
+        err = Deadlock(hub.deadlock)
+        if not outcome.is_ok and not outcome.is_cancelled and isinstance(outcome.value, BaseException):
+            raise err from outcome.value
+        raise err
     if received:
         first = received[0]
         if first == signal.SIGINT:

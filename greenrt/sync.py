@@ -202,6 +202,18 @@ def _owner_name(task) -> str:
 # -- Event ---------------------------------------------------------------------------
 
 
+class WaitLabel(str):
+    """A ``Task.waiting_for`` label that also carries the object waited on (``.obj``),
+    for wait-for graphs that name who holds it."""
+
+    __slots__ = ("obj",)
+
+    def __new__(cls, label: str, obj: Any):
+        self = str.__new__(cls, label)
+        self.obj = obj
+        return self
+
+
 class Event:
     """A one-shot flag: ``set()`` wakes every ``wait()``-er; it cannot be cleared
     (make a new Event instead; that avoids the lost-wakeup races of resettable events).
@@ -361,11 +373,14 @@ class Lock:
     holds raises ``InvalidStateError`` (it would deadlock).
     """
 
-    __slots__ = ("_owner", "_waiters", "_acquired", "_coop")
+    __slots__ = ("_owner", "_waiters", "_acquired", "_coop", "_wait_label")
 
     def __init__(self) -> None:
         self._coop = 0
         self._owner = None
+        # what a waiter's Task.waiting_for says; it also carries the Lock, so a
+        # deadlock report can name the holder
+        self._wait_label = WaitLabel("Lock.acquire", self)
         self._waiters = _WaitQueue()
         self._acquired = 0
 
@@ -407,7 +422,7 @@ class Lock:
             return
         if owner is task:
             raise InvalidStateError("this task already holds the Lock (it is not reentrant)")
-        self._waiters.wait(task, what="Lock.acquire")
+        self._waiters.wait(task, what=self._wait_label)
 
     def acquire_nowait(self) -> None:
         """Take the lock or raise ``WouldBlock``. Not a checkpoint; never yields."""

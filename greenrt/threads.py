@@ -230,6 +230,7 @@ def _run_in_worker(job: _Job, ctx: contextvars.Context, fn, args, limiter) -> No
 
 
 def _finish_on_hub(job: _Job, result: _Done, limiter) -> None:
+    job.hub.threads_outstanding -= 1
     limiter.release_on_behalf_of(job)
     with job.lock:
         abandoned = job.abandoned
@@ -291,6 +292,7 @@ def to_thread(fn: Callable[..., Any], *args: Any, abandon_on_cancel: bool = Fals
     except BaseException:
         limiter.release_on_behalf_of(job)
         raise
+    hub.threads_outstanding += 1  # a running thread can wake someone: no deadlock
 
     if abandon_on_cancel:
         def abort() -> bool:
