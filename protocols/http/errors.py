@@ -20,7 +20,8 @@ raised for a *local* programming error: those are ``LocalProtocolError`` (a
 
 from __future__ import annotations
 
-from greenrt import LimitExceeded
+from greenrt.protocols import base
+from greenrt.protocols.base.errors import limit_message
 
 __all__ = [
     "BadRequest", "ClientDisconnected", "HTTPError", "HTTPVersionNotSupported", "InvalidURL",
@@ -31,9 +32,13 @@ __all__ = [
 ]
 
 
-class HTTPError(Exception):
+class HTTPError(base.Error):
     """Base class. ``status`` is the status code a server answers with (``None`` when
-    there is nothing to answer, e.g. the peer is gone); ``code`` a short reason code."""
+    there is nothing to answer, e.g. the peer is gone); ``code`` a short reason code.
+    Part of the protocol floor's hierarchy: ``except greenrt.protocols.base.Error``
+    catches it."""
+
+    protocol = "http1"
 
     status: int | None = 400
     code: str = "http_error"
@@ -53,7 +58,7 @@ class HTTPError(Exception):
         return f"{type(self).__name__}({self.message!r}, code={self.code!r}, status={self.status})"
 
 
-class ProtocolError(HTTPError):
+class ProtocolError(HTTPError, base.ProtocolError):
     """The peer violated HTTP syntax or framing rules."""
 
     status = 400
@@ -67,14 +72,13 @@ class BadRequest(ProtocolError):
     code = "bad_request"
 
 
-class LimitError(ProtocolError, LimitExceeded):
+class LimitError(ProtocolError, base.LimitError):
     """A configured HTTP limit was exceeded (``limit``, ``value``, ``maximum``)."""
 
     def __init__(self, message: str = "", *, limit: str, value=None, maximum=None,
                  code: str | None = None, status: int | None = None):
         if not message:
-            message = (f"{limit} exceeded: {value} > {maximum}" if value is not None
-                       else f"{limit} exceeded (more than {maximum})")
+            message = limit_message(self.protocol, limit, value, maximum)
         HTTPError.__init__(self, message, code=code, status=status)
         self.limit = limit
         self.value = value
@@ -130,7 +134,7 @@ class ServiceUnavailable(HTTPError):
     code = "unavailable"
 
 
-class ClientDisconnected(HTTPError, ConnectionError):
+class ClientDisconnected(HTTPError, base.ConnectionLost):
     """The peer closed or reset the connection before the exchange was complete."""
 
     status = None
@@ -158,6 +162,9 @@ class UnsupportedScheme(InvalidURL):
     code = "unsupported_scheme"
 
 
-class LocalProtocolError(RuntimeError):
+class LocalProtocolError(HTTPError, base.UsageError):
     """The application misused the API (sent a second response head, wrote more body
     than it declared, wrote a body for HEAD...). A bug in local code, not a peer fault."""
+
+    status = None
+    code = "usage_error"

@@ -481,7 +481,7 @@ class H1Connection:
                         self._limit_start_line(pos, clen, n)
                 if n > max_head:
                     raise HeaderFieldsTooLarge(
-                        f"head exceeds {max_head} bytes", limit="max_head_bytes",
+                        limit="max_head_bytes",
                         value=n, maximum=max_head)
                 self._hpos = pos
                 return None
@@ -493,7 +493,7 @@ class H1Connection:
                 self._limit_start_line(pos, clen, end)
             if end > max_head:
                 raise HeaderFieldsTooLarge(
-                    f"head exceeds {max_head} bytes", limit="max_head_bytes",
+                    limit="max_head_bytes",
                     value=end, maximum=max_head)
             if not cr and strict:
                 raise BadRequest("bare LF line ending in head", code="bare_lf")
@@ -513,7 +513,7 @@ class H1Connection:
                     self._hfields += 1
                     if self._hfields > lim.max_headers:
                         raise HeaderFieldsTooLarge(
-                            f"more than {lim.max_headers} header fields", limit="max_headers",
+                            limit="max_headers",
                             value=self._hfields, maximum=lim.max_headers, code="too_many_headers")
             pos = end
 
@@ -524,10 +524,9 @@ class H1Connection:
         if end > max_head and max_head < pos + max_rl + 1:
             return  # the head-size check in the caller fires first
         if self.role == SERVER:
-            raise URITooLong(f"request line exceeds {max_rl} bytes", limit="max_request_line",
+            raise URITooLong(limit="max_request_line",
                              value=clen, maximum=max_rl)
-        raise HeaderFieldsTooLarge(f"status line exceeds {max_rl} bytes",
-                                   limit="max_request_line", value=clen, maximum=max_rl,
+        raise HeaderFieldsTooLarge(limit="max_request_line", value=clen, maximum=max_rl,
                                    code="status_line_too_long")
 
     def _next_head(self):
@@ -669,8 +668,7 @@ class H1Connection:
             self._framing = "chunked"
         elif cl is not None:
             if cl > self.limits.max_body_bytes:
-                raise PayloadTooLarge(f"declared body of {cl} bytes exceeds the limit",
-                                      limit="max_body_bytes", value=cl,
+                raise PayloadTooLarge(limit="max_body_bytes", value=cl,
                                       maximum=self.limits.max_body_bytes)
             self._framing = "length"
             self._feed_left = cl
@@ -707,8 +705,7 @@ class H1Connection:
                 n = self._body_seen + len(ev.data)
                 self._body_seen = n
                 if n > self.limits.max_body_bytes:
-                    raise PayloadTooLarge(f"body exceeds {self.limits.max_body_bytes} bytes",
-                                          limit="max_body_bytes", value=n,
+                    raise PayloadTooLarge(limit="max_body_bytes", value=n,
                                           maximum=self.limits.max_body_bytes)
                 return ev
             if t is h11.EndOfMessage:
@@ -799,7 +796,6 @@ class H1Connection:
             size = int(size_txt, 16)
             if self._body_seen + size > self.limits.max_body_bytes:
                 raise PayloadTooLarge(
-                    f"chunk of {size} bytes would exceed the body limit",
                     limit="max_body_bytes", value=self._body_seen + size,
                     maximum=self.limits.max_body_bytes)
             if size == 0:

@@ -698,7 +698,7 @@ class _Conn:
                     error, HTTPError):
                 _emit("stream_error", status=None, error=type(error).__name__)
                 return
-            if isinstance(error, HTTPError):
+            if isinstance(error, HTTPError) and not isinstance(error, LocalProtocolError):
                 status, code = error.status, error.code
             else:
                 status, code = 500, "handler_error"

@@ -536,7 +536,7 @@ def test_limit_errors_say_which_limit_and_by_how_much(http_server, net_helpers):
     assert (e.limit, e.value, e.maximum) == ("max_head_bytes", 70000, 65536)
     assert isinstance(e, greenrt.LimitExceeded)
     assert str(PayloadTooLarge(limit="max_body_bytes", value=20, maximum=10)) == \
-        "max_body_bytes exceeded: 20 > 10"
+        "http1: max_body_bytes exceeded: 20 > 10"
     srv = http_server(lambda req: Response(200, body=b"ok"), Limits(max_head_bytes=1024))
     s = net_helpers.connect(srv.port)
     s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 2000 + b"\r\n\r\n")
@@ -544,3 +544,22 @@ def test_limit_errors_say_which_limit_and_by_how_much(http_server, net_helpers):
     s.close()
     assert status == 431
     assert b"None" not in body and b"1024" in body
+
+
+def test_http_errors_are_protocol_floor_errors():
+    """HTTP's errors sit in greenrt.protocols.base's hierarchy (issue 13): generic code
+    catches an HTTP peer fault as base.ProtocolError, a limit as base.LimitError with
+    the floor's message, a lost peer as ConnectionLost and API misuse as UsageError."""
+    from greenrt.protocols import base
+    from greenrt.protocols.http import errors as he
+
+    e = he.HeaderFieldsTooLarge(limit="max_head_bytes", value=70000, maximum=65536)
+    assert isinstance(e, base.LimitError) and isinstance(e, base.ProtocolError)
+    assert isinstance(e, greenrt.LimitExceeded)
+    assert str(e) == "http1: max_head_bytes exceeded: 70000 > 65536"
+    assert e.status == 431 and e.protocol == "http1"
+    assert isinstance(he.BadRequest("x"), base.ProtocolError)
+    assert isinstance(he.ClientDisconnected("x"), base.ConnectionLost)
+    assert isinstance(he.LocalProtocolError("x"), base.UsageError)
+    assert isinstance(he.LocalProtocolError("x"), RuntimeError)
+    assert not isinstance(he.LocalProtocolError("x"), base.ProtocolError)
