@@ -24,6 +24,7 @@ try:  # pragma: no cover - only when running under atheris
         import h2.config
         import h2.connection
         import h2.exceptions
+
         from greenrt.protocols.http2.limits import H2Limits
         from greenrt.protocols.http2.server import PREFACE, _ConnectionEnd, _FrameGate
 except ImportError:
@@ -31,6 +32,7 @@ except ImportError:
     import h2.config
     import h2.connection
     import h2.exceptions
+
     from greenrt.protocols.http2.limits import H2Limits
     from greenrt.protocols.http2.server import PREFACE, _ConnectionEnd, _FrameGate
 

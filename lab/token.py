@@ -148,7 +148,8 @@ def decode(text: str) -> Token:
     if not d.eof:
         raise TokenError("token is truncated")
     try:
-        obj = json.loads(data.decode("ascii"))
+        obj = json.loads(data.decode("ascii"), parse_constant=_refuse_constant,
+                         parse_float=_finite_float)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise TokenError("token content is not JSON") from None
     if not isinstance(obj, dict):
@@ -186,3 +187,17 @@ def run_hash(records: list[dict]) -> str:
         h.update(canonical_json(r).encode("ascii"))
         h.update(b"\n")
     return h.hexdigest()
+
+
+def _refuse_constant(name: str):
+    """``NaN``/``Infinity`` are not JSON: a token carrying one is refused (it could
+    never be re-encoded: canonical JSON forbids them)."""
+    raise TokenError(f"replay token contains the non-JSON number {name}")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number that overflows to infinity (``1e400``) is refused like ``Infinity``."""
+    v = float(text)
+    if v != v or v in (float("inf"), float("-inf")):
+        raise TokenError(f"replay token contains the out-of-range number {text[:20]}")
+    return v

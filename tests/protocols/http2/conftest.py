@@ -8,10 +8,10 @@ import threading
 import time
 
 import pytest
-from greenrt.protocols.http2 import DEFAULT_H2_LIMITS, serve_connection
 
 import greenrt
 from greenrt import net
+from greenrt.protocols.http2 import DEFAULT_H2_LIMITS, serve_connection
 
 
 class H2ServerThread:

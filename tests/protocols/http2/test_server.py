@@ -13,6 +13,7 @@ import h2.errors
 import h2.events
 import hyperframe.frame as hf
 import pytest
+
 from greenrt.protocols.http.model import Response, StreamingResponse
 from greenrt.protocols.http2 import H2Limits
 
