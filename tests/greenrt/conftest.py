@@ -29,9 +29,29 @@ def rec():
     return Recorder()
 
 
+def pytest_generate_tests(metafunc):
+    """Tests that use ``run`` run twice: traced (a recorder attached) and untraced.
+    Attaching any instrument turns the hub's inlined fast paths off (``hub._plain``),
+    so the untraced run is the one that executes the code users run (issue 12 §3).
+    Tests that read the recorder (``rec``) need the trace and run traced only."""
+    if "run" in metafunc.fixturenames:
+        modes = ["traced"] if "rec" in metafunc.fixturenames else ["traced", "untraced"]
+        metafunc.parametrize("hub_mode", modes)
+
+
 @pytest.fixture
-def run(rec):
-    """Run a main function on the real hub with the recorder attached."""
+def run(hub_mode, request):
+    """Run a main function on the real hub, with the recorder attached (``traced``) or
+    with no instrument at all (``untraced``: the fast paths are on, which is checked)."""
+    if hub_mode == "untraced":
+        def _run(fn, *args, **kw):
+            def checked(*a):
+                hub = greenrt.lowlevel.current_hub()
+                assert hub._plain, "untraced run without the fast paths"
+                return fn(*a)
+            return greenrt.run(checked, *args, **kw)
+        return _run
+    rec = request.getfixturevalue("rec")
 
     def _run(fn, *args, **kw):
         return greenrt.run(fn, *args, instruments=[rec], **kw)
