@@ -156,6 +156,7 @@ class Hub:
         self.signal_receivers = 0
         #: run() installed its SIGINT/SIGTERM -> shutdown handlers
         self.signals_handled = False
+        self._in_wait = False
         #: the wait-for graph of a deadlock found on this hub, if any
         self.deadlock = None
         self._running = False
@@ -617,7 +618,11 @@ class RealHub(Hub):
         return Hub._handoff(self)
 
     def _wait(self, timeout: float | None) -> None:
-        self.driver.poll(timeout)
+        self._in_wait = True  # read by the watchdog thread: an idle hub is not blocked
+        try:
+            self.driver.poll(timeout)
+        finally:
+            self._in_wait = False
 
     def _wakeup(self) -> None:
         self.driver.wakeup()

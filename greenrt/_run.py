@@ -57,13 +57,16 @@ def _restore_signals(state) -> None:
 
 
 def run(fn, *args, instruments=(), leak_policy: str = "error", hub: Hub | None = None,
-        handle_signals: bool = True):
+        handle_signals: bool = True, watchdog: float | None = None):
     """Run ``fn(*args)`` as the main task of a new hub and return its result.
 
     ``instruments`` receive trace events; ``leak_policy`` is the default obligation
     leak policy (``"error"``, ``"log"`` or ``"abort"``); ``hub`` substitutes another
-    hub implementation (the lab passes its own). Returns only when every task has
-    completed (the root region is closed).
+    hub implementation (the lab passes its own); ``watchdog`` (seconds, off by
+    default) reports a task that keeps the hub from running for longer than that (a
+    ``greenrt`` log warning with its stack and a ``hub.blocked`` trace event; see
+    ``greenrt._watchdog``). Returns only when every task has completed (the root
+    region is closed).
     """
     if hub is None:
         hub = RealHub(instruments=instruments, leak_policy=leak_policy)
@@ -72,6 +75,7 @@ def run(fn, *args, instruments=(), leak_policy: str = "error", hub: Hub | None =
             hub.add_instrument(inst)
     hub._enter()
     signals = None
+    dog = None
     received: list[int] = []
     try:
         root = Region(name="root", policy="fail_fast")
@@ -93,12 +97,18 @@ def run(fn, *args, instruments=(), leak_policy: str = "error", hub: Hub | None =
         if handle_signals:
             signals = _install_signals(hub)
             hub.signals_handled = signals is not None
+        if watchdog is not None:
+            from ._watchdog import Watchdog
+
+            dog = hub.watchdog = Watchdog(hub, watchdog)
         main = root.spawn(fn, *args, name=getattr(fn, "__qualname__", "main"))
         hub._run_until(lambda: not root._live)
         root._state = "closed"
         if hub._tracing:
             hub._emit(tr.REGION_CLOSE, None, root.id, failures=len(root._failures), errors=0)
     finally:
+        if dog is not None:
+            dog.stop()
         _restore_signals(signals)
         hub._exit()
         hub.close()
