@@ -403,6 +403,11 @@ class WebSocket:
                 emit_event("websocket.close_timeout", code=code)
                 self._error = ConnectionClosed("websocket: closed (the peer did not answer the Close "
                                                "in time)", close_code=1006)
+        except BaseException:
+            if self._error is None:
+                self._error = ConnectionClosed("websocket: close() was interrupted; the connection "
+                                               "is closed", close_code=1006)
+            raise
         finally:
             self._stream.close()
 
