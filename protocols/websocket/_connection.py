@@ -73,7 +73,9 @@ class WebSocket:
         self.response_headers = response_headers or []
         self._scanner = FrameScanner(max_frame=limits.max_frame_bytes,
                                      max_message=limits.max_message_bytes,
-                                     max_fragments=limits.max_fragments)
+                                     max_fragments=limits.max_fragments,
+                                     pings_per_second=limits.max_pings_per_second,
+                                     ping_burst=limits.ping_burst, now=greenrt.now())
         self._pending = bytes(leftover)
         self._messages: deque = deque()
         self._parts: list = []
@@ -83,8 +85,6 @@ class WebSocket:
         self._out_drained = greenrt.Event()
         self._progress = greenrt.Event()
         self._pings: dict[bytes, greenrt.Event] = {}
-        self._ping_tokens = float(limits.ping_burst)
-        self._ping_clock = greenrt.now()
         self._error: BaseException | None = None   # sticky: why the connection is over
         self._close_sent = False
 
@@ -125,7 +125,13 @@ class WebSocket:
             while not self._messages:
                 if self._error is not None:
                     raise self._error
-                self._pump()
+                try:
+                    self._pump()
+                except WebSocketProtocolError:
+                    if not self._messages:
+                        raise
+                    # messages completed before the fault come first; the error is
+                    # sticky and the next recv raises it
             return self._messages.popleft()
         finally:
             self._reading = False
@@ -161,25 +167,21 @@ class WebSocket:
             self._proto.receive_data(None)
         else:
             try:
-                pings = self._scanner.feed(data)
+                data = self._scanner.feed(data, greenrt.now())
             except ScanLimit as e:
+                # The frames before the offending header are whole: deliver them
+                # first (the same messages whatever the segmentation), then fail.
+                if e.passed:
+                    self._proto.receive_data(e.passed)
+                    self._process_events()
+                if e.limit == "max_pings_per_second":
+                    self._fail(WebSocketLimitError(limit=e.limit, maximum=e.maximum,
+                                                   close_code=1008, code="ping_flood"))
                 self._fail(WebSocketLimitError(limit=e.limit, value=e.value, maximum=e.maximum,
                                                close_code=1009))
-            if pings:
-                self._charge_pings(pings)
-            self._proto.receive_data(data)
+            if data:
+                self._proto.receive_data(data)
         self._process_events()
-
-    def _charge_pings(self, n: int) -> None:
-        now = greenrt.now()
-        lim = self.limits
-        self._ping_tokens = min(float(lim.ping_burst),
-                                self._ping_tokens + (now - self._ping_clock) * lim.max_pings_per_second)
-        self._ping_clock = now
-        self._ping_tokens -= n
-        if self._ping_tokens < 0:
-            self._fail(WebSocketLimitError(limit="max_pings_per_second", maximum=lim.max_pings_per_second,
-                                           close_code=1008, code="ping_flood"))
 
     def _process_events(self) -> None:
         for ev in self._proto.events():

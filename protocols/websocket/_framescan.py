@@ -15,30 +15,46 @@ __all__ = ["FrameScanner", "ScanLimit"]
 class ScanLimit(Exception):
     """A limit was crossed: ``limit``, ``value``, ``maximum`` as in LimitError."""
 
-    def __init__(self, limit: str, value: int, maximum: int) -> None:
+    def __init__(self, limit: str, value: int | None, maximum: int) -> None:
         super().__init__(limit, value, maximum)
         self.limit = limit
         self.value = value
         self.maximum = maximum
+        #: the bytes before the offending frame's header (not yet passed on): the
+        #: frames there are delivered before the error, whatever the segmentation
+        self.passed = b""
 
 
 class FrameScanner:
     """Feed it every inbound byte, in order, in any segmentation (``feed``).
 
-    ``feed`` returns the number of ping frames whose header completed in this chunk
-    (the connection rate-limits them) and raises :class:`ScanLimit` on a limit.
+    ``feed(data, now)`` returns the bytes to pass on to wsproto: everything except a
+    frame header not yet complete, which is held back until it is (so wsproto never
+    judges a header before its length has been checked here, and the first fault
+    found is the same for every segmentation). It raises :class:`ScanLimit` on a
+    limit, carrying in ``passed`` the bytes before the offending header. Inbound pings are charged to a token bucket
+    (``ping_burst`` tokens, refilled at ``pings_per_second``, on the clock values
+    passed as ``now``).
     Sticky: after a ScanLimit every further feed raises it again. Malformed frames
     (bad opcode, unmasked client frame, oversized control frame) are left for
     wsproto to reject; the scanner only needs the length fields to stay in step.
     """
 
-    __slots__ = ("max_frame", "max_message", "max_fragments", "_hdr", "_remaining",
-                 "_msg_frames", "_msg_bytes", "_msg_compressed", "_error")
+    __slots__ = ("max_frame", "max_message", "max_fragments", "pings_per_second", "ping_burst",
+                 "_hdr", "_remaining", "_msg_frames", "_msg_bytes", "_msg_compressed", "_error",
+                 "_tokens", "_clock", "_start", "_after_close")
 
-    def __init__(self, *, max_frame: int, max_message: int, max_fragments: int) -> None:
+    def __init__(self, *, max_frame: int, max_message: int, max_fragments: int,
+                 pings_per_second: float = 20, ping_burst: int = 100, now: float = 0.0) -> None:
         self.max_frame = max_frame
         self.max_message = max_message
         self.max_fragments = max_fragments
+        self.pings_per_second = pings_per_second
+        self.ping_burst = ping_burst
+        self._tokens = float(ping_burst)
+        self._clock = now
+        self._start = 0              # offset in the current chunk of the header being read
+        self._after_close = False    # a Close frame was seen: what follows is never parsed
         self._hdr = bytearray()
         self._remaining = 0          # payload bytes of the current frame not yet seen
         self._msg_frames = 0         # frames of the current data message so far
@@ -46,10 +62,17 @@ class FrameScanner:
         self._msg_compressed = False
         self._error: ScanLimit | None = None
 
-    def feed(self, data) -> int:
+    def feed(self, data, now: float = 0.0) -> None:
         if self._error is not None:
             raise self._error
-        pings = 0
+        if self._after_close:
+            return data
+        if now > self._clock:
+            self._tokens = min(float(self.ping_burst),
+                               self._tokens + (now - self._clock) * self.pings_per_second)
+            self._clock = now
+        self._start = -1             # -1: the header in progress began in an earlier chunk
+        carry = bytes(self._hdr)     # a held-back partial header from the last chunk
         i = 0
         n = len(data)
         hdr = self._hdr
@@ -59,6 +82,8 @@ class FrameScanner:
                 self._remaining -= take
                 i += take
                 continue
+            if not hdr:
+                self._start = i
             if len(hdr) < 2:
                 take = min(2 - len(hdr), n - i)
                 hdr += data[i:i + take]
@@ -82,11 +107,25 @@ class FrameScanner:
             opcode = hdr[0] & 0x0F
             rsv1 = bool(hdr[0] & 0x40)
             hdr.clear()
-            if opcode == 0x9:
-                pings += 1
-            self._check(opcode, rsv1, length)
+            try:
+                if opcode == 0x9:
+                    self._tokens -= 1
+                    if self._tokens < 0:
+                        self._fail("max_pings_per_second", None, self.pings_per_second)
+                self._check(opcode, rsv1, length)
+            except ScanLimit as e:
+                self._fail_at(e, carry, data, self._start)
+                raise
             self._remaining = length
-        return pings
+            if opcode == 0x8:
+                # Nothing after a Close counts (wsproto discards it); scanning it
+                # would make a limit fire or not depending on the segmentation.
+                self._after_close = True
+                return carry + bytes(data) if carry else data
+        if hdr:
+            # an incomplete header at the end: hold it (and only it) back
+            return carry + bytes(data[:self._start]) if self._start >= 0 else b""
+        return carry + bytes(data) if carry else data
 
     def _check(self, opcode: int, rsv1: bool, length: int) -> None:
         if length > self.max_frame:
@@ -108,6 +147,9 @@ class FrameScanner:
         if self._msg_bytes > self.max_message:
             self._fail("max_message_bytes", self._msg_bytes, self.max_message)
 
-    def _fail(self, limit: str, value: int, maximum: int) -> None:
+    def _fail(self, limit: str, value, maximum) -> None:
         self._error = ScanLimit(limit, value, maximum)
         raise self._error
+
+    def _fail_at(self, err: ScanLimit, carry: bytes, data, start: int) -> None:
+        err.passed = carry + bytes(data[:start]) if start >= 0 else b""

@@ -265,6 +265,29 @@ def test_64bit_length_with_top_bit():
     expect_close([head], 1009)
 
 
+def test_messages_before_a_limit_fault_are_delivered_first():
+    """One write holding a message, then an oversized frame header: the message is
+    still echoed, then the close 1009 (the fuzz target's segmentation invariant)."""
+    def test(client, errors):
+        c = client()
+        c.send(frame(0x1, b"first") + frame(0x2, b"", length=17 * 1024 * 1024))
+        assert c.read_message() == (0x1, b"first")
+        assert c.read_close()[0] == 1009
+        c.expect_eof()
+    errors = run_against_server(test)
+    assert isinstance(errors[0], websocket.WebSocketLimitError)
+
+
+def test_nothing_after_a_close_frame_is_judged():
+    """Pings after the peer's Close are not charged (wsproto discards them)."""
+    def test(client, errors):
+        c = client()
+        c.send(close_frame(1000) + b"".join(frame(0x9, b"") for _ in range(500)))
+        assert c.read_close()[0] == 1000
+        c.expect_eof()
+    assert run_against_server(test) == []
+
+
 def test_message_over_max_across_fragments():
     limits = websocket.WebSocketLimits(max_message_bytes=1000, max_frame_bytes=1000)
     errors = expect_close([frame(0x2, b"x" * 600, fin=False), frame(0x0, b"x" * 600)], 1009,
