@@ -31,9 +31,11 @@ if __name__ == "__main__":  # pragma: no cover - only when run by atheris
         sys.exit("atheris is not installed; use fuzz/run_bounded.py for the fallback fuzzer")
     with atheris.instrument_imports():
         from greenrt.protocols import websocket
+
         import greenrt
 else:
     from greenrt.protocols import websocket
+
     import greenrt
 
 #: The documented errors of the receive path: nothing else may escape it.
