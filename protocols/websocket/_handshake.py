@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import urlsplit
 
 import h11
-from greenrt.protocols.base import emit_protocol_error
+from greenrt.protocols.base import emit_event, emit_protocol_error
 from wsproto.connection import Connection, ConnectionType
 from wsproto.handshake import client_extensions_handshake, server_extensions_handshake
 from wsproto.utilities import RemoteProtocolError, generate_accept_token, generate_nonce
@@ -26,7 +26,7 @@ from greenrt import net
 
 from ._connection import WebSocket
 from ._deflate import BoundedPerMessageDeflate
-from ._errors import HandshakeError, WebSocketLimitError
+from ._errors import HandshakeError, WebSocketError, WebSocketLimitError
 from ._limits import WebSocketLimits
 
 __all__ = ["ServerHandshake", "accept", "accept_upgrade", "connect", "server_handshake"]
@@ -132,24 +132,30 @@ def accept_upgrade(stream, handshake: ServerHandshake, leftover: bytes = b"", *,
                      request_headers=request_headers)
 
 
-def _read_head(stream, conn: h11.Connection, kind) -> object:
+def _read_head(stream, conn: h11.Connection, max_bytes: int) -> object:
+    """The next h11 event (the request or response head), reading as needed.
+
+    h11 bounds only an *incomplete* head (``max_incomplete_event_size``); a longer
+    head that arrives in one read would pass, so the head's size is checked here
+    too, once it is parsed (bytes received minus those still buffered)."""
+    received = 0
     while True:
         try:
             ev = conn.next_event()
         except h11.RemoteProtocolError as e:
-            if "exceeded" in str(e) or "too long" in str(e).lower():
-                raise WebSocketLimitError(limit="max_handshake_bytes",
-                                          maximum=conn._max_incomplete_event_size) from None
+            if e.error_status_hint == 431 or "exceeded" in str(e):
+                raise WebSocketLimitError(limit="max_handshake_bytes", maximum=max_bytes) from None
             raise HandshakeError(f"websocket: bad handshake: {e}", status=400) from None
         if ev is h11.NEED_DATA:
             data = stream.recv(65536)
-            conn.receive_data(data)
-            if not data and conn.their_state is not h11.DONE:
-                # next_event will raise; guard against an EOF loop
-                pass
+            received += len(data)
+            conn.receive_data(data)   # b"" at EOF: h11 then raises or reports closed
             continue
         if isinstance(ev, h11.ConnectionClosed):
             raise HandshakeError("websocket: the peer closed during the handshake")
+        head = received - len(conn.trailing_data[0])
+        if head > max_bytes:
+            raise WebSocketLimitError(limit="max_handshake_bytes", value=head, maximum=max_bytes)
         return ev
 
 
@@ -184,7 +190,7 @@ def accept(stream, *, subprotocols: Iterable[str] = (),
         scope = greenrt.move_on_after(float("inf"))
     with scope:
         try:
-            req = _read_head(stream, conn, h11.Request)
+            req = _read_head(stream, conn, limits.max_handshake_bytes)
             if not isinstance(req, h11.Request):
                 raise HandshakeError("websocket: expected a request", status=400)
             try:
@@ -214,7 +220,10 @@ def serve_handler(handler, **accept_options):
     def wrapped(stream):
         try:
             ws = accept(stream, **accept_options)
-        except HandshakeError:
+        except (WebSocketError, greenrt.TooSlowError) as e:
+            # refused, over a limit or too slow: answered where possible, traced
+            # (protocol.error), and the stream is closed by the server
+            emit_event("websocket.handshake_failed", error=type(e).__name__)
             return
         try:
             handler(ws)
@@ -288,7 +297,7 @@ def _client_handshake(stream, host, port, secure, target, subprotocols, origin, 
     req_headers += list(headers)
     conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=limits.max_handshake_bytes)
     stream.send_all(conn.send(h11.Request(method="GET", target=target, headers=req_headers)))
-    resp = _read_head(stream, conn, h11.Response)
+    resp = _read_head(stream, conn, limits.max_handshake_bytes)
     if not isinstance(resp, h11.InformationalResponse) or resp.status_code != 101:
         status = getattr(resp, "status_code", None)
         raise HandshakeError(f"websocket: the server answered {status} instead of 101",

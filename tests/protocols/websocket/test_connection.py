@@ -131,9 +131,53 @@ def test_handshake_head_over_limit():
         stream.recv(10)
 
     def check(port):
-        with pytest.raises(websocket.WebSocketError):
+        with pytest.raises(websocket.WebSocketLimitError) as ei:
             websocket.connect(f"ws://127.0.0.1:{port}/")
+        assert ei.value.limit == "max_handshake_bytes"
     with_client(script, check)
+
+
+def test_server_handshake_head_over_limit():
+    def check(port, got):
+        from greenrt import net
+        s = net.open_tcp("127.0.0.1", port)
+        s.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 20000 + b"\r\n\r\n")
+        # the server gives up on the head and closes without upgrading
+        data = b""
+        while True:
+            try:
+                d = s.recv(4096)
+            except net.BrokenStreamError:
+                break
+            if not d:
+                break
+            data += d
+        assert b"101" not in data
+        s.close()
+        assert got == []
+    _with_server(check)
+
+
+def test_handler_error_closes_1011():
+    def handler(ws):
+        ws.recv()
+        raise RuntimeError("boom")
+
+    def check(port, got):
+        ws = websocket.connect(f"ws://127.0.0.1:{port}/")
+        ws.send_text("trigger")
+        with pytest.raises(websocket.ConnectionClosed) as ei:
+            ws.recv()
+        assert ei.value.close_code == 1011
+    _with_server(check, handler=handler)
+
+
+def test_limits_are_validated():
+    with pytest.raises(ValueError):
+        websocket.WebSocketLimits(outbound_policy="drop")
+    with pytest.raises(ValueError):
+        websocket.WebSocketLimits(max_frame_bytes=0)
+    assert websocket.WebSocketLimits().max_message_bytes == 64 * 1024 * 1024
 
 
 def _with_server(check, handler=None, **accept_options):
