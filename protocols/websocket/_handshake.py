@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import urlsplit
@@ -47,6 +48,10 @@ def _header(headers, name: bytes) -> bytes | None:
         if k.lower() == name:
             return v
     return None
+
+
+def _fail_after(seconds):
+    return greenrt.fail_after(seconds) if seconds is not None else contextlib.nullcontext()
 
 
 def _new_deflate(limits: WebSocketLimits, options: dict | None) -> BoundedPerMessageDeflate:
@@ -184,11 +189,7 @@ def accept(stream, *, subprotocols: Iterable[str] = (),
     under ``net.serve_tcp`` does). Cancelled: nothing is answered.
     """
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_handshake_bytes)
-    if limits.handshake_timeout is not None:
-        scope = greenrt.fail_after(limits.handshake_timeout)
-    else:
-        scope = greenrt.move_on_after(float("inf"))
-    with scope:
+    with _fail_after(limits.handshake_timeout):
         try:
             req = _read_head(stream, conn, limits.max_handshake_bytes)
             if not isinstance(req, h11.Request):
@@ -264,11 +265,7 @@ def connect(url: str, *, subprotocols: Sequence[str] = (), origin: str | None = 
     else:
         stream = net.open_tcp(host, port, timeout=timeout)
     try:
-        if limits.handshake_timeout is not None:
-            scope = greenrt.fail_after(limits.handshake_timeout)
-        else:
-            scope = greenrt.move_on_after(float("inf"))
-        with scope:
+        with _fail_after(limits.handshake_timeout):
             return _client_handshake(stream, host, port, secure, target, subprotocols, origin,
                                      headers, compression, limits)
     except BaseException:

@@ -368,3 +368,16 @@ def test_outbound_queue_bound(policy):
             assert got[0] >= 32 * 1024 * 1024 + 20_000
 
     greenrt.run(main)
+
+
+def test_no_timeouts_at_all():
+    """handshake_timeout=None and close_timeout=None are allowed (no scope opened)."""
+    limits = websocket.WebSocketLimits(handshake_timeout=None, close_timeout=None)
+
+    def check(port, got):
+        ws = websocket.connect(f"ws://127.0.0.1:{port}/", limits=limits)
+        ws.send_text("x")
+        assert ws.recv() == "x"
+        ws.close()
+        assert ws.close_code == 1000
+    _with_server(check, limits=limits)
