@@ -342,3 +342,27 @@ def test_rsv1_on_continuation_is_an_error():
 
 def test_corrupt_deflate_data():
     expect_close([frame(0x2, b"\xff\xff\xff\xff\xff", rsv=4)], 1007, compression=True)
+
+
+def test_deflate_bomb_memory_is_bounded_by_the_limit():
+    """A 100 MB bomb against a 1 MiB message limit: the traced peak while the server
+    handles it stays a few MiB (the inflater never yields more than the room left + 1;
+    without the bound the peak would be the whole 100 MB)."""
+    import tracemalloc
+
+    bomb_frame = frame(0x2, deflate(bytes(100 * 1024 * 1024)), rsv=4)
+    limits = websocket.WebSocketLimits(max_message_bytes=1024 * 1024, close_timeout=2)
+
+    def test(client, errors):
+        c = client(extensions=b"permessage-deflate")
+        tracemalloc.start()
+        try:
+            c.send(bomb_frame)
+            assert c.read_close()[0] == 1009
+            c.expect_eof()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 8 * 1024 * 1024, peak
+    errors = run_against_server(test, limits=limits, compression=True)
+    assert errors and errors[0].code == "inflated_too_large"
