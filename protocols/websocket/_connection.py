@@ -80,6 +80,7 @@ class WebSocket:
         self._messages: deque = deque()
         self._parts: list = []
         self._reading = False
+        self._pinging = False        # the task reading is a ping() waiting for its pong
         self._writing = False
         self._out = bytearray()
         self._out_drained = greenrt.Event()
@@ -116,6 +117,9 @@ class WebSocket:
         ``close_code`` we sent) when the peer broke the protocol or a limit.
         Cancellation loses no message (see the module docstring).
         """
+        while self._pinging and self._reading and not self._messages:
+            # a ping() is reading for its pong: wait for it to hand over
+            self._progress.wait()
         if self._messages:
             return self._messages.popleft()
         if self._reading:
@@ -370,10 +374,12 @@ class WebSocket:
                     self._progress.wait()
                     continue
                 self._reading = True
+                self._pinging = True
                 try:
                     self._pump()
                 finally:
                     self._reading = False
+                    self._pinging = False
                     self._wake_progress()
         finally:
             self._pings.pop(payload, None)

@@ -272,6 +272,21 @@ def test_ping_rtt_while_another_task_receives():
     _with_server(check)
 
 
+def test_recv_while_a_ping_is_reading_waits_for_it():
+    def check(port, got):
+        ws = websocket.connect(f"ws://127.0.0.1:{port}/")
+        rtts = []
+        with greenrt.region() as r:
+            r.spawn(lambda: rtts.append(ws.ping()))
+            greenrt.sleep(0)
+            assert ws._pinging
+            ws.send_text("during ping")
+            assert ws.recv() == "during ping"
+        assert len(rtts) == 1
+        ws.close()
+    _with_server(check)
+
+
 # -- cancellation -------------------------------------------------------------------
 
 def test_cancelled_recv_loses_no_message():
