@@ -24,6 +24,8 @@ SANSIO_MODULES = [
     "protocols/redis/resp.py",
     "protocols/http1/_body.py",
     "protocols/base/sansio.py",
+    "protocols/websocket/_framescan.py",
+    "protocols/websocket/_deflate.py",
     "lab/token.py",
     "lab/trace.py",
 ]

@@ -1,0 +1,49 @@
+"""greenrt.protocols.websocket: RFC 6455 WebSockets (client and server) on wsproto.
+
+Blocking-style, one object per connection::
+
+    from greenrt.protocols import websocket
+
+    ws = websocket.connect("wss://example.org/chat", subprotocols=["chat.v1"])
+    ws.send_text("hello")
+    print(ws.recv())          # a whole message: str (text) or bytes (binary)
+    rtt = ws.ping()
+    ws.close()
+
+    def handler(ws):          # server: one task per connection
+        for message in ws:    # ends on a normal close
+            ws.send(message)
+    net.serve_tcp(websocket.serve_handler(handler), "127.0.0.1", 8765)
+
+What wsproto leaves out is added here: limits checked on frame headers before any
+payload is buffered, a cap on the *inflated* size of compressed messages, a
+fragment cap, a ping rate cap, a bounded outbound queue and the close timeout
+(:class:`WebSocketLimits`). See ``docs/websocket.md``.
+"""
+
+from ._connection import WebSocket
+from ._deflate import BoundedPerMessageDeflate
+from ._errors import (
+    ConnectionClosed,
+    HandshakeError,
+    WebSocketError,
+    WebSocketLimitError,
+    WebSocketProtocolError,
+    WebSocketUsageError,
+)
+from ._handshake import (
+    ServerHandshake,
+    accept,
+    accept_upgrade,
+    connect,
+    serve_handler,
+    server_handshake,
+)
+from ._limits import WebSocketLimits
+
+__all__ = [
+    "BoundedPerMessageDeflate", "ConnectionClosed", "HandshakeError", "ServerHandshake",
+    "WebSocket", "WebSocketError", "WebSocketLimitError", "WebSocketLimits",
+    "WebSocketProtocolError", "WebSocketUsageError", "accept", "accept_upgrade", "connect",
+    "serve_handler", "server_handshake",
+]

@@ -1,0 +1,323 @@
+"""The opening handshake (RFC 6455 §4), client and server, on h11.
+
+The server half is split so the HTTP server's upgrade hook needs a few lines:
+:func:`server_handshake` checks request headers and returns the 101 headers (pure,
+no I/O); :func:`accept_upgrade` turns a stream plus the bytes already buffered
+behind the request into a :class:`WebSocket`. :func:`accept` does the whole thing
+on a raw stream (reads the request itself).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
+from urllib.parse import urlsplit
+
+import h11
+from greenrt.protocols.base import emit_event, emit_protocol_error
+from wsproto.connection import Connection, ConnectionType
+from wsproto.handshake import client_extensions_handshake, server_extensions_handshake
+from wsproto.utilities import RemoteProtocolError, generate_accept_token, generate_nonce
+
+import greenrt
+from greenrt import net
+
+from ._connection import WebSocket
+from ._deflate import BoundedPerMessageDeflate
+from ._errors import HandshakeError, WebSocketError, WebSocketLimitError
+from ._limits import WebSocketLimits
+
+__all__ = ["ServerHandshake", "accept", "accept_upgrade", "connect", "server_handshake"]
+
+_DEFAULT_LIMITS = WebSocketLimits()
+
+
+def _tokens(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> list[str]:
+    out = []
+    for k, v in headers:
+        if k.lower() == name:
+            out += [t.strip() for t in v.decode("latin-1").split(",") if t.strip()]
+    return out
+
+
+def _header(headers, name: bytes) -> bytes | None:
+    for k, v in headers:
+        if k.lower() == name:
+            return v
+    return None
+
+
+def _fail_after(seconds):
+    return greenrt.fail_after(seconds) if seconds is not None else contextlib.nullcontext()
+
+
+def _new_deflate(limits: WebSocketLimits, options: dict | None) -> BoundedPerMessageDeflate:
+    return BoundedPerMessageDeflate(max_message_bytes=limits.max_message_bytes, **(options or {}))
+
+
+@dataclasses.dataclass
+class ServerHandshake:
+    """An accepted handshake: the 101 response ``headers`` to send, the chosen
+    ``subprotocol`` and the deflate extension (or None)."""
+
+    headers: list[tuple[bytes, bytes]]
+    subprotocol: str | None
+    deflate: BoundedPerMessageDeflate | None
+
+
+def server_handshake(method: bytes | str, headers: Sequence[tuple[bytes, bytes]], *,
+                     subprotocols: Iterable[str] = (),
+                     origin_check: Callable[[str | None], bool] | None = None,
+                     compression: bool | dict = True,
+                     limits: WebSocketLimits = _DEFAULT_LIMITS) -> ServerHandshake:
+    """Check an HTTP/1.1 WebSocket upgrade request and decide the answer. No I/O.
+
+    ``subprotocols``: the server's, in preference order; the first the client
+    offered is chosen (none offered or none matching: no subprotocol).
+    ``origin_check(origin)`` returns False to refuse (403). ``compression``: True,
+    False, or a dict of ``PerMessageDeflate`` options (``client_no_context_takeover``,
+    ``server_no_context_takeover``, ``client_max_window_bits``,
+    ``server_max_window_bits``). Raises :class:`HandshakeError` with ``status`` (400,
+    403, 426) when the request is refused.
+    """
+    if isinstance(method, str):
+        method = method.encode("ascii")
+    if method.upper() != b"GET":
+        raise HandshakeError("websocket: the upgrade request must be a GET", status=400,
+                             code="bad_method")
+    if "websocket" not in [t.lower() for t in _tokens(headers, b"upgrade")]:
+        raise HandshakeError("websocket: no 'Upgrade: websocket' header", status=400,
+                             code="no_upgrade")
+    if "upgrade" not in [t.lower() for t in _tokens(headers, b"connection")]:
+        raise HandshakeError("websocket: no 'Connection: upgrade' header", status=400,
+                             code="no_upgrade")
+    if _header(headers, b"sec-websocket-version") != b"13":
+        raise HandshakeError("websocket: unsupported Sec-WebSocket-Version (only 13)", status=426,
+                             code="bad_version")
+    key = _header(headers, b"sec-websocket-key")
+    try:
+        if key is None or len(base64.b64decode(key, validate=True)) != 16:
+            raise ValueError
+    except (ValueError, binascii.Error):
+        raise HandshakeError("websocket: missing or malformed Sec-WebSocket-Key", status=400,
+                             code="bad_key") from None
+    origin = _header(headers, b"origin")
+    if origin_check is not None and not origin_check(origin.decode("latin-1") if origin else None):
+        raise HandshakeError("websocket: Origin refused", status=403, code="origin_refused")
+    response = [(b"Upgrade", b"websocket"), (b"Connection", b"Upgrade"),
+                (b"Sec-WebSocket-Accept", generate_accept_token(key))]
+    offered = _tokens(headers, b"sec-websocket-protocol")
+    chosen = next((p for p in subprotocols if p in offered), None)
+    if chosen is not None:
+        response.append((b"Sec-WebSocket-Protocol", chosen.encode("ascii")))
+    deflate = None
+    if compression:
+        candidate = _new_deflate(limits, compression if isinstance(compression, dict) else None)
+        accepted = server_extensions_handshake(_tokens(headers, b"sec-websocket-extensions"),
+                                               [candidate])
+        if accepted:
+            response.append((b"Sec-WebSocket-Extensions", accepted))
+            deflate = candidate
+    return ServerHandshake(response, chosen, deflate)
+
+
+def accept_upgrade(stream, handshake: ServerHandshake, leftover: bytes = b"", *,
+                   limits: WebSocketLimits = _DEFAULT_LIMITS, path: str | None = None,
+                   request_headers=None) -> WebSocket:
+    """The server-side :class:`WebSocket` on ``stream`` once the 101 with
+    ``handshake.headers`` has been sent; ``leftover`` are bytes the HTTP layer read
+    past the request (they are the first WebSocket bytes). Not a checkpoint."""
+    extensions = [handshake.deflate] if handshake.deflate is not None else []
+    proto = Connection(ConnectionType.SERVER, extensions)
+    return WebSocket(stream, proto, client=False, limits=limits, subprotocol=handshake.subprotocol,
+                     deflate=handshake.deflate, leftover=leftover, path=path,
+                     request_headers=request_headers)
+
+
+def _read_head(stream, conn: h11.Connection, max_bytes: int) -> object:
+    """The next h11 event (the request or response head), reading as needed.
+
+    h11 bounds only an *incomplete* head (``max_incomplete_event_size``); a longer
+    head that arrives in one read would pass, so the head's size is checked here
+    too, once it is parsed (bytes received minus those still buffered)."""
+    received = 0
+    while True:
+        try:
+            ev = conn.next_event()
+        except h11.RemoteProtocolError as e:
+            if e.error_status_hint == 431 or "exceeded" in str(e):
+                raise WebSocketLimitError(limit="max_handshake_bytes", maximum=max_bytes) from None
+            raise HandshakeError(f"websocket: bad handshake: {e}", status=400) from None
+        if ev is h11.NEED_DATA:
+            data = stream.recv(65536)
+            received += len(data)
+            conn.receive_data(data)   # b"" at EOF: h11 then raises or reports closed
+            continue
+        if isinstance(ev, h11.ConnectionClosed):
+            raise HandshakeError("websocket: the peer closed during the handshake")
+        head = received - len(conn.trailing_data[0])
+        if head > max_bytes:
+            raise WebSocketLimitError(limit="max_handshake_bytes", value=head, maximum=max_bytes)
+        return ev
+
+
+def _reject(stream, status: int, extra=()) -> None:
+    body = b""
+    head = [b"HTTP/1.1 %d %s" % (status, {400: b"Bad Request", 403: b"Forbidden",
+                                          426: b"Upgrade Required"}.get(status, b"Error")),
+            b"Content-Length: 0", b"Connection: close"]
+    head += [k + b": " + v for k, v in extra]
+    try:
+        stream.send_all(b"\r\n".join(head) + b"\r\n\r\n" + body)
+    except Exception:  # noqa: BLE001 - the connection is being refused anyway
+        pass
+
+
+def accept(stream, *, subprotocols: Iterable[str] = (),
+           origin_check: Callable[[str | None], bool] | None = None,
+           compression: bool | dict = True,
+           limits: WebSocketLimits = _DEFAULT_LIMITS) -> WebSocket:
+    """Read a WebSocket upgrade request from a raw ``stream`` (TCP or TLS), answer
+    it and return the server-side :class:`WebSocket`.
+
+    A checkpoint, bounded by ``limits.handshake_timeout`` (``TooSlowError``) and
+    ``limits.max_handshake_bytes``. A refused request is answered (400/403/426)
+    and raises :class:`HandshakeError`; the caller closes the stream (a handler
+    under ``net.serve_tcp`` does). Cancelled: nothing is answered.
+    """
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_handshake_bytes)
+    with _fail_after(limits.handshake_timeout):
+        try:
+            req = _read_head(stream, conn, limits.max_handshake_bytes)
+            if not isinstance(req, h11.Request):
+                raise HandshakeError("websocket: expected a request", status=400)
+            try:
+                hs = server_handshake(req.method, list(req.headers), subprotocols=subprotocols,
+                                      origin_check=origin_check, compression=compression,
+                                      limits=limits)
+            except HandshakeError as e:
+                extra = [(b"Sec-WebSocket-Version", b"13")] if e.status == 426 else []
+                _reject(stream, e.status or 400, extra)
+                raise
+        except HandshakeError as e:
+            emit_protocol_error("websocket", e.code, status=e.status)
+            raise
+        head = [b"HTTP/1.1 101 Switching Protocols"] + [k + b": " + v for k, v in hs.headers]
+        stream.send_all(b"\r\n".join(head) + b"\r\n\r\n")
+    leftover = conn.trailing_data[0]
+    return accept_upgrade(stream, hs, leftover, limits=limits,
+                          path=req.target.decode("ascii", "replace"),
+                          request_headers=list(req.headers))
+
+
+def serve_handler(handler, **accept_options):
+    """Wrap ``handler(ws)`` for ``net.serve_tcp`` (or ``tls.tls_handler``): each
+    connection does the handshake (:func:`accept`), runs ``handler`` and closes the
+    WebSocket afterwards (a normal close if the handler returned, 1011 if it raised)."""
+
+    def wrapped(stream):
+        try:
+            ws = accept(stream, **accept_options)
+        except (WebSocketError, greenrt.TooSlowError) as e:
+            # refused, over a limit or too slow: answered where possible, traced
+            # (protocol.error), and the stream is closed by the server
+            emit_event("websocket.handshake_failed", error=type(e).__name__)
+            return
+        try:
+            handler(ws)
+        except BaseException:
+            if not ws.closed:
+                ws.close(1011, "handler error")
+            raise
+        ws.close()
+
+    wrapped.__qualname__ = f"serve_handler({getattr(handler, '__qualname__', handler)})"
+    return wrapped
+
+
+def connect(url: str, *, subprotocols: Sequence[str] = (), origin: str | None = None,
+            headers: Sequence[tuple[str, str]] = (), compression: bool | dict = True,
+            limits: WebSocketLimits = _DEFAULT_LIMITS, tls_context=None,
+            timeout: float | None = None) -> WebSocket:
+    """Open a WebSocket to ``url`` (``ws://`` or ``wss://``).
+
+    A checkpoint. ``timeout`` bounds the TCP connect, ``limits.handshake_timeout``
+    the TLS and WebSocket handshakes. ``tls_context``: a ``tls.client_context()``
+    (default: the system trust store, host name checked). ``compression`` offers
+    permessage-deflate (True, False or a dict of its options). Raises
+    :class:`HandshakeError` when the server refuses or answers wrongly. On any
+    failure or cancellation the connection is closed before the error leaves.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError(f"not a ws:// or wss:// URL: {url!r}")
+    secure = parts.scheme == "wss"
+    host = parts.hostname
+    port = parts.port or (443 if secure else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if secure:
+        from greenrt.protocols import tls
+        stream = tls.open_tls(host, port, tls_context, timeout=timeout,
+                              handshake_timeout=limits.handshake_timeout)
+    else:
+        stream = net.open_tcp(host, port, timeout=timeout)
+    try:
+        with _fail_after(limits.handshake_timeout):
+            return _client_handshake(stream, host, port, secure, target, subprotocols, origin,
+                                     headers, compression, limits)
+    except BaseException:
+        stream.close()
+        raise
+
+
+def _client_handshake(stream, host, port, secure, target, subprotocols, origin, headers,
+                      compression, limits) -> WebSocket:
+    key = generate_nonce()
+    default_port = 443 if secure else 80
+    host_header = host if port == default_port else f"{host}:{port}"
+    if ":" in host and not host.startswith("["):
+        host_header = f"[{host}]" if port == default_port else f"[{host}]:{port}"
+    req_headers = [("Host", host_header), ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                   ("Sec-WebSocket-Key", key.decode("ascii")), ("Sec-WebSocket-Version", "13")]
+    if subprotocols:
+        req_headers.append(("Sec-WebSocket-Protocol", ", ".join(subprotocols)))
+    deflate = None
+    if compression:
+        deflate = _new_deflate(limits, compression if isinstance(compression, dict) else None)
+        req_headers.append(("Sec-WebSocket-Extensions", deflate.offer() and
+                            f"permessage-deflate; {deflate.offer()}".rstrip("; ")))
+    if origin is not None:
+        req_headers.append(("Origin", origin))
+    req_headers += list(headers)
+    conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=limits.max_handshake_bytes)
+    stream.send_all(conn.send(h11.Request(method="GET", target=target, headers=req_headers)))
+    resp = _read_head(stream, conn, limits.max_handshake_bytes)
+    if not isinstance(resp, h11.InformationalResponse) or resp.status_code != 101:
+        status = getattr(resp, "status_code", None)
+        raise HandshakeError(f"websocket: the server answered {status} instead of 101",
+                             status=status, code="rejected")
+    rh = list(resp.headers)
+    if "websocket" not in [t.lower() for t in _tokens(rh, b"upgrade")] or \
+            "upgrade" not in [t.lower() for t in _tokens(rh, b"connection")]:
+        raise HandshakeError("websocket: 101 without Upgrade/Connection headers", code="bad_response")
+    if _header(rh, b"sec-websocket-accept") != generate_accept_token(key):
+        raise HandshakeError("websocket: wrong Sec-WebSocket-Accept", code="bad_accept")
+    proto_hdr = _header(rh, b"sec-websocket-protocol")
+    subprotocol = proto_hdr.decode("latin-1").strip() if proto_hdr else None
+    if subprotocol is not None and subprotocol not in subprotocols:
+        raise HandshakeError(f"websocket: the server chose a subprotocol we did not offer: "
+                             f"{subprotocol!r}", code="bad_subprotocol")
+    accepted_ext = _tokens(rh, b"sec-websocket-extensions")
+    try:
+        exts = client_extensions_handshake(accepted_ext, [deflate] if deflate else [])
+    except RemoteProtocolError as e:
+        raise HandshakeError(f"websocket: {e}", code="bad_extension") from None
+    deflate = exts[0] if exts else None
+    # h11 switched protocols after the 101: trailing_data is the first WS bytes.
+    leftover = conn.trailing_data[0]
+    proto = Connection(ConnectionType.CLIENT, exts)
+    return WebSocket(stream, proto, client=True, limits=limits, subprotocol=subprotocol,
+                     deflate=deflate, leftover=leftover, path=target, response_headers=rh)

@@ -1,0 +1,67 @@
+"""Shared helpers for the WebSocket tests: a greenrt server on loopback, trustme
+certificates, and a `websockets` (sync API) peer in a thread."""
+
+import threading
+
+import pytest
+import trustme
+from greenrt.protocols import tls
+
+import greenrt
+from greenrt import net
+
+
+@pytest.fixture(scope="session")
+def pki():
+    ca = trustme.CA()
+    leaf = ca.issue_cert("localhost", "127.0.0.1")
+    return {
+        "ca": ca,
+        "ca_pem": ca.cert_pem.bytes(),
+        "chain": b"".join(b.bytes() for b in leaf.cert_chain_pems),
+        "key": leaf.private_key_pem.bytes(),
+    }
+
+
+def serve(r, handler, **kw):
+    """Start ``net.serve_tcp(handler)`` on a free loopback port inside region ``r``."""
+    servers = []
+    r.spawn(lambda: net.serve_tcp(handler, "127.0.0.1", 0, on_ready=servers.append, **kw))
+    while not servers:
+        greenrt.sleep(0)
+    return servers[0], servers[0].addresses[0][1]
+
+
+def tls_server_ctx(pki):
+    return tls.server_context(cert_pem=pki["chain"], key_pem=pki["key"])
+
+
+def tls_client_ctx(pki):
+    return tls.client_context(cadata=pki["ca_pem"])
+
+
+class ThreadPeer:
+    """Run ``fn`` in a real OS thread (a peer library's blocking API); ``join``
+    re-raises its exception in the test."""
+
+    def __init__(self, fn):
+        self.result = None
+        self.error = None
+        self.thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self.thread.start()
+
+    def _run(self, fn):
+        try:
+            self.result = fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised in join
+            self.error = e
+
+    def join_green(self, timeout=30):
+        """Wait for the thread without blocking the hub."""
+        deadline = greenrt.now() + timeout
+        while self.thread.is_alive():
+            assert greenrt.now() < deadline, "peer thread did not finish"
+            greenrt.sleep(0.005)
+        if self.error is not None:
+            raise self.error
+        return self.result
