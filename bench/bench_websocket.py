@@ -37,10 +37,9 @@ def _measure(run) -> dict:
 
 
 def worker_greenrt(conns: int, messages: int) -> dict:
-    from greenrt.protocols import websocket
-
     import greenrt
     from greenrt import net
+    from greenrt.protocols import websocket
 
     def handler(ws):
         for m in ws:

@@ -30,13 +30,11 @@ if __name__ == "__main__":  # pragma: no cover - only when run by atheris
     except ImportError:
         sys.exit("atheris is not installed; use fuzz/run_bounded.py for the fallback fuzzer")
     with atheris.instrument_imports():
-        from greenrt.protocols import websocket
-
         import greenrt
+        from greenrt.protocols import websocket
 else:
-    from greenrt.protocols import websocket
-
     import greenrt
+    from greenrt.protocols import websocket
 
 #: The documented errors of the receive path: nothing else may escape it.
 EXPECTED_ERRORS = (websocket.WebSocketProtocolError, websocket.ConnectionClosed)

@@ -22,11 +22,11 @@ import contextlib
 import itertools
 from collections import deque
 
-from greenrt.protocols.base import emit_event, emit_protocol_error
 from wsproto.connection import Connection, ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Message, Ping, Pong, TextMessage
 
 import greenrt
+from greenrt.protocols.base import emit_event, emit_protocol_error
 
 from ._deflate import BoundedPerMessageDeflate
 from ._errors import (

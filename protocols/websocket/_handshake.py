@@ -17,13 +17,13 @@ from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import urlsplit
 
 import h11
-from greenrt.protocols.base import emit_event, emit_protocol_error
 from wsproto.connection import Connection, ConnectionType
 from wsproto.handshake import client_extensions_handshake, server_extensions_handshake
 from wsproto.utilities import RemoteProtocolError, generate_accept_token, generate_nonce
 
 import greenrt
 from greenrt import net
+from greenrt.protocols.base import emit_event, emit_protocol_error
 
 from ._connection import WebSocket
 from ._deflate import BoundedPerMessageDeflate

@@ -5,10 +5,10 @@ import threading
 
 import pytest
 import trustme
-from greenrt.protocols import tls
 
 import greenrt
 from greenrt import net
+from greenrt.protocols import tls
 
 
 @pytest.fixture(scope="session")

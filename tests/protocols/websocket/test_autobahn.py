@@ -7,9 +7,9 @@ a peer that never answers the close."""
 import struct
 
 import pytest
-from greenrt.protocols import websocket
 
 import greenrt
+from greenrt.protocols import websocket
 
 from .conftest import serve
 from .rawpeer import RawClient, close_frame, deflate, frame

@@ -6,10 +6,10 @@ bounded outbound queue."""
 import base64
 
 import pytest
-from greenrt.protocols import websocket
 from wsproto.utilities import generate_accept_token
 
 import greenrt
+from greenrt.protocols import websocket
 
 from .conftest import serve
 from .rawpeer import frame

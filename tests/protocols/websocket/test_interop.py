@@ -5,11 +5,11 @@ server, with and without permessage-deflate, over ws and wss; and the
 import ssl
 
 import pytest
-from greenrt.protocols import tls, websocket
 from websockets.sync.client import connect as wsl_connect
 from websockets.sync.server import serve as wsl_serve
 
 import greenrt
+from greenrt.protocols import tls, websocket
 
 from .conftest import ThreadPeer, serve, tls_client_ctx, tls_server_ctx
 

@@ -17,12 +17,12 @@ deterministic (``test_lab_run_is_deterministic``).
 
 from __future__ import annotations
 
-import greenrt.lab as lab
 import pytest
-from greenrt.protocols import websocket
 
 import greenrt
+import greenrt.lab as lab
 from greenrt import net
+from greenrt.protocols import websocket
 
 pytestmark = pytest.mark.timeout(120)
 
