@@ -6,8 +6,6 @@ change the request line are refused with typed errors."""
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 
 import pytest
@@ -15,58 +13,37 @@ import pytest
 import greenrt
 from greenrt.protocols.http1.client import Client
 
+from ...scripted_peer import ScriptedPeer
+
 
 def _resp(body: bytes) -> bytes:
     return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
 
 
-class ScriptedHTTP:
+class ScriptedHTTP(ScriptedPeer):
     """Answers each request with its path as the body; ``extra(n)`` bytes follow the
     n-th response in the same write, ``late(n)`` bytes 100 ms later."""
 
     def __init__(self, extra=lambda n: b"", late=lambda n: b""):
-        self.extra, self.late, self.n, self.connections = extra, late, 0, 0
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen()
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+        self.extra, self.late, self.n = extra, late, 0
+        super().__init__(self._serve)
 
     def _serve(self, c):
         buf = b""
-        with c:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    try:
-                        d = c.recv(65536)
-                    except OSError:
-                        return
-                    if not d:
-                        return
-                    buf += d
-                head, buf = buf.split(b"\r\n\r\n", 1)
-                path = head.split(b" ")[1]
-                n = self.n
-                self.n += 1
-                try:
-                    c.sendall(_resp(path) + self.extra(n))
-                    if self.late(n):
-                        time.sleep(0.1)
-                        c.sendall(self.late(n))
-                except OSError:
+        while True:
+            while b"\r\n\r\n" not in buf:
+                d = c.recv(65536)
+                if not d:
                     return
-
-    def close(self):
-        self.sock.close()
+                buf += d
+            head, buf = buf.split(b"\r\n\r\n", 1)
+            path = head.split(b" ")[1]
+            n = self.n
+            self.n += 1
+            c.sendall(_resp(path) + self.extra(n))
+            if self.late(n):
+                time.sleep(0.1)
+                c.sendall(self.late(n))
 
 
 def _get_all(port, paths, pause=0.0):
@@ -105,40 +82,21 @@ def test_a_response_arriving_while_idle_is_never_delivered():
 
 # -- client timeouts and interim responses (issue 13) -----------------------------------
 
-class _RawServer:
+class _RawServer(ScriptedPeer):
     """Reads one request head per connection and then runs ``script(conn)``."""
 
     def __init__(self, script):
         self.script = script
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen()
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+        super().__init__(self._serve)
 
     def _serve(self, c):
-        with c:
-            buf = b""
-            while b"\r\n\r\n" not in buf:
-                d = c.recv(65536)
-                if not d:
-                    return
-                buf += d
-            try:
-                self.script(c)
-            except OSError:
-                pass
-
-    def close(self):
-        self.sock.close()
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            d = c.recv(65536)
+            if not d:
+                return
+            buf += d
+        self.script(c)
 
 
 def _client_call(port, limits, read_body=True):
@@ -244,12 +202,11 @@ def test_non_ascii_paths_are_percent_encoded():
 
     class _Capture(_RawServer):
         def _serve(self, c):
-            with c:
-                buf = b""
-                while b"\r\n\r\n" not in buf:
-                    buf += c.recv(65536)
-                seen.append(buf.split(b"\r\n", 1)[0])
-                script(c)
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                buf += c.recv(65536)
+            seen.append(buf.split(b"\r\n", 1)[0])
+            script(c)
 
     srv = _Capture(script)
     try:

@@ -7,8 +7,6 @@ reuse would show."""
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 
 import pytest
@@ -18,12 +16,14 @@ from greenrt.protocols.redis import Redis
 from greenrt.protocols.redis.errors import ReplyError
 from greenrt.protocols.redis.resp import NEED_DATA, Decoder
 
+from ...scripted_peer import ScriptedPeer
+
 
 def _echo(n, key):
     return b"$%d\r\n%s\r\n" % (len(key), key)
 
 
-class ScriptedRedis:
+class ScriptedRedis(ScriptedPeer):
     """Answers the n-th ``GET key`` with ``reply(n, key)`` (default: the key itself,
     ``$len key``) followed by ``extra(n, key)``; ``late(n, key)`` bytes are sent after a
     pause, while the connection sits in the client's pool. Anything else gets +OK."""
@@ -31,52 +31,27 @@ class ScriptedRedis:
     def __init__(self, extra=lambda n, key: b"", late=lambda n, key: b"", reply=_echo):
         self.extra, self.late, self.reply = extra, late, reply
         self.n = 0
-        self.connections = 0
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen()
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+        super().__init__(self._serve)
 
     def _serve(self, c):
         dec = Decoder()
-        with c:
-            while True:
-                try:
-                    data = c.recv(65536)
-                except OSError:
-                    return
-                if not data:
-                    return
-                dec.feed(data)
-                while (cmd := dec.next()) is not NEED_DATA:
-                    name = bytes(cmd[0]).upper()
-                    if name != b"GET":
-                        c.sendall(b"+OK\r\n")
-                        continue
-                    key = bytes(cmd[1])
-                    n = self.n
-                    self.n += 1
-                    c.sendall(self.reply(n, key) + self.extra(n, key))
-                    late = self.late(n, key)
-                    if late:
-                        time.sleep(0.1)
-                        try:
-                            c.sendall(late)
-                        except OSError:
-                            return
-
-    def close(self):
-        self.sock.close()
+        while True:
+            data = c.recv(65536)
+            if not data:
+                return
+            dec.feed(data)
+            while (cmd := dec.next()) is not NEED_DATA:
+                if bytes(cmd[0]).upper() != b"GET":
+                    c.sendall(b"+OK\r\n")
+                    continue
+                key = bytes(cmd[1])
+                n = self.n
+                self.n += 1
+                c.sendall(self.reply(n, key) + self.extra(n, key))
+                late = self.late(n, key)
+                if late:
+                    time.sleep(0.1)
+                    c.sendall(late)
 
 
 def _gets(port, keys, *, pause=0.0):
