@@ -6,12 +6,16 @@ should not need it. ``park``/``reschedule`` follow the contract in
 (``now``, ``_wait``, ``_wakeup``, optionally ``_pick`` and ``_has_io_waiters``).
 """
 
+from collections.abc import Callable
+from typing import Any
+
 from ._checkpoint import _enter as _enter_checkpoint
 from ._checkpoint import park, reschedule, reschedule_with_error, yield_task
 from ._driver import EpollDriver, SelectorDriver
 from ._hub import Hub, RealHub, TimerHandle, _tls, current_hub
 from ._scope import deliver_pending
 from ._task import repr_outcome
+from .sync import _note, _WaitQueue
 
 
 def current_hub_or_none():
@@ -53,7 +57,74 @@ def notify_closing(fd) -> None:
     current_hub().driver.notify_closing(fd)
 
 
+def note_access(obj, write: bool = True) -> None:
+    """Tell the hub that the current task touched ``obj`` (``write`` or read).
+
+    The real hub ignores it (one attribute test); the lab's schedule exploration uses
+    it to decide which steps are dependent. Protocol code that shares mutable state
+    between tasks through something other than greenrt's primitives should call it.
+    Not a checkpoint."""
+    _note(obj, write)
+
+
+class WaitQueue(_WaitQueue):
+    """A FIFO of parked tasks, for building blocking primitives outside ``greenrt``.
+
+    It is the queue ``greenrt.sync`` builds on, so waits on it behave like waits on a
+    ``Lock`` or an ``Event``: they are labelled (``Task.waiting_for`` is the ``what``
+    given, shown by deadlock reports and task dumps), reported to the lab as an
+    access to the queue, and cancel-safe by hand-off:
+
+    * ``park()`` is a checkpoint. It returns the value a waker hands over with
+      ``wake_one``/``wake_all`` (or raises the error given to ``wake_one_error``).
+    * A cancelled waiter is removed before ``Cancelled`` is raised (no entry is left)
+      and ``on_abort`` runs, so a primitive can re-examine who to serve next. A waiter
+      that was already handed a value can no longer be cancelled out of it: the value
+      is returned, and the cancellation is delivered at its next checkpoint. Nothing
+      handed over is lost.
+    * Deadlines: wrap the ``park()`` in ``greenrt.fail_after``/``move_on_after`` (or
+      run it under a region budget); expiry is a cancellation like any other.
+
+    Not thread-safe: use it from tasks of one hub (``greenrt.from_thread`` from
+    threads).
+    """
+
+    __slots__ = ()
+
+    def park(self, data: Any = None, *, what: Any = None,
+             on_abort: Callable[[], None] | None = None) -> Any:
+        """Park the current task at the back of the queue until woken; a checkpoint.
+
+        ``data`` travels with the waiter (``first()``, ``wake_one`` return it);
+        ``what`` labels the wait. On cancellation the task has left the queue."""
+        task = _enter_checkpoint(current_hub())
+        hub = task._hub
+        if hub.wants_access:
+            hub.note_access(self, True)
+        return self.wait(task, data, on_abort, what or "WaitQueue.park")
+
+    def wake_one(self, value: Any = None) -> bool:
+        """Hand ``value`` to the first waiter, if any; True if one was woken.
+        Not a checkpoint (the woken task runs later)."""
+        if not self._q:
+            return False
+        self.wake_first(value)
+        return True
+
+    def wake_one_error(self, exc: BaseException) -> bool:
+        """Make the first waiter's ``park()`` raise ``exc``; True if one was woken."""
+        if not self._q:
+            return False
+        self.wake_first_error(exc)
+        return True
+
+    def statistics(self) -> dict:
+        """``{"waiting": n}``: the number of parked tasks."""
+        return {"waiting": len(self._q)}
+
+
 __all__ = [
+    "WaitQueue", "note_access",
     "EpollDriver", "Hub", "RealHub", "SelectorDriver", "TimerHandle", "current_hub",
     "current_hub_or_none", "deliver_pending", "repr_outcome",
     "enter_checkpoint", "notify_closing", "park", "reschedule", "reschedule_with_error",
