@@ -35,4 +35,11 @@ class ScriptedPeer:
                 pass
 
     def close(self):
+        # shutdown() wakes the thread blocked in accept(); close() alone does not, and
+        # a leftover thread would keep the hub's deadlock detection from firing in
+        # later tests (a live thread could wake a task).
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()

@@ -1,9 +1,10 @@
 """The protocol floor: what every protocol in ``greenrt.protocols`` stands on.
 
 One error hierarchy (:mod:`.errors`), one sans-IO convention (:mod:`.sansio`), one
-limits base (:mod:`.limits`) and one trace-event naming scheme (:mod:`.events`).
-The connection pool, ``connect`` and the server accept path join them here as they
-land (see ``docs/architecture.md``).
+limits base (:mod:`.limits`), one trace-event naming scheme (:mod:`.events`), one
+connection pool with the unread-bytes rule (:mod:`.pool`) and one way to connect
+(:mod:`.connect`: TCP + TLS + SNI + ALPN under one budget). See
+``docs/architecture.md``.
 
 Rules for a protocol module that uses the floor:
 
@@ -16,6 +17,7 @@ Rules for a protocol module that uses the floor:
   ``<protocol>.<event>``.
 """
 
+from .connect import Connected, connect
 from .errors import (
     ConnectionLost,
     Error,
@@ -28,10 +30,12 @@ from .errors import (
 )
 from .events import emit_event, emit_protocol_error
 from .limits import Limits
+from .pool import Lease, Pool, PooledConnection, unread_reason
 from .sansio import NEED_DATA, NeedData, StickyError
 
 __all__ = [
-    "NEED_DATA", "ConnectionLost", "Error", "LimitError", "Limits", "NeedData",
-    "OutcomeUnknown", "PoolClosed", "PoolTimeout", "ProtocolError", "StickyError",
-    "UsageError", "emit_event", "emit_protocol_error",
+    "NEED_DATA", "Connected", "ConnectionLost", "Error", "Lease", "LimitError", "Limits",
+    "NeedData", "OutcomeUnknown", "Pool", "PoolClosed", "PoolTimeout", "PooledConnection",
+    "ProtocolError", "StickyError", "UsageError", "connect", "emit_event",
+    "emit_protocol_error", "unread_reason",
 ]

@@ -250,7 +250,7 @@ class Redis(Commands):
         t = self.pool.drain_timeout
         if conn.pending and t > 0 and not blocking and not conn.dead:
             if conn.drain(t):
-                self.pool.stats["drained"] += 1
+                self.pool.count("drained")
         lease.release()
 
     # -- pipelines and transactions -------------------------------------------------------

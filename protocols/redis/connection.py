@@ -42,6 +42,7 @@ from typing import Any
 import greenrt
 from greenrt import net
 from greenrt.lowlevel import current_hub
+from greenrt.protocols.base.connect import connect
 
 from .errors import (
     AuthenticationError,
@@ -81,38 +82,25 @@ class ConnectionConfig:
 
 
 def open_stream(cfg: ConnectionConfig):
-    """Open the transport for ``cfg``. A checkpoint; a cancelled open leaves nothing
-    open. Connection failures raise ``RedisConnectionError`` (cause attached)."""
+    """Open the transport for ``cfg``: a Unix socket, or TCP (and TLS for ``cfg.tls``,
+    SNI and certificate host name ``cfg.server_hostname`` or ``cfg.host``) through the
+    floor's ``connect``, all under one ``connect_timeout`` budget. A checkpoint; a
+    cancelled open leaves nothing open. Failures raise ``RedisConnectionError`` (cause
+    attached)."""
     try:
         if cfg.path:
-            stream = net.open_unix(cfg.path)
-        else:
-            stream = net.open_tcp(cfg.host, cfg.port, timeout=cfg.connect_timeout)
-    except (OSError, greenrt.TooSlowError) as e:
-        raise RedisConnectionError(f"cannot connect to {cfg.address()}: {e}") from e
-    if cfg.tls is not None:
-        try:
-            stream = _wrap_tls(stream, cfg)
-        except BaseException:
-            stream.close()
-            raise
-    return stream
-
-
-def _wrap_tls(stream, cfg: ConnectionConfig):
-    """TLS through ``protocols.tls``: ``cfg.tls`` is a client ``TLSContext`` (chain and
-    host-name verification on by default), the host name checked is
-    ``cfg.server_hostname`` or ``cfg.host``. The handshake is bounded by
-    ``connect_timeout`` and is a checkpoint like the rest of the connect."""
-    from greenrt.protocols import tls as _tls
-
-    hostname = cfg.server_hostname or cfg.host
-    try:
-        s = _tls.TLSStream(stream, cfg.tls, server_hostname=hostname)
-        s.handshake(cfg.connect_timeout)
-    except (OSError, _tls.TLSError, greenrt.TooSlowError) as e:
-        raise RedisConnectionError(f"TLS handshake with {cfg.address()} failed: {e}") from e
-    return s
+            if cfg.connect_timeout is None:
+                return net.open_unix(cfg.path)
+            with greenrt.fail_after(cfg.connect_timeout):
+                return net.open_unix(cfg.path)
+        return connect(cfg.host, cfg.port, tls=cfg.tls, server_hostname=cfg.server_hostname,
+                       timeout=cfg.connect_timeout).stream
+    except (OSError, greenrt.TooSlowError, net.StreamError) as e:
+        # (TLS failures are StreamErrors: protocols.tls.TLSError and its subclasses)
+        what = "TLS connection to" if cfg.tls is not None else "cannot connect to"
+        raise RedisConnectionError(f"{what} {cfg.address()} failed: {e}"
+                                   if cfg.tls is not None else
+                                   f"{what} {cfg.address()}: {e}") from e
 
 
 class Connection:
@@ -210,6 +198,12 @@ class Connection:
         """Open, not broken, and owing no replies: safe to give a new command."""
         return self._dead is None and self.pending == 0 and not self.stream.broken \
             and not self.stream.closed
+
+    def reusable(self) -> bool:
+        """Between commands with nothing owed, open, and in plain command mode (the
+        pool's condition for taking it back; see ``protocols.base.pool``)."""
+        return (self.pending == 0 and self._dead is None and not self.pubsub_mode
+                and not self.watching and not self.stream.broken)
 
     def unread(self) -> str | None:
         """Why this connection must not be reused because of bytes nobody asked for, or

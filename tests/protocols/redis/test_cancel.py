@@ -125,7 +125,7 @@ def test_outcome_unknown_write_is_never_resent(redis):
             r.set("n", 0)
             cid = r.client_id()
             redis.cmd("CLIENT", "KILL", "ID", str(cid))
-            idle = r.pool._idle[0]
+            idle = r.pool._keys[None].idle[-1][0]
             while not idle.stream.has_unread():  # the FIN reaches the idle socket
                 greenrt.sleep(0.01)
             assert r.get("n") == b"0"  # the dead idle connection was replaced first

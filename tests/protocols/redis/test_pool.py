@@ -118,7 +118,7 @@ def test_health_check_and_max_lifetime(redis):
             # seen by the checkout peek (its EOF is unread) or, if the FIN was not in
             # yet, by the PING health check
             seen_dead = st["discard_reasons"].get("idle_unread", 0) + st["discard_reasons"].get("health_check", 0)
-            assert seen_dead == 1 and st["opened"] == 2 and st["health_checks"] >= 1
+            assert seen_dead == 1 and st["opened"] == 2 and st["checks"] >= 1
         with Redis(port=redis.port, max_lifetime=0, health_check_interval=None) as r:
             ids = {r.client_id() for _ in range(3)}
             assert len(ids) == 3
