@@ -71,8 +71,8 @@ def _decode(chunks) -> tuple[list, type | None]:
     err = None
     try:
         for c in chunks:
-            d.feed(c)
-            while (v := d.next()) is not resp.NEED_DATA:
+            d.receive_data(c)
+            while (v := d.next_event()) is not resp.NEED_DATA:
                 out.append(_norm(v))
             if d.buffered > _BUFFER_BOUND + len(c):
                 raise Finding(f"decoder buffers {d.buffered} bytes, bound {_BUFFER_BOUND}")
@@ -100,12 +100,12 @@ def TestOneInput(data: bytes) -> None:
                       f"{len(whole)} vs {len(pieces)} frames")
     # re-encode what decoded and decode it again
     d = resp.Decoder(LIMITS)
-    d.feed(data)
+    d.receive_data(data)
     try:
-        while (v := d.next()) is not resp.NEED_DATA:
+        while (v := d.next_event()) is not resp.NEED_DATA:
             again = resp.Decoder()
-            again.feed(resp.encode(v))
-            if _norm(again.next()) != _norm(v):
+            again.receive_data(resp.encode(v))
+            if _norm(again.next_event()) != _norm(v):
                 raise Finding(f"re-encoded frame decodes differently: {v!r}")
     except EXPECTED_ERRORS:
         pass

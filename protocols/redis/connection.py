@@ -43,6 +43,7 @@ import greenrt
 from greenrt import net
 from greenrt.lowlevel import current_hub
 from greenrt.protocols.base.connect import connect
+from greenrt.protocols.base.events import emit_protocol_error
 
 from .errors import (
     AuthenticationError,
@@ -277,11 +278,11 @@ class Connection:
         dec = self.decoder
         while True:
             try:
-                v = dec.next()
+                v = dec.next_event()
             except ProtocolError as e:
                 self.kill(e)
-                current_hub().emit("redis.protocol_error", error=str(e),
-                                                   kind=type(e).__name__)
+                emit_protocol_error("redis", e.code, error=str(e), kind=type(e).__name__,
+                                    peer=self.config.address())
                 raise
             if v is NEED_DATA:
                 self._fill()
@@ -299,7 +300,7 @@ class Connection:
         dec = self.decoder
         while True:
             try:
-                v = dec.next()
+                v = dec.next_event()
             except ProtocolError as e:
                 self.kill(e)
                 raise
@@ -323,7 +324,7 @@ class Connection:
         if not data:
             self.kill("EOF")
             raise RedisConnectionError(f"connection to {self.config.address()} closed by the server")
-        self.decoder.feed(data)
+        self.decoder.receive_data(data)
 
     def _route_push(self, frame: Push) -> None:
         h = self.push_handler

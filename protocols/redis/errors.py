@@ -19,9 +19,7 @@ and the connection it was using is dealt with as the cancel-safety contract in
 
 from __future__ import annotations
 
-import builtins
-
-from greenrt import LimitExceeded
+from greenrt.protocols import base
 
 __all__ = [
     "AskError", "AuthenticationError", "BusyError", "ClusterDownError", "ClusterError",
@@ -33,14 +31,16 @@ __all__ = [
 ]
 
 
-class RedisError(Exception):
-    """Base class of every error raised by ``protocols.redis``."""
+class RedisError(base.Error):
+    """Base class of every error raised by ``protocols.redis`` (a ``base.Error``)."""
+
+    protocol = "redis"
 
 
 # -- the byte stream ---------------------------------------------------------------------
 
 
-class ProtocolError(RedisError):
+class ProtocolError(RedisError, base.ProtocolError):
     """The peer sent bytes that are not valid RESP, or that break a configured limit.
 
     Raised by the sans-IO codec. After it, the decoder is dead (every later call
@@ -52,28 +52,30 @@ class ProtocolError(RedisError):
 class MalformedFrame(ProtocolError):
     """Syntactically invalid RESP (unknown type byte, bad length, missing CRLF, ...)."""
 
+    code = "malformed_frame"
 
-class LimitError(ProtocolError, LimitExceeded):
-    """A frame broke one of the codec's limits (``limit`` names which, ``value`` is
-    what was declared or seen, ``maximum`` the configured bound). Raised *before*
-    anything sized by the untrusted number is allocated or waited for."""
 
-    def __init__(self, limit: str, value: int, maximum: int, message: str | None = None):
-        LimitExceeded.__init__(self, limit, value, maximum, message)
+class LimitError(ProtocolError, base.LimitError):
+    """A frame broke one of the codec's limits (keyword-only: ``limit`` names which,
+    ``value`` is what was declared or seen, ``maximum`` the configured bound; also a
+    ``greenrt.LimitExceeded``). Raised *before* anything sized by the untrusted number
+    is allocated or waited for."""
 
 
 class FrameTooLarge(LimitError):
     """The frame (or a bulk string, aggregate, line or nesting level in it) is too big."""
 
+    code = "frame_too_large"
+
 
 # -- transport and call outcome -----------------------------------------------------------
 
 
-class RedisConnectionError(RedisError, builtins.ConnectionError):
+class RedisConnectionError(RedisError, base.ConnectionLost):
     """Connecting failed, or the connection broke (EOF, reset, closed under us)."""
 
 
-class OutcomeUnknown(RedisConnectionError):
+class OutcomeUnknown(RedisConnectionError, base.OutcomeUnknown):
     """The connection broke after a command was sent and before its reply arrived.
 
     The command may or may not have run on the server. It is *not* retried when it
@@ -84,18 +86,19 @@ class OutcomeUnknown(RedisConnectionError):
     def __init__(self, message: str, command: str | None = None):
         super().__init__(message)
         self.command = command
+        self.operation = command
 
 
-class DataError(RedisError, TypeError):
+class DataError(RedisError, base.UsageError, TypeError):
     """An argument cannot be encoded as a RESP bulk string (``None``, ``bool``,
     a nested list ...). Raised before anything is sent."""
 
 
-class PoolTimeout(RedisError, TimeoutError):
+class PoolTimeout(RedisError, base.PoolTimeout):
     """No connection became available within the pool's ``acquire_timeout``."""
 
 
-class PoolClosed(RedisError):
+class PoolClosed(RedisError, base.PoolClosed):
     """The pool (or client) was closed."""
 
 

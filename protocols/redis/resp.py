@@ -1,7 +1,7 @@
 """A sans-IO RESP codec: RESP2 and the full RESP3 type set, incremental, with limits.
 
-The decoder knows nothing about sockets. ``Decoder.feed(data)`` appends bytes;
-``Decoder.next()`` returns the next complete top-level frame or ``NEED_DATA``.
+The decoder knows nothing about sockets. ``Decoder.receive_data(data)`` appends bytes;
+``Decoder.next_event()`` returns the next complete top-level frame or ``NEED_DATA``.
 Feeding the same byte stream split at any points gives the same sequence of frames
 (the property tests check every split of every generated stream).
 
@@ -48,12 +48,12 @@ waited for:
                           int is quadratic, and CPython caps it anyway)
 
 Memory is bounded by these: the bytes buffered while a frame is incomplete never
-exceed ``max_frame_size`` plus one ``feed`` chunk as long as the caller feeds only
-when ``next()`` has returned ``NEED_DATA`` (what the client does).
+exceed ``max_frame_size`` plus one ``receive_data`` chunk as long as the caller feeds only
+when ``next_event()`` has returned ``NEED_DATA`` (what the client does).
 
 Errors: invalid input raises ``MalformedFrame``, a broken limit raises
 ``FrameTooLarge`` (both ``ProtocolError``). The decoder is then dead: every later
-``next()`` raises the same error, because after a framing error nothing that follows
+``next_event()`` raises the same error, because after a framing error nothing that follows
 can be trusted.
 
 The encoder side has ``encode_command(args)`` (the array of bulk strings a client
@@ -66,8 +66,10 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
+from ..base import limits as base_limits
+from ..base.sansio import NEED_DATA
 from .errors import DataError, FrameTooLarge, MalformedFrame, ProtocolError, ReplyError, reply_error
 
 __all__ = [
@@ -79,25 +81,20 @@ KiB = 1024
 MiB = 1024 * KiB
 
 
-class _NeedData:
-    __slots__ = ()
+# ``NEED_DATA`` is the floor's (``protocols.base.sansio``): one sentinel for every codec.
 
-    def __repr__(self) -> str:
-        return "NEED_DATA"
-
-    def __bool__(self) -> bool:
-        return False
-
-
-#: Returned by ``Decoder.next()`` when no complete frame is buffered.
-NEED_DATA: Any = _NeedData()
 
 
 @dataclass(frozen=True)
-class Limits:
-    """Decoder limits. Defaults are safe for a client talking to a server it does not
-    fully trust: a hostile peer can make one connection hold at most about
-    ``max_frame_size`` bytes of input plus ``max_frame_elements`` Python objects."""
+class Limits(base_limits.Limits):
+    """Decoder limits (a ``protocols.base.Limits``: validated, ``replace()``). Defaults
+    are safe for a client talking to a server it does not fully trust: a hostile peer
+    can make one connection hold at most about ``max_frame_size`` bytes of input plus
+    ``max_frame_elements`` Python objects."""
+
+    positive_ints: ClassVar[tuple[str, ...]] = (
+        "max_bulk_length", "max_aggregate_length", "max_frame_elements", "max_depth",
+        "max_frame_size", "max_line_length", "max_bignum_digits")
 
     max_bulk_length: int = 64 * MiB
     max_aggregate_length: int = 1024 * 1024
@@ -106,13 +103,6 @@ class Limits:
     max_frame_size: int = 128 * MiB
     max_line_length: int = 64 * KiB
     max_bignum_digits: int = 4096
-
-    def __post_init__(self) -> None:
-        for name in ("max_bulk_length", "max_aggregate_length", "max_frame_elements",
-                     "max_depth", "max_frame_size", "max_line_length", "max_bignum_digits"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive int, not {v!r}")
 
 
 DEFAULT_LIMITS = Limits()
@@ -243,7 +233,7 @@ class Decoder:
     """Incremental RESP2/RESP3 decoder. See the module docstring.
 
     ``attributes`` holds the attributes (``|`` frames, merged) that came with the
-    frame ``next()`` returned last, or ``None``.
+    frame ``next_event()`` returned last, or ``None``.
     """
 
     __slots__ = ("limits", "attributes", "_buf", "_pos", "_parts", "_plen", "_need",
@@ -272,9 +262,11 @@ class Decoder:
 
     # -- input --------------------------------------------------------------------------
 
-    def feed(self, data: bytes) -> None:
-        """Append received bytes. Never parses, never raises for bad input (``next``
-        does); raises the stored error if the decoder is already dead."""
+    def receive_data(self, data: bytes) -> None:
+        """Append received bytes. Never parses, never raises for bad input
+        (``next_event`` does); raises the stored error if the decoder is already dead.
+        ``b""`` appends nothing: end of stream is the connection's business (RESP has
+        no framing that EOF could complete)."""
         if self._error is not None:
             raise self._error
         if data:
@@ -296,7 +288,7 @@ class Decoder:
 
     # -- output -------------------------------------------------------------------------
 
-    def next(self) -> Any:
+    def next_event(self) -> Any:
         """Return the next complete top-level frame, or ``NEED_DATA``.
 
         Raises ``MalformedFrame`` / ``FrameTooLarge`` on invalid input; the decoder
@@ -337,8 +329,7 @@ class Decoder:
         return True
 
     def _line_too_long(self, n: int):
-        raise FrameTooLarge("max_line_length", n, self.limits.max_line_length,
-                            f"RESP line longer than {self.limits.max_line_length} bytes")
+        raise FrameTooLarge(limit="max_line_length", value=n, maximum=self.limits.max_line_length)
 
     def _next(self) -> Any:  # noqa: C901 - one flat state machine reads best
         if self._parts:
@@ -396,7 +387,7 @@ class Decoder:
                 line = buf[pos + 1:nl - 1]
                 frame = self._frame + nl + 1 - pos
                 if frame > lim.max_frame_size:
-                    raise FrameTooLarge("max_frame_size", frame, lim.max_frame_size)
+                    raise FrameTooLarge(limit="max_frame_size", value=frame, maximum=lim.max_frame_size)
                 self._frame = frame
                 pos = nl + 1
                 if self._chunks is not None:
@@ -410,7 +401,7 @@ class Decoder:
                     else:
                         total = self._chunks_len + n
                         if total > lim.max_bulk_length:
-                            raise FrameTooLarge("max_bulk_length", total, lim.max_bulk_length)
+                            raise FrameTooLarge(limit="max_bulk_length", value=total, maximum=lim.max_bulk_length)
                         self._check_frame_room(n + 2)
                         self._chunks_len = total
                         self._bulk = (_SEMI, n)
@@ -425,8 +416,7 @@ class Decoder:
                     else:
                         n = _parse_len(line, "bulk")
                         if n > lim.max_bulk_length:
-                            raise FrameTooLarge("max_bulk_length", n, lim.max_bulk_length,
-                                                f"bulk length {n} > {lim.max_bulk_length}")
+                            raise FrameTooLarge(limit="max_bulk_length", value=n, maximum=lim.max_bulk_length)
                         self._check_frame_room(n + 2)
                         self._bulk = (t, n)
                         continue
@@ -441,11 +431,10 @@ class Decoder:
                         if t == _MAP or t == _ATTR:
                             n *= 2
                         if n > lim.max_aggregate_length:
-                            raise FrameTooLarge("max_aggregate_length", n,
-                                                lim.max_aggregate_length)
+                            raise FrameTooLarge(limit="max_aggregate_length", value=n, maximum=lim.max_aggregate_length)
                         el = self._elements + n
                         if el > lim.max_frame_elements:
-                            raise FrameTooLarge("max_frame_elements", el, lim.max_frame_elements)
+                            raise FrameTooLarge(limit="max_frame_elements", value=el, maximum=lim.max_frame_elements)
                         self._check_frame_room(3 * n)
                         self._elements = el
                         if n == 0:
@@ -506,11 +495,10 @@ class Decoder:
                 if agg.n < 0:
                     k = len(items)
                     if k > lim.max_aggregate_length:
-                        raise FrameTooLarge("max_aggregate_length", k, lim.max_aggregate_length)
+                        raise FrameTooLarge(limit="max_aggregate_length", value=k, maximum=lim.max_aggregate_length)
                     self._elements += 1
                     if self._elements > lim.max_frame_elements:
-                        raise FrameTooLarge("max_frame_elements", self._elements,
-                                            lim.max_frame_elements)
+                        raise FrameTooLarge(limit="max_frame_elements", value=self._elements, maximum=lim.max_frame_elements)
                     break
                 if len(items) < agg.n:
                     break
@@ -522,15 +510,13 @@ class Decoder:
 
     def _push(self, agg: _Agg) -> None:
         if len(self._stack) >= self.limits.max_depth:
-            raise FrameTooLarge("max_depth", len(self._stack) + 1, self.limits.max_depth,
-                                f"RESP nesting deeper than {self.limits.max_depth}")
+            raise FrameTooLarge(limit="max_depth", value=len(self._stack) + 1, maximum=self.limits.max_depth)
         self._stack.append(agg)
 
     def _check_frame_room(self, n: int) -> None:
         need = self._frame + n
         if need > self.limits.max_frame_size:
-            raise FrameTooLarge("max_frame_size", need, self.limits.max_frame_size,
-                                f"frame would exceed {self.limits.max_frame_size} bytes")
+            raise FrameTooLarge(limit="max_frame_size", value=need, maximum=self.limits.max_frame_size)
 
     def _merge_attrs(self, attrs: dict) -> None:
         if self._attrs is None:
@@ -552,12 +538,11 @@ class Decoder:
         if not body.isdigit():
             raise MalformedFrame(f"invalid big number {bytes(line[:32])!r}")
         if len(body) > self.limits.max_bignum_digits:
-            raise FrameTooLarge("max_bignum_digits", len(body), self.limits.max_bignum_digits)
+            raise FrameTooLarge(limit="max_bignum_digits", value=len(body), maximum=self.limits.max_bignum_digits)
         try:
             return BigNumber(int(line))
-        except ValueError as e:  # the interpreter's own int-string limit is lower
-            raise FrameTooLarge("max_bignum_digits", len(body), self.limits.max_bignum_digits,
-                                str(e)) from None
+        except ValueError:  # the interpreter's own int-string limit is lower
+            raise FrameTooLarge(limit="max_bignum_digits", value=len(body), maximum=self.limits.max_bignum_digits) from None
 
 
 # -- encoding ----------------------------------------------------------------------------

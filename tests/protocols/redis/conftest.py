@@ -50,13 +50,13 @@ def raw_command(port: int, *args, host: str = "127.0.0.1", timeout: float = 5.0)
         s.sendall(encode_command(args))
         d = Decoder()
         while True:
-            v = d.next()
+            v = d.next_event()
             if v is not NEED_DATA:
                 return v
             chunk = s.recv(65536)
             if not chunk:
                 raise ConnectionError("server closed the connection")
-            d.feed(chunk)
+            d.receive_data(chunk)
 
 
 class RedisProcess:

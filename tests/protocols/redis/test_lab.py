@@ -38,8 +38,8 @@ def scripted_server(stream, store: dict, inject: float = 0.0) -> None:
         data = stream.recv(65536)
         if not data:
             return
-        dec.feed(data)
-        while (cmd := dec.next()) is not NEED_DATA:
+        dec.receive_data(data)
+        while (cmd := dec.next_event()) is not NEED_DATA:
             name = bytes(cmd[0]).upper()
             greenrt.sleep(rng.choice([0, 0, 0.0001, 0.0005]))
             if name == b"HELLO":

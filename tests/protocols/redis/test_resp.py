@@ -71,10 +71,10 @@ def decode_all(chunks, limits=None):
     d = Decoder(limits)
     out = []
     for c in chunks:
-        d.feed(c)
-        while (v := d.next()) is not NEED_DATA:
+        d.receive_data(c)
+        while (v := d.next_event()) is not NEED_DATA:
             out.append((canon(v), canon(d.attributes) if d.attributes else None))
-    assert d.next() is NEED_DATA
+    assert d.next_event() is NEED_DATA
     return out
 
 
@@ -180,8 +180,8 @@ def test_resp2_specifics():
     assert decode_all([b"$-1\r\n*-1\r\n*0\r\n$0\r\n\r\n"]) == [
         (("null",), None), (("null",), None), (("array", ()), None), (("bulk", b""), None)]
     d = Decoder()
-    d.feed(b"-MOVED 3999 127.0.0.1:6381\r\n")
-    e = d.next()
+    d.receive_data(b"-MOVED 3999 127.0.0.1:6381\r\n")
+    e = d.next_event()
     assert isinstance(e, MovedError) and (e.slot, e.host, e.port) == (3999, "127.0.0.1", 6381)
 
 
@@ -195,9 +195,9 @@ def test_every_resp3_type_literal():
               b"|1\r\n+key-popularity\r\n%2\r\n$1\r\na\r\n,0.1923\r\n$1\r\nb\r\n,0.0012\r\n"
               b"*2\r\n:2039123\r\n:9543892\r\n")
     d = Decoder()
-    d.feed(stream)
+    d.receive_data(stream)
     got = []
-    while (v := d.next()) is not NEED_DATA:
+    while (v := d.next_event()) is not NEED_DATA:
         got.append((v, d.attributes))
     vals = [g[0] for g in got]
     assert vals[:6] == [None, True, False, 3.25, -math.inf, 1000.0]
@@ -216,9 +216,9 @@ def test_every_resp3_type_literal():
 
 def test_unhashable_map_keys_and_set_members_are_made_hashable():
     d = Decoder()
-    d.feed(b"%1\r\n*2\r\n:1\r\n:2\r\n$1\r\nv\r\n~1\r\n*1\r\n:3\r\n")
-    assert d.next() == {(1, 2): b"v"}
-    assert d.next() == {(3,)}
+    d.receive_data(b"%1\r\n*2\r\n:1\r\n:2\r\n$1\r\nv\r\n~1\r\n*1\r\n:3\r\n")
+    assert d.next_event() == {(1, 2): b"v"}
+    assert d.next_event() == {(3,)}
 
 
 def test_encode_command():
@@ -249,14 +249,14 @@ def test_malformed_frames_raise_typed_errors(frame):
         d = Decoder()
         with pytest.raises(MalformedFrame):
             for c in chunks:
-                d.feed(c)
-                while d.next() is not NEED_DATA:
+                d.receive_data(c)
+                while d.next_event() is not NEED_DATA:
                     pass
         # the decoder is dead afterwards
         with pytest.raises(MalformedFrame):
-            d.next()
+            d.next_event()
         with pytest.raises(MalformedFrame):
-            d.feed(b"+OK\r\n")
+            d.receive_data(b"+OK\r\n")
 
 
 @settings(max_examples=300, deadline=None)
@@ -266,8 +266,8 @@ def test_garbage_raises_only_protocol_errors(data, cuts):
                        max_frame_size=4000, max_line_length=100))
     try:
         for c in split_at(data, cuts):
-            d.feed(c)
-            while d.next() is not NEED_DATA:
+            d.receive_data(c)
+            while d.next_event() is not NEED_DATA:
                 pass
     except ProtocolError:
         pass
@@ -298,85 +298,85 @@ def test_single_byte_mutations_raise_only_protocol_errors(v, where, byte):
 ])
 def test_declared_sizes_rejected_at_the_header(frame, limit):
     d = Decoder()
-    d.feed(frame)  # no payload at all: the header alone must be rejected
+    d.receive_data(frame)  # no payload at all: the header alone must be rejected
     with pytest.raises(FrameTooLarge) as ei:
-        d.next()
+        d.next_event()
     assert ei.value.limit == limit
 
 
 def test_nesting_depth_limit():
     d = Decoder(Limits(max_depth=5))
-    d.feed(b"*1\r\n" * 5 + b":1\r\n")
-    assert d.next() == [[[[[1]]]]]
+    d.receive_data(b"*1\r\n" * 5 + b":1\r\n")
+    assert d.next_event() == [[[[[1]]]]]
     d = Decoder(Limits(max_depth=5))
-    d.feed(b"*1\r\n" * 6)
+    d.receive_data(b"*1\r\n" * 6)
     with pytest.raises(FrameTooLarge) as ei:
-        d.next()
+        d.next_event()
     assert ei.value.limit == "max_depth"
     # the default depth protects the interpreter stack: no RecursionError, no C recursion
     d = Decoder()
-    d.feed(b"*1\r\n" * 100_000)
+    d.receive_data(b"*1\r\n" * 100_000)
     with pytest.raises(FrameTooLarge):
-        d.next()
+        d.next_event()
 
 
 def test_frame_size_limit_counts_every_element():
     lim = Limits(max_frame_size=1000)
     d = Decoder(lim)
-    d.feed(b"*100\r\n" + b"$10\r\n0123456789\r\n" * 100)
+    d.receive_data(b"*100\r\n" + b"$10\r\n0123456789\r\n" * 100)
     with pytest.raises(FrameTooLarge) as ei:
-        while d.next() is not NEED_DATA:
+        while d.next_event() is not NEED_DATA:
             pass
     assert ei.value.limit == "max_frame_size"
     # the limit is per top-level frame: many small frames in a row are fine
     d = Decoder(lim)
-    d.feed(b"$10\r\n0123456789\r\n" * 500)
+    d.receive_data(b"$10\r\n0123456789\r\n" * 500)
     n = 0
-    while d.next() is not NEED_DATA:
+    while d.next_event() is not NEED_DATA:
         n += 1
     assert n == 500
     # declared aggregate that cannot fit (each element needs >= 3 bytes)
     d = Decoder(lim)
-    d.feed(b"*400\r\n")
+    d.receive_data(b"*400\r\n")
     with pytest.raises(FrameTooLarge):
-        d.next()
+        d.next_event()
     # a bulk header that cannot fit in what is left of the frame
     d = Decoder(lim)
-    d.feed(b"*2\r\n$990\r\n")
+    d.receive_data(b"*2\r\n$990\r\n")
     with pytest.raises(FrameTooLarge):
-        d.next()
+        d.next_event()
 
 
 def test_frame_elements_limit():
     d = Decoder(Limits(max_frame_elements=10))
-    d.feed(b"*3\r\n*4\r\n" + b":1\r\n" * 4 + b"*4\r\n")
+    d.receive_data(b"*3\r\n*4\r\n" + b":1\r\n" * 4 + b"*4\r\n")
     with pytest.raises(FrameTooLarge) as ei:
-        while d.next() is not NEED_DATA:
+        while d.next_event() is not NEED_DATA:
             pass
     assert ei.value.limit == "max_frame_elements"
     d = Decoder(Limits(max_aggregate_length=5))
-    d.feed(b"*?\r\n" + b":1\r\n" * 6)
+    d.receive_data(b"*?\r\n" + b":1\r\n" * 6)
     with pytest.raises(FrameTooLarge):
-        while d.next() is not NEED_DATA:
+        while d.next_event() is not NEED_DATA:
             pass
 
 
 def test_streamed_string_total_is_limited():
     d = Decoder(Limits(max_bulk_length=10))
-    d.feed(b"$?\r\n;6\r\nabcdef\r\n;6\r\n")
+    d.receive_data(b"$?\r\n;6\r\nabcdef\r\n;6\r\n")
     with pytest.raises(FrameTooLarge) as ei:
-        while d.next() is not NEED_DATA:
+        while d.next_event() is not NEED_DATA:
             pass
     assert ei.value.limit == "max_bulk_length"
 
 
 def test_long_line_rejected_without_waiting_for_newline():
     d = Decoder(Limits(max_line_length=100))
-    d.feed(b"+" + b"a" * 50)
-    assert d.next() is NEED_DATA
-    d.feed(b"a" * 60)
+    d.receive_data(b"+" + b"a" * 50)
+    assert d.next_event() is NEED_DATA
+    d.receive_data(b"a" * 60)
     with pytest.raises(FrameTooLarge) as ei:
-        d.next()
+        d.next_event()
     assert ei.value.limit == "max_line_length"
 
 
@@ -395,26 +395,26 @@ def test_oversized_frames_use_bounded_memory():
 
     def endless_line():
         d = Decoder(lim)
-        d.feed(b"+")
+        d.receive_data(b"+")
         with pytest.raises(FrameTooLarge):
             for _ in range(1000):  # 64 MiB offered
-                d.feed(chunk)
-                d.next()
+                d.receive_data(chunk)
+                d.next_event()
 
     def endless_array():
         d = Decoder(lim)
-        d.feed(b"*80000\r\n")
+        d.receive_data(b"*80000\r\n")
         with pytest.raises(FrameTooLarge):
             for _ in range(1000):
-                d.feed(b"$3\r\nabc\r\n" * 4096)
-                while d.next() is not NEED_DATA:
+                d.receive_data(b"$3\r\nabc\r\n" * 4096)
+                while d.next_event() is not NEED_DATA:
                     pass
 
     def big_declared_bulk():
         d = Decoder(lim)
-        d.feed(b"$1000000000000\r\n")
+        d.receive_data(b"$1000000000000\r\n")
         with pytest.raises(FrameTooLarge):
-            d.next()
+            d.next_event()
 
     for fn in (endless_line, endless_array, big_declared_bulk):
         assert _peak_while(fn) < 4 * (1 << 20), fn.__name__
@@ -427,8 +427,8 @@ def test_large_bulk_in_small_chunks_is_linear():
     d = Decoder()
     calls = 0
     for i in range(0, len(frame), 4096):
-        d.feed(frame[i:i + 4096])
-        v = d.next()
+        d.receive_data(frame[i:i + 4096])
+        v = d.next_event()
         calls += 1
         if v is not NEED_DATA:
             break
@@ -445,13 +445,13 @@ def test_limits_validate():
 def test_in_frame_and_buffered():
     d = Decoder()
     assert not d.in_frame
-    d.feed(b"*2\r\n:1\r\n")
-    assert d.next() is NEED_DATA and d.in_frame
-    d.feed(b":2\r\n+OK")
-    assert d.next() == [1, 2]
-    assert d.next() is NEED_DATA and d.buffered == 3
-    d.feed(b"\r\n")
-    assert d.next() == b"OK" and not d.in_frame
+    d.receive_data(b"*2\r\n:1\r\n")
+    assert d.next_event() is NEED_DATA and d.in_frame
+    d.receive_data(b":2\r\n+OK")
+    assert d.next_event() == [1, 2]
+    assert d.next_event() is NEED_DATA and d.buffered == 3
+    d.receive_data(b"\r\n")
+    assert d.next_event() == b"OK" and not d.in_frame
 
 
 def test_streamed_string_memory_is_proportional_to_its_payload():
@@ -472,8 +472,8 @@ def test_streamed_string_memory_is_proportional_to_its_payload():
         step = 1 << 16
         got = None
         for i in range(0, len(wire), step):
-            dec.feed(wire[i:i + step])
-            v = dec.next()
+            dec.receive_data(wire[i:i + step])
+            v = dec.next_event()
             if v is not NEED_DATA:
                 got = v
         peak = tracemalloc.get_traced_memory()[1] - base
@@ -485,6 +485,6 @@ def test_streamed_string_memory_is_proportional_to_its_payload():
 
 def test_streamed_string_assembled_size_is_limited():
     dec = Decoder(Limits(max_bulk_length=100))
-    dec.feed(b"$?\r\n" + b";60\r\n" + b"a" * 60 + b"\r\n" + b";60\r\n" + b"a" * 60 + b"\r\n")
+    dec.receive_data(b"$?\r\n" + b";60\r\n" + b"a" * 60 + b"\r\n" + b";60\r\n" + b"a" * 60 + b"\r\n")
     with pytest.raises(FrameTooLarge, match="max_bulk_length"):
-        dec.next()
+        dec.next_event()

@@ -39,8 +39,8 @@ class ScriptedRedis(ScriptedPeer):
             data = c.recv(65536)
             if not data:
                 return
-            dec.feed(data)
-            while (cmd := dec.next()) is not NEED_DATA:
+            dec.receive_data(data)
+            while (cmd := dec.next_event()) is not NEED_DATA:
                 if bytes(cmd[0]).upper() != b"GET":
                     c.sendall(b"+OK\r\n")
                     continue
