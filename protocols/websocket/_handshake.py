@@ -22,8 +22,8 @@ from wsproto.handshake import client_extensions_handshake, server_extensions_han
 from wsproto.utilities import RemoteProtocolError, generate_accept_token, generate_nonce
 
 import greenrt
-from greenrt import net
 from greenrt.protocols.base import emit_event, emit_protocol_error
+from greenrt.protocols.base.connect import connect as base_connect
 
 from ._connection import WebSocket
 from ._deflate import BoundedPerMessageDeflate
@@ -244,9 +244,11 @@ def connect(url: str, *, subprotocols: Sequence[str] = (), origin: str | None = 
             timeout: float | None = None) -> WebSocket:
     """Open a WebSocket to ``url`` (``ws://`` or ``wss://``).
 
-    A checkpoint. ``timeout`` bounds the TCP connect, ``limits.handshake_timeout``
-    the TLS and WebSocket handshakes. ``tls_context``: a ``tls.client_context()``
-    (default: the system trust store, host name checked). ``compression`` offers
+    A checkpoint. ``timeout`` bounds the connect — TCP and, for ``wss://``, the TLS
+    handshake, as one budget (``protocols.base.connect``; default
+    ``limits.handshake_timeout``) —, ``limits.handshake_timeout`` the WebSocket
+    handshake after it. ``tls_context``: a ``tls.client_context()`` (default: the
+    system trust store, host name checked). ``compression`` offers
     permessage-deflate (True, False or a dict of its options). Raises
     :class:`HandshakeError` when the server refuses or answers wrongly. On any
     failure or cancellation the connection is closed before the error leaves.
@@ -258,12 +260,8 @@ def connect(url: str, *, subprotocols: Sequence[str] = (), origin: str | None = 
     host = parts.hostname
     port = parts.port or (443 if secure else 80)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    if secure:
-        from greenrt.protocols import tls
-        stream = tls.open_tls(host, port, tls_context, timeout=timeout,
-                              handshake_timeout=limits.handshake_timeout)
-    else:
-        stream = net.open_tcp(host, port, timeout=timeout)
+    stream = base_connect(host, port, tls=(tls_context or True) if secure else None,
+                          timeout=limits.handshake_timeout if timeout is None else timeout).stream
     try:
         with _fail_after(limits.handshake_timeout):
             return _client_handshake(stream, host, port, secure, target, subprotocols, origin,
