@@ -15,7 +15,11 @@ writes are discarded) inside one ``greenrt.run``. What one input checks:
 * segmentation independence: fed whole and fed in pieces (cut points derived from
   the input) gives the same messages and the same error type and close code;
 * bounds: no message exceeds ``max_message_bytes`` and the inflater never holds
-  more than the limit + 1.
+  more than the limit + 1;
+* the fast path changes nothing: without compression, the same input through the
+  fast frame path (``protocols.websocket._fastframe``) and through wsproto alone gives
+  the same messages, the same error and close code, and the same bytes written back
+  (pongs, the Close), whole and split.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class MemoryStream:
     def __init__(self, chunks):
         self.chunks = list(chunks)
         self.closed = False
+        self.sent = []
 
     def recv(self, max_bytes=65536):
         if self.closed:
@@ -63,17 +68,22 @@ class MemoryStream:
     def send_all(self, data):
         if self.closed:
             raise OSError("send on a closed stream")
+        self.sent.append(bytes(data))
 
     def close(self):
         self.closed = True
 
 
-def _receive(chunks):
+def _receive(chunks, *, compression=True, fast=True):
     def main():
-        deflate = websocket.BoundedPerMessageDeflate(max_message_bytes=LIMITS.max_message_bytes)
-        deflate._enabled = True
+        deflate = None
+        if compression:
+            deflate = websocket.BoundedPerMessageDeflate(max_message_bytes=LIMITS.max_message_bytes)
+            deflate._enabled = True
         hs = websocket.ServerHandshake(headers=[], subprotocol=None, deflate=deflate)
-        ws = websocket.accept_upgrade(MemoryStream(chunks), hs, limits=LIMITS)
+        stream = MemoryStream(chunks)
+        ws = websocket.accept_upgrade(stream, hs, limits=LIMITS)
+        ws.fast_path = fast
         out = []
         try:
             while True:
@@ -84,10 +94,27 @@ def _receive(chunks):
                 out.append(m)
         except EXPECTED_ERRORS as e:
             code = getattr(e, "close_code", None)
-            if deflate.inflated > LIMITS.max_message_bytes + 1:
+            if deflate is not None and deflate.inflated > LIMITS.max_message_bytes + 1:
                 raise Finding(f"inflated {deflate.inflated} > limit + 1") from None
-            return out, type(e), code
+            if compression:
+                return out, type(e), code
+            return out, type(e), code, _frames(b"".join(stream.sent))
     return greenrt.run(main)
+
+
+def _frames(written: bytes) -> list:
+    """The frames the server wrote, as ``(first byte, payload)``; a Close's payload cut
+    to its code (wsproto's reason text quotes a byte position that depends on how the
+    input was segmented, with or without the fast path)."""
+    from greenrt.protocols.websocket._fastframe import header_at
+
+    out, pos = [], 0
+    while pos < len(written):
+        b0, _mask, start, length, _ = header_at(written, pos)
+        payload = written[start:start + length]
+        out.append((b0, payload[:2] if b0 & 0x0F == 0x8 else payload))
+        pos = start + length
+    return out
 
 
 def _cuts(data: bytes) -> list[bytes]:
@@ -102,10 +129,16 @@ def _cuts(data: bytes) -> list[bytes]:
 
 
 def TestOneInput(data: bytes) -> None:
-    whole = _receive([data] if data else [])
+    chunks = [data] if data else []
+    whole = _receive(chunks)
     split = _receive(_cuts(data))
     if whole != split:
         raise Finding(f"segmentation changed the result: {whole!r} != {split!r}")
+    slow = _receive(chunks, compression=False, fast=False)
+    for name, fast in (("whole", _receive(chunks, compression=False)),
+                       ("split", _receive(_cuts(data), compression=False))):
+        if fast != slow:
+            raise Finding(f"the fast path changed the result ({name}): {fast!r} != {slow!r}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,6 +26,7 @@ SANSIO_MODULES = [
     "protocols/base/sansio.py",
     "protocols/websocket/_framescan.py",
     "protocols/websocket/_deflate.py",
+    "protocols/websocket/_fastframe.py",
     "lab/token.py",
     "lab/trace.py",
 ]

@@ -6,6 +6,11 @@ limits checked on frame headers before payload is buffered (:mod:`._framescan`),
 bounded inflater (:mod:`._deflate`), a ping rate cap, a bounded outbound queue, the
 close timeout, and the cancellation rules.
 
+Speed: without compression, whole unfragmented text/binary frames are parsed and
+built by :mod:`._fastframe` and every other frame is handed, whole and in order, to
+wsproto, which judges it as it would have (see that module for why this changes no
+verdict). ``WebSocket.fast_path = False`` turns it off (the differential tests do).
+
 Cancellation:
 
 * ``recv()`` is cancelled only while it waits for bytes; every byte read is already
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 from collections import deque
 
 from wsproto.connection import Connection, ConnectionState
@@ -35,6 +41,7 @@ from ._errors import (
     WebSocketProtocolError,
     WebSocketUsageError,
 )
+from ._fastframe import OP_BINARY, OP_TEXT, build_frame, header_at, is_candidate, unmask
 from ._framescan import FrameScanner, ScanLimit
 from ._limits import WebSocketLimits
 
@@ -57,6 +64,9 @@ class WebSocket:
     ``compression`` whether permessage-deflate is on, ``request_headers`` the
     opening request's headers (server side) / ``response_headers`` (client side).
     """
+
+    #: parse and build the common frame without wsproto (see the module docstring)
+    fast_path = True
 
     def __init__(self, stream, proto: Connection, *, client: bool,
                  limits: WebSocketLimits, subprotocol: str | None = None,
@@ -88,6 +98,14 @@ class WebSocket:
         self._pings: dict[bytes, greenrt.Event] = {}
         self._error: BaseException | None = None   # sticky: why the connection is over
         self._close_sent = False
+        # Inbound bytes are split into whole frames here (see _receive_frames) until
+        # a Close; ``_rbuf`` holds an incomplete one, ``_need`` how many bytes it
+        # needs before parsing is worth trying again (no quadratic re-scans of a
+        # large frame arriving in pieces).
+        self._frames = True
+        self._rbuf = bytearray()
+        self._need = 0
+        self._in_msg = False   # a fragmented data message is open inside wsproto
 
     # -- properties -------------------------------------------------------------
 
@@ -168,6 +186,12 @@ class WebSocket:
                 self._stream.close()
                 raise self._error from e
         if not data:
+            if self._rbuf:
+                # an incomplete frame: wsproto's verdict on it comes before the EOF's
+                self._frames = False
+                self._proto.receive_data(bytes(self._rbuf))
+                self._rbuf.clear()
+                self._process_events()
             self._proto.receive_data(None)
         else:
             try:
@@ -176,7 +200,10 @@ class WebSocket:
                 # The frames before the offending header are whole: deliver them
                 # first (the same messages whatever the segmentation), then fail.
                 if e.passed:
-                    self._proto.receive_data(e.passed)
+                    if self._frames:
+                        self._receive_frames(e.passed)  # after the bytes it holds
+                    else:
+                        self._proto.receive_data(e.passed)
                     self._process_events()
                 if e.limit == "max_pings_per_second":
                     self._fail(WebSocketLimitError(limit=e.limit, maximum=e.maximum,
@@ -184,8 +211,72 @@ class WebSocket:
                 self._fail(WebSocketLimitError(limit=e.limit, value=e.value, maximum=e.maximum,
                                                close_code=1009))
             if data:
-                self._proto.receive_data(data)
+                if self._frames:
+                    self._receive_frames(data)
+                else:
+                    self._proto.receive_data(data)
         self._process_events()
+
+    def _receive_frames(self, data) -> None:
+        """Split the inbound bytes into whole frames (``_rbuf`` holds an incomplete
+        one; the scanner has bounded its declared length by max_frame_bytes). Without
+        compression a simple message is decoded here; every other frame is handed to
+        wsproto whole, in order. Whole frames make wsproto's verdicts independent of
+        how the bytes were segmented (the inflater, in particular, sees each frame's
+        payload at once); the price is that a frame is judged when it is complete,
+        not when its first bad byte arrives."""
+        buf = self._rbuf
+        buf += data
+        n = len(buf)
+        if n < self._need:
+            return
+        fast = self._deflate is None and self.fast_path
+        expect_mask = not self.client
+        pos = 0
+        try:
+            while pos < n:
+                h = header_at(buf, pos)
+                if h is None:
+                    self._need = 14  # at most a whole header
+                    break
+                b0, mask, start, length, minimal = h
+                end = start + length
+                if end > n:
+                    self._need = end - pos
+                    break
+                opcode = b0 & 0x0F
+                if fast and not self._in_msg and not self._close_sent and minimal \
+                        and is_candidate(b0, buf[pos + 1], expect_mask):
+                    payload = unmask(buf[start:end], mask) if mask is not None else bytes(buf[start:end])
+                    if opcode == OP_BINARY:
+                        self._messages.append(payload)
+                        pos = end
+                        continue
+                    try:
+                        self._messages.append(payload.decode("utf-8"))
+                        pos = end
+                        continue
+                    except UnicodeDecodeError:
+                        pass  # wsproto closes 1007, as it would have
+                if opcode == 0x8:
+                    # A Close: wsproto takes it and everything after it (nothing after
+                    # a Close is parsed, so nothing there can change a verdict).
+                    self._frames = False
+                    self._proto.receive_data(bytes(buf[pos:]))
+                    pos = n
+                    break
+                if opcode <= 0x2:
+                    self._in_msg = not b0 & 0x80
+                self._proto.receive_data(bytes(buf[pos:end]))
+                pos = end
+                self._process_events()
+                if self._error is not None:
+                    pos = n
+                    break
+            else:
+                self._need = 0
+        finally:
+            del buf[:pos]
 
     def _process_events(self) -> None:
         for ev in self._proto.events():
@@ -291,7 +382,14 @@ class WebSocket:
         self._check_open()
         self._wait_for_room(len(payload))
         self._check_open()
-        self._write(self._proto.send(Message(data=payload)))
+        if self._deflate is None and self.fast_path and self._proto.state is ConnectionState.OPEN:
+            if isinstance(payload, str):
+                frame = build_frame(OP_TEXT, payload.encode("utf-8"), os.urandom(4) if self.client else None)
+            else:
+                frame = build_frame(OP_BINARY, payload, os.urandom(4) if self.client else None)
+            self._write(frame)
+        else:
+            self._write(self._proto.send(Message(data=payload)))
 
     def _check_open(self) -> None:
         if self._error is not None:
