@@ -25,8 +25,8 @@ with the condition's lock held again, as ``with cond:`` expects.
 
 ``RLock`` ownership is per *task* inside a hub (per thread elsewhere): two tasks of
 one thread are two owners. ``Thread.join`` from a task waits in a pool thread;
-``Thread.start`` from a task is masked (greenrt's own thread pool starts threads
-from tasks). ``queue.SimpleQueue`` (a C type) is replaced by the pure-Python one.
+``Thread.start`` from a task waits for the new thread really (microseconds: greenrt's
+own thread pool starts threads from tasks, and must not be cancelled half-way). ``queue.SimpleQueue`` (a C type) is replaced by the pure-Python one.
 """
 
 from __future__ import annotations
@@ -241,13 +241,46 @@ def allocate_lock() -> Lock:
     return Lock()
 
 
+class _StartedFlag:
+    """A ``threading.Event`` stand-in on a *real* lock, for ``Thread._started``: the
+    wait in ``Thread.start`` lasts microseconds, and parking the task there would
+    hand the wake-up to a thread the deadlock detector may rightly ignore (greenrt's
+    own pool workers), and make ``start`` cancellable half-way."""
+
+    __slots__ = ("_lock", "_flag")
+
+    def __init__(self):
+        self._lock = real_allocate_lock()
+        self._lock.acquire()
+        self._flag = False
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        if not self._flag:
+            self._flag = True
+            self._lock.release()
+
+    def clear(self) -> None:
+        if self._flag:
+            self._flag = False
+            self._lock.acquire()
+
+    def wait(self, timeout=None) -> bool:
+        if self._flag:
+            return True
+        if self._lock.acquire(True, -1 if timeout is None else timeout):
+            self._lock.release()
+        return self._flag
+
+
 def thread_start(self) -> None:
-    """``Thread.start``; masked inside a task (it waits for the thread to start, and
-    a cancellation there would leave a running thread its starter does not know)."""
-    if task_hub() is None:
-        return real_thread_start(self)
-    with greenrt.masked():
-        real_thread_start(self)
+    """``Thread.start``; inside a task its short wait for the thread to start is a
+    real (blocking) wait, see ``_StartedFlag``."""
+    if task_hub() is not None and not self._started.is_set():
+        self._started = _StartedFlag()
+    real_thread_start(self)
 
 
 def thread_join(self, timeout=None) -> None:
