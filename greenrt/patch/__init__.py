@@ -77,8 +77,9 @@ def _socket_items():
 # module name -> list of (namespace, attribute, replacement)
 _TABLE = {
     "socket": _socket_items,
-    "ssl": lambda: [(_std_ssl.SSLContext, "sslsocket_class", _cssl.SSLSocket),
-                    (_std_ssl, "SSLSocket", _cssl.SSLSocket)],
+    # only the class wrap_socket builds: ``ssl.SSLSocket`` itself stays (ssl.py's
+    # ``super(SSLSocket, self)`` must name the original; isinstance checks still hold)
+    "ssl": lambda: [(_std_ssl.SSLContext, "sslsocket_class", _cssl.SSLSocket)],
     "select": lambda: [(_std_select, "select", _cselect.select), (_std_select, "poll", _cselect.poll),
                        (_std_select, "epoll", _cselect.epoll),
                        (_std_selectors, "SelectSelector", _cselect.SelectSelector),
