@@ -14,6 +14,7 @@ import selectors
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 
@@ -647,20 +648,26 @@ def test_thread_start_and_join_from_a_task(patched):
 
 def test_popen_wait_and_communicate_are_cooperative(patched):
     order = []
+    r_fd, w_fd = os.pipe()
+    code = f"import os, sys; x = sys.stdin.read(); os.read({r_fd}, 1); print('got', x)"
 
     def main():
         def child():
-            p = subprocess.Popen(["sh", "-c", "read x; echo got $x"], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE)
-            out, _ = p.communicate(b"hi\n")
+            # the child answers only after the other task wrote to its pipe: a
+            # communicate() that blocked the hub would never see it
+            p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, pass_fds=(r_fd,))
+            out, _ = p.communicate(b"hi")
             order.append(("child", out, p.returncode))
 
-        def ticker():
-            order.append("tick")
+        def unblocker():
+            greenrt.sleep(0.01)
+            order.append("write")
+            os.write(w_fd, b"x")
 
         with greenrt.region() as r:
             r.spawn(child)
-            r.spawn(ticker)
+            r.spawn(unblocker)
         p = subprocess.Popen(["sleep", "5"])
         with pytest.raises(subprocess.TimeoutExpired):
             p.wait(timeout=0.01)
@@ -670,8 +677,12 @@ def test_popen_wait_and_communicate_are_cooperative(patched):
         out = subprocess.check_output(["echo", "x"])
         assert out == b"x\n"
 
-    greenrt.run(main)
-    assert order[0] == "tick" and order[1] == ("child", b"got hi\n", 0)
+    try:
+        greenrt.run(main)
+    finally:
+        os.close(r_fd)
+        os.close(w_fd)
+    assert order == ["write", ("child", b"got hi\n", 0)]
 
 
 def test_cancelled_with_popen_terminates_and_reaps_the_child(patched):
