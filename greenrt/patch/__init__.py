@@ -35,6 +35,7 @@ import queue as _std_queue
 import select as _std_select
 import selectors as _std_selectors
 import socket as _std_socket
+import socketserver as _std_socketserver
 import ssl as _std_ssl
 import subprocess as _std_subprocess
 import threading as _std_threading
@@ -85,7 +86,9 @@ _TABLE = {
                        (_std_selectors, "SelectSelector", _cselect.SelectSelector),
                        (_std_selectors, "PollSelector", _cselect.PollSelector),
                        (_std_selectors, "EpollSelector", _cselect.EpollSelector),
-                       (_std_selectors, "DefaultSelector", _cselect.DefaultSelector)],
+                       (_std_selectors, "DefaultSelector", _cselect.DefaultSelector),
+                       # bound at import time by socketserver (serve_forever waits on it)
+                       (_std_socketserver, "_ServerSelector", _cselect.PollSelector)],
     "time": lambda: [(_std_time, "sleep", _sleep)],
     "threading": lambda: [(_std_threading, "Lock", _cthreading.allocate_lock),
                           (_std_threading, "_allocate_lock", _cthreading.allocate_lock),
