@@ -113,3 +113,15 @@ def test_outside_the_main_thread_is_refused():
     t.start()
     t.join()
     assert out and "main thread" in out[0]
+
+
+def test_pending_signals_are_bounded():
+    def main():
+        with greenrt.open_signal_receiver(signal.SIGUSR1, signal.SIGUSR2, max_pending=2) as sigs:
+            for s in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGUSR1):
+                os.kill(os.getpid(), s)
+            greenrt.sleep(0.01)  # let the hub dispatch all three
+            assert sigs.pending() == 2 and sigs.dropped == 1
+            return [sigs.receive(), sigs.receive()]  # the oldest was dropped
+
+    assert greenrt.run(main) == [signal.SIGUSR2, signal.SIGUSR1]
