@@ -128,7 +128,7 @@ def main() -> int:
         for m in r.get("missing", []):
             print(f"  {mode}: not in this Python: {m}")
     counts = {m: r.get("passed") for m, r in results.items()}
-    print(f"SUMMARY: stdlib socket/selectors subset passed: "
+    print("SUMMARY: stdlib socket/selectors subset passed: "
           + ", ".join(f"{m} {c}" for m, c in counts.items()))
     return 0
 
