@@ -40,7 +40,15 @@ SUBSET = {
 }
 
 
-def _suite():
+#: Tests whose SIGALRM handler raises to interrupt a blocking call. Inside a greenrt
+#: task the main thread is then in the hub's epoll wait, not in the test's call, so
+#: the exception ends ``greenrt.run`` itself (a documented limitation: a Python
+#: signal handler must not raise inside a hub; use ``open_signal_receiver``). They
+#: are not run in greenrt mode and are counted as failures there.
+EXCLUDED_IN_GREENRT = {"testInterruptedSendall", "testInterruptedTimeoutSendall"}
+
+
+def _suite(exclude=frozenset()):
     import importlib
     import unittest
 
@@ -54,19 +62,24 @@ def _suite():
             if c is None:
                 missing.append(f"{modname}.{cls}")
                 continue
-            suite.addTests(loader.loadTestsFromTestCase(c))
+            for t in loader.loadTestsFromTestCase(c):
+                if t._testMethodName in exclude:
+                    missing.append(f"excluded (raising signal handler): {t.id()}")
+                else:
+                    suite.addTest(t)
     return suite, missing
 
 
-def _run_suite(verbose: bool) -> dict:
+def _run_suite(verbose: bool, exclude=frozenset()) -> dict:
     import unittest
 
-    suite, missing = _suite()
+    suite, missing = _suite(exclude)
     result = unittest.TextTestRunner(stream=sys.stderr, verbosity=2 if verbose else 0).run(suite)
     failed = [str(t) for t, _ in result.failures] + [str(t) for t, _ in result.errors]
     return {"run": result.testsRun, "failures": len(result.failures), "errors": len(result.errors),
             "skipped": len(result.skipped),
             "passed": result.testsRun - len(result.failures) - len(result.errors) - len(result.skipped),
+            "excluded": len(exclude and [m for m in missing if m.startswith("excluded")]),
             "failed_tests": failed, "missing": missing}
 
 
@@ -82,7 +95,10 @@ def worker(mode: str, verbose: bool) -> dict:
 
         greenrt.patch.patch_all()
         # the tests start helper threads that the hub need not wait for
-        return greenrt.run(lambda: _run_suite(verbose), handle_signals=False)
+        out = greenrt.run(lambda: _run_suite(verbose, EXCLUDED_IN_GREENRT), handle_signals=False)
+        out["failures"] += out["excluded"]
+        out["run"] += out["excluded"]
+        return out
     return _run_suite(verbose)
 
 
@@ -126,7 +142,7 @@ def main() -> int:
         for t in r.get("failed_tests", []):
             print(f"  {mode}: FAIL {t}")
         for m in r.get("missing", []):
-            print(f"  {mode}: not in this Python: {m}")
+            print(f"  {mode}: not run: {m}")
     counts = {m: r.get("passed") for m, r in results.items()}
     print("SUMMARY: stdlib socket/selectors subset passed: "
           + ", ".join(f"{m} {c}" for m, c in counts.items()))

@@ -738,3 +738,12 @@ def test_a_real_lock_deadlock_between_tasks_is_still_reported(patched):
 
     with pytest.raises(greenrt.Deadlock):
         greenrt.run(main)
+
+
+def test_the_hubs_own_driver_keeps_a_real_epoll(patched):
+    def main():
+        ep = greenrt.lowlevel.current_hub().driver._ep
+        assert type(ep) is gp._common.real_epoll
+        assert type(select.epoll()) is not gp._common.real_epoll  # user code: cooperative
+
+    greenrt.run(main)
