@@ -20,8 +20,8 @@ pointed at the cooperative ``PollSelector``.
 from __future__ import annotations
 
 import select as _select
-import sys
 import selectors as _selectors
+import sys
 
 from greenrt import lowlevel as _ll
 
