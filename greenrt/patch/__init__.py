@@ -31,6 +31,7 @@ else runs. Every function here is idempotent.
 
 from __future__ import annotations
 
+import _thread as _std_thread
 import queue as _std_queue
 import select as _std_select
 import selectors as _std_selectors
@@ -95,7 +96,8 @@ _TABLE = {
                           (_std_threading, "RLock", _cthreading.RLock),
                           (_std_threading.Thread, "start", _cthreading.thread_start),
                           (_std_threading.Thread, "join", _cthreading.thread_join),
-                          (_std_queue, "SimpleQueue", _std_queue._PySimpleQueue)],
+                          (_std_queue, "SimpleQueue", _std_queue._PySimpleQueue),
+                          (_std_thread, "start_new_thread", _cthreading.start_new_thread)],
     "subprocess": lambda: [(_std_subprocess, "Popen", _csubprocess.Popen),
                            (_std_subprocess, "_PopenSelector", _cselect.PollSelector)],
 }

@@ -31,6 +31,7 @@ own thread pool starts threads from tasks, and must not be cancelled half-way). 
 
 from __future__ import annotations
 
+import _thread
 import threading as _threading
 from collections import deque
 
@@ -40,6 +41,36 @@ from greenrt import lowlevel as _ll
 from ._common import real_allocate_lock, task_hub
 
 real_thread_start = _threading.Thread.start
+real_start_new_thread = _thread.start_new_thread
+
+# Threads started with the raw ``_thread.start_new_thread`` are invisible to
+# ``threading.enumerate()``, which the hub's deadlock detector consults; while any is
+# alive, a task parked on a cooperative lock (which such a thread may release) counts
+# as waiting for a thread, so it is never reported as deadlocked.
+_raw_alive = [0]
+_raw_lock = real_allocate_lock()
+
+
+def start_new_thread(function, args, kwargs=None):
+    """``_thread.start_new_thread``, counting the thread while it runs."""
+    if kwargs is None:
+        kwargs = {}
+
+    def run():
+        try:
+            function(*args, **kwargs)
+        finally:
+            with _raw_lock:
+                _raw_alive[0] -= 1
+
+    with _raw_lock:
+        _raw_alive[0] += 1
+    try:
+        return real_start_new_thread(run, ())
+    except BaseException:
+        with _raw_lock:
+            _raw_alive[0] -= 1
+        raise
 real_thread_join = _threading.Thread.join
 
 
@@ -120,7 +151,14 @@ class Lock:
                 return True
 
             w.parked = True
-            _ll.park(abort, self)
+            counted = _raw_alive[0] > 0
+            if counted:
+                hub.threads_outstanding += 1
+            try:
+                _ll.park(abort, self)
+            finally:
+                if counted:
+                    hub.threads_outstanding -= 1
 
     def _wake_next(self) -> None:
         try:

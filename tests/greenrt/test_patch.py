@@ -747,3 +747,24 @@ def test_the_hubs_own_driver_keeps_a_real_epoll(patched):
         assert type(select.epoll()) is not gp._common.real_epoll  # user code: cooperative
 
     greenrt.run(main)
+
+
+def test_a_lock_released_by_a_raw_thread_is_not_a_deadlock(patched):
+    """``_thread.start_new_thread`` threads are invisible to ``threading.enumerate``;
+    a task waiting for one of them to release a lock must not be reported."""
+    import _thread
+
+    def main():
+        lock = threading.Lock()
+        lock.acquire()
+
+        def raw():
+            real_sleep(0.05)  # the task is parked on the lock by then
+            lock.release()
+
+        _thread.start_new_thread(raw, ())
+        lock.acquire()  # released by the raw thread
+        lock.release()
+
+    real_sleep = gp._common.real_sleep
+    greenrt.run(main)
