@@ -45,7 +45,8 @@ SUBSET = {
 #: the exception ends ``greenrt.run`` itself (a documented limitation: a Python
 #: signal handler must not raise inside a hub; use ``open_signal_receiver``). They
 #: are not run in greenrt mode and are counted as failures there.
-EXCLUDED_IN_GREENRT = {"testInterruptedSendall", "testInterruptedTimeoutSendall"}
+EXCLUDED_IN_GREENRT = {"test_sendall_interrupted", "test_sendall_interrupted_with_timeout",
+                       "testInterruptedTimeout", "test_select_interrupt_exc"}
 
 
 def _suite(exclude=frozenset()):
