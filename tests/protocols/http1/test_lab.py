@@ -13,8 +13,7 @@ import greenrt.lab as lab
 
 def _program():
     from greenrt import net
-    from greenrt.protocols.http import Response
-    from greenrt.protocols.http1 import HTTPServer
+    from greenrt.protocols.http import HTTPServer, Response
     from greenrt.protocols.http1.client import Client
 
     def app(req):
