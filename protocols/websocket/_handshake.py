@@ -213,6 +213,17 @@ def accept(stream, *, subprotocols: Iterable[str] = (),
                           request_headers=list(req.headers))
 
 
+def _run_then_close(handler, ws: WebSocket) -> None:
+    """Run ``handler(ws)``, then close: normally, or 1011 if it raised."""
+    try:
+        handler(ws)
+    except BaseException:
+        if not ws.closed:
+            ws.close(1011, "handler error")
+        raise
+    ws.close()
+
+
 def serve_handler(handler, **accept_options):
     """Wrap ``handler(ws)`` for ``net.serve_tcp`` (or ``tls.tls_handler``): each
     connection does the handshake (:func:`accept`), runs ``handler`` and closes the
@@ -226,13 +237,7 @@ def serve_handler(handler, **accept_options):
             # (protocol.error), and the stream is closed by the server
             emit_event("websocket.handshake_failed", error=type(e).__name__)
             return
-        try:
-            handler(ws)
-        except BaseException:
-            if not ws.closed:
-                ws.close(1011, "handler error")
-            raise
-        ws.close()
+        _run_then_close(handler, ws)
 
     wrapped.__qualname__ = f"serve_handler({getattr(handler, '__qualname__', handler)})"
     return wrapped
@@ -305,13 +310,7 @@ def http_handler(ws_handler, fallback=None, **accept_options):
         except HandshakeError as e:
             emit_event("websocket.handshake_failed", error=type(e).__name__)
             return handshake_refused(e)
-        try:
-            ws_handler(ws)
-        except BaseException:
-            if not ws.closed:
-                ws.close(1011, "handler error")
-            raise
-        ws.close()
+        _run_then_close(ws_handler, ws)
         return None
 
     handle.__qualname__ = f"http_handler({getattr(ws_handler, '__qualname__', ws_handler)})"
