@@ -80,7 +80,8 @@ from ..http.errors import (
 from ..http.limits import DEFAULT_LIMITS, Limits
 from ..http.model import Headers, Request, Response, ResponseWriter
 from ._body import PulledBody
-from ._connection import NEED_DATA, SERVER, H1Connection, RequestHead, date_line
+from ._connection import NEED_DATA, SERVER, H1Connection, RequestHead
+from ._response_writer import date_line
 
 __all__ = ["Handler", "error_response", "serve_connection"]
 
