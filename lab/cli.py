@@ -110,7 +110,7 @@ def _cmd_replay_token(a: argparse.Namespace) -> int:
 
 
 def _cmd_shrink(a: argparse.Namespace) -> int:
-    from .shrink import shrink
+    from .shrinking import shrink
 
     r = shrink(a.token, max_runs=a.max_runs)
     print(r.summary())

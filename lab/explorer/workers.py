@@ -36,30 +36,41 @@ def _work_chunk(specs: list[RunSpec]) -> list[RunOutcome]:
 
 def _portable(job: _Job) -> bytes | None:
     """The job as bytes a fresh worker can rebuild, or None when it cannot be."""
-    fn = job.fn
-    try:
-        pickle.loads(pickle.dumps(fn))
-        carry = fn
-    except Exception:  # noqa: BLE001 - any pickling failure means: not by reference
-        from ..replay import load_entry
+    from ..replay import load_entry
 
-        try:
-            load_entry(*job.entry)
-        except Exception:  # noqa: BLE001 - not loadable by name or file either
-            return None
-        carry = None
+    fn_bytes = None
     try:
-        return pickle.dumps(replace(job, fn=carry))
+        fn_bytes = pickle.dumps(job.fn)
+        pickle.loads(fn_bytes)
+    except Exception:  # noqa: BLE001 - any pickling failure means: not by reference
+        fn_bytes = None
+    loadable = True
+    try:
+        load_entry(*job.entry)
+    except Exception:  # noqa: BLE001 - not loadable by name or file
+        loadable = False
+    if fn_bytes is None and not loadable:
+        return None
+    try:
+        return pickle.dumps((replace(job, fn=None), fn_bytes, loadable))
     except Exception:  # noqa: BLE001 - arguments, goal or options that do not pickle
         return None
 
 
 def _init_worker(blob: bytes) -> None:
-    job = pickle.loads(blob)
-    if job.fn is None:
+    job, fn_bytes, loadable = pickle.loads(blob)
+    fn = None
+    if fn_bytes is not None:
+        try:
+            fn = pickle.loads(fn_bytes)
+        except Exception:  # noqa: BLE001 - its module is not on this process's path
+            if not loadable:
+                raise
+    if fn is None:
         from ..replay import load_entry
 
-        job.fn = load_entry(*job.entry)
+        fn = load_entry(*job.entry)
+    job.fn = fn
     _jobmod._JOB = job
 
 

@@ -10,7 +10,7 @@ import pytest
 import greenrt.lab as lab
 from greenrt.lab.explorer import replay_token
 from greenrt.lab.replay import load_entry
-from greenrt.lab.shrink import shrink
+from greenrt.lab.shrinking import shrink
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ZOO = os.path.join(ROOT, "examples", "bugzoo")

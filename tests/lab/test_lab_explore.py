@@ -15,7 +15,7 @@ import greenrt.lab as lab
 from greenrt.lab.errors import LabError
 from greenrt.lab.explorer import independent, parse_strategy, replay_token
 from greenrt.lab.faults import FaultPlan
-from greenrt.lab.shrink import shrink
+from greenrt.lab.shrinking import shrink
 from greenrt.lab.token import MAX_CHOICES, PREFIX, Token, TokenError, decode
 
 HERE = os.path.dirname(os.path.abspath(__file__))
