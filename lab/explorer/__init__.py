@@ -99,6 +99,16 @@ from .tree import _Tree
 from .workers import _run_specs
 
 
+def _opaque(sched: list) -> bool:
+    """Whether no step of a run reported an access the lab can see (a runtime object,
+    a declared name): only spawns and cancellation state."""
+    for st in sched:
+        for k, _ in st.fp:
+            if type(k) is not tuple or k[0] not in ("cancel", "spawn"):
+                return False
+    return True
+
+
 class _Exploration:
     """The state of one ``explore`` call: the job, the runs reported so far, the
     failures, the classes seen; one method per way of exploring."""
@@ -199,6 +209,7 @@ class _Exploration:
         turns into ``dpor->dfs`` when its witness finds undeclared sharing)."""
         checked = name == "dpor" and param != "declared"
         tree = _Tree(name, param if name == "dfs" else None, self.seed, fair_after=FAIR_AFTER)
+        tree.world = checked
         i = self.reported
         exhausted = False
         while self.runs is None or i < self.runs:
@@ -212,10 +223,21 @@ class _Exploration:
                 raise LabError(strat.mismatch)
             sched = res.schedule or []
             clocks: list = []
+            if tree.world and i == self.reported and not _opaque(sched):
+                tree.world = False  # the program reports what it shares: trust + witness
+                self.notes.append("dpor: tasks report their shared state; steps that report "
+                                  "nothing are taken as independent and checked by witnesses")
+            elif tree.world and i == self.reported:
+                self.notes.append("dpor: no task reports an access the lab can see, so every "
+                                  "step is taken as dependent on every other (declare shared "
+                                  "state with lab.shared/lab.access, or use dpor:declared)")
             an = analyse(sched, clocks)
+            races = an[1]
+            if tree.world:
+                races = analyse(sched, world=True)[1]
             o = _outcome(self.job, spec, res, inj, an)
             o.redundant = o.redundant or strat.redundant
-            tree.after_run(strat, sched, an[1] if name == "dpor" else [])
+            tree.after_run(strat, sched, races if name == "dpor" else [])
             self.note(o)
             i += 1
             if o.failed and not o.redundant:

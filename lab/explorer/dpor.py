@@ -5,14 +5,27 @@ from __future__ import annotations
 
 import hashlib
 
+#: The footprint key of everything the lab cannot see.
+WORLD = ("world",)
 
-def _merge_fp(fp: list) -> dict:
+
+def _merge_fp(fp: list, world: bool = False) -> dict:
+    """A step's accesses as ``{key: write}``. With ``world`` (the default ``dpor``), a
+    step that touched nothing the lab knows — no runtime object, no declared name, no
+    spawn; only its own cancellation state — is assumed to touch *unknown* state:
+    it writes ``WORLD``, so it is dependent on every other such step. A step that
+    reports accesses is taken at its word (the HB witness checks that trust)."""
     d: dict = {}
     for k, w in fp:
         if w:
             d[k] = True
         elif k not in d:
             d[k] = False
+    if world:
+        for k in d:
+            if type(k) is not tuple or k[0] != "cancel":
+                return d
+        d[WORLD] = True
     return d
 
 
@@ -38,7 +51,8 @@ def independent(a: dict, ka: int, b: dict, kb: int) -> bool:
     return not (fresh_a and fresh_b)
 
 
-def analyse(sched: list, clocks_out: list | None = None) -> tuple[str, list[tuple[int, int, dict]]]:
+def analyse(sched: list, clocks_out: list | None = None, world: bool = False,
+            ) -> tuple[str, list[tuple[int, int, dict]]]:
     """Class fingerprint and races of a tracked run.
 
     Returns ``(fingerprint, races)`` where each race ``(i, j, clock_j)`` says step
@@ -66,7 +80,7 @@ def analyse(sched: list, clocks_out: list | None = None) -> tuple[str, list[tupl
         n = local.get(p, 0)
         local[p] = n + 1
         names.append((p, n))
-        fp = _merge_fp(s.fp)
+        fp = _merge_fp(s.fp, world)
         before = dict(c)
         deps: list[int] = []
         for key, wr in fp.items():

@@ -41,9 +41,31 @@ def _is_cancellation(e: BaseException | None) -> bool:
     return False
 
 
+def leaf_error(e: BaseException) -> BaseException:
+    """The exception a failure is about: inside (nested) exception groups, the first
+    leaf that is not a cancellation (a region's ``ExceptionGroup`` wraps the
+    ``AssertionError`` of the task that failed), else the first leaf."""
+    if not isinstance(e, BaseExceptionGroup):
+        return e
+    leaves = []
+    stack = [e]
+    while stack:
+        x = stack.pop(0)
+        if isinstance(x, BaseExceptionGroup):
+            stack[:0] = list(x.exceptions)
+        else:
+            leaves.append(x)
+    for x in leaves:
+        if not _is_cancellation(x):
+            return x
+    return leaves[0] if leaves else e
+
+
 def failure_signature(res: LabResult, injected: bool = False,
                       goal: Callable[[Any], bool] | None = None) -> list[str]:
-    """What failed, most specific first: violated oracles, then ``error:Type``,
+    """What failed, most specific first: violated oracles, then ``error:Type`` (of the
+    leaf exception, see ``leaf_error``: the same bug keeps the same signature
+    whether or not a region wrapped it),
     ``halted:reason``, ``divergence``, ``goal``. Empty when the run is fine."""
     sig: list[str] = []
     for v in res.violations:
@@ -51,7 +73,7 @@ def failure_signature(res: LabResult, injected: bool = False,
             sig.append(v.oracle)
     if res.error is not None and res.halted is None:
         if not (injected and _is_cancellation(res.error)):
-            sig.append(f"error:{type(res.error).__name__}")
+            sig.append(f"error:{type(leaf_error(res.error)).__name__}")
     if res.halted is not None and res.halted != "sleep_blocked":
         sig.append(f"halted:{res.halted}")
     if res.divergence is not None:

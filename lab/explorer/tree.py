@@ -61,7 +61,7 @@ class _TreeStrategy(Strategy):
         while self.seen < end:
             s = sched[self.seen]
             self.seen += 1
-            fp = _merge_fp(s.fp)
+            fp = _merge_fp(s.fp, tree.world)
             k = s.objs
             if s.choice is not None:
                 node = tree.path[s.choice]
@@ -162,6 +162,7 @@ class _Tree:
         self.bound = bound
         self.seed = seed
         self.fair_after = fair_after
+        self.world = False  # dpor: steps with no known access write WORLD (dpor._merge_fp)
         #: runs that reached the fair tail / made environment decisions: the tree
         #: then covers the schedules up to the tail, for one realization of the
         #: environment, and is never reported complete

@@ -114,6 +114,7 @@ def _run_specs(specs: list[RunSpec], workers: int, stop_on_failure: bool,
     import concurrent.futures as cf
 
     results: dict[int, RunOutcome] = {}
+    position = {sp.index: n for n, sp in enumerate(specs)}  # indices may have gaps
     first_fail: int | None = None
     # Chunks of CHUNK consecutive runs per task keep the IPC cost per run low.
     chunks = [list(range(s, min(s + CHUNK, len(specs)))) for s in range(0, len(specs), CHUNK)]
@@ -136,7 +137,7 @@ def _run_specs(specs: list[RunSpec], workers: int, stop_on_failure: bool,
             for fut in finished:
                 running.pop(fut)
                 for o in fut.result():
-                    k = o.index - specs[0].index
+                    k = position[o.index]
                     results[k] = o
                     if o.failed:
                         fails += 1

@@ -50,9 +50,6 @@ def test_dpor_covers_every_class_of_exhaustive_dfs_with_fewer_runs(prog, classes
 def test_dpor_runs_independent_tasks_once():
     r = lab.explore(E.independent3, runs=None, strategy="dpor:declared")
     assert r.complete and r.runs == 1 and r.classes == 1
-    checked = lab.explore(E.independent3, runs=None, strategy="dpor")
-    assert checked.complete and checked.runs == 2 and checked.classes == 1  # + its witness
-    assert checked.notes == []
     d = lab.explore(E.independent3, runs=50, strategy="dfs")
     assert d.runs == 50 and d.classes == 1  # DFS re-runs equivalent orders
 
