@@ -168,3 +168,19 @@ def test_the_portfolio_gives_every_member_runs_from_the_start():
     r = lab.explore(E.writers3, runs=len(MEMBERS) * 2,
                     progress=lambda d, t, f: seen.append(d))
     assert r.ok and r.runs == len(MEMBERS) * 2 and seen[-1] == r.runs
+
+
+def test_the_hard_zoo_separates_strategies_and_the_portfolio_finds_it():
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(HERE)), "examples", "bugzoo", "hard",
+                        "starved_closer.py")
+    spec = importlib.util.spec_from_file_location("starved_closer", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    entry = (f"{path}:main", None)
+    assert lab.explore(mod.main, runs=300, strategy="random", seed=0, entry=entry).ok
+    for seed in range(3):
+        r = lab.explore(mod.main, runs=60, seed=seed, entry=entry)  # the portfolio
+        assert not r.ok and r.failures[0].signature == ["error:AssertionError"]
+    assert not lab.explore(mod.main, runs=20, strategy="pct:1", seed=0, entry=entry).ok
