@@ -130,6 +130,7 @@ class _Exploration:
         self.reported = 0
         self.redundant = 0
         self.maxsteps = 0
+        self.steps = 0
         self.injected = 0
         self.complete = False
         self.notes: list[str] = []
@@ -154,6 +155,7 @@ class _Exploration:
 
     def note(self, o: RunOutcome) -> None:
         self.maxsteps = max(self.maxsteps, o.steps)
+        self.steps += o.steps
         if o.redundant:
             self.redundant += 1
         elif o.cls is not None:
@@ -363,7 +365,8 @@ class _Exploration:
                              time.perf_counter() - t0, corpus_replayed=replayed,
                              max_steps_seen=self.maxsteps, class_ids=list(self.classes),
                              injected=self.injected, notes=self.notes,
-                             found_by=self.found_by, workers=self.workers_used)
+                             found_by=self.found_by, workers=self.workers_used,
+                             steps=self.steps)
 
 
 def explore(fn, *args: Any, runs: int | None = 100, strategy: str | None = None, seed: int = 0,

@@ -49,6 +49,7 @@ class ExploreResult:
     #: per failure, the strategy (portfolio member) that found it
     found_by: list[str] = field(default_factory=list)
     workers: int = 1
+    steps: int = 0  # scheduling steps over every run reported (throughput: steps/seconds)
 
     @property
     def ok(self) -> bool:
