@@ -134,7 +134,7 @@ def shrink(token: str | Token, fn=None, *, max_runs: int = 300) -> ShrinkResult:
                     improved = True
                     cur = list(best.choice_indices)
     new = Token(entry=tok.entry, entry_file=tok.entry_file, args=tok.args,
-                choices=list(best.choice_indices), run_hash=run_hash(best.trace.records),
+                choices=list(best.choice_indices), run_hash=run_hash(best.full_trace().records),
                 seed=tok.seed, strategy=tok.strategy + "+shrunk", options=tok.options,
                 inject=tok.inject, faults=tok.faults,
                 signature=failure_signature(best, injected=inject is not None), lab=tok.lab)

@@ -57,7 +57,7 @@ def _execute(job: _Job, spec: RunSpec, strategy: Strategy | None = None,
                strategy=strat, disable=o.get("disable", ()), net=o.get("net"),
                max_steps=o.get("max_steps", EXPLORE_MAX_STEPS), max_time=max_time,
                leak_policy="error", instruments=(), trace=True, entry=job.entry,
-               track=True, setup=setup)
+               track=True, setup=setup, lazy_trace=True)
     return res, (inj_holder[0] if inj_holder else None)
 
 
@@ -72,7 +72,8 @@ def _outcome(job: _Job, spec: RunSpec, res: LabResult, inj: _Injector | None,
     return RunOutcome(
         index=spec.index, failed=failed, signature=sig,
         message=res.summary() if failed else "", choices=list(res.choice_indices),
-        run_hash=run_hash(res.trace.records) if failed and res.trace is not None else "",
+        run_hash=run_hash(res.full_trace().records) if failed and res.full_trace() is not None
+        else "",
         steps=res.stats["steps"], tasks=res.stats["tasks"], cls=cls,
         checkpoints=list(inj.points) if inj is not None and spec.inject is None else [],
         fail_step=_fail_step(res), spec=spec, redundant=res.halted == "sleep_blocked")
@@ -147,5 +148,5 @@ def replay_token(token: str | Token, fn=None, *, record: str | None = None,
                    inject=Inject(**tok.inject) if tok.inject else None)
     res, _ = _execute(job, spec, record=record)
     sig = failure_signature(res, injected=tok.inject is not None)
-    h = run_hash(res.trace.records) if res.trace is not None else ""
+    h = run_hash(res.full_trace().records) if res.full_trace() is not None else ""
     return TokenReplay(res, sig, bool(tok.run_hash) and h.startswith(tok.run_hash), h)

@@ -116,14 +116,14 @@ class HBWitness(Strategy):
 
 def environment_answers(res) -> list[tuple[str, int]]:
     """The non-scheduling decisions of a run, in order (from its ``lab.choice`` events)."""
-    if res.trace is None:
+    if res.full_trace() is None:
         return []
     return [(e["data"]["what"], e["data"]["i"]) for e in _events(res)
             if e["kind"] == "lab.choice" and e["data"].get("what") != "task"]
 
 
 def _events(res) -> list[dict]:
-    return [r for r in res.trace.records if r.get("type", "ev") == "ev" and "kind" in r]
+    return [r for r in res.full_trace().records if r.get("type", "ev") == "ev" and "kind" in r]
 
 
 def observation(res) -> tuple[dict, str]:
