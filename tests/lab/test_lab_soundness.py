@@ -184,3 +184,18 @@ def test_the_hard_zoo_separates_strategies_and_the_portfolio_finds_it():
         r = lab.explore(mod.main, runs=60, seed=seed, entry=entry)  # the portfolio
         assert not r.ok and r.failures[0].signature == ["error:AssertionError"]
     assert not lab.explore(mod.main, runs=20, strategy="pct:1", seed=0, entry=entry).ok
+
+
+def test_the_portfolio_finds_the_torn_window_that_random_misses():
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(HERE)), "examples", "bugzoo", "hard",
+                        "torn_window.py")
+    spec = importlib.util.spec_from_file_location("torn_window", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    entry = (f"{path}:main", None)
+    assert lab.explore(mod.main, runs=40, strategy="random", seed=2, entry=entry).ok
+    for seed in range(3):
+        r = lab.explore(mod.main, runs=60, seed=seed, entry=entry)
+        assert not r.ok and r.found_by[0] == "dfs:2", r.summary()
