@@ -136,6 +136,7 @@ class _Exploration:
         self.notes: list[str] = []
         self.found_by: list[str] = []
         self.blob = None
+        self.pool = None
         self.workers_used = 1
         if workers > 1:
             from .workers import _portable
@@ -184,9 +185,18 @@ class _Exploration:
         self.reported += len(outs)
 
     def run_specs(self, specs: list[RunSpec], total: int, report: bool = True) -> list[RunOutcome]:
+        if self.blob is not None and self.pool is None and len(specs) > 1:
+            from .workers import open_pool
+
+            self.pool = open_pool(self.blob, self.workers_used)
         return _run_specs(specs, self.workers_used, self.stop_on_failure,
                           self.progress if report else None, total,
-                          self.reported, len(self.failures), blob=self.blob)
+                          self.reported, len(self.failures), blob=self.blob, pool=self.pool)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
 
     # -- 1. the regression corpus ----------------------------------------------------------
 
@@ -429,6 +439,7 @@ def explore(fn, *args: Any, runs: int | None = 100, strategy: str | None = None,
                 label = ex.injection(name, param, inject)
         return ex.result(label, t0, replayed)
     finally:
+        ex.close()
         _jobmod._JOB = None
 
 

@@ -14,6 +14,15 @@ from the calling process. The program reaches a worker in one of two ways:
 A program that neither can reach (a closure, a lambda, a ``functools.partial`` of a
 local) runs in the calling process instead: the runs and their results are exactly
 those of any worker count (``ExploreResult.workers`` says how many were used).
+
+As with any ``forkserver``/``spawn`` multiprocessing (and Python 3.14's default), a
+*script* that calls ``explore(..., workers=K)`` must guard its top level with
+``if __name__ == "__main__":``: a worker imports the script as ``__mp_main__`` to
+find the program, and an unguarded script would start the exploration again there
+(multiprocessing then refuses with its "bootstrapping phase" ``RuntimeError``).
+
+One pool serves a whole exploration (``open_pool``; the portfolio dispatches a round
+at a time), so worker start-up is paid once per ``explore`` call.
 """
 
 from __future__ import annotations
@@ -92,12 +101,20 @@ def workers_usable(job: _Job) -> bool:
     return _portable(job) is not None
 
 
+def open_pool(blob: bytes, workers: int):
+    """Worker processes for one exploration (reused by every batch of runs)."""
+    import concurrent.futures as cf
+
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=_context(),
+                                  initializer=_init_worker, initargs=(blob,))
+
+
 def _run_specs(specs: list[RunSpec], workers: int, stop_on_failure: bool,
                progress, total: int, done0: int, fails0: int,
-               blob: bytes | None = None) -> list[RunOutcome]:
+               blob: bytes | None = None, pool=None) -> list[RunOutcome]:
     """Run specs in index order (in parallel when ``workers > 1`` and the job is
-    portable, ``blob``); with ``stop_on_failure`` stop after the lowest failing index
-    (all lower ones done)."""
+    portable, ``blob``; in ``pool`` when given, else in a pool of its own); with
+    ``stop_on_failure`` stop after the lowest failing index (all lower ones done)."""
     out: list[RunOutcome] = []
     fails = fails0
     if workers <= 1 or len(specs) <= 1 or blob is None:
@@ -118,8 +135,9 @@ def _run_specs(specs: list[RunSpec], workers: int, stop_on_failure: bool,
     first_fail: int | None = None
     # Chunks of CHUNK consecutive runs per task keep the IPC cost per run low.
     chunks = [list(range(s, min(s + CHUNK, len(specs)))) for s in range(0, len(specs), CHUNK)]
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=_context(),
-                                initializer=_init_worker, initargs=(blob,)) as ex:
+    own = pool is None
+    ex = open_pool(blob, workers) if own else pool
+    try:
         window = workers * 3
         it = iter(range(len(chunks)))
         running: dict = {}
@@ -150,5 +168,8 @@ def _run_specs(specs: list[RunSpec], workers: int, stop_on_failure: bool,
                     if k > first_fail and fut.cancel():
                         del running[fut]
             submit_more()
+    finally:
+        if own:
+            ex.shutdown(wait=True, cancel_futures=True)
     last = len(specs) - 1 if first_fail is None else first_fail
     return [results[k] for k in range(last + 1)]  # every index <= last was run
