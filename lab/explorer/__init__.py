@@ -2,11 +2,14 @@
 
 ::
 
+    res = lab.explore(main, runs=500)                      # the portfolio
     res = lab.explore(main, runs=500, strategy="pct:3", seed=1, workers=2)
-    res.ok, res.failures[0].token, res.classes
+    res.ok, res.failures[0].token, res.classes, res.found_by, res.notes
 
 Strategies (``strategy=``):
 
+``None``       (default; also ``"portfolio"``) random, pct:2/3/5, a fair dfs:2 and
+               sampled cancellation injection, round-robin (``portfolio``).
 ``random``     every run answers every decision uniformly from its own seed
                (``derive_seed(seed, i)``).
 ``pct:d``      probabilistic concurrency testing of depth ``d`` (``lab.choice.
@@ -26,6 +29,17 @@ Strategies (``strategy=``):
                barriers, channels, oneshots, broadcasts, watches; streams of the
                simulated network; cancellation requests vs the target's checkpoints;
                spawns; objects declared with ``lab.shared``/``lab.access``).
+               The default ``dpor`` does not trust silence: a program that reports
+               nothing is explored with every step dependent, and a declaring
+               program's runs are each checked by a happens-before witness
+               (``soundness``) that falls back to ``dfs`` on undeclared sharing.
+``dpor:declared``  the same without those checks: sound only when every shared
+               object is a greenrt object or declared.
+
+PCT, DFS and DPOR switch to a fair tail after ``FAIR_AFTER`` steps, so a livelock
+verdict (``halted:step_limit``) comes from a schedule fair to every task. A tree is
+``complete`` only when it was exhausted with no environment decision (network,
+faults, ``lab.rng``) and no run reaching the fair tail; ``notes`` says why not.
 
 DFS and DPOR explore in one process (the tree is shared state); random, PCT,
 cancellation injection and corpus replays spread over ``workers`` processes.
@@ -34,10 +48,8 @@ cancellation injection and corpus replays spread over ``workers`` processes.
 records the objects it read and wrote. Two runs are in the same class (Mazurkiewicz
 trace) when they order every pair of dependent steps the same way; the class
 fingerprint hashes the dependency edges between steps named ``(task, n-th step of
-that task)``. ``ExploreResult.classes`` counts distinct fingerprints. Caveat: state
-the runtime does not know about (plain Python objects not declared with
-``lab.shared``) is invisible: DPOR treats steps touching only such state as
-independent and would not reorder them — declare shared state.
+that task)``. ``ExploreResult.classes`` counts distinct fingerprints (of the
+dependencies the runtime reports).
 
 **Cancellation injection** (``inject=``): ``"all"`` cancels the task at each of its
 checkpoints in turn, one run per checkpoint; ``"sample:N"`` a seeded sample of N
