@@ -9,7 +9,7 @@ from typing import Any
 from ..choice import Strategy
 from ..runner import LabResult, _json_args, _run
 from ..token import Token, decode, run_hash
-from .dpor import analyse
+from .dpor import fingerprint
 from .injection import Inject, _Injector
 from .judging import RunOutcome, _fail_step, failure_signature
 from .strategies import RunSpec
@@ -65,9 +65,10 @@ def _outcome(job: _Job, spec: RunSpec, res: LabResult, inj: _Injector | None,
              analysis: tuple | None = None) -> RunOutcome:
     sig = failure_signature(res, injected=spec.inject is not None, goal=job.goal)
     sched = res.schedule or []
-    if analysis is None:
-        analysis = analyse(sched)
-    cls = analysis[0] if res.halted != "sleep_blocked" else None
+    if res.halted == "sleep_blocked":
+        cls = None
+    else:
+        cls = analysis[0] if analysis is not None else fingerprint(sched)
     failed = bool(sig)
     return RunOutcome(
         index=spec.index, failed=failed, signature=sig,
