@@ -127,14 +127,17 @@ class Region:
         task = Task(hub, self, fn, args, name, budget)
         self._live[task] = None
         self._spawned += 1
-        if hub._plain and task._deadline_eff is None and not task._pending:
-            task._queued = True  # Hub._schedule's ready-lane case, inlined
-            hub._ready.append(task)
-            return task
         if hub._tracing:
             hub._emit(tr.TASK_SPAWN, task.id, self.id, name=name,
                       parent=hub.current.id if hub.current is not None else None)
-        hub._schedule(task)
+        # fastpath schedule: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
+        if hub._plain and not (task._queued or task._pending or task._drains
+                               or task._scope._deadline_eff is not None):
+            task._queued = True
+            hub._ready.append(task)
+        else:
+            hub._schedule(task)
+        # end fastpath schedule
         return task
 
     def cancel(self, reason=None) -> None:

@@ -252,10 +252,11 @@ def _worker_main(task: Task) -> None:
     me = getcurrent()
     while True:
         _run_task(task)
+        # Common case on the real hub: the next ready task has not started yet, so
+        # run it right here, on this greenlet, without any switch.
+        # fastpath run_in_place: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
         task = None
-        if hub._plain and not hub._cancel_lane and not hub._timed:
-            # Common case on the real hub: the next ready task has not started yet, so
-            # run it right here, on this greenlet, without any switch.
+        if hub._plain and not (hub._cancel_lane or hub._timed):
             cd = hub._poll_countdown - 1
             ready = hub._ready
             if cd > 0 and ready and ready[0]._glet is None:
@@ -265,7 +266,9 @@ def _worker_main(task: Task) -> None:
                 hub.current = task
                 task._glet = me
                 me.gr_context = task._context
-                continue
+        # end fastpath run_in_place
+        if task is not None:
+            continue
         if len(free) >= hub.free_greenlet_limit:
             return
         free.append(me)
