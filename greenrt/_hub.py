@@ -162,6 +162,7 @@ class Hub:
         self._in_wait = False
         #: the wait-for graph of a deadlock found on this hub, if any
         self.deadlock = None
+        self.deadlock_snapshot = None
         self._running = False
         self.driver = None
         self.stats = {"polls": 0, "timers_fired": 0}
@@ -419,8 +420,11 @@ class Hub:
                        cycle=graph["cycle"])
         if self.deadlock is not None:
             # the cancellation could not unblock anything: give up rather than hang
-            raise Deadlock(self.deadlock)
+            raise Deadlock(self.deadlock, self.deadlock_snapshot)
+        from ._dump import snapshot
+
         self.deadlock = graph
+        self.deadlock_snapshot = snapshot(self)
         self.root_region._scope._request(CancelReason(
             CancelKind.RESOURCE_UNAVAILABLE, message="deadlock: every task is blocked",
             origin_region=self.root_region.id, time=self.now()))

@@ -92,6 +92,8 @@ class Region:
         #: called when the last live child completes (set when the owner was abandoned)
         self._on_empty = None
         self._body_cancelled = None
+        #: where the ``with`` statement entered the region (a ``(file, line, function)``)
+        self._site = None
 
     # -- public ---------------------------------------------------------------------
 
@@ -264,6 +266,7 @@ class Region:
         task = hub.current
         if task is None:
             raise InvariantViolation("regions are opened inside a task")
+        self._site = _caller_site(1)  # for task dumps and the never-exited error
         self._open(hub, task, task._scope)
         return self
 

@@ -31,7 +31,6 @@ cyclic garbage, and the cyclic collector would rescan all of them on every pass.
 from __future__ import annotations
 
 import enum
-import logging
 import os
 import sys
 
@@ -46,6 +45,7 @@ from ._exceptions import (
     InvariantViolation,
     ObligationLeak,
 )
+from ._log import log_detached, logger
 from ._obligation import abort_leaked, log_leak
 from ._outcome import Outcome
 from ._scope import (
@@ -364,7 +364,10 @@ def _finish(task: Task, outcome: Outcome) -> None:
     if cbs:
         task._done_callbacks = None
         for cb in cbs:
-            cb(task)
+            try:
+                cb(task)
+            except Exception as exc:  # noqa: BLE001 - the task is done: nobody to raise to
+                log_detached("done callback %r of task %s (%s) raised", exc, cb, task.id, task.name)
 
 
 def _handle_leaks(task: Task, outcome: Outcome) -> Outcome:
@@ -384,7 +387,6 @@ def _handle_leaks(task: Task, outcome: Outcome) -> Outcome:
     return outcome
 
 
-logger = logging.getLogger("greenrt")
 
 #: Greenlets of abandoned tasks. They stay referenced for the life of the process: a
 #: greenlet that is garbage-collected is resumed with GreenletExit, which would run
