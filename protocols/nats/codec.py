@@ -30,9 +30,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from greenrt.protocols.base.limits import Limits as _BaseLimits
-from greenrt.protocols.base.sansio import NEED_DATA, StickyError
-
+from ..base.limits import Limits as _BaseLimits
+from ..base.sansio import NEED_DATA, StickyError
 from .errors import LimitError, ProtocolError, UsageError
 
 __all__ = [
