@@ -883,6 +883,17 @@ class Client:
         if self._out_wq._q:
             self._out_wq.wake_one()
 
+    def _append_nowait(self, frame: bytes) -> None:
+        """Buffer a frame without a checkpoint or back-pressure (leak and
+        cancellation paths); dropped when closed or when the pending buffer is full."""
+        if self.state in ("closed",):
+            return
+        if self.state != "connected" and len(self._out) + len(frame) > self.options.pending_size:
+            return
+        self._out += frame
+        if self._out_wq._q:
+            self._out_wq.wake_one()
+
     def publish(self, subject: str, payload: bytes = b"", *, reply: str | None = None,
                 headers: dict | None = None) -> None:
         """Publish ``payload`` on ``subject``. A checkpoint: it checks for cancellation,
