@@ -176,6 +176,9 @@ class Options:
     on_reconnect: Callable[[], Any] | None = None
     on_error: Callable[[BaseException], Any] | None = None
     on_lame_duck: Callable[[], Any] | None = None
+    #: the source of reconnect jitter and inbox names (a ``random.Random``; the lab
+    #: passes its seeded one so runs replay exactly); default: seeded from ``secrets``
+    rng: Any = None
 
 
 class Message:
@@ -400,7 +403,8 @@ class Client:
         self.last_error: BaseException | None = None
         self.server_info: dict = {}
         self.max_payload = 1024 * 1024
-        self._rng = random.Random()
+        self._rng = options.rng if options.rng is not None else \
+            random.Random(secrets.randbits(64))
         self._stats = {"in_msgs": 0, "out_msgs": 0, "in_bytes": 0, "out_bytes": 0,
                        "reconnects": 0, "disconnects": 0, "protocol_errors": 0,
                        "slow_consumer_drops": 0, "late_replies": 0, "unknown_sid": 0,
@@ -894,6 +898,26 @@ class Client:
         if self._out_wq._q:
             self._out_wq.wake_one()
 
+    def publish_nowait(self, subject: str, payload: bytes = b"") -> None:
+        """Buffer a PUB without a checkpoint and without waiting for the high-water
+        mark (for acks, which resolve obligations and must not be interrupted by a
+        cancellation). Raises ``PendingBufferFull``/``ClientClosed`` as ``publish``."""
+        if len(payload) > self.max_payload:
+            raise UsageError(f"nats: payload of {len(payload)} bytes exceeds the server's "
+                             f"max_payload {self.max_payload}")
+        frame = codec.encode_pub(subject, payload)
+        if self.state != "connected":
+            self._check_open()
+            if len(self._out) + len(frame) > self.options.pending_size:
+                self._stats["pending_rejected"] += 1
+                raise PendingBufferFull(value=len(self._out) + len(frame),
+                                        maximum=self.options.pending_size)
+        self._out += frame
+        self._stats["out_msgs"] += 1
+        self._stats["out_bytes"] += len(payload)
+        if self._out_wq._q:
+            self._out_wq.wake_one()
+
     def publish(self, subject: str, payload: bytes = b"", *, reply: str | None = None,
                 headers: dict | None = None) -> None:
         """Publish ``payload`` on ``subject``. A checkpoint: it checks for cancellation,
@@ -989,7 +1013,8 @@ class Client:
     # -- request/reply ------------------------------------------------------------------------
 
     def new_inbox(self) -> str:
-        return f"{self.options.inbox_prefix}.{secrets.token_hex(11)}"
+        """A fresh inbox subject (``<inbox_prefix>.<22 hex digits>``)."""
+        return f"{self.options.inbox_prefix}.{self._rng.getrandbits(88):022x}"
 
     def _ensure_resp_sub(self) -> None:
         if self._resp_sub is None or self._resp_sub._ended:
@@ -1126,7 +1151,7 @@ def connect(servers: str | Sequence[str] = "nats://127.0.0.1:4222", **options: A
     ``flush_high_water``, ``ping_interval``, ``max_outstanding_pings``, ``no_echo``,
     ``max_pending_msgs``/``max_pending_bytes`` (per-subscription queue bounds),
     ``drain_timeout``, ``limits`` (codec limits), ``on_disconnect``,
-    ``on_reconnect``, ``on_error``, ``on_lame_duck``.
+    ``on_reconnect``, ``on_error``, ``on_lame_duck``, ``rng``.
     """
     if isinstance(servers, str):
         servers = [s.strip() for s in servers.split(",") if s.strip()]

@@ -115,7 +115,7 @@ class JsMessage(Message):
             raise UsageError("nats: message already acknowledged")
         if not self.reply:
             raise UsageError("nats: message has no ack subject")
-        self._client.publish(self.reply, body)
+        self._client.publish_nowait(self.reply, body)
 
     def _resolve(self) -> None:
         self._done = True
@@ -124,7 +124,10 @@ class JsMessage(Message):
             ob.commit()
 
     def ack(self) -> None:
-        """Acknowledge (``+ACK``); resolves the obligation. A checkpoint (publish)."""
+        """Acknowledge (``+ACK``); resolves the obligation. Not a checkpoint (an ack
+        resolves an obligation, so a pending cancellation does not interrupt it): the
+        ack is buffered for the flusher; ``PendingBufferFull``/``ClientClosed`` if it
+        cannot be, and then the obligation stays open."""
         self._reply(b"+ACK")
         self._resolve()
 
@@ -136,19 +139,21 @@ class JsMessage(Message):
         self._resolve()
 
     def nak(self, delay: float | None = None) -> None:
-        """Negative ack (``-NAK``, redelivery after ``delay`` seconds if given)."""
+        """Negative ack (``-NAK``, redelivery after ``delay`` seconds if given);
+        resolves the obligation. Not a checkpoint."""
         body = b"-NAK" if delay is None else b'-NAK {"delay":%d}' % int(delay * 1e9)
         self._reply(body)
         self._resolve()
 
     def in_progress(self) -> None:
-        """Working on it (``+WPI``): resets the ack wait; the obligation stays open."""
+        """Working on it (``+WPI``): resets the ack wait; the obligation stays open.
+        Not a checkpoint."""
         if self._done:
             raise UsageError("nats: message already acknowledged")
-        self._client.publish(self.reply, b"+WPI")
+        self._client.publish_nowait(self.reply, b"+WPI")
 
     def term(self) -> None:
-        """Never redeliver (``+TERM``); resolves the obligation."""
+        """Never redeliver (``+TERM``); resolves the obligation. Not a checkpoint."""
         self._reply(b"+TERM")
         self._resolve()
 
