@@ -70,6 +70,7 @@ from .errors import (
 __all__ = ["Client", "Message", "Options", "Server", "Subscription", "connect"]
 
 log = logging.getLogger("greenrt.protocols.nats")
+_checkpoint_if_cancelled = greenrt.checkpoint_if_cancelled
 
 RECV_SIZE = 65536
 VERSION = "0.1.0"
@@ -394,6 +395,7 @@ class Client:
         self._resp_prefix = ""
         self._resp_map: dict[str, _Future] = {}
         self._resp_n = 0
+        self._pub_prefixes: dict = {}
         self._region = None
         self._region_cm = None
         self._supervisor = None
@@ -925,15 +927,42 @@ class Client:
         cancelled publish buffered nothing. While reconnecting the frame goes to the
         pending-publish buffer, or ``PendingBufferFull`` is raised (nothing buffered).
         A payload above the server's ``max_payload`` is a ``UsageError``."""
-        greenrt.checkpoint_if_cancelled()
-        if len(payload) > self.max_payload:
-            raise UsageError(f"nats: payload of {len(payload)} bytes exceeds the server's "
+        _checkpoint_if_cancelled()
+        n = len(payload)
+        if n > self.max_payload:
+            raise UsageError(f"nats: payload of {n} bytes exceeds the server's "
                              f"max_payload {self.max_payload}")
+        if headers is None and reply is None and self.state == "connected":
+            # Fast path: the frame goes straight into the buffer (same bytes as
+            # encode_pub; the subject's validated "PUB <subject> " prefix is cached).
+            out = self._out
+            if len(out) < self.options.flush_high_water:
+                prefix = self._pub_prefixes.get(subject)
+                if prefix is None:
+                    prefix = self._pub_prefix(subject)
+                out += prefix
+                out += b"%d\r\n" % n
+                out += payload
+                out += b"\r\n"
+                st = self._stats
+                st["out_msgs"] += 1
+                st["out_bytes"] += n
+                if self._out_wq._q:
+                    self._out_wq.wake_one()
+                return
         if headers:
             frame = codec.encode_hpub(subject, payload, headers, reply)
         else:
             frame = codec.encode_pub(subject, payload, reply)
-        self._append(frame, len(payload))
+        self._append(frame, n)
+
+    def _pub_prefix(self, subject: str) -> bytes:
+        prefix = b"PUB " + codec.validate_token(subject, "subject") + b" "
+        cache = self._pub_prefixes
+        if len(cache) >= 4096:  # bounded: a program publishing to many subjects
+            cache.clear()
+        cache[subject] = prefix
+        return prefix
 
     def flush(self, timeout: float | None = 10.0) -> None:
         """Wait until the server has processed everything sent so far (a PING/PONG

@@ -226,7 +226,24 @@ class Parser:
         pos = self._pos
         if len(buf) == pos:
             return NEED_DATA
-        # Fast path: MSG with the whole payload buffered.
+        if buf.startswith(b"MSG ", pos):
+            # Fast path: an upper-case MSG without a reply subject, whole in the buffer.
+            # Anything else (or anything odd) goes down the general path below, which
+            # gives the same verdicts.
+            end = buf.find(b"\n", pos, pos + self.limits.max_control_line + 2)
+            if end > pos and buf[end - 1] == 13:
+                parts = buf[pos + 4:end - 1].split()
+                if len(parts) == 3:
+                    subject, sid, n = parts
+                    if sid.isdigit() and n.isdigit() and len(n) <= _MAX_NUMBER_DIGITS \
+                            and len(sid) <= _MAX_NUMBER_DIGITS and subject:
+                        size = int(n)
+                        p = end + 1
+                        if size <= self.max_payload and len(buf) - p >= size + 2 and \
+                                buf[p + size] == 13 and buf[p + size + 1] == 10:
+                            self._pos = p + size + 2
+                            return Msg(subject.decode("utf-8", "replace"), int(sid), None,
+                                       bytes(buf[p:p + size]))
         start = pos
         line = self._line()
         if line is None:
@@ -323,7 +340,10 @@ class Parser:
 # -- client to server -----------------------------------------------------------------------
 
 
-def _token(s: str | bytes, what: str) -> bytes:
+def validate_token(s: str | bytes, what: str) -> bytes:
+    """``s`` as bytes if it is a valid subject/reply/queue token (non-empty, no
+    whitespace), else a ``UsageError`` (a space or CRLF would inject a second
+    operation)."""
     b = s.encode() if isinstance(s, str) else bytes(s)
     if not b or b" " in b or b"\t" in b or b"\r" in b or b"\n" in b:
         raise UsageError(f"nats: invalid {what} {s!r} (empty, or contains whitespace)")
@@ -338,9 +358,10 @@ def encode_connect(options: dict) -> bytes:
 def encode_pub(subject: str | bytes, payload: bytes, reply: str | bytes | None = None) -> bytes:
     """``PUB`` with its payload: one contiguous frame (never written in part to a
     connection that stays in use)."""
-    s = _token(subject, "subject")
+    s = validate_token(subject, "subject")
     if reply:
-        return b"PUB %s %s %d\r\n%s\r\n" % (s, _token(reply, "reply subject"), len(payload), payload)
+        r = validate_token(reply, "reply subject")
+        return b"PUB %s %s %d\r\n%s\r\n" % (s, r, len(payload), payload)
     return b"PUB %s %d\r\n%s\r\n" % (s, len(payload), payload)
 
 
@@ -365,19 +386,19 @@ def encode_headers(headers: dict | None, status: str | None = None) -> bytes:
 def encode_hpub(subject: str | bytes, payload: bytes, headers: dict | None,
                 reply: str | bytes | None = None) -> bytes:
     """``HPUB`` with headers and payload, one contiguous frame."""
-    s = _token(subject, "subject")
+    s = validate_token(subject, "subject")
     h = encode_headers(headers)
     total = len(h) + len(payload)
     if reply:
-        return b"HPUB %s %s %d %d\r\n%s%s\r\n" % (s, _token(reply, "reply subject"), len(h), total,
-                                                 h, payload)
+        r = validate_token(reply, "reply subject")
+        return b"HPUB %s %s %d %d\r\n%s%s\r\n" % (s, r, len(h), total, h, payload)
     return b"HPUB %s %d %d\r\n%s%s\r\n" % (s, len(h), total, h, payload)
 
 
 def encode_sub(subject: str | bytes, sid: int, queue: str | bytes | None = None) -> bytes:
-    s = _token(subject, "subject")
+    s = validate_token(subject, "subject")
     if queue:
-        return b"SUB %s %s %d\r\n" % (s, _token(queue, "queue group"), sid)
+        return b"SUB %s %s %d\r\n" % (s, validate_token(queue, "queue group"), sid)
     return b"SUB %s %d\r\n" % (s, sid)
 
 
