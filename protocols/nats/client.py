@@ -52,7 +52,7 @@ from greenrt.protocols.base.connect import connect as _floor_connect
 from greenrt.protocols.base.events import emit_event, emit_protocol_error
 
 from . import codec
-from .codec import NEED_DATA, Err, Info, Limits, Msg, Ping, Pong
+from .codec import NEED_DATA, Err, Info, Limits, Ping, Pong
 from .errors import (
     AuthorizationError,
     ClientClosed,
@@ -538,7 +538,7 @@ class Client:
         stream = self._transport(srv)
         try:
             with greenrt.fail_after(self.options.connect_timeout):
-                parser = codec.Parser(self.options.limits)
+                parser = codec.Parser(self.options.limits, self._make_message)
                 ev = self._read_op(stream, parser)
                 if type(ev) is not Info:
                     raise ProtocolError(f"nats: expected INFO first, got {type(ev).__name__}",
@@ -590,6 +590,12 @@ class Client:
         srv.attempts = 0
         self._apply_info(info, initial=True)
         return _Conn(stream, parser, srv, info)
+
+    def _make_message(self, subject: str, sid: int, reply: str | None, payload: bytes,
+                      headers: dict | None = None, status: int | None = None,
+                      description: str | None = None) -> Message:
+        """The parser's message factory: the codec builds our Message directly."""
+        return Message(self, subject, reply, payload, headers, status, description, sid)
 
     def _connect_options(self, srv: Server, info: dict) -> dict:
         o = self.options
@@ -712,15 +718,25 @@ class Client:
                     parser.receive_data(data)
                     continue
                 t = type(ev)
-                if t is Msg:
+                if t is Message:
                     stats["in_msgs"] += 1
-                    stats["in_bytes"] += len(ev.payload)
+                    stats["in_bytes"] += len(ev.data)
                     sub = subs.get(ev.sid)
                     if sub is None:
                         stats["unknown_sid"] += 1
                         continue
-                    sub._deliver(Message(self, ev.subject, ev.reply, ev.payload, ev.headers,
-                                         ev.status, ev.description, ev.sid))
+                    q = sub._q
+                    if sub._route is None and not sub.max_msgs and not sub._ended and \
+                            len(q) < sub.max_pending_msgs and \
+                            sub._bytes + len(ev.data) <= sub.max_pending_bytes:
+                        # Subscription._deliver's common case, inlined
+                        sub.delivered += 1
+                        q.append(ev)
+                        sub._bytes += len(ev.data)
+                        if sub._wq._q:
+                            sub._wq.wake_one()
+                    else:
+                        sub._deliver(ev)
                 elif t is Ping:
                     self._out += codec.PONG
                     self._out_wq.wake_one()

@@ -148,13 +148,20 @@ def parse_headers(block: bytes) -> tuple[int | None, str | None, list[tuple[str,
 class Parser:
     """Server-to-client operations from bytes (the sans-IO convention).
 
+    Events: :class:`Info`, :class:`Ping`, :class:`Pong`, :class:`Ok`, :class:`Err`,
+    and :class:`Msg` (or what ``msg_factory`` builds).
+
     ``max_payload`` starts at ``limits.max_payload`` and drops to the server's
     ``max_payload`` when an INFO announces one (never above the configured cap)."""
 
-    __slots__ = ("limits", "max_payload", "_buf", "_pos", "_error", "_eof")
+    __slots__ = ("limits", "max_payload", "_buf", "_pos", "_error", "_eof", "_msg")
 
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, msg_factory: Any = None) -> None:
         self.limits = limits or Limits()
+        #: builds the MSG/HMSG events: ``factory(subject, sid, reply, payload[, headers,
+        #: status, description])``; default :class:`Msg` (a client passes its own
+        #: message class to save a copy per message)
+        self._msg = msg_factory or Msg
         self.max_payload = self.limits.max_payload
         self._buf = bytearray()
         self._pos = 0
@@ -242,7 +249,7 @@ class Parser:
                         if size <= self.max_payload and len(buf) - p >= size + 2 and \
                                 buf[p + size] == 13 and buf[p + size + 1] == 10:
                             self._pos = p + size + 2
-                            return Msg(subject.decode("utf-8", "replace"), int(sid), None,
+                            return self._msg(subject.decode("utf-8", "replace"), int(sid), None,
                                        bytes(buf[p:p + size]))
         start = pos
         line = self._line()
@@ -270,7 +277,7 @@ class Parser:
                 raise ProtocolError("nats: MSG payload not followed by CRLF", code="bad_terminator")
             payload = bytes(buf[p:p + size])
             self._pos = p + size + 2
-            return Msg(subject.decode("utf-8", "replace"), sidn,
+            return self._msg(subject.decode("utf-8", "replace"), sidn,
                        None if reply is None else reply.decode("utf-8", "replace"), payload)
         if op == b"HMSG":
             if line[4:5] not in (b" ", b"\t"):
@@ -303,7 +310,7 @@ class Parser:
             status, desc, pairs = parse_headers(bytes(buf[p:p + hsize]))
             payload = bytes(buf[p + hsize:p + size])
             self._pos = p + size + 2
-            return Msg(subject.decode("utf-8", "replace"), sidn,
+            return self._msg(subject.decode("utf-8", "replace"), sidn,
                        None if reply is None else reply.decode("utf-8", "replace"), payload,
                        dict(pairs), status, desc)
         u = line.upper()
