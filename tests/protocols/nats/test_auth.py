@@ -134,6 +134,10 @@ def test_tls_with_verification(nats_factory, tmp_path):
         with pytest.raises(nats.NatsConnectionError, match="TLS"):
             with nats.connect(f"nats://localhost:{srv.port}", tls=other, allow_reconnect=False):
                 pass
+        # tls:// asks for TLS with the default context: trustme's CA is not trusted
+        with pytest.raises(nats.NatsConnectionError, match="TLS"):
+            with nats.connect(f"tls://localhost:{srv.port}", allow_reconnect=False):
+                pass
         # a TLS-only server without tls=: a clear error, not a hang
         with pytest.raises(nats.NatsConnectionError, match="requires TLS"):
             with nats.connect(f"nats://localhost:{srv.port}", allow_reconnect=False):

@@ -136,3 +136,89 @@ def test_no_info_first_is_a_protocol_error():
         greenrt.run(main)
     finally:
         peer.close()
+
+
+def _peer_with(behaviour):
+    """A peer whose first connection runs ``behaviour(c, buf)`` after the handshake;
+    later connections answer PINGs forever."""
+    state = {"conns": 0}
+
+    def serve(c):
+        state["conns"] += 1
+        buf = bytearray()
+        handshake(c, buf)
+        if state["conns"] == 1:
+            behaviour(c, buf)
+            return
+        try:
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    return
+                buf += d
+                while b"PING\r\n" in buf:
+                    del buf[:buf.index(b"PING\r\n") + 6]
+                    c.sendall(b"PONG\r\n")
+        except OSError:
+            return
+
+    return ScriptedPeer(serve), state
+
+
+def _silent(c, buf):
+    try:
+        while c.recv(65536):
+            pass  # never answers a PING
+    except OSError:
+        pass
+
+
+def test_stale_connection_detected_by_the_pinger():
+    peer, state = _peer_with(_silent)
+    seen = []
+
+    def main():
+        with nats.connect(f"nats://127.0.0.1:{peer.port}", ping_interval=0.05,
+                          max_outstanding_pings=2, reconnect_wait=0.01,
+                          on_disconnect=lambda: seen.append("disconnect"),
+                          on_reconnect=lambda: seen.append("reconnect")) as nc:
+            with greenrt.fail_after(20):
+                while nc.statistics()["reconnects"] == 0 or not nc.is_connected:
+                    greenrt.sleep(0.01)
+            assert "stale" in str(nc.last_error)
+            nc.flush(timeout=5)
+    try:
+        greenrt.run(main)
+    finally:
+        peer.close()
+    assert seen == ["disconnect", "reconnect"] and state["conns"] == 2
+
+
+def test_fatal_err_reconnects_and_permissions_violation_does_not():
+    def behaviour(c, buf):
+        c.sendall(b"-ERR 'Permissions Violation for Publish to \"x\"'\r\n")
+        read_until(c, buf, b"PING\r\n")
+        c.sendall(b"PONG\r\n")  # the connection is still in use after a permissions error
+        read_until(c, buf, b"PING\r\n")
+        c.sendall(b"-ERR 'Stale Connection'\r\n")
+        _silent(c, buf)
+
+    peer, state = _peer_with(behaviour)
+    errors = []
+
+    def main():
+        with nats.connect(f"nats://127.0.0.1:{peer.port}", reconnect_wait=0.01,
+                          on_error=errors.append) as nc:
+            nc.flush(timeout=5)  # answered on the first connection
+            assert nc.statistics()["reconnects"] == 0
+            with pytest.raises(nats.NatsConnectionError):
+                nc.flush(timeout=5)  # the -ERR arrives instead of its PONG
+            nc.wait_connected(timeout=20)
+            nc.flush(timeout=5)
+            assert nc.statistics()["reconnects"] == 1
+    try:
+        greenrt.run(main)
+    finally:
+        peer.close()
+    assert [type(e) for e in errors] == [nats.ServerError, nats.ServerError]
+    assert "Permissions" in str(errors[0]) and "Stale" in str(errors[1])

@@ -140,3 +140,16 @@ def test_lame_duck_mode_moves_to_another_server(nats_factory):
             assert nc.statistics()["lame_duck"] >= 1
             nc.flush()
     greenrt.run(main)
+
+
+def test_reconnect_attempts_are_bounded_then_closed(nats_factory):
+    srv = nats_factory(jetstream=False)
+
+    def main():
+        with nats.connect(srv.url, reconnect_wait=0.01, max_reconnect_wait=0.02,
+                          max_reconnect_attempts=3, connect_timeout=1) as nc:
+            greenrt.to_thread(srv.stop)
+            wait_for(lambda: nc.state == "closed", timeout=30)
+            with pytest.raises(nats.ClientClosed):
+                nc.wait_connected(timeout=1)
+    greenrt.run(main)
