@@ -22,6 +22,7 @@ SANSIO_MODULES = [
     "protocols/kafka/codec.py",
     "protocols/kafka/records.py",
     "protocols/redis/resp.py",
+    "protocols/nats/codec.py",
     "protocols/http1/_body.py",
     "protocols/http1/_connection.py",
     "protocols/http1/_request_parser.py",
