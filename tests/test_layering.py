@@ -21,6 +21,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 SANSIO_MODULES = [
     "protocols/kafka/codec.py",
     "protocols/kafka/records.py",
+    "protocols/kafka/group.py",
     "protocols/redis/resp.py",
     "protocols/nats/codec.py",
     "protocols/http1/_body.py",
