@@ -111,7 +111,7 @@ class FrameGate:
         # of a frame header that began in the previous feed (never shown to h2 before
         # we know the frame is not a GOAWAY).
         prefix = b""
-        run = i
+        run = 0  # the preface goes to h2 too (the server side checks it again)
         while i < n:
             if self._skip:
                 k = min(self._skip, n - i)
