@@ -225,6 +225,13 @@ class Writer:
         """Bytes queued and not yet handed to the transport."""
         return len(self.buf)
 
+    def queue(self, data: bytes) -> None:
+        """Queue ``data`` without sending it (the next ``write`` sends it). Not a
+        checkpoint: for callers that must not block (drain hooks, close paths)."""
+        if self.broken is None and data:
+            self.buf += data
+            self.bytes_queued += len(data)
+
     def write(self, data: bytes) -> None:
         """Queue ``data`` and, unless another task is already sending, send the queue.
 

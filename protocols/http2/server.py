@@ -257,6 +257,10 @@ class ServerConnection:
                 self._done.wait()
             except Cancelled as e:
                 reason = getattr(e, "reason", None)
+                # SHUTDOWN (greenrt.net.Server's and protocols.base.serve's graceful
+                # shutdown): drain within drain_timeout; the server's cleanup budget,
+                # if shorter, still cuts it (it pierces the mask). Any other
+                # cancellation: the streams are cancelled now.
                 graceful = getattr(reason, "kind", None) is CancelKind.SHUTDOWN
                 self.begin_drain(graceful=graceful)
                 raise
@@ -271,8 +275,10 @@ class ServerConnection:
     def begin_drain(self, *, graceful: bool = True) -> None:
         """Start the shutdown: GOAWAY(NO_ERROR) with the highest stream id seen; with
         ``graceful`` the in-flight streams get ``drain_timeout`` seconds to finish,
-        else they are cancelled now. Not a checkpoint in effect (the GOAWAY is queued
-        and written masked). Idempotent."""
+        else they are cancelled (and reset) now. Streams the client opens after the
+        GOAWAY are refused. Not a checkpoint, never blocks: the GOAWAY is queued and
+        the reader task writes it; callable from any task of the hub (it is the drain
+        hook ``protocols.base.serve`` calls). Idempotent."""
         if self.closed:
             return
         if not self.draining:
@@ -280,12 +286,12 @@ class ServerConnection:
             self.last_stream_id = self.h2.highest_inbound_stream_id
             self.hub.emit("http2.goaway", side="server", last_stream_id=self.last_stream_id,
                           error_code=0, graceful=graceful)
-            self.flush()
-            self.writer.write(_wire.goaway_frame(self.last_stream_id, _wire.NO_ERROR))
+            self.writer.queue(self.h2.data_to_send()
+                              + _wire.goaway_frame(self.last_stream_id, _wire.NO_ERROR))
             self.drain_deadline = self.hub.now() + self.limits.drain_timeout
         if not graceful:
             self.drain_deadline = self.hub.now()
-        if self._recv_scope is not None:  # re-evaluate the read deadline
+        if self._recv_scope is not None:  # the reader re-evaluates its deadline
             self._recv_scope.cancel()
 
     def _reader(self, initial: bytes) -> None:
@@ -319,6 +325,9 @@ class ServerConnection:
             if initial:
                 self._receive(initial)
             while not self.closed:
+                if self.writer.pending and not self.writer.sending:
+                    self.flush()  # what begin_drain queued from another task
+                    continue
                 if self.draining and not self.streams:
                     break
                 if self.writer.pending >= lim.send_high_water:
@@ -737,7 +746,8 @@ class _StreamGone(Exception):
 
 def serve_connection(stream, handler, *, limits: H2Limits = DEFAULT_H2_LIMITS,
                      initial: bytes = b"", scheme: str = "http", client: Any = None,
-                     shutdown: greenrt.Event | None = None) -> ServerConnection:
+                     shutdown: greenrt.Event | None = None,
+                     accepted: Any = None) -> ServerConnection:
     """Serve one HTTP/2 connection on ``stream`` until it ends. A checkpoint (blocks).
 
     ``initial`` holds bytes already read from the stream (e.g. the client preface,
@@ -745,11 +755,15 @@ def serve_connection(stream, handler, *, limits: H2Limits = DEFAULT_H2_LIMITS,
     the connection's region. Graceful shutdown: set ``shutdown`` (a ``greenrt.Event``),
     or cancel the caller with reason SHUTDOWN (what ``greenrt.net.Server.shutdown``
     does): GOAWAY, then in-flight streams may finish within ``limits.drain_timeout``,
-    then they are cancelled. Any other cancellation of the caller sends GOAWAY and
+    then they are cancelled. ``accepted`` (a ``protocols.base.serve.Accepted``) gets
+    ``begin_drain`` as its drain hook, so the shared accept path's shutdown sends
+    GOAWAY. Any other cancellation of the caller sends GOAWAY and
     cancels every stream at once (each is reset). Either way the transport is left
     open for the caller to close. Returns the :class:`ServerConnection` (its
     ``statistics()``).
     """
     conn = ServerConnection(stream, handler, limits, scheme, client, shutdown)
+    if accepted is not None and hasattr(accepted, "on_drain"):
+        accepted.on_drain(conn.begin_drain)
     conn.run(initial)
     return conn

@@ -380,3 +380,60 @@ def _parse(raw: bytes) -> tuple[list, int]:
         out.append(f)
         i += 9 + length
     return out, i
+
+
+def test_drain_hook_of_the_shared_accept_path():
+    """protocols.base.serve's shutdown calls the drain hook serve_connection registers
+    on ``accepted``: GOAWAY goes out and the in-flight upload still completes."""
+    import threading
+
+    from greenrt import net
+    from greenrt.protocols.base.serve import StreamServer
+    from greenrt.protocols.http2 import serve_connection
+
+    box: dict = {}
+    ready = threading.Event()
+
+    def handle(stream, accepted):
+        serve_connection(stream, upload_echo, accepted=accepted)
+
+    def main():
+        from greenrt import lowlevel
+        box["hub"] = lowlevel.current_hub()
+        srv = StreamServer(handle, name="http2", drain_timeout=5.0)
+        box["srv"] = srv
+        lst = net.listen_tcp("127.0.0.1", 0)
+
+        def on_ready(s):
+            box["port"] = s.addresses[0][1]
+            ready.set()
+
+        srv.serve_listeners([lst], on_ready=on_ready)
+
+    seen = threading.Event()
+
+    def instrument(ev):
+        if ev.kind == "http2.stream":
+            seen.set()
+
+    t = threading.Thread(target=greenrt.run, args=(main,), kwargs={"instruments": [instrument]},
+                         daemon=True)
+    t.start()
+    assert ready.wait(10)
+    c = RawClient(box["port"])
+    settle(c)
+    c.h2.send_headers(1, REQ)
+    c.h2.send_data(1, b"12345")
+    c.send_raw(c.h2.data_to_send())
+    assert seen.wait(10)  # the server has stream 1
+    box["hub"].call_soon_threadsafe(box["srv"].shutdown)
+    fr = read_frames(c, lambda fr: goaway_frame(fr) is not None)
+    ga = goaway_frame(fr)
+    assert ga is not None and ga.error_code == 0 and ga.last_stream_id == 1
+    c.send_raw(hf.DataFrame(1, b"67890", flags=["END_STREAM"]).serialize())
+    fr = read_frames(c, lambda fr: 1 in ended(fr))
+    body = b"".join(f.data for f in fr if isinstance(f, hf.DataFrame) and f.stream_id == 1)
+    assert body == b"got:10"
+    c.close()
+    t.join(15)
+    assert not t.is_alive()
