@@ -214,16 +214,38 @@ class ServerConnection:
         self.stats: collections.Counter = collections.Counter()
         self._recv_scope: greenrt.CancelScope | None = None
         self._done = greenrt.Event()
+        self._flush_wait = ll.WaitQueue()
+        self._flusher_idle = False
 
     # -- sending ------------------------------------------------------------------------
 
     def flush(self) -> None:
+        """Queue what h2 has to send and wake the flusher. Not a checkpoint: every
+        task's frames of one scheduling round leave in one write."""
         data = self.h2.data_to_send()
-        if (data or self.writer.pending) and not self.closed:
-            self.writer.write(data)
-            if self.writer.broken is not None:
+        if data and not self.closed:
+            self.writer.queue(data)
+            if self._flusher_idle:
+                self._flusher_idle = False
+                self._flush_wait.wake_one()
+
+    def _flusher(self) -> None:
+        """The one task that writes to the transport (see ``_wire.Writer``): waits for
+        queued bytes, lets the other ready tasks add theirs (one ``yield_now``), then
+        writes them all at once."""
+        w = self.writer
+        while not self.closed:
+            if not w.buf:
+                self._flusher_idle = True
+                self._flush_wait.park(what="http2.flusher")
+                continue
+            ll.yield_now()
+            w.write(b"")
+            if w.broken is not None:
                 self.closed = True
                 self._wake_all()
+                if self._recv_scope is not None:
+                    self._recv_scope.cancel()
 
     def ack(self, sid: int, flow: int) -> None:
         """Return ``flow`` consumed bytes to the peer at once, in the connection window
@@ -288,6 +310,9 @@ class ServerConnection:
                           error_code=0, graceful=graceful)
             self.writer.queue(self.h2.data_to_send()
                               + _wire.goaway_frame(self.last_stream_id, _wire.NO_ERROR))
+            if self._flusher_idle:
+                self._flusher_idle = False
+                self._flush_wait.wake_one()
             self.drain_deadline = self.hub.now() + self.limits.drain_timeout
         if not graceful:
             self.drain_deadline = self.hub.now()
@@ -299,9 +324,14 @@ class ServerConnection:
             with greenrt.masked(name="http2.conn"):
                 with greenrt.region(name="http2.streams") as r:
                     self.region = r
+                    r.spawn(self._flusher, name="http2.flusher")
                     try:
                         self._read_loop(initial)
                     finally:
+                        if self.writer.broken is None:
+                            # what the last streams and the GOAWAY left queued
+                            self.writer.queue(self.h2.data_to_send())
+                            self.writer.write(b"")
                         self.closed = True
                         for st in list(self.streams.values()):
                             st.reset = True
@@ -325,9 +355,6 @@ class ServerConnection:
             if initial:
                 self._receive(initial)
             while not self.closed:
-                if self.writer.pending and not self.writer.sending:
-                    self.flush()  # what begin_drain queued from another task
-                    continue
                 if self.draining and not self.streams:
                     break
                 if self.writer.pending >= lim.send_high_water:
