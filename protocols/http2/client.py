@@ -355,8 +355,7 @@ class ClientConnection:
 
         A checkpoint. Waits while the server's MAX_CONCURRENT_STREAMS are all in use.
         Cancelled while waiting: nothing was sent. Cancelled after the HEADERS were
-        queued: the stream is reset (CANCEL) at the caller's next call on it, or by
-        ``close()``. Raises :class:`StreamRefused` (``goaway=True``) after a GOAWAY,
+        queued: the stream is reset (CANCEL) before ``Cancelled`` propagates. Raises :class:`StreamRefused` (``goaway=True``) after a GOAWAY,
         the connection's error once it failed, :class:`ConnectionClosed` after
         ``close()``."""
         ll.enter_checkpoint()
@@ -386,8 +385,14 @@ class ClientConnection:
         self._streams[sid] = st
         st.local_closed = end_stream
         self._stats["streams_opened"] += 1
-        self._flush()
-        return ClientStream(self, st)
+        cs = ClientStream(self, st)
+        try:
+            self._flush()
+        except Cancelled:
+            # the HEADERS are on their way but the caller will never see the stream
+            cs._cancel()
+            raise
+        return cs
 
     def _check_open(self) -> None:
         if self._closed:
@@ -501,7 +506,7 @@ class ClientStream:
         """Send request body bytes, waiting for flow-control window as needed
         (backpressure). A checkpoint. Cancelled midway: the part sent is sent, the
         stream is reset."""
-        ll.enter_checkpoint()
+        self._checkpoint()
         c, st = self._c, self._s
         if st.local_closed:
             if st.error is not None:
@@ -556,7 +561,7 @@ class ClientStream:
 
     def send_trailers(self, headers: Any) -> None:
         """End the request with trailer fields. A checkpoint."""
-        ll.enter_checkpoint()
+        self._checkpoint()
         c, st = self._c, self._s
         if st.error is not None:
             raise st.error
@@ -579,7 +584,7 @@ class ClientStream:
     def end(self) -> None:
         """End the request (an empty DATA frame with END_STREAM). A checkpoint.
         Idempotent."""
-        ll.enter_checkpoint()
+        self._checkpoint()
         if self._s.local_closed:
             if self._s.error is not None:
                 raise self._s.error
@@ -610,7 +615,7 @@ class ClientStream:
         """The response's final status and header fields (1xx interim responses are
         skipped). A checkpoint: blocks until they arrive. Raises
         :class:`StreamReset`/:class:`StreamRefused` if the stream was reset first."""
-        ll.enter_checkpoint()
+        self._checkpoint()
         st = self._s
         try:
             self._c._wait(lambda: st.head is not None or st.error is not None,
@@ -630,7 +635,7 @@ class ClientStream:
         A checkpoint. Returns the window of what it returns to the server. Cancelled:
         the stream is reset (a cancelled read of a stream that is being abandoned).
         Raises the stream's reset or the connection's error."""
-        ll.enter_checkpoint()
+        self._checkpoint()
         if max_bytes is not None and max_bytes < 1:
             raise ValueError("max_bytes must be >= 1")
         c, st = self._c, self._s
@@ -689,7 +694,7 @@ class ClientStream:
         """The response's trailer fields (``None`` if it had none). A checkpoint: it
         waits for the end of the response; body bytes still unread are discarded (and
         their window returned)."""
-        ll.enter_checkpoint()
+        self._checkpoint()
         c, st = self._c, self._s
         try:
             c._wait(lambda: st.ended or st.error is not None, "http2.trailers")
@@ -743,6 +748,15 @@ class ClientStream:
         c, st = self._c, self._s
         c._drop_unread(st)
         c._streams.pop(st.id, None)
+
+    def _checkpoint(self) -> None:
+        """The checkpoint each blocking method starts with: a cancellation delivered
+        here resets the stream too."""
+        try:
+            ll.enter_checkpoint()
+        except Cancelled:
+            self._cancel()
+            raise
 
     def _cancel(self) -> None:
         with greenrt.masked(name="http2.cancel"):
