@@ -106,6 +106,30 @@ def _is_stream_error(e: Exception, frame: Any) -> bool:
             and not isinstance(e.__cause__, hpack.exceptions.HPACKError))
 
 
+def feed_frames(h: h2.connection.H2Connection, data: bytes, on_stream_error) -> list:
+    """h2's ``receive_data`` one frame at a time, so that a stream error (see
+    ``_is_stream_error``) becomes ``on_stream_error(frame, exc)`` (the caller resets
+    that stream) without losing the frames behind it in ``data``. Other h2 errors
+    propagate (connection errors). No I/O, no greenrt: the fuzz targets call it."""
+    buf = h.incoming_buffer
+    buf.add_data(data)
+    buf.max_frame_size = h.max_inbound_frame_size
+    events: list = []
+    while True:
+        try:
+            frame = next(buf)
+        except StopIteration:
+            return events
+        except hyperframe.exceptions.InvalidPaddingError as e:
+            raise h2.exceptions.ProtocolError("invalid padding") from e
+        try:
+            events.extend(h._receive_frame(frame))
+        except h2.exceptions.ProtocolError as e:
+            if not _is_stream_error(e, frame):
+                raise
+            on_stream_error(frame, e)
+
+
 class _ConnectionEnd(Exception):
     def __init__(self, code: int, why: str):
         super().__init__(why)
@@ -428,26 +452,7 @@ class ServerConnection:
         self.flush()
 
     def _h2_receive(self, data: bytes) -> list:
-        """h2's ``receive_data`` one frame at a time, so a stream error (see
-        ``_is_stream_error``) resets its stream without losing the frames after it."""
-        h = self.h2
-        buf = h.incoming_buffer
-        buf.add_data(data)
-        buf.max_frame_size = h.max_inbound_frame_size
-        events: list = []
-        while True:
-            try:
-                frame = next(buf)
-            except StopIteration:
-                return events
-            except hyperframe.exceptions.InvalidPaddingError as e:
-                raise h2.exceptions.ProtocolError("invalid padding") from e
-            try:
-                events.extend(h._receive_frame(frame))
-            except h2.exceptions.ProtocolError as e:
-                if not _is_stream_error(e, frame):
-                    raise
-                self._stream_error(frame, e)
+        return feed_frames(self.h2, data, self._stream_error)
 
     def _stream_error(self, frame: Any, e: Exception) -> None:
         sid = frame.stream_id
