@@ -42,7 +42,7 @@ import greenrt
 from greenrt import Cancelled, net
 from greenrt import lowlevel as ll
 
-from ..http.model import Body, Headers, Request, Response
+from ..http.model import Body, Headers, Request, Response, ResponseWriter
 from .limits import DEFAULT_H2_LIMITS, H2Limits
 
 __all__ = ["serve_connection", "PREFACE"]
@@ -138,7 +138,7 @@ class _FrameGate:
 
 
 class _Stream:
-    __slots__ = ("id", "chunks", "ended", "reset", "task", "waiter", "window_waiter", "unacked",
+    __slots__ = ("id", "chunks", "ended", "reset", "task", "waiter", "window_waiter", "writer", "unacked",
                  "received")
 
     def __init__(self, sid: int):
@@ -149,6 +149,7 @@ class _Stream:
         self.task = None
         self.waiter: greenrt.Event | None = None
         self.window_waiter: greenrt.Event | None = None
+        self.writer: Any = None
         self.received = 0
 
     def wake(self) -> None:
@@ -373,8 +374,9 @@ class _Conn:
         cl = hdrs.get("content-length")
         length = int(cl) if cl is not None and cl.isdigit() else None
         method = pseudo.get(b":method", b"GET").decode("latin-1")
+        st.writer = _Writer(self, st)
         req = Request(method, pseudo.get(b":path", b"/").decode("latin-1"), hdrs,
-                      _Body(self, st, length), http_version="2",
+                      _Body(self, st, length), http_version="2", writer=st.writer,
                       scheme=pseudo.get(b":scheme", self.scheme.encode()).decode("latin-1"),
                       client=self.client,
                       extensions={"http2.stream_id": sid,
@@ -388,8 +390,13 @@ class _Conn:
 
     def _serve_stream(self, st: _Stream, req: Request) -> None:
         headers_sent = False
+        writer = st.writer
         try:
             resp = self.handler(req)
+            if resp is None and writer.headers_sent:
+                writer.finish()  # the handler streamed through request.writer
+                return
+            headers_sent = writer.headers_sent
             if resp is None:
                 resp = Response(204)
             self._send_head(st, resp.status, resp.headers,
@@ -466,6 +473,55 @@ class _Conn:
             raise _StreamGone()
         self.h2.end_stream(st.id)
         self.flush()
+
+
+class _Writer(ResponseWriter):
+    """``request.writer`` for an HTTP/2 stream: HEADERS, then DATA within the flow
+    control windows (a write blocks while they are closed: backpressure), then
+    END_STREAM. ``content_length`` becomes a ``content-length`` header (HTTP/2 has no
+    chunked framing: without one the body simply ends with the stream)."""
+
+    __slots__ = ("conn", "st", "_sent", "_finished")
+
+    def __init__(self, conn: _Conn, st: _Stream):
+        self.conn = conn
+        self.st = st
+        self._sent = False
+        self._finished = False
+
+    def start(self, status: int, headers: Any = None, *, reason: str | bytes | None = None,
+              content_length: int | None = None) -> None:
+        if self._sent:
+            raise RuntimeError("response head already sent")
+        ll.enter_checkpoint()
+        hdrs = headers if isinstance(headers, Headers) else Headers(headers or [])
+        if content_length is not None and hdrs.get("content-length") is None:
+            hdrs = Headers(list(hdrs.raw()) + [(b"content-length", str(content_length).encode())])
+        self._sent = True
+        self.conn._send_head(self.st, status, hdrs, end=False)
+
+    def write(self, data: bytes) -> None:
+        if not self._sent:
+            raise RuntimeError("write() before start()")
+        ll.enter_checkpoint()
+        if data:
+            self.conn._send_data(self.st, bytes(data))
+
+    def finish(self) -> None:
+        if self._finished:
+            return
+        if not self._sent:
+            self.start(200, [], content_length=0)
+        self._finished = True
+        self.conn._end(self.st)
+
+    @property
+    def headers_sent(self) -> bool:
+        return self._sent
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
 
 
 class _StreamGone(Exception):

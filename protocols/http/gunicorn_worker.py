@@ -1,11 +1,11 @@
 """A gunicorn worker class that serves WSGI applications on greenrt.
 
-    gunicorn -k greenrt.protocols.http1.gunicorn_worker.Worker -w 4 myapp:app
+    gunicorn -k greenrt.protocols.http.gunicorn_worker.Worker -w 4 myapp:app
 
 gunicorn (an existing, well-known process manager) forks the workers, binds the
 sockets, restarts dead workers and scales the application over cores; each worker
 runs one greenrt hub that serves many connections concurrently with the HTTP/1.1
-server of this package and :class:`~protocols.http1.wsgi.WSGIAdapter`.
+server of this package and :class:`~protocols.http.wsgi.WSGIAdapter`.
 
 Mapping of gunicorn settings: ``keepalive`` → ``Limits.keepalive_timeout``,
 ``graceful_timeout`` → ``drain_timeout``, ``worker_connections`` →
@@ -34,7 +34,7 @@ import greenrt
 from greenrt import lowlevel as ll
 from greenrt import net
 
-from ..http.limits import Limits
+from .limits import Limits
 from .server import HTTPServer
 from .wsgi import WSGIAdapter
 

@@ -33,8 +33,8 @@ from typing import Any
 
 from greenrt import lowlevel as ll
 
-from ..http.errors import LocalProtocolError
-from ..http.model import Request
+from .errors import LocalProtocolError
+from .model import Request
 
 __all__ = ["WSGIAdapter", "build_environ"]
 
