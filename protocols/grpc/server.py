@@ -55,6 +55,7 @@ from ..http2 import serve_connection as h2_serve_connection
 from . import metadata as md
 from .errors import GrpcError, GrpcUsageError, RpcError
 from .framing import END, SUPPORTED_ENCODINGS, MessageDecoder, encode_message
+from .keepalive import PingPolicy
 from .limits import DEFAULT_GRPC_LIMITS, GrpcLimits
 from .status import StatusCode
 from .status import encode_message as encode_grpc_message
@@ -311,8 +312,15 @@ class Server:
 
     def serve_connection(self, stream, **kw: Any):
         """Serve one HTTP/2 connection with this server's methods until it ends. A
-        checkpoint (blocks); see ``protocols.http2.serve_connection``."""
+        checkpoint (blocks); see ``protocols.http2.serve_connection``. The keepalive
+        ping policy (``limits.min_ping_interval``/``max_ping_strikes``, see
+        ``keepalive``) watches the connection: on abuse it sends GOAWAY
+        (ENHANCE_YOUR_CALM, ``too_many_pings``) and ends the connection, cancelling
+        the calls in flight."""
         kw.setdefault("limits", self.h2_limits)
+        if self.limits.min_ping_interval is not None:
+            stream = _PolicedStream(stream, PingPolicy(self.limits.min_ping_interval,
+                                                       self.limits.max_ping_strikes))
         return h2_serve_connection(stream, self.handle, **kw)
 
     def handle(self, req: Request) -> Response | None:
@@ -437,3 +445,42 @@ def _one(requests: _Requests):
 def _trailers_only(status: int, message: str = "", *, extra: list | None = None) -> Response:
     return Response(200, Headers([(b"content-type", b"application/grpc")]
                                  + _status_fields(status, message) + (extra or [])))
+
+
+class _PolicedStream:
+    """The connection's stream, seen through the keepalive :class:`PingPolicy`:
+    every received byte is walked for PING frames, every sent byte for HEADERS/DATA.
+    When the policy trips, the GOAWAY is written (under the same lock as the
+    server's writes, so it cannot land inside another frame) and ``recv`` reports
+    EOF, which ends the HTTP/2 connection."""
+
+    def __init__(self, stream, policy: PingPolicy):
+        self._stream = stream
+        self._policy = policy
+        self._lock = greenrt.Lock()
+        self._ended = False
+
+    def recv(self, max_bytes: int = 65536) -> bytes:
+        if self._ended:
+            ll.enter_checkpoint()
+            return b""
+        data = self._stream.recv(max_bytes)
+        if data and self._policy.inbound(data, greenrt.now()):
+            self._ended = True
+            ll.current_hub().emit("protocol.error", protocol="grpc", code="too_many_pings",
+                                  strikes=self._policy.strikes)
+            with self._lock:
+                try:
+                    self._stream.send_all(self._policy.goaway())
+                except Exception:  # noqa: BLE001 - the connection ends either way
+                    pass
+            return b""
+        return data
+
+    def send_all(self, data) -> None:
+        with self._lock:
+            self._policy.outbound(data)
+            self._stream.send_all(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
