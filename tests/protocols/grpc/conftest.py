@@ -25,6 +25,7 @@ class GrpcServerThread:
         self.server = server
         self.tls_context = tls_context
         self.events: list[tuple[str, dict]] = []
+        self.alpn: list = []
         self._ready = threading.Event()
         self._exc = None
         self.thread = threading.Thread(target=self._main, daemon=True)
@@ -36,7 +37,14 @@ class GrpcServerThread:
     def _main(self) -> None:
         def handle(stream):
             try:
-                self.server.serve_connection(stream)
+                if self.tls_context is not None:
+                    from greenrt.protocols import tls
+
+                    stream = tls.TLSStream(stream, self.tls_context)
+                    stream.handshake(10)
+                    self.alpn.append(stream.selected_alpn)
+                self.server.serve_connection(stream, scheme="https" if self.tls_context
+                                             else "http")
             finally:
                 stream.close()
 
@@ -114,3 +122,26 @@ def grpcio_server():
     srv.start()
     yield port
     srv.stop(grace=None)
+
+
+@pytest.fixture(scope="session")
+def pki():
+    import trustme
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert("localhost", "127.0.0.1", common_name="localhost")
+    return {"ca_pem": ca.cert_pem.bytes(),
+            "chain": b"".join(b.bytes() for b in leaf.cert_chain_pems),
+            "key": leaf.private_key_pem.bytes()}
+
+
+@pytest.fixture
+def our_tls_server(pki):
+    from greenrt.protocols import tls
+
+    srv = Server()
+    srv.add_servicer(SERVICE, OurTestService())
+    t = GrpcServerThread(srv, tls.server_context(cert_pem=pki["chain"], key_pem=pki["key"],
+                                                 alpn=["h2"])).start()
+    yield t
+    t.stop()

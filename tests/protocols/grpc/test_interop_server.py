@@ -203,3 +203,17 @@ def test_compressed_request_and_response(grpcio_channel):
     assert resp.payload.body == b"\x00" * 100000
     resp = stub.UnaryCall(req, compression=grpc.Compression.Deflate)
     assert len(resp.payload.body) == 100000
+
+
+def test_tls_with_alpn_h2(our_tls_server, pki):
+    creds = grpc.ssl_channel_credentials(root_certificates=pki["ca_pem"])
+    with grpc.secure_channel(f"localhost:{our_tls_server.port}", creds) as ch:
+        stub = pb2_grpc.TestServiceStub(ch)
+        resp = stub.UnaryCall(pb2.SimpleRequest(response_size=314159,
+                                                payload=pb2.Payload(body=b"\x00" * 271828)))
+        assert len(resp.payload.body) == 314159
+        sizes = [31415, 9, 2653, 58979]
+        req = pb2.StreamingOutputCallRequest(
+            response_parameters=[pb2.ResponseParameters(size=n) for n in sizes])
+        assert [len(r.payload.body) for r in stub.StreamingOutputCall(req)] == sizes
+    assert our_tls_server.alpn == ["h2"]
