@@ -11,7 +11,7 @@ import time
 import greenrt
 from greenrt.protocols.grpc import RpcError
 
-from .pb import pb2
+from .pb import pb2, pb2_grpc
 
 ECHO_INITIAL = "x-grpc-test-echo-initial"
 ECHO_TRAILING = "x-grpc-test-echo-trailing-bin"
@@ -87,7 +87,7 @@ class OurTestService:
                 yield pb2.StreamingOutputCallResponse(payload=_payload(p.size))
 
 
-class GrpcioTestService:
+class GrpcioTestService(pb2_grpc.TestServiceServicer):
     """The same service on grpcio's server API (threads)."""
 
     def _echo(self, ctx):
