@@ -32,6 +32,8 @@ SANSIO_MODULES = [
     "protocols/websocket/_framescan.py",
     "protocols/websocket/_deflate.py",
     "protocols/websocket/_fastframe.py",
+    "protocols/grpc/framing.py", "protocols/grpc/timeout.py", "protocols/grpc/status.py", "protocols/grpc/metadata.py",
+    "protocols/grpc/keepalive.py",
     "lab/token.py",
     "lab/trace.py",
 ]

@@ -706,6 +706,12 @@ class ServerConnection:
         self.h2.end_stream(st.id)
         self.flush()
 
+    def _send_trailers(self, st: _Stream, trailers: Headers) -> None:
+        if self.closed or st.reset:
+            raise _StreamGone()
+        self.h2.send_headers(st.id, trailers.raw(), end_stream=True)
+        self.flush()
+
     def statistics(self) -> dict:
         """Counters: ``handler_starts``, ``refused``, ``resets_sent``,
         ``resets_received``, ``stream_errors``, ``window_stalls``, ``high_water_pauses``,
@@ -755,13 +761,19 @@ class _Writer(ResponseWriter):
         if data:
             self.conn._send_data(self.st, bytes(data))
 
-    def finish(self) -> None:
+    def finish(self, trailers: Any = None) -> None:
+        """End the response; ``trailers`` (header fields) are sent as a trailing
+        HEADERS frame carrying END_STREAM (gRPC's status goes there)."""
         if self._finished:
             return
         if not self._sent:
             self.start(200, [], content_length=0)
         self._finished = True
-        self.conn._end(self.st)
+        if trailers:
+            hdrs = trailers if isinstance(trailers, Headers) else Headers(trailers)
+            self.conn._send_trailers(self.st, hdrs)
+        else:
+            self.conn._end(self.st)
 
     @property
     def headers_sent(self) -> bool:
