@@ -61,7 +61,9 @@ object past its return.
 from __future__ import annotations
 
 import http
+import logging
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -86,6 +88,11 @@ from ._response_writer import date_line
 __all__ = ["Handler", "error_response", "serve_connection"]
 
 Handler = Callable[[Request], "Response | None"]
+
+#: handler errors (with traceback); ``greenrt.http.access``: one INFO record per
+#: response in the combined log format, only when a handler is configured for it
+_log = logging.getLogger("greenrt.http")
+_access = logging.getLogger("greenrt.http.access")
 
 _HIGH_WATER = 256 * 1024
 # after an EOF during a handler: waits for a reset provoked by the probe (~1.5 s total)
@@ -205,7 +212,7 @@ class _Body(PulledBody):
 class _Writer(ResponseWriter):
     """Sends one response over the connection; see ``ResponseWriter``."""
 
-    __slots__ = ("_c", "_head_only", "_started", "_finished", "_out")
+    __slots__ = ("_c", "_head_only", "_started", "_finished", "_out", "status", "body_bytes")
 
     def __init__(self, conn: _Conn, head_only: bool):
         self._c = conn
@@ -213,6 +220,8 @@ class _Writer(ResponseWriter):
         self._started = False
         self._finished = False
         self._out = b""  # head bytes not yet sent (coalesced with the first body bytes)
+        self.status = 0  # for the access log
+        self.body_bytes = 0
 
     @property
     def headers_sent(self) -> bool:
@@ -238,6 +247,7 @@ class _Writer(ResponseWriter):
         elif reason is None:
             reason = _PHRASES.get(status, b"")
         self._started = True
+        self.status = status
         try:
             return c.p.response_head(status, h._items, reason or b"", content_length,
                                      replace_length=replace_length)
@@ -260,6 +270,7 @@ class _Writer(ResponseWriter):
         if not data:
             return
         c = self._c
+        self.body_bytes += len(data)
         if self._head_only:
             out, self._out = self._out, b""
             if out:
@@ -299,6 +310,7 @@ class _Writer(ResponseWriter):
         c = self._c
         p = c.p
         if body and not self._head_only:
+            self.body_bytes = len(body)
             out = head + p.response_data(body) + p.response_end()
         else:
             out = head + p.response_end()
@@ -763,14 +775,26 @@ class _Conn:
                 status, code = 500, "handler_error"
                 ll.current_hub().emit("http1.handler_error", error=type(error).__name__,
                                       message=str(error)[:200])
+                _log.error("handler failed on %s %s (from %s)", method, req.target,
+                           _peer_str(self.peer), exc_info=error)
             if writer.headers_sent:
                 p.send_failed()
                 _emit(code, status=None, detail="after response head")
             else:
+                writer.status = status
                 self._answer_error(status, code, getattr(error, "message", ""))
+            if _access.isEnabledFor(logging.INFO):
+                self._log_access(req, writer)
             return
         if not writer.finished:  # pragma: no cover - send_response/finish always finish
             self._fatal = True
+        if _access.isEnabledFor(logging.INFO):
+            self._log_access(req, writer)
+
+    def _log_access(self, req: Request, writer: _Writer) -> None:
+        _access.info(_combined(self, req, writer), extra={
+            "http_method": req.method, "http_target": req.target, "http_status": writer.status,
+            "http_bytes": writer.body_bytes, "http_peer": _peer_str(self.peer)})
 
     # -- draining and closing -----------------------------------------------------------
 
@@ -818,6 +842,18 @@ class _Conn:
 
     def _resume_reader_now(self) -> None:
         self._reader_paused.wake_one()
+
+
+def _combined(conn: _Conn, req: Request, writer: _Writer) -> str:
+    """One line in the combined log format (Apache/nginx ``combined``)."""
+    peer = conn.peer[0] if isinstance(conn.peer, tuple) else (conn.peer or "-")
+    when = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(conn.hub.wall_time()))
+    h = req.headers
+    referer = (h.get("referer") or "-").replace('"', "%22")
+    agent = (h.get("user-agent") or "-").replace('"', "%22")
+    line = f"{req.method} {req.target} HTTP/{req.http_version}".replace('"', "%22")
+    return (f'{peer} - - [{when}] "{line}" {writer.status} {writer.body_bytes or "-"} '
+            f'"{referer}" "{agent}"')
 
 
 def _peer_str(peer) -> str | None:
