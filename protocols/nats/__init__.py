@@ -8,7 +8,7 @@ consumers, pull fetch with acks as obligations, ordered consumers, key-value).
     with nats.connect("nats://127.0.0.1:4222") as nc:
         sub = nc.subscribe("updates")
         nc.publish("updates", b"hello")
-        print(sub.next_msg(timeout=1).data)
+        assert sub.next_msg(timeout=1).data == b"hello"
 
 Layers: ``codec`` (sans-IO, with limits), ``client`` (connection, reconnect,
 subscriptions, request/reply), ``nkeys`` (NKey seeds, credentials files),

@@ -6,7 +6,7 @@ Blocking-style, one object per connection::
 
     ws = websocket.connect("wss://example.org/chat", subprotocols=["chat.v1"])
     ws.send_text("hello")
-    print(ws.recv())          # a whole message: str (text) or bytes (binary)
+    reply = ws.recv()         # a whole message: str (text) or bytes (binary)
     rtt = ws.ping()
     ws.close()
 
