@@ -69,6 +69,9 @@ from .limits import DEFAULT_H2_LIMITS, H2Limits
 __all__ = ["serve_connection", "PREFACE", "ServerConnection"]
 
 _log = logging.getLogger("greenrt.protocols.http2")
+# after a connection-error GOAWAY: how long / how much input is read and discarded
+_LINGER_SECONDS = 1.0
+_LINGER_BYTES = 1024 * 1024
 _E = h2.errors.ErrorCodes
 # h2 enforces MAX_CONCURRENT_STREAMS as a connection error; we want a stream error,
 # so h2 gets this as its internal limit and we count (and refuse) ourselves
@@ -407,6 +410,29 @@ class ServerConnection:
         _emit(why, error_code=int(code), **extra)
         self.stats["goaway_" + why] += 1
         self.writer.write(_wire.goaway_frame(self.h2.highest_inbound_stream_id, int(code)))
+        self._linger()
+
+    def _linger(self) -> None:
+        """After a connection-error GOAWAY: half-close, then read and discard what the
+        peer is still sending for a moment (at most ``_LINGER_SECONDS`` and
+        ``_LINGER_BYTES``). Closing a socket with unread input sends a reset, and a
+        reset can make the peer's kernel drop the GOAWAY before the peer reads it (a
+        flooding client is exactly one that is still sending). A checkpoint."""
+        stream = self.stream
+        try:
+            stream.send_eof()
+        except Exception:  # noqa: BLE001 - the transport is already gone: nothing to save
+            return
+        seen = 0
+        with greenrt.move_on_after(_LINGER_SECONDS):
+            while seen < _LINGER_BYTES:
+                try:
+                    data = stream.recv(65536)
+                except Exception:  # noqa: BLE001 - a reset or a closed stream ends it
+                    return
+                if not data:
+                    return
+                seen += len(data)
 
     def _recv(self) -> bytes | None:
         """One read, bounded by whichever deadline applies (CONTINUATION, drain).
