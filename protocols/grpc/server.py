@@ -63,7 +63,7 @@ from .timeout import BadTimeout, parse_timeout
 
 __all__ = ["Method", "Server", "ServerContext", "outcome_status"]
 
-_log = logging.getLogger("greenrt.protocols.grpc")
+_log = logging.getLogger("greenrt.grpc")
 
 UNARY_UNARY, UNARY_STREAM, STREAM_UNARY, STREAM_STREAM = (
     "unary_unary", "unary_stream", "stream_unary", "stream_stream")

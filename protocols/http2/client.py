@@ -68,7 +68,7 @@ from .limits import DEFAULT_H2_LIMITS, H2Limits
 __all__ = ["ClientConnection", "ClientStream", "connect", "CANCEL"]
 
 CANCEL = int(h2.errors.ErrorCodes.CANCEL)
-_log = logging.getLogger("greenrt.protocols.http2.client")
+_log = logging.getLogger("greenrt.http.client")
 _HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"transfer-encoding", b"upgrade",
                          b"proxy-connection", b"host"))
 

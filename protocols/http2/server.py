@@ -68,7 +68,7 @@ from .limits import DEFAULT_H2_LIMITS, H2Limits
 
 __all__ = ["serve_connection", "PREFACE", "ServerConnection"]
 
-_log = logging.getLogger("greenrt.protocols.http2")
+_log = logging.getLogger("greenrt.http")
 # after a connection-error GOAWAY: how long / how much input is read and discarded
 _LINGER_SECONDS = 1.0
 _LINGER_BYTES = 1024 * 1024

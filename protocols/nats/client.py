@@ -69,7 +69,7 @@ from .errors import (
 
 __all__ = ["Client", "Message", "Options", "Server", "Subscription", "connect"]
 
-log = logging.getLogger("greenrt.protocols.nats")
+log = logging.getLogger("greenrt.nats")
 _checkpoint_if_cancelled = greenrt.checkpoint_if_cancelled
 
 RECV_SIZE = 65536
