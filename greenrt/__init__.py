@@ -38,6 +38,7 @@ from ._exceptions import (
 )
 from ._obligation import Obligation, reserve
 from ._outcome import Outcome, OutcomeKind
+from ._process import Process, open_process, run_process
 from ._reason import DEFAULT_CLEANUP_BUDGETS, CancelKind, CancelReason, CleanupBudget
 from ._region import FinalizerBudget, Region, region
 from ._run import run
@@ -50,6 +51,7 @@ from ._scope import (
     move_on_after,
     move_on_at,
 )
+from ._signals import SignalReceiver, open_signal_receiver
 from ._task import Task, TaskState
 from ._trace import TraceEvent, TraceRing
 from .channel import (
@@ -116,3 +118,4 @@ __all__ += ["Barrier", "CapacityLimiter", "Condition", "Event", "Lock", "RWLock"
             "from_thread", "to_thread", "BrokenChannelError", "EndOfChannel", "Lagged",
             "Permit", "Receiver", "Sender", "broadcast", "channel", "oneshot", "watch",
             "RetryPolicy", "first_ok", "hedge", "join", "race", "retry", "timeout"]
+__all__ += ["Process", "SignalReceiver", "open_process", "open_signal_receiver", "run_process"]

@@ -21,8 +21,13 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 SANSIO_MODULES = [
     "protocols/kafka/codec.py",
     "protocols/kafka/records.py",
+    "protocols/kafka/group.py",
     "protocols/redis/resp.py",
+    "protocols/nats/codec.py",
     "protocols/http1/_body.py",
+    "protocols/http1/_connection.py",
+    "protocols/http1/_request_parser.py",
+    "protocols/http1/_response_writer.py",
     "protocols/base/sansio.py",
     "protocols/websocket/_framescan.py",
     "protocols/websocket/_deflate.py",

@@ -80,7 +80,8 @@ from ..http.errors import (
 from ..http.limits import DEFAULT_LIMITS, Limits
 from ..http.model import Headers, Request, Response, ResponseWriter
 from ._body import PulledBody
-from ._connection import NEED_DATA, SERVER, H1Connection, RequestHead, date_line
+from ._connection import NEED_DATA, SERVER, H1Connection, RequestHead
+from ._response_writer import date_line
 
 __all__ = ["Handler", "error_response", "serve_connection"]
 
@@ -391,6 +392,12 @@ class _Conn:
         self._drain_timer = None
         self._stopped = False
         self._started = self.hub.now()
+        # the upgrade hook (Request.upgrade): the reader runs in its own scope so the
+        # handler can stop it and take the stream over
+        self._upgraded = False
+        self._read_scope: CancelScope | None = None
+        self._reader_stopped = greenrt.Event()
+        self._cur_empty = True
         try:
             self.peer = stream.peer_address
         except Exception:  # pragma: no cover - streams without addresses
@@ -416,13 +423,42 @@ class _Conn:
         with greenrt.region(name="http1.conn") as r:
             r.spawn(self._runner, name="http1.runner")
             try:
-                self._read_loop()
+                try:
+                    with CancelScope(name="http1.reader") as self._read_scope:
+                        self._read_loop()
+                finally:
+                    self._reader_stopped.set()
             except Cancelled:
                 # server shutdown or cancellation from outside: drain the request in
                 # flight (its body may still be arriving, so keep reading), then go
-                self.begin_drain()
-                self._read_loop()
+                if not self._upgraded:
+                    self.begin_drain()
+                    self._read_loop()
                 raise
+
+    def _upgrade_to(self, headers: Any) -> tuple:
+        """``Request.upgrade``: stop the reader, send the 101, hand over the stream
+        and the bytes read past the request head."""
+        writer = self.writer
+        if self.state != _BUSY or writer is None or writer.headers_sent or self._upgraded:
+            raise LocalProtocolError("upgrade() after the response started")
+        if not self._cur_empty:
+            raise LocalProtocolError("upgrade() of a request with a body")
+        lines = [b"HTTP/1.1 101 Switching Protocols\r\n"]
+        for k, v in Headers(headers).raw():
+            if any(c in k + v for c in b"\r\n\x00"):
+                raise LocalProtocolError("CR, LF or NUL in a 101 header")
+            lines.append(k + b": " + v + b"\r\n")
+        lines.append(b"\r\n")
+        ll.enter_checkpoint()
+        self._upgraded = True
+        self._fatal = True
+        self._budget.clear()  # the new protocol is not an HTTP request: no request budget
+        self._read_scope.cancel()
+        self._reader_stopped.wait()
+        self.stream.send_all(b"".join(lines))
+        self.hub.emit("http1.upgrade", peer=_peer_str(self.peer))
+        return self.stream, self.p.trailing_data
 
     def _read_loop(self) -> None:
         stream = self.stream
@@ -614,6 +650,8 @@ class _Conn:
 
     def _after_cancel(self, reason) -> None:
         self._fatal = True
+        if self._upgraded:
+            return  # not HTTP any more: nothing to answer
         kind = reason.kind if reason is not None else None
         if kind is CancelKind.RESOURCE_UNAVAILABLE:
             return  # peer gone: nothing to answer
@@ -677,12 +715,14 @@ class _Conn:
         if empty:
             p.next_event()  # the EndOfMessage of an empty body, so the cycle can complete
         body = _Body(self, cl, empty)
+        self._cur_empty = empty
         writer = _Writer(self, method == "HEAD")
         self.body = body
         self.writer = writer
         req = Request(method, ev.target.decode("latin-1"), Headers._trusted(hdrs), body,
                       http_version=ev.http_version.decode("ascii"), scheme=self.scheme,
-                      client=self.peer, server=self.local, writer=writer)
+                      client=self.peer, server=self.local, writer=writer,
+                      upgrade=self._upgrade_to)
         rt = self.limits.request_timeout
         if rt is not None:
             self._budget.set(self.hub.now() + rt)
@@ -690,6 +730,8 @@ class _Conn:
         error: BaseException | None = None
         try:
             resp = self.handler(req)
+            if self._upgraded:
+                return  # the handler took the connection over; it is done now
             if resp is not None:
                 if writer.headers_sent:
                     raise LocalProtocolError("handler used request.writer and returned a response")
@@ -702,6 +744,10 @@ class _Conn:
             error = e
         finally:
             self._budget.clear()
+        if error is not None and self._upgraded:
+            ll.current_hub().emit("http1.handler_error", error=type(error).__name__,
+                                  message=str(error)[:200], upgraded=True)
+            return
         if error is not None:
             self._fatal = True
             if isinstance(error, ClientDisconnected):
@@ -750,6 +796,10 @@ class _Conn:
     def _close(self) -> None:
         """Half-close, linger briefly discarding input, then close."""
         stream = self.stream
+        if self._upgraded:
+            self._stopped = True
+            stream.close()
+            return
         if not self._eof and not stream.broken and not stream.closed:
             try:
                 stream.send_eof()

@@ -1,0 +1,201 @@
+"""Run existing blocking code cooperatively: ``greenrt.patch.patch_all()``.
+
+After ``patch_all()`` the blocking parts of ``socket``, ``ssl``, ``select``,
+``selectors``, ``time.sleep``, ``threading`` (locks, and so ``Condition``, ``Event``,
+``Semaphore``, ``Barrier``, ``queue.Queue``) and ``subprocess`` (``Popen.wait`` and
+``communicate``) park the calling *task* instead of the whole hub, so unmodified
+libraries (``requests``, ``urllib3``, ``redis``, ``http.client``, ``smtplib``...)
+overlap inside ``greenrt.run``.
+
+Beyond gevent's ``monkey.patch_all()``:
+
+* inside a greenrt task every patched blocking call is a **checkpoint**: a pending
+  cancellation is delivered, cancel scopes and deadlines (``fail_after``,
+  ``move_on_after``, region budgets) and poll/cost budgets apply, so
+  ``with greenrt.fail_after(1): requests.get(url)`` ends after one second with
+  ``TooSlowError``, and ``region.cancel()`` stops a task stuck in redis-py's
+  ``BLPOP``. (An uncontended lock ``acquire`` is the exception: see
+  ``greenrt.patch._threading``.)
+* **outside any greenrt task** (another thread, before ``greenrt.run``, a pool
+  worker) a patched call behaves like the original, so patching is safe for
+  programs that also run threads.
+* what a cancelled call leaves behind follows ``greenrt.net``'s rules, documented
+  per call in ``docs/patch.md`` and in the modules ``_socket``, ``_ssl``,
+  ``_select``, ``_threading``, ``_subprocess``.
+
+Patch early (before the libraries create their sockets, locks and selectors):
+objects created before patching keep the original, blocking behaviour. Patching
+and unpatching are not thread-safe; do them from the main thread while nothing
+else runs. Every function here is idempotent.
+"""
+
+from __future__ import annotations
+
+import queue as _std_queue
+import select as _std_select
+import selectors as _std_selectors
+import socket as _std_socket
+import ssl as _std_ssl
+import subprocess as _std_subprocess
+import threading as _std_threading
+import time as _std_time
+
+from . import _common  # noqa: F401  (captures the originals first)
+from . import _select as _cselect
+from . import _socket as _csocket
+from . import _ssl as _cssl
+from . import _subprocess as _csubprocess
+from . import _threading as _cthreading
+
+__all__ = [
+    "MODULES", "is_patched", "patch_all", "patch_select", "patch_socket", "patch_ssl",
+    "patch_subprocess", "patch_threading", "patch_time", "patched", "unpatch",
+]
+
+_MISSING = object()
+
+
+def _sleep(secs):
+    """``time.sleep``; inside a task ``greenrt.sleep`` (a checkpoint; a cancelled
+    sleep leaves nothing behind)."""
+    if _common.task_hub() is None:
+        return _common.real_sleep(secs)
+    import greenrt
+
+    secs = float(secs)
+    if secs < 0:
+        raise ValueError("sleep length must be non-negative")
+    greenrt.sleep(secs)
+
+
+def _socket_items():
+    items = [(_std_socket, "socket", _csocket.socket), (_std_socket, "SocketType", _csocket.socket)]
+    items += [(_std_socket, name, fn) for name, fn in _csocket.resolver_replacements.items()]
+    return items
+
+
+# module name -> list of (namespace, attribute, replacement)
+_TABLE = {
+    "socket": _socket_items,
+    # only the class wrap_socket builds: ``ssl.SSLSocket`` itself stays (ssl.py's
+    # ``super(SSLSocket, self)`` must name the original; isinstance checks still hold)
+    "ssl": lambda: [(_std_ssl.SSLContext, "sslsocket_class", _cssl.SSLSocket)],
+    "select": lambda: [(_std_select, "select", _cselect.select), (_std_select, "poll", _cselect.poll),
+                       (_std_select, "epoll", _cselect.epoll),
+                       (_std_selectors, "SelectSelector", _cselect.SelectSelector),
+                       (_std_selectors, "PollSelector", _cselect.PollSelector),
+                       (_std_selectors, "EpollSelector", _cselect.EpollSelector),
+                       (_std_selectors, "DefaultSelector", _cselect.DefaultSelector)],
+    "time": lambda: [(_std_time, "sleep", _sleep)],
+    "threading": lambda: [(_std_threading, "Lock", _cthreading.allocate_lock),
+                          (_std_threading, "_allocate_lock", _cthreading.allocate_lock),
+                          (_std_threading, "RLock", _cthreading.RLock),
+                          (_std_threading.Thread, "start", _cthreading.thread_start),
+                          (_std_threading.Thread, "join", _cthreading.thread_join),
+                          (_std_queue, "SimpleQueue", _std_queue._PySimpleQueue)],
+    "subprocess": lambda: [(_std_subprocess, "Popen", _csubprocess.Popen),
+                           (_std_subprocess, "_PopenSelector", _cselect.PollSelector)],
+}
+
+#: the names ``patch_all``/``is_patched``/``unpatch`` accept, in patching order
+MODULES = tuple(_TABLE)
+
+# module name -> saved originals [(namespace, attribute, original or _MISSING)]
+_saved: dict[str, list] = {}
+
+
+def _patch(name: str) -> None:
+    if name not in _TABLE:
+        raise ValueError(f"unknown module {name!r}; expected one of {MODULES}")
+    if name in _saved:
+        return
+    saved = []
+    for ns, attr, repl in _TABLE[name]():
+        saved.append((ns, attr, ns.__dict__.get(attr, _MISSING) if isinstance(ns, type)
+                      else getattr(ns, attr, _MISSING)))
+        setattr(ns, attr, repl)
+    _saved[name] = saved
+
+
+def patch_socket() -> None:
+    """Patch ``socket.socket`` and the resolver functions. Idempotent."""
+    _patch("socket")
+
+
+def patch_ssl() -> None:
+    """Patch ``ssl.SSLContext.sslsocket_class`` (what ``wrap_socket`` builds). Idempotent."""
+    _patch("ssl")
+
+
+def patch_select() -> None:
+    """Patch ``select.select``/``poll``/``epoll`` and the ``selectors`` classes. Idempotent."""
+    _patch("select")
+
+
+def patch_time() -> None:
+    """Patch ``time.sleep``. Idempotent."""
+    _patch("time")
+
+
+def patch_threading() -> None:
+    """Patch ``threading.Lock``/``RLock``/``_allocate_lock`` (and so ``Condition``,
+    ``Event``, ``Semaphore``, ``Barrier``, ``queue.Queue``), ``Thread.start``/``join``
+    and ``queue.SimpleQueue``. Idempotent."""
+    _patch("threading")
+
+
+def patch_subprocess() -> None:
+    """Patch ``subprocess.Popen`` (cooperative ``wait``/``communicate``). Idempotent."""
+    _patch("subprocess")
+
+
+def patch_all(*, socket: bool = True, ssl: bool = True, select: bool = True, time: bool = True,
+              threading: bool = True, subprocess: bool = True) -> None:
+    """Patch every module (or those left true). Idempotent; not a checkpoint."""
+    wanted = {"socket": socket, "ssl": ssl, "select": select, "time": time,
+              "threading": threading, "subprocess": subprocess}
+    for name in MODULES:
+        if wanted[name]:
+            _patch(name)
+
+
+def is_patched(name: str | None = None) -> bool:
+    """Whether module ``name`` (one of ``MODULES``) is patched; with no name, whether
+    any is."""
+    if name is None:
+        return bool(_saved)
+    if name not in _TABLE:
+        raise ValueError(f"unknown module {name!r}; expected one of {MODULES}")
+    return name in _saved
+
+
+def unpatch(*names: str) -> None:
+    """Restore the originals of ``names`` (all patched modules if none). For tests.
+    Objects created while patched keep their cooperative classes."""
+    for name in reversed(names or MODULES):
+        saved = _saved.pop(name, None)
+        if saved is None:
+            continue
+        for ns, attr, orig in reversed(saved):
+            if orig is _MISSING:
+                delattr(ns, attr)
+            else:
+                setattr(ns, attr, orig)
+
+
+class patched:
+    """``with greenrt.patch.patched():`` patch_all() for the block, then unpatch what
+    this block patched (for tests and scripts)."""
+
+    def __init__(self, **modules: bool):
+        self._modules = modules
+        self._mine: list[str] = []
+
+    def __enter__(self):
+        before = set(_saved)
+        patch_all(**self._modules)
+        self._mine = [n for n in MODULES if n in _saved and n not in before]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        unpatch(*self._mine)

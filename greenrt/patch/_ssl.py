@@ -1,0 +1,156 @@
+"""The cooperative ``ssl.SSLSocket``, installed as ``ssl.SSLContext.sslsocket_class``
+so that ``SSLContext.wrap_socket`` (and ``ssl.wrap_socket``, and every library that
+goes through them) builds it.
+
+Like the cooperative ``socket``, its fd is non-blocking at the OS level and the
+user's timeout lives in Python; the C ``_ssl`` layer then reports
+``SSLWantReadError``/``SSLWantWriteError`` and the loop in ``_socket.io_call`` waits
+for the direction OpenSSL asked for (a TLS read may need to write, a write may need
+to read). Inside a task the waits go through the hub and the calls are checkpoints;
+elsewhere they are real ``poll()`` waits: the original behaviour.
+
+Cancellation: ``read``/``recv*`` lose nothing (the record layer keeps what it has
+decrypted); ``do_handshake`` cancelled leaves the TLS session half-negotiated: close
+the socket; ``sendall`` cancelled after a partial write breaks the socket as the
+plain one does; ``unwrap`` cancelled leaves the socket unusable.
+"""
+
+from __future__ import annotations
+
+import ssl as _ssl
+
+from ._socket import (
+    _Real,
+    _set_user_timeout,
+    _timeout_of,
+    connect_ex_impl,
+    connect_impl,
+    io_call,
+    notify_close,
+    sendall_impl,
+)
+
+real_sslsocket_class = _ssl.SSLContext.sslsocket_class
+_Base = _ssl.SSLSocket
+
+
+class SSLSocket(_Base):
+    """``ssl.SSLSocket`` with cooperative blocking calls (see the module docstring)."""
+
+    # -- the timeout lives in Python ------------------------------------------------
+
+    def settimeout(self, value) -> None:
+        _set_user_timeout(self, value)
+
+    def gettimeout(self):
+        return _timeout_of(self)
+
+    def setblocking(self, flag: bool) -> None:
+        _set_user_timeout(self, None if flag else 0.0)
+
+    def getblocking(self) -> bool:
+        return _timeout_of(self) != 0.0
+
+    @property
+    def timeout(self):
+        return _timeout_of(self)
+
+    def detach(self) -> int:
+        if _timeout_of(self) != 0.0 and _Real.fileno(self) >= 0:
+            _Real.setblocking(self, True)
+        return _Base.detach(self)
+
+    def _real_close(self):
+        notify_close(self)
+        _Base._real_close(self)
+
+    # -- TLS ------------------------------------------------------------------------
+
+    def do_handshake(self, block: bool = False) -> None:
+        self._check_connected()
+        timeout = _timeout_of(self)
+        try:
+            if timeout == 0.0 and block:
+                self._grt_timeout = None
+            io_call(self, _do_handshake_raw, (), False)
+        finally:
+            self._grt_timeout = timeout
+
+    def read(self, len: int = 1024, buffer=None):
+        return io_call(self, _Base.read, (len, buffer), False)
+
+    def write(self, data) -> int:
+        return io_call(self, _Base.write, (data,), True)
+
+    def recv(self, buflen: int = 1024, flags: int = 0):
+        if self._sslobj is None:
+            return io_call(self, _Real.recv, (buflen, flags), False)
+        return _Base.recv(self, buflen, flags)  # -> self.read: cooperative
+
+    def recv_into(self, buffer, nbytes=None, flags: int = 0):
+        if self._sslobj is None:
+            args = (buffer,) if nbytes is None else (buffer, nbytes, flags)
+            return io_call(self, _Real.recv_into, args, False)
+        return _Base.recv_into(self, buffer, nbytes, flags)
+
+    def recvfrom(self, *args):
+        if self._sslobj is None:
+            return io_call(self, _Real.recvfrom, args, False)
+        return _Base.recvfrom(self, *args)
+
+    def recvfrom_into(self, *args):
+        if self._sslobj is None:
+            return io_call(self, _Real.recvfrom_into, args, False)
+        return _Base.recvfrom_into(self, *args)
+
+    def send(self, data, flags: int = 0) -> int:
+        if self._sslobj is None:
+            return io_call(self, _Real.send, (data, flags), True)
+        return io_call(self, _Base.send, (data, flags), True)
+
+    def sendall(self, data, flags: int = 0) -> None:
+        if self._sslobj is None:
+            return sendall_impl(self, data, flags, lambda v: _Real.send(self, v, flags))
+        if flags != 0:
+            raise ValueError(f"non-zero flags not allowed in calls to sendall() on {self.__class__}")
+        return sendall_impl(self, data, 0, lambda v: _Base.send(self, v))
+
+    def _accept(self):
+        return io_call(self, _Real._accept, (), False)
+
+    def _real_connect(self, addr, connect_ex: bool):
+        if self.server_side:
+            raise ValueError("can't connect in server-side mode")
+        if self._connected or self._sslobj is not None:
+            raise ValueError("attempt to connect already-connected SSLSocket!")
+        self._sslobj = self.context._wrap_socket(
+            self, False, self.server_hostname, owner=self, session=self._session)
+        try:
+            if connect_ex:
+                rc = connect_ex_impl(self, addr)
+            else:
+                rc = None
+                connect_impl(self, addr)
+            if not rc:
+                self._connected = True
+                if self.do_handshake_on_connect:
+                    self.do_handshake()
+            return rc
+        except (OSError, ValueError):
+            self._sslobj = None
+            raise
+
+    def unwrap(self):
+        if self._sslobj is None:
+            raise ValueError(f"No SSL wrapper around {self}")
+        s = io_call(self, _unwrap_raw, (), False)
+        self._sslobj = None
+        return s
+
+
+def _do_handshake_raw(sock):
+    sock._sslobj.do_handshake()
+
+
+def _unwrap_raw(sock):
+    return sock._sslobj.shutdown()

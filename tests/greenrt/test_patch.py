@@ -1,0 +1,740 @@
+"""greenrt.patch: the patch API, and each patched primitive inside and outside tasks.
+
+Overlap is asserted by ordering (a task can only finish if another ran while it was
+blocked), never by elapsed time. Real sockets on loopback, real threads, real
+subprocesses.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import select
+import selectors
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import greenrt
+import greenrt.patch as gp
+
+
+@pytest.fixture
+def patched():
+    gp.unpatch()
+    gp.patch_all()
+    try:
+        yield
+    finally:
+        gp.unpatch()
+
+
+def fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+# -- the API ---------------------------------------------------------------------------
+
+
+def test_patch_all_is_idempotent_and_unpatch_restores_the_originals():
+    gp.unpatch()
+    orig = (socket.socket, socket.getaddrinfo, time.sleep, select.select, select.poll,
+            selectors.DefaultSelector, threading.Lock, threading.RLock, subprocess.Popen,
+            ssl.SSLContext.sslsocket_class, threading.Thread.start, queue.SimpleQueue)
+    assert not gp.is_patched()
+    gp.patch_all()
+    try:
+        assert all(gp.is_patched(m) for m in gp.MODULES)
+        first = (socket.socket, time.sleep, threading.Lock)
+        gp.patch_all()  # again: no double wrapping
+        assert (socket.socket, time.sleep, threading.Lock) == first
+        assert socket.socket is not orig[0] and issubclass(socket.socket, orig[0])
+    finally:
+        gp.unpatch()
+    assert not gp.is_patched()
+    now = (socket.socket, socket.getaddrinfo, time.sleep, select.select, select.poll,
+           selectors.DefaultSelector, threading.Lock, threading.RLock, subprocess.Popen,
+           ssl.SSLContext.sslsocket_class, threading.Thread.start, queue.SimpleQueue)
+    assert now == orig
+    assert "start" in threading.Thread.__dict__  # restored as the class's own attribute
+
+
+def test_per_module_patch_and_unknown_name():
+    gp.unpatch()
+    try:
+        gp.patch_time()
+        assert gp.is_patched("time") and not gp.is_patched("socket")
+        with pytest.raises(ValueError):
+            gp.is_patched("nosuchmodule")
+    finally:
+        gp.unpatch()
+
+
+def test_patched_context_manager_undoes_only_its_own():
+    gp.unpatch()
+    gp.patch_time()
+    try:
+        with gp.patched():
+            assert gp.is_patched("socket")
+        assert not gp.is_patched("socket") and gp.is_patched("time")
+    finally:
+        gp.unpatch()
+
+
+# -- time.sleep ------------------------------------------------------------------------
+
+
+def test_sleep_overlaps_and_is_cancellable(patched):
+    order = []
+
+    def sleeper(name, d):
+        time.sleep(d)
+        order.append(name)
+
+    def main():
+        with greenrt.region() as r:
+            r.spawn(sleeper, "long", 0.2)
+            r.spawn(sleeper, "short", 0.01)
+        with greenrt.move_on_after(0.01) as s:
+            time.sleep(30)
+        assert s.cancelled_caught
+        with pytest.raises(ValueError):
+            time.sleep(-1)
+
+    greenrt.run(main)
+    # if sleep blocked the hub, "long" (spawned first) would finish first
+    assert order == ["short", "long"]
+
+
+# -- sockets -----------------------------------------------------------------------
+
+
+def test_two_tasks_block_in_recv_and_the_hub_keeps_running(patched):
+    a1, b1 = socket.socketpair()
+    a2, b2 = socket.socketpair()
+    got = []
+
+    def reader(sock, name):
+        got.append((name, sock.recv(10)))
+
+    def writer():
+        # runs only if both readers parked without blocking the hub
+        b2.sendall(b"two")
+        greenrt.sleep(0.01)
+        b1.sendall(b"one")
+
+    def main():
+        with greenrt.region() as r:
+            r.spawn(reader, a1, "r1")
+            r.spawn(reader, a2, "r2")
+            r.spawn(writer)
+
+    try:
+        greenrt.run(main)
+    finally:
+        for s in (a1, b1, a2, b2):
+            s.close()
+    assert got == [("r2", b"two"), ("r1", b"one")]
+
+
+def test_cancelled_recv_loses_no_data_and_socket_stays_usable(patched):
+    a, b = socket.socketpair()
+
+    def main():
+        with greenrt.move_on_after(0.02) as s:
+            a.recv(10)
+        assert s.cancelled_caught
+        b.sendall(b"after")
+        assert a.recv(10) == b"after"
+
+    try:
+        greenrt.run(main)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_socket_timeout_inside_a_task_raises_timeout_error(patched):
+    a, b = socket.socketpair()
+    a.settimeout(0.02)
+
+    def main():
+        with pytest.raises(TimeoutError, match="timed out"):
+            a.recv(10)
+        assert a.gettimeout() == 0.02 and a.getblocking()
+
+    try:
+        greenrt.run(main)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_non_blocking_socket_passes_through(patched):
+    a, b = socket.socketpair()
+    a.setblocking(False)
+
+    def main():
+        with pytest.raises(BlockingIOError):
+            a.recv(10)
+        assert a.gettimeout() == 0.0 and not a.getblocking()
+
+    try:
+        greenrt.run(main)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_cancelled_sendall_after_partial_write_breaks_the_socket(patched):
+    a, b = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    big = b"x" * (4 << 20)
+
+    def main():
+        with greenrt.move_on_after(0.05) as s:
+            a.sendall(big)  # nobody reads b: fills the buffers, then waits
+        assert s.cancelled_caught
+        with pytest.raises(ConnectionAbortedError, match="sendall was interrupted"):
+            a.send(b"more")
+        with pytest.raises(ConnectionAbortedError):
+            a.sendall(b"more")
+
+    try:
+        greenrt.run(main)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_cancelled_sendall_before_any_byte_leaves_the_socket_usable(patched):
+    a, b = socket.socketpair()
+
+    def main():
+        with greenrt.cancel_scope() as s:
+            s.cancel()
+            a.sendall(b"never")  # the checkpoint delivers the cancellation first
+        assert s.cancelled_caught
+        a.sendall(b"ok")
+        assert b.recv(10) == b"ok"
+
+    try:
+        greenrt.run(main)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_accept_connect_and_makefile_between_tasks(patched):
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+    seen = []
+
+    def server():
+        conn, _ = srv.accept()
+        with conn, conn.makefile("rwb") as f:
+            line = f.readline()
+            f.write(line.upper())
+            f.flush()
+
+    def client():
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+            f = c.makefile("rwb")
+            f.write(b"hello\n")
+            f.flush()
+            seen.append(f.readline())
+            f.close()
+
+    def main():
+        with greenrt.region() as r:
+            r.spawn(server)
+            r.spawn(client)
+
+    try:
+        greenrt.run(main)
+    finally:
+        srv.close()
+    assert seen == [b"HELLO\n"]
+
+
+def test_connect_refused_raises_like_the_original(patched):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens on port now
+
+    def main():
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5)
+        c = socket.socket()
+        try:
+            assert c.connect_ex(("127.0.0.1", port)) != 0
+        finally:
+            c.close()
+
+    greenrt.run(main)
+
+
+def test_close_wakes_a_task_waiting_on_the_socket(patched):
+    a, b = socket.socketpair()
+    out = []
+
+    def reader():
+        try:
+            a.recv(10)
+        except OSError as e:
+            out.append(type(e))
+
+    def main():
+        with greenrt.region() as r:
+            r.spawn(reader)
+            greenrt.sleep(0.01)
+            a.close()
+
+    try:
+        greenrt.run(main)
+    finally:
+        b.close()
+    assert out == [OSError]
+
+
+def test_getaddrinfo_runs_in_the_thread_pool_and_numeric_hosts_inline(patched):
+    def main():
+        hub = greenrt.lowlevel.current_hub()
+        seen = []
+
+        def watch():
+            # runs while main waits for the resolver thread
+            seen.append(hub.threads_outstanding)
+
+        with greenrt.region() as r:
+            r.spawn(watch)
+            infos = socket.getaddrinfo("localhost", 80, socket.AF_INET, socket.SOCK_STREAM)
+        assert infos and infos[0][4][0].startswith("127.")
+        assert seen == [1]
+        assert socket.gethostbyname("localhost").startswith("127.")
+        # a numeric host needs no thread
+        before = hub.threads_outstanding
+        assert socket.getaddrinfo("127.0.0.1", 80)[0][4][0] == "127.0.0.1"
+        assert hub.threads_outstanding == before
+
+    greenrt.run(main)
+
+
+def test_connect_with_a_host_name_resolves_through_the_pool(patched):
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+
+    def main():
+        c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        with c:
+            c.settimeout(5)
+            c.connect(("localhost", port))
+            assert c.getpeername()[1] == port
+
+    try:
+        greenrt.run(main)
+    finally:
+        srv.close()
+
+
+# -- outside the hub: the original behaviour ---------------------------------------
+
+
+def _outside_behaviour():
+    """The same calls as in the tests above, in a context with no task."""
+    a, b = socket.socketpair()
+    try:
+        b.sendall(b"hi")
+        assert a.recv(10) == b"hi"
+        a.settimeout(0.01)
+        with pytest.raises(TimeoutError, match="timed out"):
+            a.recv(10)
+        a.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            a.recv(10)
+        a.settimeout(None)
+        t = threading.Timer(0.02, lambda: b.sendall(b"late"))
+        t.start()
+        assert a.recv(10) == b"late"  # blocks the thread until the timer sends
+        t.join()
+        ev = threading.Event()
+        assert not ev.wait(0.01)
+        lock = threading.Lock()
+        assert lock.acquire() and not lock.acquire(timeout=0.01)
+        lock.release()
+        q = queue.Queue()
+        with pytest.raises(queue.Empty):
+            q.get(timeout=0.01)
+        r, _, _ = select.select([a], [], [], 0.01)
+        assert r == []
+        p = subprocess.Popen(["true"])
+        assert p.wait() == 0
+        time.sleep(0.001)
+    finally:
+        a.close()
+        b.close()
+    return "ok"
+
+
+def test_outside_the_hub_before_run_behaves_like_the_original(patched):
+    assert _outside_behaviour() == "ok"
+
+
+def test_in_a_plain_thread_behaves_like_the_original(patched):
+    out = []
+    t = threading.Thread(target=lambda: out.append(_outside_behaviour()))
+    t.start()
+    t.join()
+    assert out == ["ok"]
+
+
+def test_in_a_thread_pool_worker_behaves_like_the_original(patched):
+    def main():
+        return greenrt.to_thread(_outside_behaviour)
+
+    assert greenrt.run(main) == "ok"
+
+
+# -- select, poll, epoll, selectors ---------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["select", "poll", "epoll", "DefaultSelector", "PollSelector",
+                                  "SelectSelector"])
+def test_select_family_is_cooperative(patched, kind):
+    a, b = socket.socketpair()
+    order = []
+
+    def waiter():
+        if kind == "select":
+            r, _, _ = select.select([a], [], [])
+            ok = r == [a]
+        elif kind == "poll":
+            p = select.poll()
+            p.register(a, select.POLLIN)
+            ok = p.poll() == [(a.fileno(), select.POLLIN)]
+        elif kind == "epoll":
+            with select.epoll() as ep:
+                ep.register(a.fileno(), select.EPOLLIN)
+                ok = ep.poll() == [(a.fileno(), select.EPOLLIN)]
+        else:
+            with getattr(selectors, kind)() as sel:
+                sel.register(a, selectors.EVENT_READ)
+                ok = [k.fileobj for k, _ in sel.select()] == [a]
+        order.append(("woke", ok))
+
+    def main():
+        with greenrt.region() as r:
+            r.spawn(waiter)
+            greenrt.sleep(0.01)
+            order.append("send")
+            b.send(b"x")
+
+    try:
+        greenrt.run(main)
+    finally:
+        a.close()
+        b.close()
+    assert order == ["send", ("woke", True)]
+
+
+def test_select_timeout_and_cancellation(patched):
+    a, b = socket.socketpair()
+
+    def main():
+        assert select.select([a], [], [], 0.01) == ([], [], [])
+        with greenrt.move_on_after(0.01) as s:
+            select.select([a], [], [])
+        assert s.cancelled_caught
+        p = select.poll()
+        p.register(a, select.POLLIN)
+        assert p.poll(10) == []
+        with selectors.DefaultSelector() as sel:
+            sel.register(a, selectors.EVENT_READ)
+            assert sel.select(0.01) == []
+
+    try:
+        greenrt.run(main)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_select_on_a_regular_file_answers_at_once(patched, tmp_path):
+    f = tmp_path / "f"
+    f.write_bytes(b"x")
+
+    def main():
+        with open(f, "rb") as fh:
+            r, _, _ = select.select([fh], [], [])
+            assert r == [fh]
+
+    greenrt.run(main)
+
+
+# -- threading ---------------------------------------------------------------------
+
+
+def test_event_wait_inside_tasks_is_cooperative_and_set_from_a_thread(patched):
+    order = []
+
+    def main():
+        ev = threading.Event()
+        ev2 = threading.Event()
+
+        def waiter():
+            ev.wait()
+            order.append("task woke")
+
+        with greenrt.region() as r:
+            r.spawn(waiter)
+            greenrt.sleep(0.01)
+            order.append("setting")
+            ev.set()
+        t = threading.Thread(target=lambda: (time.sleep(0.01), ev2.set()))
+        t.start()
+        assert ev2.wait(5)
+        t.join()
+        assert not threading.Event().wait(0.01)
+
+    greenrt.run(main)
+    assert order == ["setting", "task woke"]
+
+
+def test_lock_contended_between_tasks_and_with_a_thread(patched):
+    def main():
+        lock = threading.Lock()
+        order = []
+
+        def holder():
+            with lock:
+                order.append("held")
+                greenrt.sleep(0.02)
+                order.append("releasing")
+
+        def other():
+            with lock:
+                order.append("other got it")
+
+        with greenrt.region() as r:
+            r.spawn(holder)
+            r.spawn(other)
+        assert order == ["held", "releasing", "other got it"]
+        # held by a real thread: the task parks, the hub runs, the release wakes it
+        got = threading.Event()
+        release = threading.Event()
+
+        def thread_holder():
+            with lock:
+                got.set()
+                release.wait()
+
+        t = threading.Thread(target=thread_holder)
+        t.start()
+        assert got.wait(5)
+        ran = []
+        with greenrt.region() as r:
+            r.spawn(lambda: (ran.append(1), release.set()))
+            with lock:
+                assert ran == [1]
+        t.join()
+        # acquire with a timeout, and a cancelled acquire does not hold the lock
+        lock.acquire()
+        assert not lock.acquire(timeout=0.01)
+        with greenrt.move_on_after(0.01):
+            lock.acquire()
+        lock.release()
+        assert not lock.locked()
+
+    greenrt.run(main)
+
+
+def test_rlock_owner_is_the_task(patched):
+    def main():
+        rl = threading.RLock()
+        order = []
+
+        def a():
+            with rl:
+                with rl:  # re-entrant for its owner
+                    order.append("a in")
+                    greenrt.sleep(0.02)
+                order.append("a out")
+
+        def b():
+            with rl:  # another task of the same thread is another owner: it waits
+                order.append("b in")
+
+        with greenrt.region() as r:
+            r.spawn(a)
+            r.spawn(b)
+        assert order == ["a in", "a out", "b in"]
+        with pytest.raises(RuntimeError):
+            rl.release()
+
+    greenrt.run(main)
+
+
+def test_condition_wait_cancelled_reacquires_the_lock(patched):
+    def main():
+        cond = threading.Condition()
+        with cond:
+            with greenrt.move_on_after(0.01) as s:
+                cond.wait()
+            assert s.cancelled_caught
+            assert cond._is_owned()
+        # notify wakes a waiting task
+        out = []
+
+        def waiter():
+            with cond:
+                cond.wait_for(lambda: out)
+
+        with greenrt.region() as r:
+            r.spawn(waiter)
+            greenrt.sleep(0.01)
+            with cond:
+                out.append(1)
+                cond.notify_all()
+
+    greenrt.run(main)
+
+
+def test_queue_get_put_between_tasks(patched):
+    def main():
+        q = queue.Queue(maxsize=1)
+        got = []
+
+        def consumer():
+            for _ in range(3):
+                got.append(q.get())
+
+        with greenrt.region() as r:
+            r.spawn(consumer)
+            for i in range(3):
+                q.put(i)  # blocks (cooperatively) while the queue is full
+        assert got == [0, 1, 2]
+        with pytest.raises(queue.Empty):
+            q.get(timeout=0.01)
+        sq = queue.SimpleQueue()
+        with greenrt.move_on_after(0.01) as s:
+            sq.get()
+        assert s.cancelled_caught
+
+    greenrt.run(main)
+
+
+def test_thread_start_and_join_from_a_task(patched):
+    def main():
+        done = threading.Event()
+        ran = []
+        t = threading.Thread(target=lambda: (done.wait(5), ran.append(1)))
+        t.start()
+        with greenrt.region() as r:
+            r.spawn(lambda: done.set())
+            t.join()  # waits in a pool thread; the spawned task runs meanwhile
+        assert ran == [1]
+
+    greenrt.run(main)
+
+
+# -- subprocess -----------------------------------------------------------------------
+
+
+def test_popen_wait_and_communicate_are_cooperative(patched):
+    order = []
+    r_fd, w_fd = os.pipe()
+    code = f"import os, sys; x = sys.stdin.read(); os.read({r_fd}, 1); print('got', x)"
+
+    def main():
+        def child():
+            # the child answers only after the other task wrote to its pipe: a
+            # communicate() that blocked the hub would never see it
+            p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, pass_fds=(r_fd,))
+            out, _ = p.communicate(b"hi")
+            order.append(("child", out, p.returncode))
+
+        def unblocker():
+            greenrt.sleep(0.01)
+            order.append("write")
+            os.write(w_fd, b"x")
+
+        with greenrt.region() as r:
+            r.spawn(child)
+            r.spawn(unblocker)
+        p = subprocess.Popen(["sleep", "5"])
+        with pytest.raises(subprocess.TimeoutExpired):
+            p.wait(timeout=0.01)
+        p.kill()
+        assert p.wait() == -9
+        assert subprocess.run(["sh", "-c", "exit 3"]).returncode == 3
+        out = subprocess.check_output(["echo", "x"])
+        assert out == b"x\n"
+
+    try:
+        greenrt.run(main)
+    finally:
+        os.close(r_fd)
+        os.close(w_fd)
+    assert order == ["write", ("child", b"got hi\n", 0)]
+
+
+def test_cancelled_with_popen_terminates_and_reaps_the_child(patched):
+    pids = []
+
+    def main():
+        with greenrt.move_on_after(0.05):
+            with subprocess.Popen(["sleep", "10"]) as p:
+                pids.append(p.pid)
+                p.wait()
+        assert p.returncode == -15
+
+    greenrt.run(main)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pids[0], os.WNOHANG)  # reaped: no zombie
+
+
+# -- deadlock detection ------------------------------------------------------------
+
+
+def test_blocked_in_patched_calls_is_not_a_deadlock(patched):
+    """A task waiting on a real socket, or on a resolver thread, can be woken: the
+    hub must not report a deadlock (it would cancel the task)."""
+    a, b = socket.socketpair()
+    srv_done = threading.Event()
+
+    def later():
+        time.sleep(0.05)
+        b.sendall(b"x")
+        srv_done.set()
+
+    t = threading.Thread(target=later, daemon=True)
+    t._greenrt_ignore = True  # even a thread the hub ignores: the fd wait counts
+    t.start()
+
+    def main():
+        assert a.recv(1) == b"x"
+        socket.getaddrinfo("localhost", 80)
+
+    try:
+        greenrt.run(main)
+    finally:
+        t.join()
+        a.close()
+        b.close()
+
+
+def test_a_real_lock_deadlock_between_tasks_is_still_reported(patched):
+    def main():
+        lock = threading.Lock()
+        lock.acquire()
+        lock.acquire()  # nothing can ever release it
+
+    with pytest.raises(greenrt.Deadlock):
+        greenrt.run(main)
