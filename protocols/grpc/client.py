@@ -343,12 +343,7 @@ class Call:
     def _read_head(self) -> None:
         if self._head is not None:
             return
-        try:
-            status, headers = self._guard(self._s.response_headers)
-        except RpcError:
-            if self.error is not None:
-                raise
-            raise
+        status, headers = self._guard(self._s.response_headers)
         self._head = (status, headers)
         raw = headers.raw()
         try:

@@ -42,23 +42,34 @@ class _Walker:
     def feed(self, data, on_frame) -> None:
         i, n = 0, len(data)
         if self._pre:
-            k = min(self._pre, n)
-            self._pre -= k
-            i = k
-        while i < n:
-            if self._skip:
-                k = min(self._skip, n - i)
-                self._skip -= k
-                i += k
-                continue
+            i = min(self._pre, n)
+            self._pre -= i
+        if self._skip and i < n:
+            k = min(self._skip, n - i)
+            self._skip -= k
+            i += k
+        if self._hdr and i < n:
+            # complete a header split across calls
             need = 9 - len(self._hdr)
             self._hdr += bytes(data[i:i + need])
             i += need
             if len(self._hdr) < 9:
                 return
             h, self._hdr = self._hdr, b""
-            self._skip = int.from_bytes(h[:3], "big")
+            length = int.from_bytes(h[:3], "big")
             on_frame(h[3], h[4], int.from_bytes(h[5:9], "big") & 0x7FFFFFFF)
+            k = min(length, n - i)
+            i += k
+            self._skip = length - k
+        # whole headers in place, no copies: the common case of one read = whole frames
+        while i + 9 <= n:
+            length = int.from_bytes(data[i:i + 3], "big")
+            on_frame(data[i + 3], data[i + 4], int.from_bytes(data[i + 5:i + 9], "big") & 0x7FFFFFFF)
+            i += 9 + length
+        if i > n:
+            self._skip = i - n
+        elif i < n:
+            self._hdr = bytes(data[i:])
 
 
 class PingPolicy:

@@ -258,6 +258,8 @@ class Server:
         self.h2_limits = h2_limits
         self.interceptors = list(interceptors)
         self.methods: dict[str, Method] = {}
+        #: the protobuf ServiceDescriptors registered with add_servicer (for reflection)
+        self.descriptors: list = []
         self.calls = 0
 
     # -- registration ---------------------------------------------------------------------
@@ -306,6 +308,8 @@ class Server:
             self.add_method(path, kind, fn, message_factory.GetMessageClass(m.input_type),
                             message_factory.GetMessageClass(m.output_type))
             paths.append(path)
+        if paths and service_descriptor not in self.descriptors:
+            self.descriptors.append(service_descriptor)
         return paths
 
     # -- serving --------------------------------------------------------------------------

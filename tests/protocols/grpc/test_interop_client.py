@@ -266,3 +266,55 @@ def test_tls_to_our_server(our_tls_server, pki):
         pb2.SimpleRequest(response_size=314159, payload=pb2.Payload(body=b"\0" * 271828))),
         tls=ctx)
     assert len(r.payload.body) == 314159
+
+
+def test_client_interceptor_adds_metadata_and_can_refuse(our_server):
+    seen = []
+
+    def add_header(details, call):
+        seen.append(details["method"])
+        details["metadata"].append(("x-grpc-test-echo-initial", "from-interceptor"))
+        return call()
+
+    def refuse(details, call):
+        if details["method"].endswith("EmptyCall"):
+            raise RpcError(StatusCode.PERMISSION_DENIED, "local policy")
+        return call()
+
+    def fn(ch, s):
+        call = ch.start_call("/grpc.testing.TestService/UnaryCall", pb2.SimpleResponse)
+        call.send(pb2.SimpleRequest())
+        call.done()
+        call.result()
+        with pytest.raises(RpcError) as ei:
+            s.EmptyCall(pb2.Empty())
+        return call.initial_metadata(), ei.value.status
+    md, st = run(("127.0.0.1", our_server.port), fn, interceptors=[add_header, refuse])
+    assert ("x-grpc-test-echo-initial", "from-interceptor") in md
+    assert st == StatusCode.PERMISSION_DENIED
+    assert seen == ["/grpc.testing.TestService/UnaryCall", "/grpc.testing.TestService/EmptyCall"]
+
+
+def test_handler_sees_the_client_deadline():
+    from greenrt.protocols.grpc.server import Server
+
+    from .conftest import GrpcServerThread
+
+    got = {}
+
+    class Svc:
+        def EmptyCall(self, req, ctx):
+            got["remaining"] = ctx.time_remaining()
+            got["deadline_set"] = ctx.deadline is not None
+            return pb2.Empty()
+
+    srv = Server()
+    srv.add_servicer(SERVICE, Svc())
+    t = GrpcServerThread(srv).start()
+    try:
+        run(("127.0.0.1", t.port), lambda ch, s: s.EmptyCall(pb2.Empty(), timeout=30))
+        assert got["deadline_set"] and 0 < got["remaining"] <= 30
+        run(("127.0.0.1", t.port), lambda ch, s: s.EmptyCall(pb2.Empty()))
+        assert got["remaining"] is None
+    finally:
+        t.stop()

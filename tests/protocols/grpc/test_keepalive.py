@@ -139,3 +139,27 @@ def test_normal_client_is_never_struck(strict_server):
             response_parameters=[pb2.ResponseParameters(size=50000)] * 50)
         assert len(list(stub.StreamingOutputCall(req))) == 50
     assert "too_many_pings" not in strict_server.codes()
+
+
+@given(st.lists(st.tuples(st.sampled_from([0, 1, 6, 8]), st.integers(0, 1),
+                          st.integers(0, 9), st.integers(0, 30)), max_size=12),
+       st.lists(st.integers(1, 50), max_size=12))
+def test_walker_sees_the_same_frames_however_split(frames, cuts):
+    from greenrt.protocols.grpc.keepalive import _Walker
+
+    data = PREFACE + b"".join(_frame(t, f, sid, b"p" * ln) for t, f, sid, ln in frames)
+    expected = [(t, f, sid) for t, f, sid, _ in frames]
+    for pieces in ([data], [data[i:i + 1] for i in range(len(data))], _split(data, cuts)):
+        seen: list = []
+        w = _Walker(24)
+        for p in pieces:
+            w.feed(p, lambda t, f, s, seen=seen: seen.append((t, f, s)))
+        assert seen == expected
+
+
+def _split(data, cuts):
+    out, i = [], 0
+    for c in cuts:
+        out.append(data[i:i + c])
+        i += c
+    return out + [data[i:]]

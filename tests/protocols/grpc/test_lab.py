@@ -9,6 +9,8 @@ on the server: read, handler, send). Checked for every run:
 
 * a call that completed saw its own response, and the status the client saw is the
   handler's outcome (handlers raise NOT_FOUND for some requests);
+* no lost flow-control window: the client acknowledged every DATA byte it got, and
+  the server gave back the whole connection window (read after a PING round trip);
 * no leaked stream: once the workers are done no handler is still running and the
   client connection has no open stream; the server's http2 connection counters show
   every stream it started ended;
@@ -137,10 +139,16 @@ def program(workers: int, rounds: int, k_max: int, base: int = 1) -> dict:
             # let the server see every reset, then check it is idle
             greenrt.sleep(0.05)
             active = svc.active
+            # a PING round trip reads every frame the server sent before its ACK
+            # (WINDOW_UPDATEs for the DATA it consumed or dropped)
+            ch._conn.ping()
+            cstats = ch._conn.statistics()
             ch.close()
             greenrt.sleep(0.01)
             servers[0].shutdown()
         return {**tally, "mismatches": mismatches, "client_open_streams": open_streams,
+                "client_unacked": cstats["unacked_bytes"],
+                "client_outbound_window": cstats["outbound_window"],
                 "server_active": active, "connects": ch.connects,
                 "server_streams_open": [c.statistics().get("streams_open", 0)
                                         if hasattr(c, "statistics") else len(c.streams)
@@ -162,6 +170,10 @@ def test_cancellation_at_every_checkpoint(seed):
     assert out["cancelled"] > 0
     assert out["client_open_streams"] == 0
     assert out["server_active"] == 0
+    # no lost flow-control window either way: every DATA byte the client received was
+    # acknowledged, and the server returned the whole connection window to the client
+    assert out["client_unacked"] == 0
+    assert out["client_outbound_window"] == 65535
     assert all(n == 0 for n in out["server_streams_open"])
 
 
