@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test bench lint fuzz
+.PHONY: setup demo test bench lint fuzz docs
 
 setup:
 	bash scripts/setup.sh
@@ -18,3 +18,6 @@ bench: setup
 
 lint: setup
 	$(VENV)/bin/ruff check greenrt protocols lab tests bench examples
+
+docs: setup
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html

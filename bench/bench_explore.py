@@ -58,12 +58,33 @@ def medium() -> int:
     return c.join()
 
 
-def rate(fn, runs: int, workers: int) -> tuple[float, int]:
+def large() -> int:
+    """8 tasks x 60 checkpoints, a lock every 6th: ~500 scheduling steps per run (the
+    issue's 400-600-step throughput target)."""
+    lock = greenrt.Lock()
+    total = lab.shared({"n": 0}, "total")
+
+    def worker() -> None:
+        for k in range(60):
+            if k % 6 == 0:
+                with lock:
+                    total["n"] = total["n"] + 1
+            greenrt.checkpoint()
+
+    with greenrt.region() as r:
+        for i in range(8):
+            r.spawn(worker, name=f"w{i}")
+    return total["n"]
+
+
+def rate(fn, runs: int, workers: int) -> tuple[float, int, float]:
+    """Runs/s, classes and scheduling steps/s of a random exploration."""
     t0 = time.perf_counter()
-    r = lab.explore(fn, runs=runs, workers=workers, seed=1, stop_on_failure=False)
+    r = lab.explore(fn, runs=runs, workers=workers, seed=1, stop_on_failure=False,
+                    strategy="random")
     dt = time.perf_counter() - t0
     assert r.ok, r.summary()
-    return r.runs / dt, r.classes
+    return r.runs / dt, r.classes, r.steps / dt
 
 
 ZOO = ["lost_update.py:main", "lock_order.py:main", "permit_leak.py:main",
@@ -76,11 +97,17 @@ def main() -> None:
     print("== schedules explored per second (random, tracked, oracles on; best of 2)")
     for name, fn, n in (("small (3 tasks)", small, n_small), ("medium (8 tasks)", medium, n_med)):
         for w in (1, 2):
-            best = max(rate(fn, n, w)[0] for _ in range(2))
-            print(f"  {name:18s} workers={w}: {best:8.0f} runs/s")
+            best = max((rate(fn, n, w) for _ in range(2)), key=lambda x: x[0])
+            print(f"  {name:18s} workers={w}: {best[0]:8.0f} runs/s {best[2]:9.0f} steps/s")
     one = max(rate(medium, n_med, 1)[0] for _ in range(2))
     two = max(rate(medium, n_med, 2)[0] for _ in range(2))
     print(f"  medium: 2 workers / 1 worker = {two / one:.2f}x")
+    n_large = 24 if quick else 120
+    big = {w: max(rate(large, n_large, w)[2] for _ in range(2)) for w in (1, 2)}
+    for w, v in big.items():
+        print(f"  large (8 tasks, ~500 steps) workers={w}: {v:9.0f} steps/s")
+    print(f"SUMMARY: explore steps/s, ~500-step program, 2 workers: {big[2]:.0f} "
+          f"({big[2] / 100_000:.2f}x the 100k target; 2 workers / 1 = {big[2] / big[1]:.2f}x)")
 
     print("\n== DPOR reduction: runs to cover every class (DPOR vs exhaustive DFS)")
     for name in ("writers3", "locks2", "event_and_channel"):

@@ -11,7 +11,7 @@ explicitly; without it delayed ACKs cap it near 1.4k req/s).
 
 Servers:
 
-* greenrt         ``protocols.http1.serve`` with a handler returning ``Response``
+* greenrt         ``protocols.http.serve`` with a handler returning ``Response``
 * gevent.pywsgi   ``WSGIServer`` with a WSGI hello app (TCP_NODELAY set per connection)
 * asyncio+h11     ``asyncio.start_server`` + one ``h11.Connection`` per connection
 * trio+h11        ``trio.serve_tcp`` + one ``h11.Connection`` per connection
@@ -54,8 +54,7 @@ BODY = b"Hello, World!"
 def serve_greenrt(profile: bool) -> None:
     sys.path.insert(0, ROOT)
     import greenrt
-    from greenrt.protocols.http import Response
-    from greenrt.protocols.http1 import serve
+    from greenrt.protocols.http import Response, serve
 
     headers = [("content-type", "text/plain")]
 

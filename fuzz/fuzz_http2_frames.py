@@ -1,14 +1,17 @@
 """Fuzz target: frame sequences into an HTTP/2 server connection — greenrt's frame
-gate (``protocols.http2.server._FrameGate``: frame-size pre-check, flood counters) in
-front of h2's server state machine, exactly as ``serve_connection`` feeds them.
+gate (``protocols.http2._wire.FrameGate``: frame-size pre-check, flood counters,
+CONTINUATION cap, GOAWAY taken out of the stream) in front of h2's server state
+machine fed frame by frame (``protocols.http2.server.feed_frames``, stream errors
+answered with RST_STREAM), exactly as ``serve_connection`` feeds them.
 
 Run with atheris::
 
     .venv/bin/python fuzz/fuzz_http2_frames.py /tmp/h2f-scratch fuzz/corpus/http2_frames
 
-Checks: the only exceptions are the gate's connection end and h2's ``ProtocolError``
-(the server answers both with GOAWAY); once either is raised, the connection stops;
-the gate's verdict does not depend on segmentation.
+Checks: the only exceptions are the gate's verdict and h2's ``ProtocolError`` (the
+server answers both with GOAWAY); a stream error resets its stream and the
+connection goes on; the gate's output (verdict, the bytes handed to h2 and the
+GOAWAYs taken out) does not depend on segmentation.
 """
 
 from __future__ import annotations
@@ -25,56 +28,74 @@ try:  # pragma: no cover - only when running under atheris
         import h2.connection
         import h2.exceptions
 
+        from greenrt.protocols.http2._wire import PREFACE, FrameGate, GateError
         from greenrt.protocols.http2.limits import H2Limits
-        from greenrt.protocols.http2.server import PREFACE, _ConnectionEnd, _FrameGate
+        from greenrt.protocols.http2.server import feed_frames
 except ImportError:
     atheris = None
     import h2.config
     import h2.connection
     import h2.exceptions
 
+    from greenrt.protocols.http2._wire import PREFACE, FrameGate, GateError
     from greenrt.protocols.http2.limits import H2Limits
-    from greenrt.protocols.http2.server import PREFACE, _ConnectionEnd, _FrameGate
+    from greenrt.protocols.http2.server import feed_frames
 
 LIMITS = H2Limits(pings_per_window=4, settings_per_window=4, resets_per_window=4,
-                  empty_frames_per_window=4, priority_per_window=4)
-EXPECTED_ERRORS = (_ConnectionEnd, h2.exceptions.ProtocolError)
+                  empty_frames_per_window=4, priority_per_window=4, refused_per_window=4,
+                  max_header_list_size=1024)
+EXPECTED_ERRORS = (GateError, h2.exceptions.ProtocolError)
 
 
 class Finding(AssertionError):
     """An invariant broke."""
 
 
-class _Clock:
-    def now(self) -> float:
-        return 0.0
+def _now() -> float:
+    return 0.0
 
 
-def _gate_verdict(chunks) -> str | None:
-    g = _FrameGate(LIMITS, _Clock())
+def gate_output(chunks, *, preface: bool) -> tuple:
+    """(verdict, bytes passed through, GOAWAYs taken out) for ``chunks``."""
+    g = FrameGate(LIMITS, _now, preface=preface)
+    passed, goaways = [], []
     try:
         for c in chunks:
-            g.feed(c)
-    except _ConnectionEnd as e:
-        return e.why
-    return None
+            for piece in g.feed(c):
+                (goaways if type(piece) is tuple else passed).append(piece)
+    except GateError as e:
+        return e.why, None, None  # what was passed before the verdict may differ
+    return None, b"".join(passed), goaways
+
+
+def check_segmentation(stream: bytes, cut: int, *, preface: bool) -> None:
+    whole = gate_output([stream], preface=preface)
+    pieces = gate_output([stream[i:i + cut] for i in range(0, len(stream), cut)],
+                         preface=preface)
+    if whole != pieces:
+        raise Finding(f"gate output depends on segmentation: {whole[0]} vs {pieces[0]}")
 
 
 def TestOneInput(data: bytes) -> None:
     stream = PREFACE + data
-    whole = _gate_verdict([stream])
     cut = 1 + (data[0] if data else 0)
-    pieces = _gate_verdict([stream[i:i + cut] for i in range(0, len(stream), cut)])
-    if whole != pieces:
-        raise Finding(f"gate verdict depends on segmentation: {whole} vs {pieces}")
+    check_segmentation(stream, cut, preface=True)
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
     conn.initiate_connection()
-    gate = _FrameGate(LIMITS, _Clock())
+    conn.decoder.max_header_list_size = LIMITS.max_header_list_size
+    gate = FrameGate(LIMITS, _now, preface=True)
+
+    def stream_error(frame, exc) -> None:
+        try:
+            conn.reset_stream(frame.stream_id, error_code=1)
+        except h2.exceptions.ProtocolError:
+            pass
+
     try:
         for i in range(0, len(stream), cut):
-            piece = stream[i:i + cut]
-            gate.feed(piece)
-            conn.receive_data(piece)
+            for piece in gate.feed(stream[i:i + cut]):
+                if type(piece) is not tuple:
+                    feed_frames(conn, piece, stream_error)
             conn.data_to_send()
     except EXPECTED_ERRORS:
         return

@@ -13,7 +13,10 @@ One input is used three ways, each of which may only raise ``KafkaProtocolError`
 * each frame (and the raw input) as the body of a response chosen by its first byte
   (Metadata, Fetch, Produce, ApiVersions, JoinGroup, OffsetFetch at a version also
   chosen by the input);
-* as the ``records`` of a fetch: ``decode_batches`` with a small inflate cap.
+* as the ``records`` of a fetch: ``decode_batches`` with a small inflate cap, once with
+  the CRC checked and once without (so mutated compressed sections reach the gzip,
+  snappy, lz4 and zstd decoders instead of stopping at the CRC);
+* as a consumer group's subscription and assignment (``group.decode_*``).
 """
 
 from __future__ import annotations
@@ -29,12 +32,12 @@ if __name__ == "__main__":  # pragma: no cover - only when run by atheris
         sys.exit("atheris is not installed; use fuzz/run_bounded.py for the fallback fuzzer")
     with atheris.instrument_imports():
         from greenrt.protocols.base import NEED_DATA
-        from greenrt.protocols.kafka import codec, records
+        from greenrt.protocols.kafka import codec, group, records
         from greenrt.protocols.kafka._messages import MESSAGES
         from greenrt.protocols.kafka.errors import KafkaProtocolError
 else:
     from greenrt.protocols.base import NEED_DATA
-    from greenrt.protocols.kafka import codec, records
+    from greenrt.protocols.kafka import codec, group, records
     from greenrt.protocols.kafka._messages import MESSAGES
     from greenrt.protocols.kafka.errors import KafkaProtocolError
 
@@ -43,7 +46,8 @@ EXPECTED_ERRORS = (KafkaProtocolError,)
 
 _RESPONSES = ["MetadataResponse", "FetchResponse", "ProduceResponse", "ApiVersionsResponse",
               "JoinGroupResponse", "OffsetFetchResponse", "SyncGroupResponse",
-              "ListOffsetsResponse"]
+              "ListOffsetsResponse", "HeartbeatResponse", "FindCoordinatorResponse",
+              "OffsetCommitResponse", "LeaveGroupResponse"]
 
 
 class Finding(AssertionError):
@@ -89,11 +93,17 @@ def TestOneInput(data: bytes) -> None:
     for frame in whole[0][:4]:
         _body(frame)
     _body(data)
-    try:
-        for _ in records.decode_batches(data, max_decompressed_bytes=65536):
+    for verify in (True, False):
+        try:
+            for _ in records.decode_batches(data, max_decompressed_bytes=65536, verify_crc=verify):
+                pass
+        except KafkaProtocolError:
             pass
-    except KafkaProtocolError:
-        pass
+    for decode in (group.decode_subscription, group.decode_assignment):
+        try:
+            decode(data)
+        except KafkaProtocolError:
+            pass
 
 
 if __name__ == "__main__":  # pragma: no cover

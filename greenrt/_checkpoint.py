@@ -65,41 +65,39 @@ def checkpoint() -> None:
         hub = _tls.hub
     except AttributeError:
         raise NoHubError("not inside greenrt.run()") from None
+    # fastpath enter: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
     task = hub.current
-    if task is None:
-        raise NoHubError("checkpoints happen inside tasks")
-    scope = task._scope
-    if task._drains or scope._quota_chain:
-        charge_polls(task)
-    if task._pending:
-        deliver_pending(task)
-    if hub._plain and not (hub._cancel_lane or hub._timed or scope._deadline_eff is not None):
-        # The common case on the real hub, inlined (RealHub._yield_task, minus the
-        # checks already made above): switch straight to the next ready task.
+    if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:
+        task = _enter(hub)
+    # end fastpath enter
+    # fastpath yield: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
+    if hub._plain and not (task._queued or hub._cancel_lane or hub._timed
+                           or task._scope._deadline_eff is not None):
         cd = hub._poll_countdown - 1
-        if cd > 0:
-            hub._poll_countdown = cd
-            ready = hub._ready
-            if not ready:
-                return  # the only runnable task: keep running
-            glet = ready[0]._glet
-            if glet is not None:
-                if task._queued:  # keep Hub._schedule's double-queue detector on this path
-                    raise InvariantViolation(f"task {task.id} ({task.name}) scheduled twice")
-                nxt = ready.popleft()
+        ready = hub._ready
+        if cd <= 0:
+            hub._schedule(task)
+            hub._handoff()
+        elif not ready:
+            hub._poll_countdown = cd  # the only runnable task: keep running
+        else:
+            nxt = ready[0]
+            glet = nxt._glet
+            if glet is None:
+                hub._schedule(task)
+                hub._handoff()
+            else:
+                ready.popleft()
                 ready.append(task)
                 task._queued = True
                 nxt._queued = False
+                hub._poll_countdown = cd
                 hub.current = nxt
                 glet.switch()
-                r = task._resume
-                if r is not None:
-                    task._resume = None
-                    _raise_resume(task, r)
-                return
-    elif hub._tracing:
-        hub._emit(tr.CHECKPOINT, task.id, None)
-    hub._yield_task(task)
+    else:
+        hub._schedule(task)
+        hub._handoff()
+    # end fastpath yield
     r = task._resume
     if r is not None:
         task._resume = None

@@ -27,6 +27,8 @@ def _label(obj: Any) -> str:
         return "?"
     if isinstance(obj, str):
         return str(obj)
+    if hasattr(obj, "_tstate") and hasattr(obj, "id"):  # a Task: a join() waits on it
+        return f"task {obj.id} ({obj.name}) to complete"
     name = type(obj).__name__
     label = getattr(obj, "_lab_label", None)
     if callable(label):

@@ -48,7 +48,9 @@ from __future__ import annotations
 import select
 import socket
 
-from ._exceptions import GreenrtError
+from ._checkpoint import _raise_resume, park
+from ._exceptions import GreenrtError, InvariantViolation
+from ._hub import _CANCEL, _Raise
 
 _IN = select.EPOLLIN
 _OUT = select.EPOLLOUT
@@ -136,17 +138,21 @@ class _Slot:
         hub = drv._hub
         task = self.reader = hub.current
         drv.waiting += 1
+        abort = self._abort_r
+        what = self
+        # fastpath park: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
         if task._pending:
-            _park(self._abort_r)
-            return
-        # ``park`` inlined: no cancellation is pending, so no abort is due yet.
-        task._abort_fn = self._abort_r
-        task.waiting_for = self
-        hub._handoff()
-        r = task._resume
-        if r is not None:
-            task._resume = None
-            _raise_resume(task, r)
+            r = park(abort, what)  # may have to abort at once: the general path
+        else:
+            task._abort_fn = abort
+            task.waiting_for = what
+            hub._handoff()
+            r = task._resume
+            if r is not None:
+                task._resume = None
+                if r is _CANCEL or type(r) is _Raise:
+                    _raise_resume(task, r)
+        # end fastpath park
 
     def wait_writable(self) -> None:
         """Park until the fd may be writable (see ``wait_readable``)."""
@@ -160,32 +166,21 @@ class _Slot:
         hub = drv._hub
         task = self.writer = hub.current
         drv.waiting += 1
+        abort = self._abort_w
+        what = self
+        # fastpath park: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
         if task._pending:
-            _park(self._abort_w)
-            return
-        # ``park`` inlined: no cancellation is pending, so no abort is due yet.
-        task._abort_fn = self._abort_w
-        task.waiting_for = self
-        hub._handoff()
-        r = task._resume
-        if r is not None:
-            task._resume = None
-            _raise_resume(task, r)
-
-
-def _park(abort_fn):
-    global _park
-    from ._checkpoint import park
-
-    _park = park
-    return park(abort_fn)
-
-
-def _raise_resume(task, r):
-    global _raise_resume
-    from ._checkpoint import _raise_resume
-
-    _raise_resume(task, r)
+            r = park(abort, what)  # may have to abort at once: the general path
+        else:
+            task._abort_fn = abort
+            task.waiting_for = what
+            hub._handoff()
+            r = task._resume
+            if r is not None:
+                task._resume = None
+                if r is _CANCEL or type(r) is _Raise:
+                    _raise_resume(task, r)
+        # end fastpath park
 
 
 class EpollDriver:
@@ -315,7 +310,7 @@ class EpollDriver:
                 self._update(fd, slot)
             return True
 
-        _park(abort)
+        park(abort)
 
     def wait_readable(self, fd) -> None:
         """Park until ``fd`` is readable. Not a checkpoint by itself (callers check first)."""
@@ -328,8 +323,6 @@ class EpollDriver:
     def notify_closing(self, fd) -> None:
         """Wake every task waiting on ``fd`` with ``ClosedResourceError`` and forget
         the fd (removing it from epoll). Call it before closing ``fd``."""
-        from ._hub import _Raise
-
         if not isinstance(fd, int):
             fd = fd.fileno()
         slot = self._slots.pop(fd, None)
@@ -355,11 +348,9 @@ class EpollDriver:
         slots = self._slots
         hub = self._hub
         reschedule = hub.reschedule
-        # On a plain hub (the real hub's own lanes, no tracing) a woken reader with
-        # nothing special about it goes straight to the ready lane: this is
-        # ``Hub.reschedule``/``Hub._schedule`` inlined for the one case that matters
-        # (no pending cancellation, no deadline); every other case takes the hub's path.
-        ready_append = hub._ready.append if hub._plain else None
+        # A woken reader is rescheduled by an inlined copy of the hub's fast path (see
+        # ``greenrt._fastpath``): readers are the common wake-up, one per event.
+        value = None
         wake_rfd = self._wake_rfd
         woken = 0
         for fd, ev in events:
@@ -378,19 +369,22 @@ class EpollDriver:
                     slot.rready = 2
                 elif slot.rready == 0:
                     slot.rready = 1
-                t = slot.reader
-                if t is not None:
+                task = slot.reader
+                if task is not None:
                     slot.reader = None
                     woken += 1
-                    if (ready_append is not None and t._abort_fn is not None and not t._queued
-                            and not t._pending and not t._drains
-                            and t._scope._deadline_eff is None):
-                        t._abort_fn = None
-                        t._resume = None
-                        t._queued = True
-                        ready_append(t)
+                    # fastpath reschedule: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
+                    if task._abort_fn is None:
+                        raise InvariantViolation(f"task {task.id} ({task.name}) woken but not parked")
+                    task._abort_fn = None
+                    task._resume = value
+                    if hub._plain and not (task._queued or task._pending or task._drains
+                                           or task._scope._deadline_eff is not None):
+                        task._queued = True
+                        hub._ready.append(task)
                     else:
-                        reschedule(t, None)
+                        hub._schedule(task)
+                    # end fastpath reschedule
                     woke = True
             t = slot.writer
             if t is not None and ev & _WRITE_EVENTS:

@@ -118,14 +118,22 @@ class Deadlock(GreenrtError):
     (``{"blocked": [{"task", "name", "waits_for", "held_by"}...], "cycle": [...]}``);
     ``str()`` formats it."""
 
-    def __init__(self, graph: dict):
+    def __init__(self, graph: dict, snapshot: dict | None = None):
         self.graph = graph
+        #: the task dump taken when the deadlock was found (``lowlevel.task_snapshot``
+        #: form), or None; ``str()`` formats it like ``lowlevel.dump()``
+        self.snapshot = snapshot
         lines = ["deadlock: every task is blocked and nothing can wake one"]
-        for b in graph.get("blocked", ()):
-            held = f", held by task {b['held_by']}" if b.get("held_by") is not None else ""
-            lines.append(f"  task {b['task']} ({b['name']}) waits for {b['waits_for']}{held}")
         if graph.get("cycle"):
             lines.append("  cycle: " + " -> ".join(f"task {t}" for t in graph["cycle"]))
+        if snapshot is not None:
+            from ._dump import format_snapshot
+
+            lines.extend(format_snapshot(snapshot).splitlines()[1:])
+        else:
+            for b in graph.get("blocked", ()):
+                held = f", held by task {b['held_by']}" if b.get("held_by") is not None else ""
+                lines.append(f"  task {b['task']} ({b['name']}) waits for {b['waits_for']}{held}")
         super().__init__("\n".join(lines))
 
 

@@ -24,9 +24,11 @@ one greenlet switch per yield instead of two. Control returns to the hub greenle
 only when nothing is runnable, when it is time to poll, or to start a task on a
 brand-new greenlet (greenlet copies the starter's recursion depth, so new greenlets
 are always started from the hub). A worker greenlet whose task finished runs the next
-not-yet-started task in place, without switching at all. ``RealHub`` inlines the
-common case of these paths (and ``checkpoint()`` inlines it once more); hubs that
-override ``_schedule``/``_pick`` keep ``_fast_paths`` false and get the general path.
+not-yet-started task in place, without switching at all. ``RealHub`` and the hottest
+callers (``checkpoint()``, parks, wake-ups, spawn) carry inlined copies of the common
+case of these paths; the copies, and the one rule for when they apply, live in
+``greenrt._fastpath``. Hubs that override ``_schedule``/``_pick``/``_handoff`` keep
+``_fast_paths`` false and get the general path.
 
 Invariants (checked, a violation raises ``InvariantViolation``):
   * a task is in at most one lane, at most once (``Task._queued``);
@@ -113,7 +115,8 @@ class Hub:
     free_greenlet_limit = 1024
     streak_limit = 16
     #: True on hubs whose scheduling is the plain lanes of this class (no override of
-    #: ``_schedule``/``_pick``/``_handoff``): lets ``checkpoint`` inline its fast path.
+    #: ``_schedule``/``_pick``/``_handoff``); ``_plain`` is that and no instrument
+    #: attached: the condition every inlined fast path tests (``greenrt._fastpath``).
     _fast_paths = False
     _plain = False
     #: raise ``Deadlock`` instead of blocking forever (the real hub; see ``_deadlock``)
@@ -159,6 +162,7 @@ class Hub:
         self._in_wait = False
         #: the wait-for graph of a deadlock found on this hub, if any
         self.deadlock = None
+        self.deadlock_snapshot = None
         self._running = False
         self.driver = None
         self.stats = {"polls": 0, "timers_fired": 0}
@@ -416,8 +420,11 @@ class Hub:
                        cycle=graph["cycle"])
         if self.deadlock is not None:
             # the cancellation could not unblock anything: give up rather than hang
-            raise Deadlock(self.deadlock)
+            raise Deadlock(self.deadlock, self.deadlock_snapshot)
+        from ._dump import snapshot
+
         self.deadlock = graph
+        self.deadlock_snapshot = snapshot(self)
         self.root_region._scope._request(CancelReason(
             CancelKind.RESOURCE_UNAVAILABLE, message="deadlock: every task is blocked",
             origin_region=self.root_region.id, time=self.now()))
@@ -556,66 +563,75 @@ class RealHub(Hub):
     now = staticmethod(time.monotonic)
     wall_time = staticmethod(time.time)
 
-    # The two methods below are the hot path of every checkpoint and every blocking
-    # call. They are the base class's ``_yield_task``/``_handoff`` with the common
-    # case inlined: nothing in the cancel or timed lanes and no tracing. Any other
-    # situation takes the general path. (The lab hub keeps the general path, since
-    # it overrides ``_schedule`` and ``_pick``.)
+    # The three methods below are the hot path of every checkpoint, every wake-up and
+    # every blocking call: the base class's methods with the common case inlined (the
+    # rule and the source of the copies: ``greenrt._fastpath``). Any other situation
+    # takes the general path. (The lab hub keeps the general path, since it overrides
+    # ``_schedule`` and ``_handoff``.)
 
     def _yield_task(self, task) -> None:
-        if (task._queued or self._cancel_lane or self._timed or self._tracing
-                or task._scope._deadline_eff is not None):
-            self._schedule(task)
-            self._handoff()
-            return
-        cd = self._poll_countdown - 1
-        self._poll_countdown = cd
-        ready = self._ready
-        if cd > 0:
-            if not ready:
-                return  # the only runnable task: keep running
-            nxt = ready.popleft()
-            glet = nxt._glet
-            if glet is not None:
-                ready.append(task)
-                task._queued = True
-                nxt._queued = False
-                self.current = nxt
-                glet.switch()
-                return
-            ready.appendleft(nxt)
-        task._queued = True
-        ready.append(task)
-        self._poll_countdown = cd + 1
-        self._handoff()
+        hub = self
+        # fastpath yield: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
+        if hub._plain and not (task._queued or hub._cancel_lane or hub._timed
+                               or task._scope._deadline_eff is not None):
+            cd = hub._poll_countdown - 1
+            ready = hub._ready
+            if cd <= 0:
+                hub._schedule(task)
+                hub._handoff()
+            elif not ready:
+                hub._poll_countdown = cd  # the only runnable task: keep running
+            else:
+                nxt = ready[0]
+                glet = nxt._glet
+                if glet is None:
+                    hub._schedule(task)
+                    hub._handoff()
+                else:
+                    ready.popleft()
+                    ready.append(task)
+                    task._queued = True
+                    nxt._queued = False
+                    hub._poll_countdown = cd
+                    hub.current = nxt
+                    glet.switch()
+        else:
+            hub._schedule(task)
+            hub._handoff()
+        # end fastpath yield
 
     def reschedule(self, task, value: Any = None) -> None:
-        # Hub.reschedule with Hub._schedule's ready-lane case inlined.
+        hub = self
+        # fastpath reschedule: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
         if task._abort_fn is None:
             raise InvariantViolation(f"task {task.id} ({task.name}) woken but not parked")
         task._abort_fn = None
         task._resume = value
-        if task._queued or task._pending or task._drains or task._scope._deadline_eff is not None:
-            self._schedule(task)
-            return
-        task._queued = True
-        self._ready.append(task)
+        if hub._plain and not (task._queued or task._pending or task._drains
+                               or task._scope._deadline_eff is not None):
+            task._queued = True
+            hub._ready.append(task)
+        else:
+            hub._schedule(task)
+        # end fastpath reschedule
 
     def _handoff(self):
-        if self._cancel_lane or self._timed or self._tracing:
-            return Hub._handoff(self)
-        cd = self._poll_countdown - 1
-        ready = self._ready
-        if cd > 0 and ready:
-            nxt = ready[0]
-            glet = nxt._glet
-            if glet is not None:
-                ready.popleft()
-                self._poll_countdown = cd
-                nxt._queued = False
-                self.current = nxt
-                return glet.switch()
-        return Hub._handoff(self)
+        hub = self
+        # fastpath handoff: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
+        if hub._plain and not (hub._cancel_lane or hub._timed):
+            cd = hub._poll_countdown - 1
+            ready = hub._ready
+            if cd > 0 and ready:
+                nxt = ready[0]
+                glet = nxt._glet
+                if glet is not None:
+                    ready.popleft()
+                    hub._poll_countdown = cd
+                    nxt._queued = False
+                    hub.current = nxt
+                    return glet.switch()
+        return Hub._handoff(hub)
+        # end fastpath handoff
 
     def _wait(self, timeout: float | None) -> None:
         self._in_wait = True  # read by the watchdog thread: an idle hub is not blocked

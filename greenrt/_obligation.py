@@ -27,7 +27,6 @@ obligation is never reported as leaked.
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -35,9 +34,7 @@ from typing import Any
 from . import _trace as tr
 from ._exceptions import InvalidStateError
 from ._hub import current_hub
-
-logger = logging.getLogger("greenrt")
-logger.addHandler(logging.NullHandler())
+from ._log import log_detached, logger
 
 LEAK_POLICIES = ("error", "log", "abort")
 
@@ -189,7 +186,11 @@ def abort_leaked(obligations, owner_id, where: str) -> list[Obligation]:
         if hub._tracing:
             hub._emit(tr.OBLIGATION_LEAK, owner_id, None, obligation=ob.id, kind=ob.kind,
                       site=ob.site, where=where)
-        ob._resolve_abort("leaked", "leaked")
+        try:
+            ob._resolve_abort("leaked", "leaked")
+        except Exception as exc:  # noqa: BLE001 - nobody to raise to: the owner is gone
+            log_detached("%s: on_abort hook of leaked obligation %d (%s) raised", exc,
+                         where, ob.id, ob.kind)
     return leaked
 
 

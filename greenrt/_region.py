@@ -92,6 +92,8 @@ class Region:
         #: called when the last live child completes (set when the owner was abandoned)
         self._on_empty = None
         self._body_cancelled = None
+        #: where the ``with`` statement entered the region (a ``(file, line, function)``)
+        self._site = None
 
     # -- public ---------------------------------------------------------------------
 
@@ -127,14 +129,17 @@ class Region:
         task = Task(hub, self, fn, args, name, budget)
         self._live[task] = None
         self._spawned += 1
-        if hub._plain and task._deadline_eff is None and not task._pending:
-            task._queued = True  # Hub._schedule's ready-lane case, inlined
-            hub._ready.append(task)
-            return task
         if hub._tracing:
             hub._emit(tr.TASK_SPAWN, task.id, self.id, name=name,
                       parent=hub.current.id if hub.current is not None else None)
-        hub._schedule(task)
+        # fastpath schedule: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
+        if hub._plain and not (task._queued or task._pending or task._drains
+                               or task._scope._deadline_eff is not None):
+            task._queued = True
+            hub._ready.append(task)
+        else:
+            hub._schedule(task)
+        # end fastpath schedule
         return task
 
     def cancel(self, reason=None) -> None:
@@ -261,6 +266,7 @@ class Region:
         task = hub.current
         if task is None:
             raise InvariantViolation("regions are opened inside a task")
+        self._site = _caller_site(1)  # for task dumps and the never-exited error
         self._open(hub, task, task._scope)
         return self
 

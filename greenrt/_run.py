@@ -56,8 +56,30 @@ def _restore_signals(state) -> None:
         signal.set_wakeup_fd(old_wake)
 
 
+def _install_dump_signal(hub: Hub, signum: int):
+    """Log a task dump on ``signum`` (main thread only). The dump is taken inside the
+    handler, so it also shows a task that keeps the hub from running (a CPU loop):
+    Python runs the handler between two bytecodes of whatever is running."""
+    if threading.current_thread() is not threading.main_thread():
+        raise ValueError("dump_signal works only when run() is called in the main thread")
+    from ._dump import format_snapshot, snapshot
+    from ._log import log_detached, logger
+
+    def handler(sig, frame):
+        try:
+            text = format_snapshot(snapshot(hub, frame), header=(
+                f"greenrt task dump on signal {signal.Signals(sig).name}"))
+        except Exception as exc:  # noqa: BLE001 - never break the program for a dump
+            log_detached("task dump on signal %s failed", exc, sig)
+            return
+        logger.warning("%s", text)
+
+    return signum, signal.signal(signum, handler)
+
+
 def run(fn, *args, instruments=(), leak_policy: str = "error", hub: Hub | None = None,
-        handle_signals: bool = True, watchdog: float | None = None):
+        handle_signals: bool = True, watchdog: float | None = None,
+        dump_signal: int | None = None):
     """Run ``fn(*args)`` as the main task of a new hub and return its result.
 
     ``instruments`` receive trace events; ``leak_policy`` is the default obligation
@@ -65,8 +87,11 @@ def run(fn, *args, instruments=(), leak_policy: str = "error", hub: Hub | None =
     hub implementation (the lab passes its own); ``watchdog`` (seconds, off by
     default) reports a task that keeps the hub from running for longer than that (a
     ``greenrt`` log warning with its stack and a ``hub.blocked`` trace event; see
-    ``greenrt._watchdog``). Returns only when every task has completed (the root
-    region is closed).
+    ``greenrt._watchdog``); ``dump_signal`` (a signal number such as
+    ``signal.SIGUSR1``, off by default; main thread only) logs a task dump
+    (``greenrt.lowlevel.dump()``: every task's state, wait, deadline and stack) on the
+    ``greenrt`` logger at WARNING whenever that signal arrives — configure logging to
+    see it. Returns only when every task has completed (the root region is closed).
     """
     if hub is None:
         hub = RealHub(instruments=instruments, leak_policy=leak_policy)
@@ -76,8 +101,11 @@ def run(fn, *args, instruments=(), leak_policy: str = "error", hub: Hub | None =
     hub._enter()
     signals = None
     dog = None
+    dumper = None
     received: list[int] = []
     try:
+        if dump_signal is not None:
+            dumper = _install_dump_signal(hub, dump_signal)
         root = Region(name="root", policy="fail_fast")
         root._open(hub, None, None)
         hub.root_region = root
@@ -110,13 +138,15 @@ def run(fn, *args, instruments=(), leak_policy: str = "error", hub: Hub | None =
         if dog is not None:
             dog.stop()
         _restore_signals(signals)
+        if dumper is not None:
+            signal.signal(*dumper)
         hub._exit()
         hub.close()
     outcome = main.outcome
     if hub.deadlock is not None:
         from ._exceptions import Deadlock
 
-        err = Deadlock(hub.deadlock)
+        err = Deadlock(hub.deadlock, hub.deadlock_snapshot)
         if not outcome.is_ok and not outcome.is_cancelled and isinstance(outcome.value, BaseException):
             raise err from outcome.value
         raise err

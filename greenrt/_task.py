@@ -31,7 +31,6 @@ cyclic garbage, and the cyclic collector would rescan all of them on every pass.
 from __future__ import annotations
 
 import enum
-import logging
 import os
 import sys
 
@@ -46,6 +45,7 @@ from ._exceptions import (
     InvariantViolation,
     ObligationLeak,
 )
+from ._log import log_detached, logger
 from ._obligation import abort_leaked, log_leak
 from ._outcome import Outcome
 from ._scope import (
@@ -252,10 +252,11 @@ def _worker_main(task: Task) -> None:
     me = getcurrent()
     while True:
         _run_task(task)
+        # Common case on the real hub: the next ready task has not started yet, so
+        # run it right here, on this greenlet, without any switch.
+        # fastpath run_in_place: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
         task = None
-        if hub._plain and not hub._cancel_lane and not hub._timed:
-            # Common case on the real hub: the next ready task has not started yet, so
-            # run it right here, on this greenlet, without any switch.
+        if hub._plain and not (hub._cancel_lane or hub._timed):
             cd = hub._poll_countdown - 1
             ready = hub._ready
             if cd > 0 and ready and ready[0]._glet is None:
@@ -265,7 +266,9 @@ def _worker_main(task: Task) -> None:
                 hub.current = task
                 task._glet = me
                 me.gr_context = task._context
-                continue
+        # end fastpath run_in_place
+        if task is not None:
+            continue
         if len(free) >= hub.free_greenlet_limit:
             return
         free.append(me)
@@ -361,7 +364,10 @@ def _finish(task: Task, outcome: Outcome) -> None:
     if cbs:
         task._done_callbacks = None
         for cb in cbs:
-            cb(task)
+            try:
+                cb(task)
+            except Exception as exc:  # noqa: BLE001 - the task is done: nobody to raise to
+                log_detached("done callback %r of task %s (%s) raised", exc, cb, task.id, task.name)
 
 
 def _handle_leaks(task: Task, outcome: Outcome) -> Outcome:
@@ -381,7 +387,6 @@ def _handle_leaks(task: Task, outcome: Outcome) -> Outcome:
     return outcome
 
 
-logger = logging.getLogger("greenrt")
 
 #: Greenlets of abandoned tasks. They stay referenced for the life of the process: a
 #: greenlet that is garbage-collected is resumed with GreenletExit, which would run

@@ -14,12 +14,11 @@ on any hot path (the hub already keeps the counter and the wait flag).
 
 from __future__ import annotations
 
-import logging
 import sys
 import threading
 import traceback
 
-logger = logging.getLogger("greenrt")
+from ._log import logger
 
 
 class Watchdog:

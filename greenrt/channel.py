@@ -261,9 +261,11 @@ class Sender(Generic[T]):
             hub = _hub_tls.hub
         except AttributeError:
             raise NoHubError("not inside greenrt.run()") from None
-        task = hub.current  # the check half of the checkpoint, common case inlined
+        # fastpath enter: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
+        task = hub.current
         if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:
             task = _enter(hub)
+        # end fastpath enter
         ch = self._ch
         if self._closed or ch.rx_closed:
             self._check()
@@ -299,9 +301,11 @@ class Sender(Generic[T]):
             hub = _hub_tls.hub
         except AttributeError:
             raise NoHubError("not inside greenrt.run()") from None
-        task = hub.current  # the check half of the checkpoint, common case inlined
+        # fastpath enter: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
+        task = hub.current
         if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:
             task = _enter(hub)
+        # end fastpath enter
         ch = self._ch
         if self._closed or ch.rx_closed:
             self._check()
@@ -404,9 +408,11 @@ class Receiver(Generic[T]):
             hub = _hub_tls.hub
         except AttributeError:
             raise NoHubError("not inside greenrt.run()") from None
-        task = hub.current  # the check half of the checkpoint, common case inlined
+        # fastpath enter: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
+        task = hub.current
         if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:
             task = _enter(hub)
+        # end fastpath enter
         if self._closed:
             raise ClosedResourceError("this receiver is closed")
         ch = self._ch

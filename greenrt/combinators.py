@@ -20,7 +20,8 @@ could not meet; it also gives up when the poll budget cannot pay for another att
 Losing: ``race``/``first_ok``/``hedge`` cancel the losers with reason ``race_lost``
 (a ``CancelReason`` naming the winner task). A loser that fails with an ordinary
 exception after the winner was decided does not change the result; the failure is
-recorded as a ``combinator.loser_error`` trace event. A panic (a ``BaseException``
+recorded as a ``combinator.loser_error`` trace event and logged once on the
+``greenrt`` logger (ERROR, with its traceback). A panic (a ``BaseException``
 other than ``Cancelled``) in any child propagates out of the region as usual.
 """
 
@@ -35,6 +36,7 @@ from typing import Any
 from ._checkpoint import checkpoint_if_cancelled, now, sleep
 from ._exceptions import Cancelled, InvalidStateError
 from ._hub import current_hub
+from ._log import log_detached
 from ._outcome import Outcome
 from ._reason import CancelKind, CancelReason
 from ._region import region
@@ -90,6 +92,8 @@ class _Contest:
             if outcome.is_err:
                 hub = current_hub()
                 hub.emit("combinator.loser_error", index=i, error=type(outcome.value).__name__)
+                log_detached("race loser %d failed after the winner (%d) was decided", outcome.value,
+                             i, self.winner)
             return
         if self.need_ok and not outcome.is_ok:
             self.errors[i] = outcome.value

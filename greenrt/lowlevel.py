@@ -6,12 +6,15 @@ should not need it. ``park``/``reschedule`` follow the contract in
 (``now``, ``_wait``, ``_wakeup``, optionally ``_pick`` and ``_has_io_waiters``).
 """
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from ._checkpoint import _enter as _enter_checkpoint
 from ._checkpoint import park, reschedule, reschedule_with_error, yield_task
 from ._driver import EpollDriver, SelectorDriver
+from ._dump import format_snapshot as format_task_snapshot
+from ._dump import snapshot as _snapshot
 from ._hub import Hub, RealHub, TimerHandle, _tls, current_hub
 from ._scope import deliver_pending
 from ._task import repr_outcome
@@ -55,6 +58,27 @@ def wait_writable(fd) -> None:
 def notify_closing(fd) -> None:
     """Wake tasks waiting on ``fd`` with ``ClosedResourceError``; call before closing."""
     current_hub().driver.notify_closing(fd)
+
+
+def dump(hub=None, *, stacks: bool = True) -> str:
+    """Every live task of ``hub`` (default: this thread's), as an indented region tree:
+    per task its state, what it waits for (and who holds it), its deadline as a
+    duration from now, its budget left, a pending cancellation and its stack; per
+    region its state, policy and where it was opened. The same text a real hub's
+    ``Deadlock`` carries and ``run(..., dump_signal=)`` logs. Not a checkpoint; never
+    switches (safe from a signal handler or a done-callback)."""
+    if hub is None:
+        hub = current_hub()
+    return format_task_snapshot(_snapshot(hub, sys._getframe(1)), stacks=stacks)
+
+
+def task_snapshot(hub=None) -> dict:
+    """The structured form of ``dump()`` (plain dicts and lists: JSON-serializable);
+    ``format_task_snapshot(snapshot)`` gives the text. Durations (``deadline_in``)
+    are seconds from the snapshot's ``time``, negative when past. Not a checkpoint."""
+    if hub is None:
+        hub = current_hub()
+    return _snapshot(hub, sys._getframe(1))
 
 
 def note_access(obj, write: bool = True) -> None:
@@ -124,7 +148,7 @@ class WaitQueue(_WaitQueue):
 
 
 __all__ = [
-    "WaitQueue", "note_access",
+    "WaitQueue", "note_access", "dump", "task_snapshot", "format_task_snapshot",
     "EpollDriver", "Hub", "RealHub", "SelectorDriver", "TimerHandle", "current_hub",
     "current_hub_or_none", "deliver_pending", "repr_outcome",
     "enter_checkpoint", "notify_closing", "park", "reschedule", "reschedule_with_error",

@@ -127,18 +127,20 @@ class _WaitQueue:
                 on_abort()
             return True
 
+        hub = task._hub
+        # fastpath park: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
         if task._pending:
-            return park(abort, what)  # may have to abort at once: the general path
-        # ``park`` inlined (the caller is ``task``; nothing is pending); keep in step.
-        task._abort_fn = abort
-        task.waiting_for = what
-        task._hub._handoff()
-        r = task._resume
-        if r is None:
-            return None
-        task._resume = None
-        if r is _CANCEL or type(r) is _Raise:
-            _raise_resume(task, r)
+            r = park(abort, what)  # may have to abort at once: the general path
+        else:
+            task._abort_fn = abort
+            task.waiting_for = what
+            hub._handoff()
+            r = task._resume
+            if r is not None:
+                task._resume = None
+                if r is _CANCEL or type(r) is _Raise:
+                    _raise_resume(task, r)
+        # end fastpath park
         return r
 
     def first(self):
@@ -404,9 +406,11 @@ class Lock:
             hub = _hub_tls.hub
         except AttributeError:
             raise NoHubError("not inside greenrt.run()") from None
-        task = hub.current  # the check half of the checkpoint, common case inlined
+        # fastpath enter: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
+        task = hub.current
         if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:
             task = _enter(hub)
+        # end fastpath enter
         if hub.wants_access:
             hub.note_access(self)
         owner = self._owner

@@ -37,14 +37,22 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    """The names imported lazily (``net`` needs ``greenrt.net``; the explorer and
+    shrinking pull in more than ``lab.run`` needs). Each is cached in the module's
+    namespace, and no lazily provided name is also the name of a submodule (the
+    shrinker lives in ``greenrt.lab.shrinking``), so a name is the same object on
+    every access, whichever submodules were imported in between."""
     import importlib
 
-    if name == "net":  # imported lazily: it needs greenrt.net
-        return importlib.import_module(".net", __name__)
-    if name in ("explore", "ExploreResult", "replay_token"):
-        return getattr(importlib.import_module(".explorer", __name__), name)
-    if name == "FaultPlan":
-        return importlib.import_module(".faults", __name__).FaultPlan
-    if name == "shrink":
-        return importlib.import_module(".shrink", __name__).shrink
-    raise AttributeError(f"module 'greenrt.lab' has no attribute {name!r}")
+    if name == "net":
+        value: Any = importlib.import_module(".net", __name__)
+    elif name in ("explore", "ExploreResult", "replay_token"):
+        value = getattr(importlib.import_module(".explorer", __name__), name)
+    elif name == "FaultPlan":
+        value = importlib.import_module(".faults", __name__).FaultPlan
+    elif name == "shrink":
+        value = importlib.import_module(".shrinking", __name__).shrink
+    else:
+        raise AttributeError(f"module 'greenrt.lab' has no attribute {name!r}")
+    globals()[name] = value
+    return value

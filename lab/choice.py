@@ -182,11 +182,17 @@ class PCTStrategy(Strategy):
     ``tasks``/``steps`` are estimates (``lab.explore`` measures them with a first
     run). Other decisions (timer ties, network) are uniform from the same seeded
     stream.
+
+    ``fair_after``: from that many scheduling steps on, the runnable task that was
+    picked least recently runs (a fair tail, as in Coyote's fair PCT), so a correct
+    spin-wait ends and only a real livelock reaches the step limit. The guarantee
+    above holds for bugs within the first ``fair_after`` steps.
     """
 
     name = "pct"
 
-    def __init__(self, seed: int, depth: int = 3, tasks: int = 2, steps: int = 100):
+    def __init__(self, seed: int, depth: int = 3, tasks: int = 2, steps: int = 100,
+                 fair_after: int | None = None):
         if depth < 1:
             raise ValueError("PCT depth must be >= 1")
         self.seed = seed
@@ -200,6 +206,7 @@ class PCTStrategy(Strategy):
         self.prio: dict[int, float] = {}
         self._last: int | None = None
         self.hub = None
+        self.fair = FairTail(fair_after)
 
     def bind(self, hub) -> None:
         self.hub = hub
@@ -210,6 +217,8 @@ class PCTStrategy(Strategy):
             return rng.randrange(n)
         hub = self.hub
         step = hub.steps if hub is not None else 0
+        if self.fair.active(step):
+            return self.fair.pick(ids)
         last = self._last
         st = getattr(hub, "_step", None)
         if st is not None:
@@ -228,8 +237,39 @@ class PCTStrategy(Strategy):
             if p > bp:
                 best, bp = j, p
         self._last = ids[best]
+        self.fair.ran(ids[best])
         return best
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "seed": self.seed, "depth": self.depth,
-                "tasks": self.tasks, "steps": self.steps}
+                "tasks": self.tasks, "steps": self.steps, "fair_after": self.fair.after}
+
+
+class FairTail:
+    """A fair answer to scheduling decisions after ``after`` steps (``None``: never).
+
+    ``pick(ids)`` runs the candidate that was picked least recently (never picked
+    first, then by position): every task that stays runnable runs within ``n`` picks,
+    which is the fairness a livelock verdict needs (a schedule that starves a runnable
+    task is not evidence of a livelock). ``ran(tid)`` records a pick made otherwise.
+    """
+
+    __slots__ = ("after", "clock", "last")
+
+    def __init__(self, after: int | None):
+        self.after = after
+        self.clock = 0
+        self.last: dict[int, int] = {}
+
+    def active(self, step: int) -> bool:
+        return self.after is not None and step > self.after
+
+    def ran(self, tid: int) -> None:
+        self.clock += 1
+        self.last[tid] = self.clock
+
+    def pick(self, ids: Sequence[int]) -> int:
+        last = self.last
+        best = min(range(len(ids)), key=lambda j: (last.get(ids[j], 0), j))
+        self.ran(ids[best])
+        return best

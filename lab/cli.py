@@ -110,7 +110,7 @@ def _cmd_replay_token(a: argparse.Namespace) -> int:
 
 
 def _cmd_shrink(a: argparse.Namespace) -> int:
-    from .shrink import shrink
+    from .shrinking import shrink
 
     r = shrink(a.token, max_runs=a.max_runs)
     print(r.summary())
@@ -225,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("explore", help="explore schedules of module:function")
     e.add_argument("entry")
     e.add_argument("--runs", type=int, default=100, help="run budget (0: until exhausted)")
-    e.add_argument("--strategy", default="random", help="random, pct:D, dfs[:BOUND], dpor")
+    e.add_argument("--strategy", default=None,
+                   help="portfolio (default), random, pct:D, dfs[:BOUND], dpor, dpor:declared")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--inject", help="cancellation injection: all, sample:N, last:N")
     e.add_argument("--inject-tasks", default="*", help="only tasks whose name matches")

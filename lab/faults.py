@@ -18,8 +18,8 @@ stream ``choose("fault", k + 1)`` among "nothing" and the enabled kinds:
                 ``OSError(EIO)`` (the stream breaks, as a real I/O error breaks it)
 ==============  ================================================================
 
-Hosts are those the program uses (the default host, listeners and connections), in
-sorted order, so
+Hosts are those the program uses (the default host, TCP listeners and connections,
+and hosts that bound a UDP socket or were sent a datagram), in sorted order, so
 every decision is a plain index into a deterministic list and is replayed exactly.
 
 **Liveness.** With ``liveness=True`` the faults stop at ``until``: every cut heals,
@@ -101,6 +101,7 @@ class _Ticker:
         for c in net._conns:
             hs.add(c.client.host)
             hs.add(c.server.host)
+        hs.update(net.udp_hosts)  # a UDP-only program is partitionable too
         return sorted(hs)
 
     def _pair(self, net) -> tuple[str, str] | None:

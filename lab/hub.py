@@ -380,9 +380,11 @@ class LabHub(Hub):
             return task
         if timed:
             timed.sort()  # a sorted list is a heap; entries (deadline, -prio, seq, task)
-        ids = [t.id for t in cl]
-        ids.extend(e[3].id for e in timed)
-        ids.extend(t.id for t in ready)
+        ids = [t.id for t in cl] if cl else []
+        if timed:
+            ids += [e[3].id for e in timed]
+        if ready:
+            ids += [t.id for t in ready]
         i = self.strategy.choose("task", n, ids)
         self.choices += 1
         mismatch = getattr(self.strategy, "mismatch", None)

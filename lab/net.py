@@ -121,6 +121,7 @@ class SimNetwork(Network):
         self.config = _as_config(config)
         self._listeners: dict[tuple, SimListener] = {}
         self._udp: dict[tuple, SimUDPSocket] = {}
+        self.udp_hosts: set[str] = set()  # hosts that bound or were sent a datagram
         self._next_port: dict[str, int] = {}
         self._cuts: list[tuple[frozenset, frozenset]] = []
         self._held: list = []  # directions and connects waiting for a heal
@@ -269,6 +270,7 @@ class SimNetwork(Network):
             raise OSError(errno.EADDRINUSE, f"udp {h}:{port} already in use")
         s = SimUDPSocket(self, (h, port), family)
         self._udp[(h, port)] = s
+        self.udp_hosts.add(h)
         return s
 
     def resolve(self, host: str, port: int, family: int = 0, type: int = 0) -> list[tuple]:
@@ -774,6 +776,7 @@ class SimUDPSocket(TransportUDPSocket):
         net = self._net
         payload = bytes(data)
         dst = (net._host_of(address[0]), address[1])
+        net.udp_hosts.add(dst[0])
         net.stats["udp_sent"] += 1
         lost = net.partitioned(self._address[0], dst[0]) or \
             net._chance("net.drop", max(net.config.udp_drop, net.drop_boost))

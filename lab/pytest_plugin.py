@@ -9,6 +9,15 @@ installed; it does nothing for tests without the marker. ::
     def test_something(tmp_path):            # fixtures work as usual
         ...                                  # runs as the main task of lab.run()
 
+    @pytest.mark.lab(runs=200)               # explore: the portfolio, 200 schedules
+    @pytest.mark.lab(runs=None, strategy="dpor")   # or any lab.explore strategy
+    def test_explored(): ...
+
+With ``runs=`` or ``strategy=`` the test is *explored* (``lab.explore``; without a
+strategy that is the portfolio: random, PCT at several depths, a fair bounded DFS and
+sampled cancellation injection). A failure reports the exploration's summary and the
+replay token (``greenrt-lab replay TOKEN``, ``greenrt-lab shrink TOKEN``).
+
 A failing run (an exception, an oracle violation, a halt) fails the test with the
 oracle verdicts, the seed, the path of the recorded trace and the command lines that
 replay it exactly::
@@ -34,8 +43,9 @@ import tempfile
 
 import pytest
 
-MARKER_HELP = ("lab(seed=0, seeds=None, strict=True, disable=(), net=None, max_steps=None): "
-               "run the test function under greenrt's deterministic lab hub")
+MARKER_HELP = ("lab(seed=0, seeds=None, strict=True, disable=(), net=None, max_steps=None, "
+               "runs=None, strategy=None): run the test function under greenrt's "
+               "deterministic lab hub (explore it when runs= or strategy= is given)")
 
 
 def pytest_addoption(parser) -> None:
@@ -89,6 +99,12 @@ def pytest_pyfunc_call(pyfuncitem):
     if replay_path:
         res = lab.replay(replay_path, program)
         _report(pyfuncitem, res, replay_path, bool(kwargs), replayed=True)
+        return True
+    if "runs" in opts or "strategy" in opts:
+        res = lab.explore(program, runs=opts.get("runs", 100), strategy=opts.get("strategy"),
+                          seed=opts.get("seed", 0), entry=entry_of(fn), **run_kw)
+        if not res.ok:
+            pytest.fail(res.summary() + "\n" + res.failures[0].summary, pytrace=False)
         return True
     forced = config.getoption("lab_seed")
     if forced is not None:

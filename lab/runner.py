@@ -64,6 +64,17 @@ class LabResult:
     schedule: list | None = field(default=None, repr=False)
     #: the index of each choice's answer, in order (what a replay token stores)
     choice_indices: list = field(default_factory=list, repr=False)
+    #: ``lazy_trace`` runs: builds ``trace`` on first ``full_trace()``
+    trace_maker: Any = field(default=None, repr=False, compare=False)
+
+    def full_trace(self) -> Trace | None:
+        """The in-memory trace, built now if the run deferred it (``lab.explore``
+        builds the records of a run only when it needs them: a failure's run hash, a
+        DPOR witness's observation)."""
+        if self.trace is None and self.trace_maker is not None:
+            self.trace = self.trace_maker()
+            self.trace_maker = None
+        return self.trace
 
     @property
     def ok(self) -> bool:
@@ -178,7 +189,7 @@ def run(fn, *args: Any, seed: int = 0, record: str | None = None, strict: bool =
 def _run(fn, args: tuple, *, seed: int, record, strict: bool, strategy, disable, net,
          max_steps: int, max_time, leak_policy: str, instruments, trace: bool, entry,
          header: dict | None = None, checker_factory=None, key: bytes | None = None,
-         track: bool = False, setup=None) -> LabResult:
+         track: bool = False, setup=None, lazy_trace: bool = False) -> LabResult:
     from . import __version__
 
     if not isinstance(seed, int) or isinstance(seed, bool):
@@ -244,11 +255,18 @@ def _run(fn, args: tuple, *, seed: int, record, strict: bool, strategy, disable,
     }
     tr = None
     path = None
+    maker = None
     if trace:
         footer = {"complete": halted is None,
                   "outcome": repr_outcome(outcome) if outcome is not None else f"halted:{halted}"}
-        tr = Trace(dict(header), [event_record(ev) for ev in events], footer,
-                   key=key if key is not None else env_key())
+
+        def maker() -> Trace:
+            return Trace(dict(header), [event_record(ev) for ev in events], footer,
+                         key=key if key is not None else env_key())
+
+        if not lazy_trace or record is not None:
+            tr = maker()
+            maker = None
         if record is not None:
             path = tr.save(record)
     if divergence is not None:
@@ -259,7 +277,8 @@ def _run(fn, args: tuple, *, seed: int, record, strict: bool, strategy, disable,
                      error=error, halted=halted, violations=violations, disabled=disable,
                      stats=stats, trace=tr, trace_path=path, divergence=divergence,
                      entry=header.get("entry"), events=events,
-                     schedule=hub.sched if track else None, choice_indices=chosen)
+                     schedule=hub.sched if track else None, choice_indices=chosen,
+                     trace_maker=maker)
 
 
 def rng():

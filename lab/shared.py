@@ -8,8 +8,17 @@ DPOR would try only one order. Declare them:
 
 * ``account = lab.shared({"balance": 100}, "account")`` wraps an object in a proxy
   that reports item and attribute reads (``write=False``) and item/attribute
-  assignments, deletions and method calls (``write=True``, conservatively: a method
-  may mutate) under the stable key ``("shared", name)``;
+  assignments and deletions (``write=True``) under the stable key
+  ``("shared", name)``, each when it happens;
+* methods: a method written in Python runs with ``self`` bound to the *proxy*, so
+  every attribute it reads or writes is reported when it happens — also after a
+  checkpoint inside the method (``Inventory.take()`` checking stock, yielding, then
+  decrementing is two steps, a read and a write, exactly as DPOR must see it).
+  A method of a built-in type (``dict.setdefault``, ``list.append``) cannot take a
+  proxy and cannot yield: it is reported as one write when called. A Python method
+  that uses zero-argument ``super()`` (which requires the real ``self``) is refused
+  with ``LabError`` naming it: declare the attributes it touches with
+  ``lab.access`` instead;
 * ``lab.access("account", write=True)`` reports one access by hand.
 
 Both cost one attribute test outside the lab (the real hub ignores reports) and work
@@ -19,6 +28,7 @@ across runs: use one name per shared object.
 
 from __future__ import annotations
 
+import types
 from typing import Any
 
 from greenrt.lowlevel import current_hub_or_none
@@ -49,6 +59,17 @@ class Shared:
     def __getattr__(self, attr: str) -> Any:
         obj = object.__getattribute__(self, "_lab_obj")
         v = getattr(obj, attr)
+        if isinstance(v, types.MethodType) and v.__self__ is obj \
+                and isinstance(v.__func__, types.FunctionType):
+            fn = v.__func__
+            if fn.__code__.co_freevars and "__class__" in fn.__code__.co_freevars:
+                from .errors import LabError
+
+                raise LabError(
+                    f"lab.shared({object.__getattribute__(self, '_lab_name')!r}): method "
+                    f"{fn.__qualname__} uses super() and cannot run on the proxy; declare "
+                    f"what it touches with lab.access(name, write) instead")
+            return types.MethodType(fn, self)  # self is the proxy: accesses are seen
         if callable(v):
             name = object.__getattribute__(self, "_lab_name")
 

@@ -67,7 +67,7 @@ class Token:
                              "h": self.run_hash[:16], "s": self.seed, "st": self.strategy}
         if self.entry_file:
             d["f"] = self.entry_file
-        if self.args:
+        if self.args is not None:  # [] (no arguments) and None (not recorded) differ
             d["a"] = self.args
         if self.options:
             d["o"] = self.options

@@ -108,12 +108,16 @@ class Lease(Generic[C]):
     """A checked-out connection (``lease.conn``). Give it back exactly once:
     ``release()``, ``discard()`` or ``with lease as conn:`` (which releases)."""
 
-    __slots__ = ("pool", "key", "conn", "ob")
+    __slots__ = ("pool", "key", "conn", "ob", "reused")
 
-    def __init__(self, pool: Pool[C], key: Hashable, conn: C, stacklevel: int):
+    def __init__(self, pool: Pool[C], key: Hashable, conn: C, stacklevel: int,
+                 reused: bool = False):
         self.pool = pool
         self.key = key
         self.conn = conn
+        #: the connection came from the idle list (it may have gone stale on the
+        #: peer's side: an idempotent request may be retried on a fresh one)
+        self.reused = reused
         self.ob = greenrt.reserve("lease", name=pool.name, on_commit=self._on_commit,
                                   on_abort=self._on_abort, stacklevel=stacklevel + 1)
 
@@ -232,8 +236,8 @@ class Pool(Generic[C]):
             got = _SLOT
         else:
             got = self._wait(task, key, k)
-        conn = self._prepare(key, k, got)
-        return Lease(self, key, conn, _stacklevel + 1)
+        conn, reused = self._prepare(key, k, got)
+        return Lease(self, key, conn, _stacklevel + 1, reused)
 
     def _wait(self, task: Any, key: Hashable, k: _Key) -> Any:
         self._counters["waits"] += 1
@@ -252,9 +256,10 @@ class Pool(Generic[C]):
                 f"({self.max_per_key} in use" + ("" if key is None else f" for {key!r}") + ")"
             ) from None
 
-    def _prepare(self, key: Hashable, k: _Key, got: Any) -> C:
+    def _prepare(self, key: Hashable, k: _Key, got: Any) -> tuple[C, bool]:
         """Turn what ``acquire`` got (an idle ``(conn, since)`` or a slot) into an open,
-        checked connection; on failure or cancellation the slot is freed."""
+        checked connection and whether it was reused; on failure or cancellation the
+        slot is freed."""
         while True:
             if got is _SLOT:
                 try:
@@ -265,7 +270,7 @@ class Pool(Generic[C]):
                     raise
                 self._counters["opened"] += 1
                 self._born[id(conn)] = greenrt.now()
-                return conn
+                return conn, False
             conn, since = got
             now = greenrt.now()
             why = None
@@ -292,7 +297,7 @@ class Pool(Generic[C]):
                     why = "health_check"
             if why is None:
                 self._counters["reused"] += 1
-                return conn
+                return conn, True
             self._close(conn)
             self._count_discard(key, why)
             got = _SLOT  # the slot stays ours: open a fresh one
@@ -385,6 +390,17 @@ class Pool(Generic[C]):
         return {"max": self.max_per_key, "keys": len(self._keys), "open": open_, "idle": idle,
                 "in_use": open_ - idle, "waiting": sum(len(k.waiters) for k in ks),
                 **self._counters, "discard_reasons": dict(self._reasons)}
+
+    def key_statistics(self) -> dict:
+        """Per key with anything open or waiting: ``open``, ``idle``, ``in_use``,
+        ``waiting``."""
+        return {key: {"open": k.count, "idle": len(k.idle), "in_use": k.count - len(k.idle),
+                      "waiting": len(k.waiters)} for key, k in self._keys.items()}
+
+    def idle_connections(self, key: Hashable = None) -> list:
+        """The idle connections of ``key``, oldest first (for inspection)."""
+        k = self._keys.get(key)
+        return [] if k is None else [c for c, _ in k.idle]
 
     def __repr__(self) -> str:
         s = self.statistics()

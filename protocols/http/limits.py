@@ -33,13 +33,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ..base import limits as base_limits
+
 __all__ = ["Limits", "DEFAULT_LIMITS"]
 
 
 @dataclass(frozen=True)
-class Limits:
-    """Limits and timeouts for HTTP servers and clients; see the module docstring."""
+class Limits(base_limits.Limits):
+    """Limits and timeouts for HTTP servers and clients; see the module docstring.
 
+    Three groups: what the server's accept path enforces for every connection
+    whatever its version (``max_connections``, ``max_connections_per_ip``,
+    ``drain_timeout``, and ``header_timeout`` which also bounds the TLS handshake and
+    the HTTP/2 preface sniff); HTTP/1.1 message framing (heads, lines, chunks,
+    bodies); and the per-exchange timeouts. HTTP/2's frame-level limits are
+    ``protocols.http2.H2Limits``."""
+
+    positive_ints = ("max_head_bytes", "max_headers", "max_request_line", "max_body_bytes",
+                     "max_requests_per_connection", "max_chunk_line", "max_connections_per_ip",
+                     "max_connections", "max_informational_responses")
+    timeouts = ("header_timeout", "body_idle_timeout", "keepalive_timeout", "request_timeout",
+                "send_timeout")
+
+    # -- connections (the accept path, every HTTP version) --
+    #: open connections per client IP address (server); the next one gets 503 and is closed
+    max_connections_per_ip: int = 256
+    #: open connections in all (server)
+    max_connections: int = 4096
+    drain_timeout: float = 10.0
+
+    # -- HTTP/1.1 messages --
     max_head_bytes: int = 64 * 1024
     max_headers: int = 128
     max_request_line: int = 8192
@@ -47,35 +70,18 @@ class Limits:
     max_requests_per_connection: int = 1000
     #: longest chunk-size line or trailer section h11 may buffer while incomplete
     max_chunk_line: int = 16 * 1024
-    header_timeout: float | None = 10.0
-    body_idle_timeout: float | None = 30.0
-    keepalive_timeout: float | None = 5.0
-    request_timeout: float | None = 60.0
-    send_timeout: float | None = 30.0
-    drain_timeout: float = 10.0
-    #: open connections per client IP address (server); excess ones are closed at once
-    max_connections_per_ip: int = 256
-    #: open connections in all (server)
-    max_connections: int = 4096
     #: reject bare LF line endings and obs-fold continuation lines (RFC 9112 §2.2, §5.2)
     strict: bool = True
     #: interim (1xx) responses a client accepts before the final one (an endless
     #: ``102 Processing`` stream ends the request with a ``ProtocolError``)
     max_informational_responses: int = 16
 
-    def __post_init__(self) -> None:
-        for name in ("max_head_bytes", "max_headers", "max_request_line", "max_body_bytes",
-                     "max_requests_per_connection", "max_chunk_line",
-                     "max_connections_per_ip", "max_connections",
-                     "max_informational_responses"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v <= 0:
-                raise ValueError(f"Limits.{name} must be a positive int, not {v!r}")
-        for name in ("header_timeout", "body_idle_timeout", "keepalive_timeout",
-                     "request_timeout", "send_timeout"):
-            v = getattr(self, name)
-            if v is not None and not v > 0:
-                raise ValueError(f"Limits.{name} must be positive or None, not {v!r}")
+    # -- timeouts of an exchange (seconds; None disables) --
+    header_timeout: float | None = 10.0
+    body_idle_timeout: float | None = 30.0
+    keepalive_timeout: float | None = 5.0
+    request_timeout: float | None = 60.0
+    send_timeout: float | None = 30.0
 
     def replace(self, **changes) -> Limits:
         """A copy with some fields changed."""

@@ -275,12 +275,12 @@ class Request:
     """
 
     __slots__ = ("method", "target", "headers", "body", "http_version", "scheme", "client",
-                 "server", "writer", "extensions")
+                 "server", "writer", "extensions", "_upgrade")
 
     def __init__(self, method: str, target: str, headers: Headers, body: Body, *,
                  http_version: str = "1.1", scheme: str = "http", client: Any = None,
                  server: Any = None, writer: ResponseWriter | None = None,
-                 extensions: dict | None = None):
+                 extensions: dict | None = None, upgrade: Any = None):
         self.method = method
         self.target = target
         self.headers = headers
@@ -291,6 +291,37 @@ class Request:
         self.server = server
         self.writer = writer
         self.extensions = extensions if extensions is not None else {}
+        self._upgrade = upgrade
+
+    @property
+    def can_upgrade(self) -> bool:
+        """True if :meth:`upgrade` may be called: an HTTP/1.1 request carrying an
+        ``Upgrade`` header, no response started."""
+        return self._upgrade is not None and "upgrade" in self.headers
+
+    def upgrade(self, headers: Any = ()) -> tuple[Any, bytes]:
+        """Take the connection over (RFC 9110 §7.8): answer ``101 Switching
+        Protocols`` with ``headers`` and return ``(stream, leftover)`` — the raw
+        stream and the bytes the server had already read past the request head, which
+        are the first bytes of the new protocol.
+
+        A checkpoint (it writes the 101, and waits for the server's reader to stop).
+        From then on the connection is the handler's: the HTTP machine is done with
+        it (no request budget, no keep-alive), the handler returns ``None`` when the
+        new protocol ends, and the server closes the stream after that. Raises
+        ``LocalProtocolError`` if the request cannot be upgraded (HTTP/2, no
+        ``Upgrade`` header, a request body, a response already started). If
+        cancelled before the 101 is written nothing changed; after, the connection
+        is closed.
+        """
+        if self._upgrade is None:
+            raise LocalProtocolError("this connection cannot be upgraded "
+                                     f"(HTTP/{self.http_version}: only HTTP/1.1 has Upgrade)")
+        if "upgrade" not in self.headers:
+            raise LocalProtocolError("the request has no Upgrade header")
+        taken = self._upgrade(headers)
+        self.extensions["upgraded"] = True
+        return taken
 
     @property
     def path(self) -> str:

@@ -43,7 +43,8 @@ Any ``HTTPError`` is sticky: the connection is dead, ``next_event`` raises it ag
 and the only correct reaction is to answer ``exc.status`` (if a response can still be
 sent) and close.
 
-**The server's own response writer** (``own_send=True``, what the server uses): h11's
+**The server's own response writer** (``own_send=True``, what the server uses; the
+code is ``_response_writer.py``, a mixin of this class): h11's
 send path costs more than the rest of a keep-alive exchange (an event object, a state
 machine step and a header normalization per event), so a server connection
 serializes its responses itself with ``response_head``/``response_data``/
@@ -55,11 +56,17 @@ lookup; framing headers are chosen as h11 does (``Transfer-Encoding: chunked`` f
 body of unknown length to an HTTP/1.1 client, close-delimited for HTTP/1.0, nothing
 for HEAD/204/304), ``Connection: close`` is added when the connection will not be
 reused, and a body longer or shorter than the declared Content-Length is refused.
-Such a connection also parses request heads itself (``_parse_request``, after the
-gate above): h11 0.16's request-line and header-field grammar verbatim (a test
+Such a connection also parses request heads itself (``_request_parser.py``, after
+the gate above): h11 0.16's request-line and header-field grammar verbatim (a test
 compares the regexes with h11's) and its Host rule, into a :class:`RequestHead`;
 every sans-IO transcript test runs through both paths and must agree. h11 sees a head
-only when a body follows, to parse that body, in a fresh instance per such cycle. The server also adds a ``Date`` field (formatted once a second) from ``wall_clock``.
+only when a body follows, to parse that body, in a fresh instance per such cycle.
+The server also adds a ``Date`` field (formatted once a second) from ``wall_clock``.
+
+Module map: this file is the gate (limits, smuggling checks, the phase machine and
+the body framer handing bytes to h11); ``_request_parser.py`` the own head parser;
+``_response_writer.py`` the own response writer; ``_body.py`` the pulled request
+body.
 
 Hazards: this module never blocks and never allocates more than the limits allow
 (no allocation is sized by a number read from the peer: a Content-Length or chunk
@@ -71,7 +78,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from email.utils import formatdate
 
 import h11
 
@@ -88,6 +94,21 @@ from ..http.errors import (
     URITooLong,
 )
 from ..http.limits import DEFAULT_LIMITS, Limits
+from ._request_parser import (
+    _CTL_RE,
+    RequestHead,
+    _check_host,
+    _check_target,
+    _excerpt,
+    _parse_request,
+)
+from ._response_writer import (
+    _F_LENGTH,
+    _O_DONE,
+    _O_IDLE,
+    ResponseWriterMixin,
+    _comma_values,
+)
 
 __all__ = ["H1Connection", "NEED_DATA", "PAUSED", "SERVER", "CLIENT", "RequestHead"]
 
@@ -107,163 +128,17 @@ _FOLD_RE = re.compile(rb"\r\n[ \t]+")
 _FEED_MAX = 256 * 1024  # largest slice of body handed to h11 at once
 
 
-# h11 0.16's request grammar (h11/_abnf.py), verbatim, so a request head we parse
-# ourselves is accepted or refused exactly as h11 would (a test compares the strings)
-_OWS = r"[ \t]*"
-_TOKEN = r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
-_VCHAR = r"[\x21-\x7e]"
-_FIELD_VCHAR = r"[^\x00\s]"
-_FIELD_CONTENT = rf"{_FIELD_VCHAR}+(?:[ \t]+{_FIELD_VCHAR}+)*"
-_FIELD_VALUE = rf"({_FIELD_CONTENT})?"
-HEADER_FIELD = rf"(?P<field_name>{_TOKEN})" + r":" + _OWS + \
-    rf"(?P<field_value>{_FIELD_VALUE})" + _OWS
-REQUEST_LINE = (rf"(?P<method>{_TOKEN})" + r" " + rf"(?P<target>{_VCHAR}+)"
-                + r" " + r"HTTP/(?P<http_version>[0-9]\.[0-9])")
-_HEADER_FIELD_RE = re.compile(HEADER_FIELD.encode("ascii"))
-_REQUEST_LINE_RE = re.compile(REQUEST_LINE.encode("ascii"))
 
 _EOM = h11.EndOfMessage()
-# own response writer: states and framings
-_O_IDLE, _O_BODY, _O_DONE, _O_ERROR = range(4)
-_F_LENGTH, _F_CHUNKED, _F_CLOSE = range(3)
-_CACHE_MAX = 512  # validated header lines / reasons kept (cleared when full)
-_line_cache: dict[tuple[bytes, bytes], bytes] = {}
-_reason_cache: dict[bytes, bool] = {}
-_date = [0, b""]
 
 
-def date_line(wall: float) -> bytes:
-    """``date: <IMF-fixdate>\r\n`` for ``wall`` seconds since the epoch (formatted
-    once per distinct second)."""
-    now = int(wall)
-    if now != _date[0]:
-        _date[1] = b"date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
-        _date[0] = now
-    return _date[1]
 
 
-def _header_line(name: bytes, value: bytes) -> bytes:
-    """``name: value\r\n`` after h11's own validation of the field (cached)."""
-    key = (name, value)
-    line = _line_cache.get(key)
-    if line is None:
-        try:
-            h11.Response(status_code=200, headers=[key])  # h11's grammar, exactly
-        except h11.LocalProtocolError as e:
-            raise LocalProtocolError(str(e)) from None
-        line = name + b": " + value + b"\r\n"
-        if len(_line_cache) >= _CACHE_MAX:
-            _line_cache.clear()
-        _line_cache[key] = line
-    return line
 
 
-def _check_reason(reason: bytes) -> None:
-    if reason not in _reason_cache:
-        try:
-            h11.Response(status_code=200, headers=[], reason=reason)
-        except h11.LocalProtocolError as e:
-            raise LocalProtocolError(str(e)) from None
-        if len(_reason_cache) >= _CACHE_MAX:
-            _reason_cache.clear()
-        _reason_cache[reason] = True
 
 
-def _comma_values(values: list[bytes]) -> list[bytes]:
-    """h11's ``get_comma_header`` on raw values: lowercased, split, stripped."""
-    return [v for raw in values for v in (x.strip() for x in raw.lower().split(b",")) if v]
-
-
-def _excerpt(b: bytes | bytearray, n: int = 40) -> str:
-    return repr(bytes(b[:n])) + ("..." if len(b) > n else "")
-
-
-class RequestHead:
-    """A parsed request head (what ``next_event`` returns for a request on an
-    ``own_send`` connection, in place of ``h11.Request``): ``method``, ``target``,
-    ``http_version`` (bytes) and ``headers``, a list of ``(lowercase name, value)``
-    byte pairs with surrounding whitespace stripped."""
-
-    __slots__ = ("method", "target", "headers", "http_version")
-
-    def __init__(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]],
-                 http_version: bytes):
-        self.method = method
-        self.target = target
-        self.headers = headers
-        self.http_version = http_version
-
-    def __repr__(self) -> str:
-        return f"RequestHead({self.method!r}, {self.target!r}, {self.headers!r})"
-
-
-#: bytes no head may contain: controls other than HTAB, CR, LF (those frame lines);
-#: NUL is left to the h11 grammar check (code ``malformed``)
-_CTL_RE = re.compile(rb"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_HOST_RE = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+;=]*)(:[0-9]{0,5})?")
-
-
-def _check_target(start: bytes) -> None:
-    """The request-target forms of RFC 9112 §3.2: origin-form (``/path``) for every
-    method, absolute-form (``http://host/path``), authority-form only for CONNECT and
-    asterisk-form only for OPTIONS."""
-    method, _, rest = start.partition(b" ")
-    target = rest.rpartition(b" ")[0]
-    if target.startswith(b"/"):
-        return
-    if target == b"*":
-        if method != b"OPTIONS":
-            raise BadRequest("asterisk-form target is only valid for OPTIONS", code="bad_target")
-        return
-    if method == b"CONNECT":
-        return  # authority-form (host:port), checked by h11's grammar and the handler
-    low = target[:8].lower()
-    if low.startswith(b"http://") or low.startswith(b"https://"):
-        return
-    raise BadRequest(f"request target {_excerpt(target)} is not in origin or absolute form",
-                     code="bad_target")
-
-
-def _check_host(head: bytes, lower: bytes) -> None:
-    """One Host value that is a ``uri-host [":" port]`` (RFC 9110 §7.2): a list
-    (``Host: a, b``) or anything else a proxy might read differently is refused."""
-    i = lower.find(b"\nhost:")
-    if i == -1:
-        return
-    j = head.find(b"\r\n", i + 1)
-    value = head[i + 6:j if j != -1 else len(head)].strip(b" \t")
-    if _HOST_RE.fullmatch(value) is None:
-        raise BadRequest(f"invalid Host field {_excerpt(value)}", code="bad_host")
-
-
-def _parse_request(head: bytes) -> RequestHead:
-    """Parse a complete, CRLF-normalized request head as h11 would (same grammar, same
-    Host rule); raises ``BadRequest`` (``malformed``) where h11 raises."""
-    lines = head[:-4].split(b"\r\n")
-    m = _REQUEST_LINE_RE.fullmatch(lines[0])
-    if m is None:
-        raise BadRequest(f"h11: illegal request line: {_excerpt(lines[0])}", code="malformed")
-    headers = []
-    host = False
-    match = _HEADER_FIELD_RE.fullmatch
-    for line in lines[1:]:
-        f = match(line)
-        if f is None:
-            raise BadRequest(f"h11: illegal header line: {_excerpt(line)}", code="malformed")
-        name = f.group(1).lower()
-        value = f.group(2)
-        if name == b"host":
-            host = True
-        elif name == b"transfer-encoding":
-            value = value.lower()
-        headers.append((name, value))
-    version = m.group(3)
-    if not host and version == b"1.1":
-        raise BadRequest("h11: Missing mandatory Host: header", code="malformed")
-    return RequestHead(m.group(1), m.group(2), headers, version)
-
-
-class H1Connection:
+class H1Connection(ResponseWriterMixin):
     """One HTTP/1.1 connection, either side, without I/O. See the module docstring.
 
     ``receive_data(b"")`` signals EOF. ``next_event()`` returns h11 events
@@ -861,175 +736,6 @@ class H1Connection:
             raise LocalProtocolError(str(e)) from None
         return data or b""
 
-    # -- the server's own response writer (see the module docstring) ---------------
-
-    def response_head(self, status: int, headers: list[tuple[bytes, bytes]],
-                      reason: bytes = b"", content_length: int | None = None, *,
-                      replace_length: bool = True) -> bytes:
-        """The bytes of a final response head (``headers``: ``(name, value)`` byte
-        pairs, names lowercase), with h11's validation and framing rules, a ``Date``
-        field unless given, and ``Connection: close`` if the connection will not be
-        reused. ``content_length`` replaces any Content-Length field in ``headers``
-        (or, with ``replace_length=False``, is used only if there is none). Raises
-        ``LocalProtocolError`` (our state becomes broken)."""
-        if self._ostate != _O_IDLE:
-            raise LocalProtocolError("response head already sent" if self._ostate != _O_ERROR
-                                     else "connection is broken (a send failed)")
-        try:
-            return self._response_head(status, headers, reason, content_length, replace_length)
-        except LocalProtocolError:
-            self._ostate = _O_ERROR
-            raise
-
-    def _response_head(self, status: int, headers, reason: bytes, length: int | None,
-                       replace_length: bool) -> bytes:
-        if type(status) is not int or not 200 <= status < 1000:
-            raise LocalProtocolError(f"Response status_code should be in range [200, 1000), "
-                                     f"not {status!r}")
-        if reason:
-            _check_reason(reason)
-        self._r100 = False
-        lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-        cls = te = conn = None
-        has_date = False
-        line_of = _line_cache.get
-        for kv in headers:
-            name = kv[0]
-            if name == b"content-length" or name == b"transfer-encoding" \
-                    or name == b"connection":
-                if name == b"content-length" and length is not None and replace_length:
-                    continue  # replaced by ``length``
-                _header_line(name, kv[1])  # validate
-                if name == b"content-length":
-                    if cls is None:
-                        cls = []
-                    cls.append(kv[1])
-                elif name == b"transfer-encoding":
-                    if te is not None:
-                        raise LocalProtocolError("multiple Transfer-Encoding headers")
-                    te = kv[1]
-                else:
-                    if conn is None:
-                        conn = []
-                    conn.append(kv[1])
-                continue
-            if name == b"date":
-                has_date = True
-            line = line_of(kv)
-            lines.append(line if line is not None else _header_line(name, kv[1]))
-        cl = None
-        if cls is None:
-            if length is not None:
-                cl = b"%d" % length
-        elif len(cls) == 1 and cls[0].isdigit():
-            cl = cls[0]
-        else:  # h11: one distinct value, digits
-            vals = {x.strip() for v in cls for x in v.split(b",")}
-            if len(vals) != 1:
-                raise LocalProtocolError("conflicting Content-Length headers")
-            cl = vals.pop()
-            if not cl.isdigit() or not cl.isascii():
-                raise LocalProtocolError("bad Content-Length")
-        if not has_date and self.wall_clock is not None:
-            lines.insert(1, date_line(self.wall_clock()))
-        method = self._rmethod
-        version = self._rversion
-        # keep-alive: the request's, ours (close_after_cycle / request cap), the head's
-        keep = self._rkeep and not self.close_after_cycle and (
-            self.messages_received < self.limits.max_requests_per_connection)
-        conn_values = _comma_values(conn) if conn is not None else []
-        if b"close" in conn_values:
-            keep = False
-        # framing, as h11 chooses it (HEAD is framed as GET would be)
-        no_body = status in (204, 304) or (method == b"CONNECT" and status < 300)
-        need_close = False
-        if no_body:
-            framing, left = _F_LENGTH, 0
-            if cl is not None:
-                lines.append(b"content-length: " + cl + b"\r\n")
-            if te is not None:
-                lines.append(b"transfer-encoding: chunked\r\n")
-        elif te is None and cl is not None:
-            framing, left = _F_LENGTH, int(cl)
-            lines.append(b"content-length: " + cl + b"\r\n")
-        elif version is None or version < b"1.1":
-            framing, left = _F_CLOSE, 0
-            if method != b"HEAD":
-                need_close = True
-        else:
-            framing, left = _F_CHUNKED, 0
-            lines.append(b"Transfer-Encoding: chunked\r\n")
-        if method == b"HEAD" or no_body:
-            framing, left = _F_LENGTH, 0
-        if need_close:
-            keep = False
-        switched = method == b"CONNECT" and 200 <= status < 300
-        if switched:
-            keep = False
-        if not keep:
-            vals = set(conn_values)
-            vals.discard(b"keep-alive")
-            vals.add(b"close")
-            lines += [b"Connection: " + v + b"\r\n" for v in sorted(vals)]
-        elif conn is not None:
-            lines += [b"connection: " + v + b"\r\n" for v in conn]
-        lines.append(b"\r\n")
-        self._okeep = keep
-        self._oframing = framing
-        self._oleft = left
-        # a 2xx to CONNECT hands the connection over (h11: SWITCHED_PROTOCOL): no body,
-        # no end of message, never reused
-        self._ostate = _O_ERROR if switched else _O_BODY
-        return b"".join(lines)
-
-    def response_continue(self) -> bytes:
-        """``100 Continue`` (only before the final response head)."""
-        if self._ostate != _O_IDLE:
-            raise LocalProtocolError("100 Continue after the response head")
-        self._r100 = False
-        return b"HTTP/1.1 100 \r\n\r\n"
-
-    def response_data(self, data: bytes) -> bytes:
-        """Frame body bytes of the response (chunked, counted or close-delimited).
-        Raises ``LocalProtocolError`` past the declared Content-Length."""
-        if self._ostate != _O_BODY:
-            raise LocalProtocolError("response body outside a response")
-        fr = self._oframing
-        n = len(data)
-        if fr == _F_LENGTH:
-            if n > self._oleft:
-                self._ostate = _O_ERROR
-                raise LocalProtocolError("Too much data for declared Content-Length")
-            self._oleft -= n
-            return data
-        if fr == _F_CHUNKED:
-            if not n:
-                return b""
-            return b"%x\r\n" % n + data + b"\r\n"
-        return data
-
-    def response_end(self) -> bytes:
-        """End the response body. Raises ``LocalProtocolError`` if a declared
-        Content-Length was not reached."""
-        if self._ostate != _O_BODY:
-            raise LocalProtocolError("response end outside a response")
-        fr = self._oframing
-        if fr == _F_LENGTH and self._oleft:
-            self._ostate = _O_ERROR
-            raise LocalProtocolError("Too little data for declared Content-Length")
-        self._ostate = _O_DONE
-        if fr == _F_CHUNKED:
-            return b"0\r\n\r\n"
-        if fr == _F_CLOSE:
-            self._okeep = False
-        return b""
-
-    def send_failed(self) -> None:
-        """Mark our side broken (a send was interrupted); the connection must close."""
-        if self.own_send:
-            self._ostate = _O_ERROR
-            return
-        self._h11.send_failed()
 
     def start_next_cycle(self) -> None:
         """Reset for the next request/response exchange. Requires ``reusable``."""

@@ -53,14 +53,14 @@ from __future__ import annotations
 import re
 import urllib.parse
 from collections.abc import Iterable
-from contextlib import nullcontext
 from typing import Any
 
 import h11
 
 import greenrt
 from greenrt import net
-from greenrt.lowlevel import current_hub_or_none
+from greenrt.protocols.base.connect import connect
+from greenrt.protocols.base.pool import Pool, unread_reason
 
 from ..http.errors import (
     ClientDisconnected,
@@ -90,16 +90,24 @@ _DISCARD_LIMIT = 64 * 1024  # redirect bodies up to this size are drained for re
 class _Conn:
     """A pooled connection: a stream and its sans-IO state."""
 
-    __slots__ = ("stream", "p", "key", "idle_since", "reused", "lease", "heard")
+    __slots__ = ("stream", "p", "key", "reused", "lease", "heard", "ready")
 
     def __init__(self, stream, key, limits: Limits):
         self.stream = stream
         self.key = key
         self.p = H1Connection(CLIENT, limits)
-        self.idle_since = 0.0
         self.reused = 0
-        self.lease: object | None = None  # the pool token held while in use
+        self.lease: Any = None  # the floor pool's Lease while in use
         self.heard = False  # any byte of the current response received yet
+        self.ready = False  # between exchanges, its next cycle started: may go idle
+
+    # -- what protocols.base.pool asks of a pooled connection --
+
+    def reusable(self) -> bool:
+        return self.ready and not self.stream.broken and not self.stream.closed
+
+    def unread(self) -> str | None:
+        return unread_reason(self.p.buffered, self.stream)
 
     def close(self) -> None:
         self.stream.close()
@@ -306,7 +314,6 @@ class Client:
         self.max_connections_per_host = max_connections_per_host
         self.expect_continue_threshold = expect_continue_threshold
         self.expect_timeout = expect_timeout
-        self._limiters: dict[tuple, greenrt.CapacityLimiter] = {}
         self.limits = limits
         self.tls_context = tls_context
         self.max_idle_per_host = max_idle_per_host
@@ -314,143 +321,89 @@ class Client:
         self.connect_timeout = connect_timeout
         self.max_redirects = max_redirects
         self.default_headers = Headers(headers)
-        self._pool: dict[tuple, list[_Conn]] = {}
+        #: the floor's pool, keyed by origin ``(scheme, host, port)``
+        self.pool: Pool[_Conn] = Pool(self._open, name="http1",
+                                      max_per_key=max_connections_per_host,
+                                      max_idle_per_key=max_idle_per_host,
+                                      max_idle_time=pool_idle_timeout)
         self._closed = False
-        self._stats = {"connections_opened": 0, "reused": 0, "discarded": 0, "released": 0,
-                       "retried": 0, "pool_waits": 0, "continue_received": 0,
+        self._stats = {"released": 0, "retried": 0, "continue_received": 0,
                        "continue_timeouts": 0, "body_withheld": 0}
-        self._discard_reasons: dict[str, int] = {}
 
     # -- pool ---------------------------------------------------------------------------
 
     def statistics(self) -> dict:
-        """Counters (``discard_reasons``: why connections were not reused —
-        ``parser_buffered``/``socket_readable`` at check-in, ``idle_unread`` at checkout,
-        ``not_reusable``...), plus per ``scheme://host:port``: ``idle`` connections, ``in_use``
-        (pool tokens held) and ``waiting`` (requests waiting for a token)."""
+        """The pool's counters under the client's names (``connections_opened``,
+        ``reused``, ``discarded``, ``pool_waits``, ``discard_reasons``: why connections
+        were not reused — ``decoder_buffered``/``socket_readable`` at check-in,
+        ``idle_unread`` at checkout, ``state_unknown``...), the client's own
+        (``released``, ``retried``, ``continue_*``, ``body_withheld``), plus per
+        ``scheme://host:port``: ``idle`` connections, ``in_use`` (held by a request or
+        a response) and ``waiting`` (requests waiting for a connection); the floor's
+        schema itself is ``client.pool.statistics()``."""
+        ps = self.pool.statistics()
+        per = self.pool.key_statistics()
+
         def name(k):
             return f"{k[0]}://{k[1]}:{k[2]}"
-        return {**self._stats, "discard_reasons": dict(self._discard_reasons),
-                "idle": {name(k): len(v) for k, v in self._pool.items() if v},
-                "in_use": {name(k): lim.borrowed_tokens for k, lim in self._limiters.items()
-                           if lim.borrowed_tokens},
-                "waiting": {name(k): lim.statistics()["tasks_waiting"]
-                            for k, lim in self._limiters.items()
-                            if lim.statistics()["tasks_waiting"]}}
-
-    def _lease(self, key) -> object:
-        """Take a pool token for ``key`` (returned: the borrower to give back).
-
-        A checkpoint: waits, FIFO, while ``max_connections_per_host`` requests hold
-        a connection to this host; the caller's deadline and cancellation bound the
-        wait. A cancelled wait takes no token, so a cancelled waiter loses nothing
-        and leaves the others' order intact. (If the token was handed over just as
-        the cancellation came, this returns normally and the cancellation arrives at
-        the caller's next checkpoint, whose failure path gives the token back.)
-        """
-        lim = self._limiters.get(key)
-        if lim is None:
-            lim = self._limiters[key] = greenrt.CapacityLimiter(self.max_connections_per_host)
-        lease = object()
-        if lim.available_tokens == 0:  # tokens are handed to waiters at once: none free
-            self._stats["pool_waits"] += 1
-        lim.acquire_on_behalf_of(lease)
-        return lease
-
-    def _unlease(self, key, lease: object) -> None:
-        """Give a pool token back (waking the first waiter). Not a checkpoint. A
-        host's limiter is dropped once no token is out (then nobody waits either:
-        tokens go to waiters as soon as they come back), so the map stays small."""
-        lim = self._limiters[key]
-        lim.release_on_behalf_of(lease)
-        if lim.borrowed_tokens == 0:
-            del self._limiters[key]
-
-    def _give_back(self, conn: _Conn) -> None:
-        lease, conn.lease = conn.lease, None
-        if lease is not None:
-            self._unlease(conn.key, lease)
+        return {"connections_opened": ps["opened"], "reused": ps["reused"],
+                "discarded": ps["discarded"], "pool_waits": ps["waits"], **self._stats,
+                "discard_reasons": ps["discard_reasons"],
+                "idle": {name(k): v["idle"] for k, v in per.items() if v["idle"]},
+                "in_use": {name(k): v["in_use"] for k, v in per.items() if v["in_use"]},
+                "waiting": {name(k): v["waiting"] for k, v in per.items() if v["waiting"]}}
 
     def idle_connections(self, scheme: str, host: str, port: int) -> int:
-        return len(self._pool.get((scheme, host, port), ()))
-
-    def _checkout(self, key) -> _Conn | None:
-        idle = self._pool.get(key)
-        if not idle:
-            return None
-        now = greenrt.now()
-        while idle:
-            conn = idle.pop()
-            if now - conn.idle_since > self.pool_idle_timeout or conn.stream.broken \
-                    or conn.stream.closed:
-                conn.close()
-                continue
-            if conn.stream.has_unread():  # bytes (or EOF) arrived while it sat idle
-                self._count_discard("idle_unread")
-                conn.close()
-                continue
-            conn.reused += 1
-            self._stats["reused"] += 1
-            return conn
-        return None
+        return len(self.pool.idle_connections((scheme, host, port)))
 
     def _release(self, conn: _Conn) -> None:
-        p = conn.p
-        if self._closed or not p.reusable or conn.stream.broken or conn.stream.closed:
-            self._discard(conn)
+        """The response is done with ``conn``: back to the pool if its exchange ended
+        cleanly and nothing is unread (the pool checks both), else closed."""
+        lease, conn.lease = conn.lease, None
+        if lease is None:
             return
-        # Nothing unread may be left: bytes past the response (a response too many)
-        # would otherwise be read as the next request's response.
-        if p.buffered:
-            self._discard(conn, "parser_buffered")
-            return
-        if conn.stream.has_unread():
-            self._discard(conn, "socket_readable")
-            return
-        p.start_next_cycle()
-        idle = self._pool.setdefault(conn.key, [])
-        if len(idle) >= self.max_idle_per_host:
-            self._discard(conn)
-            return
-        conn.idle_since = greenrt.now()
-        idle.append(conn)  # idle before the token goes: its next holder finds it
-        self._stats["released"] += 1
-        self._give_back(conn)
+        if not self._closed and conn.p.reusable:
+            conn.p.start_next_cycle()
+            conn.ready = True
+            self._stats["released"] += 1
+        lease.release()
 
     def _discard(self, conn: _Conn, reason: str = "not_reusable") -> None:
-        self._count_discard(reason)
-        conn.close()
-        self._give_back(conn)
+        lease, conn.lease = conn.lease, None
+        if lease is not None:
+            lease.discard(reason)
+        else:
+            conn.close()
 
-    def _count_discard(self, reason: str) -> None:
-        self._stats["discarded"] += 1
-        self._discard_reasons[reason] = self._discard_reasons.get(reason, 0) + 1
-        hub = current_hub_or_none()
-        if hub is not None:
-            hub.emit("pool.discard", protocol="http1", reason=reason)
-
-    def _connect(self, scheme: str, host: str, port: int) -> _Conn:
-        key = (scheme, host, port)
-        with greenrt.fail_after(self.connect_timeout) if self.connect_timeout else nullcontext():
-            if scheme == "https":
-                from greenrt.protocols import tls
-
-                ctx = self.tls_context
-                if ctx is None:
-                    ctx = self.tls_context = tls.client_context()
-                stream = tls.open_tls(host, port, ctx, server_hostname=host)
-            else:
-                stream = net.open_tcp(host, port)
-        self._stats["connections_opened"] += 1
+    def _open(self, key) -> _Conn:
+        """The pool's opener: TCP (+ TLS with SNI and host-name check for https)
+        through the floor's ``connect``, under ``connect_timeout``. A checkpoint."""
+        scheme, host, port = key
+        tls_arg = None
+        if scheme == "https":
+            tls_arg = self.tls_context
+            if tls_arg is None:
+                tls_arg = True  # the shared default client context
+        stream = connect(host, port, tls=tls_arg, server_hostname=host,
+                         timeout=self.connect_timeout or None).stream
         return _Conn(stream, key, self.limits)
+
+    def _checkout(self, key) -> _Conn:
+        """A connection for ``key`` from the pool (a checkpoint: may wait, FIFO, while
+        ``max_connections_per_host`` are in use, and may connect), leased to the
+        caller; ``conn.lease.reused`` says whether it came from the idle list."""
+        lease = self.pool.acquire(key, _stacklevel=3)
+        conn = lease.conn
+        conn.lease = lease
+        conn.ready = False
+        if lease.reused:
+            conn.reused += 1
+        return conn
 
     def close(self) -> None:
         """Close every pooled connection. Not a checkpoint."""
         self._closed = True
-        for idle in self._pool.values():
-            for c in idle:
-                c.close()
-        self._pool.clear()
+        self.pool.close()
 
     def __enter__(self) -> Client:
         return self
@@ -582,31 +535,23 @@ class Client:
             items.append((b"expect", b"100-continue"))
         req = h11.Request(method=method, target=target, headers=items)
         retry_ok = method in _IDEMPOTENT and not chunked
-        lease = self._lease(key)  # a checkpoint; from here the token must go back
-        try:
-            conn = self._checkout(key)
-            while True:
-                fresh = conn is None
-                if fresh:
-                    conn = self._connect(scheme, host, port)
-                try:
-                    ev = self._exchange(conn, req, body, chunked, expect)
-                except (ClientDisconnected, net.BrokenStreamError,
-                        net.ClosedResourceError) as e:
-                    self._discard(conn)
-                    conn = None
-                    if not fresh and retry_ok and getattr(e, "_before_response", False):
-                        self._stats["retried"] += 1
-                        continue
-                    raise
-                except BaseException:
-                    self._discard(conn)
-                    raise
-                break
-        except BaseException:
-            self._unlease(key, lease)
-            raise
-        conn.lease = lease  # the response owns the token now: released with it
+        while True:
+            conn = self._checkout(key)  # a checkpoint; from here the lease must go back
+            reused = conn.lease.reused
+            try:
+                ev = self._exchange(conn, req, body, chunked, expect)
+            except (ClientDisconnected, net.BrokenStreamError, net.ClosedResourceError) as e:
+                self._discard(conn, "broken")
+                if reused and retry_ok and getattr(e, "_before_response", False):
+                    # an idle connection the server had closed: retry (on the next
+                    # idle one or a fresh one; each stale one is discarded, so this ends)
+                    self._stats["retried"] += 1
+                    continue
+                raise
+            except BaseException:
+                self._discard(conn, "state_unknown")
+                raise
+            break
         return ClientResponse(self, conn, ev, url, method)
 
     def _exchange(self, conn: _Conn, req, body, chunked: bool, expect: bool = False):

@@ -1,12 +1,16 @@
-"""The HTTP/1.1 server: ``serve(handler, host, port)`` on greenrt streams.
+"""One HTTP/1.1 connection: ``serve_connection(stream, handler, ...)``.
 
-Task structure of one connection (all inside ``greenrt.net``'s per-connection task,
-so nothing outlives the server)::
+The version-independent server (accepting, TLS, ALPN and prior-knowledge dispatch,
+the per-IP cap, graceful drain) is ``greenrt.protocols.http.HTTPServer``; it calls
+this module's :func:`serve_connection` for each connection that speaks HTTP/1.1.
 
-    connection task (from serve_tcp) = the *reader*
+Task structure of one connection (inside the accept path's per-connection task, so
+nothing outlives the server)::
+
+    connection task = the *reader*
       region "http1.conn"
         task runner (masked)    # parses heads, runs the handler, sends responses
-          CancelScope per request (deadline = request_timeout)   -> handler(request)
+          one CancelScope for every request of the connection -> handler(request)
 
 * The **reader** only receives: every byte goes into the sans-IO
   :class:`~protocols.http1.H1Connection`, and whoever waits for data is woken. It
@@ -18,11 +22,17 @@ so nothing outlives the server)::
   probes with an interim ``100 Continue`` and cancels only if the peer answers with a
   reset (``_after_eof``); a half-closed client gets its response, then the connection
   closes.
-* The **runner** takes requests in order (pipelining is answered in order), runs the
-  handler in its own task, sends the response and decides keep-alive. It runs
-  inside ``masked()`` so a server shutdown does not cut a request short: shutdown
-  *drains* (see below); only the request's own scope (budget, disconnect, drain
-  expiry) can cancel a handler.
+* The **runner** takes requests in order (pipelining is answered in order), calls
+  the handler *in the runner task itself* (no task per request: a spawn per request
+  costs more than the rest of a small request), sends the response and decides
+  keep-alive. It runs inside ``masked()`` so a server shutdown does not cut a request
+  short: shutdown *drains* (see below). Every way a handler can be cancelled
+  (request budget, client gone, drain expiry) ends the connection, so one cancel
+  scope serves all its requests and a lazily re-armed timer gives each request its
+  budget.
+* The runner's position in the request cycle is a small state machine with a
+  transition table (``_RUNNER_TRANSITIONS``); every change goes through
+  ``_Conn._to`` and an illegal one raises ``InvariantViolation``.
 
 Timeouts (``Limits``), each answered or closed, and named in a ``protocol.error``
 trace event (``code``): ``header_timeout`` (slowloris: the head must be complete
@@ -32,11 +42,10 @@ within ``header_timeout`` of its first byte, or of the accept for the first requ
 lets it propagate), ``request_timeout`` (the handler is cancelled, kind ``deadline``;
 503 if no response head was sent, else the connection is closed), ``send_timeout``
 (a peer that stops reading: close). Parse errors answer their ``status`` (400, 413,
-414, 431, 501, 505) with ``Connection: close``. A per-IP connection cap answers 503
-and closes.
+414, 431, 501, 505) with ``Connection: close``.
 
-Graceful shutdown (``HTTPServer.shutdown()`` or cancelling ``serve``): listeners
-close; idle keep-alive connections close at once; a request in flight finishes within
+Graceful drain (``begin_drain``, registered with the accept path): an idle
+keep-alive connection closes at once; a request in flight finishes within
 ``drain_timeout`` (its response carries ``Connection: close``), after which its
 handler is cancelled with reason ``shutdown``.
 
@@ -52,7 +61,9 @@ object past its return.
 from __future__ import annotations
 
 import http
+import logging
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -71,11 +82,17 @@ from ..http.errors import (
 from ..http.limits import DEFAULT_LIMITS, Limits
 from ..http.model import Headers, Request, Response, ResponseWriter
 from ._body import PulledBody
-from ._connection import NEED_DATA, SERVER, H1Connection, RequestHead, date_line
+from ._connection import NEED_DATA, SERVER, H1Connection, RequestHead
+from ._response_writer import date_line
 
-__all__ = ["HTTPServer", "serve", "Handler"]
+__all__ = ["Handler", "error_response", "serve_connection"]
 
 Handler = Callable[[Request], "Response | None"]
+
+#: handler errors (with traceback); ``greenrt.http.access``: one INFO record per
+#: response in the combined log format, only when a handler is configured for it
+_log = logging.getLogger("greenrt.http")
+_access = logging.getLogger("greenrt.http.access")
 
 _HIGH_WATER = 256 * 1024
 # after an EOF during a handler: waits for a reset provoked by the probe (~1.5 s total)
@@ -90,10 +107,25 @@ _REASONS = {
 _NO_BODY_STATUS = (204, 304)
 _PHRASES = {int(s): s.phrase.encode("ascii") for s in http.HTTPStatus}
 
-# runner states
+# The runner's states and the transitions allowed between them (h11's _state.py is
+# the model): IDLE waits for a request, HEAD has part of a head, BUSY runs a handler
+# and sends its response, DONE is final.
 _IDLE, _HEAD, _BUSY, _DONE = range(4)
+_STATE_NAMES = ("IDLE", "HEAD", "BUSY", "DONE")
+_RUNNER_TRANSITIONS = {
+    _IDLE: {_HEAD, _BUSY, _DONE},   # head bytes arrive / a whole head arrived at once / close
+    _HEAD: {_BUSY, _DONE},          # the head completed / timed out, bad, or the peer left
+    _BUSY: {_IDLE, _DONE},          # keep-alive: next cycle / close after the response
+    _DONE: set(),
+}
 # results of _wait_data
 _DATA, _TIMEOUT, _STOP = "data", "timeout", "stop"
+
+
+def error_response(status: int, message: str = "") -> bytes:
+    """A complete ``Connection: close`` error response (for the accept path's refusals
+    and connection-level errors)."""
+    return _error_response(status, message)
 
 
 def _error_response(status: int, message: str = "") -> bytes:
@@ -180,7 +212,7 @@ class _Body(PulledBody):
 class _Writer(ResponseWriter):
     """Sends one response over the connection; see ``ResponseWriter``."""
 
-    __slots__ = ("_c", "_head_only", "_started", "_finished", "_out")
+    __slots__ = ("_c", "_head_only", "_started", "_finished", "_out", "status", "body_bytes")
 
     def __init__(self, conn: _Conn, head_only: bool):
         self._c = conn
@@ -188,6 +220,8 @@ class _Writer(ResponseWriter):
         self._started = False
         self._finished = False
         self._out = b""  # head bytes not yet sent (coalesced with the first body bytes)
+        self.status = 0  # for the access log
+        self.body_bytes = 0
 
     @property
     def headers_sent(self) -> bool:
@@ -213,6 +247,7 @@ class _Writer(ResponseWriter):
         elif reason is None:
             reason = _PHRASES.get(status, b"")
         self._started = True
+        self.status = status
         try:
             return c.p.response_head(status, h._items, reason or b"", content_length,
                                      replace_length=replace_length)
@@ -235,6 +270,7 @@ class _Writer(ResponseWriter):
         if not data:
             return
         c = self._c
+        self.body_bytes += len(data)
         if self._head_only:
             out, self._out = self._out, b""
             if out:
@@ -274,6 +310,7 @@ class _Writer(ResponseWriter):
         c = self._c
         p = c.p
         if body and not self._head_only:
+            self.body_bytes = len(body)
             out = head + p.response_data(body) + p.response_end()
         else:
             out = head + p.response_end()
@@ -343,23 +380,22 @@ class _LazyDeadline:
 class _Conn:
     """One server connection: reader (the calling task) + runner (a child task)."""
 
-    def __init__(self, server: HTTPServer, stream, scheme: str):
-        self.server = server
+    def __init__(self, stream, handler: Handler, limits: Limits, scheme: str):
+        self.handler = handler
         self.stream = stream
         self.scheme = scheme
-        self.limits = server.limits
+        self.limits = limits
         self.hub = ll.current_hub()
-        self.p = H1Connection(SERVER, server.limits, own_send=True,
-                              wall_clock=_wall_clock(self.hub))
+        self.p = H1Connection(SERVER, limits, own_send=True, wall_clock=_wall_clock(self.hub))
         self.state = _IDLE
         self.body: _Body | None = None
         self.writer: _Writer | None = None
         self.handler_scope: CancelScope | None = None
         self.requests = 0
-        self._waiter = None        # task parked in _wait_data
+        self._data_waiter = ll.WaitQueue()  # the one task waiting in _wait_data
         self._wait_deadline = _LazyDeadline(self.hub, self._wait_expired)
         self._budget = _LazyDeadline(self.hub, self._budget_expired)
-        self._reader_paused = None  # reader task parked above the high-water mark
+        self._reader_paused = ll.WaitQueue()  # the reader, parked above the high-water mark
         self._eof = False
         self._discard = False
         self._discarded = 0
@@ -368,6 +404,12 @@ class _Conn:
         self._drain_timer = None
         self._stopped = False
         self._started = self.hub.now()
+        # the upgrade hook (Request.upgrade): the reader runs in its own scope so the
+        # handler can stop it and take the stream over
+        self._upgraded = False
+        self._read_scope: CancelScope | None = None
+        self._reader_stopped = greenrt.Event()
+        self._cur_empty = True
         try:
             self.peer = stream.peer_address
         except Exception:  # pragma: no cover - streams without addresses
@@ -379,17 +421,56 @@ class _Conn:
 
     # -- the reader ---------------------------------------------------------------------
 
-    def run(self) -> None:
+    def _to(self, new: int) -> None:
+        """Move the runner to state ``new``; an illegal transition is a bug here."""
+        old = self.state
+        if old != new and new not in _RUNNER_TRANSITIONS[old]:
+            raise greenrt.InvariantViolation(
+                f"http1 connection: illegal transition {_STATE_NAMES[old]} -> {_STATE_NAMES[new]}")
+        self.state = new
+
+    def run(self, initial: bytes = b"") -> None:
+        if initial:
+            self.p.receive_data(initial)  # bytes the dispatcher read while sniffing
         with greenrt.region(name="http1.conn") as r:
             r.spawn(self._runner, name="http1.runner")
             try:
-                self._read_loop()
+                try:
+                    with CancelScope(name="http1.reader") as self._read_scope:
+                        self._read_loop()
+                finally:
+                    self._reader_stopped.set()
             except Cancelled:
                 # server shutdown or cancellation from outside: drain the request in
                 # flight (its body may still be arriving, so keep reading), then go
-                self.begin_drain()
-                self._read_loop()
+                if not self._upgraded:
+                    self.begin_drain()
+                    self._read_loop()
                 raise
+
+    def _upgrade_to(self, headers: Any) -> tuple:
+        """``Request.upgrade``: stop the reader, send the 101, hand over the stream
+        and the bytes read past the request head."""
+        writer = self.writer
+        if self.state != _BUSY or writer is None or writer.headers_sent or self._upgraded:
+            raise LocalProtocolError("upgrade() after the response started")
+        if not self._cur_empty:
+            raise LocalProtocolError("upgrade() of a request with a body")
+        lines = [b"HTTP/1.1 101 Switching Protocols\r\n"]
+        for k, v in Headers(headers).raw():
+            if any(c in k + v for c in b"\r\n\x00"):
+                raise LocalProtocolError("CR, LF or NUL in a 101 header")
+            lines.append(k + b": " + v + b"\r\n")
+        lines.append(b"\r\n")
+        ll.enter_checkpoint()
+        self._upgraded = True
+        self._fatal = True
+        self._budget.clear()  # the new protocol is not an HTTP request: no request budget
+        self._read_scope.cancel()
+        self._reader_stopped.wait()
+        self.stream.send_all(b"".join(lines))
+        self.hub.emit("http1.upgrade", peer=_peer_str(self.peer))
+        return self.stream, self.p.trailing_data
 
     def _read_loop(self) -> None:
         stream = self.stream
@@ -474,20 +555,11 @@ class _Conn:
                                    message=f"client disconnected ({how})"))
 
     def _pause_reader(self) -> None:
-        task = ll.enter_checkpoint()
-        self._reader_paused = task
-
-        def abort():
-            self._reader_paused = None
-            return True
-
-        ll.park(abort)
+        self._reader_paused.park(what="http1: reader paused (peer's requests not yet consumed)")
 
     def _resume_reader(self) -> None:
-        t = self._reader_paused
-        if t is not None and self.p.buffered < _HIGH_WATER // 2:
-            self._reader_paused = None
-            ll.reschedule(t)
+        if self._reader_paused and self.p.buffered < _HIGH_WATER // 2:
+            self._reader_paused.wake_one()
 
     # -- waiting for data (runner / handler side) -----------------------------------------
 
@@ -502,33 +574,22 @@ class _Conn:
         if self._eof:
             return _DATA
         self._resume_reader()
-        self._waiter = task
         if deadline is not None:
             self._wait_deadline.set(deadline)
-
-        def abort():
-            self._waiter = None
-            self._wait_deadline.clear()
-            return True
-
-        return ll.park(abort)
+        return self._data_waiter.wait(task, None, self._wait_deadline.clear,
+                                      "http1: bytes from the peer")
 
     def _wait_expired(self) -> None:
-        task = self._waiter
-        if task is not None:
-            self._waiter = None
-            ll.reschedule(task, _TIMEOUT)
+        self._data_waiter.wake_one(_TIMEOUT)
 
     def _wake(self, value: str) -> None:
-        w = self._waiter
-        if w is not None:
-            self._waiter = None
+        if self._data_waiter:
             self._wait_deadline.clear()
-            ll.reschedule(w, value)
+            self._data_waiter.wake_one(value)
 
     def _pull(self):
         ev = self.p.next_event()
-        if self._reader_paused is not None:
+        if self._reader_paused:
             self._resume_reader()
         return ev
 
@@ -582,11 +643,11 @@ class _Conn:
                         if self._fatal or self._draining or not self.p.reusable:
                             break
                         self.p.start_next_cycle()
-                        self.state = _IDLE
+                        self._to(_IDLE)
                 if scope.cancelled_caught:
                     self._after_cancel(scope.reason)
             finally:
-                self.state = _DONE
+                self.state = _DONE  # from any state (errors included): final
                 self._budget.cancel()
                 if self._drain_timer is not None:
                     self._drain_timer.cancel()
@@ -601,6 +662,8 @@ class _Conn:
 
     def _after_cancel(self, reason) -> None:
         self._fatal = True
+        if self._upgraded:
+            return  # not HTTP any more: nothing to answer
         kind = reason.kind if reason is not None else None
         if kind is CancelKind.RESOURCE_UNAVAILABLE:
             return  # peer gone: nothing to answer
@@ -637,7 +700,7 @@ class _Conn:
                 return None
             started = p.head_started
             if started:
-                self.state = _HEAD
+                self._to(_HEAD)
                 if head_deadline is None and lim.header_timeout is not None:
                     head_deadline = now() + lim.header_timeout
             elif self._draining:
@@ -664,19 +727,23 @@ class _Conn:
         if empty:
             p.next_event()  # the EndOfMessage of an empty body, so the cycle can complete
         body = _Body(self, cl, empty)
+        self._cur_empty = empty
         writer = _Writer(self, method == "HEAD")
         self.body = body
         self.writer = writer
         req = Request(method, ev.target.decode("latin-1"), Headers._trusted(hdrs), body,
                       http_version=ev.http_version.decode("ascii"), scheme=self.scheme,
-                      client=self.peer, server=self.local, writer=writer)
+                      client=self.peer, server=self.local, writer=writer,
+                      upgrade=self._upgrade_to)
         rt = self.limits.request_timeout
         if rt is not None:
             self._budget.set(self.hub.now() + rt)
-        self.state = _BUSY
+        self._to(_BUSY)
         error: BaseException | None = None
         try:
-            resp = self.server.handler(req)
+            resp = self.handler(req)
+            if self._upgraded:
+                return  # the handler took the connection over; it is done now
             if resp is not None:
                 if writer.headers_sent:
                     raise LocalProtocolError("handler used request.writer and returned a response")
@@ -689,6 +756,10 @@ class _Conn:
             error = e
         finally:
             self._budget.clear()
+        if error is not None and self._upgraded:
+            ll.current_hub().emit("http1.handler_error", error=type(error).__name__,
+                                  message=str(error)[:200], upgraded=True)
+            return
         if error is not None:
             self._fatal = True
             if isinstance(error, ClientDisconnected):
@@ -704,14 +775,26 @@ class _Conn:
                 status, code = 500, "handler_error"
                 ll.current_hub().emit("http1.handler_error", error=type(error).__name__,
                                       message=str(error)[:200])
+                _log.error("handler failed on %s %s (from %s)", method, req.target,
+                           _peer_str(self.peer), exc_info=error)
             if writer.headers_sent:
                 p.send_failed()
                 _emit(code, status=None, detail="after response head")
             else:
+                writer.status = status
                 self._answer_error(status, code, getattr(error, "message", ""))
+            if _access.isEnabledFor(logging.INFO):
+                self._log_access(req, writer)
             return
         if not writer.finished:  # pragma: no cover - send_response/finish always finish
             self._fatal = True
+        if _access.isEnabledFor(logging.INFO):
+            self._log_access(req, writer)
+
+    def _log_access(self, req: Request, writer: _Writer) -> None:
+        _access.info(_combined(self, req, writer), extra={
+            "http_method": req.method, "http_target": req.target, "http_status": writer.status,
+            "http_bytes": writer.body_bytes, "http_peer": _peer_str(self.peer)})
 
     # -- draining and closing -----------------------------------------------------------
 
@@ -737,6 +820,10 @@ class _Conn:
     def _close(self) -> None:
         """Half-close, linger briefly discarding input, then close."""
         stream = self.stream
+        if self._upgraded:
+            self._stopped = True
+            stream.close()
+            return
         if not self._eof and not stream.broken and not stream.closed:
             try:
                 stream.send_eof()
@@ -754,10 +841,19 @@ class _Conn:
         self._resume_reader_now()
 
     def _resume_reader_now(self) -> None:
-        t = self._reader_paused
-        if t is not None:
-            self._reader_paused = None
-            ll.reschedule(t)
+        self._reader_paused.wake_one()
+
+
+def _combined(conn: _Conn, req: Request, writer: _Writer) -> str:
+    """One line in the combined log format (Apache/nginx ``combined``)."""
+    peer = conn.peer[0] if isinstance(conn.peer, tuple) else (conn.peer or "-")
+    when = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(conn.hub.wall_time()))
+    h = req.headers
+    referer = (h.get("referer") or "-").replace('"', "%22")
+    agent = (h.get("user-agent") or "-").replace('"', "%22")
+    line = f"{req.method} {req.target} HTTP/{req.http_version}".replace('"', "%22")
+    return (f'{peer} - - [{when}] "{line}" {writer.status} {writer.body_bytes or "-"} '
+            f'"{referer}" "{agent}"')
 
 
 def _peer_str(peer) -> str | None:
@@ -766,125 +862,18 @@ def _peer_str(peer) -> str | None:
     return None if peer is None else str(peer)
 
 
-class HTTPServer:
-    """An HTTP/1.1 server around a handler. Use :func:`serve`; ``on_ready`` receives
-    this object (``addresses``, ``shutdown()``, ``statistics()``)."""
+def serve_connection(stream, handler: Handler, *, limits: Limits = DEFAULT_LIMITS,
+                     initial: bytes = b"", scheme: str = "http", client: Any = None,
+                     accepted: Any = None) -> None:
+    """Serve HTTP/1.1 on one connection until it ends. A checkpoint (blocks).
 
-    def __init__(self, handler: Handler, *, limits: Limits = DEFAULT_LIMITS, tls: Any = None):
-        self.handler = handler
-        self.limits = limits
-        self.tls = tls
-        self._net: net.Server | None = None
-        self._conns: dict = {}
-        self._per_ip: dict = {}
-        self._stats = {"connections": 0, "refused_per_ip": 0}
-
-    @property
-    def addresses(self) -> list:
-        return self._net.addresses if self._net is not None else []
-
-    def statistics(self) -> dict:
-        s = dict(self._stats)
-        s["open"] = len(self._conns)
-        if self._net is not None:
-            s["net"] = self._net.statistics()
-        return s
-
-    def shutdown(self) -> None:
-        """Graceful shutdown: stop accepting, close idle connections, drain requests in
-        flight (``drain_timeout``), then cancel them with reason ``shutdown``. Not a
-        checkpoint; ``serve`` returns when done."""
-        for c in list(self._conns):
-            c.begin_drain()
-        if self._net is not None:
-            self._net.shutdown()
-
-    def handle_stream(self, stream) -> None:
-        """Serve one connection (the ``serve_tcp`` handler). Blocks until it closes."""
-        peer = None
-        try:
-            peer = stream.peer_address
-        except Exception:  # pragma: no cover
-            pass
-        ip = peer[0] if isinstance(peer, tuple) else peer
-        n = self._per_ip.get(ip, 0)
-        if n >= self.limits.max_connections_per_ip:
-            self._stats["refused_per_ip"] += 1
-            _emit("per_ip_cap", status=503, peer=_peer_str(peer))
-            with greenrt.move_on_after(1.0):
-                try:
-                    stream.send_all(_error_response(503, "too many connections"))
-                except (net.StreamError, OSError):
-                    pass
-            return
-        self._per_ip[ip] = n + 1
-        self._stats["connections"] += 1
-        scheme = "http"
-        try:
-            if self.tls is not None:
-                scheme = "https"
-                with greenrt.move_on_after(self.limits.header_timeout or 30.0) as sc:
-                    try:
-                        stream = _wrap_tls(self.tls, stream)
-                    except Exception as e:
-                        _emit("tls_error", status=None, peer=_peer_str(peer),
-                              error=type(e).__name__)
-                        return
-                if sc.cancelled_caught:
-                    _emit("tls_handshake_timeout", status=None, peer=_peer_str(peer))
-                    return
-            conn = _Conn(self, stream, scheme)
-            self._conns[conn] = None
-            try:
-                conn.run()
-            finally:
-                self._conns.pop(conn, None)
-                stream.close()
-        finally:
-            left = self._per_ip[ip] - 1
-            if left:
-                self._per_ip[ip] = left
-            else:
-                del self._per_ip[ip]
-
-    def serve_listeners(self, listeners: list, *, on_ready=None) -> None:
-        """Serve on already-bound listeners until shutdown. A checkpoint (blocks)."""
-        lim = self.limits
-        srv = net.Server(listeners, self.handle_stream, max_connections=lim.max_connections,
-                         shutdown_budget=lim.drain_timeout + 2.0, shutdown_polls=1_000_000,
-                         name="http1")
-        self._net = srv
-        if on_ready is not None:
-            on_ready(self)
-        srv.serve()
-
-
-def _wrap_tls(tls: Any, stream):
-    """Wrap an accepted stream with TLS and complete the handshake. ``tls`` is a
-    ``protocols.tls`` server context, or a callable ``tls(stream) -> Stream``. The
-    caller bounds the handshake with ``header_timeout``."""
-    from greenrt.protocols import tls as _tls
-
-    if isinstance(tls, _tls.TLSContext):
-        s = _tls.TLSStream(stream, tls)
-        try:
-            s.handshake()
-        except BaseException:
-            s.close()
-            raise
-        return s
-    return tls(stream)
-
-
-def serve(handler: Handler, host: str | None = "127.0.0.1", port: int = 8080, *,
-          tls: Any = None, limits: Limits = DEFAULT_LIMITS, on_ready=None,
-          backlog: int = 1024) -> None:
-    """Serve HTTP/1.1 on ``host``:``port`` with ``handler(request) -> Response``.
-
-    Blocks until shutdown (a checkpoint): ``on_ready(server)`` receives the
-    :class:`HTTPServer`, whose ``shutdown()`` stops it gracefully; cancelling the
-    calling task does the same. ``tls`` is a ``protocols.tls.server_context(...)``
-    (HTTPS; the handshake must finish within ``limits.header_timeout``).
+    ``initial``: bytes already read from ``stream`` (by a dispatcher that sniffed for
+    the HTTP/2 preface). ``accepted`` (a ``protocols.base.serve.Accepted``) registers
+    the connection's graceful drain with the accept path. Cancelling the caller drains
+    the request in flight (see the module docstring) and then raises. The caller
+    closes ``stream``.
     """
-    listener = net.listen_tcp(host, port, backlog=backlog)
-    HTTPServer(handler, limits=limits, tls=tls).serve_listeners([listener], on_ready=on_ready)
+    conn = _Conn(stream, handler, limits, scheme)
+    if accepted is not None:
+        accepted.on_drain(conn.begin_drain)
+    conn.run(initial)

@@ -2,25 +2,43 @@
 
 Task structure of one connection::
 
-    caller (the reader)              # recv -> frame-size pre-check -> h2 -> events
+    caller                              # waits; its cancellation starts the drain
       region "http2.conn"
-        one task per stream          # handler(request) -> response, sent with flow control
+        task reader (masked)            # recv -> gate -> h2 frame by frame -> events
+          region "http2.streams"
+            one task per stream         # handler(request) -> response, flow-controlled
 
-* The reader checks every 9-byte frame header itself before h2 sees the frame, so a
-  frame announcing more than ``max_frame_size`` is rejected (GOAWAY FRAME_SIZE_ERROR)
-  after 9 bytes and never buffered (h2 would buffer the whole payload first).
-* Flood defences are counters over a sliding window (``H2Limits.flood_window``):
-  PING, SETTINGS, RST_STREAM (Rapid Reset), empty DATA/HEADERS and PRIORITY. Past the
-  limit the connection ends with GOAWAY(ENHANCE_YOUR_CALM).
-* Flow control never leaks window: DATA is acknowledged in the connection window when
-  the handler reads it; DATA for a stream that is reset, finished or cancelled is
-  acknowledged at once.
-* A handler task that is cancelled (peer RST_STREAM, connection end) leaves its stream
-  reset; a handler that fails gets 500 if no head was sent, else RST_STREAM
-  (INTERNAL_ERROR).
-
-Not yet done (see docs/http2.md): CONTINUATION deadline, GOAWAY drain budget on
-shutdown from outside, send-queue high-water reading pause.
+* The gate (``_wire.FrameGate``) checks every 9-byte frame header before h2 sees the
+  frame: a frame announcing more than ``max_frame_size`` is rejected (GOAWAY
+  FRAME_SIZE_ERROR) after 9 bytes and never buffered; flood counters over a sliding
+  window (PING, SETTINGS, RST_STREAM / Rapid Reset, empty DATA/HEADERS/CONTINUATION,
+  PRIORITY, WINDOW_UPDATE, refused streams) end the connection with
+  GOAWAY(ENHANCE_YOUR_CALM); a header block's fragments are capped at 4× the header
+  list size and must be complete within ``continuation_timeout``.
+* Streams over ``max_concurrent_streams`` are refused with RST_STREAM(REFUSED_STREAM)
+  (a stream error: the client may retry) and no handler starts. h2 would make it a
+  connection error, so h2 is configured with a larger internal limit while the
+  SETTINGS frame we send advertises the real one.
+* Malformed requests (illegal header characters, connection-specific headers,
+  duplicate or missing pseudo-headers, a content-length that disagrees with the
+  DATA) are stream errors: RST_STREAM(PROTOCOL_ERROR), the connection carries on.
+  Frames are handed to h2 one at a time so that one stream's error does not lose the
+  frames behind it.
+* Flow control never leaks window: DATA is acknowledged exactly when the handler
+  reads it; DATA for a stream that is reset, refused, finished or cancelled is
+  acknowledged in the connection window at once.
+* Graceful shutdown (``shutdown`` event set, or the caller cancelled with reason
+  SHUTDOWN): GOAWAY(NO_ERROR, last-stream-id = the highest stream seen); newer
+  streams are refused; in-flight streams may finish within ``drain_timeout``; then
+  they are cancelled (each reset). Any other cancellation of the caller cancels every
+  stream at once (each reset with CANCEL) after a GOAWAY.
+* A handler task that is cancelled (peer RST_STREAM, drain deadline) leaves its
+  stream reset; a handler that fails gets 500 if no head was sent, else
+  RST_STREAM(INTERNAL_ERROR).
+* Backpressure both ways: a response waits for the peer's window (and is reset after
+  ``window_stall_timeout``); when more than ``send_high_water`` bytes are queued
+  towards a peer that does not read, the reader stops reading from it until the
+  queue drains.
 """
 
 from __future__ import annotations
@@ -36,110 +54,95 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import hpack.exceptions
+import hyperframe.exceptions
 import hyperframe.frame
 
 import greenrt
-from greenrt import Cancelled, net
+from greenrt import CancelKind, Cancelled, net
 from greenrt import lowlevel as ll
 
-from ..http.model import Body, Headers, Request, Response
+from ..http.model import Body, Headers, Request, Response, ResponseWriter
+from . import _wire
+from ._wire import PREFACE
 from .limits import DEFAULT_H2_LIMITS, H2Limits
 
-__all__ = ["serve_connection", "PREFACE"]
+__all__ = ["serve_connection", "PREFACE", "ServerConnection"]
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-_log = logging.getLogger("greenrt.protocols.http2")
-_FRAME_DATA, _FRAME_HEADERS, _FRAME_PRIORITY, _FRAME_RST = 0, 1, 2, 3
-_FRAME_SETTINGS, _FRAME_PING = 4, 6
+_log = logging.getLogger("greenrt.http")
+# after a connection-error GOAWAY: how long / how much input is read and discarded
+_LINGER_SECONDS = 1.0
+_LINGER_BYTES = 1024 * 1024
+_E = h2.errors.ErrorCodes
+# h2 enforces MAX_CONCURRENT_STREAMS as a connection error; we want a stream error,
+# so h2 gets this as its internal limit and we count (and refuse) ourselves
+_H2_INTERNAL_STREAM_LIMIT = 2**31 - 1
+_CONNECTION_HEADERS = frozenset((b"connection", b"keep-alive", b"transfer-encoding",
+                                 b"upgrade", b"proxy-connection"))
 
 
 def _emit(code: str, **data: Any) -> None:
     ll.current_hub().emit("protocol.error", protocol="http2", code=code, **data)
 
 
-def _classify(e: h2.exceptions.ProtocolError) -> tuple[h2.errors.ErrorCodes, str]:
+def _classify(e: h2.exceptions.ProtocolError) -> tuple[int, str]:
     """The GOAWAY code and trace code for an error h2 raised: h2 reports HPACK
     decoding failures as PROTOCOL_ERROR, but RFC 9113 4.3 wants COMPRESSION_ERROR."""
     if isinstance(e, h2.exceptions.DenialOfServiceError):
-        return h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, "hpack_bomb"
+        return _E.ENHANCE_YOUR_CALM, "hpack_bomb"
     if isinstance(e.__cause__, hpack.exceptions.HPACKError):
-        return h2.errors.ErrorCodes.COMPRESSION_ERROR, "hpack_error"
-    return getattr(e, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR), "protocol_error"
+        return _E.COMPRESSION_ERROR, "hpack_error"
+    return int(getattr(e, "error_code", None) or _E.PROTOCOL_ERROR), "protocol_error"
+
+
+def _is_stream_error(e: Exception, frame: Any) -> bool:
+    """Is ``e`` (raised by h2 for ``frame``) confined to the frame's stream? Header
+    validation failures (plain ``ProtocolError`` from a header block, not HPACK) and
+    content-length mismatches are (RFC 9113 8.1.1); everything else ends the
+    connection."""
+    if not getattr(frame, "stream_id", 0):
+        return False
+    if isinstance(e, h2.exceptions.InvalidBodyLengthError):
+        return True
+    return (type(e) is h2.exceptions.ProtocolError
+            and isinstance(frame, (hyperframe.frame.HeadersFrame,
+                                   hyperframe.frame.ContinuationFrame))
+            and not isinstance(e.__cause__, hpack.exceptions.HPACKError))
+
+
+def feed_frames(h: h2.connection.H2Connection, data: bytes, on_stream_error) -> list:
+    """h2's ``receive_data`` one frame at a time, so that a stream error (see
+    ``_is_stream_error``) becomes ``on_stream_error(frame, exc)`` (the caller resets
+    that stream) without losing the frames behind it in ``data``. Other h2 errors
+    propagate (connection errors). No I/O, no greenrt: the fuzz targets call it."""
+    buf = h.incoming_buffer
+    buf.add_data(data)
+    buf.max_frame_size = h.max_inbound_frame_size
+    events: list = []
+    while True:
+        try:
+            frame = next(buf)
+        except StopIteration:
+            return events
+        except hyperframe.exceptions.InvalidPaddingError as e:
+            raise h2.exceptions.ProtocolError("invalid padding") from e
+        try:
+            events.extend(h._receive_frame(frame))
+        except h2.exceptions.ProtocolError as e:
+            if not _is_stream_error(e, frame):
+                raise
+            on_stream_error(frame, e)
 
 
 class _ConnectionEnd(Exception):
-    def __init__(self, code: h2.errors.ErrorCodes, why: str):
+    def __init__(self, code: int, why: str):
         super().__init__(why)
         self.code = code
         self.why = why
 
 
-class _FrameGate:
-    """Walks the frame headers of the inbound byte stream (after the preface) without
-    buffering payloads: rejects an oversized length after 9 bytes and counts flood
-    frames. Total over any segmentation."""
-
-    __slots__ = ("limits", "_pre", "_hdr", "_skip", "_counts", "hub")
-
-    def __init__(self, limits: H2Limits, hub):
-        self.limits = limits
-        self._pre = len(PREFACE)
-        self._hdr = b""
-        self._skip = 0
-        self._counts: dict[str, collections.deque] = {}
-        self.hub = hub
-
-    def _count(self, what: str, maximum: int) -> None:
-        now = self.hub.now()
-        q = self._counts.setdefault(what, collections.deque())
-        q.append(now)
-        while q and q[0] < now - self.limits.flood_window:
-            q.popleft()
-        if len(q) > maximum:
-            raise _ConnectionEnd(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, f"{what}_flood")
-
-    def feed(self, data: bytes) -> None:
-        i, n = 0, len(data)
-        if self._pre:
-            k = min(self._pre, n)
-            start = len(PREFACE) - self._pre
-            if data[:k] != PREFACE[start:start + k]:
-                raise _ConnectionEnd(h2.errors.ErrorCodes.PROTOCOL_ERROR, "bad_preface")
-            self._pre -= k
-            i = k
-        lim = self.limits
-        while i < n:
-            if self._skip:
-                k = min(self._skip, n - i)
-                self._skip -= k
-                i += k
-                continue
-            need = 9 - len(self._hdr)
-            self._hdr += data[i:i + need]
-            i += need
-            if len(self._hdr) < 9:
-                return
-            h, self._hdr = self._hdr, b""
-            length = int.from_bytes(h[:3], "big")
-            ftype, flags = h[3], h[4]
-            if length > lim.max_frame_size:
-                raise _ConnectionEnd(h2.errors.ErrorCodes.FRAME_SIZE_ERROR, "frame_too_large")
-            if ftype == _FRAME_PING and not flags & 1:
-                self._count("ping", lim.pings_per_window)
-            elif ftype == _FRAME_SETTINGS and not flags & 1:
-                self._count("settings", lim.settings_per_window)
-            elif ftype == _FRAME_RST:
-                self._count("rst_stream", lim.resets_per_window)
-            elif ftype == _FRAME_PRIORITY:
-                self._count("priority", lim.priority_per_window)
-            elif ftype in (_FRAME_DATA, _FRAME_HEADERS) and length == 0 and not flags & 1:
-                self._count("empty_frame", lim.empty_frames_per_window)
-            self._skip = length
-
-
 class _Stream:
-    __slots__ = ("id", "chunks", "ended", "reset", "task", "waiter", "window_waiter", "unacked",
-                 "received")
+    __slots__ = ("id", "chunks", "ended", "reset", "task", "waiter", "window_waiter",
+                 "received", "length", "writer")
 
     def __init__(self, sid: int):
         self.id = sid
@@ -150,6 +153,8 @@ class _Stream:
         self.waiter: greenrt.Event | None = None
         self.window_waiter: greenrt.Event | None = None
         self.received = 0
+        self.length: int | None = None
+        self.writer: Any = None
 
     def wake(self) -> None:
         for ev in (self.waiter, self.window_waiter):
@@ -160,7 +165,7 @@ class _Stream:
 class _Body(Body):
     """A request body fed by the connection's DATA frames."""
 
-    def __init__(self, conn: _Conn, st: _Stream, length: int | None):
+    def __init__(self, conn: ServerConnection, st: _Stream, length: int | None):
         self._c = conn
         self._s = st
         self._length = length
@@ -182,8 +187,10 @@ class _Body(Body):
             if st.ended or st.reset:
                 return b""
             st.waiter = greenrt.Event()
-            st.waiter.wait()
-            st.waiter = None
+            try:
+                st.waiter.wait()
+            finally:
+                st.waiter = None
         out, self._pending = self._pending[:max_bytes], self._pending[max_bytes:]
         return out
 
@@ -196,19 +203,24 @@ class _Body(Body):
         return self._length
 
 
-class _Conn:
-    def __init__(self, stream, handler, limits: H2Limits, scheme: str, client: Any):
+class ServerConnection:
+    """The state of one served connection (what ``serve_connection`` returns once the
+    connection has ended: ``statistics()`` tells how it went)."""
+
+    def __init__(self, stream, handler, limits: H2Limits, scheme: str, client: Any,
+                 shutdown: greenrt.Event | None = None):
         self.stream = stream
         self.handler = handler
         self.limits = limits
         self.scheme = scheme
         self.client = client
+        self.shutdown_event = shutdown
         self.hub = ll.current_hub()
         cfg = h2.config.H2Configuration(client_side=False, header_encoding=None,
                                         validate_inbound_headers=True)
         self.h2 = h2.connection.H2Connection(cfg)
         self.h2.local_settings = h2.settings.Settings(client=False, initial_values={
-            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: _H2_INTERNAL_STREAM_LIMIT,
             h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
             h2.settings.SettingCodes.MAX_FRAME_SIZE: limits.max_frame_size,
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: limits.initial_window_size,
@@ -216,30 +228,51 @@ class _Conn:
         self.h2.max_inbound_frame_size = limits.max_frame_size
         # the HPACK decoder enforces the header list size (32 bytes/entry, RFC 7541)
         self.h2.decoder.max_header_list_size = limits.max_header_list_size
-        self.gate = _FrameGate(limits, self.hub)
+        self.gate = _wire.FrameGate(limits, self.hub.now, preface=True)
+        self.writer = _wire.Writer(stream, limits.send_timeout)
         self.streams: dict[int, _Stream] = {}
-        self.send_lock = greenrt.Lock()
         self.region = None
         self.closed = False
         self.handler_starts = 0
+        self.draining = False
+        self.drain_deadline: float | None = None
+        self.last_stream_id: int | None = None  # of the GOAWAY we sent
+        self.goaway_received: tuple[int, int] | None = None
+        self.stats: collections.Counter = collections.Counter()
+        self._recv_scope: greenrt.CancelScope | None = None
+        self._done = greenrt.Event()
+        self._flush_wait = ll.WaitQueue()
+        self._flusher_idle = False
 
     # -- sending ------------------------------------------------------------------------
 
     def flush(self) -> None:
+        """Queue what h2 has to send and wake the flusher. Not a checkpoint: every
+        task's frames of one scheduling round leave in one write."""
         data = self.h2.data_to_send()
         if data and not self.closed:
-            with self.send_lock:
-                try:
-                    self.stream.send_all(data)
-                except (net.StreamError, OSError):
-                    self.closed = True
+            self.writer.queue(data)
+            if self._flusher_idle:
+                self._flusher_idle = False
+                self._flush_wait.wake_one()
 
-    def _send_raw(self, data: bytes) -> None:
-        with self.send_lock:
-            try:
-                self.stream.send_all(data)
-            except (net.StreamError, OSError):
+    def _flusher(self) -> None:
+        """The one task that writes to the transport (see ``_wire.Writer``): waits for
+        queued bytes, lets the other ready tasks add theirs (one ``yield_now``), then
+        writes them all at once."""
+        w = self.writer
+        while not self.closed:
+            if not w.buf:
+                self._flusher_idle = True
+                self._flush_wait.park(what="http2.flusher")
+                continue
+            ll.yield_now()
+            w.write(b"")
+            if w.broken is not None:
                 self.closed = True
+                self._wake_all()
+                if self._recv_scope is not None:
+                    self._recv_scope.cancel()
 
     def ack(self, sid: int, flow: int) -> None:
         """Return ``flow`` consumed bytes to the peer at once, in the connection window
@@ -247,59 +280,236 @@ class _Conn:
         h2's half-window heuristic, so no byte is ever left unacknowledged."""
         if not flow or self.closed:
             return
+        self.stats["acked"] += flow
         self.h2.increment_flow_control_window(flow)
         st = self.streams.get(sid)
-        if st is not None and not st.reset:
+        if st is not None and not st.reset and not st.ended:
             try:
                 self.h2.increment_flow_control_window(flow, stream_id=sid)
             except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
                 pass
         self.flush()
 
-    # -- the reader ---------------------------------------------------------------------
+    def _wake_all(self) -> None:
+        for st in list(self.streams.values()):
+            st.wake()
+
+    # -- the connection's life ------------------------------------------------------------
 
     def run(self, initial: bytes) -> None:
-        self.h2.initiate_connection()
-        self.flush()
-        with greenrt.region(name="http2.conn") as r:
-            self.region = r
+        with greenrt.region(name="http2.conn") as outer:
+            outer.spawn(self._reader, initial, name="http2.reader")
+            watcher = None
+            if self.shutdown_event is not None:
+                watcher = outer.spawn(self._watch_shutdown, name="http2.shutdown_watch")
             try:
-                if initial:
-                    self._receive(initial)
-                while not self.closed:
-                    try:
-                        data = self.stream.recv(65536)
-                    except (net.ClosedResourceError, net.BrokenStreamError):
-                        data = b""
-                    if not data:
-                        break
-                    self._receive(data)
-            except _ConnectionEnd as e:
-                _emit(e.why, error_code=int(e.code))
-                self.h2.close_connection(error_code=e.code)
-                self.flush()
-            except h2.exceptions.ProtocolError as e:
-                code, why = _classify(e)
-                _emit(why, error_code=int(code), error=str(e)[:200])
-                # h2 queued its own GOAWAY (with PROTOCOL_ERROR for HPACK failures):
-                # replace it by ours, carrying the code RFC 9113 asks for
-                self.h2.clear_outbound_data_buffer()
-                self._send_raw(hyperframe.frame.GoAwayFrame(
-                    0, last_stream_id=self.h2.highest_inbound_stream_id,
-                    error_code=int(code)).serialize())
+                self._done.wait()
+            except Cancelled as e:
+                reason = getattr(e, "reason", None)
+                # SHUTDOWN (greenrt.net.Server's and protocols.base.serve's graceful
+                # shutdown): drain within drain_timeout; the server's cleanup budget,
+                # if shorter, still cuts it (it pierces the mask). Any other
+                # cancellation: the streams are cancelled now.
+                graceful = getattr(reason, "kind", None) is CancelKind.SHUTDOWN
+                self.begin_drain(graceful=graceful)
+                raise
             finally:
-                self.closed = True
+                if watcher is not None:
+                    watcher.cancel()
+
+    def _watch_shutdown(self) -> None:
+        self.shutdown_event.wait()
+        self.begin_drain(graceful=True)
+
+    def begin_drain(self, *, graceful: bool = True) -> None:
+        """Start the shutdown: GOAWAY(NO_ERROR) with the highest stream id seen; with
+        ``graceful`` the in-flight streams get ``drain_timeout`` seconds to finish,
+        else they are cancelled (and reset) now. Streams the client opens after the
+        GOAWAY are refused. Not a checkpoint, never blocks: the GOAWAY is queued and
+        the reader task writes it; callable from any task of the hub (it is the drain
+        hook ``protocols.base.serve`` calls). Idempotent."""
+        if self.closed:
+            return
+        if not self.draining:
+            self.draining = True
+            self.last_stream_id = self.h2.highest_inbound_stream_id
+            self.hub.emit("http2.goaway", side="server", last_stream_id=self.last_stream_id,
+                          error_code=0, graceful=graceful)
+            self.writer.queue(self.h2.data_to_send()
+                              + _wire.goaway_frame(self.last_stream_id, _wire.NO_ERROR))
+            if self._flusher_idle:
+                self._flusher_idle = False
+                self._flush_wait.wake_one()
+            self.drain_deadline = self.hub.now() + self.limits.drain_timeout
+        if not graceful:
+            self.drain_deadline = self.hub.now()
+        if self._recv_scope is not None:  # the reader re-evaluates its deadline
+            self._recv_scope.cancel()
+
+    def _reader(self, initial: bytes) -> None:
+        try:
+            with greenrt.masked(name="http2.conn"):
+                with greenrt.region(name="http2.streams") as r:
+                    self.region = r
+                    r.spawn(self._flusher, name="http2.flusher")
+                    try:
+                        self._read_loop(initial)
+                    finally:
+                        if self.writer.broken is None:
+                            # what the last streams and the GOAWAY left queued
+                            self.writer.queue(self.h2.data_to_send())
+                            self.writer.write(b"")
+                        self.closed = True
+                        for st in list(self.streams.values()):
+                            st.reset = True
+                            st.wake()
+                        r.cancel()
+        finally:
+            self._done.set()
+
+    def _read_loop(self, initial: bytes) -> None:
+        self.h2.initiate_connection()
+        # h2 serialized its SETTINGS with the internal stream limit: advertise ours
+        self.h2.clear_outbound_data_buffer()
+        lim = self.limits
+        self.writer.write(hyperframe.frame.SettingsFrame(0, settings={
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: lim.max_concurrent_streams,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: lim.max_header_list_size,
+            h2.settings.SettingCodes.MAX_FRAME_SIZE: lim.max_frame_size,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: lim.initial_window_size,
+        }).serialize())
+        try:
+            if initial:
+                self._receive(initial)
+            while not self.closed:
+                if self.draining and not self.streams:
+                    break
+                if self.writer.pending >= lim.send_high_water:
+                    self.stats["high_water_pauses"] += 1
+                    self.hub.emit("http2.send_high_water", queued=self.writer.pending)
+                    self.writer.wait_drained(lim.send_high_water // 2)
+                    continue
+                data = self._recv()
+                if data is None:
+                    continue  # a deadline to look at
+                if not data:
+                    break
+                self._receive(data)
+        except _ConnectionEnd as e:
+            self._goaway_error(e.code, e.why)
+        except _wire.GateError as e:
+            self._goaway_error(e.code, e.why)
+        except h2.exceptions.ProtocolError as e:
+            code, why = _classify(e)
+            # h2 queued its own GOAWAY (with PROTOCOL_ERROR for HPACK failures):
+            # replace it by ours, carrying the code RFC 9113 asks for
+            self.h2.clear_outbound_data_buffer()
+            self._goaway_error(code, why, error=str(e)[:200])
+
+    def _goaway_error(self, code: int, why: str, **extra: Any) -> None:
+        _emit(why, error_code=int(code), **extra)
+        self.stats["goaway_" + why] += 1
+        self.writer.write(_wire.goaway_frame(self.h2.highest_inbound_stream_id, int(code)))
+        self._linger()
+
+    def _linger(self) -> None:
+        """After a connection-error GOAWAY: half-close, then read and discard what the
+        peer is still sending for a moment (at most ``_LINGER_SECONDS`` and
+        ``_LINGER_BYTES``). Closing a socket with unread input sends a reset, and a
+        reset can make the peer's kernel drop the GOAWAY before the peer reads it (a
+        flooding client is exactly one that is still sending). A checkpoint."""
+        stream = self.stream
+        try:
+            stream.send_eof()
+        except Exception:  # noqa: BLE001 - the transport is already gone: nothing to save
+            return
+        seen = 0
+        with greenrt.move_on_after(_LINGER_SECONDS):
+            while seen < _LINGER_BYTES:
+                try:
+                    data = stream.recv(65536)
+                except Exception:  # noqa: BLE001 - a reset or a closed stream ends it
+                    return
+                if not data:
+                    return
+                seen += len(data)
+
+    def _recv(self) -> bytes | None:
+        """One read, bounded by whichever deadline applies (CONTINUATION, drain).
+        ``None`` when a deadline needs looking at, ``b""`` at EOF."""
+        now = self.hub.now()
+        deadline = None
+        started = self.gate.block_started
+        if started is not None:
+            deadline = started + self.limits.continuation_timeout
+            if now >= deadline:
+                raise _ConnectionEnd(_E.ENHANCE_YOUR_CALM, "continuation_timeout")
+        if self.drain_deadline is not None:
+            if now >= self.drain_deadline:
+                self.region.cancel()  # in-flight streams had their chance
+                self.stats["drain_cancelled"] += len(self.streams)
                 for st in list(self.streams.values()):
-                    st.reset = True
-                    st.wake()
-                r.cancel()
+                    self._reset(st, _E.CANCEL)
+                return b""
+            deadline = self.drain_deadline if deadline is None else min(deadline,
+                                                                        self.drain_deadline)
+        scope = greenrt.CancelScope(name="http2.recv")
+        if deadline is not None:
+            scope = greenrt.move_on_at(deadline, name="http2.recv")
+        self._recv_scope = scope
+        try:
+            with scope:
+                try:
+                    return self.stream.recv(65536)
+                except (net.StreamError, greenrt.ClosedResourceError, OSError):
+                    return b""
+        finally:
+            self._recv_scope = None
+        return None  # the scope was cancelled: a deadline passed or the drain began
 
     def _receive(self, data: bytes) -> None:
-        self.gate.feed(data)
-        events = self.h2.receive_data(data)
-        for ev in events:
-            self._event(ev)
+        self.stats["bytes_received"] += len(data)
+        for piece in self.gate.feed(data):
+            if type(piece) is tuple:
+                self._on_goaway(*piece)
+                continue
+            for ev in self._h2_receive(piece):
+                self._event(ev)
         self.flush()
+
+    def _h2_receive(self, data: bytes) -> list:
+        return feed_frames(self.h2, data, self._stream_error)
+
+    def _stream_error(self, frame: Any, e: Exception) -> None:
+        sid = frame.stream_id
+        why = ("content_length_mismatch" if isinstance(e, h2.exceptions.InvalidBodyLengthError)
+               else "malformed_headers")
+        _emit(why, stream_id=sid, error=str(e)[:200])
+        self.stats["stream_errors"] += 1
+        if isinstance(frame, hyperframe.frame.DataFrame):
+            # h2 consumed the frame's connection window before objecting
+            flow = frame.flow_controlled_length
+            self.h2.increment_flow_control_window(flow)
+        st = self.streams.get(sid)
+        if st is not None:
+            self._reset(st, _E.PROTOCOL_ERROR)
+        else:
+            try:
+                self.h2.reset_stream(sid, error_code=_E.PROTOCOL_ERROR)
+            except h2.exceptions.ProtocolError:
+                pass
+            self.gate.count("server_reset", self.limits.refused_per_window)
+
+    def _on_goaway(self, last_id: int, code: int) -> None:
+        # the client is going away: finish what it sent, accept nothing newer
+        self.goaway_received = (last_id, code)
+        self.hub.emit("http2.goaway", side="client", last_stream_id=last_id, error_code=code)
+        if code != _wire.NO_ERROR:
+            raise _ConnectionEnd(_wire.NO_ERROR, "client_goaway_error")
+        if not self.draining:
+            self.draining = True
+            self.last_stream_id = self.h2.highest_inbound_stream_id
+            self.drain_deadline = self.hub.now() + self.limits.drain_timeout
 
     def _event(self, ev) -> None:
         t = type(ev)
@@ -313,7 +523,8 @@ class _Conn:
             st.received += len(ev.data)
             if st.received > self.limits.max_body_bytes:
                 self.ack(ev.stream_id, ev.flow_controlled_length)
-                self._reset(st, h2.errors.ErrorCodes.REFUSED_STREAM)
+                _emit("body_too_large", stream_id=st.id)
+                self._reset(st, _E.REFUSED_STREAM)
                 return
             st.chunks.append((ev.data, ev.flow_controlled_length))
             st.wake()
@@ -323,6 +534,7 @@ class _Conn:
                 st.ended = True
                 st.wake()
         elif t is h2.events.StreamReset:
+            self.stats["resets_received"] += 1
             st = self.streams.get(ev.stream_id)
             if st is not None:
                 self._drop(st)
@@ -332,6 +544,10 @@ class _Conn:
             for st in self.streams.values():
                 if st.window_waiter is not None:
                     st.window_waiter.set()
+        elif t is h2.events.TrailersReceived:
+            st = self.streams.get(ev.stream_id)
+            if st is not None:
+                st.ended = True  # StreamEnded follows; trailers are not kept (yet)
         elif t is h2.events.ConnectionTerminated:
             self.closed = True
 
@@ -341,12 +557,17 @@ class _Conn:
         unread = sum(f for _, f in st.chunks)
         st.chunks.clear()
         if unread and not self.closed:
+            self.stats["acked"] += unread
             self.h2.increment_flow_control_window(unread)
         st.wake()
         self.streams.pop(st.id, None)
 
     def _reset(self, st: _Stream, code) -> None:
         self._drop(st)
+        self.stats["resets_sent"] += 1
+        if code != _E.NO_ERROR and code != _E.CANCEL and not self.closed:
+            # resets the peer provoked (MadeYouReset, CVE-2025-8671) count like its own
+            self.gate.count("server_reset", self.limits.refused_per_window)
         if not self.closed:
             try:
                 self.h2.reset_stream(st.id, error_code=code)
@@ -356,8 +577,25 @@ class _Conn:
         if st.task is not None:
             st.task.cancel()
 
+    def _refuse(self, sid: int, why: str) -> None:
+        """A stream we will not serve: RST_STREAM(REFUSED_STREAM), no handler. Counted:
+        a peer that makes us refuse (or reset) streams in bulk is a flood too."""
+        self.stats["refused"] += 1
+        self.hub.emit("http2.refused", stream_id=sid, why=why)
+        try:
+            self.h2.reset_stream(sid, error_code=_E.REFUSED_STREAM)
+        except h2.exceptions.ProtocolError:
+            pass
+        self.gate.count("refused", self.limits.refused_per_window)
+
     def _request(self, ev) -> None:
         sid = ev.stream_id
+        if self.draining and self.last_stream_id is not None and sid > self.last_stream_id:
+            self._refuse(sid, "draining")
+            return
+        if len(self.streams) >= self.limits.max_concurrent_streams:
+            self._refuse(sid, "max_concurrent_streams")
+            return
         pseudo: dict[bytes, bytes] = {}
         headers = []
         for k, v in ev.headers:
@@ -373,8 +611,9 @@ class _Conn:
         cl = hdrs.get("content-length")
         length = int(cl) if cl is not None and cl.isdigit() else None
         method = pseudo.get(b":method", b"GET").decode("latin-1")
+        st.writer = _Writer(self, st)
         req = Request(method, pseudo.get(b":path", b"/").decode("latin-1"), hdrs,
-                      _Body(self, st, length), http_version="2",
+                      _Body(self, st, length), http_version="2", writer=st.writer,
                       scheme=pseudo.get(b":scheme", self.scheme.encode()).decode("latin-1"),
                       client=self.client,
                       extensions={"http2.stream_id": sid,
@@ -388,8 +627,13 @@ class _Conn:
 
     def _serve_stream(self, st: _Stream, req: Request) -> None:
         headers_sent = False
+        writer = st.writer
         try:
             resp = self.handler(req)
+            if resp is None and writer.headers_sent:
+                writer.finish()  # the handler streamed through request.writer
+                return
+            headers_sent = writer.headers_sent
             if resp is None:
                 resp = Response(204)
             self._send_head(st, resp.status, resp.headers,
@@ -411,7 +655,7 @@ class _Conn:
                 self._end(st)
         except Cancelled:
             if not self.closed and st.id in self.streams:
-                self._reset(st, h2.errors.ErrorCodes.CANCEL)
+                self._reset(st, _E.CANCEL)
             raise
         except _StreamGone:
             pass
@@ -427,19 +671,25 @@ class _Conn:
                 except _StreamGone:
                     pass
             else:
-                self._reset(st, h2.errors.ErrorCodes.INTERNAL_ERROR)
+                self._reset(st, _E.INTERNAL_ERROR)
         finally:
             if st.id in self.streams and not st.reset:
-                self._drop(st)
-                self.flush()
+                if not st.ended:
+                    # the response is complete but the request body is not: we do not
+                    # want the rest (RFC 9113 8.1), and its window must not leak
+                    self._reset(st, _E.NO_ERROR)
+                else:
+                    self._drop(st)
+                    self.flush()
+            if self.draining and not self.streams and self._recv_scope is not None:
+                self._recv_scope.cancel()  # the last in-flight stream: the drain is done
 
     def _send_head(self, st: _Stream, status: int, headers: Headers, *, end: bool) -> None:
         if self.closed or st.reset:
             raise _StreamGone()
         out = [(b":status", str(status).encode())]
         for k, v in headers.raw():
-            if k in (b"connection", b"keep-alive", b"transfer-encoding", b"upgrade",
-                     b"proxy-connection"):
+            if k in _CONNECTION_HEADERS:
                 continue
             out.append((k, v))
         self.h2.send_headers(st.id, out, end_stream=end)
@@ -447,19 +697,34 @@ class _Conn:
 
     def _send_data(self, st: _Stream, data: bytes) -> None:
         view = memoryview(data)
+        lim = self.limits
         while view:
             if self.closed or st.reset:
                 raise _StreamGone()
+            if self.writer.pending >= lim.send_high_water:
+                self.writer.wait_drained(lim.send_high_water // 2)
+                continue
             window = min(self.h2.local_flow_control_window(st.id),
                          self.h2.max_outbound_frame_size)
             if window <= 0:
-                st.window_waiter = greenrt.Event()
-                st.window_waiter.wait()
-                st.window_waiter = None
+                self._wait_window(st)
                 continue
             chunk, view = view[:window], view[window:]
             self.h2.send_data(st.id, bytes(chunk))
             self.flush()
+
+    def _wait_window(self, st: _Stream) -> None:
+        st.window_waiter = greenrt.Event()
+        try:
+            with greenrt.move_on_after(self.limits.window_stall_timeout) as sc:
+                st.window_waiter.wait()
+        finally:
+            st.window_waiter = None
+        if sc.cancelled_caught:
+            _emit("window_stall", stream_id=st.id)
+            self.stats["window_stalls"] += 1
+            self._reset(st, _E.CANCEL)
+            raise _StreamGone()
 
     def _end(self, st: _Stream) -> None:
         if self.closed or st.reset:
@@ -467,20 +732,108 @@ class _Conn:
         self.h2.end_stream(st.id)
         self.flush()
 
+    def _send_trailers(self, st: _Stream, trailers: Headers) -> None:
+        if self.closed or st.reset:
+            raise _StreamGone()
+        self.h2.send_headers(st.id, trailers.raw(), end_stream=True)
+        self.flush()
+
+    def statistics(self) -> dict:
+        """Counters: ``handler_starts``, ``refused``, ``resets_sent``,
+        ``resets_received``, ``stream_errors``, ``window_stalls``, ``high_water_pauses``,
+        ``drain_cancelled``, ``bytes_received``, ``acked`` (window returned),
+        ``goaway_<why>`` per connection error, and ``streams_open``."""
+        out = dict(self.stats)
+        out["handler_starts"] = self.handler_starts
+        out["streams_open"] = len(self.streams)
+        out["send_queued"] = self.writer.bytes_queued
+        return out
+
+
+# the pre-drain name, kept for callers that imported it
+_Conn = ServerConnection
+
+
+class _Writer(ResponseWriter):
+    """``request.writer`` for an HTTP/2 stream: HEADERS, then DATA within the flow
+    control windows (a write blocks while they are closed: backpressure), then
+    END_STREAM. ``content_length`` becomes a ``content-length`` header (HTTP/2 has no
+    chunked framing: without one the body simply ends with the stream). Each call is
+    a checkpoint; a cancelled handler's stream is reset (RST_STREAM(CANCEL))."""
+
+    __slots__ = ("conn", "st", "_sent", "_finished")
+
+    def __init__(self, conn: ServerConnection, st: _Stream):
+        self.conn = conn
+        self.st = st
+        self._sent = False
+        self._finished = False
+
+    def start(self, status: int, headers: Any = None, *, reason: str | bytes | None = None,
+              content_length: int | None = None) -> None:
+        if self._sent:
+            raise RuntimeError("response head already sent")
+        ll.enter_checkpoint()
+        hdrs = headers if isinstance(headers, Headers) else Headers(headers or [])
+        if content_length is not None and hdrs.get("content-length") is None:
+            hdrs = Headers(list(hdrs.raw()) + [(b"content-length", str(content_length).encode())])
+        self._sent = True
+        self.conn._send_head(self.st, status, hdrs, end=False)
+
+    def write(self, data: bytes) -> None:
+        if not self._sent:
+            raise RuntimeError("write() before start()")
+        ll.enter_checkpoint()
+        if data:
+            self.conn._send_data(self.st, bytes(data))
+
+    def finish(self, trailers: Any = None) -> None:
+        """End the response; ``trailers`` (header fields) are sent as a trailing
+        HEADERS frame carrying END_STREAM (gRPC's status goes there)."""
+        if self._finished:
+            return
+        if not self._sent:
+            self.start(200, [], content_length=0)
+        self._finished = True
+        if trailers:
+            hdrs = trailers if isinstance(trailers, Headers) else Headers(trailers)
+            self.conn._send_trailers(self.st, hdrs)
+        else:
+            self.conn._end(self.st)
+
+    @property
+    def headers_sent(self) -> bool:
+        return self._sent
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
 
 class _StreamGone(Exception):
     """The stream was reset or the connection closed while sending."""
 
 
 def serve_connection(stream, handler, *, limits: H2Limits = DEFAULT_H2_LIMITS,
-                     initial: bytes = b"", scheme: str = "http", client: Any = None) -> None:
+                     initial: bytes = b"", scheme: str = "http", client: Any = None,
+                     shutdown: greenrt.Event | None = None,
+                     accepted: Any = None) -> ServerConnection:
     """Serve one HTTP/2 connection on ``stream`` until it ends. A checkpoint (blocks).
 
     ``initial`` holds bytes already read from the stream (e.g. the client preface,
     read while sniffing). Each stream runs ``handler(request)`` in its own task inside
-    the connection's region; cancelling the caller cancels every stream (each is
-    reset) and returns with the stream left open for the caller to close.
+    the connection's region. Graceful shutdown: set ``shutdown`` (a ``greenrt.Event``),
+    or cancel the caller with reason SHUTDOWN (what ``greenrt.net.Server.shutdown``
+    does): GOAWAY, then in-flight streams may finish within ``limits.drain_timeout``,
+    then they are cancelled. ``accepted`` (a ``protocols.base.serve.Accepted``) gets
+    ``begin_drain`` as its drain hook, so the shared accept path's shutdown sends
+    GOAWAY. Any other cancellation of the caller sends GOAWAY and
+    cancels every stream at once (each is reset). Either way the transport is left
+    open for the caller to close. Returns the :class:`ServerConnection` (its
+    ``statistics()``).
     """
-    conn = _Conn(stream, handler, limits, scheme, client)
+    conn = ServerConnection(stream, handler, limits, scheme, client, shutdown)
+    if accepted is not None and hasattr(accepted, "on_drain"):
+        accepted.on_drain(conn.begin_drain)
     conn.run(initial)
     return conn

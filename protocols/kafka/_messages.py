@@ -234,7 +234,7 @@ MESSAGES = {
             ('ErrorMessage', 'string', (4, 32767), (4, 32767), None, None, None, None),
         )),
     )},
-    'JoinGroupRequest': {'api_key': 11, 'versions': (0, 6), 'flexible': 6, 'fields': (
+    'JoinGroupRequest': {'api_key': 11, 'versions': (0, 5), 'flexible': 6, 'fields': (
         ('GroupId', 'string', (0, 32767), None, None, None, None, None),
         ('SessionTimeoutMs', 'int32', (0, 32767), None, None, None, None, None),
         ('RebalanceTimeoutMs', 'int32', (1, 32767), None, None, None, '-1', None),
@@ -247,7 +247,7 @@ MESSAGES = {
         )),
         ('Reason', 'string', (8, 32767), (8, 32767), None, None, 'null', None),
     )},
-    'JoinGroupResponse': {'api_key': 11, 'versions': (0, 6), 'flexible': 6, 'fields': (
+    'JoinGroupResponse': {'api_key': 11, 'versions': (0, 5), 'flexible': 6, 'fields': (
         ('ThrottleTimeMs', 'int32', (2, 32767), None, None, None, None, None),
         ('ErrorCode', 'int16', (0, 32767), None, None, None, None, None),
         ('GenerationId', 'int32', (0, 32767), None, None, None, '-1', None),
@@ -262,7 +262,7 @@ MESSAGES = {
             ('Metadata', 'bytes', (0, 32767), None, None, None, None, None),
         )),
     )},
-    'SyncGroupRequest': {'api_key': 14, 'versions': (0, 4), 'flexible': 4, 'fields': (
+    'SyncGroupRequest': {'api_key': 14, 'versions': (0, 3), 'flexible': 4, 'fields': (
         ('GroupId', 'string', (0, 32767), None, None, None, None, None),
         ('GenerationId', 'int32', (0, 32767), None, None, None, None, None),
         ('MemberId', 'string', (0, 32767), None, None, None, None, None),
@@ -274,20 +274,20 @@ MESSAGES = {
             ('Assignment', 'bytes', (0, 32767), None, None, None, None, None),
         )),
     )},
-    'SyncGroupResponse': {'api_key': 14, 'versions': (0, 4), 'flexible': 4, 'fields': (
+    'SyncGroupResponse': {'api_key': 14, 'versions': (0, 3), 'flexible': 4, 'fields': (
         ('ThrottleTimeMs', 'int32', (1, 32767), None, None, None, None, None),
         ('ErrorCode', 'int16', (0, 32767), None, None, None, None, None),
         ('ProtocolType', 'string', (5, 32767), (5, 32767), None, None, 'null', None),
         ('ProtocolName', 'string', (5, 32767), (5, 32767), None, None, 'null', None),
         ('Assignment', 'bytes', (0, 32767), None, None, None, None, None),
     )},
-    'HeartbeatRequest': {'api_key': 12, 'versions': (0, 4), 'flexible': 4, 'fields': (
+    'HeartbeatRequest': {'api_key': 12, 'versions': (0, 3), 'flexible': 4, 'fields': (
         ('GroupId', 'string', (0, 32767), None, None, None, None, None),
         ('GenerationId', 'int32', (0, 32767), None, None, None, None, None),
         ('MemberId', 'string', (0, 32767), None, None, None, None, None),
         ('GroupInstanceId', 'string', (3, 32767), (3, 32767), None, None, 'null', None),
     )},
-    'HeartbeatResponse': {'api_key': 12, 'versions': (0, 4), 'flexible': 4, 'fields': (
+    'HeartbeatResponse': {'api_key': 12, 'versions': (0, 3), 'flexible': 4, 'fields': (
         ('ThrottleTimeMs', 'int32', (1, 32767), None, None, None, None, None),
         ('ErrorCode', 'int16', (0, 32767), None, None, None, None, None),
     )},

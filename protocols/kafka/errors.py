@@ -11,8 +11,8 @@ from __future__ import annotations
 from ..base import errors as base
 
 __all__ = [
-    "BrokerError", "ERROR_CODES", "KafkaConnectionError", "KafkaError", "KafkaLimitError",
-    "KafkaOutcomeUnknown", "KafkaProtocolError", "broker_error",
+    "BrokerError", "CommitFailedError", "ERROR_CODES", "KafkaConnectionError", "KafkaError",
+    "KafkaLimitError", "KafkaOutcomeUnknown", "KafkaProtocolError", "NoOffsetError", "broker_error",
 ]
 
 
@@ -45,6 +45,21 @@ class BrokerError(KafkaError):
     error_code: int = -1
     name: str = "UNKNOWN_SERVER_ERROR"
     retriable: bool = False
+
+
+class CommitFailedError(KafkaError):
+    """An offset commit did not take effect: the group is rebalancing (checked before
+    sending), the coordinator refused it, or its answer was lost. Never raised for a
+    commit that the coordinator acknowledged."""
+
+    code = "commit_failed"
+
+
+class NoOffsetError(KafkaError):
+    """A partition has no committed offset (or its position is out of range) and
+    ``auto_offset_reset="none"`` forbids choosing one."""
+
+    code = "no_offset"
 
 
 #: error code -> (name, retriable): the codes a client meets (Kafka's Errors.java)

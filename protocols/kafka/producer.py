@@ -89,7 +89,8 @@ class Producer:
     """A Kafka producer over a :class:`~.cluster.Cluster`; see the module docstring.
 
     ``acks``: -1 (all in-sync replicas; required for idempotence), 1 (leader) or 0
-    (none; no result, no retries). ``compression``: ``"none"`` or ``"gzip"``.
+    (none; no result, no retries). ``compression``: ``"none"``, ``"gzip"``, ``"snappy"``,
+    ``"lz4"`` or ``"zstd"`` (the last three need their package; see :mod:`.records`).
     ``max_batch_records`` bounds one batch (more queued records wait for the next).
     """
 
@@ -100,11 +101,15 @@ class Producer:
         self.cluster = cluster if isinstance(cluster, Cluster) else Cluster(cluster)
         if idempotent and acks != -1:
             raise ValueError("an idempotent producer needs acks=-1")
-        if compression not in ("none", "gzip"):
-            raise ValueError(f"compression {compression!r} is not supported (none, gzip)")
+        codecs = {"none": rec.COMPRESSION_NONE, "gzip": rec.COMPRESSION_GZIP, "snappy": rec.COMPRESSION_SNAPPY,
+                  "lz4": rec.COMPRESSION_LZ4, "zstd": rec.COMPRESSION_ZSTD}
+        if compression not in codecs:
+            raise ValueError(f"compression {compression!r} is not supported ({', '.join(codecs)})")
         self.acks = acks
         self.idempotent = idempotent
-        self.compression = rec.COMPRESSION_GZIP if compression == "gzip" else rec.COMPRESSION_NONE
+        self.compression = codecs[compression]
+        if compression not in ("none", "gzip"):
+            rec._module(self.compression)  # the package is there, or a typed error now
         self.linger = linger
         self.max_batch_records = max_batch_records
         self.request_timeout_ms = request_timeout_ms

@@ -10,9 +10,14 @@ Layout of one batch (61 bytes of header, then the records)::
 and of one record: ``length varint | attributes int8 | timestamp_delta varlong |
 offset_delta varint | key (varint length, -1 = null) | value (same) | header count
 varint | headers (key: varint length + UTF-8, value: varint length + bytes, -1 = null)``.
-Attributes bits 0-2 name the compression of the records section (0 none, 1 gzip;
-2 snappy, 3 lz4 and 4 zstd are refused with a typed error), bit 3 the timestamp type,
-bit 4 transactional, bit 5 control batch.
+Attributes bits 0-2 name the compression of the records section (0 none, 1 gzip,
+2 snappy, 3 lz4, 4 zstd), bit 3 the timestamp type, bit 4 transactional, bit 5 control
+batch. gzip is in the standard library; snappy (``python-snappy``), lz4 (``lz4``) and
+zstd (``zstandard``) need their package (the ``kafka`` extra) — without it a batch in
+that codec is refused with a typed error (code ``unsupported_compression``), never
+mis-read. Snappy sections are written in the xerial framing the Java client uses
+(``\x82SNAPPY\x00`` header, length-prefixed blocks) and read in that framing or as one
+raw block (librdkafka's); lz4 is the LZ4 frame format; zstd a zstd frame.
 
 Decoding (:func:`decode_batches`) is what a fetch response's ``records`` field goes
 through, and it must survive a broker that lies:
@@ -22,9 +27,10 @@ through, and it must survive a broker that lies:
 * a *partial trailing batch* — brokers cut a fetch response at ``max_bytes``, so the
   last batch may be incomplete — is ignored, not an error;
 * batch lengths, record counts and record lengths are checked against the bytes
-  present before anything is allocated for them; a gzip section is inflated
-  incrementally with ``max_decompressed_bytes`` as a hard cap (a gzip bomb raises
-  ``KafkaLimitError`` before the memory is used);
+  present before anything is allocated for them; a compressed section is inflated
+  with ``max_decompressed_bytes`` as a hard cap (gzip, lz4 and zstd incrementally,
+  snappy by each block's declared length, checked before the block is inflated), so a
+  decompression bomb raises ``KafkaLimitError`` before the memory is used;
 * skipping batches or records below the fetch offset is the consumer's job (a broker
   may return a batch that starts before the offset asked for): every record carries
   its absolute offset.
@@ -32,6 +38,7 @@ through, and it must survive a broker that lies:
 
 from __future__ import annotations
 
+import importlib
 import struct
 import zlib
 from collections.abc import Iterator
@@ -40,7 +47,7 @@ from dataclasses import dataclass, field
 from .codec import Reader, Writer
 from .errors import KafkaLimitError, KafkaProtocolError
 
-__all__ = ["Batch", "Record", "crc32c", "decode_batches", "encode_batch"]
+__all__ = ["Batch", "Record", "compress", "crc32c", "decode_batches", "decompress", "encode_batch"]
 
 try:  # the C implementation (the `crc32c` package, hardware-accelerated where it can be)
     from crc32c import crc32c as _crc32c_c
@@ -83,6 +90,9 @@ _CRC_FROM = 8 + 4 + 4 + 1 + 4  # the CRC covers attributes..end
 
 COMPRESSION_NONE = 0
 COMPRESSION_GZIP = 1
+COMPRESSION_SNAPPY = 2
+COMPRESSION_LZ4 = 3
+COMPRESSION_ZSTD = 4
 _COMPRESSION_NAMES = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
 
 
@@ -152,11 +162,8 @@ def encode_batch(records: list[tuple[bytes | None, bytes | None, list[tuple[str,
         body.varint(len(rec.buf))
         body.raw(bytes(rec.buf))
     payload = bytes(body.buf)
-    if compression == COMPRESSION_GZIP:
-        co = zlib.compressobj(6, zlib.DEFLATED, 31)
-        payload = co.compress(payload) + co.flush()
-    elif compression != COMPRESSION_NONE:
-        raise ValueError(f"compression {_COMPRESSION_NAMES.get(compression, compression)} is not supported")
+    if compression != COMPRESSION_NONE:
+        payload = compress(compression, payload)
     attributes = compression | (0x10 if transactional else 0)
     after_crc = struct.pack(">hiqqqhii", attributes, len(records) - 1, base_ts, max(ts),
                             producer_id, producer_epoch, base_sequence, len(records)) + payload
@@ -202,17 +209,118 @@ def decode_batches(data: bytes | memoryview | None, *, max_decompressed_bytes: i
                                      code="crc_mismatch")
         section = mv[pos + HEADER_BYTES:end]
         comp = attributes & 7
-        if comp == COMPRESSION_GZIP:
-            section = memoryview(_gunzip(section, max_decompressed_bytes))
-        elif comp != COMPRESSION_NONE:
-            raise KafkaProtocolError(
-                f"compression {_COMPRESSION_NAMES.get(comp, comp)} is not supported", code="unsupported_compression")
+        if comp != COMPRESSION_NONE:
+            section = memoryview(decompress(comp, section, max_decompressed_bytes))
         if count < 0 or count > len(section):  # every record takes at least one byte
             raise KafkaProtocolError(f"record count {count} does not fit the batch", code="bad_length")
         records = _decode_records(section, count, base_offset, base_ts)
         yield Batch(base_offset, base_offset + last_delta, leader_epoch, attributes, base_ts,
                     max_ts, producer_id, producer_epoch, base_seq, records)
         pos = end
+
+
+def _module(comp: int):
+    """The compression package for codec ``comp``, or a typed error naming it."""
+    pkg = {2: ("snappy", "python-snappy"), 3: ("lz4.frame", "lz4"), 4: ("zstandard", "zstandard")}.get(comp)
+    if pkg is None:
+        raise KafkaProtocolError(f"compression codec {comp} is not defined", code="unsupported_compression")
+    try:
+        return importlib.import_module(pkg[0])
+    except ImportError:
+        raise KafkaProtocolError(f"compression {_COMPRESSION_NAMES[comp]} needs the {pkg[1]!r} package",
+                                 code="unsupported_compression") from None
+
+
+def compress(comp: int, data: bytes) -> bytes:
+    """A records section in codec ``comp`` (see the module docstring)."""
+    if comp == COMPRESSION_GZIP:
+        co = zlib.compressobj(6, zlib.DEFLATED, 31)
+        return co.compress(data) + co.flush()
+    if comp == COMPRESSION_SNAPPY:
+        snappy = _module(comp)
+        out = [_XERIAL_HEADER]
+        for i in range(0, len(data), _XERIAL_BLOCK):
+            block = snappy.compress(data[i:i + _XERIAL_BLOCK])
+            out.append(struct.pack(">i", len(block)))
+            out.append(block)
+        return b"".join(out)
+    if comp == COMPRESSION_LZ4:
+        return _module(comp).compress(data)
+    if comp == COMPRESSION_ZSTD:
+        return _module(comp).ZstdCompressor().compress(data)
+    raise ValueError(f"compression {_COMPRESSION_NAMES.get(comp, comp)} is not supported")
+
+
+def decompress(comp: int, data: memoryview, limit: int) -> bytes:
+    """Inflate a records section, never beyond ``limit`` bytes (``KafkaLimitError``)."""
+    if comp == COMPRESSION_GZIP:
+        return _gunzip(data, limit)
+    if comp == COMPRESSION_SNAPPY:
+        return _unsnappy(_module(comp), data, limit)
+    if comp == COMPRESSION_LZ4:
+        d = _module(comp).LZ4FrameDecompressor()
+        try:
+            out = d.decompress(bytes(data), max_length=limit + 1)
+        except RuntimeError as e:
+            raise KafkaProtocolError(f"lz4 section does not inflate: {e}", code="bad_compression") from None
+        if len(out) > limit:
+            raise KafkaLimitError(limit="max_decompressed_bytes", maximum=limit)
+        if not d.eof:
+            raise KafkaProtocolError("lz4 section is truncated", code="bad_compression")
+        return out
+    if comp == COMPRESSION_ZSTD:
+        zstd = _module(comp)
+        try:
+            with zstd.ZstdDecompressor().stream_reader(bytes(data), read_across_frames=True) as r:
+                out = r.read(limit + 1)
+        except zstd.ZstdError as e:
+            raise KafkaProtocolError(f"zstd section does not inflate: {e}", code="bad_compression") from None
+        if len(out) > limit:
+            raise KafkaLimitError(limit="max_decompressed_bytes", maximum=limit)
+        return out
+    raise KafkaProtocolError(f"compression codec {comp} is not defined", code="unsupported_compression")
+
+
+_XERIAL_HEADER = b"\x82SNAPPY\x00" + struct.pack(">ii", 1, 1)  # magic, version, compatible version
+_XERIAL_BLOCK = 32 * 1024
+
+
+def _snappy_length(block: bytes) -> int:
+    """The uncompressed length a raw snappy block declares (its leading uvarint)."""
+    v = shift = 0
+    for b in block[:5]:
+        v |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return v
+        shift += 7
+    raise KafkaProtocolError("snappy block length is malformed", code="bad_compression")
+
+
+def _unsnappy(snappy, data: memoryview, limit: int) -> bytes:
+    raw = bytes(data)
+    if raw[:8] == _XERIAL_HEADER[:8]:
+        blocks = []
+        pos = 16
+        while pos < len(raw):
+            if len(raw) - pos < 4:
+                raise KafkaProtocolError("xerial snappy block length truncated", code="bad_compression")
+            (n,) = struct.unpack_from(">i", raw, pos)
+            pos += 4
+            if n < 0 or n > len(raw) - pos:
+                raise KafkaProtocolError(f"xerial snappy block of {n} bytes does not fit", code="bad_compression")
+            blocks.append(raw[pos:pos + n])
+            pos += n
+    else:
+        blocks = [raw]
+    out = bytearray()
+    for block in blocks:
+        if _snappy_length(block) > limit - len(out):
+            raise KafkaLimitError(limit="max_decompressed_bytes", maximum=limit)
+        try:
+            out += snappy.uncompress(block)
+        except Exception as e:  # snappy.UncompressError and friends: corrupt input
+            raise KafkaProtocolError(f"snappy section does not inflate: {e}", code="bad_compression") from None
+    return bytes(out)
 
 
 def _gunzip(data: memoryview, limit: int) -> bytes:

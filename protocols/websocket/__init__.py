@@ -6,7 +6,7 @@ Blocking-style, one object per connection::
 
     ws = websocket.connect("wss://example.org/chat", subprotocols=["chat.v1"])
     ws.send_text("hello")
-    print(ws.recv())          # a whole message: str (text) or bytes (binary)
+    reply = ws.recv()         # a whole message: str (text) or bytes (binary)
     rtt = ws.ping()
     ws.close()
 
@@ -34,8 +34,12 @@ from ._errors import (
 from ._handshake import (
     ServerHandshake,
     accept,
+    accept_request,
     accept_upgrade,
+    accept_wsgi,
     connect,
+    handshake_refused,
+    http_handler,
     serve_handler,
     server_handshake,
 )
@@ -44,6 +48,7 @@ from ._limits import WebSocketLimits
 __all__ = [
     "BoundedPerMessageDeflate", "ConnectionClosed", "HandshakeError", "ServerHandshake",
     "WebSocket", "WebSocketError", "WebSocketLimitError", "WebSocketLimits",
-    "WebSocketProtocolError", "WebSocketUsageError", "accept", "accept_upgrade", "connect",
+    "WebSocketProtocolError", "WebSocketUsageError", "accept", "accept_request",
+    "accept_upgrade", "accept_wsgi", "connect", "handshake_refused", "http_handler",
     "serve_handler", "server_handshake",
 ]

@@ -213,6 +213,17 @@ def accept(stream, *, subprotocols: Iterable[str] = (),
                           request_headers=list(req.headers))
 
 
+def _run_then_close(handler, ws: WebSocket) -> None:
+    """Run ``handler(ws)``, then close: normally, or 1011 if it raised."""
+    try:
+        handler(ws)
+    except BaseException:
+        if not ws.closed:
+            ws.close(1011, "handler error")
+        raise
+    ws.close()
+
+
 def serve_handler(handler, **accept_options):
     """Wrap ``handler(ws)`` for ``net.serve_tcp`` (or ``tls.tls_handler``): each
     connection does the handshake (:func:`accept`), runs ``handler`` and closes the
@@ -226,16 +237,84 @@ def serve_handler(handler, **accept_options):
             # (protocol.error), and the stream is closed by the server
             emit_event("websocket.handshake_failed", error=type(e).__name__)
             return
-        try:
-            handler(ws)
-        except BaseException:
-            if not ws.closed:
-                ws.close(1011, "handler error")
-            raise
-        ws.close()
+        _run_then_close(handler, ws)
 
     wrapped.__qualname__ = f"serve_handler({getattr(handler, '__qualname__', handler)})"
     return wrapped
+
+
+def accept_request(request, *, subprotocols: Iterable[str] = (),
+                   origin_check: Callable[[str | None], bool] | None = None,
+                   compression: bool | dict = True,
+                   limits: WebSocketLimits = _DEFAULT_LIMITS) -> WebSocket:
+    """Accept a WebSocket from inside an HTTP handler (``protocols.http.serve``): the
+    same port serves HTTP and WebSockets. Checks the upgrade request, answers 101
+    through ``request.upgrade`` (the connection leaves the HTTP server) and returns
+    the WebSocket, which starts with the bytes the server had already read.
+
+    A checkpoint. A refused handshake raises :class:`HandshakeError` (``status``
+    400/403/426) before anything is written: the handler answers it with a normal
+    response (``handshake_refused(e)``). The handler returns ``None`` once it is done
+    with the WebSocket (close it first: ``with accept_request(req) as ws:``).
+    """
+    raw = list(request.headers.raw())
+    hs = server_handshake(request.method, raw, subprotocols=subprotocols,
+                          origin_check=origin_check, compression=compression, limits=limits)
+    stream, leftover = request.upgrade(hs.headers)
+    return accept_upgrade(stream, hs, leftover, limits=limits, path=request.target,
+                          request_headers=raw)
+
+
+def handshake_refused(err: HandshakeError):
+    """The HTTP response for a refused handshake (``status``, plus
+    ``Sec-WebSocket-Version: 13`` for 426)."""
+    from greenrt.protocols.http.model import Response
+
+    headers = [("content-type", "text/plain")]
+    if err.status == 426:
+        headers.append(("sec-websocket-version", "13"))
+    return Response(err.status or 400, headers, str(err).encode("utf-8", "replace") + b"\n")
+
+
+def accept_wsgi(environ: dict, **options) -> WebSocket:
+    """``accept_request`` for a WSGI application served by greenrt's WSGI adapter
+    (``environ["greenrt.request"]``): a Flask-style view accepts a WebSocket and
+    returns an empty body when it is done::
+
+        @app.route("/ws", websocket=True)
+        def ws_view():
+            with websocket.accept_wsgi(request.environ) as ws:
+                for m in ws:
+                    ws.send(m)
+            return ""
+
+    Raises ``HandshakeError`` when refused and ``KeyError`` outside greenrt's adapter.
+    """
+    return accept_request(environ["greenrt.request"], **options)
+
+
+def http_handler(ws_handler, fallback=None, **accept_options):
+    """An HTTP handler for ``protocols.http.serve`` that runs ``ws_handler(ws)`` for
+    WebSocket upgrade requests (closing the WebSocket afterwards: normally, or 1011 if
+    it raised) and ``fallback(request)`` for anything else (default: 426 Upgrade
+    Required). One port for HTTP and WebSockets."""
+
+    def handle(request):
+        if "websocket" not in request.headers.get("upgrade", "").lower():
+            if fallback is not None:
+                return fallback(request)
+            return handshake_refused(HandshakeError("websocket: this endpoint needs an "
+                                                    "upgrade", status=426, code="no_upgrade"))
+        try:
+            ws = accept_request(request, **accept_options)
+        except HandshakeError as e:
+            emit_event("websocket.handshake_failed", error=type(e).__name__)
+            return handshake_refused(e)
+        _run_then_close(ws_handler, ws)
+        return None
+
+    handle.__qualname__ = f"http_handler({getattr(ws_handler, '__qualname__', ws_handler)})"
+    return handle
 
 
 def connect(url: str, *, subprotocols: Sequence[str] = (), origin: str | None = None,

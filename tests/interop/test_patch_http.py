@@ -215,8 +215,8 @@ def test_https_through_the_patched_ssl_module(tmp_path):
 
 
 def test_requests_against_greenrt_http_server_in_the_same_hub():
+    from greenrt.protocols.http import serve
     from greenrt.protocols.http.model import Response
-    from greenrt.protocols.http1.server import serve
 
     gp.unpatch()
     gp.patch_all()

@@ -10,7 +10,7 @@ import pytest
 import greenrt.lab as lab
 from greenrt.lab.explorer import replay_token
 from greenrt.lab.replay import load_entry
-from greenrt.lab.shrink import shrink
+from greenrt.lab.shrinking import shrink
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ZOO = os.path.join(ROOT, "examples", "bugzoo")
@@ -39,7 +39,7 @@ def test_the_lab_finds_the_bug_and_the_shrunk_token_replays_it(prog):
         found[strat] = r.failures[0]
     f = found["random"]
     sr = shrink(f.token, max_runs=40)
-    assert sr.steps <= sr.original_steps
+    assert sr.preemptions <= sr.original_preemptions
     assert sr.signature[0] == f.signature[0]
     rt = replay_token(sr.token)
     assert rt.reproduced, rt.result.summary()
@@ -55,3 +55,23 @@ def test_cancellation_injection_finds_the_desync_without_a_watchdog():
     tok = replay_token(r.failures[0].token)
     assert tok.reproduced and tok.result.error is not None
     assert "desynchronized" in str(tok.result.error)
+
+
+#: the hard zoo (examples/bugzoo/hard) and what must fail
+HARD = {"hard/starved_closer.py:main": "error:AssertionError",
+        "hard/two_step_order.py:main": "error:AssertionError",
+        "hard/torn_window.py:main": "error:AssertionError"}
+
+PORTFOLIO_BUDGET = 200  # stated in docs/lab.md ("The hard zoo")
+
+
+@pytest.mark.parametrize("prog", sorted(BUGS) + sorted(HARD))
+def test_the_portfolio_finds_every_zoo_bug_within_its_budget(prog):
+    expected = BUGS[prog][0] if prog in BUGS else HARD[prog]
+    entry = os.path.join(ZOO, prog)
+    fn = load_entry(entry)
+    for seed in (0, 1):
+        r = lab.explore(fn, runs=PORTFOLIO_BUDGET, seed=seed, entry=(entry, None))
+        assert not r.ok and expected in r.failures[0].signature, r.summary()
+        assert r.strategy == "portfolio" and r.found_by[0]
+        assert replay_token(r.failures[0].token).reproduced

@@ -15,7 +15,7 @@ import greenrt.lab as lab
 from greenrt.lab.errors import LabError
 from greenrt.lab.explorer import independent, parse_strategy, replay_token
 from greenrt.lab.faults import FaultPlan
-from greenrt.lab.shrink import shrink
+from greenrt.lab.shrinking import shrink
 from greenrt.lab.token import MAX_CHOICES, PREFIX, Token, TokenError, decode
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -48,7 +48,7 @@ def test_dpor_covers_every_class_of_exhaustive_dfs_with_fewer_runs(prog, classes
 
 
 def test_dpor_runs_independent_tasks_once():
-    r = lab.explore(E.independent3, runs=None, strategy="dpor")
+    r = lab.explore(E.independent3, runs=None, strategy="dpor:declared")
     assert r.complete and r.runs == 1 and r.classes == 1
     d = lab.explore(E.independent3, runs=50, strategy="dfs")
     assert d.runs == 50 and d.classes == 1  # DFS re-runs equivalent orders
@@ -60,9 +60,11 @@ def test_dfs_preemption_bound_limits_the_tree():
     assert sizes[0] < sizes[1] < sizes[2] <= full
 
 
-def test_dpor_needs_declared_shared_state():
-    undeclared = lab.explore(E.undeclared_lost_update, runs=None, strategy="dpor")
+def test_dpor_declared_needs_declared_shared_state_and_dpor_does_not():
+    undeclared = lab.explore(E.undeclared_lost_update, runs=None, strategy="dpor:declared")
     assert undeclared.ok and undeclared.runs == 1  # invisible: one order only (caveat)
+    checked = lab.explore(E.undeclared_lost_update, runs=None, strategy="dpor")
+    assert not checked.ok and "error:AssertionError" in checked.failures[0].signature
     declared = lab.explore(E.declared_lost_update, runs=None, strategy="dpor")
     assert not declared.ok and "error:AssertionError" in declared.failures[0].signature
     assert lab.explore(E.undeclared_lost_update, runs=50, strategy="random").failures

@@ -62,6 +62,24 @@ TESTS = textwrap.dedent('''
 
     def test_not_under_the_lab():
         assert greenrt.run(lambda: 5) == 5
+
+
+    @pytest.mark.lab(runs=60)
+    def test_explored_by_the_portfolio():
+        flag = {"open": True}
+
+        def closer():
+            greenrt.checkpoint()
+            flag["open"] = False
+
+        def reporter():
+            for _ in range(3):
+                greenrt.checkpoint()
+            assert not flag["open"], "reporter before closer"
+
+        with greenrt.region() as r:
+            r.spawn(closer)
+            r.spawn(reporter)
 ''')
 
 
@@ -79,7 +97,9 @@ def test_plugin_runs_marked_tests_under_the_lab(tmp_path):
     p = run_pytest(tmp_path, "test_prog.py")
     out = p.stdout
     assert p.returncode == 1, out + p.stderr
-    assert "2 failed, 3 passed" in out, out
+    assert "3 failed, 3 passed" in out, out
+    # the explored test fails with the portfolio's summary and a replay token
+    assert "with portfolio (seed 0)" in out and "replay: greenrt-lab replay glab1." in out
     # the deadlock verdict, the trace path and both replay commands
     assert "[deadlock]" in out and "wait-for cycle: task 2 (a) -> task 3 (b)" in out
     m = re.search(r"replay: greenrt-lab replay (\S+test_deadlock-seed1\.jsonl)", out)

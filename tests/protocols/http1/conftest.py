@@ -137,7 +137,7 @@ class ServerThread:
 
     def _main(self) -> None:
         from greenrt import lowlevel
-        from greenrt.protocols.http1.server import serve
+        from greenrt.protocols.http.server import serve
 
         def main():
             self.hub = lowlevel.current_hub()
@@ -186,6 +186,20 @@ class ServerThread:
                 return True
             time.sleep(0.01)
         return False
+
+
+def wait_for_port(port: int, proc, timeout: float = 30) -> None:
+    """Wait until something accepts on 127.0.0.1:``port`` (a server subprocess
+    ``proc`` starting up); fail with its output if it exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.1)
 
 
 @pytest.fixture

@@ -250,7 +250,7 @@ def test_cancellation_at_every_checkpoint_leaves_no_broken_connection(http_serve
                         r = c.request("POST", f"{base}/echo",
                                       body=(b"c" * 1000 for _ in range(50)))
                         assert r.content == b"c" * 50000
-                for idle in c._pool.values():
+                for idle in [c.pool.idle_connections(k) for k in c.pool.key_statistics()]:
                     for conn in idle:
                         assert not conn.stream.broken and conn.p.buffered == 0
                         assert conn.p.error is None
@@ -496,7 +496,7 @@ def test_pool_bounds_concurrent_connections_per_host(http_server):
             assert st["connections_opened"] <= 3
             assert st["pool_waits"] > 0
             assert st["in_use"] == {} and st["waiting"] == {}
-            assert c._limiters == {}  # a host's limiter goes when no token is out
+            assert all(v["in_use"] == 0 == v["waiting"] for v in c.pool.key_statistics().values())
 
     greenrt.run(main)
     assert results == {i: b"/n%d" % i for i in range(20)}

@@ -66,7 +66,7 @@ def test_a_second_response_in_the_same_write_is_never_delivered():
     finally:
         srv.close()
     assert out == [b"/a", b"/b", b"/c"]
-    assert st["discard_reasons"].get("parser_buffered", 0) + st["discard_reasons"].get("socket_readable", 0) == 1
+    assert st["discard_reasons"].get("decoder_buffered", 0) + st["discard_reasons"].get("socket_readable", 0) == 1
     assert srv.connections == 2
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from greenrt.protocols.http import Limits, Response
-from greenrt.protocols.http1 import CLIENT, WSGIAdapter
+from greenrt.protocols.http import Limits, Response, WSGIAdapter
+from greenrt.protocols.http1 import CLIENT
 
 REFUSED = {
     "host_list": b"GET / HTTP/1.1\r\nHost: a.example, b.example\r\n\r\n",

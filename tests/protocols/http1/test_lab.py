@@ -13,8 +13,7 @@ import greenrt.lab as lab
 
 def _program():
     from greenrt import net
-    from greenrt.protocols.http import Response
-    from greenrt.protocols.http1 import HTTPServer
+    from greenrt.protocols.http import HTTPServer, Response
     from greenrt.protocols.http1.client import Client
 
     def app(req):
@@ -38,7 +37,7 @@ def _program():
                         body = b"p" * 100000
                         assert c.request("POST", "http://127.0.0.1:8080/echo",
                                          body=body).content == body
-                for idle in c._pool.values():
+                for idle in [c.pool.idle_connections(k) for k in c.pool.key_statistics()]:
                     for conn in idle:
                         assert not conn.stream.broken and conn.p.buffered == 0
                 assert c.get(f"http://127.0.0.1:8080/probe{k}").content == b"hello /probe%d" % k

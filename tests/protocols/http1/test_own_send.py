@@ -184,7 +184,7 @@ def test_100_continue_only_before_the_head():
 def test_request_grammar_is_h11s():
     import h11._abnf as abnf
 
-    from greenrt.protocols.http1._connection import HEADER_FIELD, REQUEST_LINE
+    from greenrt.protocols.http1._request_parser import HEADER_FIELD, REQUEST_LINE
 
     assert HEADER_FIELD == abnf.header_field and REQUEST_LINE == abnf.request_line
 

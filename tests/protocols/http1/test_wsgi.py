@@ -12,14 +12,15 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 
 import flask  # installed by the test extra: a missing flask must fail, not skip
 import pytest
 
 import greenrt
-from greenrt.protocols.http1 import WSGIAdapter
+from greenrt.protocols.http import WSGIAdapter
 from greenrt.protocols.http1.client import Client
+
+from .conftest import wait_for_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 
@@ -224,19 +225,11 @@ def test_gunicorn_with_our_worker_serves_flask(tmp_path):
     port = _free_port()
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{tmp_path}")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-k", "greenrt.protocols.http1.gunicorn_worker.Worker",
+        [sys.executable, "-m", "gunicorn", "-k", "greenrt.protocols.http.gunicorn_worker.Worker",
          "-w", "2", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5", "gapp:app"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stdout.read().decode()
-                assert time.monotonic() < deadline, "gunicorn did not start"
-                time.sleep(0.1)
+        wait_for_port(port, proc)
 
         def main():
             pids = set()

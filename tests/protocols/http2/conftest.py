@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import collections
 import socket
 import threading
 import time
@@ -21,11 +22,17 @@ class H2ServerThread:
         self.errors: list[dict] = []
         self.stream_starts = 0
         self.conns: list = []
+        self.events: collections.Counter = collections.Counter()
+        self.event_log: list = []
         self._ready = threading.Event()
         self._exc = None
         self.thread = threading.Thread(target=self._main, daemon=True)
 
     def _instrument(self, ev) -> None:
+        if ev.kind.startswith("http2."):
+            self.events[ev.kind] += 1
+            if len(self.event_log) < 10000:
+                self.event_log.append((ev.kind, dict(ev.data)))
         if ev.kind == "protocol.error" and ev.data.get("protocol") == "http2":
             self.errors.append(dict(ev.data))
         elif ev.kind == "http2.stream":
@@ -61,6 +68,11 @@ class H2ServerThread:
             raise self._exc
         return self
 
+    def begin_shutdown(self) -> None:
+        """Start the server's graceful shutdown (net.Server.shutdown: each connection
+        is cancelled with reason SHUTDOWN) without waiting for it."""
+        self.hub.call_soon_threadsafe(self.srv.shutdown)
+
     def stop(self) -> None:
         if self.thread.is_alive():
             self.hub.call_soon_threadsafe(self.srv.shutdown)
@@ -69,6 +81,14 @@ class H2ServerThread:
 
     def codes(self) -> list:
         return [e.get("code") for e in list(self.errors)]
+
+    def wait_for_event(self, kind: str, count: int = 1, timeout: float = 10.0) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.events[kind] >= count:
+                return True
+            time.sleep(0.01)
+        return False
 
     def wait_for_code(self, code: str, timeout: float = 10.0) -> bool:
         end = time.monotonic() + timeout

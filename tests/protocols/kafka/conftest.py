@@ -31,3 +31,17 @@ def slow_mock_cluster():
     brokers = {b.id: (b.host, b.port) for b in md.brokers.values()}
     yield {"admin": admin, "brokers": brokers,
            "bootstrap": ",".join(f"{h}:{p}" for h, p in brokers.values())}
+
+
+@pytest.fixture
+def mock():
+    """A fresh librdkafka mock cluster (3 brokers) with its control API (``mockctl``):
+    leaders can be moved, brokers taken down, request errors injected; the group
+    coordinator's initial rebalance delay is 100 ms instead of 3 s."""
+    from .mockctl import MockCluster
+
+    mc = MockCluster(3, initial_rebalance_delay_ms=100)
+    try:
+        yield mc
+    finally:
+        mc.close()

@@ -2,10 +2,11 @@
 
 ``shrink(token)`` re-runs edited versions of the token's choice sequence and keeps
 an edit when the run still fails with the token's *primary* failure (the first entry
-of its signature: the same oracle, or the same error type) and is smaller. Smaller
-means, in this order: fewer scheduling steps, then fewer *preemptions* (a pick of
-another task while the task that ran last was still runnable), then a shorter choice
-list, then smaller indices. Edits, each tried greedily until nothing improves or the
+of its signature: the same oracle, or the same leaf error type) and is smaller.
+Smaller means, in this order: fewer *preemptions* (a pick of another task while the
+task that ran last was still runnable: what a reader of the timeline follows), then
+fewer scheduling steps, then a shorter choice list, then smaller indices. So a shrunk
+token never has more preemptions than the input, and both counts are minimized. Edits, each tried greedily until nothing improves or the
 run budget is spent:
 
 1. truncation: keep a prefix (halving), the rest answered *calmly* (the task that
@@ -83,7 +84,7 @@ def shrink(token: str | Token, fn=None, *, max_runs: int = 300) -> ShrinkResult:
 
     def key(r) -> tuple:
         c = r.choice_indices
-        return (r.stats["steps"], preemptions(r.schedule or []), len(c), sum(c))
+        return (preemptions(r.schedule or []), r.stats["steps"], len(c), sum(c))
 
     best = res
     best_key = key(res)
@@ -133,9 +134,9 @@ def shrink(token: str | Token, fn=None, *, max_runs: int = 300) -> ShrinkResult:
                     improved = True
                     cur = list(best.choice_indices)
     new = Token(entry=tok.entry, entry_file=tok.entry_file, args=tok.args,
-                choices=list(best.choice_indices), run_hash=run_hash(best.trace.records),
+                choices=list(best.choice_indices), run_hash=run_hash(best.full_trace().records),
                 seed=tok.seed, strategy=tok.strategy + "+shrunk", options=tok.options,
                 inject=tok.inject, faults=tok.faults,
                 signature=failure_signature(best, injected=inject is not None), lab=tok.lab)
-    return ShrinkResult(new.encode(), orig[0], best_key[0], orig[1], best_key[1],
+    return ShrinkResult(new.encode(), orig[1], best_key[1], orig[0], best_key[0],
                         orig[2], best_key[2], runs, new.signature)

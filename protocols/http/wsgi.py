@@ -33,8 +33,8 @@ from typing import Any
 
 from greenrt import lowlevel as ll
 
-from ..http.errors import LocalProtocolError
-from ..http.model import Request
+from .errors import LocalProtocolError
+from .model import Request
 
 __all__ = ["WSGIAdapter", "build_environ"]
 
@@ -143,6 +143,9 @@ def build_environ(req: Request, *, multithread: bool = False,
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": req.scheme,
         "wsgi.input": _Input(req.body),
+        # the request itself, for extensions: greenrt.protocols.websocket.accept_wsgi
+        # takes the connection over through it (Request.upgrade)
+        "greenrt.request": req,
         "wsgi.errors": _Errors(),
         "wsgi.multithread": multithread,
         "wsgi.multiprocess": multiprocess,
@@ -216,6 +219,12 @@ class WSGIAdapter:
                 writer.write(bytes(data))
 
         result = self.app(env, start_response)
+        if req.extensions.get("upgraded"):
+            # the application took the connection over (a WebSocket): no HTTP response
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+            return None
         try:
             if isinstance(result, (list, tuple)) and len(result) == 1 and not state["sent"]:
                 data = result[0]

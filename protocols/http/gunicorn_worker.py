@@ -1,11 +1,11 @@
 """A gunicorn worker class that serves WSGI applications on greenrt.
 
-    gunicorn -k greenrt.protocols.http1.gunicorn_worker.Worker -w 4 myapp:app
+    gunicorn -k greenrt.protocols.http.gunicorn_worker.Worker -w 4 myapp:app
 
 gunicorn (an existing, well-known process manager) forks the workers, binds the
 sockets, restarts dead workers and scales the application over cores; each worker
 runs one greenrt hub that serves many connections concurrently with the HTTP/1.1
-server of this package and :class:`~protocols.http1.wsgi.WSGIAdapter`.
+server of this package and :class:`~protocols.http.wsgi.WSGIAdapter`.
 
 Mapping of gunicorn settings: ``keepalive`` → ``Limits.keepalive_timeout``,
 ``graceful_timeout`` → ``drain_timeout``, ``worker_connections`` →
@@ -13,8 +13,14 @@ Mapping of gunicorn settings: ``keepalive`` → ``Limits.keepalive_timeout``,
 ``max_request_line`` / ``max_headers`` (0, "unlimited", keeps greenrt's default
 limit), ``max_requests`` (+ jitter) → the worker retires after that many requests,
 ``certfile``/``keyfile`` → TLS through ``protocols.tls``. gunicorn's own request
-parser, access log and ``timeout``-based request killing are not used: the budgets of
-``Limits`` apply instead.
+parser and ``timeout``-based request killing are not used: the budgets of ``Limits``
+apply instead.
+
+Logging: errors logged on ``greenrt.http`` (a handler or application that raised,
+with its traceback) go to gunicorn's error log; with ``--access-logfile`` (or any
+gunicorn logging config that enables it) each request is written through gunicorn's
+own access logger, so ``--access-logformat`` works as usual (response headers, the
+``{name}o`` atoms, are not available and log as ``-``).
 
 Lifecycle: a heartbeat task notifies the arbiter every ``timeout / 4`` seconds (at
 most 1 s) and watches ``self.alive`` (cleared by gunicorn's SIGTERM handler, by
@@ -25,8 +31,12 @@ with reason ``shutdown``.
 
 from __future__ import annotations
 
+import datetime
+import logging
 import os
 import socket
+import time
+from types import SimpleNamespace
 
 from gunicorn.workers import base
 
@@ -34,9 +44,9 @@ import greenrt
 from greenrt import lowlevel as ll
 from greenrt import net
 
-from ..http.limits import Limits
+from .limits import Limits
 from .server import HTTPServer
-from .wsgi import WSGIAdapter
+from .wsgi import WSGIAdapter, build_environ
 
 __all__ = ["Worker"]
 
@@ -82,18 +92,51 @@ class Worker(base.Worker):
     def _main(self) -> None:
         app = WSGIAdapter(self.wsgi, multiprocess=True)
         served = [0]
+        glog = self.log
+        access = getattr(glog, "access_log_enabled", False)
 
         def handler(req):
             served[0] += 1
             if self.max_requests and served[0] >= self.max_requests:
                 self.alive = False
-            return app(req)
+            if not access:
+                return app(req)
+            t0 = time.monotonic()
+            try:
+                out = app(req)
+            except Exception as e:
+                # the server answers it: 500, or the status an HTTPError carries
+                self._log_access(req, time.monotonic() - t0, getattr(e, "status", None) or 500)
+                raise
+            self._log_access(req, time.monotonic() - t0)
+            return out
 
+        errors = _ToGunicorn(glog)
+        http_log = logging.getLogger("greenrt.http")
+        http_log.addHandler(errors)
         server = HTTPServer(handler, limits=self.limits(), tls=self._tls())
         listeners = self._listeners()
-        with greenrt.region(name="gunicorn.worker") as r:
-            r.spawn(self._heartbeat, server, name="gunicorn.heartbeat")
-            server.serve_listeners(listeners)
+        try:
+            with greenrt.region(name="gunicorn.worker") as r:
+                r.spawn(self._heartbeat, server, name="gunicorn.heartbeat")
+                server.serve_listeners(listeners)
+        finally:
+            http_log.removeHandler(errors)
+
+    def _log_access(self, req, seconds: float, status: int | None = None) -> None:
+        writer = req.writer
+        env = build_environ(req)
+        env.setdefault("RAW_URI", req.target)
+        status = status or getattr(writer, "status", 0)
+        resp = SimpleNamespace(status=str(status or "-"), headers=[],
+                               sent=getattr(writer, "body_bytes", None))
+        headers = [(k.decode("latin-1").upper(), v.decode("latin-1"))
+                   for k, v in req.headers.raw()]
+        try:
+            self.log.access(resp, SimpleNamespace(headers=headers), env,
+                            datetime.timedelta(seconds=seconds))
+        except Exception:  # noqa: BLE001 - a bad log format must not break serving
+            self.log.exception("access log failed")
 
     def _heartbeat(self, server: HTTPServer) -> None:
         period = max(min(self.timeout / 4.0, 1.0), 0.05)
@@ -104,3 +147,17 @@ class Worker(base.Worker):
                 break
             greenrt.sleep(min(period, 0.2))
         server.shutdown()
+
+
+class _ToGunicorn(logging.Handler):
+    """Forwards ``greenrt.http`` records to gunicorn's error log."""
+
+    def __init__(self, glog) -> None:
+        super().__init__(logging.WARNING)
+        self.glog = glog
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.glog.error("%s", record.getMessage(), exc_info=record.exc_info)
+        except Exception:  # noqa: BLE001 - logging must never take the worker down
+            self.handleError(record)

@@ -1,0 +1,124 @@
+"""The server's own request-head parser (sans-IO, no greenrt).
+
+For a request without a body (most of them), ``H1Connection`` does not hand the head
+to h11: it parses it here, with h11's own grammar (the regexes below are h11 0.16's
+``_abnf.py`` verbatim; a test compares the strings) and its Host rule, into a
+:class:`RequestHead`. Every sans-IO transcript test runs through both paths and must
+agree. The checks here come on top of h11's: RFC 9112 §3.2 request targets (origin
+form starts with ``/``, ``*`` only with OPTIONS) and exactly one valid Host.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..http.errors import BadRequest
+
+__all__ = ["HEADER_FIELD", "REQUEST_LINE", "RequestHead", "parse_request"]
+
+# h11 0.16's request grammar (h11/_abnf.py), verbatim, so a request head we parse
+# ourselves is accepted or refused exactly as h11 would (a test compares the strings)
+_OWS = r"[ \t]*"
+_TOKEN = r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
+_VCHAR = r"[\x21-\x7e]"
+_FIELD_VCHAR = r"[^\x00\s]"
+_FIELD_CONTENT = rf"{_FIELD_VCHAR}+(?:[ \t]+{_FIELD_VCHAR}+)*"
+_FIELD_VALUE = rf"({_FIELD_CONTENT})?"
+HEADER_FIELD = rf"(?P<field_name>{_TOKEN})" + r":" + _OWS + \
+    rf"(?P<field_value>{_FIELD_VALUE})" + _OWS
+REQUEST_LINE = (rf"(?P<method>{_TOKEN})" + r" " + rf"(?P<target>{_VCHAR}+)"
+                + r" " + r"HTTP/(?P<http_version>[0-9]\.[0-9])")
+_HEADER_FIELD_RE = re.compile(HEADER_FIELD.encode("ascii"))
+_REQUEST_LINE_RE = re.compile(REQUEST_LINE.encode("ascii"))
+
+
+def _excerpt(b: bytes | bytearray, n: int = 40) -> str:
+    return repr(bytes(b[:n])) + ("..." if len(b) > n else "")
+
+
+class RequestHead:
+    """A parsed request head (what ``next_event`` returns for a request on an
+    ``own_send`` connection, in place of ``h11.Request``): ``method``, ``target``,
+    ``http_version`` (bytes) and ``headers``, a list of ``(lowercase name, value)``
+    byte pairs with surrounding whitespace stripped."""
+
+    __slots__ = ("method", "target", "headers", "http_version")
+
+    def __init__(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]],
+                 http_version: bytes):
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.http_version = http_version
+
+    def __repr__(self) -> str:
+        return f"RequestHead({self.method!r}, {self.target!r}, {self.headers!r})"
+
+
+#: bytes no head may contain: controls other than HTAB, CR, LF (those frame lines);
+#: NUL is left to the h11 grammar check (code ``malformed``)
+_CTL_RE = re.compile(rb"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_HOST_RE = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+;=]*)(:[0-9]{0,5})?")
+
+
+def _check_target(start: bytes) -> None:
+    """The request-target forms of RFC 9112 §3.2: origin-form (``/path``) for every
+    method, absolute-form (``http://host/path``), authority-form only for CONNECT and
+    asterisk-form only for OPTIONS."""
+    method, _, rest = start.partition(b" ")
+    target = rest.rpartition(b" ")[0]
+    if target.startswith(b"/"):
+        return
+    if target == b"*":
+        if method != b"OPTIONS":
+            raise BadRequest("asterisk-form target is only valid for OPTIONS", code="bad_target")
+        return
+    if method == b"CONNECT":
+        return  # authority-form (host:port), checked by h11's grammar and the handler
+    low = target[:8].lower()
+    if low.startswith(b"http://") or low.startswith(b"https://"):
+        return
+    raise BadRequest(f"request target {_excerpt(target)} is not in origin or absolute form",
+                     code="bad_target")
+
+
+def _check_host(head: bytes, lower: bytes) -> None:
+    """One Host value that is a ``uri-host [":" port]`` (RFC 9110 §7.2): a list
+    (``Host: a, b``) or anything else a proxy might read differently is refused."""
+    i = lower.find(b"\nhost:")
+    if i == -1:
+        return
+    j = head.find(b"\r\n", i + 1)
+    value = head[i + 6:j if j != -1 else len(head)].strip(b" \t")
+    if _HOST_RE.fullmatch(value) is None:
+        raise BadRequest(f"invalid Host field {_excerpt(value)}", code="bad_host")
+
+
+def _parse_request(head: bytes) -> RequestHead:
+    """Parse a complete, CRLF-normalized request head as h11 would (same grammar, same
+    Host rule); raises ``BadRequest`` (``malformed``) where h11 raises."""
+    lines = head[:-4].split(b"\r\n")
+    m = _REQUEST_LINE_RE.fullmatch(lines[0])
+    if m is None:
+        raise BadRequest(f"h11: illegal request line: {_excerpt(lines[0])}", code="malformed")
+    headers = []
+    host = False
+    match = _HEADER_FIELD_RE.fullmatch
+    for line in lines[1:]:
+        f = match(line)
+        if f is None:
+            raise BadRequest(f"h11: illegal header line: {_excerpt(line)}", code="malformed")
+        name = f.group(1).lower()
+        value = f.group(2)
+        if name == b"host":
+            host = True
+        elif name == b"transfer-encoding":
+            value = value.lower()
+        headers.append((name, value))
+    version = m.group(3)
+    if not host and version == b"1.1":
+        raise BadRequest("h11: Missing mandatory Host: header", code="malformed")
+    return RequestHead(m.group(1), m.group(2), headers, version)
+
+
+parse_request = _parse_request

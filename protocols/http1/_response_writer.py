@@ -1,0 +1,245 @@
+"""The server's own response writer (sans-IO, no greenrt): response heads, body
+framing (Content-Length, chunked, or close-delimited for HTTP/1.0) and the ``Date``
+field, written without h11's per-event machinery.
+
+A mixin of ``H1Connection`` (``own_send=True``, what the server uses): it shares the
+connection's request facts (``_rmethod``, ``_rversion``, ``_rkeep``) and keeps its own
+output state (``_ostate``: idle → body → done, or error; ``_oframing``, ``_oleft``,
+``_okeep``). Validated header lines and reasons are cached (bounded), and the ``Date``
+line is formatted once per second.
+"""
+
+from __future__ import annotations
+
+from email.utils import formatdate
+
+import h11
+
+from ..http.errors import LocalProtocolError
+
+__all__ = ["ResponseWriterMixin", "date_line"]
+
+# own response writer: states and framings
+_O_IDLE, _O_BODY, _O_DONE, _O_ERROR = range(4)
+_F_LENGTH, _F_CHUNKED, _F_CLOSE = range(3)
+_CACHE_MAX = 512  # validated header lines / reasons kept (cleared when full)
+_line_cache: dict[tuple[bytes, bytes], bytes] = {}
+_reason_cache: dict[bytes, bool] = {}
+_date = [0, b""]
+
+
+def date_line(wall: float) -> bytes:
+    """``date: <IMF-fixdate>\r\n`` for ``wall`` seconds since the epoch (formatted
+    once per distinct second)."""
+    now = int(wall)
+    if now != _date[0]:
+        _date[1] = b"date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
+        _date[0] = now
+    return _date[1]
+
+
+def _header_line(name: bytes, value: bytes) -> bytes:
+    """``name: value\r\n`` after h11's own validation of the field (cached)."""
+    key = (name, value)
+    line = _line_cache.get(key)
+    if line is None:
+        try:
+            h11.Response(status_code=200, headers=[key])  # h11's grammar, exactly
+        except h11.LocalProtocolError as e:
+            raise LocalProtocolError(str(e)) from None
+        line = name + b": " + value + b"\r\n"
+        if len(_line_cache) >= _CACHE_MAX:
+            _line_cache.clear()
+        _line_cache[key] = line
+    return line
+
+
+def _check_reason(reason: bytes) -> None:
+    if reason not in _reason_cache:
+        try:
+            h11.Response(status_code=200, headers=[], reason=reason)
+        except h11.LocalProtocolError as e:
+            raise LocalProtocolError(str(e)) from None
+        if len(_reason_cache) >= _CACHE_MAX:
+            _reason_cache.clear()
+        _reason_cache[reason] = True
+
+
+def _comma_values(values: list[bytes]) -> list[bytes]:
+    """h11's ``get_comma_header`` on raw values: lowercased, split, stripped."""
+    return [v for raw in values for v in (x.strip() for x in raw.lower().split(b",")) if v]
+
+
+class ResponseWriterMixin:
+    """The response-writing half of ``H1Connection`` (see the module docstring)."""
+
+    __slots__ = ()
+
+
+    def response_head(self, status: int, headers: list[tuple[bytes, bytes]],
+                      reason: bytes = b"", content_length: int | None = None, *,
+                      replace_length: bool = True) -> bytes:
+        """The bytes of a final response head (``headers``: ``(name, value)`` byte
+        pairs, names lowercase), with h11's validation and framing rules, a ``Date``
+        field unless given, and ``Connection: close`` if the connection will not be
+        reused. ``content_length`` replaces any Content-Length field in ``headers``
+        (or, with ``replace_length=False``, is used only if there is none). Raises
+        ``LocalProtocolError`` (our state becomes broken)."""
+        if self._ostate != _O_IDLE:
+            raise LocalProtocolError("response head already sent" if self._ostate != _O_ERROR
+                                     else "connection is broken (a send failed)")
+        try:
+            return self._response_head(status, headers, reason, content_length, replace_length)
+        except LocalProtocolError:
+            self._ostate = _O_ERROR
+            raise
+
+    def _response_head(self, status: int, headers, reason: bytes, length: int | None,
+                       replace_length: bool) -> bytes:
+        if type(status) is not int or not 200 <= status < 1000:
+            raise LocalProtocolError(f"Response status_code should be in range [200, 1000), "
+                                     f"not {status!r}")
+        if reason:
+            _check_reason(reason)
+        self._r100 = False
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+        cls = te = conn = None
+        has_date = False
+        line_of = _line_cache.get
+        for kv in headers:
+            name = kv[0]
+            if name == b"content-length" or name == b"transfer-encoding" \
+                    or name == b"connection":
+                if name == b"content-length" and length is not None and replace_length:
+                    continue  # replaced by ``length``
+                _header_line(name, kv[1])  # validate
+                if name == b"content-length":
+                    if cls is None:
+                        cls = []
+                    cls.append(kv[1])
+                elif name == b"transfer-encoding":
+                    if te is not None:
+                        raise LocalProtocolError("multiple Transfer-Encoding headers")
+                    te = kv[1]
+                else:
+                    if conn is None:
+                        conn = []
+                    conn.append(kv[1])
+                continue
+            if name == b"date":
+                has_date = True
+            line = line_of(kv)
+            lines.append(line if line is not None else _header_line(name, kv[1]))
+        cl = None
+        if cls is None:
+            if length is not None:
+                cl = b"%d" % length
+        elif len(cls) == 1 and cls[0].isdigit():
+            cl = cls[0]
+        else:  # h11: one distinct value, digits
+            vals = {x.strip() for v in cls for x in v.split(b",")}
+            if len(vals) != 1:
+                raise LocalProtocolError("conflicting Content-Length headers")
+            cl = vals.pop()
+            if not cl.isdigit() or not cl.isascii():
+                raise LocalProtocolError("bad Content-Length")
+        if not has_date and self.wall_clock is not None:
+            lines.insert(1, date_line(self.wall_clock()))
+        method = self._rmethod
+        version = self._rversion
+        # keep-alive: the request's, ours (close_after_cycle / request cap), the head's
+        keep = self._rkeep and not self.close_after_cycle and (
+            self.messages_received < self.limits.max_requests_per_connection)
+        conn_values = _comma_values(conn) if conn is not None else []
+        if b"close" in conn_values:
+            keep = False
+        # framing, as h11 chooses it (HEAD is framed as GET would be)
+        no_body = status in (204, 304) or (method == b"CONNECT" and status < 300)
+        need_close = False
+        if no_body:
+            framing, left = _F_LENGTH, 0
+            if cl is not None:
+                lines.append(b"content-length: " + cl + b"\r\n")
+            if te is not None:
+                lines.append(b"transfer-encoding: chunked\r\n")
+        elif te is None and cl is not None:
+            framing, left = _F_LENGTH, int(cl)
+            lines.append(b"content-length: " + cl + b"\r\n")
+        elif version is None or version < b"1.1":
+            framing, left = _F_CLOSE, 0
+            if method != b"HEAD":
+                need_close = True
+        else:
+            framing, left = _F_CHUNKED, 0
+            lines.append(b"Transfer-Encoding: chunked\r\n")
+        if method == b"HEAD" or no_body:
+            framing, left = _F_LENGTH, 0
+        if need_close:
+            keep = False
+        switched = method == b"CONNECT" and 200 <= status < 300
+        if switched:
+            keep = False
+        if not keep:
+            vals = set(conn_values)
+            vals.discard(b"keep-alive")
+            vals.add(b"close")
+            lines += [b"Connection: " + v + b"\r\n" for v in sorted(vals)]
+        elif conn is not None:
+            lines += [b"connection: " + v + b"\r\n" for v in conn]
+        lines.append(b"\r\n")
+        self._okeep = keep
+        self._oframing = framing
+        self._oleft = left
+        # a 2xx to CONNECT hands the connection over (h11: SWITCHED_PROTOCOL): no body,
+        # no end of message, never reused
+        self._ostate = _O_ERROR if switched else _O_BODY
+        return b"".join(lines)
+
+    def response_continue(self) -> bytes:
+        """``100 Continue`` (only before the final response head)."""
+        if self._ostate != _O_IDLE:
+            raise LocalProtocolError("100 Continue after the response head")
+        self._r100 = False
+        return b"HTTP/1.1 100 \r\n\r\n"
+
+    def response_data(self, data: bytes) -> bytes:
+        """Frame body bytes of the response (chunked, counted or close-delimited).
+        Raises ``LocalProtocolError`` past the declared Content-Length."""
+        if self._ostate != _O_BODY:
+            raise LocalProtocolError("response body outside a response")
+        fr = self._oframing
+        n = len(data)
+        if fr == _F_LENGTH:
+            if n > self._oleft:
+                self._ostate = _O_ERROR
+                raise LocalProtocolError("Too much data for declared Content-Length")
+            self._oleft -= n
+            return data
+        if fr == _F_CHUNKED:
+            if not n:
+                return b""
+            return b"%x\r\n" % n + data + b"\r\n"
+        return data
+
+    def response_end(self) -> bytes:
+        """End the response body. Raises ``LocalProtocolError`` if a declared
+        Content-Length was not reached."""
+        if self._ostate != _O_BODY:
+            raise LocalProtocolError("response end outside a response")
+        fr = self._oframing
+        if fr == _F_LENGTH and self._oleft:
+            self._ostate = _O_ERROR
+            raise LocalProtocolError("Too little data for declared Content-Length")
+        self._ostate = _O_DONE
+        if fr == _F_CHUNKED:
+            return b"0\r\n\r\n"
+        if fr == _F_CLOSE:
+            self._okeep = False
+        return b""
+
+    def send_failed(self) -> None:
+        """Mark our side broken (a send was interrupted); the connection must close."""
+        if self.own_send:
+            self._ostate = _O_ERROR
+            return
+        self._h11.send_failed()

@@ -1,0 +1,415 @@
+"""The NATS client protocol, sans-IO (see ``protocols/base/sansio.py``).
+
+Server to client: ``INFO {json}``, ``MSG <subject> <sid> [reply] <n>`` + payload,
+``HMSG <subject> <sid> [reply] <hdr_n> <total_n>`` + headers + payload, ``PING``,
+``PONG``, ``+OK``, ``-ERR '<text>'``; every control line ends in CRLF, every payload
+is followed by CRLF. Client to server: the ``encode_*`` functions (CONNECT, PUB,
+HPUB, SUB, UNSUB, PING, PONG) return bytes.
+
+Totality, bounds, no resynchronisation (the gaps measured in nats-py):
+
+* a control line without CRLF is buffered up to ``max_control_line`` bytes (INFO lines
+  up to ``max_info_bytes``, since a cluster's INFO lists its servers), then a
+  ``LimitError``: the buffer never grows past the limit plus one read;
+* a MSG/HMSG announcing more than the server's ``max_payload`` (from its INFO, capped
+  by ``Limits.max_payload``) is a ``LimitError`` before a byte of it is awaited;
+* a payload not followed by CRLF is a ``ProtocolError`` (``bad_terminator``), never
+  re-read as the next operation;
+* an INFO that is not a JSON object is a ``ProtocolError`` (``bad_info``), never a
+  ``JSONDecodeError``;
+* a bare LF line end, an unknown operation, a malformed number, malformed headers: a
+  ``ProtocolError``.
+
+Errors are sticky (every later ``next_event`` raises the same error) and verdicts do
+not depend on how the input is split.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from ..base.limits import Limits as _BaseLimits
+from ..base.sansio import NEED_DATA, StickyError
+from .errors import LimitError, ProtocolError, UsageError
+
+__all__ = [
+    "NEED_DATA", "PING", "PONG", "Err", "Info", "Limits", "Msg", "Ok", "Parser", "Ping", "Pong",
+    "encode_connect", "encode_headers", "encode_hpub", "encode_pub", "encode_sub",
+    "encode_unsub", "parse_headers",
+]
+
+PING = b"PING\r\n"
+PONG = b"PONG\r\n"
+
+_MAX_NUMBER_DIGITS = 10  # sizes and sids: more digits than this is not a size we accept
+
+
+@dataclass(frozen=True)
+class Limits(_BaseLimits):
+    """The codec's limits (safe defaults; ``docs/security.md``).
+
+    ``max_control_line``: longest control line (the server's default, 4096);
+    ``max_info_bytes``: longest INFO line; ``max_payload``: the largest payload accepted
+    whatever the server's INFO says (the server's own ``max_payload`` applies below it);
+    ``max_header_bytes``: the largest header block of an HMSG."""
+
+    positive_ints = ("max_control_line", "max_info_bytes", "max_payload", "max_header_bytes")
+    max_control_line: int = 4096
+    max_info_bytes: int = 64 * 1024
+    max_payload: int = 64 * 1024 * 1024
+    max_header_bytes: int = 64 * 1024
+
+
+class Info(NamedTuple):
+    """``INFO``: the server's JSON object."""
+
+    info: dict
+
+
+class Msg(NamedTuple):
+    """``MSG``/``HMSG``. ``headers`` is ``None`` for MSG; for HMSG a dict (last value
+    of a repeated name wins; all values in ``Msg.raw_headers`` order via
+    :func:`parse_headers`), ``status``/``description`` from the ``NATS/1.0`` line."""
+
+    subject: str
+    sid: int
+    reply: str | None
+    payload: bytes
+    headers: dict | None = None
+    status: int | None = None
+    description: str | None = None
+
+
+class Ping(NamedTuple):
+    pass
+
+
+class Pong(NamedTuple):
+    pass
+
+
+class Ok(NamedTuple):
+    pass
+
+
+class Err(NamedTuple):
+    """``-ERR``: the server's error text (quotes removed)."""
+
+    message: str
+
+
+_PING_EV = Ping()
+_PONG_EV = Pong()
+_OK_EV = Ok()
+
+
+def _num(tok: bytes, what: str) -> int:
+    if not tok or len(tok) > _MAX_NUMBER_DIGITS or not tok.isdigit():
+        raise ProtocolError(f"nats: malformed {what} {_excerpt(tok)}", code="bad_control_line")
+    return int(tok)
+
+
+def _excerpt(b: bytes, n: int = 40) -> str:
+    s = repr(bytes(b[:n]))
+    return s + ("..." if len(b) > n else "")
+
+
+def parse_headers(block: bytes) -> tuple[int | None, str | None, list[tuple[str, str]]]:
+    """Parse an HMSG header block (``NATS/1.0[ status[ description]]\\r\\n`` then
+    ``Name: value\\r\\n`` lines and an empty line). Returns ``(status, description,
+    [(name, value), ...])``; a malformed block is a ``ProtocolError`` (``bad_headers``)."""
+    if not block.startswith(b"NATS/1.0") or not block.endswith(b"\r\n\r\n"):
+        raise ProtocolError(f"nats: malformed header block {_excerpt(block)}", code="bad_headers")
+    lines = block[:-4].split(b"\r\n")
+    first = lines[0][8:]
+    status = description = None
+    if first:
+        if first[:1] != b" ":
+            raise ProtocolError(f"nats: malformed header version line {_excerpt(lines[0])}",
+                                code="bad_headers")
+        parts = first[1:].split(b" ", 1)
+        code = parts[0]
+        if len(code) != 3 or not code.isdigit():
+            raise ProtocolError(f"nats: malformed header status {_excerpt(code)}", code="bad_headers")
+        status = int(code)
+        if len(parts) > 1:
+            description = parts[1].decode("utf-8", "replace").strip() or None
+    out = []
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep or not name or b"\n" in line or b"\r" in line or name.strip() != name:
+            raise ProtocolError(f"nats: malformed header line {_excerpt(line)}", code="bad_headers")
+        out.append((name.decode("utf-8", "replace"), value.strip().decode("utf-8", "replace")))
+    return status, description, out
+
+
+class Parser:
+    """Server-to-client operations from bytes (the sans-IO convention).
+
+    Events: :class:`Info`, :class:`Ping`, :class:`Pong`, :class:`Ok`, :class:`Err`,
+    and :class:`Msg` (or what ``msg_factory`` builds).
+
+    ``max_payload`` starts at ``limits.max_payload`` and drops to the server's
+    ``max_payload`` when an INFO announces one (never above the configured cap)."""
+
+    __slots__ = ("limits", "max_payload", "_buf", "_pos", "_error", "_eof", "_msg")
+
+    def __init__(self, limits: Limits | None = None, msg_factory: Any = None) -> None:
+        self.limits = limits or Limits()
+        #: builds the MSG/HMSG events: ``factory(subject, sid, reply, payload[, headers,
+        #: status, description])``; default :class:`Msg` (a client passes its own
+        #: message class to save a copy per message)
+        self._msg = msg_factory or Msg
+        self.max_payload = self.limits.max_payload
+        self._buf = bytearray()
+        self._pos = 0
+        self._error = StickyError()
+        self._eof = False
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet consumed by an event."""
+        return len(self._buf) - self._pos
+
+    @property
+    def eof(self) -> bool:
+        return self._eof
+
+    def receive_data(self, data: bytes) -> None:
+        """Append bytes from the server; ``b""`` means EOF."""
+        if not data:
+            self._eof = True
+            return
+        buf = self._buf
+        if self._pos and self._pos * 2 >= len(buf):
+            del buf[:self._pos]
+            self._pos = 0
+        buf += data
+
+    def next_event(self) -> Any:
+        """The next operation, or ``NEED_DATA``; a ``ProtocolError`` (sticky) when the
+        bytes are not valid NATS."""
+        if self._error.error is not None:
+            raise self._error.error
+        try:
+            return self._next()
+        except ProtocolError as e:
+            self._error.set(e)
+            raise
+        except (ValueError, RecursionError, UnicodeDecodeError) as e:  # defence in depth
+            err = ProtocolError(f"nats: malformed input ({type(e).__name__})", code="malformed")
+            self._error.set(err)
+            raise err from None
+
+    def _line(self) -> bytes | None:
+        buf = self._buf
+        pos = self._pos
+        lim = self.limits.max_control_line
+        end = buf.find(b"\n", pos, pos + lim + 2)
+        if end < 0:
+            have = len(buf) - pos
+            if have <= lim + 1:
+                return None
+            if buf[pos:pos + 5].upper() == b"INFO ":
+                ilim = max(self.limits.max_info_bytes, lim)
+                end = buf.find(b"\n", pos, pos + ilim + 2)
+                if end < 0:
+                    if have <= ilim + 1:
+                        return None
+                    raise LimitError(limit="max_info_bytes", maximum=ilim)
+            else:
+                raise LimitError(limit="max_control_line", maximum=lim)
+        if end == pos or buf[end - 1] != 13:
+            raise ProtocolError(f"nats: control line not ended by CRLF: "
+                                f"{_excerpt(buf[pos:end + 1])}", code="bad_control_line")
+        line = bytes(buf[pos:end - 1])
+        self._pos = end + 1
+        return line
+
+    def _next(self) -> Any:
+        buf = self._buf
+        pos = self._pos
+        if len(buf) == pos:
+            return NEED_DATA
+        if buf.startswith(b"MSG ", pos):
+            # Fast path: an upper-case MSG without a reply subject, whole in the buffer.
+            # Anything else (or anything odd) goes down the general path below, which
+            # gives the same verdicts.
+            end = buf.find(b"\n", pos, pos + self.limits.max_control_line + 2)
+            if end > pos and buf[end - 1] == 13:
+                parts = buf[pos + 4:end - 1].split()
+                if len(parts) == 3:
+                    subject, sid, n = parts
+                    if sid.isdigit() and n.isdigit() and len(n) <= _MAX_NUMBER_DIGITS \
+                            and len(sid) <= _MAX_NUMBER_DIGITS and subject:
+                        size = int(n)
+                        p = end + 1
+                        if size <= self.max_payload and len(buf) - p >= size + 2 and \
+                                buf[p + size] == 13 and buf[p + size + 1] == 10:
+                            self._pos = p + size + 2
+                            return self._msg(subject.decode("utf-8", "replace"), int(sid), None,
+                                       bytes(buf[p:p + size]))
+        start = pos
+        line = self._line()
+        if line is None:
+            return NEED_DATA
+        op = line[:4].upper()
+        if op == b"MSG ":
+            parts = line[4:].split()
+            if len(parts) == 3:
+                subject, sid, n = parts
+                reply = None
+            elif len(parts) == 4:
+                subject, sid, reply, n = parts
+            else:
+                raise ProtocolError(f"nats: malformed MSG {_excerpt(line)}", code="bad_control_line")
+            size = _num(n, "MSG size")
+            if size > self.max_payload:
+                raise LimitError(limit="max_payload", value=size, maximum=self.max_payload)
+            sidn = _num(sid, "sid")
+            p = self._pos
+            if len(buf) - p < size + 2:
+                self._pos = start  # re-parse the line when the payload is here
+                return NEED_DATA
+            if buf[p + size] != 13 or buf[p + size + 1] != 10:
+                raise ProtocolError("nats: MSG payload not followed by CRLF", code="bad_terminator")
+            payload = bytes(buf[p:p + size])
+            self._pos = p + size + 2
+            return self._msg(subject.decode("utf-8", "replace"), sidn,
+                       None if reply is None else reply.decode("utf-8", "replace"), payload)
+        if op == b"HMSG":
+            if line[4:5] not in (b" ", b"\t"):
+                raise ProtocolError(f"nats: unknown operation {_excerpt(line)}", code="unknown_op")
+            parts = line[5:].split()
+            if len(parts) == 4:
+                subject, sid, hn, n = parts
+                reply = None
+            elif len(parts) == 5:
+                subject, sid, reply, hn, n = parts
+            else:
+                raise ProtocolError(f"nats: malformed HMSG {_excerpt(line)}", code="bad_control_line")
+            hsize = _num(hn, "HMSG header size")
+            size = _num(n, "HMSG size")
+            if size > self.max_payload:
+                raise LimitError(limit="max_payload", value=size, maximum=self.max_payload)
+            if hsize > size:
+                raise ProtocolError(f"nats: HMSG header size {hsize} > total {size}",
+                                    code="bad_control_line")
+            if hsize > self.limits.max_header_bytes:
+                raise LimitError(limit="max_header_bytes", value=hsize,
+                                 maximum=self.limits.max_header_bytes)
+            sidn = _num(sid, "sid")
+            p = self._pos
+            if len(buf) - p < size + 2:
+                self._pos = start
+                return NEED_DATA
+            if buf[p + size] != 13 or buf[p + size + 1] != 10:
+                raise ProtocolError("nats: HMSG payload not followed by CRLF", code="bad_terminator")
+            status, desc, pairs = parse_headers(bytes(buf[p:p + hsize]))
+            payload = bytes(buf[p + hsize:p + size])
+            self._pos = p + size + 2
+            return self._msg(subject.decode("utf-8", "replace"), sidn,
+                       None if reply is None else reply.decode("utf-8", "replace"), payload,
+                       dict(pairs), status, desc)
+        u = line.upper()
+        if u == b"PING":
+            return _PING_EV
+        if u == b"PONG":
+            return _PONG_EV
+        if u == b"+OK":
+            return _OK_EV
+        if u.startswith(b"-ERR"):
+            text = line[4:].strip()
+            if len(text) >= 2 and text[:1] == b"'" and text[-1:] == b"'":
+                text = text[1:-1]
+            return Err(text.decode("utf-8", "replace"))
+        if u.startswith(b"INFO") and line[4:5] in (b" ", b"\t"):
+            try:
+                info = json.loads(line[5:])
+            except (ValueError, RecursionError, UnicodeDecodeError):
+                raise ProtocolError(f"nats: INFO is not valid JSON: {_excerpt(line)}",
+                                    code="bad_info") from None
+            if not isinstance(info, dict):
+                raise ProtocolError(f"nats: INFO is not a JSON object: {_excerpt(line)}",
+                                    code="bad_info")
+            mp = info.get("max_payload")
+            if mp is not None:
+                if isinstance(mp, bool) or not isinstance(mp, int) or mp <= 0:
+                    raise ProtocolError(f"nats: INFO max_payload {mp!r} is not a positive int",
+                                        code="bad_info")
+                self.max_payload = min(mp, self.limits.max_payload)
+            return Info(info)
+        raise ProtocolError(f"nats: unknown operation {_excerpt(line)}", code="unknown_op")
+
+
+# -- client to server -----------------------------------------------------------------------
+
+
+def validate_token(s: str | bytes, what: str) -> bytes:
+    """``s`` as bytes if it is a valid subject/reply/queue token (non-empty, no
+    whitespace), else a ``UsageError`` (a space or CRLF would inject a second
+    operation)."""
+    b = s.encode() if isinstance(s, str) else bytes(s)
+    if not b or b" " in b or b"\t" in b or b"\r" in b or b"\n" in b:
+        raise UsageError(f"nats: invalid {what} {s!r} (empty, or contains whitespace)")
+    return b
+
+
+def encode_connect(options: dict) -> bytes:
+    """``CONNECT {json}``."""
+    return b"CONNECT " + json.dumps(options, separators=(",", ":")).encode() + b"\r\n"
+
+
+def encode_pub(subject: str | bytes, payload: bytes, reply: str | bytes | None = None) -> bytes:
+    """``PUB`` with its payload: one contiguous frame (never written in part to a
+    connection that stays in use)."""
+    s = validate_token(subject, "subject")
+    if reply:
+        r = validate_token(reply, "reply subject")
+        return b"PUB %s %s %d\r\n%s\r\n" % (s, r, len(payload), payload)
+    return b"PUB %s %d\r\n%s\r\n" % (s, len(payload), payload)
+
+
+def encode_headers(headers: dict | None, status: str | None = None) -> bytes:
+    """A ``NATS/1.0`` header block; names and values may not contain CR or LF (a
+    ``UsageError``: header injection)."""
+    out = [b"NATS/1.0" + (b" " + status.encode() if status else b"") + b"\r\n"]
+    for k, v in (headers or {}).items():
+        values = v if isinstance(v, (list, tuple)) else (v,)
+        kb = str(k).encode()
+        if not kb or b":" in kb or any(c in kb for c in b" \t\r\n"):
+            raise UsageError(f"nats: invalid header name {k!r}")
+        for one in values:
+            vb = str(one).encode()
+            if b"\r" in vb or b"\n" in vb:
+                raise UsageError(f"nats: header value for {k!r} contains CR or LF")
+            out.append(kb + b": " + vb + b"\r\n")
+    out.append(b"\r\n")
+    return b"".join(out)
+
+
+def encode_hpub(subject: str | bytes, payload: bytes, headers: dict | None,
+                reply: str | bytes | None = None) -> bytes:
+    """``HPUB`` with headers and payload, one contiguous frame."""
+    s = validate_token(subject, "subject")
+    h = encode_headers(headers)
+    total = len(h) + len(payload)
+    if reply:
+        r = validate_token(reply, "reply subject")
+        return b"HPUB %s %s %d %d\r\n%s%s\r\n" % (s, r, len(h), total, h, payload)
+    return b"HPUB %s %d %d\r\n%s%s\r\n" % (s, len(h), total, h, payload)
+
+
+def encode_sub(subject: str | bytes, sid: int, queue: str | bytes | None = None) -> bytes:
+    s = validate_token(subject, "subject")
+    if queue:
+        return b"SUB %s %s %d\r\n" % (s, validate_token(queue, "queue group"), sid)
+    return b"SUB %s %d\r\n" % (s, sid)
+
+
+def encode_unsub(sid: int, max_msgs: int | None = None) -> bytes:
+    if max_msgs:
+        return b"UNSUB %d %d\r\n" % (sid, max_msgs)
+    return b"UNSUB %d\r\n" % sid

@@ -1,0 +1,237 @@
+"""The NATS client against a real nats-server: publish/subscribe, queue groups,
+auto-unsubscribe, headers, request/reply (budgets, no responders, late replies),
+flush, drain, statistics, slow consumers, max_payload, subscriptions as iterators
+and callbacks."""
+
+from __future__ import annotations
+
+import pytest
+
+import greenrt
+from greenrt.protocols import nats
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def run(fn):
+    return greenrt.run(fn)
+
+
+def test_publish_subscribe_roundtrip(nats_server):
+    def main():
+        with nats.connect(nats_server.url, name="t1") as nc:
+            sub = nc.subscribe("greet.*")
+            nc.flush()
+            for i in range(10):
+                nc.publish(f"greet.{i}", b"hello %d" % i)
+            got = [sub.next_msg(timeout=5) for _ in range(10)]
+            assert [m.data for m in got] == [b"hello %d" % i for i in range(10)]
+            assert [m.subject for m in got] == [f"greet.{i}" for i in range(10)]
+            st = nc.statistics()
+            assert st["out_msgs"] == 10 and st["in_msgs"] == 10
+            assert st["state"] == "connected" and st["server"] == f"127.0.0.1:{nats_server.port}"
+    run(main)
+
+
+def test_headers_roundtrip(nats_server):
+    def main():
+        with nats.connect(nats_server.url) as nc:
+            sub = nc.subscribe("h")
+            nc.flush()
+            nc.publish("h", b"body", headers={"X-Trace": "abc", "Multi": ["1", "2"]})
+            m = sub.next_msg(timeout=5)
+            assert m.data == b"body"
+            assert m.headers["X-Trace"] == "abc"
+            assert m.headers["Multi"] == "2"  # last value of a repeated name
+            with pytest.raises(nats.UsageError):
+                nc.publish("h", b"", headers={"X": "a\r\nPUB evil 1"})
+            with pytest.raises(nats.UsageError):
+                nc.publish("bad subject", b"")
+    run(main)
+
+
+def test_queue_group_delivers_each_message_once(nats_server):
+    def main():
+        with nats.connect(nats_server.url) as nc:
+            a = nc.subscribe("work", queue="workers")
+            b = nc.subscribe("work", queue="workers")
+            nc.flush()
+            for i in range(100):
+                nc.publish("work", str(i).encode())
+            nc.flush()
+            greenrt.sleep(0.05)
+            seen = []
+            for s in (a, b):
+                while s.pending[0]:
+                    seen.append(int(s.next_msg().data))
+            assert sorted(seen) == list(range(100))
+    run(main)
+
+
+def test_auto_unsubscribe_after_n_and_iteration_ends(nats_server):
+    def main():
+        with nats.connect(nats_server.url) as nc:
+            sub = nc.subscribe("n", max_msgs=3)
+            nc.flush()
+            for i in range(6):
+                nc.publish("n", b"%d" % i)
+            got = [m.data for m in sub]  # ends after 3
+            assert got == [b"0", b"1", b"2"]
+            with pytest.raises(nats.EndOfSubscription):
+                sub.next_msg(timeout=1)
+            assert nc.statistics()["subscriptions"] == 0
+    run(main)
+
+
+def test_unsubscribe_later_with_count(nats_server):
+    def main():
+        with nats.connect(nats_server.url) as nc:
+            sub = nc.subscribe("u")
+            nc.flush()
+            nc.publish("u", b"a")
+            assert sub.next_msg(timeout=5).data == b"a"
+            sub.auto_unsubscribe(3)  # 3 in total: two more
+            for _ in range(5):
+                nc.publish("u", b"x")
+            assert len(list(sub)) == 2
+    run(main)
+
+
+def test_request_reply_and_no_responders(nats_server):
+    def main():
+        with nats.connect(nats_server.url) as nc:
+            svc = nc.subscribe("echo", callback=lambda m: m.respond(b"re:" + m.data))
+            nc.flush()
+            for i in range(20):
+                assert nc.request("echo", b"%d" % i, timeout=5).data == b"re:%d" % i
+            with pytest.raises(nats.NoResponders):
+                nc.request("nobody.here", b"x", timeout=5)
+            svc.unsubscribe()
+    run(main)
+
+
+def test_request_timeout_then_late_reply_is_dropped(nats_server):
+    """A timed-out request's late reply never reaches the next request."""
+    def main():
+        with nats.connect(nats_server.url) as nc:
+            held = []
+            nc.subscribe("slow", callback=held.append)
+            nc.subscribe("fast", callback=lambda m: m.respond(b"fast"))
+            nc.flush()
+            with pytest.raises(nats.RequestTimeout):
+                nc.request("slow", b"1", timeout=0.2)
+            assert len(held) == 1
+            held[0].respond(b"late answer for the first request")
+            nc.flush()
+            assert nc.request("fast", b"2", timeout=5).data == b"fast"
+            greenrt.sleep(0.05)
+            assert nc.statistics()["late_replies"] == 1
+            assert nc.statistics()["outstanding_requests"] == 0
+    run(main)
+
+
+def test_cancelled_requests_never_get_each_others_replies(nats_server):
+    """Many concurrent requests, half cancelled at random points; every completed
+    request sees its own reply."""
+    def main():
+        with nats.connect(nats_server.url) as nc:
+            def responder(m):
+                greenrt.sleep(0.001 * (int(m.data) % 5))
+                m.respond(b"re:" + m.data)
+
+            sub = nc.subscribe("svc")
+            with greenrt.region() as serve:
+                def serve_loop():
+                    with greenrt.region() as rg:
+                        for m in sub:
+                            rg.spawn(responder, m)
+                serve.spawn(serve_loop)
+                nc.flush()
+                ok = [0]
+
+                def client(i):
+                    with greenrt.move_on_after(0.002 * (i % 4)) if i % 2 else _null():
+                        r = nc.request("svc", b"%d" % i, timeout=5)
+                        assert r.data == b"re:%d" % i
+                        ok[0] += 1
+
+                with greenrt.region() as rg:
+                    for i in range(200):
+                        rg.spawn(client, i)
+                assert ok[0] >= 100
+                sub.unsubscribe()
+    run(main)
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *a):
+        return False
+
+
+def test_slow_consumer_bounded_queue(nats_server):
+    def main():
+        with nats.connect(nats_server.url) as nc:
+            sub = nc.subscribe("flood", max_pending_msgs=10, max_pending_bytes=1 << 20)
+            nc.flush()
+            for i in range(50):
+                nc.publish("flood", b"%d" % i)
+            nc.flush()
+            greenrt.sleep(0.05)
+            assert sub.pending[0] == 10
+            with pytest.raises(nats.SlowConsumer) as ei:
+                sub.next_msg(timeout=1)
+            assert ei.value.dropped == 40
+            assert [sub.next_msg().data for _ in range(10)] == [b"%d" % i for i in range(10)]
+            assert nc.statistics()["slow_consumer_drops"] == 40
+            # the byte bound too
+            sub2 = nc.subscribe("big", max_pending_msgs=1000, max_pending_bytes=1000)
+            nc.flush()
+            for _ in range(5):
+                nc.publish("big", b"x" * 400)
+            nc.flush()
+            greenrt.sleep(0.05)
+            assert sub2.pending == (2, 800)
+            assert sub2.dropped == 3
+    run(main)
+
+
+def test_payload_above_server_max_payload_is_refused_locally(nats_factory):
+    srv = nats_factory("max_payload: 1024", jetstream=False)
+
+    def main():
+        with nats.connect(srv.url) as nc:
+            assert nc.max_payload == 1024
+            with pytest.raises(nats.UsageError):
+                nc.publish("p", b"x" * 1025)
+            nc.publish("p", b"x" * 1024)
+            nc.flush()
+    run(main)
+
+
+def test_drain_delivers_routed_messages_then_closes(nats_server):
+    def main():
+        got = []
+        with nats.connect(nats_server.url) as nc:
+            nc.subscribe("d", callback=lambda m: got.append(m.data))
+            nc.flush()
+            for i in range(100):
+                nc.publish("d", b"%d" % i)
+            nc.drain(timeout=10)
+            assert nc.state == "closed"
+            with pytest.raises(nats.ClientClosed):
+                nc.publish("d", b"late")
+        assert got == [b"%d" % i for i in range(100)]
+    run(main)
+
+
+def test_connect_failure_is_typed(nats_factory):
+    from .conftest import free_port
+
+    def main():
+        with pytest.raises(nats.NatsConnectionError):
+            with nats.connect(f"nats://127.0.0.1:{free_port()}", connect_timeout=2):
+                pass
+    run(main)

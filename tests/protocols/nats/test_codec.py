@@ -1,0 +1,198 @@
+"""The sans-IO codec: every operation, the limits (control line, INFO, max_payload,
+header block), bad terminators, bad INFO, sticky errors, segmentation independence,
+and the encoders' refusal of injection."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from greenrt.protocols import base
+from greenrt.protocols.nats import LimitError, ProtocolError, UsageError
+from greenrt.protocols.nats.codec import (
+    NEED_DATA,
+    Err,
+    Info,
+    Limits,
+    Msg,
+    Ok,
+    Parser,
+    Ping,
+    Pong,
+    encode_headers,
+    encode_hpub,
+    encode_pub,
+    encode_sub,
+    encode_unsub,
+)
+
+STREAM = (b'INFO {"server_id":"x","max_payload":1048576,"headers":true}\r\n'
+          b"PING\r\nPONG\r\n+OK\r\n-ERR 'Permissions Violation for Publish to \"x\"'\r\n"
+          b"MSG foo.bar 7 5\r\nhello\r\n"
+          b"MSG foo 12 _INBOX.abc 0\r\n\r\n"
+          b"HMSG h 3 26 31\r\nNATS/1.0\r\nA: 1\r\nB: x y\r\n\r\nworld\r\n"
+          b"HMSG r 3 _INBOX.x 16 16\r\nNATS/1.0 503\r\n\r\n\r\n")
+
+
+def events(data: bytes, limits: Limits | None = None, step: int | None = None):
+    p = Parser(limits)
+    out = []
+    chunks = [data] if step is None else [data[i:i + step] for i in range(0, len(data), step)]
+    for c in chunks:
+        p.receive_data(c)
+        while (ev := p.next_event()) is not NEED_DATA:
+            out.append(ev)
+    return out, p
+
+
+def test_every_operation():
+    evs, p = events(STREAM)
+    assert [type(e) for e in evs] == [Info, Ping, Pong, Ok, Err, Msg, Msg, Msg, Msg]
+    assert evs[0].info["max_payload"] == 1048576 and p.max_payload == 1048576
+    assert evs[4].message == 'Permissions Violation for Publish to "x"'
+    assert evs[5] == Msg("foo.bar", 7, None, b"hello")
+    assert evs[6] == Msg("foo", 12, "_INBOX.abc", b"")
+    assert evs[7].headers == {"A": "1", "B": "x y"} and evs[7].payload == b"world"
+    assert evs[8].status == 503 and evs[8].reply == "_INBOX.x" and evs[8].payload == b""
+    assert p.buffered == 0
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 7, 64])
+def test_segmentation_independence(step):
+    assert events(STREAM, step=step)[0] == events(STREAM)[0]
+
+
+def test_long_control_line_without_crlf_is_a_limit_error_and_bounded():
+    p = Parser()
+    p.receive_data(b"MSG " + b"a" * 4093)  # 4097 bytes: one past the limit plus CR
+    assert p.next_event() is NEED_DATA
+    p.receive_data(b"aa")
+    with pytest.raises(LimitError) as ei:
+        p.next_event()
+    assert ei.value.limit == "max_control_line" and ei.value.maximum == 4096
+    assert isinstance(ei.value, base.LimitError)
+    # sticky: the same error again, whatever comes next
+    p.receive_data(b"\r\nPING\r\n")
+    with pytest.raises(LimitError):
+        p.next_event()
+
+
+def test_one_mib_without_crlf_is_refused_at_the_limit():
+    p = Parser()
+    with pytest.raises(LimitError):
+        for _ in range(256):
+            p.receive_data(b"x" * 4096)
+            p.next_event()
+    assert p.buffered <= 2 * 4096 + 2
+
+
+def test_info_may_be_longer_than_a_control_line_but_is_bounded():
+    urls = ",".join(f'"127.0.0.1:{4000 + i}"' for i in range(300))
+    line = b'INFO {"connect_urls":[' + urls.encode() + b"]}\r\n"
+    assert 4096 < len(line) < 65536
+    evs, _ = events(line)
+    assert len(evs[0].info["connect_urls"]) == 300
+    with pytest.raises(LimitError) as ei:
+        events(b"INFO {" + b" " * 70000)
+    assert ei.value.limit == "max_info_bytes"
+
+
+def test_msg_over_max_payload_is_refused_before_the_payload():
+    p = Parser()
+    p.receive_data(b'INFO {"max_payload":1024}\r\n')
+    assert type(p.next_event()) is Info
+    p.receive_data(b"MSG s 1 1025\r\n")  # no payload sent: refused on the header alone
+    with pytest.raises(LimitError) as ei:
+        p.next_event()
+    assert (ei.value.limit, ei.value.value, ei.value.maximum) == ("max_payload", 1025, 1024)
+    with pytest.raises(LimitError):
+        events(b"HMSG s 1 12 99999999\r\n", Limits(max_payload=1 << 20))
+
+
+def test_configured_max_payload_caps_the_servers():
+    p = Parser(Limits(max_payload=100))
+    p.receive_data(b'INFO {"max_payload":1048576}\r\n')
+    p.next_event()
+    assert p.max_payload == 100
+
+
+@pytest.mark.parametrize("data", [
+    b"MSG s 1 5\r\nhelloXXPING\r\n",      # bad terminator: never resynchronised into PING
+    b"MSG s 1 5\r\nhello\rPING\r\n",
+    b"HMSG s 1 12 14\r\nNATS/1.0\r\n\r\nabXX",
+])
+def test_bad_payload_terminator(data):
+    with pytest.raises(ProtocolError) as ei:
+        events(data)
+    assert ei.value.code == "bad_terminator"
+
+
+@pytest.mark.parametrize("data", [
+    b"INFO {not json}\r\n", b'INFO ["a"]\r\n', b"INFO \r\n", b'INFO {"max_payload":-1}\r\n',
+    b'INFO {"max_payload":"big"}\r\n', b"INFO " + b"[" * 3000 + b"\r\n",
+    b'INFO {"a":"\xff"}\r\n',
+])
+def test_bad_info(data):
+    with pytest.raises(ProtocolError) as ei:
+        events(data)
+    assert ei.value.code in ("bad_info", "malformed")
+
+
+@pytest.mark.parametrize("data", [
+    b"PING\n", b"FOO\r\n", b"\r\n", b"MSG s 1\r\n", b"MSG s x 1\r\n", b"MSG s 1 -1\r\n",
+    b"MSG s 1 12345678901\r\n", b"MSG a b c d e\r\n", b"HMSG s 1 5 4\r\n",
+    b"HMSG s 1 9 9\r\nNATS/1.1\r\n\r\n\r\n", b"HMSG s 1 10 10\r\nNATS/1.0\r\nAB\r\n\r\n",
+    b"HMSGX\r\n", b"MSG s 1 +5\r\nhello\r\n",
+])
+def test_malformed_lines(data):
+    with pytest.raises(ProtocolError):
+        events(data)
+
+
+def test_header_block_limit():
+    h = b"NATS/1.0\r\nA: " + b"x" * 200 + b"\r\n\r\n"
+    data = b"HMSG s 1 %d %d\r\n" % (len(h), len(h)) + h + b"\r\n"
+    assert events(data)[0][0].headers["A"] == "x" * 200
+    with pytest.raises(LimitError) as ei:
+        events(data, Limits(max_header_bytes=100))
+    assert ei.value.limit == "max_header_bytes"
+
+
+def test_encoders():
+    assert encode_pub("a.b", b"hi") == b"PUB a.b 2\r\nhi\r\n"
+    assert encode_pub("a", b"", reply="r") == b"PUB a r 0\r\n\r\n"
+    assert encode_sub("a.*", 3) == b"SUB a.* 3\r\n"
+    assert encode_sub("a", 3, "q") == b"SUB a q 3\r\n"
+    assert encode_unsub(3) == b"UNSUB 3\r\n" and encode_unsub(3, 5) == b"UNSUB 3 5\r\n"
+    h = encode_headers({"K": "v"})
+    assert h == b"NATS/1.0\r\nK: v\r\n\r\n"
+    assert encode_hpub("s", b"pay", {"K": "v"}) == b"HPUB s %d %d\r\n%spay\r\n" % (len(h), len(h) + 3, h)
+    for bad in ("", "a b", "a\r\nPUB x 1", "a\tb"):
+        with pytest.raises(UsageError):
+            encode_pub(bad, b"")
+    with pytest.raises(UsageError):
+        encode_headers({"K": "v\r\nX: y"})
+    with pytest.raises(UsageError):
+        encode_headers({"K:": "v"})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.integers(min_value=1, max_value=17))
+def test_total_and_segmentation_independent_on_random_input(data, step):
+    def verdict(s):
+        try:
+            return ("ok", events(STREAM[:40] + data, step=s)[0])
+        except ProtocolError as e:
+            return ("err", type(e), e.code)
+    assert verdict(None) == verdict(step)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=1, max_value=len(STREAM)), st.binary(min_size=1, max_size=3))
+def test_corruption_never_escapes_as_another_exception(pos, junk):
+    data = STREAM[:pos] + junk + STREAM[pos:]
+    try:
+        events(data)
+    except ProtocolError:
+        pass
