@@ -74,7 +74,8 @@ _checkpoint_if_cancelled = greenrt.checkpoint_if_cancelled
 
 RECV_SIZE = 65536
 VERSION = "0.1.0"
-_INBOX = "_INBOX."
+#: the server list never grows past this (INFO connect_urls come from the network)
+_MAX_SERVERS = 256
 
 
 class _Future:
@@ -642,7 +643,7 @@ class Client:
                     s = Server.parse(u, discovered=True)
                 except (UsageError, ValueError):
                     continue
-                if (s.host, s.port) not in known:
+                if (s.host, s.port) not in known and len(self._servers) < _MAX_SERVERS:
                     self._servers.append(s)
                     known.add((s.host, s.port))
                     emit_event("nats.server_discovered", server=s.address)

@@ -222,3 +222,30 @@ def test_fatal_err_reconnects_and_permissions_violation_does_not():
         peer.close()
     assert [type(e) for e in errors] == [nats.ServerError, nats.ServerError]
     assert "Permissions" in str(errors[0]) and "Stale" in str(errors[1])
+
+
+def test_discovered_servers_are_bounded():
+    """At most 64 URLs are taken from one INFO and the list never passes 256, however
+    many INFOs the server sends."""
+    def info(k):
+        urls = ",".join(f'"10.{k}.{i // 250}.{i % 250}:4222"' for i in range(100))
+        return b'INFO {"server_id":"s","connect_urls":[' + urls.encode() + b"]}\r\n"
+    big_info = b"".join(info(k) for k in range(6))
+
+    def behaviour(c, buf):
+        c.sendall(big_info)
+        read_until(c, buf, b"PING\r\n")
+        c.sendall(b"PONG\r\n")
+        _silent(c, buf)
+
+    peer, _ = _peer_with(behaviour)
+
+    def main():
+        with nats.connect(f"nats://127.0.0.1:{peer.port}") as nc:
+            nc.flush(timeout=5)  # the INFO came before this PONG
+            assert len(nc.servers) == 256
+            assert nc.servers[1].discovered
+    try:
+        greenrt.run(main)
+    finally:
+        peer.close()
