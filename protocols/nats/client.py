@@ -394,6 +394,7 @@ class Client:
         self._sid = 0
         self._resp_sub: Subscription | None = None
         self._resp_prefix = ""
+        self._resp_prefix_b = b""
         self._resp_map: dict[str, _Future] = {}
         self._resp_n = 0
         self._pub_prefixes: dict = {}
@@ -1065,6 +1066,7 @@ class Client:
     def _ensure_resp_sub(self) -> None:
         if self._resp_sub is None or self._resp_sub._ended:
             self._resp_prefix = self.new_inbox() + "."
+            self._resp_prefix_b = self._resp_prefix.encode()
             sub = self.subscribe(self._resp_prefix + "*")
             sub._route = self._route_reply
             self._resp_sub = sub
@@ -1087,7 +1089,7 @@ class Client:
         ``OutcomeUnknown`` (the connection broke with the request in flight). A
         cancelled or timed-out request's reply token is retired: its late reply is
         dropped (``statistics()['late_replies']``), never given to another request."""
-        greenrt.checkpoint_if_cancelled()
+        _checkpoint_if_cancelled()
         self._check_open()
         self._ensure_resp_sub()
         self._resp_n += 1
@@ -1095,7 +1097,25 @@ class Client:
         fut = _Future()
         self._resp_map[token] = fut
         try:
-            self.publish(subject, payload, reply=self._resp_prefix + token, headers=headers)
+            out = self._out
+            n = len(payload)
+            if headers is None and self.state == "connected" and n <= self.max_payload and \
+                    len(out) < self.options.flush_high_water:
+                # publish()'s fast path with our own (valid) reply subject
+                prefix = self._pub_prefixes.get(subject)
+                if prefix is None:
+                    prefix = self._pub_prefix(subject)
+                out += prefix
+                out += b"%s%s %d\r\n" % (self._resp_prefix_b, token.encode(), n)
+                out += payload
+                out += b"\r\n"
+                st = self._stats
+                st["out_msgs"] += 1
+                st["out_bytes"] += n
+                if self._out_wq._q:
+                    self._out_wq.wake_one()
+            else:
+                self.publish(subject, payload, reply=self._resp_prefix + token, headers=headers)
             if timeout is None:
                 m = fut.wait("nats request")
             else:
