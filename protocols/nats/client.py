@@ -1021,8 +1021,10 @@ class Client:
             sub.max_msgs = max_msgs
             frame += codec.encode_unsub(sub.sid, max_msgs)
         self._subs[sub.sid] = sub
-        self._out += frame
-        self._out_wq.wake_one()
+        if self.state == "connected":
+            # (while reconnecting, the replay after the handshake sends it, once)
+            self._out += frame
+            self._out_wq.wake_one()
         if callback is not None:
             self._region.spawn(self._run_callback, sub, callback, name=f"nats.callback {subject}")
         return sub
@@ -1053,7 +1055,9 @@ class Client:
         else:
             sub._finish()
             frame = codec.encode_unsub(sub.sid)
-        if self.state != "closed":
+        if self.state == "connected":
+            # (while reconnecting, the replay sends the remaining count, or nothing
+            # for a finished subscription)
             self._out += frame
             self._out_wq.wake_one()
 
