@@ -977,9 +977,10 @@ class Client:
     def _pub_prefix(self, subject: str) -> bytes:
         prefix = b"PUB " + codec.validate_token(subject, "subject") + b" "
         cache = self._pub_prefixes
-        if len(cache) >= 4096:  # bounded: a program publishing to many subjects
-            cache.clear()
-        cache[subject] = prefix
+        # Bounded: the first 4096 subjects stay cached; one-off subjects past that
+        # (reply inboxes, say) are validated each time instead of thrashing the cache.
+        if len(cache) < 4096:
+            cache[subject] = prefix
         return prefix
 
     def flush(self, timeout: float | None = 10.0) -> None:
