@@ -652,9 +652,7 @@ class Client:
             self._lame_duck = True
             self._stats["lame_duck"] += 1
             emit_event("nats.lame_duck", server=self._conn.server.address if self._conn else None)
-            cb = self.options.on_lame_duck
-            if cb is not None:
-                cb()
+            _callback(self.options.on_lame_duck)
 
     # -- the supervisor and the per-connection tasks -----------------------------------------
 
@@ -680,8 +678,7 @@ class Client:
             self._stats["disconnects"] += 1
             emit_event("nats.disconnected", server=conn.server.address, error=str(lost))
             self._connection_lost(lost)
-            if self.options.on_disconnect is not None:
-                self.options.on_disconnect()
+            _callback(self.options.on_disconnect)
             if not self.options.allow_reconnect or self.state == "draining":
                 break
             self.state = "reconnecting"
@@ -694,8 +691,7 @@ class Client:
             self.state = "connected"
             self._state_wq.wake_all()
             emit_event("nats.reconnected", server=self._conn.server.address)
-            if self.options.on_reconnect is not None:
-                self.options.on_reconnect()
+            _callback(self.options.on_reconnect)
         if self.state != "closed":
             self._shutdown()
 
@@ -755,8 +751,7 @@ class Client:
                     err = _server_error(ev.message)
                     self.last_error = err
                     emit_event("nats.server_error", message=ev.message)
-                    if self.options.on_error is not None:
-                        self.options.on_error(err)
+                    _callback(self.options.on_error, err)
                     if "permissions violation" not in ev.message.lower():
                         raise err  # the server closes the connection after any other -ERR
         except ProtocolError as e:
@@ -1037,15 +1032,13 @@ class Client:
             except EndOfSubscription:
                 return
             except SlowConsumer as e:
-                if self.options.on_error is not None:
-                    self.options.on_error(e)
+                _callback(self.options.on_error, e)
                 continue
             try:
                 callback(m)
             except Exception as e:
                 log.exception("nats: subscription callback for %r failed", sub.subject)
-                if self.options.on_error is not None:
-                    self.options.on_error(e)
+                _callback(self.options.on_error, e)
 
     def _unsubscribe(self, sub: Subscription, max_msgs: int = 0) -> None:
         if sub._ended or sub.sid not in self._subs:
@@ -1200,6 +1193,17 @@ class _nullcontext:
         return False
 
 
+def _callback(cb, *args) -> None:
+    """Run a user callback; its exception is logged, never allowed to kill the
+    client's task that called it."""
+    if cb is None:
+        return
+    try:
+        cb(*args)
+    except Exception:
+        log.exception("nats: callback %r failed", cb)
+
+
 def _server_error(text: str) -> ServerError:
     low = text.lower()
     if "authorization" in low or "authentication" in low or "user authentication" in low:
@@ -1222,7 +1226,9 @@ def connect(servers: str | Sequence[str] = "nats://127.0.0.1:4222", **options: A
     ``flush_high_water``, ``ping_interval``, ``max_outstanding_pings``, ``no_echo``,
     ``max_pending_msgs``/``max_pending_bytes`` (per-subscription queue bounds),
     ``drain_timeout``, ``limits`` (codec limits), ``on_disconnect``,
-    ``on_reconnect``, ``on_error``, ``on_lame_duck``, ``rng``.
+    ``on_reconnect``, ``on_error``, ``on_lame_duck`` (callbacks run in the client's own
+    tasks: they must not block; an exception in one is logged on
+    ``greenrt.protocols.nats`` and ignored), ``rng``.
     """
     if isinstance(servers, str):
         servers = [s.strip() for s in servers.split(",") if s.strip()]

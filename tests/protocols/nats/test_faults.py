@@ -174,13 +174,14 @@ def _silent(c, buf):
 
 
 def test_stale_connection_detected_by_the_pinger():
+    """... and a callback that raises (on_disconnect here) does not stop the reconnect."""
     peer, state = _peer_with(_silent)
     seen = []
 
     def main():
         with nats.connect(f"nats://127.0.0.1:{peer.port}", ping_interval=0.05,
                           max_outstanding_pings=2, reconnect_wait=0.01,
-                          on_disconnect=lambda: seen.append("disconnect"),
+                          on_disconnect=lambda: (seen.append("disconnect"), 1 / 0),
                           on_reconnect=lambda: seen.append("reconnect")) as nc:
             with greenrt.fail_after(20):
                 while nc.statistics()["reconnects"] == 0 or not nc.is_connected:
