@@ -74,7 +74,8 @@ _checkpoint_if_cancelled = greenrt.checkpoint_if_cancelled
 
 RECV_SIZE = 65536
 VERSION = "0.1.0"
-_INBOX = "_INBOX."
+#: the server list never grows past this (INFO connect_urls come from the network)
+_MAX_SERVERS = 256
 
 
 class _Future:
@@ -393,6 +394,7 @@ class Client:
         self._sid = 0
         self._resp_sub: Subscription | None = None
         self._resp_prefix = ""
+        self._resp_prefix_b = b""
         self._resp_map: dict[str, _Future] = {}
         self._resp_n = 0
         self._pub_prefixes: dict = {}
@@ -642,7 +644,7 @@ class Client:
                     s = Server.parse(u, discovered=True)
                 except (UsageError, ValueError):
                     continue
-                if (s.host, s.port) not in known:
+                if (s.host, s.port) not in known and len(self._servers) < _MAX_SERVERS:
                     self._servers.append(s)
                     known.add((s.host, s.port))
                     emit_event("nats.server_discovered", server=s.address)
@@ -650,9 +652,7 @@ class Client:
             self._lame_duck = True
             self._stats["lame_duck"] += 1
             emit_event("nats.lame_duck", server=self._conn.server.address if self._conn else None)
-            cb = self.options.on_lame_duck
-            if cb is not None:
-                cb()
+            _callback(self.options.on_lame_duck)
 
     # -- the supervisor and the per-connection tasks -----------------------------------------
 
@@ -678,8 +678,7 @@ class Client:
             self._stats["disconnects"] += 1
             emit_event("nats.disconnected", server=conn.server.address, error=str(lost))
             self._connection_lost(lost)
-            if self.options.on_disconnect is not None:
-                self.options.on_disconnect()
+            _callback(self.options.on_disconnect)
             if not self.options.allow_reconnect or self.state == "draining":
                 break
             self.state = "reconnecting"
@@ -692,8 +691,7 @@ class Client:
             self.state = "connected"
             self._state_wq.wake_all()
             emit_event("nats.reconnected", server=self._conn.server.address)
-            if self.options.on_reconnect is not None:
-                self.options.on_reconnect()
+            _callback(self.options.on_reconnect)
         if self.state != "closed":
             self._shutdown()
 
@@ -753,8 +751,7 @@ class Client:
                     err = _server_error(ev.message)
                     self.last_error = err
                     emit_event("nats.server_error", message=ev.message)
-                    if self.options.on_error is not None:
-                        self.options.on_error(err)
+                    _callback(self.options.on_error, err)
                     if "permissions violation" not in ev.message.lower():
                         raise err  # the server closes the connection after any other -ERR
         except ProtocolError as e:
@@ -975,9 +972,10 @@ class Client:
     def _pub_prefix(self, subject: str) -> bytes:
         prefix = b"PUB " + codec.validate_token(subject, "subject") + b" "
         cache = self._pub_prefixes
-        if len(cache) >= 4096:  # bounded: a program publishing to many subjects
-            cache.clear()
-        cache[subject] = prefix
+        # Bounded: the first 4096 subjects stay cached; one-off subjects past that
+        # (reply inboxes, say) are validated each time instead of thrashing the cache.
+        if len(cache) < 4096:
+            cache[subject] = prefix
         return prefix
 
     def flush(self, timeout: float | None = 10.0) -> None:
@@ -1019,8 +1017,10 @@ class Client:
             sub.max_msgs = max_msgs
             frame += codec.encode_unsub(sub.sid, max_msgs)
         self._subs[sub.sid] = sub
-        self._out += frame
-        self._out_wq.wake_one()
+        if self.state == "connected":
+            # (while reconnecting, the replay after the handshake sends it, once)
+            self._out += frame
+            self._out_wq.wake_one()
         if callback is not None:
             self._region.spawn(self._run_callback, sub, callback, name=f"nats.callback {subject}")
         return sub
@@ -1032,15 +1032,13 @@ class Client:
             except EndOfSubscription:
                 return
             except SlowConsumer as e:
-                if self.options.on_error is not None:
-                    self.options.on_error(e)
+                _callback(self.options.on_error, e)
                 continue
             try:
                 callback(m)
             except Exception as e:
                 log.exception("nats: subscription callback for %r failed", sub.subject)
-                if self.options.on_error is not None:
-                    self.options.on_error(e)
+                _callback(self.options.on_error, e)
 
     def _unsubscribe(self, sub: Subscription, max_msgs: int = 0) -> None:
         if sub._ended or sub.sid not in self._subs:
@@ -1051,7 +1049,9 @@ class Client:
         else:
             sub._finish()
             frame = codec.encode_unsub(sub.sid)
-        if self.state != "closed":
+        if self.state == "connected":
+            # (while reconnecting, the replay sends the remaining count, or nothing
+            # for a finished subscription)
             self._out += frame
             self._out_wq.wake_one()
 
@@ -1064,6 +1064,7 @@ class Client:
     def _ensure_resp_sub(self) -> None:
         if self._resp_sub is None or self._resp_sub._ended:
             self._resp_prefix = self.new_inbox() + "."
+            self._resp_prefix_b = self._resp_prefix.encode()
             sub = self.subscribe(self._resp_prefix + "*")
             sub._route = self._route_reply
             self._resp_sub = sub
@@ -1086,7 +1087,7 @@ class Client:
         ``OutcomeUnknown`` (the connection broke with the request in flight). A
         cancelled or timed-out request's reply token is retired: its late reply is
         dropped (``statistics()['late_replies']``), never given to another request."""
-        greenrt.checkpoint_if_cancelled()
+        _checkpoint_if_cancelled()
         self._check_open()
         self._ensure_resp_sub()
         self._resp_n += 1
@@ -1094,7 +1095,25 @@ class Client:
         fut = _Future()
         self._resp_map[token] = fut
         try:
-            self.publish(subject, payload, reply=self._resp_prefix + token, headers=headers)
+            out = self._out
+            n = len(payload)
+            if headers is None and self.state == "connected" and n <= self.max_payload and \
+                    len(out) < self.options.flush_high_water:
+                # publish()'s fast path with our own (valid) reply subject
+                prefix = self._pub_prefixes.get(subject)
+                if prefix is None:
+                    prefix = self._pub_prefix(subject)
+                out += prefix
+                out += b"%s%s %d\r\n" % (self._resp_prefix_b, token.encode(), n)
+                out += payload
+                out += b"\r\n"
+                st = self._stats
+                st["out_msgs"] += 1
+                st["out_bytes"] += n
+                if self._out_wq._q:
+                    self._out_wq.wake_one()
+            else:
+                self.publish(subject, payload, reply=self._resp_prefix + token, headers=headers)
             if timeout is None:
                 m = fut.wait("nats request")
             else:
@@ -1174,6 +1193,17 @@ class _nullcontext:
         return False
 
 
+def _callback(cb, *args) -> None:
+    """Run a user callback; its exception is logged, never allowed to kill the
+    client's task that called it."""
+    if cb is None:
+        return
+    try:
+        cb(*args)
+    except Exception:
+        log.exception("nats: callback %r failed", cb)
+
+
 def _server_error(text: str) -> ServerError:
     low = text.lower()
     if "authorization" in low or "authentication" in low or "user authentication" in low:
@@ -1196,7 +1226,9 @@ def connect(servers: str | Sequence[str] = "nats://127.0.0.1:4222", **options: A
     ``flush_high_water``, ``ping_interval``, ``max_outstanding_pings``, ``no_echo``,
     ``max_pending_msgs``/``max_pending_bytes`` (per-subscription queue bounds),
     ``drain_timeout``, ``limits`` (codec limits), ``on_disconnect``,
-    ``on_reconnect``, ``on_error``, ``on_lame_duck``, ``rng``.
+    ``on_reconnect``, ``on_error``, ``on_lame_duck`` (callbacks run in the client's own
+    tasks: they must not block; an exception in one is logged on
+    ``greenrt.protocols.nats`` and ignored), ``rng``.
     """
     if isinstance(servers, str):
         servers = [s.strip() for s in servers.split(",") if s.strip()]

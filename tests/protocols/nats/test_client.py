@@ -235,3 +235,42 @@ def test_connect_failure_is_typed(nats_factory):
             with nats.connect(f"nats://127.0.0.1:{free_port()}", connect_timeout=2):
                 pass
     run(main)
+
+
+def test_callback_exception_is_logged_and_reported(nats_server, caplog):
+    def main():
+        errors = []
+        got = []
+
+        def cb(m):
+            if m.data == b"boom":
+                raise ValueError("callback failed")
+            got.append(m.data)
+
+        with nats.connect(nats_server.url, on_error=errors.append) as nc:
+            nc.subscribe("cb", callback=cb)
+            nc.flush()
+            for d in (b"a", b"boom", b"b"):
+                nc.publish("cb", d)
+            nc.flush()
+            with greenrt.fail_after(5):
+                while len(got) < 2:
+                    greenrt.sleep(0.01)
+        assert got == [b"a", b"b"]  # the subscription survived the failing callback
+        assert [type(e) for e in errors] == [ValueError]
+
+    with caplog.at_level("ERROR", logger="greenrt.protocols.nats"):
+        run(main)
+    assert any("callback" in r.getMessage() for r in caplog.records)
+
+
+def test_cancelled_next_msg_loses_no_message(nats_server):
+    def main():
+        with nats.connect(nats_server.url) as nc:
+            sub = nc.subscribe("c")
+            nc.flush()
+            with greenrt.move_on_after(0.05):
+                sub.next_msg()  # nothing yet: cancelled while parked
+            nc.publish("c", b"kept")
+            assert sub.next_msg(timeout=5).data == b"kept"
+    run(main)

@@ -174,13 +174,14 @@ def _silent(c, buf):
 
 
 def test_stale_connection_detected_by_the_pinger():
+    """... and a callback that raises (on_disconnect here) does not stop the reconnect."""
     peer, state = _peer_with(_silent)
     seen = []
 
     def main():
         with nats.connect(f"nats://127.0.0.1:{peer.port}", ping_interval=0.05,
                           max_outstanding_pings=2, reconnect_wait=0.01,
-                          on_disconnect=lambda: seen.append("disconnect"),
+                          on_disconnect=lambda: (seen.append("disconnect"), 1 / 0),
                           on_reconnect=lambda: seen.append("reconnect")) as nc:
             with greenrt.fail_after(20):
                 while nc.statistics()["reconnects"] == 0 or not nc.is_connected:
@@ -222,3 +223,30 @@ def test_fatal_err_reconnects_and_permissions_violation_does_not():
         peer.close()
     assert [type(e) for e in errors] == [nats.ServerError, nats.ServerError]
     assert "Permissions" in str(errors[0]) and "Stale" in str(errors[1])
+
+
+def test_discovered_servers_are_bounded():
+    """At most 64 URLs are taken from one INFO and the list never passes 256, however
+    many INFOs the server sends."""
+    def info(k):
+        urls = ",".join(f'"10.{k}.{i // 250}.{i % 250}:4222"' for i in range(100))
+        return b'INFO {"server_id":"s","connect_urls":[' + urls.encode() + b"]}\r\n"
+    big_info = b"".join(info(k) for k in range(6))
+
+    def behaviour(c, buf):
+        c.sendall(big_info)
+        read_until(c, buf, b"PING\r\n")
+        c.sendall(b"PONG\r\n")
+        _silent(c, buf)
+
+    peer, _ = _peer_with(behaviour)
+
+    def main():
+        with nats.connect(f"nats://127.0.0.1:{peer.port}") as nc:
+            nc.flush(timeout=5)  # the INFO came before this PONG
+            assert len(nc.servers) == 256
+            assert nc.servers[1].discovered
+    try:
+        greenrt.run(main)
+    finally:
+        peer.close()

@@ -243,7 +243,7 @@ def test_key_value_watch(nats_server):
     def main():
         with nats.connect(nats_server.url) as nc:
             js = nc.jetstream()
-            kv = js.create_key_value("w")
+            kv = js.create_key_value("w", history=5)
             kv.put("k1", b"old")
             kv.put("k1", b"current")
             w = kv.watch("k1")
@@ -254,6 +254,10 @@ def test_key_value_watch(nats_server):
             kv.delete("k1")
             assert w.next(timeout=5).operation == "DEL"
             w.stop()
+            h = kv.watch("k1", include_history=True)
+            assert [h.next(timeout=5).operation for _ in range(4)] == ["PUT", "PUT", "PUT", "DEL"]
+            h.stop()
+            assert js.account_info()["streams"] >= 1
             js.delete_key_value("w")
     run(main)
 

@@ -52,8 +52,16 @@ def test_restart_mid_stream_resubscribes_and_flushes_pending(nats_factory):
             assert 0 < before < 64 * 1024
             with pytest.raises(nats.NatsConnectionError):
                 nc.flush()
+            late_sub = nc.subscribe("late")  # made while disconnected: SUB sent once, on replay
+            gone = nc.subscribe("gone")
+            gone.unsubscribe()                # made and dropped while disconnected
             greenrt.to_thread(srv.start)
             nc.wait_connected(timeout=30)
+            nc.publish("late", b"hi")
+            nc.publish("gone", b"nobody")
+            assert late_sub.next_msg(timeout=10).data == b"hi"
+            nc.flush()
+            assert nc.statistics()["unknown_sid"] == 0
             got = [sub.next_msg(timeout=10).data for _ in range(5)]
             assert got == [b"pending %d" % i for i in range(5)]
             # the auto-unsubscribe count survived: 2 of 5 remained after the 3 delivered
