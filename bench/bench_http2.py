@@ -124,8 +124,11 @@ def start(name: str, tls: bool, work: str) -> tuple[subprocess.Popen, int]:
         return p, int(line.split()[1])
     port = free_port()
     if name == "hypercorn":
+        # -c: hypercorn's keep_alive_max_requests (default 1000) would GOAWAY every
+        # connection after 1000 requests, and h2load does not reconnect
         args = [sys.executable, "-m", "hypercorn", "-w", "1", "--bind", f"127.0.0.1:{port}",
-                "--log-level", "error", "h2bench_app:app"]
+                "-c", os.path.join(work, "hypercorn.toml"), "--log-level", "error",
+                "h2bench_app:app"]
         if tls:
             args += ["--certfile", cert, "--keyfile", key]
     elif name == "granian":
@@ -221,6 +224,8 @@ def make_pki(work: str) -> None:
         f.write(ASGI_APP)
     with open(os.path.join(work, "hello.txt"), "wb") as f:
         f.write(BODY)
+    with open(os.path.join(work, "hypercorn.toml"), "w") as f:
+        f.write("keep_alive_max_requests = 100000000\n")
 
 
 def bench(a) -> None:
@@ -265,7 +270,7 @@ def bench(a) -> None:
         g = results.get((mode, "greenrt"))
         print(f"\n{mode}: h2load -n {a.n} -c {a.clients} -m {a.streams} (best of {a.rounds})")
         print(f"  {'server':10s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'p99 med':>8s}"
-              f" {'greenrt/peer':>13s} {'CPU us/req':>11s}")
+              f" {'greenrt/peer':>13s} {'CPU us/req':>11s} {'failed':>7s}")
         for name in peers:
             r = results.get((mode, name))
             if r is None:
@@ -273,7 +278,8 @@ def bench(a) -> None:
                 continue
             ratio = f"{g['rps'] / r['rps']:.2f}x" if g else "-"
             print(f"  {name:10s} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f}"
-                  f" {statistics.median(r['p99s']):8.2f} {ratio:>13s} {r['cpu_us']:11.1f}")
+                  f" {statistics.median(r['p99s']):8.2f} {ratio:>13s} {r['cpu_us']:11.1f}"
+                  f" {r['failed']:7d}")
         if g:
             for name in peers:
                 r = results.get((mode, name))
@@ -283,7 +289,9 @@ def bench(a) -> None:
                       f"greenrt/{name} = {g['rps'] / r['rps']:.2f}x req/s, p99 "
                       f"{g['p99']:.2f} vs {r['p99']:.2f} ms, server CPU/req "
                       f"{g['cpu_us']:.1f} vs {r['cpu_us']:.1f} us "
-                      f"({r['cpu_us'] / g['cpu_us']:.2f}x)")
+                      f"({r['cpu_us'] / g['cpu_us']:.2f}x)"
+                      + (f" [NOT COMPARABLE: {g['failed']} / {r['failed']} requests failed]"
+                         if g["failed"] or r["failed"] else ""))
 
 
 def main() -> None:
