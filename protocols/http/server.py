@@ -62,10 +62,7 @@ def _serve_http1(stream, handler, **kw: Any) -> None:
 def _serve_http2(stream, handler, **kw: Any) -> None:
     from ..http2.server import serve_connection
 
-    # HTTP/2 has no drain hook yet (GOAWAY with a last-stream-id is the HTTP/2 issue's):
-    # on shutdown its streams run until the accept path cancels what is left after
-    # drain_timeout, which resets them.
-    kw.pop("accepted", None)
+    # with accepted=, the connection registers its GOAWAY drain with the accept path
     serve_connection(stream, handler, **kw)
 
 
