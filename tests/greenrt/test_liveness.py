@@ -28,8 +28,10 @@ ticks = [0]
 seen = {}
 
 def ticker():
+    # a checkpoint per tick, not a timer: it must get turns while the swallower
+    # loops, however loaded the machine is (a 5 ms sleep could miss a short overrun)
     while True:
-        greenrt.sleep(0.005)
+        greenrt.checkpoint()
         ticks[0] += 1
 
 def swallower():
