@@ -28,6 +28,7 @@ listener-level counters of ``greenrt.net.Server``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -173,7 +174,7 @@ class StreamServer:
         from greenrt.protocols import tls as _tls
 
         t = self.handshake_timeout
-        with greenrt.move_on_after(t) if t is not None else _no_timeout() as sc:
+        with greenrt.move_on_after(t) if t is not None else contextlib.nullcontext() as sc:
             try:
                 if isinstance(self.tls, _tls.TLSContext):
                     s = _tls.TLSStream(stream, self.tls)
@@ -198,10 +199,3 @@ class StreamServer:
         stream.close()
         return None
 
-
-class _no_timeout:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None

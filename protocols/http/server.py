@@ -38,6 +38,7 @@ version plugs in by adding an entry (and, over TLS, its ALPN id to the context).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -161,7 +162,7 @@ class HTTPServer:
         """Read until the bytes either are the HTTP/2 preface or differ from it."""
         buf = b""
         t = self.limits.header_timeout
-        with greenrt.move_on_after(t) if t is not None else _nullcontext() as sc:
+        with greenrt.move_on_after(t) if t is not None else contextlib.nullcontext() as sc:
             while len(buf) < len(H2_PREFACE):
                 try:
                     data = stream.recv(65536)
@@ -176,14 +177,6 @@ class HTTPServer:
         if sc is not None and sc.cancelled_caught:
             emit_protocol_error("http", "header_timeout", status=None, peer=peer_str(acc.peer))
         return buf, None
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def serve(handler: Callable, host: str | None = "127.0.0.1", port: int = 8080, *,

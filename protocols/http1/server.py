@@ -73,6 +73,7 @@ import greenrt
 from greenrt import CancelKind, Cancelled, CancelReason, CancelScope, net
 from greenrt import lowlevel as ll
 
+from ..base.serve import peer_str as _peer_str
 from ..http.errors import (
     ClientDisconnected,
     HTTPError,
@@ -854,12 +855,6 @@ def _combined(conn: _Conn, req: Request, writer: _Writer) -> str:
     line = f"{req.method} {req.target} HTTP/{req.http_version}".replace('"', "%22")
     return (f'{peer} - - [{when}] "{line}" {writer.status} {writer.body_bytes or "-"} '
             f'"{referer}" "{agent}"')
-
-
-def _peer_str(peer) -> str | None:
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        return f"{peer[0]}:{peer[1]}"
-    return None if peer is None else str(peer)
 
 
 def serve_connection(stream, handler: Handler, *, limits: Limits = DEFAULT_LIMITS,
