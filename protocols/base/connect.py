@@ -54,8 +54,7 @@ def default_client_context(alpn: Sequence[str] | None = None) -> Any:
 
 
 def connect(host: str, port: int, *, tls: Any = None, server_hostname: str | None = None,
-            alpn: Sequence[str] | None = None, timeout: float | None = None,
-            happy_eyeballs: bool = True) -> Connected:
+            alpn: Sequence[str] | None = None, timeout: float | None = None) -> Connected:
     """Connect to ``host``:``port``; TLS when ``tls`` is given.
 
     A checkpoint. ``tls``: ``None`` (cleartext), ``True`` (the default client context
@@ -71,15 +70,15 @@ def connect(host: str, port: int, *, tls: Any = None, server_hostname: str | Non
     if timeout is not None and not timeout >= 0:
         raise ValueError(f"timeout must be None or >= 0, not {timeout!r}")
     if timeout is None:
-        return _connect(host, port, tls, server_hostname, alpn, happy_eyeballs)
+        return _connect(host, port, tls, server_hostname, alpn)
     with greenrt.fail_after(timeout):
-        return _connect(host, port, tls, server_hostname, alpn, happy_eyeballs)
+        return _connect(host, port, tls, server_hostname, alpn)
 
 
 def _connect(host: str, port: int, tls: Any, server_hostname: str | None,
-             alpn: Sequence[str] | None, happy_eyeballs: bool) -> Connected:
+             alpn: Sequence[str] | None) -> Connected:
     if tls is None:
-        return Connected(net.open_tcp(host, port, happy_eyeballs=happy_eyeballs), None)
+        return Connected(net.open_tcp(host, port), None)
     from greenrt.protocols import tls as _tls
 
     if tls is True:
@@ -91,11 +90,8 @@ def _connect(host: str, port: int, tls: Any, server_hostname: str | None,
         if alpn and [p.encode() for p in alpn] != list(ctx.alpn):
             raise ValueError(f"alpn={list(alpn)!r} differs from the context's ALPN list "
                              f"{[p.decode() for p in ctx.alpn]!r}: set it on the context")
-    tcp = net.open_tcp(host, port, happy_eyeballs=happy_eyeballs)
-    try:
-        s = _tls.TLSStream(tcp, ctx, server_hostname=server_hostname or host)
-        s.handshake(None)  # bounded by the enclosing budget
-    except BaseException:
-        tcp.close()
-        raise
+    # protocols.tls's own path (it closes the socket on any failure); both of its
+    # timeouts off: the enclosing budget bounds TCP and handshake together
+    s = _tls.open_tls(host, port, ctx, server_hostname=server_hostname or host,
+                      timeout=None, handshake_timeout=None)
     return Connected(s, s.selected_alpn)
