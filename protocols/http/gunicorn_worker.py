@@ -125,8 +125,7 @@ class Worker(base.Worker):
 
     def _log_access(self, req, seconds: float, status: int | None = None) -> None:
         writer = req.writer
-        env = build_environ(req)
-        env.setdefault("RAW_URI", req.target)
+        env = req.extensions.get("wsgi.environ") or build_environ(req)
         status = status or getattr(writer, "status", 0)
         resp = SimpleNamespace(status=str(status or "-"), headers=[],
                                sent=getattr(writer, "body_bytes", None))

@@ -180,6 +180,7 @@ class WSGIAdapter:
     def __call__(self, req: Request) -> None:
         writer = req.writer
         env = build_environ(req, multiprocess=self.multiprocess)
+        req.extensions["wsgi.environ"] = env  # for the gunicorn worker's access log
         state: dict[str, Any] = {"status": None, "headers": None, "sent": False}
 
         def start_response(status: str, headers: list, exc_info=None):
