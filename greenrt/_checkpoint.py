@@ -35,9 +35,9 @@ def current_task():
     try:
         task = _tls.hub.current
     except AttributeError:
-        raise NoHubError("not inside greenrt.run()") from None
+        raise NoHubError() from None
     if task is None:
-        raise NoHubError("not inside a task")
+        raise NoHubError.outside_task()
     return task
 
 
@@ -45,7 +45,7 @@ def _enter(hub):
     """The check half of a checkpoint; returns the current task."""
     task = hub.current
     if task is None:
-        raise NoHubError("checkpoints happen inside tasks")
+        raise NoHubError.outside_task()
     if task._drains or task._scope._quota_chain:
         charge_polls(task)
     if task._pending:
@@ -64,7 +64,7 @@ def checkpoint() -> None:
     try:
         hub = _tls.hub
     except AttributeError:
-        raise NoHubError("not inside greenrt.run()") from None
+        raise NoHubError() from None
     # fastpath enter: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
     task = hub.current
     if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:

@@ -143,4 +143,35 @@ class InvariantViolation(GreenrtError):
 
 
 class NoHubError(RuntimeError):
-    """A greenrt call was made outside ``greenrt.run()`` (or ``lab.run()``)."""
+    """A greenrt call was made outside ``greenrt.run()`` (or ``lab.run()``).
+
+    Without a message, ``NoHubError()`` says what to do: no hub runs in this thread,
+    so run the code in a task of ``greenrt.run(main)``; from a worker thread started
+    by ``greenrt.to_thread`` call back with ``greenrt.from_thread``; in any other
+    thread run a hub there. ``NoHubError.outside_task()`` is the error for a blocking
+    call made on the hub outside any task (in a hub callback)."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message if message is not None else _no_hub_message())
+
+    @classmethod
+    def outside_task(cls) -> NoHubError:
+        return cls("this code runs on the hub but outside any task (in a hub callback, "
+                   "such as from_thread(fn, in_task=False) or call_soon): blocking calls "
+                   "(sleep, channels, locks, sockets) need a task; spawn one with "
+                   "region.spawn(fn), or use from_thread(fn) with in_task=True")
+
+
+def _no_hub_message() -> str:
+    import threading
+
+    th = threading.current_thread()
+    if th.name == "greenrt-worker":
+        return ("not inside greenrt.run(): this is a greenrt.to_thread worker thread, "
+                "which runs no hub; call greenrt.from_thread(fn, *args) to run fn in the "
+                "task waiting for this thread")
+    return (f"not inside greenrt.run(): no greenrt hub runs in thread {th.name!r}; "
+            "greenrt's blocking calls (sleep, channels, locks, sockets) run inside a "
+            "task: call them from greenrt.run(main) (a hub per thread: run one in this "
+            "thread with greenrt.run), or, from a worker started by greenrt.to_thread, "
+            "through greenrt.from_thread(fn, *args)")

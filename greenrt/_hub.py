@@ -74,7 +74,7 @@ def current_hub() -> Hub:
     try:
         return _tls.hub
     except AttributeError:
-        raise NoHubError("not inside greenrt.run()") from None
+        raise NoHubError() from None
 
 
 def _other_threads_alive() -> bool:

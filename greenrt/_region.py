@@ -122,7 +122,7 @@ class Region:
         """
         st = self._state
         if st != "open" and st != "closing":
-            raise RegionClosedError(f"region {self.id} ({self.name}) is {st}: cannot spawn")
+            raise self._spawn_refused(st)
         hub = self._hub
         if name is None:
             name = getattr(fn, "__qualname__", None) or _callable_name(fn)
@@ -187,6 +187,26 @@ class Region:
         return f"<Region {self.id} {self.name!r} {self._state} live={len(self._live)}>"
 
     # -- internals ------------------------------------------------------------------
+
+    def _spawn_refused(self, st: str) -> Exception:
+        if st == "new":
+            return RegionClosedError(
+                f"spawn on {'region ' + repr(self.name) if self.name else 'a region'} "
+                "that was never entered: a region "
+                "owns tasks only inside its block; use `with greenrt.region() as r:` "
+                "and call r.spawn(...) inside it")
+        return RegionClosedError(f"region {self.describe()} is {st}: cannot spawn (a region "
+                                 "accepts spawns until it starts draining; spawn into an "
+                                 "enclosing region that is still open)")
+
+    def describe(self) -> str:
+        """``"3 'workers' (opened at app.py:12 in main)"``: the region's id, name and
+        where its ``with`` statement entered it, for error messages."""
+        out = f"{self.id}" if self.name is None else f"{self.id} {self.name!r}"
+        site = self._site
+        if site is not None:
+            out += f" (opened at {site[0]}:{site[1]} in {site[2]})"
+        return out
 
     def _set_state(self, new: str) -> None:
         if new not in _ALLOWED.get(self._state, ()):

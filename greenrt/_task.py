@@ -315,6 +315,24 @@ def _run_task(task: Task) -> None:
     _finish(task, outcome)
 
 
+def _unexited_message(task: Task) -> str:
+    """Name every scope the task left entered (innermost first): a region by its name
+    and the line that opened it."""
+    names = []
+    sc = task._scope
+    while sc is not None and sc is not task:
+        r = sc._region
+        if r is not None:
+            names.append(f"region {r.describe()}")
+        else:
+            names.append(f"cancel scope {sc.name!r}" if sc.name else "a cancel scope")
+        sc = sc._parent
+    return (f"task {task.id} ({task.name}) completed inside {', '.join(names) or 'a scope'} "
+            "that was entered but never exited: open regions and scopes with a `with` "
+            "statement (`with greenrt.region() as r:`), never by calling __enter__ by hand "
+            "or inside a generator that is not run to its end")
+
+
 def _finish(task: Task, outcome: Outcome) -> None:
     hub = task._hub
     st = task._tstate
@@ -324,8 +342,7 @@ def _finish(task: Task, outcome: Outcome) -> None:
         task._transition(_FINALIZING)  # raises: not a legal predecessor
     if task._scope is not task:
         # Scopes are with-blocks, so this means a scope object was exited by hand.
-        outcome = outcome.join(Outcome.panicked(InvariantViolation(
-            f"task {task.id} completed inside an unexited scope")))
+        outcome = outcome.join(Outcome.panicked(InvariantViolation(_unexited_message(task))))
         task._scope = task
     if task._drains:
         for d in list(task._drains):

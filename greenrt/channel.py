@@ -260,7 +260,7 @@ class Sender(Generic[T]):
         try:
             hub = _hub_tls.hub
         except AttributeError:
-            raise NoHubError("not inside greenrt.run()") from None
+            raise NoHubError() from None
         # fastpath enter: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
         task = hub.current
         if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:
@@ -288,7 +288,7 @@ class Sender(Generic[T]):
         try:
             hub = _hub_tls.hub
         except AttributeError:
-            raise NoHubError("not inside greenrt.run()") from None
+            raise NoHubError() from None
         if ch.send_waiters or len(ch.buf) + ch.reserved >= ch.cap:
             raise WouldBlock("channel is full")
         ch.reserved += 1
@@ -300,7 +300,7 @@ class Sender(Generic[T]):
         try:
             hub = _hub_tls.hub
         except AttributeError:
-            raise NoHubError("not inside greenrt.run()") from None
+            raise NoHubError() from None
         # fastpath enter: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
         task = hub.current
         if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:
@@ -407,7 +407,7 @@ class Receiver(Generic[T]):
         try:
             hub = _hub_tls.hub
         except AttributeError:
-            raise NoHubError("not inside greenrt.run()") from None
+            raise NoHubError() from None
         # fastpath enter: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
         task = hub.current
         if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:
