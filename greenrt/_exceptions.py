@@ -50,13 +50,26 @@ class WouldBlock(GreenrtError):
 
 
 class LimitExceeded(GreenrtError):
-    """A configured limit was exceeded. ``limit`` names it, ``value`` is what was seen."""
+    """A configured limit was exceeded. ``limit`` names it, ``value`` is what was seen
+    (``None`` when only "more than the maximum" is known), ``maximum`` the configured
+    bound. The default message says what is known and never prints ``None``:
+    ``limit 'mask_depth' exceeded: 17 > 16``."""
 
     def __init__(self, limit: str, value: Any = None, maximum: Any = None, message: str | None = None):
         self.limit = limit
         self.value = value
         self.maximum = maximum
-        super().__init__(message or f"limit {limit!r} exceeded: {value!r} > {maximum!r}")
+        super().__init__(message or f"limit {limit!r} exceeded{limit_detail(value, maximum)}")
+
+
+def limit_detail(value: Any, maximum: Any) -> str:
+    """The tail of a limit message: ``": 17 > 16"``, ``" (more than 16)"``, ``": 17"`` or
+    ``""``, depending on which of the observed value and the maximum are known."""
+    if value is None:
+        return "" if maximum is None else f" (more than {maximum})"
+    if maximum is None:
+        return f": {value}"
+    return f": {value} > {maximum}"
 
 
 class ObligationLeak(GreenrtError):
@@ -91,7 +104,14 @@ class TaskCancelledError(GreenrtError):
 
 
 class TooSlowError(TimeoutError, GreenrtError):
-    """Raised by ``fail_after`` / ``fail_at`` when their deadline cancels the block."""
+    """Raised by ``fail_after`` / ``fail_at`` when their deadline cancels the block.
+
+    ``reason`` is the scope's ``CancelReason`` (its ``deadline`` the hub time that
+    expired); the message shows the deadline as a duration, not a clock reading."""
+
+    def __init__(self, message: str = "deadline reached", reason: CancelReason | None = None):
+        super().__init__(message)
+        self.reason = reason
 
 
 class CleanupOverrun(GreenrtError):

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Never
 
 from . import _trace as tr
 from ._budget import Budget
@@ -43,6 +44,8 @@ from ._obligation import Obligation, _caller_site, abort_leaked, log_leak
 from ._reason import CancelKind, CancelReason
 from ._scope import CancelScope, _finalize_scope, cancel_scope, deliver_pending, masked
 from ._task import Task
+from ._usage import CO_ASYNC as _CO_ASYNC
+from ._usage import check_task_fn, kwargs_refused
 
 POLICIES = ("fail_fast", "collect_all")
 
@@ -113,16 +116,31 @@ class Region:
         """The live child tasks, in spawn order."""
         return list(self._live)
 
-    def spawn(self, fn, *args, name: str | None = None, budget: Budget | None = None):
+    def spawn(self, fn, *args, name: str | None = None, budget: Budget | None = None,
+              **kwargs: Never):
         """Start ``fn(*args)`` as a child task and return its ``Task``.
 
         Not a checkpoint: the child runs when the caller next blocks. ``budget``
         limits the child alone (met with the region's). Raises ``RegionClosedError``
-        once the region is draining. For keyword arguments use ``functools.partial``.
+        once the region is draining (or was never entered), and ``TypeError`` at
+        once for anything but a plain callable (an ``async def`` or a coroutine
+        included: greenrt runs blocking-style code) or for keyword arguments meant for
+        ``fn``: use ``spawn(functools.partial(fn, key=value))``.
         """
+        if kwargs:
+            raise kwargs_refused("spawn", kwargs, "name= and budget=")
         st = self._state
         if st != "open" and st != "closing":
             raise self._spawn_refused(st)
+        # A plain or bound Python function costs two attribute loads here (measured:
+        # the cheapest form); anything else, or an async one, takes the full check,
+        # which raises TypeError for anything but a sync callable.
+        try:
+            async_fn = fn.__code__.co_flags & _CO_ASYNC
+        except AttributeError:
+            async_fn = True
+        if async_fn:
+            check_task_fn(fn, "spawn")
         hub = self._hub
         if name is None:
             name = getattr(fn, "__qualname__", None) or _callable_name(fn)

@@ -24,6 +24,7 @@ from ._exceptions import TaskCancelledError
 from ._hub import Hub, RealHub
 from ._reason import CancelKind, CancelReason
 from ._region import Region
+from ._usage import check_task_fn
 
 
 def _install_signals(hub: Hub):
@@ -93,6 +94,7 @@ def run(fn, *args, instruments=(), leak_policy: str = "error", hub: Hub | None =
     ``greenrt`` logger at WARNING whenever that signal arrives — configure logging to
     see it. Returns only when every task has completed (the root region is closed).
     """
+    check_task_fn(fn, "run")
     if hub is None:
         hub = RealHub(instruments=instruments, leak_policy=leak_policy)
     else:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import enum
 import os
 import sys
+from types import CoroutineType as _CoroutineType
 
 from greenlet import getcurrent
 
@@ -55,6 +56,7 @@ from ._scope import (
     derive_parent_reason,
     effective_reason,
 )
+from ._usage import check_task_result
 
 
 class TaskState(enum.StrEnum):
@@ -311,7 +313,12 @@ def _run_task(task: Task) -> None:
     except BaseException as exc:  # noqa: BLE001 - panics are outcomes too
         outcome = Outcome.panicked(exc)
     else:
-        outcome = _OK_NONE if value is None else Outcome.ok(value)
+        if value is None:
+            outcome = _OK_NONE
+        elif type(value) is _CoroutineType:  # a sync wrapper around an async def
+            outcome = Outcome.err(check_task_result(value, f"{task.id} ({task.name})"))
+        else:
+            outcome = Outcome.ok(value)
     _finish(task, outcome)
 
 

@@ -66,11 +66,13 @@ import contextvars
 import threading
 import weakref
 from collections.abc import Callable
+from types import FunctionType
 from typing import Any
 
 from ._checkpoint import _enter, park
 from ._exceptions import Cancelled, GreenrtError, WouldBlock
 from ._hub import current_hub
+from ._usage import CO_ASYNC, check_task_fn
 from .sync import CapacityLimiter
 
 __all__ = [
@@ -276,6 +278,8 @@ def to_thread(fn: Callable[..., Any], *args: Any, abandon_on_cancel: bool = Fals
     """
     if abandon_on_cancel and complete_on_cancel:
         raise ValueError("abandon_on_cancel and complete_on_cancel exclude each other")
+    if type(fn) is not FunctionType or fn.__code__.co_flags & CO_ASYNC:
+        check_task_fn(fn, "to_thread")
     hub = current_hub()
     task = _enter(hub)
     hub.check_nondeterminism("to_thread")
@@ -350,6 +354,8 @@ def from_thread(fn: Callable[..., Any], *args: Any, in_task: bool = True) -> Any
     propagate). ``in_task=False`` runs it as a plain hub call that must not block.
     Raises ``ThreadCallbackError`` when there is no waiting host task.
     """
+    if type(fn) is not FunctionType or fn.__code__.co_flags & CO_ASYNC:
+        check_task_fn(fn, "from_thread")
     job: _Job | None = getattr(_tls, "job", None)
     if job is None:
         if getattr(_current_hub_or_none(), "_running", False):

@@ -3,6 +3,10 @@
 ``Client``/``request`` the high-level one (ALPN, one connection per origin; see
 ``session``)."""
 
+from ..base.errors import require_extra
+
+require_extra("greenrt.protocols.http2", "http", ("h2", "h2"), ("h11", "h11"))
+
 from .client import CANCEL, ClientConnection, ClientStream, connect
 from .errors import (
     ConnectionClosed,
