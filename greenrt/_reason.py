@@ -178,8 +178,9 @@ class CancelReason:
     def __str__(self) -> str:
         s = self.kind.value
         parts = [self.message] if self.message else []
-        if self.deadline is not None:
-            parts.append(self.deadline_text())
+        text = self.deadline_text()
+        if text is not None:
+            parts.append(text)
         if parts:
             s += f" ({'; '.join(parts)})"
         if self.cause is not None:
@@ -221,9 +222,10 @@ def _hub_now() -> float | None:
     if hub is None:
         return None
     try:
-        return hub.now()
+        now: float = hub.now()
     except Exception:  # noqa: BLE001 - a closed hub: fall back to the request time
         return None
+    return now
 
 
 def as_reason(reason: CancelReason | CancelKind | str | None, default: CancelKind = CancelKind.USER,

@@ -93,6 +93,8 @@ def run(fn, *args, instruments=(), leak_policy: str = "error", hub: Hub | None =
     (``greenrt.lowlevel.dump()``: every task's state, wait, deadline and stack) on the
     ``greenrt`` logger at WARNING whenever that signal arrives — configure logging to
     see it. Returns only when every task has completed (the root region is closed).
+    ``fn`` must be a plain callable: a non-callable, a coroutine or an ``async def``
+    is a ``TypeError`` raised before any hub exists (greenrt runs blocking-style code).
     """
     check_task_fn(fn, "run")
     if hub is None:

@@ -101,7 +101,7 @@ def check_duration(value: Any, name: str) -> float:
     if t is not float and t is not int:
         value = _as_real(value, name, "a number of seconds (int or float)")
     if value >= 0:
-        return value
+        return value  # type: ignore[no-any-return]  # an int or a float here
     if value != value:
         raise ValueError(f"{name} must be a number of seconds, not NaN")
     raise ValueError(f"{name} must be >= 0 seconds, not {value!r} (clamp a computed "
@@ -116,4 +116,4 @@ def check_deadline(value: Any, name: str) -> float:
         value = _as_real(value, name, "a hub time in seconds (a number from greenrt.now())")
     if value != value:
         raise ValueError(f"{name} must be a hub time in seconds, not NaN")
-    return value
+    return value  # type: ignore[no-any-return]  # an int or a float here

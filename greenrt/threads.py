@@ -274,7 +274,9 @@ def to_thread(fn: Callable[..., Any], *args: Any, abandon_on_cancel: bool = Fals
     ``Cancelled``'s ``__context__``); with ``complete_on_cancel=True`` it returns the
     result and the cancellation comes at the next checkpoint; with
     ``abandon_on_cancel=True`` it raises ``Cancelled`` at once and the thread's
-    result is discarded when it arrives. See the module docstring.
+    result is discarded when it arrives. See the module docstring. ``fn`` must be a
+    plain callable (``TypeError`` before the checkpoint for a coroutine or an
+    ``async def``).
     """
     if abandon_on_cancel and complete_on_cancel:
         raise ValueError("abandon_on_cancel and complete_on_cancel exclude each other")

@@ -368,3 +368,14 @@ def test_timeout_reasons_print_a_duration_from_now(run):
     assert early.deadline_text(now=8.5) == "deadline in 1.5 s"
     assert early.deadline_text(now=10.2).startswith("expired 200 ms ago")
 
+
+
+def test_blocking_call_on_the_hub_outside_a_task_says_spawn_or_in_task(run):
+    def worker():
+        try:
+            greenrt.from_thread(greenrt.sleep, 0, in_task=False)
+        except NoHubError as e:
+            return str(e)
+
+    msg = run(greenrt.to_thread, worker)
+    assert "outside any task" in msg and "in_task=True" in msg and "spawn" in msg
