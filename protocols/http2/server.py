@@ -686,7 +686,7 @@ class ServerConnection:
                     self._end(st)
                 except _StreamGone:
                     pass
-            else:
+            elif not writer.finished:  # a finished response (a closed tunnel) stands
                 self._reset(st, _E.INTERNAL_ERROR)
         finally:
             if st.id in self.streams and not st.reset:
