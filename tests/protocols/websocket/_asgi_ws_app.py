@@ -23,7 +23,7 @@ async def app(scope, receive, send):
         accept["subprotocol"] = scope["subprotocols"][0]
     await send(accept)
     if scope["path"] == "/bye":
-        await send({"type": "websocket.send", "text": "http/%s bye" % scope["http_version"]})
+        await send({"type": "websocket.send", "text": f"http/{scope['http_version']} bye"})
         await send({"type": "websocket.close", "code": 4000})
         return
     while True:
