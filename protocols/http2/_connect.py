@@ -270,13 +270,15 @@ class ClientTunnel:
         return self._closed
 
     def recv(self, max_bytes: int = 65536) -> bytes:
-        """Next bytes from the server, ``b""`` at its END_STREAM or reset. A
-        checkpoint; cancellation loses no byte and leaves the stream open."""
+        """Next bytes from the server, ``b""`` at its END_STREAM, a reset, or the end
+        of the connection (what a byte stream reports; the WebSocket above makes it
+        close code 1006). A checkpoint; cancellation loses no byte and leaves the
+        stream open."""
         if self._closed:
             return b""
         try:
             return self.stream.read(max_bytes, cancel_resets=False)
-        except StreamReset:
+        except HTTP2Error:
             return b""
 
     def send_all(self, data: bytes) -> None:

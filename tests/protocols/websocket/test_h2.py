@@ -139,6 +139,37 @@ def test_server_initiated_close_ends_the_stream_and_returns_the_window():
     greenrt.run(main)
 
 
+def test_connection_lost_under_a_websocket_is_close_code_1006():
+    """The HTTP/2 connection ends under an open WebSocket (here: closed locally):
+    the WebSocket reports ConnectionClosed(1006), as over TCP, not an HTTP/2 error;
+    the server's handler sees the same."""
+    seen = []
+
+    def handler(ws):
+        try:
+            ws.recv()
+        except websocket.ConnectionClosed as e:
+            seen.append(e.close_code)
+
+    def main():
+        with greenrt.region() as r:
+            srv, port = _serve(r, websocket.http_handler(handler))
+            conn = http2.connect("127.0.0.1", port)
+            ws = websocket.connect(f"ws://127.0.0.1:{port}/", http2=conn)
+            conn.close()
+            with pytest.raises(websocket.ConnectionClosed) as ei:
+                ws.recv()
+            assert ei.value.close_code == 1006
+            ws.close()
+            with greenrt.fail_after(10):
+                while not seen:
+                    greenrt.sleep(0.01)
+            srv.shutdown()
+        assert seen == [1006]
+
+    greenrt.run(main)
+
+
 # -- hypercorn (wsproto behind h2) as the server ----------------------------------------
 
 
