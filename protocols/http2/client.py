@@ -388,7 +388,7 @@ class ClientConnection:
         ``"CONNECT"``; ``:protocol`` is sent with ``:scheme`` and ``:path``): it first
         waits for the server's SETTINGS and raises :class:`UsageError` unless they
         enable the connect protocol. A 2xx answer opens a tunnel over the stream
-        (``protocols.http2._connect.ClientTunnel``)."""
+        (``http2.ClientTunnel``)."""
         ll.enter_checkpoint()
         self._check_open()
         if protocol is not None:

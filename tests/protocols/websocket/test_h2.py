@@ -594,6 +594,59 @@ def test_a_flask_view_accepts_a_websocket_over_h2():
     greenrt.run(main)
 
 
+_GUNICORN_WS_APP = """
+from greenrt.protocols import websocket
+
+
+def app(environ, start_response):
+    if environ.get("HTTP_UPGRADE", "").lower() == "websocket":
+        with websocket.accept_wsgi(environ) as ws:
+            for m in ws:
+                ws.send(environ["SERVER_PROTOCOL"] + " " + m)
+        return []
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [environ["SERVER_PROTOCOL"].encode()]
+"""
+
+
+def test_the_gunicorn_worker_accepts_a_websocket_over_h2(tmp_path):
+    import signal
+
+    import gunicorn  # noqa: F401 - installed by the test extra: missing must fail, not skip
+
+    from ..http1.conftest import wait_for_port
+    root = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+    (tmp_path / "wsapp.py").write_text(_GUNICORN_WS_APP)
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    env = dict(os.environ, PYTHONPATH=f"{root}{os.pathsep}{tmp_path}")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-k", "greenrt.protocols.http.gunicorn_worker.Worker",
+         "-w", "1", "-b", f"127.0.0.1:{port}", "wsapp:app"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, proc)
+
+        def main():
+            for http2_ in (True, False):
+                ws = websocket.connect(f"ws://127.0.0.1:{port}/ws", http2=http2_)
+                ws.send_text("hi")
+                assert ws.recv() == ("HTTP/2 hi" if http2_ else "HTTP/1.1 hi")
+                ws.close()
+                assert ws.close_code == 1000
+
+        greenrt.run(main)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            proc.kill()
+            proc.communicate()
+
+
 # -- flow control on a tunnel ------------------------------------------------------------
 
 
