@@ -104,7 +104,8 @@ class ExtendedConnect:
     """What an extended CONNECT request offers its handler (in
     ``request.extensions["http2.connect"]``): the requested ``protocol`` (e.g.
     ``"websocket"``) and :meth:`accept`. To refuse, the handler returns an ordinary
-    response (a 4xx) instead."""
+    response (a 4xx) instead. The stream's DATA belongs to the tunnel: the request's
+    ``body`` reads nothing but its end."""
 
     __slots__ = ("protocol", "_tunnel")
 
@@ -114,6 +115,7 @@ class ExtendedConnect:
 
     @property
     def accepted(self) -> bool:
+        """True once :meth:`accept` sent the 2xx."""
         return self._tunnel._st.writer.headers_sent
 
     def accept(self, headers: Any = (), *, status: int = 200) -> Tunnel:

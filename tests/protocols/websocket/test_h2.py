@@ -689,6 +689,46 @@ def test_an_unread_tunnel_holds_no_connection_window():
     greenrt.run(main)
 
 
+def test_a_send_cut_short_resets_the_stream_instead_of_ending_it():
+    """The server's send is cancelled mid-message (the client does not read, so it
+    waits for window): the WebSocket is broken and its stream is reset (CANCEL),
+    never ended cleanly after half a frame; the client sees 1006, the connection
+    carries on with nothing left unacknowledged."""
+    cut = greenrt.Event()
+    outcome = []
+
+    def handler(ws):
+        with greenrt.move_on_after(0.2) as sc:  # the send blocks: the client reads nothing
+            ws.send_bytes(b"x" * 300_000)
+        outcome.append((sc.cancelled_caught, ws.closed, ws.close_code))
+        cut.set()
+
+    def main():
+        with greenrt.region() as r:
+            srv, port = _serve(r, websocket.http_handler(handler, compression=False))
+            conn = http2.connect("127.0.0.1", port)
+            ws = websocket.connect(f"ws://127.0.0.1:{port}/", http2=conn, compression=False)
+            cut.wait()
+            raw = ws._stream.stream  # the ClientStream under the tunnel
+            with pytest.raises(http2.StreamReset) as ei:
+                while raw.read():  # part of a frame, then the reset (not END_STREAM)
+                    pass
+            assert ei.value.error_code == http2.CANCEL
+            with pytest.raises(websocket.ConnectionClosed) as ei:
+                ws.recv()
+            assert ei.value.close_code == 1006
+            ws.close()
+            conn.ping()
+            st = conn.statistics()
+            assert st["resets_received"] == 1, st
+            assert st["streams_open"] == 0 and st["unacked_bytes"] == 0 and st["usable"], st
+            conn.close()
+            srv.shutdown()
+        assert outcome == [(True, True, 1006)]
+
+    greenrt.run(main)
+
+
 def test_handler_failing_after_accepting_resets_instead_of_500():
     """A handler that raises after the 200 went out (the tunnel is streaming) gets
     RST_STREAM(INTERNAL_ERROR), not a second head."""
