@@ -189,7 +189,7 @@ SITES = {
     ("_hub.py", "reschedule"): 1,      # RealHub.reschedule
     ("_hub.py", "yield"): 1,           # RealHub._yield_task
     ("_hub.py", "handoff"): 1,         # RealHub._handoff
-    ("_checkpoint.py", "enter"): 1,    # checkpoint()
+    ("_checkpoint.py", "enter"): 2,    # checkpoint(), checkpoint_if_cancelled()
     ("_checkpoint.py", "yield"): 1,    # checkpoint()
     ("_region.py", "schedule"): 1,     # Region.spawn
     ("_task.py", "run_in_place"): 1,   # _worker_main
