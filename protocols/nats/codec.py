@@ -202,6 +202,8 @@ class Parser:
             raise self._error.error
         buf = self._buf
         pos = self._pos
+        if len(buf) == pos:
+            return NEED_DATA
         m = _FAST_MSG(buf, pos)
         if m is not None:
             # Fast path: an upper-case MSG without a reply subject, single-spaced and
