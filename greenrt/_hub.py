@@ -131,6 +131,9 @@ class Hub:
     _plain = False
     #: raise ``Deadlock`` instead of blocking forever (the real hub; see ``_deadlock``)
     detects_deadlock = False
+    #: the ``Watchdog`` that ``run(watchdog=...)`` attached (declared only: an
+    #: instance attribute set by ``run``)
+    watchdog: Any
 
     def __init__(self, *, instruments: Iterable[Any] = (), leak_policy: str = "error") -> None:
         from ._obligation import LEAK_POLICIES

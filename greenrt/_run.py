@@ -134,7 +134,7 @@ def run(fn: Callable[[*Ts], T], *args: *Ts, instruments: Iterable[Any] = (),
                     CancelKind.SHUTDOWN, message=f"signal {signal.Signals(s).name}",
                     origin_region=root.id, time=hub.now()))
 
-        hub._handle_signals = handle_signals_on_hub
+        hub._handle_signals = handle_signals_on_hub  # type: ignore[method-assign]
         if handle_signals:
             signals = _install_signals(hub)
             hub.signals_handled = signals is not None
