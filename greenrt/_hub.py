@@ -59,6 +59,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._driver import EpollDriver
     from ._region import Region
     from ._task import Task
+    from .net._abc import Network
+    from .net._real import RealNetwork
 
 _tls = threading.local()
 
@@ -250,7 +252,7 @@ class Hub:
 
     #: The network implementation used by ``greenrt.net`` (real sockets on the real
     #: hub, the simulated network under the lab). Set by subclasses.
-    network: Any = None
+    network: Network = None  # type: ignore[assignment]
 
     #: Whether this hub wants ``note_access`` reports. A class attribute tested before
     #: every report, so on the real hub a report costs one attribute test.
@@ -565,10 +567,10 @@ class RealHub(Hub):
         from ._driver import SelectorDriver
 
         self.driver = SelectorDriver(self)
-        self._network: Any = None
+        self._network: RealNetwork | None = None
 
     @property
-    def network(self) -> Any:
+    def network(self) -> RealNetwork:  # type: ignore[override]  # an attribute on the base
         """The real network (sockets through the epoll driver), created on first use."""
         if self._network is None:
             from .net._real import RealNetwork
