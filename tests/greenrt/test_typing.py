@@ -153,3 +153,20 @@ def test_untyped_task_is_an_error_in_strict_mode(tmp_path, monkeypatch):
     got = _mypy(tmp_path, src, monkeypatch)
     assert list(got) == [4], got
     assert got[4][0].endswith("[type-arg]"), got
+
+
+def test_wheel_ships_py_typed(tmp_path):
+    """PEP 561: the wheel carries ``greenrt/py.typed``; ``greenrt.protocols`` and
+    ``greenrt.lab`` are installed inside ``greenrt/``, so that one marker covers them."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                    "--no-build-isolation", "-w", str(tmp_path), str(ROOT)],
+                   check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("greenrt-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "greenrt/py.typed" in names
+    assert "greenrt/protocols/__init__.py" in names and "greenrt/lab/__init__.py" in names
+    assert not any(n.startswith(("protocols/", "lab/")) for n in names)
