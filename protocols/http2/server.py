@@ -61,7 +61,7 @@ import greenrt
 from greenrt import CancelKind, Cancelled, net
 from greenrt import lowlevel as ll
 
-from ..http.model import Body, Headers, Request, Response, ResponseWriter
+from ..http.model import Body, Headers, Request, Response, ResponseWriter, split_trailers
 from . import _wire
 from ._wire import PREFACE
 from .limits import DEFAULT_H2_LIMITS, H2Limits
@@ -142,7 +142,7 @@ class _ConnectionEnd(Exception):
 
 class _Stream:
     __slots__ = ("id", "chunks", "ended", "reset", "task", "waiter", "window_waiter",
-                 "received", "length", "writer")
+                 "received", "length", "writer", "trailers")
 
     def __init__(self, sid: int):
         self.id = sid
@@ -155,6 +155,7 @@ class _Stream:
         self.received = 0
         self.length: int | None = None
         self.writer: Any = None
+        self.trailers: Headers | None = None  # the request's trailing HEADERS
 
     def wake(self) -> None:
         for ev in (self.waiter, self.window_waiter):
@@ -202,6 +203,15 @@ class _Body(Body):
     def content_length(self) -> int | None:
         return self._length
 
+    @property
+    def trailers(self) -> Headers | None:
+        """``None`` until the body is read to its end, then the fields of the request's
+        trailing HEADERS (empty ``Headers`` if none). Not a checkpoint."""
+        if not self.complete:
+            return None
+        t = self._s.trailers
+        return t if t is not None else Headers()
+
 
 class ServerConnection:
     """The state of one served connection (what ``serve_connection`` returns once the
@@ -243,6 +253,7 @@ class ServerConnection:
         self._done = greenrt.Event()
         self._flush_wait = ll.WaitQueue()
         self._flusher_idle = False
+        self._errored: set[int] = set()  # streams reset by a stream error, this batch
 
     # -- sending ------------------------------------------------------------------------
 
@@ -286,8 +297,8 @@ class ServerConnection:
         if st is not None and not st.reset and not st.ended:
             try:
                 self.h2.increment_flow_control_window(flow, stream_id=sid)
-            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-                pass
+            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError):
+                pass  # (h2 forgets closed streams: KeyError)
         self.flush()
 
     def _wake_all(self) -> None:
@@ -475,6 +486,7 @@ class ServerConnection:
                 continue
             for ev in self._h2_receive(piece):
                 self._event(ev)
+            self._errored.clear()
         self.flush()
 
     def _h2_receive(self, data: bytes) -> list:
@@ -494,6 +506,9 @@ class ServerConnection:
         if st is not None:
             self._reset(st, _E.PROTOCOL_ERROR)
         else:
+            # its RequestReceived may be among this batch's events, not yet handled:
+            # it must not start a handler for a stream that is reset already
+            self._errored.add(sid)
             try:
                 self.h2.reset_stream(sid, error_code=_E.PROTOCOL_ERROR)
             except h2.exceptions.ProtocolError:
@@ -545,9 +560,16 @@ class ServerConnection:
                 if st.window_waiter is not None:
                     st.window_waiter.set()
         elif t is h2.events.TrailersReceived:
+            # h2 has checked them: END_STREAM set, no pseudo-header (else a stream
+            # error), one header block within max_header_list_size (the HPACK decoder)
             st = self.streams.get(ev.stream_id)
             if st is not None:
-                st.ended = True  # StreamEnded follows; trailers are not kept (yet)
+                st.trailers, dropped = split_trailers(ev.headers)
+                if dropped:
+                    self.hub.emit("http2.trailer_dropped", stream_id=st.id,
+                                  fields=[n.decode("latin-1") for n in dropped[:16]])
+                st.ended = True  # StreamEnded follows
+                st.wake()
         elif t is h2.events.ConnectionTerminated:
             self.closed = True
 
@@ -590,6 +612,8 @@ class ServerConnection:
 
     def _request(self, ev) -> None:
         sid = ev.stream_id
+        if sid in self._errored:
+            return  # reset by a stream error of the same batch (see _stream_error)
         if self.draining and self.last_stream_id is not None and sid > self.last_stream_id:
             self._refuse(sid, "draining")
             return
