@@ -62,7 +62,7 @@ from greenrt import CancelKind, Cancelled, net
 from greenrt import lowlevel as ll
 
 from ..http.model import Body, Headers, Request, Response, ResponseWriter, split_trailers
-from . import _wire
+from . import _h2c, _wire
 from ._wire import PREFACE
 from .limits import DEFAULT_H2_LIMITS, H2Limits
 
@@ -218,8 +218,10 @@ class ServerConnection:
     connection has ended: ``statistics()`` tells how it went)."""
 
     def __init__(self, stream, handler, limits: H2Limits, scheme: str, client: Any,
-                 shutdown: greenrt.Event | None = None):
+                 shutdown: greenrt.Event | None = None, upgrade: Any = None):
         self.stream = stream
+        #: an ``_h2c.Upgrade`` (the HTTP/1.1 request that asked for ``Upgrade: h2c``)
+        self.upgrade = upgrade
         self.handler = handler
         self.limits = limits
         self.scheme = scheme
@@ -379,7 +381,10 @@ class ServerConnection:
             self._done.set()
 
     def _read_loop(self, initial: bytes) -> None:
-        self.h2.initiate_connection()
+        if self.upgrade is not None:  # Upgrade: h2c, the 101 is sent (see _h2c)
+            _h2c.initiate(self.h2, self.upgrade.settings)
+        else:
+            self.h2.initiate_connection()
         # h2 serialized its SETTINGS with the internal stream limit: advertise ours
         self.h2.clear_outbound_data_buffer()
         lim = self.limits
@@ -390,6 +395,8 @@ class ServerConnection:
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: lim.initial_window_size,
         }).serialize())
         try:
+            if self.upgrade is not None:
+                self._spawn_upgraded()
             if initial:
                 self._receive(initial)
             while not self.closed:
@@ -643,9 +650,20 @@ class ServerConnection:
                       extensions={"http2.stream_id": sid,
                                   "http2.authority": pseudo.get(b":authority", b"").decode(
                                       "latin-1")})
+        self._spawn(st, req)
+
+    def _spawn(self, st: _Stream, req: Request) -> None:
         self.handler_starts += 1
-        self.hub.emit("http2.stream", stream_id=sid)
-        st.task = self.region.spawn(self._serve_stream, st, req, name=f"http2.stream.{sid}")
+        self.hub.emit("http2.stream", stream_id=st.id)
+        st.task = self.region.spawn(self._serve_stream, st, req, name=f"http2.stream.{st.id}")
+
+    def _spawn_upgraded(self) -> None:
+        """Stream 1 of an upgraded connection: the HTTP/1.1 request, already complete."""
+        st = _Stream(1)
+        st.ended = True
+        self.streams[1] = st
+        st.writer = _Writer(self, st)
+        self._spawn(st, _h2c.stream_request(self.upgrade, st.writer, _Body(self, st, 0)))
 
     # -- one stream -----------------------------------------------------------------------
 
@@ -841,7 +859,7 @@ class _StreamGone(Exception):
 def serve_connection(stream, handler, *, limits: H2Limits = DEFAULT_H2_LIMITS,
                      initial: bytes = b"", scheme: str = "http", client: Any = None,
                      shutdown: greenrt.Event | None = None,
-                     accepted: Any = None) -> ServerConnection:
+                     accepted: Any = None, upgrade: Any = None) -> ServerConnection:
     """Serve one HTTP/2 connection on ``stream`` until it ends. A checkpoint (blocks).
 
     ``initial`` holds bytes already read from the stream (e.g. the client preface,
@@ -855,8 +873,14 @@ def serve_connection(stream, handler, *, limits: H2Limits = DEFAULT_H2_LIMITS,
     cancels every stream at once (each is reset). Either way the transport is left
     open for the caller to close. Returns the :class:`ServerConnection` (its
     ``statistics()``).
+
+    ``upgrade`` (a ``protocols.http2._h2c.Upgrade``): the connection was upgraded from
+    HTTP/1.1 (``Upgrade: h2c``, RFC 7540 §3.2; the unified server's
+    ``protocols.http.server`` sends the 101): its settings are the client's initial
+    SETTINGS and its request is served as stream 1, half-closed (remote); ``initial``
+    then holds what followed the upgrade request (the client's preface).
     """
-    conn = ServerConnection(stream, handler, limits, scheme, client, shutdown)
+    conn = ServerConnection(stream, handler, limits, scheme, client, shutdown, upgrade)
     if accepted is not None and hasattr(accepted, "on_drain"):
         accepted.on_drain(conn.begin_drain)
     conn.run(initial)

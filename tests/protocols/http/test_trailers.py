@@ -20,7 +20,8 @@ import pytest
 
 import greenrt
 from greenrt.protocols import http2
-from greenrt.protocols.http import Limits, Response
+from greenrt.protocols.http import Limits, Response, WSGIAdapter
+from greenrt.protocols.http2 import H2Limits
 
 
 def trailers_handler(req):
@@ -239,8 +240,70 @@ def test_http2_malformed_trailers_are_a_stream_error(http_server, case):
     assert not any(type(e) is h2.events.ConnectionTerminated for e in events)
 
 
+def test_http2_trailers_count_against_the_header_list_limit(http_server):
+    """A trailer block is one field block, bounded like the head by
+    ``max_header_list_size`` (32 bytes per entry, the HPACK decoder): over it, the
+    connection ends with GOAWAY(ENHANCE_YOUR_CALM), as for an oversized head (the
+    HPACK state cannot be kept in step after an abandoned block); just under it, the
+    trailers are served."""
+    starts = []
+
+    def handler(req):
+        starts.append(req.target)
+        return trailers_handler(req)
+
+    srv = http_server(handler, h2_limits=H2Limits(max_header_list_size=1024))
+    fields = [(b"x-t%02d" % i, b"v" * 40) for i in range(12)]  # 12 * (5 + 40 + 32) = 924
+    ok = _raw_h2(srv.port, lambda c: (c.send_headers(1, _REQ), c.send_data(1, b"abc"),
+                                      c.send_headers(1, fields, end_stream=True)),
+                 until=_ended(1))
+    got = json.loads(_body_of(ok, 1))
+    assert len(got["trailers"]) == 12
+    big = fields + [(b"x-more", b"v" * 100)]
+    events = _raw_trailers(srv.port, b"".join(_literal(k, v) for k, v in big))
+    ends = [e for e in events if type(e) is h2.events.ConnectionTerminated]
+    assert [e.error_code for e in ends] == [h2.errors.ErrorCodes.ENHANCE_YOUR_CALM]
+    assert not any(type(e) is h2.events.DataReceived and e.stream_id == 1 for e in events)
+
+
 def _literal(name: bytes, value: bytes) -> bytes:
     """An HPACK literal header field without indexing, new name (RFC 7541 §6.2.2),
     short strings only (no Huffman)."""
     assert len(name) < 127 and len(value) < 127
     return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+
+# -- WSGI ---------------------------------------------------------------------------------
+
+def _wsgi_app(environ, start_response):
+    before = environ["greenrt.trailers"]
+    body = environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps({"before": before, "body": body.decode(),
+                        "trailers": environ["greenrt.trailers"],
+                        "protocol": environ["SERVER_PROTOCOL"]}).encode()]
+
+
+def _wsgi_lines_app(environ, start_response):
+    lines = list(environ["wsgi.input"])  # iteration reaches the end too
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps({"lines": len(lines), "trailers": environ["greenrt.trailers"]}).encode()]
+
+
+def test_wsgi_sees_http1_trailers(http_server):
+    srv = http_server(WSGIAdapter(_wsgi_app))
+    status, body = _h11_post(srv.port, [b"a", b"b"], [("X-Digest", "sha-256=abc")])
+    assert status == 200
+    assert json.loads(body) == {"before": None, "body": "ab", "protocol": "HTTP/1.1",
+                                "trailers": [["x-digest", "sha-256=abc"]]}
+    srv2 = http_server(WSGIAdapter(_wsgi_lines_app))
+    status, body = _h11_post(srv2.port, [b"1\n2\n", b"3"], [("X-N", "3")])
+    assert json.loads(body) == {"lines": 3, "trailers": [["x-n", "3"]]}
+
+
+def test_wsgi_sees_http2_trailers(http_server):
+    srv = http_server(WSGIAdapter(_wsgi_app))
+    status, got = _h2_client_post(srv.port, [("x-sum", "7")])
+    assert status == 200
+    assert got == {"before": None, "body": "part 1, part 2", "protocol": "HTTP/2",
+                   "trailers": [["x-sum", "7"]]}
