@@ -12,6 +12,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import time
 
 import h2.config
 import h2.connection
@@ -19,6 +20,7 @@ import h2.events
 import pytest
 import trustme
 
+import greenrt
 from greenrt.protocols import tls
 from greenrt.protocols.http import Response
 from greenrt.protocols.http2._h2c import MAX_SETTINGS, MAX_SETTINGS_FIELD, decode_settings
@@ -287,3 +289,56 @@ def test_decode_settings_accepts_valid_payloads_padded_or_not(payload):
 ])
 def test_decode_settings_refuses_bad_values(value):
     assert decode_settings(value) is None
+
+
+def test_graceful_shutdown_of_an_upgraded_connection_sends_goaway_and_finishes_stream_1(
+        http_server):
+    """The upgraded connection takes over the drain hook: shutdown sends GOAWAY
+    (NO_ERROR, last stream 1) and stream 1, in flight, still gets its response."""
+    started = []
+
+    def handler(req):
+        started.append(req.target)
+        greenrt.sleep(0.3)
+        return version_handler(req)
+
+    srv = http_server(handler)
+    c, settings = _h2_client()
+    upgrade = (b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+               b"Upgrade: h2c\r\nHTTP2-Settings: " + settings + b"\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(upgrade + c.data_to_send() + _SETTINGS_ACK)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += s.recv(65536)
+        raw = buf.partition(b"\r\n\r\n")[2]
+        while not started:
+            time.sleep(0.01)
+        srv.shutdown()
+        while data := s.recv(65536):  # until the server closes (h2 the library stops
+            raw += data               # at a GOAWAY: the frames are read by hand)
+    frames = _frames(raw)
+    goaways = [p for t, _, sid, p in frames if t == 7]
+    assert [(int.from_bytes(p[:4], "big"), int.from_bytes(p[4:8], "big")) for p in goaways] \
+        == [(1, 0)]
+    data1 = [(f, p) for t, f, sid, p in frames if t == 0 and sid == 1]
+    assert b"".join(p for _, p in data1) == b"2 GET /slow 0 up host=x upgrade=None"
+    assert data1[-1][0] & 1  # END_STREAM: the response completed after the GOAWAY
+    assert frames.index(next(fr for fr in frames if fr[0] == 7)) < frames.index(
+        next(fr for fr in frames if fr[0] == 0 and fr[2] == 1))
+
+
+_SETTINGS_ACK = b"\x00\x00\x00\x04\x01\x00\x00\x00\x00"
+
+
+def _frames(raw: bytes) -> list[tuple[int, int, int, bytes]]:
+    """``(type, flags, stream id, payload)`` of the whole frames in ``raw``."""
+    out, i = [], 0
+    while i + 9 <= len(raw):
+        n = int.from_bytes(raw[i:i + 3], "big")
+        if i + 9 + n > len(raw):
+            break
+        out.append((raw[i + 3], raw[i + 4], int.from_bytes(raw[i + 5:i + 9], "big") & 0x7FFFFFFF,
+                    raw[i + 9:i + 9 + n]))
+        i += 9 + n
+    return out

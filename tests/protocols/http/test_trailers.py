@@ -7,8 +7,10 @@ forbidden trailer fields dropped."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import socket
+import threading
 
 import h2.config
 import h2.connection
@@ -21,6 +23,7 @@ import pytest
 import greenrt
 from greenrt.protocols import http2
 from greenrt.protocols.http import Limits, Response, WSGIAdapter
+from greenrt.protocols.http1.client import Client
 from greenrt.protocols.http2 import H2Limits
 
 
@@ -307,3 +310,41 @@ def test_wsgi_sees_http2_trailers(http_server):
     assert status == 200
     assert got == {"before": None, "body": "part 1, part 2", "protocol": "HTTP/2",
                    "trailers": [["x-sum", "7"]]}
+
+
+# -- the HTTP/1.1 client's response trailers (same vocabulary) ---------------------------------
+
+class _ChunkedTrailers(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Trailer", "X-Sum")
+        self.end_headers()
+        self.wfile.write(b"3\r\nabc\r\n0\r\nX-Sum: 6\r\n\r\n")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_http1_client_response_trailers():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ChunkedTrailers)
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    got = {}
+
+    def main():
+        with Client() as c:
+            with c.request("GET", f"http://127.0.0.1:{httpd.server_address[1]}/",
+                           stream=True) as r:
+                got["before"] = r.body.trailers
+                got["body"] = r.body.read_all()
+                got["after"] = list(r.body.trailers)
+
+    try:
+        greenrt.run(main)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert got == {"before": None, "body": b"abc", "after": [("x-sum", "6")]}
