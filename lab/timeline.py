@@ -417,8 +417,11 @@ def render_html(header: dict, records: list[dict], footer: dict | None = None, *
     legend = " ".join(f'<span class="key"><span style="color:{c}">&#9632;</span> '
                       f'{_esc(label)}</span>' for _, c, label in _MARKS.values())
     footer = footer or {}
+    strat = header.get("strategy")
+    if isinstance(strat, dict):
+        strat = strat.get("name", strat)
     head = (f"{_esc(header.get('entry'))} — seed {_esc(header.get('seed'))}, strategy "
-            f"{_esc(header.get('strategy'))}, {len(records)} events, outcome "
+            f"{_esc(strat)}, {len(records)} events, outcome "
             f"{_esc(footer.get('outcome'))}")
     status = "ok" if verdict.ok else "failed"
     vsrc = ("oracles re-checked by a replay" if verdict.source == "replay" else
