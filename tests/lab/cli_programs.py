@@ -44,3 +44,9 @@ def cancelled_holder() -> None:
         t.cancel()
         greenrt.checkpoint()
     assert greenrt.now() > 5, "too early"
+
+
+def markup_error() -> None:
+    """Fails with a message that rich would read as markup if it were allowed to."""
+    greenrt.checkpoint()
+    raise AssertionError("[bold red]not markup[/] :smile:")

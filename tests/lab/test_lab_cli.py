@@ -294,3 +294,9 @@ def test_a_module_that_cannot_be_imported_says_how_to_fix_it(tmp_path):
 def test_the_file_form_needs_no_pythonpath():
     p = _script("run", "tests/lab/cli_programs.py:fine")
     assert p.returncode == 0 and ": ok" in p.stdout, p.stdout + p.stderr
+
+
+def test_program_text_is_never_read_as_markup_on_a_terminal():
+    status, term, _ = cli_on_pty("run", f"{PROG}:markup_error", stdout_tty=True)
+    assert status == 1
+    assert "[bold red]not markup[/] :smile:" in ANSI.sub("", term), term
