@@ -81,6 +81,22 @@ def test_failing_run_marks_the_verdict_the_failing_step_and_source_lines(tmp_pat
     assert "<script" not in page and "src=" not in page and "href=" not in page
 
 
+def test_replay_instruments_observe_every_event_and_change_nothing(tmp_path):
+    from greenrt.lab.timeline import SourceLines
+
+    trace, path = _record(tmp_path, "cancelled_holder")
+    seen: list[int] = []
+    lines = SourceLines()
+    res = lab.replay(path, instruments=[lambda ev: seen.append(ev.seq), lines])
+    assert res.divergence is None and res.final_hash == trace.final_hash
+    assert seen == [r["seq"] for r in trace.records]  # each event once, in order
+    # a line for the events a task's code caused; none for the hub's own decisions
+    choices = [r["seq"] for r in trace.records if r["kind"] == "lab.choice"]
+    assert choices and not any(c in lines.lines for c in choices)
+    cp = next(r["seq"] for r in trace.records if r["kind"] == "checkpoint")
+    assert re.fullmatch(r"\S*cli_programs\.py:\d+ in \w+: \S.*", lines.lines[cp]), lines.lines[cp]
+
+
 def test_no_replay_draws_from_the_trace_alone(tmp_path):
     trace, path = _record(tmp_path, "cancelled_holder")
     tl = build(trace, replay=False)
