@@ -138,11 +138,17 @@ class BrokerConnection:
             raise KafkaConnectionError(f"kafka: connection unusable ({self._broken})")
 
     def _write(self, frame: bytes) -> None:
+        """Write one request frame. Any failure may leave part of it at the broker, so
+        the connection is closed and the outcome is unknown: ``Cancelled`` is re-raised
+        as itself, an I/O error becomes ``KafkaOutcomeUnknown`` (never a bare
+        ``OSError`` a caller could take for "not sent")."""
         try:
             self._stream.send_all(frame)
-        except BaseException:
+        except BaseException as e:
             self._broken = "outcome"
             self._stream.close()
+            if isinstance(e, (OSError, greenrt.ClosedResourceError)) and not isinstance(e, KafkaOutcomeUnknown):
+                raise KafkaOutcomeUnknown(f"kafka: request written in part or whole, connection lost: {e}") from e
             raise
 
     def _roundtrip(self, api: str, version: int, body: dict) -> dict:

@@ -37,14 +37,14 @@ that may have been written):
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import greenrt
+from greenrt import lowlevel as ll
 
 from . import records as rec
 from .cluster import Cluster
-from .errors import KafkaConnectionError, KafkaOutcomeUnknown, broker_error
+from .errors import KafkaConnectionError, KafkaOutcomeUnknown, KafkaProtocolError, broker_error
 from .partitioner import murmur2_partition
 
 __all__ = ["Producer", "RecordMetadata"]
@@ -80,8 +80,9 @@ class _Partition:
     def __init__(self) -> None:
         self.queue: list[_Pending] = []
         self.flushing = False
-        #: (records, base_sequence, timestamps) of a batch sent when its flusher was cancelled
-        self.in_doubt: tuple | None = None
+        #: the encoded bytes of a batch whose request was sent and whose answer was
+        #: lost (producer id, epoch and sequence inside): re-sent byte for byte
+        self.in_doubt: bytes | None = None
         self.next_sequence = 0
 
 
@@ -120,6 +121,7 @@ class Producer:
         self.producer_id = -1
         self.producer_epoch = -1
         self._parts: dict[tuple[str, int], _Partition] = {}
+        self._pid_lock = greenrt.Lock()
         self._rr: dict[str, int] = {}
         self._stats = {"records_sent": 0, "batches_sent": 0, "retries": 0, "duplicates": 0,
                        "in_doubt": 0, "in_doubt_resolved": 0, "cancelled_in_flight": 0}
@@ -138,7 +140,7 @@ class Producer:
         batch left."""
         if partition is None:
             partition = self._choose_partition(topic, key)
-        ts = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+        ts = int(ll.current_hub().wall_time() * 1000) if timestamp_ms is None else timestamp_ms
         p = self._parts.setdefault((topic, partition), _Partition())
         item = _Pending((key, value, list(headers or ())), ts)
         p.queue.append(item)
@@ -181,14 +183,21 @@ class Producer:
         return sorted(parts)[i % n]
 
     def _ensure_producer_id(self) -> None:
+        """Get the producer id and epoch once. Serialised: flushers of different
+        partitions may ask at the same time, and an id must never change once a batch
+        was numbered under it (a re-sent in-doubt batch under a new id would be a new
+        producer's first batch to the broker, and be written twice)."""
         if not self.idempotent or self.producer_id >= 0:
             return
-        conn = self.cluster._any_connection()
-        r = conn.request("InitProducerId", {"transactional_id": None, "transaction_timeout_ms": 60000,
-                                            "producer_id": -1, "producer_epoch": -1})
-        if r["error_code"]:
-            raise broker_error(r["error_code"], "in InitProducerId")
-        self.producer_id, self.producer_epoch = r["producer_id"], r["producer_epoch"]
+        with self._pid_lock:
+            if self.producer_id >= 0:
+                return
+            conn = self.cluster._any_connection()
+            r = conn.request("InitProducerId", {"transactional_id": None, "transaction_timeout_ms": 60000,
+                                                "producer_id": -1, "producer_epoch": -1})
+            if r["error_code"]:
+                raise broker_error(r["error_code"], "in InitProducerId")
+            self.producer_id, self.producer_epoch = r["producer_id"], r["producer_epoch"]
 
     def _flush(self, topic: str, partition: int, p: _Partition) -> None:
         """Become the partition's flusher: settle an in-doubt batch, then send what is queued."""
@@ -199,24 +208,20 @@ class Producer:
                 greenrt.sleep(self.linger)
             self._ensure_producer_id()
             if p.in_doubt is not None:
-                recs, seq, stamps = p.in_doubt
-                self._produce(topic, partition, recs, stamps, seq)
-                p.in_doubt = None
-                self._stats["in_doubt_resolved"] += 1
+                self._settle(topic, partition, p)
             batch = p.queue[:self.max_batch_records]
             del p.queue[:len(batch)]
             if not batch:
                 return
             seq = p.next_sequence if self.idempotent else -1
-            recs = [it.record for it in batch]
-            stamps = [it.timestamp for it in batch]
+            data = self._encode([it.record for it in batch], [it.timestamp for it in batch], seq)
             if self.idempotent:
                 p.next_sequence += len(batch)
             try:
-                meta = self._produce(topic, partition, recs, stamps, seq)
+                meta = self._produce(topic, partition, data)
             except (greenrt.Cancelled, KafkaOutcomeUnknown) as e:
                 if self.idempotent and self.acks != 0:
-                    p.in_doubt = (recs, seq, stamps)
+                    p.in_doubt = data
                 self._stats["in_doubt"] += len(batch)
                 unknown = KafkaOutcomeUnknown(
                     f"kafka: produce to {topic}[{partition}] was sent; its answer was lost"
@@ -247,11 +252,34 @@ class Producer:
             if p.queue:  # wake the oldest waiter: it becomes the next flusher
                 _nudge(p.queue[0])
 
-    def _produce(self, topic: str, partition: int, recs, stamps, seq: int) -> tuple[int, int]:
-        data = rec.encode_batch(recs, timestamps=stamps, compression=self.compression,
+    def _settle(self, topic: str, partition: int, p: _Partition) -> None:
+        """Re-send the partition's in-doubt batch (same bytes: same producer id, epoch
+        and sequence), so the broker writes it once at most. Its records were already
+        reported unknown. ``Cancelled`` leaves it in doubt; any other error also leaves
+        it in doubt and is raised as ``KafkaConnectionError`` to the flusher, whose own
+        records were not sent (the partition cannot take new batches before the old
+        one is settled: they would be out of sequence)."""
+        try:
+            self._produce(topic, partition, p.in_doubt)
+        except greenrt.Cancelled:
+            raise
+        except Exception as e:
+            raise KafkaConnectionError(
+                f"kafka: {topic}[{partition}]: an earlier batch is still in doubt ({e}); "
+                "this record was not sent") from e
+        p.in_doubt = None
+        self._stats["in_doubt_resolved"] += 1
+
+    def _encode(self, recs, stamps, seq: int) -> bytes:
+        return rec.encode_batch(recs, timestamps=stamps, compression=self.compression,
                                 producer_id=self.producer_id if self.idempotent else -1,
                                 producer_epoch=self.producer_epoch if self.idempotent else -1,
                                 base_sequence=seq)
+
+    def _produce(self, topic: str, partition: int, data: bytes) -> tuple[int, int]:
+        """Send one encoded batch until acknowledged, refused for good, or out of time.
+        Raises ``KafkaOutcomeUnknown`` whenever any attempt may have been written (never
+        a plain failure then), ``Cancelled`` as itself."""
         body = {"transactional_id": None, "acks": self.acks, "timeout_ms": self.request_timeout_ms,
                 "topic_data": [{"name": topic, "partition_data": [{"index": partition, "records": data}]}]}
         attempt = 0
@@ -267,10 +295,13 @@ class Producer:
                     conn.send_only("Produce", body)
                     return (-1, -1)
                 r = conn.request("Produce", body)
-            except KafkaOutcomeUnknown as e:
+            except (KafkaOutcomeUnknown, KafkaProtocolError) as e:
+                # sent, and the answer lost or garbled: it may have been written
+                unknown = e if isinstance(e, KafkaOutcomeUnknown) else KafkaOutcomeUnknown(
+                    f"kafka: produce to {topic}[{partition}] sent; its answer did not parse ({e})")
                 if not self.idempotent:
-                    raise  # without sequence numbers a re-send could write twice
-                last = maybe_written = e
+                    raise unknown from e  # without sequence numbers a re-send could write twice
+                last = maybe_written = unknown
                 self._retry(topic, attempt := attempt + 1)
                 continue
             except KafkaConnectionError as e:
