@@ -662,9 +662,10 @@ class Consumer:
             setattr(self, which, conn)
         return conn
 
-    def _coordinator_request(self, api: str, body: dict, *, which: str = "_coord_conn") -> dict:
+    def _coordinator_request(self, api: str, body: dict, *, which: str = "_coord_conn",
+                             timeout: float | None = None) -> dict:
         try:
-            return self._conn_to_coordinator(which).request(api, body)
+            return self._conn_to_coordinator(which).request(api, body, timeout=timeout)
         except KafkaConnectionError:
             self._coordinator = None
             raise
@@ -701,7 +702,9 @@ class Consumer:
             "group_id": self.group_id, "session_timeout_ms": self.session_timeout_ms,
             "rebalance_timeout_ms": self.rebalance_timeout_ms, "member_id": self.member_id,
             "group_instance_id": None, "protocol_type": "consumer",
-            "protocols": [{"name": self.assignor, "metadata": meta}], "reason": None})
+            "protocols": [{"name": self.assignor, "metadata": meta}], "reason": None},
+            # the coordinator holds a JoinGroup until the rebalance completes
+            timeout=self.rebalance_timeout_ms / 1000 + 5)
         code = r["error_code"]
         if code == 79:  # MEMBER_ID_REQUIRED (KIP-394): rejoin with the id given
             self.member_id = r["member_id"]

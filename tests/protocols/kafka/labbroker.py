@@ -29,11 +29,13 @@ class LabBroker:
     """One broker (node 1) that leads every partition of every topic it is asked about."""
 
     def __init__(self, *, partitions: int = 2, refuse: float = 0.0, drop: float = 0.0,
-                 think=(0, 0, 0.0001, 0.0005, 0.002)):
+                 think=(0, 0, 0.0001, 0.0005, 0.002), silent: tuple[str, ...] = ()):
         self.partitions = partitions
         self.refuse = refuse
         self.drop = drop
         self.think = think
+        #: APIs whose requests are read and never answered (a broker gone silent)
+        self.silent = silent
         #: (topic, partition, offset, value) of every record appended, in order
         self.appended: list[tuple[str, int, int, bytes | None]] = []
         #: (group, topic, partition, offset) of every commit stored, in order
@@ -68,6 +70,8 @@ class LabBroker:
                     codec._read_struct(r, (), version, True)
                 body = codec.decode_message(f"{api}Request", version, r.data[r.pos:r.end])
                 self.stats["requests"] += 1
+                if api in self.silent:
+                    continue
                 greenrt.sleep(rng.choice(self.think))
                 resp = getattr(self, "_" + api)(body, rng)
                 if resp is None:  # took effect; the answer is lost with the connection

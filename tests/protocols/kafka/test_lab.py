@@ -24,6 +24,8 @@ import pytest
 import greenrt
 import greenrt.lab as lab
 from greenrt import net
+from greenrt.protocols.kafka.cluster import Cluster
+from greenrt.protocols.kafka.connection import KafkaLimits
 from greenrt.protocols.kafka.consumer import Consumer
 from greenrt.protocols.kafka.errors import CommitFailedError, KafkaOutcomeUnknown
 from greenrt.protocols.kafka.producer import Producer
@@ -136,6 +138,41 @@ def test_produce_with_a_fixed_quota_ends(seed):
     res.check()
     tally = check_produce(res.value)
     assert sum(tally.values()) == 4 * 10
+
+
+def silent_program() -> dict:
+    """A broker that reads Produce requests and never answers: each attempt ends at
+    ``request_timeout`` (connection closed, outcome unknown), the retries at
+    ``delivery_timeout``; the send reports unknown, never failed, and returns."""
+    broker = LabBroker(silent=("Produce",))
+
+    def body():
+        prod = Producer(Cluster(BOOT, limits=KafkaLimits(request_timeout=1.0)), retry_backoff=0.01,
+                        delivery_timeout=3.0)
+        t0 = greenrt.now()
+        try:
+            prod.send("t", b"v", partition=0)
+            res = "ok"
+        except KafkaOutcomeUnknown:
+            res = "unknown"
+        elapsed = greenrt.now() - t0
+        st = prod.statistics()
+        prod.close()
+        return {"result": res, "elapsed": elapsed, "stats": st,
+                "opened": prod.cluster.statistics()["connections_opened"]}
+
+    out = with_broker(broker, body)
+    return {**out, "requests": broker.stats["requests"]}
+
+
+def test_a_silent_broker_ends_each_attempt_at_request_timeout():
+    res = lab.run(silent_program, seed=1)
+    res.check()
+    out = res.value
+    assert out["result"] == "unknown"
+    # virtual time: attempts of 1 s each until the 3 s delivery timeout, then the end
+    assert 3.0 <= out["elapsed"] < 5.0, out
+    assert out["stats"]["retries"] >= 2 and out["opened"] >= 3  # a fresh connection each time
 
 
 def commit_program(workers: int, rounds: int, k_max: int, quota: int = 0, drop: float = 0.2,
