@@ -37,7 +37,7 @@ that may have been written):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import greenrt
 from greenrt import lowlevel as ll
@@ -53,8 +53,9 @@ _DUPLICATE_SEQUENCE = 46
 _REFRESH_CODES = {3, 5, 6, 74, 75}  # unknown topic/partition, leader changes
 
 
-@dataclass(frozen=True)
-class RecordMetadata:
+class RecordMetadata(NamedTuple):
+    """Where a record was written: ``topic``, ``partition``, ``offset``, ``timestamp`` (ms)."""
+
     topic: str
     partition: int
     offset: int
@@ -62,23 +63,33 @@ class RecordMetadata:
 
 
 class _Pending:
-    """One queued record and its caller's wake-up."""
+    """One queued record and its outcome (``done`` once ``result`` or ``error`` is set)."""
 
-    __slots__ = ("record", "timestamp", "event", "result", "error")
+    __slots__ = ("record", "timestamp", "group", "done", "result", "error")
 
-    def __init__(self, record, timestamp: int):
+    def __init__(self, record, timestamp: int, group):
         self.record = record
         self.timestamp = timestamp
-        self.event = greenrt.Event()
+        #: the wait queue that is woken when this record is settled (see ``_Partition``)
+        self.group = group
+        self.done = False
         self.result: RecordMetadata | None = None
         self.error: BaseException | None = None
 
 
 class _Partition:
-    __slots__ = ("queue", "flushing", "in_doubt", "next_sequence")
+    """A partition's queue. Callers park in their record's ``group`` (a wait queue):
+    every queued record's group is the partition's current ``group``; a flusher takes
+    the queued records as one batch together with that group, installs a new one for
+    the records left (beyond ``max_batch_records``) and later ones, and wakes the taken
+    group when the batch is settled. So an unsettled record's group is always woken
+    later, and a record's caller is woken once when it is settled."""
+
+    __slots__ = ("queue", "group", "flushing", "in_doubt", "next_sequence")
 
     def __init__(self) -> None:
         self.queue: list[_Pending] = []
+        self.group = ll.WaitQueue()
         self.flushing = False
         #: the encoded bytes of a batch whose request was sent and whose answer was
         #: lost (producer id, epoch and sequence inside): re-sent byte for byte
@@ -141,19 +152,21 @@ class Producer:
         if partition is None:
             partition = self._choose_partition(topic, key)
         ts = int(ll.current_hub().wall_time() * 1000) if timestamp_ms is None else timestamp_ms
-        p = self._parts.setdefault((topic, partition), _Partition())
-        item = _Pending((key, value, list(headers or ())), ts)
+        p = self._parts.get((topic, partition))
+        if p is None:
+            p = self._parts[(topic, partition)] = _Partition()
+        item = _Pending((key, value, list(headers) if headers else None), ts, p.group)
         p.queue.append(item)
         try:
-            while not item.event.is_set():
+            while not item.done:
                 if not p.flushing:
                     self._flush(topic, partition, p)
                 else:
-                    item.event.wait()
+                    item.group.park(item, what="kafka.Producer.send")
         except BaseException:
             if item in p.queue:
                 p.queue.remove(item)  # never sent: withdrawn
-            elif not item.event.is_set():
+            elif not item.done:
                 self._stats["cancelled_in_flight"] += 1  # its batch is on the wire: fate unknown
             raise
         if item.error is not None:
@@ -210,9 +223,13 @@ class Producer:
             if p.in_doubt is not None:
                 self._settle(topic, partition, p)
             batch = p.queue[:self.max_batch_records]
-            del p.queue[:len(batch)]
             if not batch:
                 return
+            del p.queue[:len(batch)]
+            # the callers of these records wait in the current group; later ones in a new one
+            group, p.group = p.group, ll.WaitQueue()
+            for it in p.queue:  # left beyond max_batch_records: their callers re-park
+                it.group = p.group
             seq = p.next_sequence if self.idempotent else -1
             data = self._encode([it.record for it in batch], [it.timestamp for it in batch], seq)
             if self.idempotent:
@@ -228,29 +245,33 @@ class Producer:
                     + (" (cancelled)" if isinstance(e, greenrt.Cancelled) else ""))
                 for it in batch:
                     it.error = unknown
-                    it.event.set()
-                batch = []
+                    it.done = True
+                group.wake_all()
                 raise
             except BaseException as e:
                 if self.idempotent:
                     p.next_sequence -= len(batch)  # nothing of it was written
                 for it in batch:
                     it.error = e
-                    it.event.set()
-                batch = []
+                    it.done = True
+                group.wake_all()
                 raise
             base_offset, log_time = meta
-            for i, it in enumerate(batch):
-                it.result = (None if self.acks == 0 else
-                             RecordMetadata(topic, partition, base_offset + i,
-                                            log_time if log_time != -1 else it.timestamp))
-                it.event.set()
+            if self.acks == 0:
+                for it in batch:
+                    it.done = True
+            else:
+                for i, it in enumerate(batch):
+                    it.result = RecordMetadata(topic, partition, base_offset + i,
+                                               log_time if log_time != -1 else it.timestamp)
+                    it.done = True
+            group.wake_all()  # the records' callers (and any left over beyond max_batch_records)
             self._stats["records_sent"] += len(batch)
             self._stats["batches_sent"] += 1
         finally:
             p.flushing = False
-            if p.queue:  # wake the oldest waiter: it becomes the next flusher
-                _nudge(p.queue[0])
+            if p.queue:  # wake a waiter of the queued records: it becomes the next flusher
+                p.group.wake_one()
 
     def _settle(self, topic: str, partition: int, p: _Partition) -> None:
         """Re-send the partition's in-doubt batch (same bytes: same producer id, epoch
@@ -329,11 +350,3 @@ class Producer:
         self.cluster.invalidate(topic)
         greenrt.sleep(min(self.retry_backoff * (2 ** min(attempt, 6)), 1.0))
 
-
-def _nudge(item: _Pending) -> None:
-    """Wake a waiting sender so that it becomes the next flusher: set the event it
-    waits on and give it a fresh one, so its loop in ``send`` finds its record still
-    unanswered and flushes."""
-    ev = item.event
-    item.event = greenrt.Event()
-    ev.set()
