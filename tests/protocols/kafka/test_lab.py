@@ -10,9 +10,10 @@ at each of its checkpoints in turn. What must hold, from the broker's log:
 
 * no record reported *failed* (an error that is neither ``KafkaOutcomeUnknown`` nor
   ``Cancelled``) was in fact appended; every record reported sent is in the log once,
-  at the offset reported; no record is appended twice (idempotence);
-* no commit reported failed (``CommitFailedError``) was in fact stored; every commit
-  reported done was stored;
+  at the offset reported; no record is appended twice (idempotence); the broker never
+  saw a sequence number out of order;
+* no commit reported failed (``CommitFailedError``) was in fact stored (a commit whose
+  answer was lost is ``CommitOutcomeUnknown``); every commit reported done was stored;
 * the lab's oracles: no leaked obligation or task, quiescence, and every run ends
   (a producer that loops forever halts the run with ``time_limit``/``step_limit``).
 """
@@ -106,6 +107,10 @@ def produce_program(workers: int, rounds: int, k_max: int, quota: int = 0,
 
 def check_produce(out: dict) -> dict:
     """The oracle of the produce program (see the module docstring); returns a tally."""
+    # idempotent sequence numbers: the broker appends a batch only at the next expected
+    # sequence of its producer and partition, and refuses any other (OUT_OF_ORDER);
+    # in-doubt batches are re-sent with their own numbers, failed ones give theirs back
+    assert out["broker"]["out_of_order"] == 0, out["broker"]
     log = {}
     for _topic, part, off, value in out["appended"]:
         assert value not in log, f"{value!r} appended twice: {log[value]} and {(part, off)}"
