@@ -65,6 +65,28 @@ def w_greenrt_produce(boot: str, topic: str, n: int, tasks: int) -> dict:
     return greenrt.run(main)
 
 
+def w_greenrt_produce_many(boot: str, topic: str, n: int, chunk: int) -> dict:
+    import greenrt
+    from greenrt.protocols.kafka.producer import Producer
+
+    def main():
+        prod = Producer(boot)
+        prod.send(topic, VALUE, partition=0)  # connection, metadata, producer id
+        recs = [(None, VALUE)] * chunk
+        t0, c0 = time.perf_counter(), time.process_time()
+        done = 0
+        while done < n:
+            k = min(chunk, n - done)
+            res = prod.send_many(topic, recs[:k], partition=0)
+            done += k
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        failed = sum(1 for r in res if isinstance(r, BaseException))
+        prod.close()
+        return {"rate": n / dt, "cpu_rate": n / cpu, "failed": failed}
+
+    return greenrt.run(main)
+
+
 def w_kafkapython_produce(boot: str, topic: str, n: int) -> dict:
     from kafka import KafkaProducer
 
@@ -233,6 +255,7 @@ def worker_main(argv: list[str]) -> None:
         C.worker_reply(out)
         return
     fn = {"greenrt-produce": lambda: w_greenrt_produce(boot, topic, n, extra),
+          "greenrt-produce-many": lambda: w_greenrt_produce_many(boot, topic, n, extra),
           "kafka-python-produce": lambda: w_kafkapython_produce(boot, topic, n),
           "aiokafka-produce": lambda: w_aiokafka_produce(boot, topic, n),
           "confluent-produce": lambda: w_confluent_produce(boot, topic, n),
@@ -312,6 +335,7 @@ def main() -> int:
             return 0
         g = run("greenrt-produce", fresh(), n, a.tasks)
         g100 = run("greenrt-produce", fresh(), n, 100)
+        gm = run("greenrt-produce-many", fresh(), n, 5000)
         kp = run("kafka-python-produce", fresh(), n)
         ak = run("aiokafka-produce", fresh(), n)
         cf = run("confluent-produce", fresh(), n)
@@ -327,6 +351,7 @@ def main() -> int:
 
     produce = [("greenrt", g, f"{a.tasks} tasks, blocking send"),
                ("greenrt x100", g100, "100 tasks, blocking send"),
+               ("greenrt send_many", gm, "1 task, send_many() of 5000"),
                ("kafka-python", kp, "send() futures + flush"),
                ("aiokafka", ak, "send() futures + gather"),
                ("confluent-kafka", cf, "librdkafka (C), ceiling")]

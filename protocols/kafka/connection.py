@@ -6,9 +6,10 @@ and reads frames until the one with its correlation id arrives (Kafka answers th
 requests of one connection in order, so any other id is a protocol error). What a
 cancellation leaves: cancelled before the request was written, nothing happened and
 the connection stays usable; cancelled after it was (partly) written, the response
-is still owed by the broker, so the connection is closed and the caller gets
-``KafkaOutcomeUnknown`` on its next use (never a response meant for someone else —
-the Kafka form of CVE-2023-28858). An answer that does not come within
+is still owed by the broker, so the connection is closed: the cancelled caller gets
+``Cancelled``, and a later request on it is refused unsent (``KafkaConnectionError``),
+so no response ever reaches a caller it was not meant for (the Kafka form of
+CVE-2023-28858). An answer that does not come within
 ``KafkaLimits.request_timeout`` (per call: ``timeout=``) is the same case: the
 connection is closed and the request raises ``KafkaOutcomeUnknown``, so a silent
 broker never holds a caller past that bound. Requests on one connection are serialised by a
@@ -139,9 +140,11 @@ class BrokerConnection:
 
     def _check(self) -> None:
         if self._broken is not None:
-            if self._broken == "outcome":
-                raise KafkaOutcomeUnknown("kafka: the connection was closed with a response in flight")
-            raise KafkaConnectionError(f"kafka: connection unusable ({self._broken})")
+            # this request is not sent: "not sent" is what its caller must hear, even when
+            # an earlier request's answer was lost with the connection (that request's
+            # own caller was told; a request that never left is safe to send elsewhere)
+            why = "an earlier request's answer was lost" if self._broken == "outcome" else self._broken
+            raise KafkaConnectionError(f"kafka: connection unusable ({why}); request not sent")
 
     def _write(self, frame: bytes) -> None:
         """Write one request frame. Any failure may leave part of it at the broker, so

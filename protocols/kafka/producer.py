@@ -173,6 +173,73 @@ class Producer:
             raise item.error
         return item.result
 
+    def send_many(self, topic: str, records, *, partition: int | None = None,
+                  timestamp_ms: int | None = None) -> list:
+        """Produce many records and wait until every one is settled; return one result
+        per record, in order: its :class:`RecordMetadata` (``None`` with acks=0), or
+        the exception that settled it (``BrokerError``/``KafkaConnectionError``: not
+        written; ``KafkaOutcomeUnknown``: maybe written).
+
+        ``records`` is an iterable of ``(key, value)`` or ``(key, value, headers)``;
+        each goes to ``partition``, or the partition of its key as in :meth:`send`.
+        The records queue with those of concurrent ``send`` callers (batches of up to
+        ``max_batch_records``); the partitions are served one after another.
+
+        A checkpoint. Cancelled, it raises ``Cancelled``: records still queued are
+        withdrawn (never sent), records of a batch on the wire have an unknown fate,
+        records already settled stay settled (see the module docstring)."""
+        ts = int(ll.current_hub().wall_time() * 1000) if timestamp_ms is None else timestamp_ms
+        items: list[_Pending] = []
+        parts: dict[int, tuple[_Partition, list[_Pending]]] = {}
+        for r in records:
+            key, value, headers = r if len(r) == 3 else (r[0], r[1], None)
+            part = self._choose_partition(topic, key) if partition is None else partition
+            entry = parts.get(part)
+            if entry is None:
+                p = self._parts.get((topic, part))
+                if p is None:
+                    p = self._parts[(topic, part)] = _Partition()
+                entry = parts[part] = (p, [])
+            p = entry[0]
+            it = _Pending((key, value, list(headers) if headers else None), ts, p.group)
+            p.queue.append(it)
+            entry[1].append(it)
+            items.append(it)
+        try:
+            for part, (p, its) in parts.items():
+                last = its[-1]  # batches leave in queue order: the last settles last
+                while not last.done:
+                    if not p.flushing:
+                        try:
+                            self._flush(topic, part, p)
+                        except greenrt.Cancelled:
+                            raise
+                        except Exception as e:  # the batch's records hold their outcome
+                            self._fail_queued(p, its, e)
+                    else:
+                        last.group.park(last, what="kafka.Producer.send_many")
+        except BaseException:
+            for p, its in parts.values():
+                mine = {it for it in its if not it.done}
+                queued = [it for it in p.queue if it in mine]
+                if queued:  # never sent: withdrawn
+                    p.queue[:] = [it for it in p.queue if it not in mine]
+                self._stats["cancelled_in_flight"] += len(mine) - len(queued)
+            raise
+        return [it.result if it.error is None else it.error for it in items]
+
+    @staticmethod
+    def _fail_queued(p: _Partition, its: list[_Pending], e: Exception) -> None:
+        """After a flush of ours failed: our records still queued were not sent;
+        withdraw them and settle them as failed (``e`` says why)."""
+        mine = {it for it in its if not it.done}
+        for it in p.queue:
+            if it in mine:
+                it.error = KafkaConnectionError(f"kafka: not sent: an earlier flush failed ({e})")
+                it.error.__cause__ = e
+                it.done = True
+        p.queue[:] = [it for it in p.queue if it not in mine]
+
     def flush(self) -> None:
         """Nothing is buffered without a waiting caller, so there is nothing to flush;
         kept for API familiarity (kafka-python, confluent-kafka)."""

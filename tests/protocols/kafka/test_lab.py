@@ -59,10 +59,11 @@ def chaos(rng, active: dict, stop: list, rate: float):
 
 def produce_program(workers: int, rounds: int, k_max: int, quota: int = 0,
                     refuse: float = 0.1, drop: float = 0.1, rate: float = 0.05,
-                    max_batch: int = 10000) -> dict:
+                    max_batch: int = 10000, many: int = 0) -> dict:
     """``workers`` tasks each send ``rounds`` records under a cancellation quota
-    (``quota``, or ``(w + i) % k_max + 1`` when 0); returns each record's reported
-    outcome and the broker's log."""
+    (``quota``, or ``(w + i) % k_max + 1`` when 0) — with ``many``, each round is one
+    ``send_many`` of ``many`` records; returns each record's reported outcome and the
+    broker's log."""
     rng = lab.rng()
     broker = LabBroker(refuse=refuse, drop=drop)
     active: dict = {}
@@ -78,6 +79,9 @@ def produce_program(workers: int, rounds: int, k_max: int, quota: int = 0,
                 for i in range(rounds):
                     value = b"w%d.%d" % (w, i)
                     q = quota or (w + i) % k_max + 1
+                    if many:
+                        send_many(w, i, q)
+                        continue
                     with greenrt.cancel_scope(budget=greenrt.Budget(poll_quota=q)) as sc:
                         active[id(sc)] = sc
                         try:
@@ -92,6 +96,29 @@ def produce_program(workers: int, rounds: int, k_max: int, quota: int = 0,
                             outcome[value] = ("failed", repr(e))
                         finally:
                             active.pop(id(sc), None)
+
+            def send_many(w, i, q):
+                values = [b"w%d.%d.%d" % (w, i, j) for j in range(many)]
+                with greenrt.cancel_scope(budget=greenrt.Budget(poll_quota=q)) as sc:
+                    active[id(sc)] = sc
+                    try:
+                        res = prod.send_many("t", [(b"k%d" % j, v) for j, v in enumerate(values)])
+                        for v, md in zip(values, res, strict=True):
+                            if isinstance(md, KafkaOutcomeUnknown):
+                                outcome[v] = ("unknown",)
+                            elif isinstance(md, BaseException):
+                                outcome[v] = ("failed", repr(md))
+                            else:
+                                outcome[v] = ("ok", md.partition, md.offset)
+                    except greenrt.Cancelled:
+                        for v in values:
+                            outcome[v] = ("cancelled",)
+                        raise
+                    except Exception as e:  # raised before anything was queued: failed
+                        for v in values:
+                            outcome[v] = ("failed", repr(e))
+                    finally:
+                        active.pop(id(sc), None)
 
             with greenrt.region(name="producers") as wr:
                 for w in range(workers):
@@ -142,6 +169,18 @@ def test_produce_with_small_batches_under_cancellation_injection(seed):
     res.check()
     tally = check_produce(res.value)
     assert sum(tally.values()) == 8 * 8 and tally.get("ok", 0) > 0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_send_many_under_cancellation_injection(seed):
+    """``send_many`` of 5 records (keyed over 2 partitions, batches of 3) beside the
+    same faults, each call under a quota of 200 checkpoints: per record, the same
+    oracle."""
+    res = lab.run(produce_program, 4, 8, 0, 200, 0.1, 0.1, 0.02, 3, 5, seed=seed)
+    res.check()
+    tally = check_produce(res.value)
+    assert sum(tally.values()) == 4 * 8 * 5
+    assert tally.get("ok", 0) > 0 and tally.get("cancelled", 0) + tally.get("unknown", 0) > 0
 
 
 @pytest.mark.parametrize("seed", [2, 5])
