@@ -46,7 +46,6 @@ from .progress import Output, progress_bar
 _out = Output()
 
 
-
 def _cmd_run(a: argparse.Namespace) -> int:
     from . import check_determinism, run
     from .replay import load_entry
