@@ -92,6 +92,9 @@ def main() -> int:
     reveal_type(scope.cancelled_caught)  # R: bool
     with greenrt.Lock():
         pass
+    cond = greenrt.Condition()
+    with cond:
+        reveal_type(cond.wait_for(count))  # R: int
     return 0
 
 
