@@ -39,7 +39,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._checkpoint import _enter, _raise_resume, current_task, park, yield_task
 from ._exceptions import GreenrtError, InvalidStateError, NoHubError, WouldBlock
@@ -59,6 +59,8 @@ __all__ = [
 #: that every ``COOP_BUDGET``-th fast path on one primitive yields anyway, so a loop
 #: that only ever finds its resource free still lets other tasks run.
 COOP_BUDGET = 32
+
+T = TypeVar("T")
 
 
 def _checkpoint_task() -> Task[Any]:
@@ -702,7 +704,7 @@ class Condition:
         finally:
             self._lock._acquire_uninterruptible(task)
 
-    def wait_for(self, predicate: Callable[[], Any]) -> Any:
+    def wait_for(self, predicate: Callable[[], T]) -> T:
         """``wait()`` until ``predicate()`` is true; return its value. A checkpoint."""
         result = predicate()
         while not result:

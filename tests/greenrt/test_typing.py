@@ -23,6 +23,7 @@ import functools
 
 import greenrt
 from greenrt import Outcome, Receiver, Sender, Task
+from greenrt.channel import OneshotReceiver, OneshotSender
 
 
 def fetch(url: str, retries: int = 3) -> bytes:
@@ -35,6 +36,11 @@ def count() -> int:
 
 def name() -> str:
     return "x"
+
+
+def in_thread() -> int:
+    reveal_type(greenrt.from_thread(fetch, "u"))  # R: bytes
+    return 0
 
 
 def main() -> int:
@@ -73,11 +79,22 @@ def main() -> int:
     reveal_type(greenrt.to_thread(fetch, "u"))  # R: bytes
     greenrt.to_thread(fetch, b"u")  # E: arg-type
     reveal_type(Outcome.ok(3).unwrap())  # R: int
+    failed: Outcome[int] = Outcome.err(ValueError("x"))
+    reveal_type(failed.join(Outcome.ok("s")).unwrap())  # R: int | str
+    o_tx: OneshotSender[str]
+    o_rx: OneshotReceiver[str]
+    o_tx, o_rx = greenrt.oneshot()
+    o_tx.send(1)  # E: arg-type
+    reveal_type(o_rx.recv())  # R: str
+    reveal_type(greenrt.to_thread(in_thread))  # R: int
     with greenrt.move_on_after(1) as scope:
         greenrt.sleep(0.1)
     reveal_type(scope.cancelled_caught)  # R: bool
     with greenrt.Lock():
         pass
+    cond = greenrt.Condition()
+    with cond:
+        reveal_type(cond.wait_for(count))  # R: int
     return 0
 
 
@@ -97,7 +114,14 @@ def _expectations(src: str) -> dict[int, tuple[str, str]]:
     return out
 
 
-def _mypy(tmp_path: Path, src: str, monkeypatch: pytest.MonkeyPatch) -> dict[int, list[str]]:
+@pytest.fixture(scope="module")
+def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache for the module's mypy runs: greenrt is analysed once."""
+    return tmp_path_factory.mktemp("mypy-cache")
+
+
+def _mypy(tmp_path: Path, src: str, monkeypatch: pytest.MonkeyPatch,
+          cache: Path) -> dict[int, list[str]]:
     prog = tmp_path / "prog.py"
     prog.write_text(src)
     # The repository's own greenrt (an editable install is an import hook mypy cannot
@@ -107,7 +131,7 @@ def _mypy(tmp_path: Path, src: str, monkeypatch: pytest.MonkeyPatch) -> dict[int
     stdout, stderr, _ = mypy.api.run([
         "--strict", "--follow-imports=silent", "--no-error-summary", "--show-error-codes",
         "--hide-error-context",
-        "--cache-dir", str(tmp_path / "cache"), "--config-file", "", str(prog),
+        "--cache-dir", str(cache), "--config-file", "", str(prog),
     ])
     assert not stderr, stderr
     by_line: dict[int, list[str]] = {}
@@ -118,10 +142,10 @@ def _mypy(tmp_path: Path, src: str, monkeypatch: pytest.MonkeyPatch) -> dict[int
     return by_line
 
 
-def test_user_program_types(tmp_path, monkeypatch):
+def test_user_program_types(tmp_path, monkeypatch, mypy_cache):
     src = textwrap.dedent(PROGRAM)
     expected = _expectations(src)
-    got = _mypy(tmp_path, src, monkeypatch)
+    got = _mypy(tmp_path, src, monkeypatch, mypy_cache)
     problems = []
     for n, (kind, what) in expected.items():
         msgs = got.get(n, [])
@@ -141,7 +165,7 @@ def test_user_program_types(tmp_path, monkeypatch):
     assert not problems, "\n".join(problems + ["", src])
 
 
-def test_untyped_task_is_an_error_in_strict_mode(tmp_path, monkeypatch):
+def test_untyped_task_is_an_error_in_strict_mode(tmp_path, monkeypatch, mypy_cache):
     """``Task`` is generic: a bare ``Task`` annotation is a missing type argument."""
     src = textwrap.dedent('''
         import greenrt
@@ -150,7 +174,7 @@ def test_untyped_task_is_an_error_in_strict_mode(tmp_path, monkeypatch):
         def g(t: greenrt.Task[int]) -> int:
             return t.join()
     ''')
-    got = _mypy(tmp_path, src, monkeypatch)
+    got = _mypy(tmp_path, src, monkeypatch, mypy_cache)
     assert list(got) == [4], got
     assert got[4][0].endswith("[type-arg]"), got
 
