@@ -16,8 +16,9 @@ What one input checks, beyond "no unexpected exception":
 * segmentation independence: the input fed whole, in pieces (cut points derived from
   the input), and one byte at a time (for short inputs) gives the same requests, the
   same body bytes and the same verdict;
-* limits hold: no request is accepted with a head, field count or body beyond them,
-  and the bytes buffered stay bounded;
+* limits hold: no request is accepted with a head, field count, trailer count or
+  body beyond them, and the bytes buffered stay bounded; ``split_trailers`` keeps no
+  forbidden trailer field;
 * after any error nothing more is parsed (sticky errors: no smuggled request);
 * differential: the server's own parser (``own_send``) accepts, refuses and reports
   exactly what the h11 path does.
@@ -37,6 +38,7 @@ try:  # pragma: no cover - only when running under atheris
         import h11
 
         from greenrt.protocols.http import HTTPError, Limits
+        from greenrt.protocols.http.model import FORBIDDEN_TRAILERS, split_trailers
         from greenrt.protocols.http1 import NEED_DATA, SERVER, H1Connection
         from greenrt.protocols.http1._connection import RequestHead
 except ImportError:
@@ -44,6 +46,7 @@ except ImportError:
     import h11
 
     from greenrt.protocols.http import HTTPError, Limits
+    from greenrt.protocols.http.model import FORBIDDEN_TRAILERS, split_trailers
     from greenrt.protocols.http1 import NEED_DATA, SERVER, H1Connection
     from greenrt.protocols.http1._connection import RequestHead
 
@@ -96,6 +99,11 @@ def _parse(chunks, own_send: bool = False) -> tuple[list, object]:
                 if len(body) > LIMITS.max_body_bytes:
                     raise Finding(f"body of {len(body)} bytes accepted")
             elif t is h11.EndOfMessage:
+                if len(ev.headers) > LIMITS.max_headers:
+                    raise Finding(f"{len(ev.headers)} trailer fields accepted")
+                kept, _ = split_trailers(ev.headers)
+                if any(k in FORBIDDEN_TRAILERS for k, _ in kept.raw()):
+                    raise Finding("a forbidden trailer field was kept")
                 out.append(("body", bytes(body), tuple(ev.headers)))
                 body = bytearray()
                 c.send(h11.Response(status_code=200, headers=[("content-length", "0")]))

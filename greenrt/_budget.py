@@ -16,11 +16,12 @@ never a silent drop.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 DEFAULT_PRIORITY = 128
 
 
-def _min(a, b):
+def _min(a: Any, b: Any) -> Any:
     if a is None:
         return b
     if b is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ._obligation import Obligation
     from ._reason import CancelReason
 
 
@@ -79,7 +80,7 @@ class ObligationLeak(GreenrtError):
     The runtime has already aborted them.
     """
 
-    def __init__(self, obligations: list, where: str):
+    def __init__(self, obligations: list[Obligation], where: str) -> None:
         self.obligations = list(obligations)
         self.where = where
         sites = "; ".join(f"{ob.kind} reserved at {ob.site}" for ob in self.obligations)
@@ -138,7 +139,7 @@ class Deadlock(GreenrtError):
     (``{"blocked": [{"task", "name", "waits_for", "held_by"}...], "cycle": [...]}``);
     ``str()`` formats it."""
 
-    def __init__(self, graph: dict, snapshot: dict | None = None):
+    def __init__(self, graph: dict[str, Any], snapshot: dict[str, Any] | None = None) -> None:
         self.graph = graph
         #: the task dump taken when the deadlock was found (``lowlevel.task_snapshot``
         #: form), or None; ``str()`` formats it like ``lowlevel.dump()``

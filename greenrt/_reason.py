@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 
 class CancelKind(enum.Enum):
@@ -145,14 +146,15 @@ class CancelReason:
         return other
 
     def chain(self) -> list[CancelReason]:
-        out, r = [], self
+        out: list[CancelReason] = []
+        r: CancelReason | None = self
         while r is not None:
             out.append(r)
             r = r.cause
         return out
 
-    def to_dict(self) -> dict:
-        d = {"kind": self.kind.value, "message": self.message,
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"kind": self.kind.value, "message": self.message,
              "origin_task": self.origin_task, "origin_region": self.origin_region}
         if self.cause is not None:
             d["cause"] = self.cause.to_dict()
@@ -229,7 +231,7 @@ def _hub_now() -> float | None:
 
 
 def as_reason(reason: CancelReason | CancelKind | str | None, default: CancelKind = CancelKind.USER,
-              **fields) -> CancelReason:
+              **fields: Any) -> CancelReason:
     """Accept a reason, a kind, a kind name or a message, and return a ``CancelReason``.
 
     A plain string that is not a kind name becomes the message of a ``default`` reason.

@@ -32,8 +32,10 @@ reported with the region's other errors.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Never
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Never, TypeVar, TypeVarTuple
 
 from . import _trace as tr
 from ._budget import Budget
@@ -47,7 +49,13 @@ from ._task import Task
 from ._usage import CO_ASYNC as _CO_ASYNC
 from ._usage import check_task_fn, kwargs_refused
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ._hub import Hub
+    from ._outcome import Outcome
+
 POLICIES = ("fail_fast", "collect_all")
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,17 @@ _ALLOWED = {
 class Region:
     """A task-owning scope. Create with ``greenrt.region(...)``; see module docs."""
 
+    # Set when the region is opened (``__enter__``, or ``run`` for the root region);
+    # typed ``Any`` because they are None only before that, when nothing reads them.
+    id: int | None
+    _hub: Hub
+    _owner: Any  # the owning Task; None for the root region
+    _parent_region: Region | None
+    _waiter: Any
+    _on_empty: Callable[[], None] | None
+    _body_cancelled: Any
+    _site: Any
+
     def __init__(self, *, policy: str = "fail_fast", budget: Budget | None = None,
                  name: str | None = None, leak_policy: str | None = None,
                  finalizer_budget: FinalizerBudget | None = None):
@@ -79,15 +98,15 @@ class Region:
         self.leak_policy = leak_policy
         self.finalizer_budget = finalizer_budget or FinalizerBudget()
         self.id = None
-        self._hub = None
+        self._hub = None  # type: ignore[assignment]  # set when opened
         self._owner = None
         self._parent_region = None
-        self._scope: CancelScope | None = None
+        self._scope: CancelScope = None  # type: ignore[assignment]  # set when opened
         self._state = "new"
-        self._live: dict = {}
-        self._failures: list = []
-        self._finalizers: list = []
-        self._obligations: dict | None = None
+        self._live: dict[Task[Any], None] = {}
+        self._failures: list[BaseException] = []
+        self._finalizers: list[functools.partial[Any]] = []
+        self._obligations: dict[int, Obligation] | None = None
         self._waiter = None
         self._spawned = self._completed = self._failed = self._cancelled = 0
         #: tasks of this region abandoned for overrunning their cleanup budget
@@ -112,12 +131,12 @@ class Region:
     def cancel_called(self) -> bool:
         return self._scope is not None and self._scope._reason is not None
 
-    def children(self) -> list:
+    def children(self) -> list[Task[Any]]:
         """The live child tasks, in spawn order."""
         return list(self._live)
 
-    def spawn(self, fn, *args, name: str | None = None, budget: Budget | None = None,
-              **kwargs: Never):
+    def spawn(self, fn: Callable[[*Ts], T], *args: *Ts, name: str | None = None,
+              budget: Budget | None = None, **kwargs: Never) -> Task[T]:
         """Start ``fn(*args)`` as a child task and return its ``Task``.
 
         Not a checkpoint: the child runs when the caller next blocks. ``budget``
@@ -160,14 +179,14 @@ class Region:
         # end fastpath schedule
         return task
 
-    def cancel(self, reason=None) -> None:
+    def cancel(self, reason: CancelReason | CancelKind | str | None = None) -> None:
         """Cancel every child and the region's own block (default kind ``user``).
 
         Not a checkpoint. The region absorbs the resulting ``Cancelled``.
         """
         self._scope.cancel(reason)
 
-    def defer(self, fn, *args) -> None:
+    def defer(self, fn: Callable[[*Ts], object], *args: *Ts) -> None:
         """Register ``fn(*args)`` to run when the region closes, after its children,
         LIFO, masked and under the finalizer budget."""
         if self._owner is None:
@@ -176,7 +195,9 @@ class Region:
             raise RegionClosedError(f"region {self.id} is {self._state}: cannot defer")
         self._finalizers.append(functools.partial(fn, *args))
 
-    def reserve(self, kind: str, *, name: str | None = None, on_commit=None, on_abort=None):
+    def reserve(self, kind: str, *, name: str | None = None,
+                on_commit: Callable[[], Any] | None = None,
+                on_abort: Callable[[Any], Any] | None = None) -> Obligation:
         """Reserve an obligation owned by the region: it must be resolved before the
         region closes, or the close reports an ``ObligationLeak``. Not a checkpoint."""
         ob = Obligation(self._hub, self, kind, name, _caller_site(1), on_commit, on_abort)
@@ -188,7 +209,7 @@ class Region:
                             site=ob.site)
         return ob
 
-    def statistics(self) -> dict:
+    def statistics(self) -> dict[str, Any]:
         """Counts and state: live children, spawned, completed, failed, cancelled,
         abandoned (tasks that overran their cleanup budget and were never resumed
         again), pending finalizers, unresolved region obligations."""
@@ -235,14 +256,14 @@ class Region:
             hub._emit(tr.REGION_STATE, self._owner.id if self._owner else None, self.id, state=new)
 
     def _effective_leak_policy(self) -> str:
-        r = self
+        r: Region | None = self
         while r is not None:
             if r.leak_policy is not None:
                 return r.leak_policy
             r = r._parent_region
         return self._hub.leak_policy
 
-    def _open(self, hub, owner, parent_scope) -> None:
+    def _open(self, hub: Hub, owner: Task[Any] | None, parent_scope: CancelScope | None) -> None:
         self._hub = hub
         self._owner = owner
         self.id = hub._next_region_id()
@@ -260,11 +281,11 @@ class Region:
                       policy=self.policy,
                       parent=self._parent_region.id if self._parent_region else None)
 
-    def _child_done(self, task) -> None:
+    def _child_done(self, task: Task[Any]) -> None:
         live = self._live
         del live[task]
         self._completed += 1
-        out = task._outcome
+        out: Outcome[Any] = task._outcome  # type: ignore[assignment]  # completed
         sev = out[0]
         if sev:  # not ok
             if sev == 2:
@@ -308,7 +329,8 @@ class Region:
         self._open(hub, task, task._scope)
         return self
 
-    def __exit__(self, etype, exc, tb) -> bool:
+    def __exit__(self, etype: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
         owner = self._owner
         if owner._scope is not self._scope:
             raise InvariantViolation(f"region {self.id} exited out of order")
@@ -323,7 +345,7 @@ class Region:
         if self._state == "closing" and self._scope._reason is not None:
             self._set_state("draining")
         self._set_state("finalizing")
-        errors: list = []
+        errors: list[BaseException] = []
         self._run_finalizers(errors)
         self._check_obligations(errors)
         # Leave the scope: this catches a Cancelled aimed at the region itself.
@@ -348,7 +370,7 @@ class Region:
         if failures:
             msg = f"region {self.id}" + (f" ({self.name})" if self.name else "") + " failed"
             if all(isinstance(e, Exception) for e in failures):
-                raise ExceptionGroup(msg, failures) from None
+                raise ExceptionGroup(msg, failures) from None  # type: ignore[type-var]  # all Exception
             raise BaseExceptionGroup(msg, failures) from None
         if body_exc is None or absorbed:
             # Leaving a region is the check half of a checkpoint: a cancellation of an
@@ -358,7 +380,7 @@ class Region:
             return absorbed
         return False  # a Cancelled aimed elsewhere propagates unchanged
 
-    def _run_finalizers(self, errors: list) -> None:
+    def _run_finalizers(self, errors: list[BaseException]) -> None:
         fb = self.finalizer_budget
         while self._finalizers:
             fn = self._finalizers.pop()
@@ -376,7 +398,7 @@ class Region:
                         f"finalizer {getattr(fn.func, '__qualname__', fn)} exceeded its budget: "
                         f"{sc.reason}"))
 
-    def _check_obligations(self, errors: list) -> None:
+    def _check_obligations(self, errors: list[BaseException]) -> None:
         obs = self._obligations
         if not obs:
             return
@@ -391,7 +413,7 @@ class Region:
             log_leak(leaked, f"region {self.id}")
 
 
-def _callable_name(fn) -> str:
+def _callable_name(fn: Any) -> str:
     """A deterministic name for a task function (never a repr with an address)."""
     while isinstance(fn, functools.partial):
         fn = fn.func

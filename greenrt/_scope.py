@@ -45,6 +45,7 @@ deterministic.
 
 from __future__ import annotations
 
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import _trace as tr
@@ -57,6 +58,8 @@ from ._usage import check_deadline, check_duration
 _INF = float("inf")
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ._hub import Hub
+    from ._region import Region
     from ._task import Task
 
 MAX_MASK_DEPTH = 16
@@ -67,6 +70,9 @@ class _Drain:
 
     __slots__ = ("scope", "polls_left", "timer", "exhausted", "reported", "budget",
                  "overruns", "exhausted_at")
+
+    timer: Any
+    exhausted_at: Any  # float once exhausted
 
     def __init__(self, scope: CancelScope, polls: int, budget: CleanupBudget | None = None):
         self.scope = scope
@@ -91,26 +97,28 @@ class CancelScope:
     # Scopes (and tasks, which are scopes) are plain instances with class-level
     # defaults: a spawn assigns only what differs from these, which keeps the spawn
     # path short. Mutable state (the children dict, the drain list) is created lazily.
-    id = None
-    _sid = None
-    name = None
-    _hub = None
-    _owner = None
-    _parent = None
-    _children = None
-    _reason = None
+    # The runtime graph (hub, owner task, parent scope) is set by ``_attach`` before
+    # anything reads it: those fields are typed as set, with the class default ignored.
+    id: int | None = None
+    _sid: int | None = None
+    name: str | None = None
+    _hub: Hub = None  # type: ignore[assignment]
+    _owner: Any = None  # the owning Task
+    _parent: Any = None  # CancelScope | None
+    _children: dict[CancelScope, None] | None = None
+    _reason: CancelReason | None = None
     _delivered = False
     _shield = False
-    _deadline = None
-    _deadline_eff = None
+    _deadline: float | None = None
+    _deadline_eff: float | None = None
     _deadline_kind = CancelKind.DEADLINE
-    _timer = None
-    _polls_left = None
-    _cost_left = None
-    _quota_chain: tuple = ()
-    _priority = None
-    _region = None
-    _cleanup = None
+    _timer: Any = None
+    _polls_left: int | None = None
+    _cost_left: int | None = None
+    _quota_chain: tuple[CancelScope, ...] = ()
+    _priority: int | None = None
+    _region: Region | None = None
+    _cleanup: CleanupBudget | None = None
     _fail_on_timeout = False
     cancelled_caught = False
     _state = "new"
@@ -167,7 +175,7 @@ class CancelScope:
 
     # -- entering and leaving -------------------------------------------------------
 
-    def _attach(self, hub, owner, parent) -> None:
+    def _attach(self, hub: Hub, owner: Task[Any] | None, parent: CancelScope | None) -> None:
         self._hub = hub
         self._owner = owner
         self._parent = parent
@@ -226,7 +234,8 @@ class CancelScope:
         self._state = "entered"
         return self
 
-    def __exit__(self, etype, exc, tb) -> bool:
+    def __exit__(self, etype: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
         task = self._owner
         if task._scope is not self:
             raise InvariantViolation(
@@ -260,7 +269,7 @@ class CancelScope:
         _propagate(self, new)
 
 
-def _region_id(scope: CancelScope | None):
+def _region_id(scope: CancelScope | None) -> int | None:
     while scope is not None:
         if scope._region is not None:
             return scope._region.id
@@ -273,7 +282,7 @@ def _propagate(scope: CancelScope, reason: CancelReason) -> None:
     owner = scope._owner
     if owner is not None:
         _notify(owner)
-    stack = [scope]
+    stack: list[CancelScope] = [scope]
     while stack:
         s = stack.pop()
         region = s._region
@@ -281,6 +290,7 @@ def _propagate(scope: CancelScope, reason: CancelReason) -> None:
             # The root scopes of the region's child tasks hang below its scope; they
             # are found through the region (spawn order) rather than ``_children``.
             derived = reason if s is scope else derive_parent_reason(reason, scope)
+            child: CancelScope
             for child in list(region._live):
                 child._request(derived)
         if s._children:
@@ -314,7 +324,7 @@ def effective_reason(scope: CancelScope | None) -> CancelReason | None:
     return None
 
 
-def _notify(task: Task) -> None:
+def _notify(task: Task[Any]) -> None:
     if task._state_done:
         return
     task._pending = True
@@ -327,7 +337,7 @@ def _notify(task: Task) -> None:
             task._hub._reschedule_cancel(task)
 
 
-def _find_target(task: Task):
+def _find_target(task: Task[Any]) -> _Drain | CancelScope | None:
     """The scope a ``Cancelled`` would be aimed at now, or ``None``.
 
     An exhausted drain is always a target (bounded cleanup pierces masks).
@@ -335,7 +345,7 @@ def _find_target(task: Task):
     for d in task._drains:
         if d.exhausted:
             return d
-    target = None
+    target: CancelScope | None = None
     s = task._scope
     while s is not None and s._owner is task:
         if s._reason is not None and not s._delivered:
@@ -346,7 +356,7 @@ def _find_target(task: Task):
     return target
 
 
-def _any_undelivered(task: Task) -> bool:
+def _any_undelivered(task: Task[Any]) -> bool:
     s = task._scope
     while s is not None and s._owner is task:
         if s._reason is not None and not s._delivered:
@@ -355,7 +365,7 @@ def _any_undelivered(task: Task) -> bool:
     return False
 
 
-def deliver_pending(task: Task) -> None:
+def deliver_pending(task: Task[Any]) -> None:
     """Raise the pending ``Cancelled`` for ``task`` if there is one to deliver."""
     target = _find_target(task)
     if target is None:
@@ -369,23 +379,24 @@ def deliver_pending(task: Task) -> None:
             target.exhausted_at = hub.now()
             if hub._tracing:
                 hub._emit(tr.CANCEL_EXHAUSTED, task.id, _region_id(scope), scope=scope._sid,
-                          reason=scope._reason.to_dict())
+                          reason=scope._reason.to_dict())  # type: ignore[union-attr]
         else:
             # The task swallowed the previous hard stop and reached another checkpoint.
             target.overruns += 1
-            cb = target.budget or scope._reason.kind.cleanup_budget
+            cb = target.budget or scope._reason.kind.cleanup_budget  # type: ignore[union-attr]
             if (target.overruns > cb.grace_polls
                     or hub.now() - target.exhausted_at > cb.grace_seconds):
                 from ._task import abandon
 
-                abandon(task, scope._reason, cb)  # never returns
+                abandon(task, scope._reason, cb)  # type: ignore[arg-type]  # never returns
         # Yield before raising: a task that swallows this in a loop burns its own
         # time slice, never the hub's (other tasks, timers, I/O and signals run).
         hub._yield_task(task)
-        raise Cancelled(scope._reason, scope, cleanup_exhausted=True)
+        # (a drain's scope was delivered, so it has a reason)
+        raise Cancelled(scope._reason, scope, cleanup_exhausted=True)  # type: ignore[arg-type]
     scope = target
     scope._delivered = True
-    reason = scope._reason
+    reason: CancelReason = scope._reason  # type: ignore[assignment]  # a target has one
     cb = scope._cleanup or reason.kind.cleanup_budget
     d = _Drain(scope, cb.polls, cb)
     d.timer = hub.call_at(hub.now() + cb.seconds, _drain_timeout, task, d)
@@ -402,14 +413,14 @@ def deliver_pending(task: Task) -> None:
     raise Cancelled(reason, scope)
 
 
-def _drain_timeout(task: Task, d: _Drain) -> None:
+def _drain_timeout(task: Task[Any], d: _Drain) -> None:
     d.timer = None
     if any(x is d for x in task._drains):
         d.exhausted = True
         _notify(task)
 
 
-def charge_polls(task: Task) -> None:
+def charge_polls(task: Task[Any]) -> None:
     """Charge one poll to the task's drain or its enclosing poll quotas."""
     drains = task._drains
     if drains:
@@ -429,7 +440,7 @@ def charge_polls(task: Task) -> None:
                                         time=hub.now()))
 
 
-def charge_cost(task: Task, n: int) -> None:
+def charge_cost(task: Task[Any], n: int) -> None:
     for s in task._scope._quota_chain:
         if s._cost_left is not None:
             s._cost_left -= n
@@ -440,8 +451,8 @@ def charge_cost(task: Task, n: int) -> None:
                                         time=hub.now()))
 
 
-def _end_drain(task: Task, scope: CancelScope) -> None:
-    drains = task._drains
+def _end_drain(task: Task[Any], scope: CancelScope) -> None:
+    drains: list[_Drain] = task._drains  # type: ignore[assignment]  # a tuple only if empty
     for i in range(len(drains) - 1, -1, -1):
         d = drains[i]
         if d.scope is scope:
@@ -451,7 +462,7 @@ def _end_drain(task: Task, scope: CancelScope) -> None:
     # An exhausted drain of an inner scope means nothing once that scope is gone.
 
 
-def _finalize_scope(task: Task, scope: CancelScope, exc: BaseException | None) -> bool:
+def _finalize_scope(task: Task[Any], scope: CancelScope, exc: BaseException | None) -> bool:
     """Common exit path of a scope: end its drain, catch its own ``Cancelled``."""
     if task._drains:
         _end_drain(task, scope)
@@ -479,7 +490,7 @@ def _finalize_scope(task: Task, scope: CancelScope, exc: BaseException | None) -
     return False
 
 
-def _trace_finalize(task, scope) -> None:
+def _trace_finalize(task: Task[Any], scope: CancelScope) -> None:
     hub = task._hub
     if hub._tracing:
         r = scope._reason
@@ -522,7 +533,8 @@ def _timeout_deadline(seconds: Any, param: str) -> float | None:
         seconds = check_duration(seconds, param)
         if seconds == _INF:
             return None
-    return current_hub().now() + seconds
+    deadline: float = current_hub().now() + seconds
+    return deadline
 
 
 def _deadline_arg(deadline: Any, param: str) -> float | None:
@@ -532,7 +544,8 @@ def _deadline_arg(deadline: Any, param: str) -> float | None:
         deadline = check_deadline(deadline, param)
         if deadline == _INF:
             return None
-    return deadline
+    checked: float = deadline
+    return checked
 
 
 def _scope_at(deadline: float | None, kind: CancelKind, name: str | None) -> CancelScope:

@@ -66,15 +66,13 @@ def check_task_fn(fn: Any, where: str) -> None:
         raise TypeError(f"{where}() got {_label(f)}, whose __call__ is async: {_BLOCKING_STYLE}")
 
 
-def check_task_result(value: Any, task_name: str) -> TypeError | None:
-    """The error for a task function that *returned* a coroutine (a sync wrapper
-    around an ``async def``, which ``check_task_fn`` cannot see), else ``None``.
-    Closes the coroutine so Python does not warn that it was never awaited."""
-    if type(value) is CoroutineType:
-        value.close()
-        return TypeError(f"task {task_name} returned a coroutine object instead of running: "
-                         f"{_BLOCKING_STYLE}")
-    return None
+def coroutine_returned(value: CoroutineType[Any, Any, Any], task_name: str) -> TypeError:
+    """The error for a task function that *returned* the coroutine ``value`` (a sync
+    wrapper around an ``async def``, which ``check_task_fn`` cannot see). Closes the
+    coroutine so Python does not warn that it was never awaited."""
+    value.close()
+    return TypeError(f"task {task_name} returned a coroutine object instead of running: "
+                     f"{_BLOCKING_STYLE}")
 
 
 def kwargs_refused(where: str, kwargs: dict[str, Any], accepted: str) -> TypeError:

@@ -34,8 +34,8 @@ from typing import Any
 from .errors import LocalProtocolError
 
 __all__ = [
-    "Body", "EmptyBody", "Headers", "Request", "Response", "ResponseWriter",
-    "StreamingResponse", "HeaderLike",
+    "Body", "EmptyBody", "FORBIDDEN_TRAILERS", "Headers", "Request", "Response",
+    "ResponseWriter", "StreamingResponse", "HeaderLike", "split_trailers",
 ]
 
 HeaderLike = "Headers | Iterable[tuple[str | bytes, str | bytes]] | dict[str, str] | None"
@@ -166,6 +166,39 @@ class Headers:
         return f"Headers({[(k.decode('latin-1'), v.decode('latin-1')) for k, v in self._items]!r})"
 
 
+#: Field names a request's trailer section may not carry (RFC 9110 §6.5.1: fields
+#: about framing, routing, request modifiers, authentication, response controls and
+#: content format, plus the connection-specific ones). Both HTTP/1.1 and HTTP/2 drop
+#: them from ``request.trailers`` (RFC 9112 §7.1.2 allows a recipient to discard
+#: trailer fields); they are never merged into the header section.
+FORBIDDEN_TRAILERS = frozenset((
+    b"content-length", b"transfer-encoding", b"trailer", b"host",
+    b"cache-control", b"expect", b"max-forwards", b"pragma", b"range", b"te",
+    b"if-match", b"if-none-match", b"if-modified-since", b"if-unmodified-since", b"if-range",
+    b"authorization", b"proxy-authorization", b"www-authenticate", b"proxy-authenticate",
+    b"authentication-info", b"proxy-authentication-info", b"cookie", b"set-cookie",
+    b"age", b"expires", b"date", b"location", b"retry-after", b"vary", b"warning",
+    b"content-type", b"content-encoding", b"content-range",
+    b"connection", b"keep-alive", b"proxy-connection", b"upgrade", b"http2-settings",
+))
+
+
+def split_trailers(fields: Iterable[tuple[bytes, bytes]]) -> tuple[Headers, list[bytes]]:
+    """``(kept, dropped_names)`` for a parsed trailer section: ``fields`` are
+    ``(lowercase name, value)`` byte pairs a parser already validated; the ones named
+    in :data:`FORBIDDEN_TRAILERS` are dropped (their names returned, for a trace
+    event). Not a checkpoint."""
+    kept: list[tuple[bytes, bytes]] = []
+    dropped: list[bytes] = []
+    for k, v in fields:
+        k = bytes(k).lower()
+        if k in FORBIDDEN_TRAILERS:
+            dropped.append(k)
+        else:
+            kept.append((k, bytes(v)))
+    return Headers._trusted(kept), dropped
+
+
 class Body(abc.ABC):
     """A streaming message body (request body on the server, response body on the
     client). Read it once, in order."""
@@ -188,6 +221,15 @@ class Body(abc.ABC):
     def content_length(self) -> int | None:
         """The declared length, or ``None`` (chunked / until close)."""
         return None
+
+    @property
+    def trailers(self) -> Headers | None:
+        """The trailer fields that ended the body (HTTP/1.1 chunked trailer section,
+        HTTP/2 trailing HEADERS): ``None`` until the body has been read to its end
+        (``complete``), then a :class:`Headers`, empty if the message had none. Not a
+        checkpoint, never blocks. Fields listed in :data:`FORBIDDEN_TRAILERS` are
+        dropped by the servers."""
+        return Headers() if self.complete else None
 
     def read_all(self, limit: int | None = None) -> bytes:
         """Read the rest of the body into memory. A checkpoint. ``limit`` bounds the
@@ -272,6 +314,8 @@ class Request:
     ``target`` is the raw request target as sent (``/path?query``, ``*``, an absolute
     URI or an authority), decoded as latin-1; ``path`` and ``query`` split it.
     ``extensions`` carries version-specific extras (``"http1.raw_target"``...).
+    ``trailers`` is the body's trailer section once the body has been read (see
+    :attr:`Body.trailers`).
     """
 
     __slots__ = ("method", "target", "headers", "body", "http_version", "scheme", "client",
@@ -322,6 +366,15 @@ class Request:
         taken = self._upgrade(headers)
         self.extensions["upgraded"] = True
         return taken
+
+    @property
+    def trailers(self) -> Headers | None:
+        """The request's trailer fields: ``None`` while the body is not read to its end
+        (``body.complete`` false), then a :class:`Headers` (empty if the request had
+        no trailers). Not a checkpoint: read the body first (``body.read`` until
+        ``b""``, ``read_all``). Forbidden fields (:data:`FORBIDDEN_TRAILERS`) are
+        dropped."""
+        return self.body.trailers
 
     @property
     def path(self) -> str:

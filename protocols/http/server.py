@@ -15,9 +15,16 @@ Dispatch
   HTTP/2 connection preface ``PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n`` ("prior knowledge",
   RFC 9113 §3.3) → HTTP/2; anything else → HTTP/1.1, which gets the sniffed bytes as
   ``initial``. The first byte that differs from the preface decides, so an HTTP/1.1
-  client costs no extra wait. ``Upgrade: h2c`` (RFC 7540 §3.2) is not honoured: RFC
-  9113 removed it, and a server may ignore the header, answering in HTTP/1.1 (what
-  ``curl --http2`` on ``http://`` then gets).
+  client costs no extra wait.
+* **Upgrade: h2c** (RFC 7540 §3.2, what ``curl --http2`` and ``nghttp -u`` do on
+  ``http://``): on a cleartext HTTP/1.1 connection, a request without a body carrying
+  ``Upgrade: h2c``, ``Connection: Upgrade, HTTP2-Settings`` and exactly one valid
+  ``HTTP2-Settings`` is answered ``101 Switching Protocols``; the connection is then
+  HTTP/2, the request stream 1, its response sent over HTTP/2. Anything else that
+  asks for h2c is served as plain HTTP/1.1, the header ignored (a request with a
+  body, bad, missing or repeated ``HTTP2-Settings``, HTTP/1.0; never over TLS, nor
+  with ``http2=False``). See ``protocols.http2._h2c``. RFC 9113 deprecated the
+  mechanism; it is served for the clients that still use it.
 
 The registry
 ------------
@@ -98,7 +105,8 @@ class HTTPServer:
         self.tls = tls
         self.h2_limits = h2_limits
         self.http2 = _http2_available() if http2 is None else http2
-        self._versions = {"http/1.1": 0, "h2": 0}
+        # "h2c": HTTP/1.1 connections upgraded to HTTP/2 (also counted as http/1.1)
+        self._versions = {"http/1.1": 0, "h2": 0, "h2c": 0}
         self._acceptor = StreamServer(
             self._handle, name="http", tls=tls, handshake_timeout=limits.header_timeout or 30.0,
             max_connections=limits.max_connections, max_per_ip=limits.max_connections_per_ip,
@@ -156,7 +164,30 @@ class HTTPServer:
             kw["client"] = acc.peer
         else:
             kw["limits"] = self.limits
+            if self.http2 and not acc.tls:
+                PROTOCOLS[version](stream, self._h2c_handler(acc), **kw)
+                return
         PROTOCOLS[version](stream, self.handler, **kw)
+
+    def _h2c_handler(self, acc: Accepted) -> Callable:
+        """The handler of a cleartext HTTP/1.1 connection: ``Upgrade: h2c`` requests
+        that qualify turn the connection into HTTP/2 (see the module docstring)."""
+        from ..http2._h2c import upgrade_or_serve
+
+        handler = self.handler
+        h2_kw: dict[str, Any] = {"accepted": acc}
+        if self.h2_limits is not None:
+            h2_kw["limits"] = self.h2_limits
+
+        def upgraded() -> None:
+            self._versions["h2c"] += 1
+
+        def h2c(req):
+            if b"upgrade" not in req.headers:
+                return handler(req)
+            return upgrade_or_serve(req, handler, on_upgrade=upgraded, **h2_kw)
+
+        return h2c
 
     def _sniff(self, stream, acc: Accepted) -> tuple[bytes, str | None]:
         """Read until the bytes either are the HTTP/2 preface or differ from it."""

@@ -13,6 +13,11 @@ client cannot spoof ``X-Forwarded-For`` as ``X_Forwarded_For``. ``wsgi.input``
 streams the request body (``read``, ``readline``, ``readlines``, iteration;
 ``wsgi.input_terminated`` is true, chunked bodies work); ``wsgi.errors`` turns
 writes into ``wsgi.error`` trace events (core code never prints).
+``environ["greenrt.trailers"]`` is ``None`` until ``wsgi.input`` has been read to
+its end (a read returning ``b""``, or ``read()`` of the rest), then the request's
+trailer fields as a list of ``(lowercase name, value)`` ``str`` pairs, empty if it
+had none (``Request.trailers``; forbidden fields are dropped). ``environ
+["greenrt.request"]`` is the :class:`~protocols.http.model.Request` itself.
 
 ``start_response`` semantics: headers are held until the first non-empty body
 string (or the end), so an application may call ``start_response`` again with
@@ -58,15 +63,26 @@ class _Errors:
 
 
 class _Input:
-    """``wsgi.input``: the streaming request body as a binary file."""
+    """``wsgi.input``: the streaming request body as a binary file. Once the body has
+    been read to its end it stores the request's trailers in ``environ``
+    (``greenrt.trailers``)."""
 
-    def __init__(self, body):
+    def __init__(self, body, env: dict | None = None):
         self._body = body
         self._buf = b""
+        self._env = env
+
+    def _ended(self) -> None:
+        env = self._env
+        if env is not None and env.get("greenrt.trailers") is None:
+            t = self._body.trailers
+            if t is not None:
+                env["greenrt.trailers"] = list(t)
 
     def _fill(self) -> bool:
         chunk = self._body.read(65536)
         if not chunk:
+            self._ended()
             return False
         self._buf += chunk
         return True
@@ -76,6 +92,7 @@ class _Input:
             parts = [self._buf]
             self._buf = b""
             parts.append(self._body.read_all())
+            self._ended()
             return b"".join(parts)
         while len(self._buf) < size and self._fill():
             pass
@@ -142,7 +159,9 @@ def build_environ(req: Request, *, multithread: bool = False,
         "RAW_URI": target,
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": req.scheme,
-        "wsgi.input": _Input(req.body),
+        # the request's trailers: None until wsgi.input has been read to its end,
+        # then a list of (lowercase name, value) str pairs (empty if none)
+        "greenrt.trailers": None,
         # the request itself, for extensions: greenrt.protocols.websocket.accept_wsgi
         # takes the connection over through it (Request.upgrade)
         "greenrt.request": req,
@@ -152,6 +171,7 @@ def build_environ(req: Request, *, multithread: bool = False,
         "wsgi.run_once": False,
         "wsgi.input_terminated": True,
     }
+    env["wsgi.input"] = _Input(req.body, env)
     for name, value in req.headers.raw():
         if b"_" in name:
             continue
@@ -167,11 +187,25 @@ def build_environ(req: Request, *, multithread: bool = False,
             env[key] = v
     if host is not None:
         env["HTTP_HOST"] = host
+    connect = req.extensions.get("http2.connect")
+    if connect is not None and connect.protocol == "websocket":
+        # RFC 8441: a WebSocket over HTTP/2 arrives as an extended CONNECT; WSGI
+        # frameworks know a WebSocket request as an upgrading GET (werkzeug routes
+        # websocket=True rules by HTTP_UPGRADE), so it is shown as one; accept_wsgi
+        # answers it on the HTTP/2 stream
+        env["REQUEST_METHOD"] = "GET"
+        env.setdefault("HTTP_UPGRADE", "websocket")
+        env.setdefault("HTTP_CONNECTION", "Upgrade")
+        env["greenrt.http2.connect"] = True
     return env
 
 
 class WSGIAdapter:
-    """A greenrt HTTP handler that runs the WSGI application ``app``."""
+    """A greenrt HTTP handler that runs the WSGI application ``app``. Over HTTP/2 it
+    accepts RFC 8441 extended CONNECT (``websocket.accept_wsgi`` works there too)."""
+
+    #: advertise SETTINGS_ENABLE_CONNECT_PROTOCOL (see ``http2.extended_connect``)
+    http2_extended_connect = True
 
     def __init__(self, app, *, multiprocess: bool = False):
         self.app = app

@@ -5,22 +5,33 @@ response body share: the bookkeeping of a body pulled from a connection's parser
 A piece larger than the caller asked for is split, and the rest is kept in
 ``_pending`` for the next read, so a read that is cancelled after its piece arrived
 loses nothing. ``complete`` is true once the end of the message was seen and nothing is
-left pending. Subclasses implement ``read``: they serve ``_take_pending`` first, then
+left pending; ``trailers`` is then the trailer section of a chunked body (what the
+subclass stored in ``_trailers``). Subclasses implement ``read``: they serve ``_take_pending`` first, then
 pull the next piece from their connection and pass it through ``_split``.
 """
 
 from __future__ import annotations
 
-from ..http.model import Body
+from ..http.model import Body, Headers
 
 
 class PulledBody(Body):
-    __slots__ = ("_pending", "_done", "_length")
+    __slots__ = ("_pending", "_done", "_length", "_trailers")
 
     def __init__(self, length: int | None, empty: bool):
         self._pending = b""
         self._done = empty
         self._length = length
+        self._trailers: Headers | None = None  # set at the end of a chunked body
+
+    @property
+    def trailers(self) -> Headers | None:
+        """``None`` until the body is read to its end, then the trailer fields (empty
+        ``Headers`` if none). Not a checkpoint."""
+        if not (self._done and not self._pending):
+            return None
+        t = self._trailers
+        return t if t is not None else Headers()
 
     @property
     def complete(self) -> bool:

@@ -144,6 +144,8 @@ class _ResponseBody(PulledBody):
                 if t is h11.Data:
                     return self._split(bytes(ev.data), max_bytes)
                 if t is h11.EndOfMessage:
+                    if ev.headers:  # a chunked response's trailer section: body.trailers
+                        self._trailers = Headers._trusted(list(ev.headers))
                     self._done = True
                     resp._finished()
                     return b""

@@ -81,7 +81,7 @@ from ..http.errors import (
     RequestTimeout,
 )
 from ..http.limits import DEFAULT_LIMITS, Limits
-from ..http.model import Headers, Request, Response, ResponseWriter
+from ..http.model import Headers, Request, Response, ResponseWriter, split_trailers
 from ._body import PulledBody
 from ._connection import NEED_DATA, SERVER, H1Connection, RequestHead
 from ._response_writer import date_line
@@ -177,7 +177,7 @@ class _Body(PulledBody):
             if t is h11.Data:
                 return self._split(bytes(ev.data), max_bytes)
             if t is h11.EndOfMessage:
-                self._done = True
+                self._end(ev)
                 return b""
             if ev is NEED_DATA:
                 lim = c.limits.body_idle_timeout
@@ -191,6 +191,17 @@ class _Body(PulledBody):
                 continue
             raise ClientDisconnected(f"unexpected event {t.__name__} in body", code="closed")
 
+    def _end(self, ev) -> None:
+        """The body ended: keep its trailer section (already bounded by the parser:
+        ``max_headers`` fields, ``max_chunk_line`` bytes), minus the forbidden fields
+        (``FORBIDDEN_TRAILERS``: dropped, with an ``http1.trailer_dropped`` event)."""
+        self._done = True
+        if ev.headers:
+            self._trailers, dropped = split_trailers(ev.headers)
+            if dropped:
+                ll.current_hub().emit("http1.trailer_dropped",
+                                      fields=[n.decode("latin-1") for n in dropped[:16]])
+
     def discard_buffered(self) -> None:
         """Consume what is already buffered of the body, without blocking (so an
         unread small body does not cost the connection its keep-alive)."""
@@ -202,7 +213,7 @@ class _Body(PulledBody):
             while True:
                 ev = c._pull()
                 if type(ev) is h11.EndOfMessage:
-                    self._done = True
+                    self._end(ev)
                     return
                 if type(ev) is not h11.Data:
                     return

@@ -61,8 +61,8 @@ import greenrt
 from greenrt import CancelKind, Cancelled, net
 from greenrt import lowlevel as ll
 
-from ..http.model import Body, Headers, Request, Response, ResponseWriter
-from . import _wire
+from ..http.model import Body, Headers, Request, Response, ResponseWriter, split_trailers
+from . import _connect, _h2c, _wire
 from ._wire import PREFACE
 from .limits import DEFAULT_H2_LIMITS, H2Limits
 
@@ -142,7 +142,7 @@ class _ConnectionEnd(Exception):
 
 class _Stream:
     __slots__ = ("id", "chunks", "ended", "reset", "task", "waiter", "window_waiter",
-                 "received", "length", "writer")
+                 "received", "length", "writer", "tunnel", "trailers")
 
     def __init__(self, sid: int):
         self.id = sid
@@ -155,6 +155,8 @@ class _Stream:
         self.received = 0
         self.length: int | None = None
         self.writer: Any = None
+        self.tunnel: Any = None  # an RFC 8441 tunnel (_connect.Tunnel)
+        self.trailers: Headers | None = None  # the request's trailing HEADERS
 
     def wake(self) -> None:
         for ev in (self.waiter, self.window_waiter):
@@ -202,14 +204,25 @@ class _Body(Body):
     def content_length(self) -> int | None:
         return self._length
 
+    @property
+    def trailers(self) -> Headers | None:
+        """``None`` until the body is read to its end, then the fields of the request's
+        trailing HEADERS (empty ``Headers`` if none). Not a checkpoint."""
+        if not self.complete:
+            return None
+        t = self._s.trailers
+        return t if t is not None else Headers()
+
 
 class ServerConnection:
     """The state of one served connection (what ``serve_connection`` returns once the
     connection has ended: ``statistics()`` tells how it went)."""
 
     def __init__(self, stream, handler, limits: H2Limits, scheme: str, client: Any,
-                 shutdown: greenrt.Event | None = None):
+                 shutdown: greenrt.Event | None = None, upgrade: Any = None):
         self.stream = stream
+        #: an ``_h2c.Upgrade`` (the HTTP/1.1 request that asked for ``Upgrade: h2c``)
+        self.upgrade = upgrade
         self.handler = handler
         self.limits = limits
         self.scheme = scheme
@@ -219,7 +232,10 @@ class ServerConnection:
         cfg = h2.config.H2Configuration(client_side=False, header_encoding=None,
                                         validate_inbound_headers=True)
         self.h2 = h2.connection.H2Connection(cfg)
+        # RFC 8441: advertised when the handler accepts extended CONNECT (_connect.py)
+        self.connect_protocol = _connect.enabled(handler)
         self.h2.local_settings = h2.settings.Settings(client=False, initial_values={
+            h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: int(self.connect_protocol),
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: _H2_INTERNAL_STREAM_LIMIT,
             h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
             h2.settings.SettingCodes.MAX_FRAME_SIZE: limits.max_frame_size,
@@ -243,6 +259,7 @@ class ServerConnection:
         self._done = greenrt.Event()
         self._flush_wait = ll.WaitQueue()
         self._flusher_idle = False
+        self._errored: set[int] = set()  # streams reset by a stream error, this batch
 
     # -- sending ------------------------------------------------------------------------
 
@@ -286,8 +303,8 @@ class ServerConnection:
         if st is not None and not st.reset and not st.ended:
             try:
                 self.h2.increment_flow_control_window(flow, stream_id=sid)
-            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-                pass
+            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError):
+                pass  # (h2 forgets closed streams: KeyError)
         self.flush()
 
     def _wake_all(self) -> None:
@@ -368,17 +385,25 @@ class ServerConnection:
             self._done.set()
 
     def _read_loop(self, initial: bytes) -> None:
-        self.h2.initiate_connection()
+        if self.upgrade is not None:  # Upgrade: h2c, the 101 is sent (see _h2c)
+            _h2c.initiate(self.h2, self.upgrade.settings)
+        else:
+            self.h2.initiate_connection()
         # h2 serialized its SETTINGS with the internal stream limit: advertise ours
         self.h2.clear_outbound_data_buffer()
         lim = self.limits
-        self.writer.write(hyperframe.frame.SettingsFrame(0, settings={
+        settings = {
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: lim.max_concurrent_streams,
             h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: lim.max_header_list_size,
             h2.settings.SettingCodes.MAX_FRAME_SIZE: lim.max_frame_size,
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: lim.initial_window_size,
-        }).serialize())
+        }
+        if self.connect_protocol:
+            settings[h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL] = 1
+        self.writer.write(hyperframe.frame.SettingsFrame(0, settings=settings).serialize())
         try:
+            if self.upgrade is not None:
+                self._spawn_upgraded()
             if initial:
                 self._receive(initial)
             while not self.closed:
@@ -475,6 +500,7 @@ class ServerConnection:
                 continue
             for ev in self._h2_receive(piece):
                 self._event(ev)
+            self._errored.clear()
         self.flush()
 
     def _h2_receive(self, data: bytes) -> list:
@@ -494,6 +520,9 @@ class ServerConnection:
         if st is not None:
             self._reset(st, _E.PROTOCOL_ERROR)
         else:
+            # its RequestReceived may be among this batch's events, not yet handled:
+            # it must not start a handler for a stream that is reset already
+            self._errored.add(sid)
             try:
                 self.h2.reset_stream(sid, error_code=_E.PROTOCOL_ERROR)
             except h2.exceptions.ProtocolError:
@@ -520,6 +549,9 @@ class ServerConnection:
             if st is None or st.reset or st.task is None:
                 self.ack(ev.stream_id, ev.flow_controlled_length)
                 return
+            if st.tunnel is not None:  # RFC 8441: no body limit, window back at once
+                st.tunnel.on_data(ev.data, ev.flow_controlled_length)
+                return
             st.received += len(ev.data)
             if st.received > self.limits.max_body_bytes:
                 self.ack(ev.stream_id, ev.flow_controlled_length)
@@ -545,9 +577,16 @@ class ServerConnection:
                 if st.window_waiter is not None:
                     st.window_waiter.set()
         elif t is h2.events.TrailersReceived:
+            # h2 has checked them: END_STREAM set, no pseudo-header (else a stream
+            # error), one header block within max_header_list_size (the HPACK decoder)
             st = self.streams.get(ev.stream_id)
             if st is not None:
-                st.ended = True  # StreamEnded follows; trailers are not kept (yet)
+                st.trailers, dropped = split_trailers(ev.headers)
+                if dropped:
+                    self.hub.emit("http2.trailer_dropped", stream_id=st.id,
+                                  fields=[n.decode("latin-1") for n in dropped[:16]])
+                st.ended = True  # StreamEnded follows
+                st.wake()
         elif t is h2.events.ConnectionTerminated:
             self.closed = True
 
@@ -590,6 +629,8 @@ class ServerConnection:
 
     def _request(self, ev) -> None:
         sid = ev.stream_id
+        if sid in self._errored:
+            return  # reset by a stream error of the same batch (see _stream_error)
         if self.draining and self.last_stream_id is not None and sid > self.last_stream_id:
             self._refuse(sid, "draining")
             return
@@ -603,6 +644,10 @@ class ServerConnection:
                 pseudo[k] = v
             else:
                 headers.append((k, v))
+        protocol = pseudo.get(b":protocol")
+        if protocol is not None and not _connect.admit(self, sid, pseudo.get(b":method", b""),
+                                                       protocol):
+            return
         st = _Stream(sid)
         self.streams[sid] = st
         if ev.stream_ended is not None:
@@ -619,9 +664,22 @@ class ServerConnection:
                       extensions={"http2.stream_id": sid,
                                   "http2.authority": pseudo.get(b":authority", b"").decode(
                                       "latin-1")})
+        if protocol is not None:
+            _connect.attach(self, st, req.extensions, protocol)
+        self._spawn(st, req)
+
+    def _spawn(self, st: _Stream, req: Request) -> None:
         self.handler_starts += 1
-        self.hub.emit("http2.stream", stream_id=sid)
-        st.task = self.region.spawn(self._serve_stream, st, req, name=f"http2.stream.{sid}")
+        self.hub.emit("http2.stream", stream_id=st.id)
+        st.task = self.region.spawn(self._serve_stream, st, req, name=f"http2.stream.{st.id}")
+
+    def _spawn_upgraded(self) -> None:
+        """Stream 1 of an upgraded connection: the HTTP/1.1 request, already complete."""
+        st = _Stream(1)
+        st.ended = True
+        self.streams[1] = st
+        st.writer = _Writer(self, st)
+        self._spawn(st, _h2c.stream_request(self.upgrade, st.writer, _Body(self, st, 0)))
 
     # -- one stream -----------------------------------------------------------------------
 
@@ -663,14 +721,14 @@ class ServerConnection:
             _log.exception("handler failed on stream %d", st.id)
             if self.closed or st.id not in self.streams:
                 return
-            if not headers_sent:
+            if not headers_sent and not writer.headers_sent:  # else streaming began: reset
                 try:
                     self._send_head(st, 500, Headers([("content-type", "text/plain")]), end=False)
                     self._send_data(st, b"Internal Server Error\n")
                     self._end(st)
                 except _StreamGone:
                     pass
-            else:
+            elif not writer.finished:  # a finished response (a closed tunnel) stands
                 self._reset(st, _E.INTERNAL_ERROR)
         finally:
             if st.id in self.streams and not st.reset:
@@ -817,7 +875,7 @@ class _StreamGone(Exception):
 def serve_connection(stream, handler, *, limits: H2Limits = DEFAULT_H2_LIMITS,
                      initial: bytes = b"", scheme: str = "http", client: Any = None,
                      shutdown: greenrt.Event | None = None,
-                     accepted: Any = None) -> ServerConnection:
+                     accepted: Any = None, upgrade: Any = None) -> ServerConnection:
     """Serve one HTTP/2 connection on ``stream`` until it ends. A checkpoint (blocks).
 
     ``initial`` holds bytes already read from the stream (e.g. the client preface,
@@ -831,8 +889,14 @@ def serve_connection(stream, handler, *, limits: H2Limits = DEFAULT_H2_LIMITS,
     cancels every stream at once (each is reset). Either way the transport is left
     open for the caller to close. Returns the :class:`ServerConnection` (its
     ``statistics()``).
+
+    ``upgrade`` (a ``protocols.http2._h2c.Upgrade``): the connection was upgraded from
+    HTTP/1.1 (``Upgrade: h2c``, RFC 7540 §3.2; the unified server's
+    ``protocols.http.server`` sends the 101): its settings are the client's initial
+    SETTINGS and its request is served as stream 1, half-closed (remote); ``initial``
+    then holds what followed the upgrade request (the client's preface).
     """
-    conn = ServerConnection(stream, handler, limits, scheme, client, shutdown)
+    conn = ServerConnection(stream, handler, limits, scheme, client, shutdown, upgrade)
     if accepted is not None and hasattr(accepted, "on_drain"):
         accepted.on_drain(conn.begin_drain)
     conn.run(initial)

@@ -68,9 +68,11 @@ from .cluster import Cluster
 from .connection import BrokerConnection
 from .errors import (
     CommitFailedError,
+    CommitOutcomeUnknown,
     KafkaConnectionError,
     KafkaError,
     KafkaOutcomeUnknown,
+    KafkaProtocolError,
     NoOffsetError,
     broker_error,
 )
@@ -245,7 +247,7 @@ class Consumer:
         self._closed = False
         self._stats = collections.Counter(
             records_returned=0, fetches=0, fetch_errors=0, rebalances=0, commits=0,
-            commit_failures=0, heartbeats=0, heartbeat_errors=0, batches_rewound=0,
+            commit_failures=0, commit_unknown=0, heartbeats=0, heartbeat_errors=0, batches_rewound=0,
             records_dropped_over_cap=0, records_skipped_below_position=0, offset_resets=0)
 
     # -- lifetime --------------------------------------------------------------------
@@ -660,9 +662,10 @@ class Consumer:
             setattr(self, which, conn)
         return conn
 
-    def _coordinator_request(self, api: str, body: dict, *, which: str = "_coord_conn") -> dict:
+    def _coordinator_request(self, api: str, body: dict, *, which: str = "_coord_conn",
+                             timeout: float | None = None) -> dict:
         try:
-            return self._conn_to_coordinator(which).request(api, body)
+            return self._conn_to_coordinator(which).request(api, body, timeout=timeout)
         except KafkaConnectionError:
             self._coordinator = None
             raise
@@ -699,7 +702,9 @@ class Consumer:
             "group_id": self.group_id, "session_timeout_ms": self.session_timeout_ms,
             "rebalance_timeout_ms": self.rebalance_timeout_ms, "member_id": self.member_id,
             "group_instance_id": None, "protocol_type": "consumer",
-            "protocols": [{"name": self.assignor, "metadata": meta}], "reason": None})
+            "protocols": [{"name": self.assignor, "metadata": meta}], "reason": None},
+            # the coordinator holds a JoinGroup until the rebalance completes
+            timeout=self.rebalance_timeout_ms / 1000 + 5)
         code = r["error_code"]
         if code == 79:  # MEMBER_ID_REQUIRED (KIP-394): rejoin with the id given
             self.member_id = r["member_id"]
@@ -833,9 +838,11 @@ class Consumer:
         consumed positions) and return them once the coordinator acknowledged all.
 
         A checkpoint. Raises ``CommitFailedError`` when the group is rebalancing (not
-        sent), when the coordinator refuses any partition, or when the answer is lost
-        (``KafkaOutcomeUnknown`` as its cause: the offsets may be stored). Cancelled
-        after sending, the commit's fate is unknown and it is not reported done."""
+        sent), when it could not be sent, or when the coordinator refuses any
+        partition (nothing stored); ``CommitOutcomeUnknown`` when it was sent and the
+        answer was lost (the offsets may be stored; not a failure). Cancelled after
+        sending, it raises ``Cancelled``: the commit's fate is unknown and it is not
+        reported done. Cancelled before sending, nothing was sent."""
         if not self.group_id:
             raise UsageError("kafka: commit() needs a group_id", code="no_group")
         if offsets is None:
@@ -857,10 +864,9 @@ class Consumer:
                 "topics": [{"name": t, "partitions": ps} for t, ps in topics.items()]}
         try:
             r = self._coordinator_request("OffsetCommit", body)
-        except KafkaOutcomeUnknown as e:
-            self._stats["commit_failures"] += 1
-            raise CommitFailedError(f"kafka: commit sent, answer lost ({e}); the offsets may be stored",
-                                    code="outcome_unknown") from e
+        except (KafkaOutcomeUnknown, KafkaProtocolError) as e:  # sent; no readable answer
+            self._stats["commit_unknown"] += 1
+            raise CommitOutcomeUnknown(f"kafka: commit sent, answer lost ({e}); the offsets may be stored") from e
         except KafkaConnectionError as e:
             self._stats["commit_failures"] += 1
             raise CommitFailedError(f"kafka: commit not sent: {e}", code="not_sent") from e
@@ -893,8 +899,7 @@ class Consumer:
             except BaseException as e:  # handed to the caller through the result
                 res._error = e
                 if isinstance(e, greenrt.Cancelled):
-                    res._error = CommitFailedError("kafka: commit cancelled; its fate is unknown",
-                                                   code="cancelled")
+                    res._error = CommitOutcomeUnknown("kafka: commit cancelled; its fate is unknown")
                     res._event.set()
                     raise
             res._event.set()

@@ -44,7 +44,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .codec import Reader, Writer
+from .codec import Reader
 from .errors import KafkaLimitError, KafkaProtocolError
 
 __all__ = ["Batch", "Record", "compress", "crc32c", "decode_batches", "decompress", "encode_batch"]
@@ -143,25 +143,33 @@ def encode_batch(records: list[tuple[bytes | None, bytes | None, list[tuple[str,
     one per record) default to ``base_timestamp``."""
     if not records:
         raise ValueError("a record batch needs at least one record")
-    body = Writer()
     ts = timestamps or [base_timestamp] * len(records)
     base_ts = min(ts)
+    zz = _zigzag
+    parts = []
+    append = parts.append
     for i, (key, value, headers) in enumerate(records):
-        rec = Writer()
-        rec.int8(0)
-        rec.varint(ts[i] - base_ts)
-        rec.varint(i)
-        _varbytes(rec, key)
-        _varbytes(rec, value)
-        rec.varint(len(headers))
-        for hk, hv in headers:
-            hkb = hk.encode("utf-8")
-            rec.varint(len(hkb))
-            rec.raw(hkb)
-            _varbytes(rec, hv)
-        body.varint(len(rec.buf))
-        body.raw(bytes(rec.buf))
-    payload = bytes(body.buf)
+        # attributes (0), timestamp delta, offset delta, key, value, header count
+        d = ts[i] - base_ts
+        rec = b"\x00" + (_ZZ[d] if 0 <= d < _ZZ_N else zz(d)) + (_ZZ[i] if i < _ZZ_N else zz(i))
+        if key is None:
+            rec += b"\x01"
+        else:
+            n = len(key)
+            rec += (_ZZ[n] if n < _ZZ_N else zz(n)) + key
+        if value is None:
+            rec += b"\x01"
+        else:
+            n = len(value)
+            rec += (_ZZ[n] if n < _ZZ_N else zz(n)) + value
+        if headers:
+            rec += zz(len(headers)) + b"".join(_header(hk, hv) for hk, hv in headers)
+        else:
+            rec += b"\x00"
+        n = len(rec)
+        append(_ZZ[n] if n < _ZZ_N else zz(n))
+        append(rec)
+    payload = b"".join(parts)
     if compression != COMPRESSION_NONE:
         payload = compress(compression, payload)
     attributes = compression | (0x10 if transactional else 0)
@@ -172,12 +180,25 @@ def encode_batch(records: list[tuple[bytes | None, bytes | None, list[tuple[str,
     return struct.pack(">qiibI", base_offset, batch_length, partition_leader_epoch, 2, crc) + after_crc
 
 
-def _varbytes(w: Writer, b: bytes | None) -> None:
-    if b is None:
-        w.varint(-1)
-    else:
-        w.varint(len(b))
-        w.raw(b)
+def _zigzag(v: int) -> bytes:
+    """The zigzag varint of ``v`` (Kafka's record-level signed varint)."""
+    u = (v << 1) ^ (v >> 63)
+    out = bytearray()
+    while u >= 0x80:
+        out.append((u & 0x7F) | 0x80)
+        u >>= 7
+    out.append(u)
+    return bytes(out)
+
+
+#: zigzag varints of 0.._ZZ_N-1, precomputed: record deltas and lengths are small
+_ZZ_N = 4096
+_ZZ = [_zigzag(i) for i in range(_ZZ_N)]
+
+
+def _header(hk: str, hv: bytes | None) -> bytes:
+    hkb = hk.encode("utf-8")
+    return _zigzag(len(hkb)) + hkb + (b"\x01" if hv is None else _zigzag(len(hv)) + hv)
 
 
 def decode_batches(data: bytes | memoryview | None, *, max_decompressed_bytes: int = 64 << 20,
@@ -227,7 +248,8 @@ def _module(comp: int):
     try:
         return importlib.import_module(pkg[0])
     except ImportError:
-        raise KafkaProtocolError(f"compression {_COMPRESSION_NAMES[comp]} needs the {pkg[1]!r} package",
+        raise KafkaProtocolError(f"compression {_COMPRESSION_NAMES[comp]} needs the {pkg[1]!r} package, "
+                                 "which is not installed: pip install 'greenrt[kafka]'",
                                  code="unsupported_compression") from None
 
 

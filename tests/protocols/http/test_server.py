@@ -53,9 +53,9 @@ def test_one_cleartext_port_speaks_http1_and_prior_knowledge_http2(http_server):
     url = f"http://127.0.0.1:{srv.port}/v?x=1"
     assert _curl("--http1.1", url).stdout == b"1.1 GET /v?x=1 http"
     assert _curl("--http2-prior-knowledge", url).stdout == b"2 GET /v?x=1 http"
-    # Upgrade: h2c (removed by RFC 9113) is ignored: the answer is HTTP/1.1
-    assert _curl("--http2", url).stdout == b"1.1 GET /v?x=1 http"
-    assert srv.server.statistics()["versions"] == {"http/1.1": 2, "h2": 1}
+    # Upgrade: h2c (RFC 7540 §3.2; see test_h2c.py): HTTP/1.1 turned into HTTP/2
+    assert _curl("--http2", url).stdout == b"2 GET /v?x=1 http"
+    assert srv.server.statistics()["versions"] == {"http/1.1": 2, "h2": 1, "h2c": 1}
 
 
 def test_tls_alpn_chooses_the_version(http_server, pki):

@@ -132,7 +132,7 @@ class ServerThread:
     def _instrument(self, ev) -> None:
         if ev.kind == "protocol.error":
             self.errors.append(dict(ev.data))
-        elif ev.kind.startswith("http1.") or ev.kind.startswith("cancel.request"):
+        elif ev.kind.startswith(("http1.", "cancel.request", "http2.h2c", "http2.trailer")):
             self.events.append((ev.kind, dict(ev.data)))
 
     def _main(self) -> None:

@@ -362,7 +362,10 @@ def test_malformed_request_is_a_stream_error(h2_server):
     returned = sum(f.window_increment for f in frames
                    if isinstance(f, hf.WindowUpdateFrame) and f.stream_id == 0)
     assert returned == 5002
-    assert srv.stream_starts == 2  # 7 (its headers were fine, then reset) and 9
+    # 9, and 7 only if its HEADERS and DATA arrived in different reads: in one read
+    # (the usual case) the DATA's stream error comes before 7's request event is
+    # handled, and no handler starts for a stream that is already reset
+    assert srv.stream_starts in (1, 2)
     c.close()
 
 
