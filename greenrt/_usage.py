@@ -64,6 +64,10 @@ def check_task_fn(fn: Any, where: str) -> None:
     call = getattr(type(f), "__call__", None)  # noqa: B004 - the method itself, to test it
     if type(call) is FunctionType and call.__code__.co_flags & CO_ASYNC:
         raise TypeError(f"{where}() got {_label(f)}, whose __call__ is async: {_BLOCKING_STYLE}")
+    # objects that present themselves as async functions (unittest.mock.AsyncMock)
+    flags = getattr(getattr(f, "__code__", None), "co_flags", 0)
+    if type(flags) is int and flags & CO_ASYNC:
+        raise TypeError(f"{where}() got {_label(f)}, an async callable: {_BLOCKING_STYLE}")
 
 
 def coroutine_returned(value: CoroutineType[Any, Any, Any], task_name: str) -> TypeError:

@@ -5,6 +5,7 @@ message: the fix, not only the symptom.
 """
 
 import threading
+import unittest.mock
 
 import pytest
 
@@ -126,6 +127,7 @@ def _bad_task_fns():
         pytest.param(functools.partial(_async_fn), "async function", id="partial-of-async"),
         pytest.param(_AsyncMethods().method, "async function", id="async-method"),
         pytest.param(_AsyncMethods(), "__call__ is async", id="async-__call__"),
+        pytest.param(unittest.mock.AsyncMock(), "async callable", id="AsyncMock"),
         pytest.param(42, "needs a callable", id="int"),
         pytest.param(None, "needs a callable", id="None"),
     ]

@@ -76,3 +76,19 @@ def test_with_everything_installed_the_protocols_import():
     out = subprocess.run([sys.executable, "-c", "; ".join(f"import {m}" for m in mods)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+def test_kafka_compression_without_its_package_names_the_extra():
+    probe = """
+import sys
+sys.modules["snappy"] = None
+from greenrt.protocols.kafka import records
+try:
+    records.compress(records.COMPRESSION_SNAPPY, b"x" * 100)
+except Exception as e:
+    print(type(e).__name__, "|", e.code, "|", e)
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    kind, code, msg = (p.strip() for p in out.stdout.strip().split("|", 2))
+    assert (kind, code) == ("KafkaProtocolError", "unsupported_compression"), out
+    assert "'python-snappy'" in msg and "pip install 'greenrt[kafka]'" in msg
