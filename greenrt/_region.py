@@ -40,7 +40,13 @@ from typing import TYPE_CHECKING, Any, Never, TypeVar, TypeVarTuple
 from . import _trace as tr
 from ._budget import Budget
 from ._checkpoint import park
-from ._exceptions import Cancelled, InvariantViolation, ObligationLeak, RegionClosedError
+from ._exceptions import (
+    Cancelled,
+    InvariantViolation,
+    NoHubError,
+    ObligationLeak,
+    RegionClosedError,
+)
 from ._hub import current_hub
 from ._obligation import Obligation, _caller_site, abort_leaked, log_leak
 from ._reason import CancelKind, CancelReason
@@ -184,11 +190,15 @@ class Region:
 
         Not a checkpoint. The region absorbs the resulting ``Cancelled``.
         """
+        if self._state == "new":
+            raise self._never_entered("cancel")
         self._scope.cancel(reason)
 
     def defer(self, fn: Callable[[*Ts], object], *args: *Ts) -> None:
         """Register ``fn(*args)`` to run when the region closes, after its children,
         LIFO, masked and under the finalizer budget."""
+        if self._state == "new":
+            raise self._never_entered("defer")
         if self._owner is None:
             raise RegionClosedError("the root region has no finalizers; open a region in main")
         if self._state in ("finalizing", "closed"):
@@ -200,6 +210,8 @@ class Region:
                 on_abort: Callable[[Any], Any] | None = None) -> Obligation:
         """Reserve an obligation owned by the region: it must be resolved before the
         region closes, or the close reports an ``ObligationLeak``. Not a checkpoint."""
+        if self._state == "new":
+            raise self._never_entered("reserve")
         ob = Obligation(self._hub, self, kind, name, _caller_site(1), on_commit, on_abort)
         if self._obligations is None:
             self._obligations = {}
@@ -227,13 +239,15 @@ class Region:
 
     # -- internals ------------------------------------------------------------------
 
+    def _never_entered(self, what: str) -> RegionClosedError:
+        return RegionClosedError(
+            f"{what} on {'region ' + repr(self.name) if self.name else 'a region'} "
+            "that was never entered: a region owns tasks only inside its block; use "
+            f"`with greenrt.region() as r:` and call r.{what}(...) inside it")
+
     def _spawn_refused(self, st: str) -> Exception:
         if st == "new":
-            return RegionClosedError(
-                f"spawn on {'region ' + repr(self.name) if self.name else 'a region'} "
-                "that was never entered: a region "
-                "owns tasks only inside its block; use `with greenrt.region() as r:` "
-                "and call r.spawn(...) inside it")
+            return self._never_entered("spawn")
         return RegionClosedError(f"region {self.describe()} is {st}: cannot spawn (a region "
                                  "accepts spawns until it starts draining; spawn into an "
                                  "enclosing region that is still open)")
@@ -320,11 +334,13 @@ class Region:
 
     def __enter__(self) -> Region:
         if self._state != "new":
-            raise InvariantViolation("a region can be entered only once")
+            raise InvariantViolation(
+                f"region {self.describe()} is {self._state}: a region can be entered only "
+                "once; create a new one with greenrt.region() for each with block")
         hub = current_hub()
         task = hub.current
         if task is None:
-            raise InvariantViolation("regions are opened inside a task")
+            raise NoHubError.outside_task()
         self._site = _caller_site(1)  # for task dumps and the never-exited error
         self._open(hub, task, task._scope)
         return self
@@ -333,7 +349,10 @@ class Region:
                  tb: TracebackType | None) -> bool:
         owner = self._owner
         if owner._scope is not self._scope:
-            raise InvariantViolation(f"region {self.id} exited out of order")
+            raise InvariantViolation(
+                f"region {self.describe()} exited out of order: a region or cancel scope "
+                "entered inside it is still open; nest with statements, never interleave "
+                "__enter__/__exit__ by hand")
         body_exc = exc
         if exc is not None and not isinstance(exc, Cancelled) and self.policy == "fail_fast":
             self._scope._request(CancelReason(

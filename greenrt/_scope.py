@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _trace as tr
 from ._budget import Budget
-from ._exceptions import Cancelled, InvariantViolation, LimitExceeded, TooSlowError
+from ._exceptions import Cancelled, InvariantViolation, LimitExceeded, NoHubError, TooSlowError
 from ._hub import current_hub
 from ._reason import CancelKind, CancelReason, CleanupBudget, as_reason
 from ._usage import check_deadline, check_duration
@@ -168,7 +168,9 @@ class CancelScope:
         """
         hub = self._hub
         if hub is None:
-            raise InvariantViolation("cancel() on a scope that was never entered")
+            raise InvariantViolation(
+                "cancel() on a cancel scope that was never entered: use it in a with "
+                "statement first (`with greenrt.cancel_scope() as scope:`), then cancel it")
         cur = hub.current
         self._request(as_reason(reason, origin_task=cur.id if cur is not None else None,
                                 origin_region=_region_id(self), time=hub.now()))
@@ -215,11 +217,13 @@ class CancelScope:
 
     def __enter__(self) -> CancelScope:
         if self._state != "new":
-            raise InvariantViolation("a cancel scope can be entered only once")
+            raise InvariantViolation("a cancel scope can be entered only once: create a new "
+                                     "one (greenrt.cancel_scope(), move_on_after()...) for "
+                                     "each with block")
         hub = current_hub()
         task = hub.current
         if task is None:
-            raise InvariantViolation("cancel scopes are entered inside a task")
+            raise NoHubError.outside_task()
         if self._shield:
             depth = 0
             s = task._scope
@@ -239,7 +243,8 @@ class CancelScope:
         task = self._owner
         if task._scope is not self:
             raise InvariantViolation(
-                f"cancel scope {self._sid} exited out of order (innermost is {task._scope._sid})")
+                f"cancel scope {self._sid} exited out of order (innermost is {task._scope._sid}):"
+                " nest with statements, never interleave __enter__/__exit__ by hand")
         task._scope = self._parent
         self._detach()
         self._state = "exited"

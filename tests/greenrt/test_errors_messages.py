@@ -381,3 +381,39 @@ def test_blocking_call_on_the_hub_outside_a_task_says_spawn_or_in_task(run):
 
     msg = run(greenrt.to_thread, worker)
     assert "outside any task" in msg and "in_task=True" in msg and "spawn" in msg
+
+
+@pytest.mark.parametrize("what", ["cancel", "defer", "reserve"])
+def test_other_calls_on_a_region_never_entered_say_use_with(run, what):
+    def main():
+        r = greenrt.region()
+        args = {"cancel": (), "defer": (greenrt.checkpoint,), "reserve": ("x",)}[what]
+        getattr(r, what)(*args)
+
+    with pytest.raises(RegionClosedError) as ei:
+        run(main)
+    assert f"{what} on a region that was never entered" in str(ei.value)
+    assert "with greenrt.region() as r:" in str(ei.value)
+
+
+def test_a_region_entered_twice_says_create_a_new_one(run):
+    def main():
+        r = greenrt.region(name="once")
+        with r:
+            pass
+        with r:
+            pass  # pragma: no cover
+
+    with pytest.raises(InvariantViolation) as ei:
+        run(main)
+    assert "'once'" in str(ei.value) and "entered only once" in str(ei.value)
+    assert "greenrt.region() for each with block" in str(ei.value)
+
+
+def test_cancel_on_a_scope_never_entered_says_use_with(run):
+    def main():
+        greenrt.cancel_scope().cancel()
+
+    with pytest.raises(InvariantViolation) as ei:
+        run(main)
+    assert "never entered" in str(ei.value) and "with greenrt.cancel_scope() as scope:" in str(ei.value)
