@@ -149,7 +149,7 @@ def _region_node(region: Region, hub: Hub, now: float,
     reason = scope._reason if scope is not None else None
     return {
         "id": region.id, "name": region.name, "state": region._state, "policy": region.policy,
-        "opened_at": _site_str(getattr(region, "_site", None)),
+        "opened_at": _site_str(getattr(region, "opened_at", None)),
         "deadline": d, "deadline_in": None if d is None else d - now,
         "cancel_reason_text": None if reason is None else str(reason),
         "tasks": [_task_node(t, hub, now, frame) for t in list(region._live)],

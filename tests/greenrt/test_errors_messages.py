@@ -38,7 +38,8 @@ def test_spawn_on_a_closed_region_names_it_and_where_it_was_opened(run):
         run(main)
     msg = str(ei.value)
     assert "'done'" in msg and "is closed" in msg
-    assert f"opened at {__file__}:" in msg
+    line = main.__code__.co_firstlineno + 1  # the with statement
+    assert f"opened at {__file__}:{line} in main" in msg
 
 
 def test_region_entered_but_never_exited_names_region_and_site(run):
