@@ -29,6 +29,9 @@ from . import _trace as tr
 from ._exceptions import InvariantViolation, NoHubError
 from ._hub import _CANCEL, _Raise, _tls, current_hub
 from ._scope import _find_target, charge_cost, charge_polls, deliver_pending
+from ._usage import check_deadline, check_duration
+
+_INF = float("inf")
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._hub import Hub
@@ -40,9 +43,9 @@ def current_task() -> Task[Any]:
     try:
         task: Task[Any] | None = _tls.hub.current
     except AttributeError:
-        raise NoHubError("not inside greenrt.run()") from None
+        raise NoHubError() from None
     if task is None:
-        raise NoHubError("not inside a task")
+        raise NoHubError.outside_task()
     return task
 
 
@@ -50,7 +53,7 @@ def _enter(hub: Hub) -> Task[Any]:
     """The check half of a checkpoint; returns the current task."""
     task: Task[Any] | None = hub.current
     if task is None:
-        raise NoHubError("checkpoints happen inside tasks")
+        raise NoHubError.outside_task()
     if task._drains or task._scope._quota_chain:
         charge_polls(task)
     if task._pending:
@@ -69,7 +72,7 @@ def checkpoint() -> None:
     try:
         hub = _tls.hub
     except AttributeError:
-        raise NoHubError("not inside greenrt.run()") from None
+        raise NoHubError() from None
     # fastpath enter: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
     task = hub.current
     if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:
@@ -198,7 +201,14 @@ def now() -> float:
 
 def sleep_until(deadline: float) -> None:
     """Sleep until hub time ``deadline``. A checkpoint; a cancelled sleep leaves
-    nothing behind (its timer is removed)."""
+    nothing behind (its timer is removed). ``deadline`` must be a number (not NaN;
+    ``TypeError``/``ValueError`` otherwise); ``math.inf`` sleeps until cancelled."""
+    t = type(deadline)
+    if (t is not float and t is not int) or deadline != deadline or deadline == _INF:
+        if check_deadline(deadline, "deadline") == _INF:
+            sleep_forever()
+            return
+        deadline = float(deadline)
     hub = current_hub()
     task = _enter(hub)
     if deadline <= hub.now():
@@ -215,10 +225,18 @@ def sleep_until(deadline: float) -> None:
 
 def sleep(seconds: float) -> None:
     """Sleep for ``seconds`` (``sleep(0)`` is ``checkpoint()``). A checkpoint; a
-    cancelled sleep leaves nothing behind."""
-    if seconds <= 0:
+    cancelled sleep leaves nothing behind. ``seconds`` must be a number >= 0
+    (``TypeError``/``ValueError`` otherwise, raised before the checkpoint);
+    ``math.inf`` sleeps until cancelled, like ``sleep_forever()``."""
+    if seconds == 0 and seconds is not False:  # sleep(0) first: it is the hot one
         checkpoint()
         return
+    t = type(seconds)
+    if (t is not float and t is not int) or not 0 < seconds < _INF:
+        seconds = check_duration(seconds, "seconds")  # raises unless a duration
+        if seconds == _INF:
+            sleep_forever()
+            return
     sleep_until(current_hub().now() + seconds)
 
 

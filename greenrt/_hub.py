@@ -82,7 +82,7 @@ def current_hub() -> Hub:
     try:
         return _tls.hub  # type: ignore[no-any-return]  # a thread-local: only a Hub is stored
     except AttributeError:
-        raise NoHubError("not inside greenrt.run()") from None
+        raise NoHubError() from None
 
 
 def _other_threads_alive() -> bool:

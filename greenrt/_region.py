@@ -35,17 +35,25 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple
+from typing import TYPE_CHECKING, Any, Never, TypeVar, TypeVarTuple
 
 from . import _trace as tr
 from ._budget import Budget
 from ._checkpoint import park
-from ._exceptions import Cancelled, InvariantViolation, ObligationLeak, RegionClosedError
+from ._exceptions import (
+    Cancelled,
+    InvariantViolation,
+    NoHubError,
+    ObligationLeak,
+    RegionClosedError,
+)
 from ._hub import current_hub
 from ._obligation import Obligation, _caller_site, abort_leaked, log_leak
 from ._reason import CancelKind, CancelReason
 from ._scope import CancelScope, _finalize_scope, cancel_scope, deliver_pending, masked
 from ._task import Task
+from ._usage import CO_ASYNC as _CO_ASYNC
+from ._usage import check_task_fn, kwargs_refused
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._hub import Hub
@@ -134,16 +142,30 @@ class Region:
         return list(self._live)
 
     def spawn(self, fn: Callable[[*Ts], T], *args: *Ts, name: str | None = None,
-              budget: Budget | None = None) -> Task[T]:
+              budget: Budget | None = None, **kwargs: Never) -> Task[T]:
         """Start ``fn(*args)`` as a child task and return its ``Task``.
 
         Not a checkpoint: the child runs when the caller next blocks. ``budget``
         limits the child alone (met with the region's). Raises ``RegionClosedError``
-        once the region is draining. For keyword arguments use ``functools.partial``.
+        once the region is draining (or was never entered), and ``TypeError`` at
+        once for anything but a plain callable (an ``async def`` or a coroutine
+        included: greenrt runs blocking-style code) or for keyword arguments meant for
+        ``fn``: use ``spawn(functools.partial(fn, key=value))``.
         """
+        if kwargs:
+            raise kwargs_refused("spawn", kwargs, "name= and budget=")
         st = self._state
         if st != "open" and st != "closing":
-            raise RegionClosedError(f"region {self.id} ({self.name}) is {st}: cannot spawn")
+            raise self._spawn_refused(st)
+        # A plain or bound Python function costs two attribute loads here (measured:
+        # the cheapest form); anything else, or an async one, takes the full check,
+        # which raises TypeError for anything but a sync callable.
+        try:
+            async_fn = fn.__code__.co_flags & _CO_ASYNC
+        except AttributeError:
+            async_fn = True
+        if async_fn:
+            check_task_fn(fn, "spawn")
         hub = self._hub
         if name is None:
             name = getattr(fn, "__qualname__", None) or _callable_name(fn)
@@ -168,11 +190,15 @@ class Region:
 
         Not a checkpoint. The region absorbs the resulting ``Cancelled``.
         """
+        if self._state == "new":
+            raise self._never_entered("cancel")
         self._scope.cancel(reason)
 
     def defer(self, fn: Callable[[*Ts], object], *args: *Ts) -> None:
         """Register ``fn(*args)`` to run when the region closes, after its children,
         LIFO, masked and under the finalizer budget."""
+        if self._state == "new":
+            raise self._never_entered("defer")
         if self._owner is None:
             raise RegionClosedError("the root region has no finalizers; open a region in main")
         if self._state in ("finalizing", "closed"):
@@ -184,6 +210,8 @@ class Region:
                 on_abort: Callable[[Any], Any] | None = None) -> Obligation:
         """Reserve an obligation owned by the region: it must be resolved before the
         region closes, or the close reports an ``ObligationLeak``. Not a checkpoint."""
+        if self._state == "new":
+            raise self._never_entered("reserve")
         ob = Obligation(self._hub, self, kind, name, _caller_site(1), on_commit, on_abort)
         if self._obligations is None:
             self._obligations = {}
@@ -210,6 +238,28 @@ class Region:
         return f"<Region {self.id} {self.name!r} {self._state} live={len(self._live)}>"
 
     # -- internals ------------------------------------------------------------------
+
+    def _never_entered(self, what: str) -> RegionClosedError:
+        return RegionClosedError(
+            f"{what} on {'region ' + repr(self.name) if self.name else 'a region'} "
+            "that was never entered: a region owns tasks only inside its block; use "
+            f"`with greenrt.region() as r:` and call r.{what}(...) inside it")
+
+    def _spawn_refused(self, st: str) -> Exception:
+        if st == "new":
+            return self._never_entered("spawn")
+        return RegionClosedError(f"region {self.describe()} is {st}: cannot spawn (a region "
+                                 "accepts spawns until it starts draining; spawn into an "
+                                 "enclosing region that is still open)")
+
+    def describe(self) -> str:
+        """``"3 'workers' (opened at app.py:12 in main)"``: the region's id, name and
+        where its ``with`` statement entered it, for error messages."""
+        out = f"{self.id}" if self.name is None else f"{self.id} {self.name!r}"
+        site = self._site
+        if site is not None:
+            out += f" (opened at {site[0]}:{site[1]} in {site[2]})"
+        return out
 
     def _set_state(self, new: str) -> None:
         if new not in _ALLOWED.get(self._state, ()):
@@ -284,11 +334,13 @@ class Region:
 
     def __enter__(self) -> Region:
         if self._state != "new":
-            raise InvariantViolation("a region can be entered only once")
+            raise InvariantViolation(
+                f"region {self.describe()} is {self._state}: a region can be entered only "
+                "once; create a new one with greenrt.region() for each with block")
         hub = current_hub()
         task = hub.current
         if task is None:
-            raise InvariantViolation("regions are opened inside a task")
+            raise NoHubError.outside_task()
         self._site = _caller_site(1)  # for task dumps and the never-exited error
         self._open(hub, task, task._scope)
         return self
@@ -297,7 +349,10 @@ class Region:
                  tb: TracebackType | None) -> bool:
         owner = self._owner
         if owner._scope is not self._scope:
-            raise InvariantViolation(f"region {self.id} exited out of order")
+            raise InvariantViolation(
+                f"region {self.describe()} exited out of order: a region or cancel scope "
+                "entered inside it is still open; nest with statements, never interleave "
+                "__enter__/__exit__ by hand")
         body_exc = exc
         if exc is not None and not isinstance(exc, Cancelled) and self.policy == "fail_fast":
             self._scope._request(CancelReason(

@@ -27,6 +27,7 @@ from ._exceptions import TaskCancelledError
 from ._hub import Hub, RealHub
 from ._reason import CancelKind, CancelReason
 from ._region import Region
+from ._usage import check_task_fn
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._outcome import Outcome
@@ -105,7 +106,10 @@ def run(fn: Callable[[*Ts], T], *args: *Ts, instruments: Iterable[Any] = (),
     (``greenrt.lowlevel.dump()``: every task's state, wait, deadline and stack) on the
     ``greenrt`` logger at WARNING whenever that signal arrives — configure logging to
     see it. Returns only when every task has completed (the root region is closed).
+    ``fn`` must be a plain callable: a non-callable, a coroutine or an ``async def``
+    is a ``TypeError`` raised before any hub exists (greenrt runs blocking-style code).
     """
+    check_task_fn(fn, "run")
     if hub is None:
         hub = RealHub(instruments=instruments, leak_policy=leak_policy)
     else:

@@ -50,9 +50,12 @@ from typing import TYPE_CHECKING, Any
 
 from . import _trace as tr
 from ._budget import Budget
-from ._exceptions import Cancelled, InvariantViolation, LimitExceeded, TooSlowError
+from ._exceptions import Cancelled, InvariantViolation, LimitExceeded, NoHubError, TooSlowError
 from ._hub import current_hub
 from ._reason import CancelKind, CancelReason, CleanupBudget, as_reason
+from ._usage import check_deadline, check_duration
+
+_INF = float("inf")
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._hub import Hub
@@ -165,7 +168,9 @@ class CancelScope:
         """
         hub = self._hub
         if hub is None:
-            raise InvariantViolation("cancel() on a scope that was never entered")
+            raise InvariantViolation(
+                "cancel() on a cancel scope that was never entered: use it in a with "
+                "statement first (`with greenrt.cancel_scope() as scope:`), then cancel it")
         cur = hub.current
         self._request(as_reason(reason, origin_task=cur.id if cur is not None else None,
                                 origin_region=_region_id(self), time=hub.now()))
@@ -212,11 +217,13 @@ class CancelScope:
 
     def __enter__(self) -> CancelScope:
         if self._state != "new":
-            raise InvariantViolation("a cancel scope can be entered only once")
+            raise InvariantViolation("a cancel scope can be entered only once: create a new "
+                                     "one (greenrt.cancel_scope(), move_on_after()...) for "
+                                     "each with block")
         hub = current_hub()
         task = hub.current
         if task is None:
-            raise InvariantViolation("cancel scopes are entered inside a task")
+            raise NoHubError.outside_task()
         if self._shield:
             depth = 0
             s = task._scope
@@ -236,7 +243,8 @@ class CancelScope:
         task = self._owner
         if task._scope is not self:
             raise InvariantViolation(
-                f"cancel scope {self._sid} exited out of order (innermost is {task._scope._sid})")
+                f"cancel scope {self._sid} exited out of order (innermost is {task._scope._sid}):"
+                " nest with statements, never interleave __enter__/__exit__ by hand")
         task._scope = self._parent
         self._detach()
         self._state = "exited"
@@ -248,8 +256,8 @@ class CancelScope:
         self._timer = None
         hub = self._hub
         kind = self._deadline_kind
-        self._request(CancelReason(kind, message=f"{kind.value} {self._deadline:.6f} reached",
-                                   origin_region=_region_id(self), time=hub.now()))
+        self._request(CancelReason(kind, origin_region=_region_id(self), time=hub.now(),
+                                   deadline=self._deadline))
 
     def _request(self, reason: CancelReason) -> None:
         old = self._reason
@@ -480,7 +488,7 @@ def _finalize_scope(task: Task[Any], scope: CancelScope, exc: BaseException | No
         scope.cancelled_caught = True
         _trace_finalize(task, scope)
         if scope._fail_on_timeout and exc is not None:
-            raise TooSlowError(f"deadline reached: {scope._reason}") from exc
+            raise TooSlowError(f"deadline reached: {scope._reason}", scope._reason) from exc
         return True
     if scope._delivered:
         _trace_finalize(task, scope)
@@ -511,36 +519,71 @@ def cancel_scope(*, deadline: float | None = None, timeout: float | None = None,
     ``masked()``). Entering and leaving are not checkpoints.
     """
     kind = CancelKind.DEADLINE
+    if deadline is not None:
+        deadline = _deadline_arg(deadline, "deadline")
     if timeout is not None:
-        d = current_hub().now() + timeout
-        if deadline is None or d < deadline:
+        d = _timeout_deadline(timeout, "timeout")
+        if d is not None and (deadline is None or d < deadline):
             deadline = d
             kind = CancelKind.TIMEOUT
     return CancelScope(deadline=deadline, budget=budget, name=name, shield=shield,
                        deadline_kind=kind)
 
 
+def _timeout_deadline(seconds: Any, param: str) -> float | None:
+    """The hub time ``seconds`` from now (``None`` for ``math.inf``: no deadline);
+    ``TypeError``/``ValueError`` naming ``param`` for anything but a duration."""
+    t = type(seconds)
+    if (t is not float and t is not int) or not 0 <= seconds < _INF:
+        seconds = check_duration(seconds, param)
+        if seconds == _INF:
+            return None
+    deadline: float = current_hub().now() + seconds
+    return deadline
+
+
+def _deadline_arg(deadline: Any, param: str) -> float | None:
+    """An absolute deadline argument checked (a number, not NaN); ``math.inf`` is none."""
+    t = type(deadline)
+    if (t is not float and t is not int) or deadline != deadline or deadline == _INF:
+        deadline = check_deadline(deadline, param)
+        if deadline == _INF:
+            return None
+    checked: float = deadline
+    return checked
+
+
+def _scope_at(deadline: float | None, kind: CancelKind, name: str | None) -> CancelScope:
+    if deadline is None:
+        return CancelScope(name=name)
+    return CancelScope(deadline=deadline, name=name, deadline_kind=kind)
+
+
 def move_on_after(seconds: float, *, name: str | None = None) -> CancelScope:
-    """``cancel_scope(timeout=seconds)``: give up on the block after ``seconds``."""
-    return cancel_scope(timeout=seconds, name=name)
+    """``cancel_scope(timeout=seconds)``: give up on the block after ``seconds``.
+
+    ``seconds`` must be a number >= 0 (``TypeError``/``ValueError`` otherwise, raised
+    here); ``math.inf`` means no limit. Entering and leaving are not checkpoints."""
+    return _scope_at(_timeout_deadline(seconds, "seconds"), CancelKind.TIMEOUT, name)
 
 
 def move_on_at(deadline: float, *, name: str | None = None) -> CancelScope:
-    """``cancel_scope(deadline=deadline)``: give up on the block at hub time ``deadline``."""
-    return cancel_scope(deadline=deadline, name=name)
+    """``cancel_scope(deadline=deadline)``: give up on the block at hub time ``deadline``
+    (a number, possibly past; ``math.inf``: never)."""
+    return _scope_at(_deadline_arg(deadline, "deadline"), CancelKind.DEADLINE, name)
 
 
 def fail_after(seconds: float, *, name: str | None = None) -> CancelScope:
     """Like ``move_on_after`` but raise ``TooSlowError`` (a ``TimeoutError``) when the
     timeout cancels the block."""
-    s = cancel_scope(timeout=seconds, name=name)
+    s = _scope_at(_timeout_deadline(seconds, "seconds"), CancelKind.TIMEOUT, name)
     s._fail_on_timeout = True
     return s
 
 
 def fail_at(deadline: float, *, name: str | None = None) -> CancelScope:
     """Like ``move_on_at`` but raise ``TooSlowError`` when the deadline cancels the block."""
-    s = cancel_scope(deadline=deadline, name=name)
+    s = _scope_at(_deadline_arg(deadline, "deadline"), CancelKind.DEADLINE, name)
     s._fail_on_timeout = True
     return s
 

@@ -34,6 +34,7 @@ import enum
 import os
 import sys
 from collections.abc import Callable
+from types import CoroutineType as _CoroutineType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from greenlet import getcurrent
@@ -57,6 +58,7 @@ from ._scope import (
     derive_parent_reason,
     effective_reason,
 )
+from ._usage import coroutine_returned
 
 if TYPE_CHECKING:  # pragma: no cover
     from types import FrameType
@@ -352,8 +354,31 @@ def _run_task(task: Task[Any]) -> None:
     except BaseException as exc:  # noqa: BLE001 - panics are outcomes too
         outcome = Outcome.panicked(exc)
     else:
-        outcome = _OK_NONE if value is None else Outcome.ok(value)
+        if value is None:
+            outcome = _OK_NONE
+        elif type(value) is _CoroutineType:  # a sync wrapper around an async def
+            outcome = Outcome.err(coroutine_returned(value, f"{task.id} ({task.name})"))
+        else:
+            outcome = Outcome.ok(value)
     _finish(task, outcome)
+
+
+def _unexited_message(task: Task[Any]) -> str:
+    """Name every scope the task left entered (innermost first): a region by its name
+    and the line that opened it."""
+    names = []
+    sc = task._scope
+    while sc is not None and sc is not task:
+        r = sc._region
+        if r is not None:
+            names.append(f"region {r.describe()}")
+        else:
+            names.append(f"cancel scope {sc.name!r}" if sc.name else "a cancel scope")
+        sc = sc._parent
+    return (f"task {task.id} ({task.name}) completed inside {', '.join(names) or 'a scope'} "
+            "that was entered but never exited: open regions and scopes with a `with` "
+            "statement (`with greenrt.region() as r:`), never by calling __enter__ by hand "
+            "or inside a generator that is not run to its end")
 
 
 def _finish(task: Task[Any], outcome: Outcome[Any]) -> None:
@@ -365,8 +390,7 @@ def _finish(task: Task[Any], outcome: Outcome[Any]) -> None:
         task._transition(_FINALIZING)  # raises: not a legal predecessor
     if task._scope is not task:
         # Scopes are with-blocks, so this means a scope object was exited by hand.
-        outcome = outcome.join(Outcome.panicked(InvariantViolation(
-            f"task {task.id} completed inside an unexited scope")))
+        outcome = outcome.join(Outcome.panicked(InvariantViolation(_unexited_message(task))))
         task._scope = task
     if task._drains:
         for d in list(task._drains):

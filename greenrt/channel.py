@@ -267,7 +267,7 @@ class Sender(Generic[T]):
         try:
             hub = _hub_tls.hub
         except AttributeError:
-            raise NoHubError("not inside greenrt.run()") from None
+            raise NoHubError() from None
         # fastpath enter: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
         task = hub.current
         if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:
@@ -295,7 +295,7 @@ class Sender(Generic[T]):
         try:
             hub = _hub_tls.hub
         except AttributeError:
-            raise NoHubError("not inside greenrt.run()") from None
+            raise NoHubError() from None
         if ch.send_waiters or len(ch.buf) + ch.reserved >= ch.cap:
             raise WouldBlock("channel is full")
         ch.reserved += 1
@@ -307,7 +307,7 @@ class Sender(Generic[T]):
         try:
             hub = _hub_tls.hub
         except AttributeError:
-            raise NoHubError("not inside greenrt.run()") from None
+            raise NoHubError() from None
         # fastpath enter: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
         task = hub.current
         if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:
@@ -414,7 +414,7 @@ class Receiver(Generic[T]):
         try:
             hub = _hub_tls.hub
         except AttributeError:
-            raise NoHubError("not inside greenrt.run()") from None
+            raise NoHubError() from None
         # fastpath enter: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
         task = hub.current
         if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:

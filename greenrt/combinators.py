@@ -41,6 +41,7 @@ from ._outcome import Outcome
 from ._reason import CancelKind, CancelReason
 from ._region import region
 from ._scope import fail_after, move_on_after
+from ._usage import check_duration, check_task_fn
 from .sync import Event
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -85,6 +86,8 @@ def join(*fns: Callable[[], Any]) -> list[Any]:
     A checkpoint (the caller blocks until all are done). If one fails, the others are
     cancelled (``fail_fast``) and the failures leave as an ``ExceptionGroup``.
     """
+    for fn in fns:
+        check_task_fn(fn, "join")
     results: list[Any] = [None] * len(fns)
 
     def store(i: int, fn: Callable[[], Any]) -> None:
@@ -181,6 +184,8 @@ def race(*fns: Callable[[], Any]) -> Any:
     """
     if not fns:
         raise ValueError("race() needs at least one function")
+    for fn in fns:
+        check_task_fn(fn, "race")
     c = _Contest(need_ok=False)
     with region(name="race", policy="collect_all") as r:
         c.region_id = r.id
@@ -210,6 +215,8 @@ def first_ok(*fns: Callable[[], Any]) -> Any:
     """
     if not fns:
         raise ValueError("first_ok() needs at least one function")
+    for fn in fns:
+        check_task_fn(fn, "first_ok")
     c = _Contest(need_ok=True)
     with region(name="first_ok", policy="collect_all") as r:
         c.region_id = r.id
@@ -230,6 +237,7 @@ def timeout(seconds: float, fn: Callable[[*Ts], T], *args: *Ts) -> T:  # type: i
     The tighter deadline wins: when an enclosing deadline expires first, the
     enclosing scope's ``Cancelled`` propagates instead (and that scope catches it).
     """
+    check_task_fn(fn, "timeout")
     with fail_after(seconds, name="timeout"):
         return fn(*args)
 
@@ -248,8 +256,8 @@ def hedge(fn: Callable[[], T], delay: float, n: int = 2) -> T:
     """
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be an int >= 1, not {n!r}")
-    if delay < 0:
-        raise ValueError("delay must be >= 0")
+    check_duration(delay, "delay")
+    check_task_fn(fn, "hedge")
     c = _Contest(need_ok=True)
     with region(name="hedge", policy="collect_all") as r:
         c.region_id = r.id
@@ -300,13 +308,14 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
             raise ValueError("max_attempts must be an int >= 1")
-        if self.initial_backoff < 0 or self.max_backoff < 0:
-            raise ValueError("backoffs must be >= 0")
+        check_duration(self.initial_backoff, "initial_backoff")
+        check_duration(self.max_backoff, "max_backoff")
         if self.multiplier < 1:
             raise ValueError("multiplier must be >= 1")
         if not 0 <= self.jitter <= 1:
             raise ValueError("jitter must be within [0, 1]")
-        if self.attempt_timeout is not None and self.attempt_timeout <= 0:
+        if self.attempt_timeout is not None and check_duration(
+                self.attempt_timeout, "attempt_timeout") <= 0:
             raise ValueError("attempt_timeout must be > 0")
 
     def backoff(self, attempt: int) -> float:
@@ -343,6 +352,7 @@ def retry(fn: Callable[[], T], policy: RetryPolicy | None = None, *, idempotent:
     the caller's poll budget is spent. The final error is the last attempt's, with a
     note saying why ``retry`` gave up. ``Cancelled`` is never retried.
     """
+    check_task_fn(fn, "retry")
     if policy is None:
         policy = RetryPolicy()
     from . import current_budget, current_deadline

@@ -68,7 +68,7 @@ def _checkpoint_task() -> Task[Any]:
     try:
         hub = _hub_tls.hub
     except AttributeError:
-        raise NoHubError("not inside greenrt.run()") from None
+        raise NoHubError() from None
     return _enter(hub)
 
 
@@ -412,7 +412,7 @@ class Lock:
         try:
             hub = _hub_tls.hub
         except AttributeError:
-            raise NoHubError("not inside greenrt.run()") from None
+            raise NoHubError() from None
         # fastpath enter: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
         task = hub.current
         if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:
@@ -452,7 +452,7 @@ class Lock:
         try:
             task = _hub_tls.hub.current
         except AttributeError:
-            raise NoHubError("not inside greenrt.run()") from None
+            raise NoHubError() from None
         if self._owner is not task or task is None:
             raise InvalidStateError(
                 f"Lock released by {_owner_name(task)} but held by {_owner_name(self._owner)}")
@@ -494,7 +494,7 @@ class Lock:
         try:
             task = _hub_tls.hub.current
         except AttributeError:
-            raise NoHubError("not inside greenrt.run()") from None
+            raise NoHubError() from None
         if self._owner is not task or task is None:
             raise InvalidStateError(
                 f"Lock released by {_owner_name(task)} but held by {_owner_name(self._owner)}")

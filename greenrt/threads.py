@@ -66,11 +66,13 @@ import contextvars
 import threading
 import weakref
 from collections.abc import Callable
+from types import FunctionType
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple
 
 from ._checkpoint import _enter, park
 from ._exceptions import Cancelled, GreenrtError, WouldBlock
 from ._hub import current_hub
+from ._usage import CO_ASYNC, check_task_fn
 from .sync import CapacityLimiter
 
 __all__ = [
@@ -280,10 +282,14 @@ def to_thread(fn: Callable[[*Ts], T], *args: *Ts, abandon_on_cancel: bool = Fals
     ``Cancelled``'s ``__context__``); with ``complete_on_cancel=True`` it returns the
     result and the cancellation comes at the next checkpoint; with
     ``abandon_on_cancel=True`` it raises ``Cancelled`` at once and the thread's
-    result is discarded when it arrives. See the module docstring.
+    result is discarded when it arrives. See the module docstring. ``fn`` must be a
+    plain callable (``TypeError`` before the checkpoint for a coroutine or an
+    ``async def``).
     """
     if abandon_on_cancel and complete_on_cancel:
         raise ValueError("abandon_on_cancel and complete_on_cancel exclude each other")
+    if type(fn) is not FunctionType or fn.__code__.co_flags & CO_ASYNC:
+        check_task_fn(fn, "to_thread")
     hub = current_hub()
     task = _enter(hub)
     hub.check_nondeterminism("to_thread")
@@ -358,6 +364,8 @@ def from_thread(fn: Callable[[*Ts], T], *args: *Ts, in_task: bool = True) -> T:
     propagate). ``in_task=False`` runs it as a plain hub call that must not block.
     Raises ``ThreadCallbackError`` when there is no waiting host task.
     """
+    if type(fn) is not FunctionType or fn.__code__.co_flags & CO_ASYNC:
+        check_task_fn(fn, "from_thread")
     job: _Job | None = getattr(_tls, "job", None)
     if job is None:
         if getattr(_current_hub_or_none(), "_running", False):

@@ -25,6 +25,7 @@ from .._hub import current_hub
 from .._reason import CancelKind, CancelReason
 from .._region import region
 from .._scope import fail_after, move_on_after
+from .._usage import check_duration
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._region import Region
@@ -115,8 +116,9 @@ def open_tcp(host: str, port: int, *, timeout: float | None = None, happy_eyebal
     error of a single attempt is raised as is; several failures raise ``OSError``
     whose ``__cause__`` is an ``ExceptionGroup`` of them all.
     """
+    check_duration(happy_eyeballs_delay, "happy_eyeballs_delay")
     if timeout is not None:
-        with fail_after(timeout):
+        with fail_after(check_duration(timeout, "timeout")):
             return _open_tcp(host, port, happy_eyeballs, happy_eyeballs_delay, local_address)
     return _open_tcp(host, port, happy_eyeballs, happy_eyeballs_delay, local_address)
 

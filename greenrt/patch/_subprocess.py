@@ -41,7 +41,9 @@ def wait_child(popen: Any, timeout: float | None) -> int:
     if timeout is None:
         _wait_exit(hub, popen)
     else:
-        with greenrt.move_on_after(timeout) as scope:
+        # subprocess's own remaining-time arithmetic may hand a negative timeout in:
+        # like the stdlib, that means "already expired", not an error
+        with greenrt.move_on_after(max(timeout, 0)) as scope:
             _wait_exit(hub, popen)
         if scope.cancelled_caught:
             raise _subprocess.TimeoutExpired(popen.args, timeout)

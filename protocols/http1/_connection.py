@@ -331,7 +331,9 @@ class H1Connection(ResponseWriterMixin):
         if hint == 501:
             return UnsupportedTransferCoding(str(e), code="h11_" + "unsupported")
         if hint == 431:
-            return HeaderFieldsTooLarge(str(e), limit="max_chunk_line", code="chunk_line_too_long")
+            lim = self.limits.max_chunk_line
+            return HeaderFieldsTooLarge(f"{e} (max_chunk_line is {lim})", limit="max_chunk_line",
+                                        maximum=lim, code="chunk_line_too_long")
         return BadRequest(f"h11: {e}", code="malformed")
 
     # -- the head -------------------------------------------------------------------

@@ -4,6 +4,10 @@
 ``session``); ``extended_connect``/``ExtendedConnect``/``Tunnel``/``ClientTunnel``
 are RFC 8441 (a WebSocket over one stream; see ``_connect``)."""
 
+from ..base.errors import require_extra
+
+require_extra("greenrt.protocols.http2", "http", ("h2", "h2"), ("h11", "h11"))
+
 from ._connect import ClientTunnel, ExtendedConnect, Tunnel, extended_connect
 from .client import CANCEL, ClientConnection, ClientStream, connect
 from .errors import (

@@ -225,8 +225,8 @@ class ClientConnection:
                     for ev in self.h2.receive_data(piece):
                         self._event(ev)
         except _wire.GateError as e:
-            err = (LimitError(f"http2: the server sent a {e.why.replace('_', ' ')}",
-                              limit=e.why, code=e.why)
+            err = (LimitError(_gate_message(e), limit=e.limit or e.why, value=e.value,
+                              maximum=e.maximum, code=e.why)
                    if e.code == _wire.ENHANCE_YOUR_CALM or e.why == "frame_too_large"
                    else ProtocolError(f"http2: {e.why}", code=e.why))
             err.error_code = e.code
@@ -883,3 +883,14 @@ def _code_name(code: int) -> str:
         return h2.errors.ErrorCodes(code).name
     except ValueError:
         return f"code {code}"
+
+
+def _gate_message(e: _wire.GateError) -> str:
+    """``http2: the server sent a ping flood (pings_per_window exceeded: 11 > 10 per
+    flood_window)``: what happened, which limit, what was seen and the configured value."""
+    msg = f"http2: the server sent a {e.why.replace('_', ' ')}"
+    if e.limit is not None and e.maximum is not None:
+        seen = f"{e.value} > {e.maximum}" if e.value is not None else f"more than {e.maximum}"
+        per = " per flood_window" if e.why.endswith("_flood") and "window" in e.limit else ""
+        msg += f" ({e.limit} exceeded: {seen}{per})"
+    return msg

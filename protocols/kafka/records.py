@@ -248,7 +248,8 @@ def _module(comp: int):
     try:
         return importlib.import_module(pkg[0])
     except ImportError:
-        raise KafkaProtocolError(f"compression {_COMPRESSION_NAMES[comp]} needs the {pkg[1]!r} package",
+        raise KafkaProtocolError(f"compression {_COMPRESSION_NAMES[comp]} needs the {pkg[1]!r} package, "
+                                 "which is not installed: pip install 'greenrt[kafka]'",
                                  code="unsupported_compression") from None
 
 

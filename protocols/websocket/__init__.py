@@ -23,6 +23,10 @@ fragment cap, a ping rate cap, a bounded outbound queue and the close timeout
 (:class:`WebSocketLimits`). See ``docs/websocket.md``.
 """
 
+from ..base.errors import require_extra
+
+require_extra("greenrt.protocols.websocket", "websocket", ("wsproto", "wsproto"), ("h11", "h11"))
+
 from ._connection import WebSocket
 from ._deflate import BoundedPerMessageDeflate
 from ._errors import (
