@@ -101,6 +101,7 @@ from ._request_parser import (
     _check_target,
     _excerpt,
     _parse_request,
+    fast_request,
 )
 from ._response_writer import (
     _F_LENGTH,
@@ -148,6 +149,10 @@ class H1Connection(ResponseWriterMixin):
     write. After both sides finished a message, ``start_next_cycle()`` resets for the
     next exchange if ``reusable``.
     """
+
+    #: own_send: try ``fast_request`` (one pass over a whole head) before the
+    #: byte-by-byte gate; a test turns it off to compare both paths
+    _fast_heads = True
 
     def __init__(self, role: str = SERVER, limits: Limits = DEFAULT_LIMITS, *,
                  own_send: bool = False, wall_clock: Callable[[], float] | None = None):
@@ -407,6 +412,19 @@ class H1Connection(ResponseWriterMixin):
     def _next_head(self):
         if not self._buf and not self._eof:
             return NEED_DATA  # nothing to scan (the common idle keep-alive case)
+        if self.own_send and self._hpos == 0 and self._fast_heads and self.limits.strict:
+            fast = fast_request(self._buf, self.limits)
+            if fast is not None:
+                # the whole head at once, exactly as the gate below would accept it
+                ev, end, head, lower = fast
+                del self._buf[:end]
+                self._reset_head()
+                self.messages_received += 1
+                self._request_facts(ev, head, lower)
+                self._reset_body()
+                self._phase = _BODY
+                self._framing = "none"
+                return ev
         end = self._scan_head()
         if end is None:
             if self._eof:
