@@ -500,10 +500,12 @@ class H1Connection(ResponseWriterMixin):
         self._rmethod = ev.method
         v = self._rversion = ev.http_version
         keep = v == b"1.1"
-        if keep and b"\nconnection:" in lower:
+        # find() != -1, not ``in``: bytes.__contains__ first tries the argument as an
+        # int and formats a TypeError (about 1.5k instructions) before searching
+        if keep and lower.find(b"\nconnection:") != -1:
             keep = b"close" not in _comma_values(_field_values(head, lower, b"connection"))
         self._rkeep = keep
-        self._r100 = v == b"1.1" and b"\nexpect:" in lower and b"100-continue" in \
+        self._r100 = v == b"1.1" and lower.find(b"\nexpect:") != -1 and b"100-continue" in \
             _comma_values(_field_values(head, lower, b"expect"))
 
     def _incomplete(self, msg: str, code: str):
