@@ -63,6 +63,12 @@ every sans-IO transcript test runs through both paths and must agree. h11 sees a
 only when a body follows, to parse that body, in a fresh instance per such cycle.
 The server also adds a ``Date`` field (formatted once a second) from ``wall_clock``.
 
+Before the gate, a server connection tries ``fast_request`` (``_request_parser.py``):
+one pass over a complete head with no body framing, which only *accepts* what the
+gate would accept, with the same event, and otherwise leaves everything to the gate
+(so every verdict and error code is the gate's; the tests and the fuzz target compare
+the two paths on every input).
+
 Module map: this file is the gate (limits, smuggling checks, the phase machine and
 the body framer handing bytes to h11); ``_request_parser.py`` the own head parser;
 ``_response_writer.py`` the own response writer; ``_body.py`` the pulled request

@@ -31,8 +31,9 @@ nothing outlives the server)::
   scope serves all its requests and a lazily re-armed timer gives each request its
   budget.
 * The runner's position in the request cycle is a small state machine with a
-  transition table (``_RUNNER_TRANSITIONS``); every change goes through
-  ``_Conn._to`` and an illegal one raises ``InvariantViolation``.
+  transition table (``_RUNNER_TRANSITIONS``); every change is checked against it
+  (``_Conn._to``; the per-request IDLE -> BUSY -> IDLE steps inline the same check)
+  and an illegal one raises ``InvariantViolation``.
 
 Timeouts (``Limits``), each answered or closed, and named in a ``protocol.error``
 trace event (``code``): ``header_timeout`` (slowloris: the head must be complete
