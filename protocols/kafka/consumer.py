@@ -432,12 +432,15 @@ class Consumer:
             return out
         start = next(self._rr) % len(ready)  # fairness: rotate the first partition
         for _tp, st in ready[start:] + ready[:start]:
-            while st.buffer and len(out) < limit:
-                r = st.buffer.popleft()
-                self._buffered_records -= 1
-                self._buffered_bytes -= _size(r)
-                st.consumed = r.offset + 1
-                out.append(r)
+            buf = st.buffer
+            k = min(len(buf), limit - len(out))
+            if k <= 0:
+                break
+            take = [buf.popleft() for _ in range(k)]
+            self._buffered_records -= k
+            self._buffered_bytes -= sum(map(_size, take))
+            st.consumed = take[-1].offset + 1
+            out += take
             if len(out) >= limit:
                 break
         self._stats["records_returned"] += len(out)
@@ -543,7 +546,7 @@ class Consumer:
                     self._stats["records_skipped_below_position"] += 1
                     continue
                 cr = ConsumerRecord(topic, partition, r.offset, r.timestamp, r.key, r.value, r.headers)
-                size = _size(cr)
+                size = (len(r.key) if r.key else 0) + (len(r.value) if r.value else 0)
                 if (self._buffered_records + 1 > self.max_buffer_records
                         or (self._buffered_bytes + size > self.max_buffer_bytes and self._buffered_records)):
                     self._stats["records_dropped_over_cap"] += 1

@@ -10,7 +10,8 @@ one produce request in flight; a caller that finds none in flight becomes the
 *flusher* and sends every record queued for the partition so far as one batch, while
 callers that arrive meanwhile queue their records for the next batch and wait. No
 background task, no linger timer by default (``linger`` adds a short wait before a
-flush, to grow batches at low concurrency).
+flush, to grow batches at low concurrency). ``send_many`` queues many records of one
+caller at once and returns a result per record (no task switch per record).
 
 Idempotence (on by default, KIP-98): the producer gets a producer id and epoch
 (InitProducerId) and numbers each partition's records; a batch is retried with the

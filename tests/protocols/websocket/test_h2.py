@@ -901,3 +901,9 @@ def test_lab_cancellation_at_every_checkpoint_over_h2_leaks_nothing(seed):
     assert out["open_after"] == 0
     assert out["left"] == []
     assert out["after"] == "after"
+
+
+def test_lab_run_over_h2_is_deterministic():
+    import greenrt.lab as lab
+
+    assert lab.check_determinism(_lab_echo_program, 8, 4, seed=5, strict=False) is None
