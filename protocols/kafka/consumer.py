@@ -541,7 +541,20 @@ class Consumer:
             if batch.is_control:
                 pos = batch.last_offset + 1
                 continue
-            for r in batch.records:
+            recs = batch.records
+            if recs and recs[0].offset >= pos and self._buffered_records + len(recs) <= self.max_buffer_records:
+                # the common case: the whole batch is new and fits the record cap
+                crs = [ConsumerRecord(topic, partition, r.offset, r.timestamp, r.key, r.value, r.headers)
+                       for r in recs]
+                size = sum(map(_size, crs))
+                if self._buffered_bytes + size <= self.max_buffer_bytes:  # else record by record
+                    st.buffer.extend(crs)
+                    self._buffered_records += len(crs)
+                    self._buffered_bytes += size
+                    pos = max(recs[-1].offset + 1, batch.last_offset + 1)
+                    got = True
+                    continue
+            for r in recs:
                 if r.offset < pos:
                     self._stats["records_skipped_below_position"] += 1
                     continue

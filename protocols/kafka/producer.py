@@ -31,9 +31,17 @@ that may have been written):
   caller (counted in ``statistics()["cancelled_in_flight"]``);
 * a batch whose request was written when the flusher was cancelled is *in doubt*:
   every record in it gets :class:`~.errors.KafkaOutcomeUnknown` (not a failure), and
-  the partition keeps the batch; the next flush on that partition first re-sends it
-  with the same sequence numbers, which settles the doubt at the broker (written
-  once, or now), and counts it in ``statistics()["in_doubt_resolved"]``.
+  the partition keeps the batch's bytes; the next flush on that partition first
+  re-sends them (same producer id, epoch and sequence numbers), which settles the
+  doubt at the broker (written once, or now), and counts it in
+  ``statistics()["in_doubt_resolved"]``. The same holds for a batch whose answer was
+  lost without a cancellation (connection lost, no answer within ``request_timeout``,
+  an answer that does not parse) once ``delivery_timeout`` ends its retries.
+
+Every loop makes progress or ends within the caller's budget: each retry waits
+(a checkpoint) and opens a fresh connection when the old one broke; no answer is
+awaited past ``request_timeout``; the retries of one batch end at
+``delivery_timeout``.
 """
 
 from __future__ import annotations

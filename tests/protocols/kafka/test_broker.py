@@ -187,7 +187,7 @@ def test_a_response_too_many_never_reaches_the_next_caller():
         srv.close()
 
 
-def test_cancelled_after_send_reports_outcome_unknown_never_another_reply():
+def test_cancelled_after_send_closes_the_connection_and_the_next_request_goes_unsent():
     answer = threading.Event()
 
     def respond(api, ver, cid, n, port):
