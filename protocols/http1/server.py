@@ -316,7 +316,10 @@ class _Writer(ResponseWriter):
             out = head + p.response_data(body) + p.response_end()
         else:
             out = head + p.response_end()
-        c._send(out)
+        if p.buffered and p.reusable and not c._draining:
+            c._defer(out)  # the next request is (partly) here already: batch the responses
+        else:
+            c._send(out)
         self._finished = True
 
     def _stream(self, resp) -> None:
@@ -416,6 +419,10 @@ class _Conn:
         self._read_scope: CancelScope | None = None
         self._reader_stopped = greenrt.Event()
         self._cur_empty = True
+        # pipelining: complete responses not yet sent, because the next request was
+        # already buffered (``_defer``); they go out before any other byte
+        self._out_pending = b""
+        self._flush_timer = None
         try:
             self.peer = stream.peer_address
         except Exception:  # pragma: no cover - streams without addresses
@@ -475,7 +482,7 @@ class _Conn:
         self._budget.clear()  # the new protocol is not an HTTP request: no request budget
         self._read_scope.cancel()
         self._reader_stopped.wait()
-        self.stream.send_all(b"".join(lines))
+        self.stream.send_all(self._with_deferred(b"".join(lines)))
         self.hub.emit("http1.upgrade", peer=_peer_str(self.peer))
         return self.stream, self.p.trailing_data
 
@@ -539,7 +546,7 @@ class _Conn:
             self._peer_gone("eof")
             return
         try:
-            stream.send_all(probe)
+            stream.send_all(self._with_deferred(probe))
             for delay in _PROBE_DELAYS:
                 greenrt.sleep(delay)
                 if self.state != _BUSY or self.writer is not writer or self._stopped:
@@ -612,7 +619,55 @@ class _Conn:
 
     # -- sending ----------------------------------------------------------------------
 
+    def _defer(self, data: bytes) -> None:
+        """Keep a complete response to send with the next one (pipelined requests
+        are answered with one ``send`` for as many responses as were ready). Every
+        send prepends what is deferred, the runner flushes before it waits for bytes
+        or closes, and a zero-delay timer flushes (without blocking) if the runner
+        parks anywhere else first (a handler that blocks), so no response waits on a
+        later request's handler. Not a checkpoint."""
+        out = self._out_pending + data
+        if len(out) > _HIGH_WATER // 4:
+            self._out_pending = b""
+            self._send(out)
+            return
+        self._out_pending = out
+        if self._flush_timer is None:
+            self._flush_timer = self.hub.call_later(0, self._flush_soon)
+
+    def _with_deferred(self, data: bytes) -> bytes:
+        pending = self._out_pending
+        if not pending:
+            return data
+        self._out_pending = b""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        return pending + data
+
+    def _flush_soon(self) -> None:
+        """The timer of ``_defer``: the runner parked with responses deferred; send
+        what fits now (never blocks: a full transport leaves the rest to the runner's
+        next send, wait or close)."""
+        self._flush_timer = None
+        data = self._out_pending
+        if not data:
+            return
+        try:
+            n = self.stream.send_nowait(data)
+        except (net.StreamError, OSError):
+            return  # busy, full or broken: the runner's next send reports it
+        self._out_pending = data[n:]
+
+    def _flush(self) -> None:
+        """Send the deferred responses (the runner, before it waits or closes). A
+        checkpoint if anything was deferred."""
+        if self._out_pending:
+            self._send(b"")
+
     def _send(self, data: bytes) -> None:
+        if self._out_pending:
+            data = self._with_deferred(data)
         t = self.limits.send_timeout
         if t is None or (self.state == _BUSY and self.limits.request_timeout is not None):
             # inside a request the request budget already bounds a stalled send
@@ -673,6 +728,8 @@ class _Conn:
                     self._drain_timer.cancel()
                 self._close()
                 self._wait_deadline.cancel()
+                if self._flush_timer is not None:
+                    self._flush_timer.cancel()
 
     def _budget_expired(self) -> None:
         if self.state == _BUSY:
@@ -726,6 +783,12 @@ class _Conn:
             elif self._draining:
                 return None
             deadline = head_deadline if (started or first) else idle_deadline
+            if self._out_pending:
+                try:
+                    self._flush()
+                except (HTTPError, net.StreamError, OSError):
+                    self._fatal = True
+                    return None
             r = self._wait_data(deadline)
             if r == _TIMEOUT:
                 if started:
@@ -847,6 +910,11 @@ class _Conn:
             self._stopped = True
             stream.close()
             return
+        if self._out_pending and not stream.broken and not stream.closed:
+            try:
+                self._flush()
+            except (HTTPError, net.StreamError, OSError):
+                pass
         if not self._eof and not stream.broken and not stream.closed:
             try:
                 stream.send_eof()
