@@ -316,7 +316,7 @@ class _Writer(ResponseWriter):
             out = head + p.response_data(body) + p.response_end()
         else:
             out = head + p.response_end()
-        if p.buffered and p.reusable and not c._draining:
+        if p._buf and p.reusable and not c._draining:  # p._buf: p.buffered without a call
             c._defer(out)  # the next request is (partly) here already: batch the responses
         else:
             c._send(out)
@@ -341,7 +341,9 @@ class _LazyDeadline:
     ``clear`` only write attributes unless the new deadline is *earlier* than the
     armed timer, so a deadline moved forward on every request (keep-alive, request
     budget) costs no timer operation; a stale timer that fires re-arms itself for the
-    current deadline, or does nothing if it was cleared. Not a checkpoint."""
+    current deadline, or does nothing if it was cleared. Not a checkpoint. (The
+    per-request paths, ``_wait_data``, ``_wake`` and ``_handle``, inline ``set``'s
+    no-timer case and ``clear``.)"""
 
     __slots__ = ("hub", "fn", "when", "armed", "handle")
 
@@ -595,7 +597,11 @@ class _Conn:
         if self._paused:
             self._resume_reader()
         if deadline is not None:
-            self._wait_deadline.set(deadline)
+            wd = self._wait_deadline
+            if wd.armed is None or deadline < wd.armed:
+                wd.set(deadline)
+            else:
+                wd.when = deadline  # _LazyDeadline.set without a timer operation, inlined
         self._waiting = True
         try:
             return self._data_waiter.wait(task, None, self._wait_deadline.clear,
@@ -608,7 +614,7 @@ class _Conn:
 
     def _wake(self, value: str) -> None:
         if self._waiting:
-            self._wait_deadline.clear()
+            self._wait_deadline.when = None  # _LazyDeadline.clear, inlined
             self._data_waiter.wake_one(value)
 
     def _pull(self):
@@ -820,7 +826,12 @@ class _Conn:
                       upgrade=self._upgrade_to)
         rt = self.limits.request_timeout
         if rt is not None:
-            self._budget.set(self.hub.now() + rt)
+            b = self._budget
+            when = self.hub.now() + rt
+            if b.armed is None or when < b.armed:
+                b.set(when)
+            else:
+                b.when = when  # _LazyDeadline.set without a timer operation, inlined
         # self._to(_BUSY), inlined (a call per request costs)
         if _BUSY not in _RUNNER_TRANSITIONS[self.state]:
             self._to(_BUSY)  # raises
@@ -841,7 +852,7 @@ class _Conn:
         except Exception as e:
             error = e
         finally:
-            self._budget.clear()
+            self._budget.when = None  # _LazyDeadline.clear, inlined
         if error is not None and self._upgraded:
             ll.current_hub().emit("http1.handler_error", error=type(error).__name__,
                                   message=str(error)[:200], upgraded=True)
