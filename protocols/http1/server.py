@@ -240,7 +240,7 @@ class _Writer(ResponseWriter):
         c = self._c
         h = headers if isinstance(headers, Headers) else Headers(headers)
         body = c.body
-        if body is not None and not body.complete:
+        if body is not None and not (body._done and not body._pending):  # not body.complete
             body.discard_buffered()
             if not body.complete:
                 c.p.close_after_cycle = True  # unread request body: cannot keep alive
@@ -811,8 +811,8 @@ class _Conn:
         p = self.p
         hdrs = ev.headers
         method = ev.method.decode("ascii")
-        cl = p.body_length
-        empty = p.body_framing == "none" or cl == 0
+        cl = p._declared  # p.body_length, p.body_framing without the property calls
+        empty = p._framing == "none" or cl == 0
         if empty:
             p.next_event()  # the EndOfMessage of an empty body, so the cycle can complete
         body = _Body(self, cl, empty)
@@ -842,10 +842,10 @@ class _Conn:
             if self._upgraded:
                 return  # the handler took the connection over; it is done now
             if resp is not None:
-                if writer.headers_sent:
+                if writer._started:  # headers_sent
                     raise LocalProtocolError("handler used request.writer and returned a response")
                 writer.send_response(resp)
-            elif not writer.headers_sent:
+            elif not writer._started:
                 raise LocalProtocolError("handler returned None without sending a response")
             else:
                 writer.finish()
@@ -883,7 +883,7 @@ class _Conn:
             if self._access_on:
                 self._log_access(req, writer)
             return
-        if not writer.finished:  # pragma: no cover - send_response/finish always finish
+        if not writer._finished:  # pragma: no cover - send_response/finish always finish
             self._fatal = True
         if self._access_on:
             self._log_access(req, writer)
