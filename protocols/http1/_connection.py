@@ -426,10 +426,11 @@ class H1Connection(ResponseWriterMixin):
                 # the whole head at once, exactly as the gate below would accept it
                 ev, end, head, lower = fast
                 del self._buf[:end]
-                self._reset_head()
+                # the head and body state are as _reset_head/_reset_body leave them:
+                # _hpos == 0 means nothing was scanned, and __init__/start_next_cycle
+                # reset the body
                 self.messages_received += 1
                 self._request_facts(ev, head, lower)
-                self._reset_body()
                 self._phase = _BODY
                 self._framing = "none"
                 return ev

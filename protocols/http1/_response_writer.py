@@ -99,7 +99,7 @@ class ResponseWriterMixin:
         if type(status) is not int or not 200 <= status < 1000:
             raise LocalProtocolError(f"Response status_code should be in range [200, 1000), "
                                      f"not {status!r}")
-        if reason:
+        if reason and reason not in _reason_cache:
             _check_reason(reason)
         self._r100 = False
         lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
@@ -144,7 +144,8 @@ class ResponseWriterMixin:
             if not cl.isdigit() or not cl.isascii():
                 raise LocalProtocolError("bad Content-Length")
         if not has_date and self.wall_clock is not None:
-            lines.insert(1, date_line(self.wall_clock()))
+            wall = int(self.wall_clock())
+            lines.insert(1, _date[1] if wall == _date[0] else date_line(wall))
         method = self._rmethod
         version = self._rversion
         # keep-alive: the request's, ours (close_after_cycle / request cap), the head's

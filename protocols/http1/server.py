@@ -251,7 +251,7 @@ class _Writer(ResponseWriter):
         c = self._c
         h = headers if isinstance(headers, Headers) else Headers(headers)
         body = c.body
-        if body is not None and not body.complete:
+        if body is not None and not (body._done and not body._pending):  # not body.complete
             body.discard_buffered()
             if not body.complete:
                 c.p.close_after_cycle = True  # unread request body: cannot keep alive
@@ -327,7 +327,10 @@ class _Writer(ResponseWriter):
             out = head + p.response_data(body) + p.response_end()
         else:
             out = head + p.response_end()
-        c._send(out)
+        if p._buf and p.reusable and not c._draining:  # p._buf: p.buffered without a call
+            c._defer(out)  # the next request is (partly) here already: batch the responses
+        else:
+            c._send(out)
         self._finished = True
 
     def _stream(self, resp) -> None:
@@ -349,7 +352,9 @@ class _LazyDeadline:
     ``clear`` only write attributes unless the new deadline is *earlier* than the
     armed timer, so a deadline moved forward on every request (keep-alive, request
     budget) costs no timer operation; a stale timer that fires re-arms itself for the
-    current deadline, or does nothing if it was cleared. Not a checkpoint."""
+    current deadline, or does nothing if it was cleared. Not a checkpoint. (The
+    per-request paths, ``_wait_data``, ``_wake`` and ``_handle``, inline ``set``'s
+    no-timer case and ``clear``.)"""
 
     __slots__ = ("hub", "fn", "when", "armed", "handle")
 
@@ -427,6 +432,10 @@ class _Conn:
         self._read_scope: CancelScope | None = None
         self._reader_stopped = greenrt.Event()
         self._cur_empty = True
+        # pipelining: complete responses not yet sent, because the next request was
+        # already buffered (``_defer``); they go out before any other byte
+        self._out_pending = b""
+        self._flush_timer = None
         try:
             self.peer = stream.peer_address
         except Exception:  # pragma: no cover - streams without addresses
@@ -486,7 +495,7 @@ class _Conn:
         self._budget.clear()  # the new protocol is not an HTTP request: no request budget
         self._read_scope.cancel()
         self._reader_stopped.wait()
-        self.stream.send_all(b"".join(lines))
+        self.stream.send_all(self._with_deferred(b"".join(lines)))
         self.hub.emit("http1.upgrade", peer=_peer_str(self.peer))
         return self.stream, self.p.trailing_data
 
@@ -550,7 +559,7 @@ class _Conn:
             self._peer_gone("eof")
             return
         try:
-            stream.send_all(probe)
+            stream.send_all(self._with_deferred(probe))
             for delay in _PROBE_DELAYS:
                 greenrt.sleep(delay)
                 if self.state != _BUSY or self.writer is not writer or self._stopped:
@@ -599,7 +608,11 @@ class _Conn:
         if self._paused:
             self._resume_reader()
         if deadline is not None:
-            self._wait_deadline.set(deadline)
+            wd = self._wait_deadline
+            if wd.armed is None or deadline < wd.armed:
+                wd.set(deadline)
+            else:
+                wd.when = deadline  # _LazyDeadline.set without a timer operation, inlined
         self._waiting = True
         try:
             return self._data_waiter.wait(task, None, self._wait_deadline.clear,
@@ -612,7 +625,7 @@ class _Conn:
 
     def _wake(self, value: str) -> None:
         if self._waiting:
-            self._wait_deadline.clear()
+            self._wait_deadline.when = None  # _LazyDeadline.clear, inlined
             self._data_waiter.wake_one(value)
 
     def _pull(self):
@@ -623,7 +636,55 @@ class _Conn:
 
     # -- sending ----------------------------------------------------------------------
 
+    def _defer(self, data: bytes) -> None:
+        """Keep a complete response to send with the next one (pipelined requests
+        are answered with one ``send`` for as many responses as were ready). Every
+        send prepends what is deferred, the runner flushes before it waits for bytes
+        or closes, and a zero-delay timer flushes (without blocking) if the runner
+        parks anywhere else first (a handler that blocks), so no response waits on a
+        later request's handler. Not a checkpoint."""
+        out = self._out_pending + data
+        if len(out) > _HIGH_WATER // 4:
+            self._out_pending = b""
+            self._send(out)
+            return
+        self._out_pending = out
+        if self._flush_timer is None:
+            self._flush_timer = self.hub.call_later(0, self._flush_soon)
+
+    def _with_deferred(self, data: bytes) -> bytes:
+        pending = self._out_pending
+        if not pending:
+            return data
+        self._out_pending = b""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        return pending + data
+
+    def _flush_soon(self) -> None:
+        """The timer of ``_defer``: the runner parked with responses deferred; send
+        what fits now (never blocks: a full transport leaves the rest to the runner's
+        next send, wait or close)."""
+        self._flush_timer = None
+        data = self._out_pending
+        if not data:
+            return
+        try:
+            n = self.stream.send_nowait(data)
+        except (net.StreamError, OSError):
+            return  # busy, full or broken: the runner's next send reports it
+        self._out_pending = data[n:]
+
+    def _flush(self) -> None:
+        """Send the deferred responses (the runner, before it waits or closes). A
+        checkpoint if anything was deferred."""
+        if self._out_pending:
+            self._send(b"")
+
     def _send(self, data: bytes) -> None:
+        if self._out_pending:
+            data = self._with_deferred(data)
         t = self.limits.send_timeout
         if t is None or (self.state == _BUSY and self.limits.request_timeout is not None):
             # inside a request the request budget already bounds a stalled send
@@ -684,6 +745,8 @@ class _Conn:
                     self._drain_timer.cancel()
                 self._close()
                 self._wait_deadline.cancel()
+                if self._flush_timer is not None:
+                    self._flush_timer.cancel()
 
     def _budget_expired(self) -> None:
         if self.state == _BUSY:
@@ -737,6 +800,12 @@ class _Conn:
             elif self._draining:
                 return None
             deadline = head_deadline if (started or first) else idle_deadline
+            if self._out_pending:
+                try:
+                    self._flush()
+                except (HTTPError, net.StreamError, OSError):
+                    self._fatal = True
+                    return None
             r = self._wait_data(deadline)
             if r == _TIMEOUT:
                 if started:
@@ -753,8 +822,8 @@ class _Conn:
         p = self.p
         hdrs = ev.headers
         method = ev.method.decode("ascii")
-        cl = p.body_length
-        empty = p.body_framing == "none" or cl == 0
+        cl = p._declared  # p.body_length, p.body_framing without the property calls
+        empty = p._framing == "none" or cl == 0
         if empty:
             p.next_event()  # the EndOfMessage of an empty body, so the cycle can complete
         body = _Body(self, cl, empty)
@@ -768,7 +837,12 @@ class _Conn:
                       upgrade=self._upgrade_to)
         rt = self.limits.request_timeout
         if rt is not None:
-            self._budget.set(self.hub.now() + rt)
+            b = self._budget
+            when = self.hub.now() + rt
+            if b.armed is None or when < b.armed:
+                b.set(when)
+            else:
+                b.when = when  # _LazyDeadline.set without a timer operation, inlined
         # self._to(_BUSY), inlined (a call per request costs)
         if _BUSY not in _RUNNER_TRANSITIONS[self.state]:
             self._to(_BUSY)  # raises
@@ -779,17 +853,17 @@ class _Conn:
             if self._upgraded:
                 return  # the handler took the connection over; it is done now
             if resp is not None:
-                if writer.headers_sent:
+                if writer._started:  # headers_sent
                     raise LocalProtocolError("handler used request.writer and returned a response")
                 writer.send_response(resp)
-            elif not writer.headers_sent:
+            elif not writer._started:
                 raise LocalProtocolError("handler returned None without sending a response")
             else:
                 writer.finish()
         except Exception as e:
             error = e
         finally:
-            self._budget.clear()
+            self._budget.when = None  # _LazyDeadline.clear, inlined
         if error is not None and self._upgraded:
             ll.current_hub().emit("http1.handler_error", error=type(error).__name__,
                                   message=str(error)[:200], upgraded=True)
@@ -820,7 +894,7 @@ class _Conn:
             if self._access_on:
                 self._log_access(req, writer)
             return
-        if not writer.finished:  # pragma: no cover - send_response/finish always finish
+        if not writer._finished:  # pragma: no cover - send_response/finish always finish
             self._fatal = True
         if self._access_on:
             self._log_access(req, writer)
@@ -858,6 +932,11 @@ class _Conn:
             self._stopped = True
             stream.close()
             return
+        if self._out_pending and not stream.broken and not stream.closed:
+            try:
+                self._flush()
+            except (HTTPError, net.StreamError, OSError):
+                pass
         if not self._eof and not stream.broken and not stream.closed:
             try:
                 stream.send_eof()

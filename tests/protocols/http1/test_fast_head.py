@@ -73,6 +73,7 @@ def test_declines_the_unusual(data):
 _LINE = st.sampled_from([
     b"Host: x", b"Host: x:80", b"host:x", b"Host: a b", b"Host: [::1]:8", b"A: b",
     b"A:", b"A: b c ", b"A:\tb", b"A : b", b"A: b\x00", b"A: b\x7f", b"A\x01: b",
+    b"A: b\x0bc", b"A: b\x0cc", b"A: b\x1fc", b"A: \x80\xff", b"A: b\rc", b"A: b \t c",
     b"Content-Length: 1", b"Transfer-Encoding: chunked", b" A: b", b"\tA: b", b"",
     b"X-" + b"y" * 60 + b": z", b"Connection: close", b"Expect: 100-continue",
 ])

@@ -42,6 +42,33 @@ def test_keepalive_and_pipelining_in_order(http_server, net_helpers):
     assert re.findall(rb"hello (/[a-z0-9]+?)(?=HTTP|$)", raw) == [b"/p0", b"/p1", b"/p2", b"/p3", b"/p4", b"/last"]
 
 
+def test_a_batched_pipelined_response_does_not_wait_for_a_blocked_handler(http_server,
+                                                                          net_helpers):
+    # /a's response is deferred (the next request is already buffered) to go out with
+    # /wait's; /wait's handler blocks until the client has /a's response, so if the
+    # deferred bytes were not flushed when the runner parks, this would only end when
+    # the handler gives up (and the second body says so)
+    got_first = threading.Event()
+
+    def handler(req):
+        if req.path == "/wait":
+            for _ in range(1000):
+                if got_first.is_set():
+                    return Response(200, [], b"released")
+                greenrt.sleep(0.01)
+            return Response(200, [], b"gave up")
+        return hello(req)
+
+    srv = http_server(handler)
+    s = net_helpers.connect(srv.port)
+    s.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /wait HTTP/1.1\r\nHost: x\r\n\r\n")
+    st, _, body = net_helpers.read_response(s)
+    assert (st, body) == (200, b"hello /a")
+    got_first.set()
+    st, _, body = net_helpers.read_response(s)
+    assert (st, body) == (200, b"released")
+
+
 def test_bodies_chunked_both_ways_and_head(http_server, net_helpers):
     def handler(req):
         if req.path == "/stream":
