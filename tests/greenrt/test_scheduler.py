@@ -137,14 +137,17 @@ def test_cancel_lane_cannot_starve_ready_tasks(run):
 def test_timers_fire_in_deadline_order(run):
     order = []
 
-    def sleeper(d):
-        greenrt.sleep(d)
+    def sleeper(t0, d):
+        # absolute deadlines from one reading: how late each task starts on a loaded
+        # machine cannot reorder them (a relative sleep armed late could)
+        greenrt.sleep_until(t0 + d)
         order.append(d)
 
     def main():
+        t0 = greenrt.now()
         with greenrt.region() as r:
             for d in (0.03, 0.01, 0.02, 0.0, 0.015):
-                r.spawn(sleeper, d)
+                r.spawn(sleeper, t0, d)
         return order
 
     assert run(main) == [0.0, 0.01, 0.015, 0.02, 0.03]

@@ -28,7 +28,8 @@ def _blocked_clients(redis) -> int:
     return int(info.split("blocked_clients:")[1].split()[0])
 
 
-@pytest.mark.parametrize("drain", [0.0, 2.0], ids=["discard", "drain"])
+# drain: generous, so a loaded machine (the script runs ~0.3 s when idle) still drains
+@pytest.mark.parametrize("drain", [0.0, 10.0], ids=["discard", "drain"])
 def test_cancelled_reply_never_reaches_the_next_caller(redis, drain):
     def main():
         with Redis(port=redis.port, max_connections=1, drain_timeout=drain) as r:
