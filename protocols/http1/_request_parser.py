@@ -40,16 +40,19 @@ class RequestHead:
     """A parsed request head (what ``next_event`` returns for a request on an
     ``own_send`` connection, in place of ``h11.Request``): ``method``, ``target``,
     ``http_version`` (bytes) and ``headers``, a list of ``(lowercase name, value)``
-    byte pairs with surrounding whitespace stripped."""
+    byte pairs with surrounding whitespace stripped; ``upgrade``: the head has an
+    ``Upgrade`` field (noted while parsing, so the server's h2c hook costs the other
+    requests nothing)."""
 
-    __slots__ = ("method", "target", "headers", "http_version")
+    __slots__ = ("method", "target", "headers", "http_version", "upgrade")
 
     def __init__(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]],
-                 http_version: bytes):
+                 http_version: bytes, upgrade: bool = False):
         self.method = method
         self.target = target
         self.headers = headers
         self.http_version = http_version
+        self.upgrade = upgrade
 
     def __repr__(self) -> str:
         return f"RequestHead({self.method!r}, {self.target!r}, {self.headers!r})"
@@ -102,7 +105,7 @@ def _parse_request(head: bytes) -> RequestHead:
     if m is None:
         raise BadRequest(f"h11: illegal request line: {_excerpt(lines[0])}", code="malformed")
     headers = []
-    host = False
+    host = upgrade = False
     match = _HEADER_FIELD_RE.fullmatch
     for line in lines[1:]:
         f = match(line)
@@ -114,11 +117,13 @@ def _parse_request(head: bytes) -> RequestHead:
             host = True
         elif name == b"transfer-encoding":
             value = value.lower()
+        elif name == b"upgrade":
+            upgrade = True
         headers.append((name, value))
     version = m.group(3)
     if not host and version == b"1.1":
         raise BadRequest("h11: Missing mandatory Host: header", code="malformed")
-    return RequestHead(m.group(1), m.group(2), headers, version)
+    return RequestHead(m.group(1), m.group(2), headers, version, upgrade)
 
 
 parse_request = _parse_request
