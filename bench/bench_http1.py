@@ -1,10 +1,11 @@
-"""HTTP/1.1 hello-world benchmark: greenrt's server against gevent.pywsgi, an
-asyncio+h11 server and a trio+h11 server, all driven by ``wrk -t2 -c64``.
+"""HTTP/1.1 hello-world benchmark: greenrt's server against uvicorn (httptools +
+uvloop), granian (Rust), gevent.pywsgi, an asyncio+h11 server and a trio+h11 server,
+all driven by ``wrk -t2 -c64``.
 
 Each server runs in its own process on loopback and answers ``GET /`` with a 13-byte
 ``text/plain`` body and keep-alive. ``wrk`` (same flags for every peer) reports
 requests per second and the latency distribution; we print req/s, p50 and p99 and the
-ratio of each peer's req/s to greenrt's (issue target: greenrt >= 1.0x asyncio+h11,
+ratio of each peer's req/s to greenrt's (issue 20's target: greenrt >= 1.0x uvicorn, p99 no worse;
 with a lower p99), plus each server's CPU time per request (user + system from
 /proc over the measured run), which is less sensitive to a busy machine than req/s. TCP_NODELAY is on for every server (gevent.pywsgi needs it set
 explicitly; without it delayed ACKs cap it near 1.4k req/s).
@@ -15,6 +16,13 @@ Servers:
 * gevent.pywsgi   ``WSGIServer`` with a WSGI hello app (TCP_NODELAY set per connection)
 * asyncio+h11     ``asyncio.start_server`` + one ``h11.Connection`` per connection
 * trio+h11        ``trio.serve_tcp`` + one ``h11.Connection`` per connection
+* uvicorn         an ASGI hello app, ``--http httptools --loop uvloop``, one process,
+                  access log off (the server most Python users pick for speed)
+* granian         the same ASGI app on granian (Rust: the ceiling), one worker
+                  (``--interface asgi --workers 1``; CPU is summed over its processes)
+
+uvicorn and granian run only if installed (``pip install uvicorn uvloop httptools
+granian``); a peer that is not importable is reported and left out.
 
 Then (unless ``--no-profile``) a cProfile of the greenrt server under the same load
 prints the top functions by own time.
@@ -43,9 +51,12 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-PEERS = ["greenrt", "gevent", "asyncio", "trio"]
+PEERS = ["greenrt", "uvicorn", "granian", "gevent", "asyncio", "trio"]
 LABEL = {"greenrt": "greenrt", "gevent": "gevent.pywsgi", "asyncio": "asyncio+h11",
-         "trio": "trio+h11"}
+         "trio": "trio+h11", "uvicorn": "uvicorn", "granian": "granian"}
+#: the module each optional peer needs (left out of a run when it does not import)
+NEEDS = {"uvicorn": ("uvicorn", "uvloop", "httptools"), "granian": ("granian",),
+         "gevent": ("gevent",), "trio": ("trio",)}
 BODY = b"Hello, World!"
 
 
@@ -177,8 +188,47 @@ def serve_trio(profile: bool) -> None:
     trio.run(main)
 
 
+async def asgi_app(scope, receive, send):
+    """The ASGI hello app for uvicorn and granian (same body and headers)."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", b"text/plain"), (b"content-length", b"%d" % len(BODY))]})
+    await send({"type": "http.response.body", "body": BODY})
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_uvicorn(profile: bool) -> None:
+    import uvicorn
+
+    port = _free_port()
+    _ready(port)  # the driver waits until the port accepts
+    uvicorn.run(asgi_app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
+                access_log=False, log_level="warning", backlog=1024)
+
+
+def serve_granian(profile: bool) -> None:
+    port = _free_port()
+    _ready(port)
+    exe = os.path.join(os.path.dirname(sys.executable), "granian")
+    os.execv(exe, [exe, "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
+                   "--workers", "1", "--no-ws", "--log-level", "warning",
+                   "--working-dir", HERE, "bench_http1:asgi_app"])
+
+
 SERVERS = {"greenrt": serve_greenrt, "gevent": serve_gevent, "asyncio": serve_asyncio,
-           "trio": serve_trio}
+           "trio": serve_trio, "uvicorn": serve_uvicorn, "granian": serve_granian}
+
+
+def available(name: str) -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in NEEDS.get(name, ()))
 
 
 def _ready(port: int) -> None:
@@ -196,11 +246,20 @@ def start_server(name: str, profile: bool = False) -> tuple[subprocess.Popen, in
     if not line.startswith("PORT "):
         p.kill()
         raise RuntimeError(f"{name} server did not start: {line!r}")
-    return p, int(line.split()[1])
+    port = int(line.split()[1])
+    for _ in range(200):  # uvicorn and granian print the port before they listen
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if p.poll() is not None:
+                raise RuntimeError(f"{name} server exited ({p.returncode})") from None
+            time.sleep(0.05)
+    return p, port
 
 
 def stop(p: subprocess.Popen) -> None:
-    p.terminate()
+    p.terminate()  # granian's main process stops its workers on SIGTERM
     try:
         p.wait(5)
     except subprocess.TimeoutExpired:
@@ -230,14 +289,32 @@ def run_wrk(port: int, seconds: float, threads: int, conns: int) -> dict:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time so far of a process and its live descendants (granian
+    serves from worker processes), from Linux /proc."""
+    stats = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(d)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    tree, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        tree.add(p)
+        todo += [c for c, (ppid, _) in stats.items() if ppid == p and c not in tree]
+    return sum(stats[p][1] for p in tree if p in stats) / os.sysconf("SC_CLK_TCK")
 
 
 def bench(a) -> dict:
-    peers = a.peers.split(",")
+    peers = []
+    for name in a.peers.split(","):
+        if available(name):
+            peers.append(name)
+        else:
+            print(f"{LABEL[name]}: not installed, left out ({', '.join(NEEDS[name])})")
     best: dict[str, dict] = {}
     p99s: dict[str, list[float]] = {name: [] for name in peers}
     for rnd in range(a.rounds):

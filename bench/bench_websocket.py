@@ -9,6 +9,9 @@ none), 1 KB binary messages, each client sending the next message after the echo
   CPU microseconds per message (process time / messages);
 * 1 connection: the message rate of one exchange.
 
+``greenrt-h2`` is greenrt's WebSocket over HTTP/2 (RFC 8441 extended CONNECT, h2c,
+one connection per WebSocket): what the tunnel costs beside ``greenrt`` over TCP.
+
 gevent-websocket on pywsgi is not measured (no client of its own; see
 docs/websocket.md). Goal from issue 16: greenrt >= 1.5x websockets.
 
@@ -58,6 +61,46 @@ def worker_greenrt(conns: int, messages: int) -> dict:
         with greenrt.region() as r:
             r.spawn(lambda: net.serve_tcp(websocket.serve_handler(handler, compression=False),
                                           "127.0.0.1", 0, on_ready=servers.append))
+            while not servers:
+                greenrt.sleep(0)
+            port = servers[0].addresses[0][1]
+
+            def run():
+                out = []
+                with greenrt.region() as cr:
+                    for _ in range(conns):
+                        cr.spawn(client, port, out)
+                return sum(out)
+            res = _measure(run)
+            servers[0].shutdown()
+        return res
+
+    return greenrt.run(main)
+
+
+def worker_greenrt_h2(conns: int, messages: int) -> dict:
+    """RFC 8441: the same echo with each WebSocket on an HTTP/2 stream (h2c prior
+    knowledge, one connection per WebSocket) served by ``protocols.http.serve``."""
+    import greenrt
+    from greenrt.protocols import http, websocket
+
+    def handler(ws):
+        for m in ws:
+            ws.send_bytes(m)
+
+    def client(port, out):
+        ws = websocket.connect(f"ws://127.0.0.1:{port}/", compression=False, http2=True)
+        for _ in range(messages):
+            ws.send_bytes(PAYLOAD)
+            assert ws.recv() == PAYLOAD
+        ws.close()
+        out.append(messages)
+
+    def main():
+        servers = []
+        with greenrt.region() as r:
+            r.spawn(lambda: http.serve(websocket.http_handler(handler, compression=False),
+                                       "127.0.0.1", 0, on_ready=servers.append))
             while not servers:
                 greenrt.sleep(0)
             port = servers[0].addresses[0][1]
@@ -158,7 +201,8 @@ def worker_picows(conns: int, messages: int) -> dict:
     return asyncio.run(main())
 
 
-WORKERS = {"greenrt": worker_greenrt, "websockets": worker_websockets, "picows": worker_picows}
+WORKERS = {"greenrt": worker_greenrt, "greenrt-h2": worker_greenrt_h2,
+           "websockets": worker_websockets, "picows": worker_picows}
 
 
 def main() -> None:
@@ -192,6 +236,9 @@ def main() -> None:
           f" (target >= 1.5), greenrt/picows = {ratio(('greenrt', 50), ('picows', 50))}")
     print(f"SUMMARY: websocket 1 conn greenrt/websockets = {ratio(('greenrt', 1), ('websockets', 1))}"
           f" (target >= 1.5), greenrt/picows = {ratio(('greenrt', 1), ('picows', 1))}")
+    print(f"SUMMARY: websocket over h2 (RFC 8441) / over TCP, greenrt: 50 conns "
+          f"{ratio(('greenrt-h2', 50), ('greenrt', 50))}, 1 conn "
+          f"{ratio(('greenrt-h2', 1), ('greenrt', 1))}")
 
 
 if __name__ == "__main__":

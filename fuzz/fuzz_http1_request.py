@@ -21,7 +21,8 @@ What one input checks, beyond "no unexpected exception":
   forbidden trailer field;
 * after any error nothing more is parsed (sticky errors: no smuggled request);
 * differential: the server's own parser (``own_send``) accepts, refuses and reports
-  exactly what the h11 path does.
+  exactly what the h11 path does, with and without its one-pass head parser
+  (``fast_request``).
 """
 
 from __future__ import annotations
@@ -62,8 +63,9 @@ class Finding(AssertionError):
     """An invariant of the parser broke (not an expected error)."""
 
 
-def _parse(chunks, own_send: bool = False) -> tuple[list, object]:
+def _parse(chunks, own_send: bool = False, fast: bool = True) -> tuple[list, object]:
     c = H1Connection(SERVER, LIMITS, own_send=own_send)
+    c._fast_heads = fast  # the own path's one-pass head parser (fast_request)
     out: list = []
     verdict: object = None
     body = bytearray()
@@ -145,6 +147,9 @@ def TestOneInput(data: bytes) -> None:
     own = _parse([data], own_send=True)
     if own != whole:
         raise Finding(f"own parser differs from the h11 path: {own} vs {whole}")
+    gate_only = _parse([data], own_send=True, fast=False)
+    if gate_only != whole:
+        raise Finding(f"own parser without fast_request differs: {gate_only} vs {whole}")
     for own_send in (False, True):
         pieces = _parse(_cuts(data), own_send)
         if whole != pieces:

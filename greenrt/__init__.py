@@ -99,7 +99,7 @@ def current_budget() -> Budget:
 
 def current_deadline() -> float | None:
     """The effective deadline (hub time) of the current code, or ``None``."""
-    return current_task()._scope._deadline_eff
+    return current_task()._scope._deadline_eff  # type: ignore[no-any-return]  # float | None
 
 
 __all__ = [

@@ -16,11 +16,12 @@ never a silent drop.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 DEFAULT_PRIORITY = 128
 
 
-def _min(a, b):
+def _min(a: Any, b: Any) -> Any:
     if a is None:
         return b
     if b is None:
@@ -42,6 +43,11 @@ class Budget:
     priority: int = DEFAULT_PRIORITY
 
     def __post_init__(self) -> None:
+        d = self.deadline
+        if d is not None and ((type(d) is not float and type(d) is not int) or d != d):
+            from ._usage import check_deadline
+
+            object.__setattr__(self, "deadline", check_deadline(d, "deadline"))
         for name in ("poll_quota", "cost_quota"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 0):

@@ -22,30 +22,38 @@ either consumed by the woken task or returned when the wait is aborted.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from . import _trace as tr
 from ._exceptions import InvariantViolation, NoHubError
 from ._hub import _CANCEL, _Raise, _tls, current_hub
 from ._scope import _find_target, charge_cost, charge_polls, deliver_pending
+from ._usage import check_deadline, check_duration
+
+_INF = float("inf")
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._hub import Hub
+    from ._task import Task
 
 
-def current_task():
+def current_task() -> Task[Any]:
     """The running task. Raises ``NoHubError`` outside a task."""
     try:
-        task = _tls.hub.current
+        task: Task[Any] | None = _tls.hub.current
     except AttributeError:
-        raise NoHubError("not inside greenrt.run()") from None
+        raise NoHubError() from None
     if task is None:
-        raise NoHubError("not inside a task")
+        raise NoHubError.outside_task()
     return task
 
 
-def _enter(hub):
+def _enter(hub: Hub) -> Task[Any]:
     """The check half of a checkpoint; returns the current task."""
-    task = hub.current
+    task: Task[Any] | None = hub.current
     if task is None:
-        raise NoHubError("checkpoints happen inside tasks")
+        raise NoHubError.outside_task()
     if task._drains or task._scope._quota_chain:
         charge_polls(task)
     if task._pending:
@@ -64,7 +72,7 @@ def checkpoint() -> None:
     try:
         hub = _tls.hub
     except AttributeError:
-        raise NoHubError("not inside greenrt.run()") from None
+        raise NoHubError() from None
     # fastpath enter: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
     task = hub.current
     if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:
@@ -105,11 +113,22 @@ def checkpoint() -> None:
 
 
 def checkpoint_if_cancelled() -> None:
-    """The check half of a checkpoint, without yielding. Raises ``Cancelled`` if due."""
-    _enter(current_hub())
+    """The check half of a checkpoint, without yielding. Raises ``Cancelled`` if due.
+
+    Protocol code calls this once per message (a publish, a subscription's next
+    message), so it carries the ``enter`` fast path instead of two more calls."""
+    try:
+        hub = _tls.hub
+    except AttributeError:
+        raise NoHubError("not inside greenrt.run()") from None
+    # fastpath enter: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
+    task = hub.current
+    if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:
+        task = _enter(hub)
+    # end fastpath enter
 
 
-def yield_task(task) -> None:
+def yield_task(task: Task[Any]) -> None:
     """The yield half of a checkpoint for ``task`` (the running task; its check half
     already ran): requeue it, run the others, and raise what it was resumed with, if
     anything. The one shared implementation behind ``lowlevel.yield_now`` and the
@@ -121,7 +140,7 @@ def yield_task(task) -> None:
         _raise_resume(task, r)
 
 
-def _raise_resume(task, r) -> None:
+def _raise_resume(task: Task[Any], r: Any) -> None:
     if r is _CANCEL:
         deliver_pending(task)
         raise InvariantViolation(f"task {task.id} was woken for a cancellation with none pending")
@@ -129,7 +148,7 @@ def _raise_resume(task, r) -> None:
         raise r.exc
 
 
-def park(abort_fn, wait_for: Any = None) -> Any:
+def park(abort_fn: Callable[[], bool], wait_for: Any = None) -> Any:
     """Suspend the current task until ``reschedule`` wakes it; return the value given.
 
     Not itself a checkpoint (callers call ``checkpoint_if_cancelled`` or ``_enter``
@@ -157,12 +176,12 @@ def park(abort_fn, wait_for: Any = None) -> Any:
     return r
 
 
-def reschedule(task, value: Any = None) -> None:
+def reschedule(task: Task[Any], value: Any = None) -> None:
     """Wake a parked task; ``park`` returns ``value`` in it. Not a checkpoint."""
     task._hub.reschedule(task, value)
 
 
-def reschedule_with_error(task, exc: BaseException) -> None:
+def reschedule_with_error(task: Task[Any], exc: BaseException) -> None:
     """Wake a parked task; ``park`` raises ``exc`` in it. Not a checkpoint."""
     task._hub.reschedule(task, _Raise(exc))
 
@@ -182,7 +201,14 @@ def now() -> float:
 
 def sleep_until(deadline: float) -> None:
     """Sleep until hub time ``deadline``. A checkpoint; a cancelled sleep leaves
-    nothing behind (its timer is removed)."""
+    nothing behind (its timer is removed). ``deadline`` must be a number (not NaN;
+    ``TypeError``/``ValueError`` otherwise); ``math.inf`` sleeps until cancelled."""
+    t = type(deadline)
+    if (t is not float and t is not int) or deadline != deadline or deadline == _INF:
+        if check_deadline(deadline, "deadline") == _INF:
+            sleep_forever()
+            return
+        deadline = float(deadline)
     hub = current_hub()
     task = _enter(hub)
     if deadline <= hub.now():
@@ -190,7 +216,7 @@ def sleep_until(deadline: float) -> None:
         return
     handle = hub.call_at(deadline, hub.reschedule, task, None)
 
-    def abort():
+    def abort() -> bool:
         handle.cancel()
         return True
 
@@ -199,10 +225,18 @@ def sleep_until(deadline: float) -> None:
 
 def sleep(seconds: float) -> None:
     """Sleep for ``seconds`` (``sleep(0)`` is ``checkpoint()``). A checkpoint; a
-    cancelled sleep leaves nothing behind."""
-    if seconds <= 0:
+    cancelled sleep leaves nothing behind. ``seconds`` must be a number >= 0
+    (``TypeError``/``ValueError`` otherwise, raised before the checkpoint);
+    ``math.inf`` sleeps until cancelled, like ``sleep_forever()``."""
+    if seconds == 0 and seconds is not False:  # sleep(0) first: it is the hot one
         checkpoint()
         return
+    t = type(seconds)
+    if (t is not float and t is not int) or not 0 < seconds < _INF:
+        seconds = check_duration(seconds, "seconds")  # raises unless a duration
+        if seconds == _INF:
+            sleep_forever()
+            return
     sleep_until(current_hub().now() + seconds)
 
 

@@ -19,7 +19,11 @@ end the program, they do not satisfy a waiter.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._region import Region
+    from ._task import Task
 
 
 def _label(obj: Any) -> str:
@@ -33,21 +37,21 @@ def _label(obj: Any) -> str:
     label = getattr(obj, "_lab_label", None)
     if callable(label):
         try:
-            return label()
+            return label()  # type: ignore[no-any-return]  # a label is a str
         except Exception:  # noqa: BLE001 - a label is best effort
             pass
     return f"{name} 0x{id(obj):x}"
 
 
-def _holder(obj: Any):
+def _holder(obj: Any) -> Task[Any] | None:
     obj = getattr(obj, "obj", None)  # a sync.WaitLabel carries an object with an owner
     owner = getattr(obj, "_owner", None)
     if owner is not None and hasattr(owner, "id") and hasattr(owner, "_tstate"):
-        return owner
+        return owner  # type: ignore[no-any-return]  # a Task
     return None
 
 
-def live_tasks(root_region) -> list:
+def live_tasks(root_region: Region) -> list[Task[Any]]:
     """Every live task under ``root_region``, parents before children."""
     out = []
     stack = [root_region]
@@ -72,7 +76,7 @@ def live_tasks(root_region) -> list:
     return out
 
 
-def wait_for_graph(root_region) -> dict:
+def wait_for_graph(root_region: Region) -> dict[str, Any]:
     """``{"blocked": [...], "cycle": [task ids]}`` for the live tasks."""
     tasks = live_tasks(root_region)
     blocked = []

@@ -47,10 +47,16 @@ from __future__ import annotations
 
 import select
 import socket
+from typing import TYPE_CHECKING, Any
 
 from ._checkpoint import _raise_resume, park
 from ._exceptions import GreenrtError, InvariantViolation
 from ._hub import _CANCEL, _Raise
+
+if TYPE_CHECKING:  # pragma: no cover
+    from _typeshed import FileDescriptorLike
+
+    from ._hub import Hub
 
 _IN = select.EPOLLIN
 _OUT = select.EPOLLOUT
@@ -82,7 +88,10 @@ class _Slot:
     __slots__ = ("reader", "writer", "mask", "persistent", "fd", "driver", "_abort_r",
                  "_abort_w", "rready")
 
-    def __init__(self, persistent: bool, fd: int = -1, driver=None):
+    reader: Any  # the waiting Task, or None
+    writer: Any
+
+    def __init__(self, persistent: bool, fd: int = -1, driver: Any = None) -> None:
         self.reader = None
         self.writer = None
         # Read readiness as far as the driver knows (persistent handles): 1 = may be
@@ -188,7 +197,7 @@ class EpollDriver:
 
     maxevents = 1024
 
-    def __init__(self, hub):
+    def __init__(self, hub: Hub) -> None:
         self._hub = hub
         self._ep = select.epoll()
         self._slots: dict[int, _Slot] = {}
@@ -212,7 +221,7 @@ class EpollDriver:
 
     # -- registration -------------------------------------------------------------
 
-    def register_persistent(self, fd) -> _Slot:
+    def register_persistent(self, fd: FileDescriptorLike) -> _Slot:
         """Opt ``fd`` into persistent edge-triggered registration (see the module
         docstring for the owner's two promises) and return its handle, whose
         ``wait_readable()``/``wait_writable()`` are the fast waits. Not a checkpoint."""
@@ -254,9 +263,9 @@ class EpollDriver:
             ep.modify(fd, want)
         slot.mask = want
 
-    def _wait(self, fd, writing: bool) -> None:
+    def _wait(self, fd: FileDescriptorLike, writing: bool) -> None:
         if type(fd) is not int:
-            fd = fd.fileno()
+            fd = fd.fileno()  # type: ignore[union-attr]  # not an int
         task = self._hub.current
         slot = self._slots.get(fd)
         if slot is None:
@@ -298,7 +307,7 @@ class EpollDriver:
                 self._slots.pop(fd, None)
             raise
 
-        def abort():
+        def abort() -> bool:
             if writing:
                 if slot.writer is task:
                     slot.writer = None
@@ -312,15 +321,15 @@ class EpollDriver:
 
         park(abort)
 
-    def wait_readable(self, fd) -> None:
+    def wait_readable(self, fd: FileDescriptorLike) -> None:
         """Park until ``fd`` is readable. Not a checkpoint by itself (callers check first)."""
         self._wait(fd, False)
 
-    def wait_writable(self, fd) -> None:
+    def wait_writable(self, fd: FileDescriptorLike) -> None:
         """Park until ``fd`` is writable. Not a checkpoint by itself."""
         self._wait(fd, True)
 
-    def notify_closing(self, fd) -> None:
+    def notify_closing(self, fd: FileDescriptorLike) -> None:
         """Wake every task waiting on ``fd`` with ``ClosedResourceError`` and forget
         the fd (removing it from epoll). Call it before closing ``fd``."""
         if not isinstance(fd, int):

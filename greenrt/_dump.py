@@ -20,7 +20,14 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from types import FrameType
+
+    from ._hub import Hub
+    from ._region import Region
+    from ._task import Task
 
 from ._deadlock import _holder, _label
 
@@ -37,12 +44,12 @@ def _site_str(site: Any) -> str | None:
     return str(site)
 
 
-def _stack(frame) -> list[str]:
+def _stack(frame: FrameType | None) -> list[str]:
     """``file:line in function`` for the frames of a task, outermost first, without
     greenrt's own frames below the task function (the worker loop)."""
     if frame is None:
         return []
-    frames = traceback.extract_stack(frame)
+    frames: list[traceback.FrameSummary] = traceback.extract_stack(frame)
     i = 0
     while i < len(frames) and frames[i].filename.startswith(_GREENRT_DIR):
         i += 1
@@ -70,7 +77,7 @@ def _fmt_seconds(s: float) -> str:
     return f"{s * 1000:.1f}ms"
 
 
-def _budget_left(task) -> dict:
+def _budget_left(task: Task[Any]) -> dict[str, Any]:
     polls = cost = None
     for s in task._scope._quota_chain if task._scope is not None else ():
         if s._polls_left is not None:
@@ -80,7 +87,7 @@ def _budget_left(task) -> dict:
     return {"polls_left": polls, "cost_left": cost}
 
 
-def _regions_opened_by(task) -> list:
+def _regions_opened_by(task: Task[Any]) -> list[Region]:
     """The regions ``task`` has open, outermost first."""
     out = []
     s = task._scope
@@ -93,7 +100,7 @@ def _regions_opened_by(task) -> list:
     return out
 
 
-def _task_node(task, hub, now: float, frame) -> dict:
+def _task_node(task: Task[Any], hub: Hub, now: float, frame: FrameType | None) -> dict[str, Any]:
     from ._scope import effective_reason
 
     if task is hub.current:
@@ -135,20 +142,21 @@ def _task_node(task, hub, now: float, frame) -> dict:
     return node
 
 
-def _region_node(region, hub, now: float, frame) -> dict:
+def _region_node(region: Region, hub: Hub, now: float,
+                 frame: FrameType | None) -> dict[str, Any]:
     scope = region._scope
     d = scope._deadline_eff if scope is not None else None
     reason = scope._reason if scope is not None else None
     return {
         "id": region.id, "name": region.name, "state": region._state, "policy": region.policy,
-        "opened_at": _site_str(getattr(region, "_site", None)),
+        "opened_at": _site_str(getattr(region, "opened_at", None)),
         "deadline": d, "deadline_in": None if d is None else d - now,
         "cancel_reason_text": None if reason is None else str(reason),
         "tasks": [_task_node(t, hub, now, frame) for t in list(region._live)],
     }
 
 
-def snapshot(hub, frame=None) -> dict:
+def snapshot(hub: Hub, frame: FrameType | None = None) -> dict[str, Any]:
     """The structured dump of ``hub`` (see the module docstring): ``{"time",
     "current", "runnable", "tasks", "regions": [root region node]}``; a region node
     has ``id, name, state, policy, opened_at, deadline_in, cancel_reason_text,
@@ -173,7 +181,7 @@ def snapshot(hub, frame=None) -> dict:
             "runnable": hub.runnable_count(), "tasks": count, "regions": regions}
 
 
-def _task_line(t: dict) -> str:
+def _task_line(t: dict[str, Any]) -> str:
     name = f"task {t['id']} ({t['name']})"
     parts = [] if t["state"] == "running" else [t["state"].replace("_", " ")]
     if t["sched"] == "current":
@@ -199,7 +207,7 @@ def _task_line(t: dict) -> str:
     return f"{name}: " + "; ".join(parts)
 
 
-def _region_line(r: dict) -> str:
+def _region_line(r: dict[str, Any]) -> str:
     name = f"region {r['id']}" + (f" ({r['name']})" if r["name"] else "")
     parts = [r["state"], r["policy"]]
     if r["opened_at"]:
@@ -211,13 +219,13 @@ def _region_line(r: dict) -> str:
     return f"{name}: " + ", ".join(parts) + f" [{len(r['tasks'])} live]"
 
 
-def format_snapshot(snap: dict, *, header: str | None = None, stacks: bool = True) -> str:
+def format_snapshot(snap: dict[str, Any], *, header: str | None = None, stacks: bool = True) -> str:
     """The text form of ``snapshot()``: one line per region and task, indented by
     nesting, each task followed by its stack."""
     lines = [header if header is not None else
              f"greenrt task dump: {snap['tasks']} live tasks, {snap['runnable']} runnable"]
 
-    def region(r: dict, depth: int) -> None:
+    def region(r: dict[str, Any], depth: int) -> None:
         pad = "  " * depth
         lines.append(pad + _region_line(r))
         for t in r["tasks"]:
@@ -233,7 +241,7 @@ def format_snapshot(snap: dict, *, header: str | None = None, stacks: bool = Tru
     return "\n".join(lines)
 
 
-def dump(hub=None, *, stacks: bool = True) -> str:
+def dump(hub: Hub | None = None, *, stacks: bool = True) -> str:
     """Describe every live task of ``hub`` (default: this thread's) as text. See
     ``snapshot`` for the structured form. Not a checkpoint; never switches."""
     if hub is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ._obligation import Obligation
     from ._reason import CancelReason
 
 
@@ -50,13 +51,26 @@ class WouldBlock(GreenrtError):
 
 
 class LimitExceeded(GreenrtError):
-    """A configured limit was exceeded. ``limit`` names it, ``value`` is what was seen."""
+    """A configured limit was exceeded. ``limit`` names it, ``value`` is what was seen
+    (``None`` when only "more than the maximum" is known), ``maximum`` the configured
+    bound. The default message says what is known and never prints ``None``:
+    ``limit 'mask_depth' exceeded: 17 > 16``."""
 
     def __init__(self, limit: str, value: Any = None, maximum: Any = None, message: str | None = None):
         self.limit = limit
         self.value = value
         self.maximum = maximum
-        super().__init__(message or f"limit {limit!r} exceeded: {value!r} > {maximum!r}")
+        super().__init__(message or f"limit {limit!r} exceeded{limit_detail(value, maximum)}")
+
+
+def limit_detail(value: Any, maximum: Any) -> str:
+    """The tail of a limit message: ``": 17 > 16"``, ``" (more than 16)"``, ``": 17"`` or
+    ``""``, depending on which of the observed value and the maximum are known."""
+    if value is None:
+        return "" if maximum is None else f" (more than {maximum})"
+    if maximum is None:
+        return f": {value}"
+    return f": {value} > {maximum}"
 
 
 class ObligationLeak(GreenrtError):
@@ -66,7 +80,7 @@ class ObligationLeak(GreenrtError):
     The runtime has already aborted them.
     """
 
-    def __init__(self, obligations: list, where: str):
+    def __init__(self, obligations: list[Obligation], where: str) -> None:
         self.obligations = list(obligations)
         self.where = where
         sites = "; ".join(f"{ob.kind} reserved at {ob.site}" for ob in self.obligations)
@@ -91,7 +105,14 @@ class TaskCancelledError(GreenrtError):
 
 
 class TooSlowError(TimeoutError, GreenrtError):
-    """Raised by ``fail_after`` / ``fail_at`` when their deadline cancels the block."""
+    """Raised by ``fail_after`` / ``fail_at`` when their deadline cancels the block.
+
+    ``reason`` is the scope's ``CancelReason`` (its ``deadline`` the hub time that
+    expired); the message shows the deadline as a duration, not a clock reading."""
+
+    def __init__(self, message: str = "deadline reached", reason: CancelReason | None = None):
+        super().__init__(message)
+        self.reason = reason
 
 
 class CleanupOverrun(GreenrtError):
@@ -118,7 +139,7 @@ class Deadlock(GreenrtError):
     (``{"blocked": [{"task", "name", "waits_for", "held_by"}...], "cycle": [...]}``);
     ``str()`` formats it."""
 
-    def __init__(self, graph: dict, snapshot: dict | None = None):
+    def __init__(self, graph: dict[str, Any], snapshot: dict[str, Any] | None = None) -> None:
         self.graph = graph
         #: the task dump taken when the deadlock was found (``lowlevel.task_snapshot``
         #: form), or None; ``str()`` formats it like ``lowlevel.dump()``
@@ -143,4 +164,35 @@ class InvariantViolation(GreenrtError):
 
 
 class NoHubError(RuntimeError):
-    """A greenrt call was made outside ``greenrt.run()`` (or ``lab.run()``)."""
+    """A greenrt call was made outside ``greenrt.run()`` (or ``lab.run()``).
+
+    Without a message, ``NoHubError()`` says what to do: no hub runs in this thread,
+    so run the code in a task of ``greenrt.run(main)``; from a worker thread started
+    by ``greenrt.to_thread`` call back with ``greenrt.from_thread``; in any other
+    thread run a hub there. ``NoHubError.outside_task()`` is the error for a blocking
+    call made on the hub outside any task (in a hub callback)."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message if message is not None else _no_hub_message())
+
+    @classmethod
+    def outside_task(cls) -> NoHubError:
+        return cls("this code runs on the hub but outside any task (in a hub callback, "
+                   "such as from_thread(fn, in_task=False) or call_soon): blocking calls "
+                   "(sleep, channels, locks, sockets) need a task; spawn one with "
+                   "region.spawn(fn), or use from_thread(fn) with in_task=True")
+
+
+def _no_hub_message() -> str:
+    import threading
+
+    th = threading.current_thread()
+    if th.name == "greenrt-worker":
+        return ("not inside greenrt.run(): this is a greenrt.to_thread worker thread, "
+                "which runs no hub; call greenrt.from_thread(fn, *args) to run fn in the "
+                "task waiting for this thread")
+    return (f"not inside greenrt.run(): no greenrt hub runs in thread {th.name!r}; "
+            "greenrt's blocking calls (sleep, channels, locks, sockets) run inside a "
+            "task: call them from greenrt.run(main) (a hub per thread: run one in this "
+            "thread with greenrt.run), or, from a worker started by greenrt.to_thread, "
+            "through greenrt.from_thread(fn, *args)")

@@ -56,6 +56,7 @@ import os
 import re
 import sys
 import textwrap
+from typing import Any
 
 from ._checkpoint import _enter, _raise_resume, park
 from ._exceptions import InvariantViolation
@@ -64,7 +65,7 @@ from ._hub import _CANCEL, Hub, _Raise
 # -- the templates --------------------------------------------------------------------
 
 
-def schedule(hub, task):
+def schedule(hub: Any, task: Any) -> None:
     """Put a runnable task in its lane (``Hub._schedule``'s ready-lane case)."""
     if hub._plain and not (task._queued or task._pending or task._drains
                            or task._scope._deadline_eff is not None):
@@ -74,7 +75,7 @@ def schedule(hub, task):
         hub._schedule(task)
 
 
-def reschedule(hub, task, value):
+def reschedule(hub: Any, task: Any, value: Any) -> None:
     """Wake a parked task with ``value`` (``Hub.reschedule``)."""
     if task._abort_fn is None:
         raise InvariantViolation(f"task {task.id} ({task.name}) woken but not parked")
@@ -88,7 +89,7 @@ def reschedule(hub, task, value):
         hub._schedule(task)
 
 
-def enter(hub):
+def enter(hub: Any) -> Any:
     """The check half of a checkpoint; binds ``task`` to the current task."""
     task = hub.current
     if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:
@@ -96,7 +97,7 @@ def enter(hub):
     return task
 
 
-def yield_(hub, task):
+def yield_(hub: Any, task: Any) -> None:
     """The yield half of a checkpoint for the running ``task`` (``Hub._yield_task``):
     requeue it and switch straight to the next ready task. Does not read
     ``task._resume``; the site does."""
@@ -128,7 +129,7 @@ def yield_(hub, task):
         hub._handoff()
 
 
-def park_(hub, task, abort, what):
+def park_(hub: Any, task: Any, abort: Any, what: Any) -> Any:
     """``park(abort, what)`` for the running ``task``; binds ``r`` to the value it
     was woken with."""
     if task._pending:
@@ -145,7 +146,7 @@ def park_(hub, task, abort, what):
     return r
 
 
-def handoff(hub):
+def handoff(hub: Any) -> Any:
     """``Hub._handoff``: give up control, switching straight to the next ready task."""
     if hub._plain and not (hub._cancel_lane or hub._timed):
         cd = hub._poll_countdown - 1
@@ -162,7 +163,7 @@ def handoff(hub):
     return Hub._handoff(hub)
 
 
-def run_in_place(hub, me):
+def run_in_place(hub: Any, me: Any) -> Any:
     """On a worker greenlet ``me`` whose task finished: take the next ready task if
     it has not started yet, to run it on this greenlet with no switch at all. Binds
     ``task`` (``None`` when the general path must decide)."""
@@ -185,11 +186,11 @@ TEMPLATES = {f.__name__.rstrip("_"): f for f in
 
 #: where the copies are: (file under greenrt/, template) -> number of copies. A copy
 #: added or removed must be listed here, so one cannot silently fall out of the check.
-SITES = {
+SITES: dict[tuple[str, str], int] = {
     ("_hub.py", "reschedule"): 1,      # RealHub.reschedule
     ("_hub.py", "yield"): 1,           # RealHub._yield_task
     ("_hub.py", "handoff"): 1,         # RealHub._handoff
-    ("_checkpoint.py", "enter"): 1,    # checkpoint()
+    ("_checkpoint.py", "enter"): 2,    # checkpoint(), checkpoint_if_cancelled()
     ("_checkpoint.py", "yield"): 1,    # checkpoint()
     ("_region.py", "schedule"): 1,     # Region.spawn
     ("_task.py", "run_in_place"): 1,   # _worker_main
@@ -266,7 +267,7 @@ def check(write: bool = False, pkg: str = _PKG) -> list[str]:
     the problems found (an empty list when all copies match and ``SITES`` is right).
     With ``write``, rewrite the copies first (markers stay where they are)."""
     problems = []
-    counts: dict = {}
+    counts: dict[tuple[str, str], int] = {}
     for fname in sorted(os.listdir(pkg)):
         if not fname.endswith(".py") or fname == "_fastpath.py":
             continue

@@ -47,12 +47,20 @@ import heapq
 import threading
 import time
 from collections import deque
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from greenlet import getcurrent, greenlet
 
 from . import _trace as tr
 from ._exceptions import InvariantViolation, NoHubError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._driver import EpollDriver
+    from ._region import Region
+    from ._task import Task
+    from .net._abc import Network
+    from .net._real import RealNetwork
 
 _tls = threading.local()
 
@@ -72,9 +80,9 @@ _CANCEL = object()  # resume value: deliver the pending cancellation
 def current_hub() -> Hub:
     """The hub running in this thread. Raises ``NoHubError`` outside ``run()``."""
     try:
-        return _tls.hub
+        return _tls.hub  # type: ignore[no-any-return]  # a thread-local: only a Hub is stored
     except AttributeError:
-        raise NoHubError("not inside greenrt.run()") from None
+        raise NoHubError() from None
 
 
 def _other_threads_alive() -> bool:
@@ -95,7 +103,11 @@ class TimerHandle:
 
     __slots__ = ("when", "fn", "args", "cancelled", "_hub")
 
-    def __init__(self, hub, when: float, fn, args):
+    fn: Any  # Callable[..., Any]; None once cancelled or fired
+    args: Any  # tuple; None once cancelled or fired
+
+    def __init__(self, hub: Hub, when: float, fn: Callable[..., Any] | None,
+                 args: tuple[Any, ...] | None) -> None:
         self._hub = hub
         self.when = when
         self.fn = fn
@@ -121,38 +133,43 @@ class Hub:
     _plain = False
     #: raise ``Deadlock`` instead of blocking forever (the real hub; see ``_deadlock``)
     detects_deadlock = False
+    #: the ``Watchdog`` that ``run(watchdog=...)`` attached (declared only: an
+    #: instance attribute set by ``run``)
+    watchdog: Any
 
-    def __init__(self, *, instruments=(), leak_policy: str = "error"):
+    def __init__(self, *, instruments: Iterable[Any] = (), leak_policy: str = "error") -> None:
         from ._obligation import LEAK_POLICIES
 
         if leak_policy not in LEAK_POLICIES:
             raise ValueError(f"leak_policy must be one of {LEAK_POLICIES}")
         self.leak_policy = leak_policy
-        self.current = None
-        self._glet = None
-        self._ready: deque = deque()
-        self._cancel_lane: deque = deque()
-        self._timed: list = []
+        #: the running task (a ``Task``), or None on the hub greenlet
+        self.current: Any = None
+        self._glet: Any = None
+        self._ready: deque[Task[Any]] = deque()
+        self._cancel_lane: deque[Task[Any]] = deque()
+        self._timed: list[tuple[float, int, int, Task[Any]]] = []
         self._timed_seq = 0
         self._cancel_streak = 0
         self._timed_streak = 0
         self._poll_countdown = 64
-        self._handoff_task = None
-        self._timers: list = []
+        self._handoff_task: Task[Any] | None = None
+        self._timers: list[tuple[float, int, TimerHandle]] = []
         self._timer_seq = 0
         self._cancelled_timers = 0
-        self._free_glets: list = []
+        self._free_glets: list[greenlet] = []
         self._task_counter = 0
         self._scope_counter = 0
         self._region_counter = 0
         self._obligation_counter = 0
-        self._instruments: list = []
+        self._instruments: list[tuple[Any, Callable[[tr.TraceEvent], object]]] = []
         self._tracing = False
         self._event_seq = 0
-        self._threadq: deque = deque()
+        self._threadq: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._threadq_lock = threading.Lock()
-        self._signal_pending: list = []
-        self.root_region = None
+        self._signal_pending: list[int] = []
+        #: set by ``run()`` before any task runs
+        self.root_region: Region = None  # type: ignore[assignment]
         #: worker threads started by ``to_thread`` that have not finished yet (each can
         #: still wake a task), and signal receivers (each can wake its reader)
         self.threads_outstanding = 0
@@ -161,10 +178,10 @@ class Hub:
         self.signals_handled = False
         self._in_wait = False
         #: the wait-for graph of a deadlock found on this hub, if any
-        self.deadlock = None
-        self.deadlock_snapshot = None
+        self.deadlock: dict[str, Any] | None = None
+        self.deadlock_snapshot: dict[str, Any] | None = None
         self._running = False
-        self.driver = None
+        self.driver: Any = None  # the I/O driver: set by subclasses
         self.stats = {"polls": 0, "timers_fired": 0}
         for inst in instruments:
             self.add_instrument(inst)
@@ -189,13 +206,13 @@ class Hub:
 
     # -- tracing ------------------------------------------------------------------------
 
-    def add_instrument(self, instrument) -> None:
+    def add_instrument(self, instrument: Any) -> None:
         """Attach an instrument (callable or object with ``on_event``)."""
         self._instruments.append((instrument, tr.as_callback(instrument)))
         self._tracing = True
         self._plain = False
 
-    def remove_instrument(self, instrument) -> None:
+    def remove_instrument(self, instrument: Any) -> None:
         self._instruments = [(i, cb) for i, cb in self._instruments
                              if not (i is instrument or i == instrument)]
         self._tracing = bool(self._instruments)
@@ -235,7 +252,7 @@ class Hub:
 
     #: The network implementation used by ``greenrt.net`` (real sockets on the real
     #: hub, the simulated network under the lab). Set by subclasses.
-    network = None
+    network: Network = None  # type: ignore[assignment]
 
     #: Whether this hub wants ``note_access`` reports. A class attribute tested before
     #: every report, so on the real hub a report costs one attribute test.
@@ -263,7 +280,7 @@ class Hub:
 
     # -- scheduling ---------------------------------------------------------------------
 
-    def _schedule(self, task) -> None:
+    def _schedule(self, task: Task[Any]) -> None:
         """Put a runnable task in its lane."""
         if task._queued:
             raise InvariantViolation(f"task {task.id} ({task.name}) scheduled twice")
@@ -278,7 +295,7 @@ class Hub:
                 self._timed_seq += 1
                 heapq.heappush(self._timed, (d, -(task._scope._priority or 0), self._timed_seq, task))
 
-    def reschedule(self, task, value: Any = None) -> None:
+    def reschedule(self, task: Task[Any], value: Any = None) -> None:
         """Wake a parked task with ``value`` (see ``greenrt.lowlevel.reschedule``)."""
         if task._abort_fn is None:
             raise InvariantViolation(f"task {task.id} ({task.name}) woken but not parked")
@@ -286,14 +303,14 @@ class Hub:
         task._resume = value
         self._schedule(task)
 
-    def _reschedule_cancel(self, task) -> None:
+    def _reschedule_cancel(self, task: Task[Any]) -> None:
         task._resume = _CANCEL
         self._schedule(task)
 
     def runnable_count(self) -> int:
         return len(self._ready) + len(self._cancel_lane) + len(self._timed)
 
-    def _pick(self):
+    def _pick(self) -> Task[Any] | None:
         """Choose the next task to run, or ``None`` if nothing is runnable."""
         cl = self._cancel_lane
         if cl:
@@ -313,7 +330,7 @@ class Hub:
 
     # -- timers -------------------------------------------------------------------------
 
-    def call_at(self, when: float, fn, *args) -> TimerHandle:
+    def call_at(self, when: float, fn: Callable[..., Any], *args: Any) -> TimerHandle:
         """Call ``fn(*args)`` on the hub at hub time ``when``. Not a checkpoint."""
         h = TimerHandle(self, when, fn, args)
         self._timer_seq += 1
@@ -322,7 +339,7 @@ class Hub:
             self._compact_timers()
         return h
 
-    def call_later(self, delay: float, fn, *args) -> TimerHandle:
+    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> TimerHandle:
         return self.call_at(self.now() + delay, fn, *args)
 
     def _compact_timers(self) -> None:
@@ -352,7 +369,7 @@ class Hub:
 
     # -- other threads ------------------------------------------------------------------
 
-    def call_soon_threadsafe(self, fn, *args) -> None:
+    def call_soon_threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the hub soon. Safe from any thread; wakes the hub."""
         with self._threadq_lock:
             self._threadq.append((fn, args))
@@ -432,7 +449,7 @@ class Hub:
     def _handle_signals(self) -> None:  # overridden by run() wiring
         self._signal_pending.clear()
 
-    def _switch_to(self, task) -> None:
+    def _switch_to(self, task: Task[Any]) -> None:
         """On the hub greenlet: run ``task`` until control comes back to the hub."""
         task._queued = False
         self.current = task
@@ -454,7 +471,7 @@ class Hub:
             glet.switch()
         self.current = None
 
-    def _handoff(self):
+    def _handoff(self) -> Any:
         """On a task greenlet that is giving up control: switch *directly* to the next
         runnable task instead of bouncing through the hub (one switch instead of two).
 
@@ -487,12 +504,12 @@ class Hub:
                 self._handoff_task = nxt
         return self._glet.switch()
 
-    def _yield_task(self, task) -> None:
+    def _yield_task(self, task: Task[Any]) -> None:
         """The yield half of a checkpoint: requeue ``task`` and run something else."""
         self._schedule(task)
         self._handoff()
 
-    def _run_until(self, done) -> None:
+    def _run_until(self, done: Callable[[], bool]) -> None:
         """On the hub greenlet: run tasks until ``done()`` is true."""
         pick = self._pick
         switch = self._switch_to
@@ -542,17 +559,18 @@ class RealHub(Hub):
 
     _fast_paths = True
     detects_deadlock = True
+    driver: EpollDriver
 
-    def __init__(self, **kw):
+    def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self._plain = not self._tracing
         from ._driver import SelectorDriver
 
         self.driver = SelectorDriver(self)
-        self._network = None
+        self._network: RealNetwork | None = None
 
     @property
-    def network(self):
+    def network(self) -> RealNetwork:  # type: ignore[override]  # an attribute on the base
         """The real network (sockets through the epoll driver), created on first use."""
         if self._network is None:
             from .net._real import RealNetwork
@@ -569,7 +587,7 @@ class RealHub(Hub):
     # takes the general path. (The lab hub keeps the general path, since it overrides
     # ``_schedule`` and ``_handoff``.)
 
-    def _yield_task(self, task) -> None:
+    def _yield_task(self, task: Task[Any]) -> None:
         hub = self
         # fastpath yield: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
         if hub._plain and not (task._queued or hub._cancel_lane or hub._timed
@@ -600,7 +618,7 @@ class RealHub(Hub):
             hub._handoff()
         # end fastpath yield
 
-    def reschedule(self, task, value: Any = None) -> None:
+    def reschedule(self, task: Task[Any], value: Any = None) -> None:
         hub = self
         # fastpath reschedule: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
         if task._abort_fn is None:
@@ -615,7 +633,7 @@ class RealHub(Hub):
             hub._schedule(task)
         # end fastpath reschedule
 
-    def _handoff(self):
+    def _handoff(self) -> Any:
         hub = self
         # fastpath handoff: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
         if hub._plain and not (hub._cancel_lane or hub._timed):

@@ -28,13 +28,18 @@ obligation is never reported as leaked.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from . import _trace as tr
 from ._exceptions import InvalidStateError
 from ._hub import current_hub
 from ._log import log_detached, logger
+
+if TYPE_CHECKING:  # pragma: no cover
+    from types import TracebackType
+
+    from ._hub import Hub
 
 LEAK_POLICIES = ("error", "log", "abort")
 
@@ -56,14 +61,15 @@ class Obligation:
     __slots__ = ("id", "kind", "name", "_site", "state", "reason", "_owner", "_hub",
                  "_on_commit", "_on_abort", "_region", "value")
 
-    def __init__(self, hub, owner, kind: str, name: str | None, site: str,
+    def __init__(self, hub: Hub, owner: Any, kind: str, name: str | None,
+                 site: str | tuple[str, int, str],
                  on_commit: Callable[[], Any] | None, on_abort: Callable[[Any], Any] | None,
-                 region=None):
+                 region: Any = None) -> None:
         self._hub = hub
         self.id = hub._next_obligation_id()
         self.kind = kind
         self.name = name
-        self._site = site  # a frame summary tuple; formatted on demand (see ``site``)
+        self._site: str | tuple[str, int, str] = site  # formatted on demand (``site``)
         self.state = "reserved"
         self.reason = None
         self._owner = owner
@@ -78,7 +84,7 @@ class Obligation:
         s = self._site
         if type(s) is tuple:
             s = self._site = f"{s[0]}:{s[1]} in {s[2]}"
-        return s
+        return s  # type: ignore[return-value]  # formatted above
 
     @property
     def resolved(self) -> bool:
@@ -136,7 +142,8 @@ class Obligation:
     def __enter__(self) -> Obligation:
         return self
 
-    def __exit__(self, etype, exc, tb) -> None:
+    def __exit__(self, etype: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if exc is not None and self.state == "reserved":
             self.abort(exc)
 
@@ -144,7 +151,7 @@ class Obligation:
         return f"<Obligation {self.id} {self.kind} {self.state} at {self.site}>"
 
 
-def _caller_site(depth: int):
+def _caller_site(depth: int) -> str | tuple[str, int, str]:
     """The caller's position as a tuple (formatting is deferred to ``Obligation.site``:
     most obligations are resolved and their site is never read)."""
     try:
@@ -178,7 +185,8 @@ def reserve(kind: str, *, name: str | None = None, on_commit: Callable[[], Any] 
     return ob
 
 
-def abort_leaked(obligations, owner_id, where: str) -> list[Obligation]:
+def abort_leaked(obligations: Iterable[Obligation], owner_id: int | None,
+                 where: str) -> list[Obligation]:
     """Abort every still-reserved obligation as leaked; return them."""
     leaked = [ob for ob in list(obligations) if ob.state == "reserved"]
     for ob in leaked:

@@ -15,7 +15,10 @@ not mean to happen at all.
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, Generic, Never, TypeVar, overload
+
+T_co = TypeVar("T_co", covariant=True)
+U = TypeVar("U")
 
 
 class OutcomeKind(enum.IntEnum):
@@ -29,29 +32,39 @@ _OK, _ERR, _CANCELLED, _PANICKED = 0, 1, 2, 3
 _KINDS = (OutcomeKind.OK, OutcomeKind.ERR, OutcomeKind.CANCELLED, OutcomeKind.PANICKED)
 
 
-class Outcome(tuple):
+class Outcome(tuple[int, Any], Generic[T_co]):
     """An immutable outcome: a ``(severity, value)`` pair. Build one with
-    ``Outcome.ok/err/cancelled/panicked``; ``kind`` is the ``OutcomeKind``."""
+    ``Outcome.ok/err/cancelled/panicked``; ``kind`` is the ``OutcomeKind``.
+
+    Generic in the value of ``ok``: ``Outcome[int]`` unwraps to an ``int``. The
+    failure constructors return ``Outcome[Never]``, which fits any ``Outcome[T]``.
+    """
 
     __slots__ = ()
 
-    def __new__(cls, kind, value):
+    def __new__(cls, kind: int, value: Any) -> Outcome[Any]:
         return tuple.__new__(cls, (int(kind), value))
 
+    @overload
     @classmethod
-    def ok(cls, value: Any = None) -> Outcome:
+    def ok(cls) -> Outcome[None]: ...
+    @overload
+    @classmethod
+    def ok(cls, value: U) -> Outcome[U]: ...
+    @classmethod
+    def ok(cls, value: Any = None) -> Outcome[Any]:
         return tuple.__new__(cls, (_OK, value))
 
     @classmethod
-    def err(cls, exc: BaseException) -> Outcome:
+    def err(cls: type[Outcome[Any]], exc: BaseException) -> Outcome[Never]:
         return tuple.__new__(cls, (_ERR, exc))
 
     @classmethod
-    def cancelled(cls, reason: Any) -> Outcome:
+    def cancelled(cls: type[Outcome[Any]], reason: Any) -> Outcome[Never]:
         return tuple.__new__(cls, (_CANCELLED, reason))
 
     @classmethod
-    def panicked(cls, exc: BaseException) -> Outcome:
+    def panicked(cls: type[Outcome[Any]], exc: BaseException) -> Outcome[Never]:
         return tuple.__new__(cls, (_PANICKED, exc))
 
     @property
@@ -88,16 +101,16 @@ class Outcome(tuple):
         k = self[0]
         return k == _ERR or k == _PANICKED
 
-    def join(self, other: Outcome) -> Outcome:
+    def join(self, other: Outcome[U]) -> Outcome[T_co | U]:
         """The more severe outcome; ``self`` on a tie."""
         return other if other[0] > self[0] else self
 
-    def unwrap(self) -> Any:
+    def unwrap(self) -> T_co:
         """Return the value of ``ok``; raise the exception of ``err``/``panicked``;
         raise ``TaskCancelledError`` for ``cancelled``."""
         k = self[0]
         if k == _OK:
-            return self[1]
+            return self[1]  # type: ignore[no-any-return]  # the value of ok is a T_co
         if k == _CANCELLED:
             from ._exceptions import TaskCancelledError
 

@@ -32,11 +32,17 @@ import os
 import signal
 import subprocess
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from ._checkpoint import _enter, sleep
 from ._driver import ClosedResourceError
 from ._hub import current_hub
 from ._scope import masked, move_on_after
+
+if TYPE_CHECKING:  # pragma: no cover
+    from types import TracebackType
+
+    from ._hub import Hub
 
 #: the original ``subprocess.Popen``, whatever ``greenrt.patch`` does later
 _Popen = subprocess.Popen
@@ -47,9 +53,9 @@ MAX_READ = 1 << 20
 
 
 class _Pipe:
-    def __init__(self, fileobj):
+    def __init__(self, fileobj: Any) -> None:
         self._file = fileobj  # keeps Popen's file object from closing the fd under us
-        self._fd = fileobj.fileno()
+        self._fd: int = fileobj.fileno()
         os.set_blocking(self._fd, False)
         self._closed = False
         self._busy = False
@@ -75,7 +81,7 @@ class _Pipe:
         except OSError:
             pass
 
-    def _check(self, what: str):
+    def _check(self, what: str) -> None:
         if self._closed:
             raise ClosedResourceError(f"pipe is closed ({what})")
         if self._busy:
@@ -84,7 +90,7 @@ class _Pipe:
             raise BusyResourceError(f"another task is already in {what} on this pipe")
 
 
-def _hub_or_none():
+def _hub_or_none() -> Hub | None:
     from ._hub import _tls
 
     return getattr(_tls, "hub", None)
@@ -93,7 +99,7 @@ def _hub_or_none():
 class PipeSendStream(_Pipe):
     """The write end of a child's stdin."""
 
-    def send_all(self, data) -> None:
+    def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Write all of ``data``. A checkpoint. Cancelled after a partial write, the
         child has received a prefix: the pipe is closed (the child sees EOF), since
         a later write could not continue the message. ``BrokenPipeError`` when the
@@ -147,7 +153,7 @@ class Process:
     ``returncode`` (``None`` while running), ``stdin``/``stdout``/``stderr`` (pipe
     streams or ``None``)."""
 
-    def __init__(self, popen):
+    def __init__(self, popen: subprocess.Popen[Any]) -> None:
         self._popen = popen
         self.args = popen.args
         self.pid = popen.pid
@@ -220,7 +226,8 @@ class Process:
     def __enter__(self) -> Process:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.close_pipes()
         if exc_type is not None or self.poll() is not None:
             if self.poll() is None:
@@ -236,7 +243,8 @@ class Process:
         return f"<greenrt.Process pid={self.pid} returncode={self._popen.returncode}>"
 
 
-def open_process(command, *, stdin=None, stdout=None, stderr=None, **options) -> Process:
+def open_process(command: str | Sequence[str], *, stdin: Any = None, stdout: Any = None,
+                 stderr: Any = None, **options: Any) -> Process:
     """Start ``command`` (see the module docstring) and return a ``Process``.
 
     A checkpoint (before the child starts: a pending cancellation starts nothing).
@@ -258,9 +266,9 @@ def open_process(command, *, stdin=None, stdout=None, stderr=None, **options) ->
         raise
 
 
-def run_process(command: str | Sequence, *, stdin=b"", capture_stdout: bool = False,
+def run_process(command: str | Sequence[str], *, stdin: Any = b"", capture_stdout: bool = False,
                 capture_stderr: bool = False, check: bool = True, grace: float = DEFAULT_GRACE,
-                **options) -> subprocess.CompletedProcess:
+                **options: Any) -> subprocess.CompletedProcess[bytes]:
     """Run ``command`` to completion and return a ``subprocess.CompletedProcess``.
 
     ``stdin``: bytes to feed (``b""``: an empty, closed stdin), or ``None`` to
@@ -290,19 +298,19 @@ def run_process(command: str | Sequence, *, stdin=b"", capture_stdout: bool = Fa
     out: list[bytes] = []
     err: list[bytes] = []
     try:
-        def feeder():
+        def feeder() -> None:
             try:
                 if feed:
-                    proc.stdin.send_all(feed)
+                    proc.stdin.send_all(feed)  # type: ignore[union-attr]  # spawned if set
             except BrokenPipeError:
                 pass  # the child did not read it all: like subprocess.run
             except OSError as e:
                 if e.errno != errno.EPIPE:
                     raise
             finally:
-                proc.stdin.close()
+                proc.stdin.close()  # type: ignore[union-attr]
 
-        def reader(stream, sink):
+        def reader(stream: PipeReceiveStream, sink: list[bytes]) -> None:
             while True:
                 chunk = stream.receive_some(65536)
                 if not chunk:

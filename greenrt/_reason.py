@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 
 class CancelKind(enum.Enum):
@@ -100,6 +101,9 @@ class CancelReason:
 
     ``origin_task`` and ``origin_region`` are ids (ints, deterministic per hub), not
     objects, so a reason never keeps a finished task alive. ``time`` is hub time.
+    ``deadline`` (hub time) is set on the reasons a deadline or timeout produced;
+    ``str()`` shows it as a duration from now (``expired 2.0 ms ago``, ``deadline in
+    1.5 s``), never as a raw clock reading.
     """
 
     kind: CancelKind
@@ -108,6 +112,7 @@ class CancelReason:
     origin_region: int | None = None
     time: float | None = None
     cause: CancelReason | None = field(default=None, compare=False)
+    deadline: float | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, CancelKind):
@@ -141,30 +146,92 @@ class CancelReason:
         return other
 
     def chain(self) -> list[CancelReason]:
-        out, r = [], self
+        out: list[CancelReason] = []
+        r: CancelReason | None = self
         while r is not None:
             out.append(r)
             r = r.cause
         return out
 
-    def to_dict(self) -> dict:
-        d = {"kind": self.kind.value, "message": self.message,
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"kind": self.kind.value, "message": self.message,
              "origin_task": self.origin_task, "origin_region": self.origin_region}
         if self.cause is not None:
             d["cause"] = self.cause.to_dict()
         return d
 
+    def deadline_text(self, now: float | None = None) -> str | None:
+        """``"expired 2.0 ms ago"`` / ``"deadline in 1.5 s"`` relative to ``now`` (by
+        default the running hub's time; without a hub in this thread, relative to
+        when the cancellation was requested), or ``None`` without a deadline."""
+        d = self.deadline
+        if d is None:
+            return None
+        if now is None:
+            now = _hub_now()
+        if now is None:
+            if self.time is None or self.time >= d:
+                return "deadline expired"
+            return f"deadline was {format_seconds(d - self.time)} after the request"
+        if d > now:
+            return f"deadline in {format_seconds(d - now)}"
+        return f"expired {format_seconds(now - d)} ago"
+
     def __str__(self) -> str:
         s = self.kind.value
-        if self.message:
-            s += f" ({self.message})"
+        parts = [self.message] if self.message else []
+        text = self.deadline_text()
+        if text is not None:
+            parts.append(text)
+        if parts:
+            s += f" ({'; '.join(parts)})"
         if self.cause is not None:
             s += f" <- {self.cause}"
         return s
 
+    def __repr__(self) -> str:
+        fields = [repr(self.kind.value)]
+        if self.message:
+            fields.append(f"message={self.message!r}")
+        for name in ("origin_task", "origin_region"):
+            v = getattr(self, name)
+            if v is not None:
+                fields.append(f"{name}={v}")
+        if self.deadline is not None:
+            fields.append(str(self.deadline_text()))
+        if self.cause is not None:
+            fields.append(f"cause={self.cause!r}")
+        return f"CancelReason({', '.join(fields)})"
+
+
+def format_seconds(s: float) -> str:
+    """A duration for people: ``1.5 s``, ``250 ms``, ``40 us``, ``3600 s``."""
+    if s != s or s in (float("inf"), float("-inf")):
+        return f"{s} s"
+    if s >= 100:
+        return f"{s:.0f} s"
+    if s >= 1:
+        return f"{s:.3g} s"
+    if s >= 0.001:
+        return f"{s * 1000:.3g} ms"
+    return f"{s * 1e6:.3g} us"
+
+
+def _hub_now() -> float | None:
+    from ._hub import _tls
+
+    hub = getattr(_tls, "hub", None)
+    if hub is None:
+        return None
+    try:
+        now: float = hub.now()
+    except Exception:  # noqa: BLE001 - a closed hub: fall back to the request time
+        return None
+    return now
+
 
 def as_reason(reason: CancelReason | CancelKind | str | None, default: CancelKind = CancelKind.USER,
-              **fields) -> CancelReason:
+              **fields: Any) -> CancelReason:
     """Accept a reason, a kind, a kind name or a message, and return a ``CancelReason``.
 
     A plain string that is not a kind name becomes the message of a ``default`` reason.

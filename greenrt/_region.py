@@ -32,19 +32,37 @@ reported with the region's other errors.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from sys import _getframe
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Never, TypeVar, TypeVarTuple
 
 from . import _trace as tr
 from ._budget import Budget
 from ._checkpoint import park
-from ._exceptions import Cancelled, InvariantViolation, ObligationLeak, RegionClosedError
+from ._exceptions import (
+    Cancelled,
+    InvariantViolation,
+    NoHubError,
+    ObligationLeak,
+    RegionClosedError,
+)
 from ._hub import current_hub
 from ._obligation import Obligation, _caller_site, abort_leaked, log_leak
 from ._reason import CancelKind, CancelReason
 from ._scope import CancelScope, _finalize_scope, cancel_scope, deliver_pending, masked
 from ._task import Task
+from ._usage import CO_ASYNC as _CO_ASYNC
+from ._usage import check_task_fn, kwargs_refused
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._hub import Hub
+    from ._outcome import Outcome
 
 POLICIES = ("fail_fast", "collect_all")
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 
 @dataclass(frozen=True)
@@ -65,6 +83,17 @@ _ALLOWED = {
 class Region:
     """A task-owning scope. Create with ``greenrt.region(...)``; see module docs."""
 
+    # Set when the region is opened (``__enter__``, or ``run`` for the root region);
+    # typed ``Any`` because they are None only before that, when nothing reads them.
+    id: int | None
+    _hub: Hub
+    _owner: Any  # the owning Task; None for the root region
+    _parent_region: Region | None
+    _waiter: Any
+    _on_empty: Callable[[], None] | None
+    _body_cancelled: Any
+    _site: Any
+
     def __init__(self, *, policy: str = "fail_fast", budget: Budget | None = None,
                  name: str | None = None, leak_policy: str | None = None,
                  finalizer_budget: FinalizerBudget | None = None):
@@ -76,15 +105,15 @@ class Region:
         self.leak_policy = leak_policy
         self.finalizer_budget = finalizer_budget or FinalizerBudget()
         self.id = None
-        self._hub = None
+        self._hub = None  # type: ignore[assignment]  # set when opened
         self._owner = None
         self._parent_region = None
-        self._scope: CancelScope | None = None
+        self._scope: CancelScope = None  # type: ignore[assignment]  # set when opened
         self._state = "new"
-        self._live: dict = {}
-        self._failures: list = []
-        self._finalizers: list = []
-        self._obligations: dict | None = None
+        self._live: dict[Task[Any], None] = {}
+        self._failures: list[BaseException] = []
+        self._finalizers: list[functools.partial[Any]] = []
+        self._obligations: dict[int, Obligation] | None = None
         self._waiter = None
         self._spawned = self._completed = self._failed = self._cancelled = 0
         #: tasks of this region abandoned for overrunning their cleanup budget
@@ -109,20 +138,35 @@ class Region:
     def cancel_called(self) -> bool:
         return self._scope is not None and self._scope._reason is not None
 
-    def children(self) -> list:
+    def children(self) -> list[Task[Any]]:
         """The live child tasks, in spawn order."""
         return list(self._live)
 
-    def spawn(self, fn, *args, name: str | None = None, budget: Budget | None = None):
+    def spawn(self, fn: Callable[[*Ts], T], *args: *Ts, name: str | None = None,
+              budget: Budget | None = None, **kwargs: Never) -> Task[T]:
         """Start ``fn(*args)`` as a child task and return its ``Task``.
 
         Not a checkpoint: the child runs when the caller next blocks. ``budget``
         limits the child alone (met with the region's). Raises ``RegionClosedError``
-        once the region is draining. For keyword arguments use ``functools.partial``.
+        once the region is draining (or was never entered), and ``TypeError`` at
+        once for anything but a plain callable (an ``async def`` or a coroutine
+        included: greenrt runs blocking-style code) or for keyword arguments meant for
+        ``fn``: use ``spawn(functools.partial(fn, key=value))``.
         """
+        if kwargs:
+            raise kwargs_refused("spawn", kwargs, "name= and budget=")
         st = self._state
         if st != "open" and st != "closing":
-            raise RegionClosedError(f"region {self.id} ({self.name}) is {st}: cannot spawn")
+            raise self._spawn_refused(st)
+        # A plain or bound Python function costs two attribute loads here (measured:
+        # the cheapest form); anything else, or an async one, takes the full check,
+        # which raises TypeError for anything but a sync callable.
+        try:
+            async_fn = fn.__code__.co_flags & _CO_ASYNC
+        except AttributeError:
+            async_fn = True
+        if async_fn:
+            check_task_fn(fn, "spawn")
         hub = self._hub
         if name is None:
             name = getattr(fn, "__qualname__", None) or _callable_name(fn)
@@ -142,25 +186,33 @@ class Region:
         # end fastpath schedule
         return task
 
-    def cancel(self, reason=None) -> None:
+    def cancel(self, reason: CancelReason | CancelKind | str | None = None) -> None:
         """Cancel every child and the region's own block (default kind ``user``).
 
         Not a checkpoint. The region absorbs the resulting ``Cancelled``.
         """
+        if self._state == "new":
+            raise self._never_entered("cancel")
         self._scope.cancel(reason)
 
-    def defer(self, fn, *args) -> None:
+    def defer(self, fn: Callable[[*Ts], object], *args: *Ts) -> None:
         """Register ``fn(*args)`` to run when the region closes, after its children,
         LIFO, masked and under the finalizer budget."""
+        if self._state == "new":
+            raise self._never_entered("defer")
         if self._owner is None:
             raise RegionClosedError("the root region has no finalizers; open a region in main")
         if self._state in ("finalizing", "closed"):
             raise RegionClosedError(f"region {self.id} is {self._state}: cannot defer")
         self._finalizers.append(functools.partial(fn, *args))
 
-    def reserve(self, kind: str, *, name: str | None = None, on_commit=None, on_abort=None):
+    def reserve(self, kind: str, *, name: str | None = None,
+                on_commit: Callable[[], Any] | None = None,
+                on_abort: Callable[[Any], Any] | None = None) -> Obligation:
         """Reserve an obligation owned by the region: it must be resolved before the
         region closes, or the close reports an ``ObligationLeak``. Not a checkpoint."""
+        if self._state == "new":
+            raise self._never_entered("reserve")
         ob = Obligation(self._hub, self, kind, name, _caller_site(1), on_commit, on_abort)
         if self._obligations is None:
             self._obligations = {}
@@ -170,7 +222,7 @@ class Region:
                             site=ob.site)
         return ob
 
-    def statistics(self) -> dict:
+    def statistics(self) -> dict[str, Any]:
         """Counts and state: live children, spawned, completed, failed, cancelled,
         abandoned (tasks that overran their cleanup budget and were never resumed
         again), pending finalizers, unresolved region obligations."""
@@ -188,6 +240,44 @@ class Region:
 
     # -- internals ------------------------------------------------------------------
 
+    def _never_entered(self, what: str) -> RegionClosedError:
+        return RegionClosedError(
+            f"{what} on {'region ' + repr(self.name) if self.name else 'a region'} "
+            "that was never entered: a region owns tasks only inside its block; use "
+            f"`with greenrt.region() as r:` and call r.{what}(...) inside it")
+
+    def _spawn_refused(self, st: str) -> Exception:
+        if st == "new":
+            return self._never_entered("spawn")
+        return RegionClosedError(f"region {self.describe()} is {st}: cannot spawn (a region "
+                                 "accepts spawns until it starts draining; spawn into an "
+                                 "enclosing region that is still open)")
+
+    def describe(self) -> str:
+        """``"3 'workers' (opened at app.py:12 in main)"``: the region's id, name and
+        where its ``with`` statement entered it, for error messages."""
+        out = f"{self.id}" if self.name is None else f"{self.id} {self.name!r}"
+        site = self.opened_at
+        if site is not None:
+            out += f" (opened at {site[0]}:{site[1]} in {site[2]})"
+        return out
+
+    @property
+    def opened_at(self) -> tuple[str, int, str] | None:
+        """``(file, line, function)`` of the ``with`` statement that entered the region
+        (``None`` before that, and for the root region). Entering records only the
+        caller's code object and instruction offset; the line is looked up here."""
+        site = self._site
+        if site is None:
+            return None
+        code, lasti = site
+        line = code.co_firstlineno
+        for start, end, ln in code.co_lines():
+            if start <= lasti < end and ln is not None:
+                line = ln
+                break
+        return code.co_filename, line, code.co_name
+
     def _set_state(self, new: str) -> None:
         if new not in _ALLOWED.get(self._state, ()):
             raise InvariantViolation(f"region {self.id}: illegal transition {self._state} -> {new}")
@@ -197,14 +287,14 @@ class Region:
             hub._emit(tr.REGION_STATE, self._owner.id if self._owner else None, self.id, state=new)
 
     def _effective_leak_policy(self) -> str:
-        r = self
+        r: Region | None = self
         while r is not None:
             if r.leak_policy is not None:
                 return r.leak_policy
             r = r._parent_region
         return self._hub.leak_policy
 
-    def _open(self, hub, owner, parent_scope) -> None:
+    def _open(self, hub: Hub, owner: Task[Any] | None, parent_scope: CancelScope | None) -> None:
         self._hub = hub
         self._owner = owner
         self.id = hub._next_region_id()
@@ -222,11 +312,11 @@ class Region:
                       policy=self.policy,
                       parent=self._parent_region.id if self._parent_region else None)
 
-    def _child_done(self, task) -> None:
+    def _child_done(self, task: Task[Any]) -> None:
         live = self._live
         del live[task]
         self._completed += 1
-        out = task._outcome
+        out: Outcome[Any] = task._outcome  # type: ignore[assignment]  # completed
         sev = out[0]
         if sev:  # not ok
             if sev == 2:
@@ -261,19 +351,30 @@ class Region:
 
     def __enter__(self) -> Region:
         if self._state != "new":
-            raise InvariantViolation("a region can be entered only once")
+            raise InvariantViolation(
+                f"region {self.describe()} is {self._state}: a region can be entered only "
+                "once; create a new one with greenrt.region() for each with block")
         hub = current_hub()
         task = hub.current
         if task is None:
-            raise InvariantViolation("regions are opened inside a task")
-        self._site = _caller_site(1)  # for task dumps and the never-exited error
+            raise NoHubError.outside_task()
+        # Where the region was opened, for task dumps and the never-exited error: the
+        # caller's code and instruction offset only (formatted by ``opened_at``); a
+        # full _caller_site (f_lineno decodes the line table) cost 20% of an
+        # enter/exit pair in instructions.
+        f = _getframe(1)
+        self._site = (f.f_code, f.f_lasti)
         self._open(hub, task, task._scope)
         return self
 
-    def __exit__(self, etype, exc, tb) -> bool:
+    def __exit__(self, etype: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
         owner = self._owner
         if owner._scope is not self._scope:
-            raise InvariantViolation(f"region {self.id} exited out of order")
+            raise InvariantViolation(
+                f"region {self.describe()} exited out of order: a region or cancel scope "
+                "entered inside it is still open; nest with statements, never interleave "
+                "__enter__/__exit__ by hand")
         body_exc = exc
         if exc is not None and not isinstance(exc, Cancelled) and self.policy == "fail_fast":
             self._scope._request(CancelReason(
@@ -285,7 +386,7 @@ class Region:
         if self._state == "closing" and self._scope._reason is not None:
             self._set_state("draining")
         self._set_state("finalizing")
-        errors: list = []
+        errors: list[BaseException] = []
         self._run_finalizers(errors)
         self._check_obligations(errors)
         # Leave the scope: this catches a Cancelled aimed at the region itself.
@@ -310,7 +411,7 @@ class Region:
         if failures:
             msg = f"region {self.id}" + (f" ({self.name})" if self.name else "") + " failed"
             if all(isinstance(e, Exception) for e in failures):
-                raise ExceptionGroup(msg, failures) from None
+                raise ExceptionGroup(msg, failures) from None  # type: ignore[type-var]  # all Exception
             raise BaseExceptionGroup(msg, failures) from None
         if body_exc is None or absorbed:
             # Leaving a region is the check half of a checkpoint: a cancellation of an
@@ -320,7 +421,7 @@ class Region:
             return absorbed
         return False  # a Cancelled aimed elsewhere propagates unchanged
 
-    def _run_finalizers(self, errors: list) -> None:
+    def _run_finalizers(self, errors: list[BaseException]) -> None:
         fb = self.finalizer_budget
         while self._finalizers:
             fn = self._finalizers.pop()
@@ -338,7 +439,7 @@ class Region:
                         f"finalizer {getattr(fn.func, '__qualname__', fn)} exceeded its budget: "
                         f"{sc.reason}"))
 
-    def _check_obligations(self, errors: list) -> None:
+    def _check_obligations(self, errors: list[BaseException]) -> None:
         obs = self._obligations
         if not obs:
             return
@@ -353,7 +454,7 @@ class Region:
             log_leak(leaked, f"region {self.id}")
 
 
-def _callable_name(fn) -> str:
+def _callable_name(fn: Any) -> str:
     """A deterministic name for a task function (never a repr with an address)."""
     while isinstance(fn, functools.partial):
         fn = fn.func

@@ -18,21 +18,34 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable, Iterable
+from types import FrameType
+from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple
 
 from . import _trace as tr
 from ._exceptions import TaskCancelledError
 from ._hub import Hub, RealHub
 from ._reason import CancelKind, CancelReason
 from ._region import Region
+from ._usage import check_task_fn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._outcome import Outcome
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+#: what ``_install_signals`` saved: the old handlers, the old wake-up fd, and whether
+#: the wake-up fd was set
+_SignalState = tuple[dict[signal.Signals, Any], int | None, bool]
 
 
-def _install_signals(hub: Hub):
+def _install_signals(hub: Hub) -> _SignalState | None:
     if threading.current_thread() is not threading.main_thread():
         return None
     wake_fd = getattr(hub.driver, "wakeup_fd", None)
-    saved = {}
+    saved: dict[signal.Signals, Any] = {}
 
-    def handler(signum, frame):
+    def handler(signum: int, frame: FrameType | None) -> None:
         hub._signal_pending.append(signum)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -46,17 +59,17 @@ def _install_signals(hub: Hub):
     return saved, old_wake, wake_fd is not None and bool(saved)
 
 
-def _restore_signals(state) -> None:
+def _restore_signals(state: _SignalState | None) -> None:
     if state is None:
         return
     saved, old_wake, set_wake = state
     for sig, h in saved.items():
         signal.signal(sig, h)
     if set_wake:
-        signal.set_wakeup_fd(old_wake)
+        signal.set_wakeup_fd(old_wake)  # type: ignore[arg-type]  # an int when set_wake
 
 
-def _install_dump_signal(hub: Hub, signum: int):
+def _install_dump_signal(hub: Hub, signum: int) -> tuple[int, Any]:
     """Log a task dump on ``signum`` (main thread only). The dump is taken inside the
     handler, so it also shows a task that keeps the hub from running (a CPU loop):
     Python runs the handler between two bytecodes of whatever is running."""
@@ -65,7 +78,7 @@ def _install_dump_signal(hub: Hub, signum: int):
     from ._dump import format_snapshot, snapshot
     from ._log import log_detached, logger
 
-    def handler(sig, frame):
+    def handler(sig: int, frame: FrameType | None) -> None:
         try:
             text = format_snapshot(snapshot(hub, frame), header=(
                 f"greenrt task dump on signal {signal.Signals(sig).name}"))
@@ -77,9 +90,10 @@ def _install_dump_signal(hub: Hub, signum: int):
     return signum, signal.signal(signum, handler)
 
 
-def run(fn, *args, instruments=(), leak_policy: str = "error", hub: Hub | None = None,
+def run(fn: Callable[[*Ts], T], *args: *Ts, instruments: Iterable[Any] = (),
+        leak_policy: str = "error", hub: Hub | None = None,
         handle_signals: bool = True, watchdog: float | None = None,
-        dump_signal: int | None = None):
+        dump_signal: int | None = None) -> T:
     """Run ``fn(*args)`` as the main task of a new hub and return its result.
 
     ``instruments`` receive trace events; ``leak_policy`` is the default obligation
@@ -92,7 +106,10 @@ def run(fn, *args, instruments=(), leak_policy: str = "error", hub: Hub | None =
     (``greenrt.lowlevel.dump()``: every task's state, wait, deadline and stack) on the
     ``greenrt`` logger at WARNING whenever that signal arrives — configure logging to
     see it. Returns only when every task has completed (the root region is closed).
+    ``fn`` must be a plain callable: a non-callable, a coroutine or an ``async def``
+    is a ``TypeError`` raised before any hub exists (greenrt runs blocking-style code).
     """
+    check_task_fn(fn, "run")
     if hub is None:
         hub = RealHub(instruments=instruments, leak_policy=leak_policy)
     else:
@@ -110,7 +127,7 @@ def run(fn, *args, instruments=(), leak_policy: str = "error", hub: Hub | None =
         root._open(hub, None, None)
         hub.root_region = root
 
-        def handle_signals_on_hub():
+        def handle_signals_on_hub() -> None:
             sigs = list(hub._signal_pending)
             hub._signal_pending.clear()
             for s in sigs:
@@ -121,7 +138,7 @@ def run(fn, *args, instruments=(), leak_policy: str = "error", hub: Hub | None =
                     CancelKind.SHUTDOWN, message=f"signal {signal.Signals(s).name}",
                     origin_region=root.id, time=hub.now()))
 
-        hub._handle_signals = handle_signals_on_hub
+        hub._handle_signals = handle_signals_on_hub  # type: ignore[method-assign]
         if handle_signals:
             signals = _install_signals(hub)
             hub.signals_handled = signals is not None
@@ -142,7 +159,7 @@ def run(fn, *args, instruments=(), leak_policy: str = "error", hub: Hub | None =
             signal.signal(*dumper)
         hub._exit()
         hub.close()
-    outcome = main.outcome
+    outcome: Outcome[T] = main.outcome  # type: ignore[assignment]  # completed: set
     if hub.deadlock is not None:
         from ._exceptions import Deadlock
 
@@ -156,7 +173,7 @@ def run(fn, *args, instruments=(), leak_policy: str = "error", hub: Hub | None =
             raise KeyboardInterrupt
         raise SystemExit(128 + int(first))
     if outcome.is_ok:
-        return outcome.value
+        return outcome.value  # type: ignore[no-any-return]  # the value of ok is a T
     if outcome.is_cancelled:
         raise TaskCancelledError(outcome.value)
     raise outcome.value

@@ -45,15 +45,21 @@ deterministic.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from . import _trace as tr
 from ._budget import Budget
-from ._exceptions import Cancelled, InvariantViolation, LimitExceeded, TooSlowError
+from ._exceptions import Cancelled, InvariantViolation, LimitExceeded, NoHubError, TooSlowError
 from ._hub import current_hub
 from ._reason import CancelKind, CancelReason, CleanupBudget, as_reason
+from ._usage import check_deadline, check_duration
+
+_INF = float("inf")
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ._hub import Hub
+    from ._region import Region
     from ._task import Task
 
 MAX_MASK_DEPTH = 16
@@ -64,6 +70,9 @@ class _Drain:
 
     __slots__ = ("scope", "polls_left", "timer", "exhausted", "reported", "budget",
                  "overruns", "exhausted_at")
+
+    timer: Any
+    exhausted_at: Any  # float once exhausted
 
     def __init__(self, scope: CancelScope, polls: int, budget: CleanupBudget | None = None):
         self.scope = scope
@@ -88,26 +97,28 @@ class CancelScope:
     # Scopes (and tasks, which are scopes) are plain instances with class-level
     # defaults: a spawn assigns only what differs from these, which keeps the spawn
     # path short. Mutable state (the children dict, the drain list) is created lazily.
-    id = None
-    _sid = None
-    name = None
-    _hub = None
-    _owner = None
-    _parent = None
-    _children = None
-    _reason = None
+    # The runtime graph (hub, owner task, parent scope) is set by ``_attach`` before
+    # anything reads it: those fields are typed as set, with the class default ignored.
+    id: int | None = None
+    _sid: int | None = None
+    name: str | None = None
+    _hub: Hub = None  # type: ignore[assignment]
+    _owner: Any = None  # the owning Task
+    _parent: Any = None  # CancelScope | None
+    _children: dict[CancelScope, None] | None = None
+    _reason: CancelReason | None = None
     _delivered = False
     _shield = False
-    _deadline = None
-    _deadline_eff = None
+    _deadline: float | None = None
+    _deadline_eff: float | None = None
     _deadline_kind = CancelKind.DEADLINE
-    _timer = None
-    _polls_left = None
-    _cost_left = None
-    _quota_chain: tuple = ()
-    _priority = None
-    _region = None
-    _cleanup = None
+    _timer: Any = None
+    _polls_left: int | None = None
+    _cost_left: int | None = None
+    _quota_chain: tuple[CancelScope, ...] = ()
+    _priority: int | None = None
+    _region: Region | None = None
+    _cleanup: CleanupBudget | None = None
     _fail_on_timeout = False
     cancelled_caught = False
     _state = "new"
@@ -157,14 +168,16 @@ class CancelScope:
         """
         hub = self._hub
         if hub is None:
-            raise InvariantViolation("cancel() on a scope that was never entered")
+            raise InvariantViolation(
+                "cancel() on a cancel scope that was never entered: use it in a with "
+                "statement first (`with greenrt.cancel_scope() as scope:`), then cancel it")
         cur = hub.current
         self._request(as_reason(reason, origin_task=cur.id if cur is not None else None,
                                 origin_region=_region_id(self), time=hub.now()))
 
     # -- entering and leaving -------------------------------------------------------
 
-    def _attach(self, hub, owner, parent) -> None:
+    def _attach(self, hub: Hub, owner: Task[Any] | None, parent: CancelScope | None) -> None:
         self._hub = hub
         self._owner = owner
         self._parent = parent
@@ -204,11 +217,13 @@ class CancelScope:
 
     def __enter__(self) -> CancelScope:
         if self._state != "new":
-            raise InvariantViolation("a cancel scope can be entered only once")
+            raise InvariantViolation("a cancel scope can be entered only once: create a new "
+                                     "one (greenrt.cancel_scope(), move_on_after()...) for "
+                                     "each with block")
         hub = current_hub()
         task = hub.current
         if task is None:
-            raise InvariantViolation("cancel scopes are entered inside a task")
+            raise NoHubError.outside_task()
         if self._shield:
             depth = 0
             s = task._scope
@@ -223,11 +238,13 @@ class CancelScope:
         self._state = "entered"
         return self
 
-    def __exit__(self, etype, exc, tb) -> bool:
+    def __exit__(self, etype: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
         task = self._owner
         if task._scope is not self:
             raise InvariantViolation(
-                f"cancel scope {self._sid} exited out of order (innermost is {task._scope._sid})")
+                f"cancel scope {self._sid} exited out of order (innermost is {task._scope._sid}):"
+                " nest with statements, never interleave __enter__/__exit__ by hand")
         task._scope = self._parent
         self._detach()
         self._state = "exited"
@@ -239,8 +256,8 @@ class CancelScope:
         self._timer = None
         hub = self._hub
         kind = self._deadline_kind
-        self._request(CancelReason(kind, message=f"{kind.value} {self._deadline:.6f} reached",
-                                   origin_region=_region_id(self), time=hub.now()))
+        self._request(CancelReason(kind, origin_region=_region_id(self), time=hub.now(),
+                                   deadline=self._deadline))
 
     def _request(self, reason: CancelReason) -> None:
         old = self._reason
@@ -257,7 +274,7 @@ class CancelScope:
         _propagate(self, new)
 
 
-def _region_id(scope: CancelScope | None):
+def _region_id(scope: CancelScope | None) -> int | None:
     while scope is not None:
         if scope._region is not None:
             return scope._region.id
@@ -270,7 +287,7 @@ def _propagate(scope: CancelScope, reason: CancelReason) -> None:
     owner = scope._owner
     if owner is not None:
         _notify(owner)
-    stack = [scope]
+    stack: list[CancelScope] = [scope]
     while stack:
         s = stack.pop()
         region = s._region
@@ -278,6 +295,7 @@ def _propagate(scope: CancelScope, reason: CancelReason) -> None:
             # The root scopes of the region's child tasks hang below its scope; they
             # are found through the region (spawn order) rather than ``_children``.
             derived = reason if s is scope else derive_parent_reason(reason, scope)
+            child: CancelScope
             for child in list(region._live):
                 child._request(derived)
         if s._children:
@@ -311,7 +329,7 @@ def effective_reason(scope: CancelScope | None) -> CancelReason | None:
     return None
 
 
-def _notify(task: Task) -> None:
+def _notify(task: Task[Any]) -> None:
     if task._state_done:
         return
     task._pending = True
@@ -324,7 +342,7 @@ def _notify(task: Task) -> None:
             task._hub._reschedule_cancel(task)
 
 
-def _find_target(task: Task):
+def _find_target(task: Task[Any]) -> _Drain | CancelScope | None:
     """The scope a ``Cancelled`` would be aimed at now, or ``None``.
 
     An exhausted drain is always a target (bounded cleanup pierces masks).
@@ -332,7 +350,7 @@ def _find_target(task: Task):
     for d in task._drains:
         if d.exhausted:
             return d
-    target = None
+    target: CancelScope | None = None
     s = task._scope
     while s is not None and s._owner is task:
         if s._reason is not None and not s._delivered:
@@ -343,7 +361,7 @@ def _find_target(task: Task):
     return target
 
 
-def _any_undelivered(task: Task) -> bool:
+def _any_undelivered(task: Task[Any]) -> bool:
     s = task._scope
     while s is not None and s._owner is task:
         if s._reason is not None and not s._delivered:
@@ -352,7 +370,7 @@ def _any_undelivered(task: Task) -> bool:
     return False
 
 
-def deliver_pending(task: Task) -> None:
+def deliver_pending(task: Task[Any]) -> None:
     """Raise the pending ``Cancelled`` for ``task`` if there is one to deliver."""
     target = _find_target(task)
     if target is None:
@@ -366,23 +384,24 @@ def deliver_pending(task: Task) -> None:
             target.exhausted_at = hub.now()
             if hub._tracing:
                 hub._emit(tr.CANCEL_EXHAUSTED, task.id, _region_id(scope), scope=scope._sid,
-                          reason=scope._reason.to_dict())
+                          reason=scope._reason.to_dict())  # type: ignore[union-attr]
         else:
             # The task swallowed the previous hard stop and reached another checkpoint.
             target.overruns += 1
-            cb = target.budget or scope._reason.kind.cleanup_budget
+            cb = target.budget or scope._reason.kind.cleanup_budget  # type: ignore[union-attr]
             if (target.overruns > cb.grace_polls
                     or hub.now() - target.exhausted_at > cb.grace_seconds):
                 from ._task import abandon
 
-                abandon(task, scope._reason, cb)  # never returns
+                abandon(task, scope._reason, cb)  # type: ignore[arg-type]  # never returns
         # Yield before raising: a task that swallows this in a loop burns its own
         # time slice, never the hub's (other tasks, timers, I/O and signals run).
         hub._yield_task(task)
-        raise Cancelled(scope._reason, scope, cleanup_exhausted=True)
+        # (a drain's scope was delivered, so it has a reason)
+        raise Cancelled(scope._reason, scope, cleanup_exhausted=True)  # type: ignore[arg-type]
     scope = target
     scope._delivered = True
-    reason = scope._reason
+    reason: CancelReason = scope._reason  # type: ignore[assignment]  # a target has one
     cb = scope._cleanup or reason.kind.cleanup_budget
     d = _Drain(scope, cb.polls, cb)
     d.timer = hub.call_at(hub.now() + cb.seconds, _drain_timeout, task, d)
@@ -399,14 +418,14 @@ def deliver_pending(task: Task) -> None:
     raise Cancelled(reason, scope)
 
 
-def _drain_timeout(task: Task, d: _Drain) -> None:
+def _drain_timeout(task: Task[Any], d: _Drain) -> None:
     d.timer = None
     if any(x is d for x in task._drains):
         d.exhausted = True
         _notify(task)
 
 
-def charge_polls(task: Task) -> None:
+def charge_polls(task: Task[Any]) -> None:
     """Charge one poll to the task's drain or its enclosing poll quotas."""
     drains = task._drains
     if drains:
@@ -426,7 +445,7 @@ def charge_polls(task: Task) -> None:
                                         time=hub.now()))
 
 
-def charge_cost(task: Task, n: int) -> None:
+def charge_cost(task: Task[Any], n: int) -> None:
     for s in task._scope._quota_chain:
         if s._cost_left is not None:
             s._cost_left -= n
@@ -437,8 +456,8 @@ def charge_cost(task: Task, n: int) -> None:
                                         time=hub.now()))
 
 
-def _end_drain(task: Task, scope: CancelScope) -> None:
-    drains = task._drains
+def _end_drain(task: Task[Any], scope: CancelScope) -> None:
+    drains: list[_Drain] = task._drains  # type: ignore[assignment]  # a tuple only if empty
     for i in range(len(drains) - 1, -1, -1):
         d = drains[i]
         if d.scope is scope:
@@ -448,7 +467,7 @@ def _end_drain(task: Task, scope: CancelScope) -> None:
     # An exhausted drain of an inner scope means nothing once that scope is gone.
 
 
-def _finalize_scope(task: Task, scope: CancelScope, exc: BaseException | None) -> bool:
+def _finalize_scope(task: Task[Any], scope: CancelScope, exc: BaseException | None) -> bool:
     """Common exit path of a scope: end its drain, catch its own ``Cancelled``."""
     if task._drains:
         _end_drain(task, scope)
@@ -469,14 +488,14 @@ def _finalize_scope(task: Task, scope: CancelScope, exc: BaseException | None) -
         scope.cancelled_caught = True
         _trace_finalize(task, scope)
         if scope._fail_on_timeout and exc is not None:
-            raise TooSlowError(f"deadline reached: {scope._reason}") from exc
+            raise TooSlowError(f"deadline reached: {scope._reason}", scope._reason) from exc
         return True
     if scope._delivered:
         _trace_finalize(task, scope)
     return False
 
 
-def _trace_finalize(task, scope) -> None:
+def _trace_finalize(task: Task[Any], scope: CancelScope) -> None:
     hub = task._hub
     if hub._tracing:
         r = scope._reason
@@ -500,36 +519,71 @@ def cancel_scope(*, deadline: float | None = None, timeout: float | None = None,
     ``masked()``). Entering and leaving are not checkpoints.
     """
     kind = CancelKind.DEADLINE
+    if deadline is not None:
+        deadline = _deadline_arg(deadline, "deadline")
     if timeout is not None:
-        d = current_hub().now() + timeout
-        if deadline is None or d < deadline:
+        d = _timeout_deadline(timeout, "timeout")
+        if d is not None and (deadline is None or d < deadline):
             deadline = d
             kind = CancelKind.TIMEOUT
     return CancelScope(deadline=deadline, budget=budget, name=name, shield=shield,
                        deadline_kind=kind)
 
 
+def _timeout_deadline(seconds: Any, param: str) -> float | None:
+    """The hub time ``seconds`` from now (``None`` for ``math.inf``: no deadline);
+    ``TypeError``/``ValueError`` naming ``param`` for anything but a duration."""
+    t = type(seconds)
+    if (t is not float and t is not int) or not 0 <= seconds < _INF:
+        seconds = check_duration(seconds, param)
+        if seconds == _INF:
+            return None
+    deadline: float = current_hub().now() + seconds
+    return deadline
+
+
+def _deadline_arg(deadline: Any, param: str) -> float | None:
+    """An absolute deadline argument checked (a number, not NaN); ``math.inf`` is none."""
+    t = type(deadline)
+    if (t is not float and t is not int) or deadline != deadline or deadline == _INF:
+        deadline = check_deadline(deadline, param)
+        if deadline == _INF:
+            return None
+    checked: float = deadline
+    return checked
+
+
+def _scope_at(deadline: float | None, kind: CancelKind, name: str | None) -> CancelScope:
+    if deadline is None:
+        return CancelScope(name=name)
+    return CancelScope(deadline=deadline, name=name, deadline_kind=kind)
+
+
 def move_on_after(seconds: float, *, name: str | None = None) -> CancelScope:
-    """``cancel_scope(timeout=seconds)``: give up on the block after ``seconds``."""
-    return cancel_scope(timeout=seconds, name=name)
+    """``cancel_scope(timeout=seconds)``: give up on the block after ``seconds``.
+
+    ``seconds`` must be a number >= 0 (``TypeError``/``ValueError`` otherwise, raised
+    here); ``math.inf`` means no limit. Entering and leaving are not checkpoints."""
+    return _scope_at(_timeout_deadline(seconds, "seconds"), CancelKind.TIMEOUT, name)
 
 
 def move_on_at(deadline: float, *, name: str | None = None) -> CancelScope:
-    """``cancel_scope(deadline=deadline)``: give up on the block at hub time ``deadline``."""
-    return cancel_scope(deadline=deadline, name=name)
+    """``cancel_scope(deadline=deadline)``: give up on the block at hub time ``deadline``
+    (a number, possibly past; ``math.inf``: never)."""
+    return _scope_at(_deadline_arg(deadline, "deadline"), CancelKind.DEADLINE, name)
 
 
 def fail_after(seconds: float, *, name: str | None = None) -> CancelScope:
     """Like ``move_on_after`` but raise ``TooSlowError`` (a ``TimeoutError``) when the
     timeout cancels the block."""
-    s = cancel_scope(timeout=seconds, name=name)
+    s = _scope_at(_timeout_deadline(seconds, "seconds"), CancelKind.TIMEOUT, name)
     s._fail_on_timeout = True
     return s
 
 
 def fail_at(deadline: float, *, name: str | None = None) -> CancelScope:
     """Like ``move_on_at`` but raise ``TooSlowError`` when the deadline cancels the block."""
-    s = cancel_scope(deadline=deadline, name=name)
+    s = _scope_at(_deadline_arg(deadline, "deadline"), CancelKind.DEADLINE, name)
     s._fail_on_timeout = True
     return s
 

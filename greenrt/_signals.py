@@ -30,9 +30,19 @@ from __future__ import annotations
 import signal as _signal
 import threading
 from collections import deque
+from collections.abc import Iterable
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from ._checkpoint import _enter, current_task, park, reschedule
 from ._hub import current_hub
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._hub import Hub
+    from ._task import Task
+
+#: what ``signal.signal`` returns and takes back: a previous handler
+_Handler = Any
 
 
 class SignalReceiver:
@@ -41,13 +51,13 @@ class SignalReceiver:
     ``receive()`` and iteration are checkpoints; a cancelled ``receive`` loses no
     signal (it stays queued). Not shared between tasks: one task receives."""
 
-    def __init__(self, hub, signals, max_pending: int):
+    def __init__(self, hub: Hub, signals: Iterable[int], max_pending: int) -> None:
         self._hub = hub
         self.signals = frozenset(int(s) for s in signals)
         self._pending: deque[int] = deque()
         self._max = max_pending
         self.dropped = 0
-        self._waiter = None
+        self._waiter: Task[Any] | None = None
         self._closed = False
 
     def _deliver(self, signum: int) -> None:
@@ -75,7 +85,7 @@ class SignalReceiver:
                 raise RuntimeError("another task is already receiving on this signal receiver")
             self._waiter = task
 
-            def abort():
+            def abort() -> bool:
                 if self._waiter is task:
                     self._waiter = None
                 return True
@@ -83,7 +93,7 @@ class SignalReceiver:
             park(abort, "signal receiver")
         return _signal.Signals(self._pending.popleft())
 
-    def __iter__(self):
+    def __iter__(self) -> SignalReceiver:
         return self
 
     def __next__(self) -> int:
@@ -93,11 +103,11 @@ class SignalReceiver:
 class _Dispatch:
     """Per hub: the stack of open receivers and the hub's previous signal handling."""
 
-    def __init__(self, hub):
+    def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.receivers: list[SignalReceiver] = []
         self.previous = hub._handle_signals
-        hub._handle_signals = self.handle
+        hub._handle_signals = self.handle  # type: ignore[method-assign]
 
     def handle(self) -> None:
         hub = self.hub
@@ -126,12 +136,12 @@ class open_signal_receiver:
     with ``run``'s SIGINT/SIGTERM handling.
     """
 
-    def __init__(self, *signals, max_pending: int = 1024):
+    def __init__(self, *signals: int, max_pending: int = 1024) -> None:
         if not signals:
             raise TypeError("open_signal_receiver needs at least one signal")
         self._signals = signals
         self._max = max_pending
-        self._saved: dict[int, object] = {}
+        self._saved: dict[int, _Handler] = {}
         self._receiver: SignalReceiver | None = None
         self._wake_set = False
         self._old_wake = -1
@@ -143,13 +153,13 @@ class open_signal_receiver:
             raise RuntimeError("signals can only be received in the main thread")
         disp = getattr(hub, "_grt_signal_dispatch", None)
         if disp is None:
-            disp = hub._grt_signal_dispatch = _Dispatch(hub)
+            disp = hub._grt_signal_dispatch = _Dispatch(hub)  # type: ignore[attr-defined]
         rec = SignalReceiver(hub, self._signals, self._max)
 
-        def handler(signum, frame):
+        def handler(signum: int, frame: FrameType | None) -> None:
             hub._signal_pending.append(signum)
 
-        saved = {}
+        saved: dict[int, _Handler] = {}
         try:
             for s in rec.signals:
                 saved[s] = _signal.signal(s, handler)
@@ -169,13 +179,13 @@ class open_signal_receiver:
         self._receiver = rec
         return rec
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         rec = self._receiver
         if rec is None:
             return
         self._receiver = None
         hub = rec._hub
-        disp = hub._grt_signal_dispatch
+        disp = hub._grt_signal_dispatch  # type: ignore[attr-defined]  # set by __enter__
         for s, h in self._saved.items():
             _signal.signal(s, h)
         if self._wake_set:

@@ -33,6 +33,9 @@ from __future__ import annotations
 import enum
 import os
 import sys
+from collections.abc import Callable
+from types import CoroutineType as _CoroutineType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from greenlet import getcurrent
 
@@ -55,6 +58,18 @@ from ._scope import (
     derive_parent_reason,
     effective_reason,
 )
+from ._usage import coroutine_returned
+
+if TYPE_CHECKING:  # pragma: no cover
+    from types import FrameType
+
+    from ._budget import Budget
+    from ._hub import Hub
+    from ._reason import CancelKind, CancelReason, CleanupBudget
+    from ._region import Region
+    from ._scope import _Drain
+
+T = TypeVar("T")
 
 
 class TaskState(enum.StrEnum):
@@ -88,11 +103,13 @@ _ALLOWED = {
 }
 
 
-class Task(CancelScope):
+class Task(CancelScope, Generic[T]):
     """A task. Created by ``Region.spawn``; never construct one directly.
 
     ``id`` is sequential per hub (deterministic), ``name`` defaults to the function's
     qualified name. ``state`` and, once completed, ``outcome`` are public.
+    Generic in the function's result: ``spawn(fn)`` with ``fn() -> int`` gives a
+    ``Task[int]``, whose ``join()`` returns an ``int``.
     """
 
     # The fields every spawn assigns live in slots (the fastest stores); the rarely
@@ -101,17 +118,41 @@ class Task(CancelScope):
                  "_abort_fn", "_resume", "_queued", "_drains", "_context", "_hub", "_owner",
                  "_parent", "id", "_sid", "_quota_chain", "_deadline_eff", "name", "_state")
 
+    # Slot types (the runtime graph is typed loosely: ``Any`` where a field is None only
+    # before a task starts or after it completes, when nothing reads it).
+    _fn: Any  # Callable[..., T]; None once completed
+    _args: Any  # tuple; None once completed
+    _tstate: TaskState
+    _task_region: Region
+    _glet: Any
+    _scope: Any
+    _pending: bool
+    _abort_fn: Callable[[], bool] | None
+    _resume: Any
+    _queued: bool
+    _drains: list[_Drain] | tuple[()]
+    _context: Any
+    _hub: Any
+    _owner: Any
+    _parent: Any
+    id: int
+    _sid: int
+    _quota_chain: tuple[Any, ...]
+    _deadline_eff: float | None
+    name: str
+
     # Defaults for the rarely set fields (see CancelScope): spawning assigns only the
     # fields below in __init__.
-    _outcome = None
-    _obligations = None
-    _waiters = None
+    _outcome: Outcome[T] | None = None
+    _obligations: dict[int, Any] | None = None
+    _waiters: dict[Task[Any], None] | None = None
     _state_done = False
-    _done_callbacks = None
+    _done_callbacks: list[Callable[[Task[T]], object]] | None = None
     #: What the task waits on while parked (set by ``park``; for diagnostics only).
-    waiting_for = None
+    waiting_for: Any = None
 
-    def __init__(self, hub, region, fn, args, name, budget=None):
+    def __init__(self, hub: Hub, region: Region, fn: Callable[..., T], args: tuple[Any, ...],
+                 name: str, budget: Budget | None = None) -> None:
         if budget is not None:
             CancelScope.__init__(self, budget=budget)
         self._fn = fn
@@ -170,19 +211,20 @@ class Task(CancelScope):
         return self._tstate
 
     @property
-    def outcome(self) -> Outcome | None:
+    def outcome(self) -> Outcome[T] | None:
         """The outcome once completed, else ``None``."""
         return self._outcome
 
     @property
-    def region(self):
+    def region(self) -> Region:
         return self._task_region
 
     @property
     def done(self) -> bool:
         return self._state_done
 
-    def cancel(self, reason=None) -> None:  # noqa: D401 - same contract as the scope's
+    def cancel(  # noqa: D401 - same contract as the scope's
+            self, reason: CancelReason | CancelKind | str | None = None) -> None:
         """Request cancellation of this task (default kind ``user``).
 
         Not a checkpoint. The task receives ``Cancelled`` at its next checkpoint, or at
@@ -192,7 +234,7 @@ class Task(CancelScope):
             return
         CancelScope.cancel(self, reason)
 
-    def join(self):
+    def join(self) -> T:
         """Wait for the task to complete and return its value.
 
         Raises the task's exception if it failed, ``TaskCancelledError`` if it was
@@ -207,16 +249,16 @@ class Task(CancelScope):
                 self._waiters = {}
             self._waiters[me] = None
 
-            def abort():
-                self._waiters.pop(me, None)
+            def abort() -> bool:
+                self._waiters.pop(me, None)  # type: ignore[union-attr]  # set above
                 return True
 
             park(abort, self)
         else:
             checkpoint()
-        return self._outcome.unwrap()
+        return self._outcome.unwrap()  # type: ignore[union-attr]  # done: set by _finish
 
-    def add_done_callback(self, fn) -> None:
+    def add_done_callback(self, fn: Callable[[Task[T]], object]) -> None:
         """Call ``fn(task)`` (on the hub, not a checkpoint) when the task completes."""
         if self._state_done:
             fn(self)
@@ -245,7 +287,7 @@ class Task(CancelScope):
             self._transition(_CANCELLING)
 
 
-def _worker_main(task: Task) -> None:
+def _worker_main(task: Any) -> None:  # a Task, then None between two tasks
     """Body of every task greenlet: run tasks until the free list is full."""
     hub = task._hub
     free = hub._free_glets
@@ -279,8 +321,9 @@ def _worker_main(task: Task) -> None:
             task = hub._glet.switch()
 
 
-def _run_task(task: Task) -> None:
+def _run_task(task: Task[Any]) -> None:
     hub = task._hub
+    outcome: Outcome[Any]
     if task._tstate is _CREATED:
         task._tstate = _RUNNING
     if hub._tracing:
@@ -311,11 +354,34 @@ def _run_task(task: Task) -> None:
     except BaseException as exc:  # noqa: BLE001 - panics are outcomes too
         outcome = Outcome.panicked(exc)
     else:
-        outcome = _OK_NONE if value is None else Outcome.ok(value)
+        if value is None:
+            outcome = _OK_NONE
+        elif type(value) is _CoroutineType:  # a sync wrapper around an async def
+            outcome = Outcome.err(coroutine_returned(value, f"{task.id} ({task.name})"))
+        else:
+            outcome = Outcome.ok(value)
     _finish(task, outcome)
 
 
-def _finish(task: Task, outcome: Outcome) -> None:
+def _unexited_message(task: Task[Any]) -> str:
+    """Name every scope the task left entered (innermost first): a region by its name
+    and the line that opened it."""
+    names = []
+    sc = task._scope
+    while sc is not None and sc is not task:
+        r = sc._region
+        if r is not None:
+            names.append(f"region {r.describe()}")
+        else:
+            names.append(f"cancel scope {sc.name!r}" if sc.name else "a cancel scope")
+        sc = sc._parent
+    return (f"task {task.id} ({task.name}) completed inside {', '.join(names) or 'a scope'} "
+            "that was entered but never exited: open regions and scopes with a `with` "
+            "statement (`with greenrt.region() as r:`), never by calling __enter__ by hand "
+            "or inside a generator that is not run to its end")
+
+
+def _finish(task: Task[Any], outcome: Outcome[Any]) -> None:
     hub = task._hub
     st = task._tstate
     if st is _RUNNING or st is _CANCEL_REQUESTED or st is _CANCELLING:
@@ -324,8 +390,7 @@ def _finish(task: Task, outcome: Outcome) -> None:
         task._transition(_FINALIZING)  # raises: not a legal predecessor
     if task._scope is not task:
         # Scopes are with-blocks, so this means a scope object was exited by hand.
-        outcome = outcome.join(Outcome.panicked(InvariantViolation(
-            f"task {task.id} completed inside an unexited scope")))
+        outcome = outcome.join(Outcome.panicked(InvariantViolation(_unexited_message(task))))
         task._scope = task
     if task._drains:
         for d in list(task._drains):
@@ -370,8 +435,9 @@ def _finish(task: Task, outcome: Outcome) -> None:
                 log_detached("done callback %r of task %s (%s) raised", exc, cb, task.id, task.name)
 
 
-def _handle_leaks(task: Task, outcome: Outcome) -> Outcome:
-    leaked = abort_leaked(task._obligations.values(), task.id, f"task {task.id} ({task.name})")
+def _handle_leaks(task: Task[Any], outcome: Outcome[Any]) -> Outcome[Any]:
+    leaked = abort_leaked(task._obligations.values(),  # type: ignore[union-attr]  # caller checked
+                          task.id, f"task {task.id} ({task.name})")
     task._obligations = None
     if not leaked:
         return outcome
@@ -391,14 +457,14 @@ def _handle_leaks(task: Task, outcome: Outcome) -> Outcome:
 #: Greenlets of abandoned tasks. They stay referenced for the life of the process: a
 #: greenlet that is garbage-collected is resumed with GreenletExit, which would run
 #: the very code that refused to stop (and it could swallow that too).
-_ABANDONED_GREENLETS: list = []
+_ABANDONED_GREENLETS: list[Any] = []
 
 _GREENRT_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def _user_site() -> str | None:
     """``file:line`` of the innermost frame outside greenrt (the last checkpoint)."""
-    f = sys._getframe(1)
+    f: FrameType | None = sys._getframe(1)
     while f is not None:
         fn = f.f_code.co_filename
         if not os.path.abspath(fn).startswith(_GREENRT_DIR):
@@ -407,7 +473,7 @@ def _user_site() -> str | None:
     return None
 
 
-def abandon(task: Task, reason, budget) -> None:
+def abandon(task: Task[Any], reason: CancelReason, budget: CleanupBudget) -> None:
     """Stop resuming ``task`` for good: it overran its cleanup budget and the grace that
     follows by swallowing ``Cancelled``. Runs in the task's own greenlet, from the
     checkpoint that found the overrun, and never returns.
@@ -453,7 +519,7 @@ def abandon(task: Task, reason, budget) -> None:
     raise InvariantViolation(f"abandoned task {task.id} was resumed")  # pragma: no cover
 
 
-def repr_outcome(outcome: Outcome) -> str:
+def repr_outcome(outcome: Outcome[Any]) -> str:
     kind = outcome.kind.name.lower()
     v = outcome.value
     if outcome.is_ok:

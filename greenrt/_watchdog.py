@@ -17,21 +17,25 @@ from __future__ import annotations
 import sys
 import threading
 import traceback
+from typing import TYPE_CHECKING, Any
 
 from ._log import logger
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ._hub import Hub
+
 
 class Watchdog:
-    def __init__(self, hub, threshold: float):
+    def __init__(self, hub: Hub, threshold: float) -> None:
         if not threshold > 0:
             raise ValueError("watchdog threshold must be a positive number of seconds")
         self.hub = hub
         self.threshold = threshold
         self.thread_id = threading.get_ident()
         self._stop = threading.Event()
-        self.reports: list[dict] = []
+        self.reports: list[dict[str, Any]] = []
         self._thread = threading.Thread(target=self._run, name="greenrt-watchdog", daemon=True)
-        self._thread._greenrt_ignore = True  # not a thread that could wake a task
+        self._thread._greenrt_ignore = True  # type: ignore[attr-defined]  # not a thread that could wake a task
         self._thread.start()
 
     def stop(self) -> None:

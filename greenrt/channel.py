@@ -49,13 +49,19 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._checkpoint import _enter
 from ._driver import ClosedResourceError
 from ._exceptions import GreenrtError, InvalidStateError, NoHubError, WouldBlock
 from ._hub import _tls as _hub_tls
 from ._obligation import Obligation, reserve
+
+if TYPE_CHECKING:  # pragma: no cover
+    from types import TracebackType
+
+    from ._hub import Hub
+    from ._task import Task
 from .sync import COOP_BUDGET, _checkpoint_task, _coop, _note, _WaitQueue, _yield
 
 __all__ = [
@@ -98,13 +104,13 @@ def _check_capacity(capacity: Any) -> int:
 # -- mpsc ------------------------------------------------------------------------------
 
 
-class _Chan:
+class _Chan(Generic[T]):
     __slots__ = ("buf", "cap", "reserved", "senders_open", "rx_closed", "send_waiters",
                  "recv_waiters", "sent", "received", "dropped", "permits", "_coop")
 
     def __init__(self, capacity: int):
         self._coop = 0
-        self.buf: deque = deque()
+        self.buf: deque[T] = deque()
         self.cap = capacity
         self.reserved = 0
         self.senders_open = 1
@@ -153,7 +159,7 @@ class Permit:
 
     __slots__ = ("_ch", "_ob", "_hub")
 
-    def __init__(self, ch: _Chan, hub, stacklevel: int):
+    def __init__(self, ch: _Chan[Any], hub: Hub, stacklevel: int) -> None:
         self._ch = ch
         self._hub = hub
         if hub.wants_access:
@@ -210,7 +216,8 @@ class Permit:
     def __enter__(self) -> Permit:
         return self
 
-    def __exit__(self, etype, exc, tb) -> None:
+    def __exit__(self, etype: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if exc is not None and self._ob.state == "reserved":
             self._ob.abort(exc)
 
@@ -224,11 +231,11 @@ class Sender(Generic[T]):
 
     __slots__ = ("_ch", "_closed")
 
-    def __init__(self, ch: _Chan):
+    def __init__(self, ch: _Chan[T]):
         self._ch = ch
         self._closed = False
 
-    def _check(self) -> _Chan:
+    def _check(self) -> _Chan[T]:
         if self._closed:
             raise ClosedResourceError("this sender is closed")
         ch = self._ch
@@ -236,7 +243,7 @@ class Sender(Generic[T]):
             raise BrokenChannelError("the receiver is closed")
         return ch
 
-    def _wait_slot(self, task, ch: _Chan) -> None:
+    def _wait_slot(self, task: Task[Any], ch: _Chan[T]) -> None:
         """Get a reserved slot (counted in ``ch.reserved``) for ``task``."""
         _note(ch)
         if not ch.send_waiters and len(ch.buf) + ch.reserved < ch.cap:
@@ -260,7 +267,7 @@ class Sender(Generic[T]):
         try:
             hub = _hub_tls.hub
         except AttributeError:
-            raise NoHubError("not inside greenrt.run()") from None
+            raise NoHubError() from None
         # fastpath enter: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
         task = hub.current
         if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:
@@ -288,7 +295,7 @@ class Sender(Generic[T]):
         try:
             hub = _hub_tls.hub
         except AttributeError:
-            raise NoHubError("not inside greenrt.run()") from None
+            raise NoHubError() from None
         if ch.send_waiters or len(ch.buf) + ch.reserved >= ch.cap:
             raise WouldBlock("channel is full")
         ch.reserved += 1
@@ -300,7 +307,7 @@ class Sender(Generic[T]):
         try:
             hub = _hub_tls.hub
         except AttributeError:
-            raise NoHubError("not inside greenrt.run()") from None
+            raise NoHubError() from None
         # fastpath enter: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
         task = hub.current
         if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:
@@ -376,10 +383,10 @@ class Sender(Generic[T]):
     def __enter__(self) -> Sender[T]:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def statistics(self) -> dict:
+    def statistics(self) -> dict[str, Any]:
         return _chan_stats(self._ch)
 
     def __repr__(self) -> str:
@@ -392,7 +399,7 @@ class Receiver(Generic[T]):
 
     __slots__ = ("_ch", "_closed")
 
-    def __init__(self, ch: _Chan):
+    def __init__(self, ch: _Chan[T]):
         self._ch = ch
         self._closed = False
 
@@ -407,7 +414,7 @@ class Receiver(Generic[T]):
         try:
             hub = _hub_tls.hub
         except AttributeError:
-            raise NoHubError("not inside greenrt.run()") from None
+            raise NoHubError() from None
         # fastpath enter: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
         task = hub.current
         if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:
@@ -438,7 +445,7 @@ class Receiver(Generic[T]):
             return v
         if ch.senders_open == 0 and ch.reserved == 0:
             raise EndOfChannel("all senders are closed")
-        return ch.recv_waiters.wait(task, self, what="channel Receiver.recv")
+        return ch.recv_waiters.wait(task, self, what="channel Receiver.recv")  # type: ignore[no-any-return]  # a sent T
 
     def recv_nowait(self) -> T:
         """The next value or ``WouldBlock``. Not a checkpoint."""
@@ -467,7 +474,7 @@ class Receiver(Generic[T]):
     def closed(self) -> bool:
         return self._closed
 
-    def close(self) -> list:
+    def close(self) -> list[T]:
         """Close the receiving end (idempotent). Not a checkpoint. Returns the values
         that were still buffered (they will not be received by anyone); blocked
         senders get ``BrokenChannelError``, blocked receivers ``ClosedResourceError``.
@@ -489,17 +496,17 @@ class Receiver(Generic[T]):
     def __enter__(self) -> Receiver[T]:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def statistics(self) -> dict:
+    def statistics(self) -> dict[str, Any]:
         return _chan_stats(self._ch)
 
     def __repr__(self) -> str:
         return f"<Receiver closed={self._closed} {_chan_stats(self._ch)}>"
 
 
-def _chan_stats(ch: _Chan) -> dict:
+def _chan_stats(ch: _Chan[Any]) -> dict[str, Any]:
     return {"capacity": ch.cap, "buffered": len(ch.buf), "reserved": ch.reserved,
             "senders_open": ch.senders_open, "receiver_closed": ch.rx_closed,
             "tasks_waiting_send": len(ch.send_waiters),
@@ -507,21 +514,21 @@ def _chan_stats(ch: _Chan) -> dict:
             "received": ch.received, "dropped": ch.dropped, "permits": ch.permits}
 
 
-def channel(capacity: int) -> tuple[Sender, Receiver]:
+def channel(capacity: int) -> tuple[Sender[T], Receiver[T]]:
     """A bounded mpsc channel: ``(sender, receiver)``. ``capacity >= 1``."""
-    ch = _Chan(_check_capacity(capacity))
+    ch: _Chan[T] = _Chan(_check_capacity(capacity))
     return Sender(ch), Receiver(ch)
 
 
 # -- oneshot ---------------------------------------------------------------------------
 
 
-class _Oneshot:
+class _Oneshot(Generic[T]):
     __slots__ = ("state", "value", "waiters")
 
     def __init__(self) -> None:
         self.state = "empty"  # empty | sent | taken | tx_closed | rx_closed
-        self.value = None
+        self.value: T | None = None
         self.waiters = _WaitQueue()
 
 
@@ -530,7 +537,7 @@ class OneshotSender(Generic[T]):
 
     __slots__ = ("_s",)
 
-    def __init__(self, s: _Oneshot):
+    def __init__(self, s: _Oneshot[T]):
         self._s = s
 
     def send(self, value: T) -> None:
@@ -561,33 +568,33 @@ class OneshotSender(Generic[T]):
     def __enter__(self) -> OneshotSender[T]:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def statistics(self) -> dict:
+    def statistics(self) -> dict[str, Any]:
         return {"state": self._s.state, "tasks_waiting": len(self._s.waiters)}
 
 
 class OneshotReceiver(Generic[T]):
     __slots__ = ("_s",)
 
-    def __init__(self, s: _Oneshot):
+    def __init__(self, s: _Oneshot[T]):
         self._s = s
 
-    def _take(self):
+    def _take(self) -> tuple[bool, T]:
         s = self._s
         st = s.state
         if st == "sent":
             s.state = "taken"
             v, s.value = s.value, None
-            return True, v
+            return True, v  # type: ignore[return-value]  # sent: the value is a T
         if st == "tx_closed":
             raise EndOfChannel("oneshot sender closed without a value")
         if st == "taken":
             raise EndOfChannel("the oneshot value was already received")
         if st == "rx_closed":
             raise ClosedResourceError("this receiver is closed")
-        return False, None
+        return False, None  # type: ignore[return-value]  # (False, no value)
 
     def recv(self) -> T:
         """Wait for the value. A checkpoint; a cancelled ``recv`` loses nothing (the
@@ -597,7 +604,7 @@ class OneshotReceiver(Generic[T]):
         ok, v = self._take()
         if ok:
             return v
-        return self._s.waiters.wait(task, what="oneshot recv")
+        return self._s.waiters.wait(task, what="oneshot recv")  # type: ignore[no-any-return]  # the sent T
 
     def recv_nowait(self) -> T:
         _note(self._s)
@@ -614,24 +621,24 @@ class OneshotReceiver(Generic[T]):
             s.value = None
             s.waiters.wake_all_error(lambda: ClosedResourceError("receiver closed while waiting"))
 
-    def statistics(self) -> dict:
+    def statistics(self) -> dict[str, Any]:
         return {"state": self._s.state, "tasks_waiting": len(self._s.waiters)}
 
 
-def oneshot() -> tuple[OneshotSender, OneshotReceiver]:
+def oneshot() -> tuple[OneshotSender[T], OneshotReceiver[T]]:
     """A single-use channel for one value: ``(sender, receiver)``."""
-    s = _Oneshot()
+    s: _Oneshot[T] = _Oneshot()
     return OneshotSender(s), OneshotReceiver(s)
 
 
 # -- broadcast -------------------------------------------------------------------------
 
 
-class _Bcast:
+class _Bcast(Generic[T]):
     __slots__ = ("ring", "cap", "seq", "senders_open", "receivers", "waiters", "sent", "lagged")
 
     def __init__(self, capacity: int):
-        self.ring: deque = deque(maxlen=capacity)
+        self.ring: deque[T] = deque(maxlen=capacity)
         self.cap = capacity
         self.seq = 0  # sequence number of the next message
         self.senders_open = 1
@@ -647,7 +654,7 @@ class BroadcastSender(Generic[T]):
 
     __slots__ = ("_b", "_closed")
 
-    def __init__(self, b: _Bcast):
+    def __init__(self, b: _Bcast[T]):
         self._b = b
         self._closed = False
 
@@ -687,10 +694,10 @@ class BroadcastSender(Generic[T]):
     def __enter__(self) -> BroadcastSender[T]:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def statistics(self) -> dict:
+    def statistics(self) -> dict[str, Any]:
         return _bcast_stats(self._b)
 
 
@@ -699,13 +706,13 @@ class BroadcastReceiver(Generic[T]):
 
     __slots__ = ("_b", "_next", "_closed")
 
-    def __init__(self, b: _Bcast, start: int):
+    def __init__(self, b: _Bcast[T], start: int):
         self._b = b
         self._next = start
         self._closed = False
         b.receivers += 1
 
-    def _poll(self):
+    def _poll(self) -> tuple[bool, T]:
         if self._closed:
             raise ClosedResourceError("this receiver is closed")
         b = self._b
@@ -721,7 +728,7 @@ class BroadcastReceiver(Generic[T]):
             return True, v
         if b.senders_open == 0:
             raise EndOfChannel("all broadcast senders are closed")
-        return False, None
+        return False, None  # type: ignore[return-value]  # (False, no value)
 
     def recv(self) -> T:
         """The next message. A checkpoint; cancel-safe (the cursor advances only when
@@ -763,35 +770,35 @@ class BroadcastReceiver(Generic[T]):
     def __enter__(self) -> BroadcastReceiver[T]:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def statistics(self) -> dict:
+    def statistics(self) -> dict[str, Any]:
         st = _bcast_stats(self._b)
         st["pending"] = max(0, self._b.seq - self._next)
         return st
 
 
-def _bcast_stats(b: _Bcast) -> dict:
+def _bcast_stats(b: _Bcast[Any]) -> dict[str, Any]:
     return {"capacity": b.cap, "retained": len(b.ring), "sent": b.sent,
             "receivers": b.receivers, "senders_open": b.senders_open,
             "tasks_waiting": len(b.waiters), "lag_errors": b.lagged}
 
 
-def broadcast(capacity: int) -> tuple[BroadcastSender, BroadcastReceiver]:
+def broadcast(capacity: int) -> tuple[BroadcastSender[T], BroadcastReceiver[T]]:
     """A bounded broadcast channel: ``(sender, first receiver)``; more receivers with
     ``sender.subscribe()`` or ``receiver.clone()``."""
-    b = _Bcast(_check_capacity(capacity))
+    b: _Bcast[T] = _Bcast(_check_capacity(capacity))
     return BroadcastSender(b), BroadcastReceiver(b, 0)
 
 
 # -- watch -----------------------------------------------------------------------------
 
 
-class _Watch:
+class _Watch(Generic[T]):
     __slots__ = ("value", "version", "senders_open", "waiters")
 
-    def __init__(self, initial: Any):
+    def __init__(self, initial: T) -> None:
         self.value = initial
         self.version = 0
         self.senders_open = 1
@@ -803,7 +810,7 @@ class WatchSender(Generic[T]):
 
     __slots__ = ("_w", "_closed")
 
-    def __init__(self, w: _Watch):
+    def __init__(self, w: _Watch[T]):
         self._w = w
         self._closed = False
 
@@ -830,17 +837,17 @@ class WatchSender(Generic[T]):
     def __enter__(self) -> WatchSender[T]:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def statistics(self) -> dict:
+    def statistics(self) -> dict[str, Any]:
         return _watch_stats(self._w)
 
 
 class WatchReceiver(Generic[T]):
     __slots__ = ("_w", "_seen")
 
-    def __init__(self, w: _Watch, seen: int):
+    def __init__(self, w: _Watch[T], seen: int):
         self._w = w
         self._seen = seen
 
@@ -879,18 +886,18 @@ class WatchReceiver(Generic[T]):
     def clone(self) -> WatchReceiver[T]:
         return WatchReceiver(self._w, self._seen)
 
-    def statistics(self) -> dict:
+    def statistics(self) -> dict[str, Any]:
         st = _watch_stats(self._w)
         st["seen_version"] = self._seen
         return st
 
 
-def _watch_stats(w: _Watch) -> dict:
+def _watch_stats(w: _Watch[Any]) -> dict[str, Any]:
     return {"version": w.version, "senders_open": w.senders_open, "tasks_waiting": len(w.waiters)}
 
 
 def watch(initial: T) -> tuple[WatchSender[T], WatchReceiver[T]]:
     """A latest-value channel: ``(sender, receiver)``; the receiver starts having
     seen ``initial``."""
-    w = _Watch(initial)
+    w: _Watch[T] = _Watch(initial)
     return WatchSender(w), WatchReceiver(w, 0)

@@ -31,7 +31,7 @@ import functools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, overload
 
 from ._checkpoint import checkpoint_if_cancelled, now, sleep
 from ._exceptions import Cancelled, InvalidStateError
@@ -41,12 +41,23 @@ from ._outcome import Outcome
 from ._reason import CancelKind, CancelReason
 from ._region import region
 from ._scope import fail_after, move_on_after
+from ._usage import check_duration, check_task_fn
 from .sync import Event
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._task import Task
 
 __all__ = ["RetryPolicy", "first_ok", "hedge", "join", "race", "retry", "timeout"]
 
+T = TypeVar("T")
+T1 = TypeVar("T1")
+T2 = TypeVar("T2")
+T3 = TypeVar("T3")
+T4 = TypeVar("T4")
+Ts = TypeVarTuple("Ts")
 
-def _name(fn) -> str:
+
+def _name(fn: Any) -> str:
     if isinstance(fn, functools.partial):
         fn = fn.func
     return getattr(fn, "__qualname__", None) or repr(fn)
@@ -55,15 +66,31 @@ def _name(fn) -> str:
 # -- join ------------------------------------------------------------------------------
 
 
-def join(*fns: Callable[[], Any]) -> list:
+# The overloads give the element type of the list: one type per call arity up to four
+# (a union of the functions' results); past that, ``list[Any]``.
+@overload
+def join(f1: Callable[[], T1], /) -> list[T1]: ...
+@overload
+def join(f1: Callable[[], T1], f2: Callable[[], T2], /) -> list[T1 | T2]: ...
+@overload
+def join(f1: Callable[[], T1], f2: Callable[[], T2], f3: Callable[[], T3], /
+         ) -> list[T1 | T2 | T3]: ...
+@overload
+def join(f1: Callable[[], T1], f2: Callable[[], T2], f3: Callable[[], T3],
+         f4: Callable[[], T4], /) -> list[T1 | T2 | T3 | T4]: ...
+@overload
+def join(*fns: Callable[[], Any]) -> list[Any]: ...
+def join(*fns: Callable[[], Any]) -> list[Any]:
     """Run every ``fn()`` concurrently; return their results in argument order.
 
     A checkpoint (the caller blocks until all are done). If one fails, the others are
     cancelled (``fail_fast``) and the failures leave as an ``ExceptionGroup``.
     """
-    results: list = [None] * len(fns)
+    for fn in fns:
+        check_task_fn(fn, "join")
+    results: list[Any] = [None] * len(fns)
 
-    def store(i, fn):
+    def store(i: int, fn: Callable[[], Any]) -> None:
         results[i] = fn()
 
     with region(name="join") as r:
@@ -80,14 +107,14 @@ class _Contest:
 
     def __init__(self, need_ok: bool):
         self.need_ok = need_ok
-        self.tasks: list = []
+        self.tasks: list[Task[None]] = []
         self.winner: int | None = None
-        self.outcome: Outcome | None = None
-        self.errors: dict[int, BaseException] = {}
-        self.region_id = None
+        self.outcome: Outcome[Any] | None = None
+        self.errors: dict[int, Exception] = {}
+        self.region_id: int | None = None
         self.progress: Event | None = None
 
-    def settle(self, i: int, outcome: Outcome) -> None:
+    def settle(self, i: int, outcome: Outcome[Any]) -> None:
         if self.winner is not None:
             if outcome.is_err:
                 hub = current_hub()
@@ -131,9 +158,21 @@ def _finish_contest(c: _Contest, what: str) -> Any:
         # Nobody finished: the caller's scope was cancelled. Deliver that.
         checkpoint_if_cancelled()
         raise InvalidStateError(f"{what} ended without a winner")
-    return c.outcome.unwrap()
+    return c.outcome.unwrap()  # type: ignore[union-attr]  # a winner has an outcome
 
 
+@overload
+def race(f1: Callable[[], T1], /) -> T1: ...
+@overload
+def race(f1: Callable[[], T1], f2: Callable[[], T2], /) -> T1 | T2: ...
+@overload
+def race(f1: Callable[[], T1], f2: Callable[[], T2], f3: Callable[[], T3], /
+         ) -> T1 | T2 | T3: ...
+@overload
+def race(f1: Callable[[], T1], f2: Callable[[], T2], f3: Callable[[], T3],
+         f4: Callable[[], T4], /) -> T1 | T2 | T3 | T4: ...
+@overload
+def race(*fns: Callable[[], Any]) -> Any: ...
 def race(*fns: Callable[[], Any]) -> Any:
     """Run every ``fn()`` concurrently; the first to *complete* wins.
 
@@ -145,6 +184,8 @@ def race(*fns: Callable[[], Any]) -> Any:
     """
     if not fns:
         raise ValueError("race() needs at least one function")
+    for fn in fns:
+        check_task_fn(fn, "race")
     c = _Contest(need_ok=False)
     with region(name="race", policy="collect_all") as r:
         c.region_id = r.id
@@ -153,6 +194,18 @@ def race(*fns: Callable[[], Any]) -> Any:
     return _finish_contest(c, "race")
 
 
+@overload
+def first_ok(f1: Callable[[], T1], /) -> T1: ...
+@overload
+def first_ok(f1: Callable[[], T1], f2: Callable[[], T2], /) -> T1 | T2: ...
+@overload
+def first_ok(f1: Callable[[], T1], f2: Callable[[], T2], f3: Callable[[], T3], /
+         ) -> T1 | T2 | T3: ...
+@overload
+def first_ok(f1: Callable[[], T1], f2: Callable[[], T2], f3: Callable[[], T3],
+         f4: Callable[[], T4], /) -> T1 | T2 | T3 | T4: ...
+@overload
+def first_ok(*fns: Callable[[], Any]) -> Any: ...
 def first_ok(*fns: Callable[[], Any]) -> Any:
     """Like ``race``, but only a *successful* completion wins; failures are kept.
 
@@ -162,6 +215,8 @@ def first_ok(*fns: Callable[[], Any]) -> Any:
     """
     if not fns:
         raise ValueError("first_ok() needs at least one function")
+    for fn in fns:
+        check_task_fn(fn, "first_ok")
     c = _Contest(need_ok=True)
     with region(name="first_ok", policy="collect_all") as r:
         c.region_id = r.id
@@ -173,13 +228,16 @@ def first_ok(*fns: Callable[[], Any]) -> Any:
 # -- timeout ---------------------------------------------------------------------------
 
 
-def timeout(seconds: float, fn: Callable[..., Any], *args: Any) -> Any:
+# (ignore: mypy reads the scope's ``__exit__ -> bool`` as "may swallow"; fail_after
+# raises TooSlowError instead, so the body's return is the only way out)
+def timeout(seconds: float, fn: Callable[[*Ts], T], *args: *Ts) -> T:  # type: ignore[return]
     """Run ``fn(*args)`` in the calling task; raise ``TooSlowError`` (a
     ``TimeoutError``) if it takes longer than ``seconds``.
 
     The tighter deadline wins: when an enclosing deadline expires first, the
     enclosing scope's ``Cancelled`` propagates instead (and that scope catches it).
     """
+    check_task_fn(fn, "timeout")
     with fail_after(seconds, name="timeout"):
         return fn(*args)
 
@@ -187,7 +245,7 @@ def timeout(seconds: float, fn: Callable[..., Any], *args: Any) -> Any:
 # -- hedge -----------------------------------------------------------------------------
 
 
-def hedge(fn: Callable[[], Any], delay: float, n: int = 2) -> Any:
+def hedge(fn: Callable[[], T], delay: float, n: int = 2) -> T:
     """Start ``fn()``; if no copy has succeeded after ``delay`` seconds, start another,
     up to ``n`` copies. The first success wins; the other copies are cancelled
     (``race_lost``) and drained before ``hedge`` returns.
@@ -198,8 +256,8 @@ def hedge(fn: Callable[[], Any], delay: float, n: int = 2) -> Any:
     """
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be an int >= 1, not {n!r}")
-    if delay < 0:
-        raise ValueError("delay must be >= 0")
+    check_duration(delay, "delay")
+    check_task_fn(fn, "hedge")
     c = _Contest(need_ok=True)
     with region(name="hedge", policy="collect_all") as r:
         c.region_id = r.id
@@ -213,7 +271,7 @@ def hedge(fn: Callable[[], Any], delay: float, n: int = 2) -> Any:
             if c.winner is not None:
                 break
             checkpoint_if_cancelled()  # the caller's deadline may be due: start no copy
-    return _finish_contest(c, "hedge")
+    return _finish_contest(c, "hedge")  # type: ignore[no-any-return]  # fn's result
 
 
 # -- retry -----------------------------------------------------------------------------
@@ -250,13 +308,14 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
             raise ValueError("max_attempts must be an int >= 1")
-        if self.initial_backoff < 0 or self.max_backoff < 0:
-            raise ValueError("backoffs must be >= 0")
+        check_duration(self.initial_backoff, "initial_backoff")
+        check_duration(self.max_backoff, "max_backoff")
         if self.multiplier < 1:
             raise ValueError("multiplier must be >= 1")
         if not 0 <= self.jitter <= 1:
             raise ValueError("jitter must be within [0, 1]")
-        if self.attempt_timeout is not None and self.attempt_timeout <= 0:
+        if self.attempt_timeout is not None and check_duration(
+                self.attempt_timeout, "attempt_timeout") <= 0:
             raise ValueError("attempt_timeout must be > 0")
 
     def backoff(self, attempt: int) -> float:
@@ -280,10 +339,10 @@ class RetryPolicy:
         allow = self.retry_non_idempotent
         if allow is True:
             return True
-        return bool(allow) and isinstance(exc, allow)
+        return bool(allow) and isinstance(exc, allow)  # type: ignore[arg-type]  # a tuple here
 
 
-def retry(fn: Callable[[], Any], policy: RetryPolicy | None = None, *, idempotent: bool) -> Any:
+def retry(fn: Callable[[], T], policy: RetryPolicy | None = None, *, idempotent: bool) -> T:
     """Call ``fn()`` until it succeeds, per ``policy``; return its value.
 
     ``idempotent`` must be stated: a non-idempotent ``fn`` is retried only when the
@@ -293,6 +352,7 @@ def retry(fn: Callable[[], Any], policy: RetryPolicy | None = None, *, idempoten
     the caller's poll budget is spent. The final error is the last attempt's, with a
     note saying why ``retry`` gave up. ``Cancelled`` is never retried.
     """
+    check_task_fn(fn, "retry")
     if policy is None:
         policy = RetryPolicy()
     from . import current_budget, current_deadline

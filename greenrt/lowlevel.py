@@ -8,7 +8,7 @@ should not need it. ``park``/``reschedule`` follow the contract in
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._checkpoint import _enter as _enter_checkpoint
 from ._checkpoint import park, reschedule, reschedule_with_error, yield_task
@@ -20,14 +20,19 @@ from ._scope import deliver_pending
 from ._task import repr_outcome
 from .sync import _note, _WaitQueue
 
+if TYPE_CHECKING:  # pragma: no cover
+    from _typeshed import FileDescriptorLike
 
-def current_hub_or_none():
+    from ._task import Task
+
+
+def current_hub_or_none() -> Hub | None:
     """The hub running in this thread, or ``None`` outside ``run()`` (no exception:
     for code that only reports to a hub when there is one)."""
     return getattr(_tls, "hub", None)
 
 
-def enter_checkpoint():
+def enter_checkpoint() -> "Task[Any]":
     """The check half of a checkpoint for the current task (charge a poll, deliver a
     pending cancellation); returns the task. Blocking primitives call this first and
     then either complete at once or ``park``."""
@@ -41,26 +46,26 @@ def yield_now() -> None:
     yield_task(current_hub().current)
 
 
-def wait_readable(fd) -> None:
+def wait_readable(fd: "FileDescriptorLike") -> None:
     """Park until ``fd`` is readable. A checkpoint; cancellation leaves no registration."""
     hub = current_hub()
     _enter_checkpoint(hub)
     hub.driver.wait_readable(fd)
 
 
-def wait_writable(fd) -> None:
+def wait_writable(fd: "FileDescriptorLike") -> None:
     """Park until ``fd`` is writable. A checkpoint; cancellation leaves no registration."""
     hub = current_hub()
     _enter_checkpoint(hub)
     hub.driver.wait_writable(fd)
 
 
-def notify_closing(fd) -> None:
+def notify_closing(fd: "FileDescriptorLike") -> None:
     """Wake tasks waiting on ``fd`` with ``ClosedResourceError``; call before closing."""
     current_hub().driver.notify_closing(fd)
 
 
-def dump(hub=None, *, stacks: bool = True) -> str:
+def dump(hub: Hub | None = None, *, stacks: bool = True) -> str:
     """Every live task of ``hub`` (default: this thread's), as an indented region tree:
     per task its state, what it waits for (and who holds it), its deadline as a
     duration from now, its budget left, a pending cancellation and its stack; per
@@ -72,7 +77,7 @@ def dump(hub=None, *, stacks: bool = True) -> str:
     return format_task_snapshot(_snapshot(hub, sys._getframe(1)), stacks=stacks)
 
 
-def task_snapshot(hub=None) -> dict:
+def task_snapshot(hub: Hub | None = None) -> dict[str, Any]:
     """The structured form of ``dump()`` (plain dicts and lists: JSON-serializable);
     ``format_task_snapshot(snapshot)`` gives the text. Durations (``deadline_in``)
     are seconds from the snapshot's ``time``, negative when past. Not a checkpoint."""
@@ -81,7 +86,7 @@ def task_snapshot(hub=None) -> dict:
     return _snapshot(hub, sys._getframe(1))
 
 
-def note_access(obj, write: bool = True) -> None:
+def note_access(obj: Any, write: bool = True) -> None:
     """Tell the hub that the current task touched ``obj`` (``write`` or read).
 
     The real hub ignores it (one attribute test); the lab's schedule exploration uses
@@ -142,7 +147,7 @@ class WaitQueue(_WaitQueue):
         self.wake_first_error(exc)
         return True
 
-    def statistics(self) -> dict:
+    def statistics(self) -> dict[str, int]:
         """``{"waiting": n}``: the number of parked tasks."""
         return {"waiting": len(self._q)}
 

@@ -38,13 +38,17 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._checkpoint import _enter, _raise_resume, current_task, park, yield_task
 from ._exceptions import GreenrtError, InvalidStateError, NoHubError, WouldBlock
 from ._hub import _CANCEL, _Raise
 from ._hub import _tls as _hub_tls
 from ._obligation import Obligation, reserve
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._task import Task
 
 __all__ = [
     "Barrier", "BrokenBarrierError", "CapacityLimiter", "Condition", "Event", "Lock",
@@ -56,13 +60,15 @@ __all__ = [
 #: that only ever finds its resource free still lets other tasks run.
 COOP_BUDGET = 32
 
+T = TypeVar("T")
 
-def _checkpoint_task():
+
+def _checkpoint_task() -> Task[Any]:
     """The check half of a checkpoint; returns the current task."""
     try:
         hub = _hub_tls.hub
     except AttributeError:
-        raise NoHubError("not inside greenrt.run()") from None
+        raise NoHubError() from None
     return _enter(hub)
 
 
@@ -78,7 +84,7 @@ def _note(obj: Any, write: bool = True) -> None:
 _yield = yield_task
 
 
-def _coop(obj, task) -> None:
+def _coop(obj: Any, task: Task[Any]) -> None:
     """Fast-path yield accounting, per primitive (deterministic under the lab)."""
     n = obj._coop + 1
     if n >= COOP_BUDGET:
@@ -107,7 +113,7 @@ class _WaitQueue:
     __slots__ = ("_q",)
 
     def __init__(self) -> None:
-        self._q: OrderedDict = OrderedDict()
+        self._q: OrderedDict[Task[Any], Any] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._q)
@@ -115,7 +121,7 @@ class _WaitQueue:
     def __bool__(self) -> bool:
         return bool(self._q)
 
-    def wait(self, task, data: Any = None, on_abort: Callable[[], None] | None = None,
+    def wait(self, task: Task[Any], data: Any = None, on_abort: Callable[[], None] | None = None,
              what: str | None = None) -> Any:
         """Park ``task`` (the current task) here. ``what`` names the wait for deadlock
         reports (``Task.waiting_for``)."""
@@ -143,19 +149,19 @@ class _WaitQueue:
         # end fastpath park
         return r
 
-    def first(self):
+    def first(self) -> tuple[Task[Any], Any]:
         """``(task, data)`` of the first waiter (the queue must not be empty)."""
         q = self._q
         task = next(iter(q))
         return task, q[task]
 
-    def wake_first(self, value: Any = None):
+    def wake_first(self, value: Any = None) -> tuple[Task[Any], Any]:
         """Hand ``value`` to the first waiter; return its ``(task, data)``."""
         task, data = self._q.popitem(last=False)
         task._hub.reschedule(task, value)
         return task, data
 
-    def wake_first_error(self, exc: BaseException):
+    def wake_first_error(self, exc: BaseException) -> tuple[Task[Any], Any]:
         return self.wake_first(_Raise(exc))
 
     def wake_all(self, value: Any = None) -> int:
@@ -182,11 +188,11 @@ class _WaitQueue:
             task._hub.reschedule(task, _Raise(make_exc()))
         return len(tasks)
 
-    def tasks(self) -> list:
+    def tasks(self) -> list[Task[Any]]:
         return list(self._q)
 
 
-def _park_uninterruptible(queue: _WaitQueue, task, data: Any = None, what: str | None = None) -> Any:
+def _park_uninterruptible(queue: _WaitQueue, task: Task[Any], data: Any = None, what: str | None = None) -> Any:
     """Wait in ``queue`` without being abortable (not a checkpoint). For re-acquiring a
     lock that a caller must hold when it leaves, whatever happens (``Condition``)."""
     queue._q[task] = data
@@ -197,7 +203,7 @@ def _never() -> bool:
     return False
 
 
-def _owner_name(task) -> str:
+def _owner_name(task: Task[Any] | None) -> str:
     return "nobody" if task is None else f"task {task.id} ({task.name})"
 
 
@@ -209,8 +215,9 @@ class WaitLabel(str):
     for wait-for graphs that name who holds it."""
 
     __slots__ = ("obj",)
+    obj: Any
 
-    def __new__(cls, label: str, obj: Any):
+    def __new__(cls, label: str, obj: Any) -> WaitLabel:
         self = str.__new__(cls, label)
         self.obj = obj
         return self
@@ -248,7 +255,7 @@ class Event:
             return
         self._waiters.wait(task, what="Event.wait")
 
-    def statistics(self) -> dict:
+    def statistics(self) -> dict[str, Any]:
         return {"set": self._flag, "tasks_waiting": len(self._waiters)}
 
     def __repr__(self) -> str:
@@ -269,7 +276,7 @@ class CapacityLimiter:
 
     def __init__(self, total_tokens: int):
         self._coop = 0
-        self._borrowers: dict = {}
+        self._borrowers: dict[Any, None] = {}
         self._waiters = _WaitQueue()
         self._total = 0
         self.total_tokens = total_tokens
@@ -352,10 +359,10 @@ class CapacityLimiter:
         self.acquire()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
-    def statistics(self) -> dict:
+    def statistics(self) -> dict[str, Any]:
         return {"borrowed_tokens": len(self._borrowers), "total_tokens": self._total,
                 "tasks_waiting": len(self._waiters), "borrowers": list(self._borrowers)}
 
@@ -379,7 +386,7 @@ class Lock:
 
     def __init__(self) -> None:
         self._coop = 0
-        self._owner = None
+        self._owner: Task[Any] | None = None
         # what a waiter's Task.waiting_for says; it also carries the Lock, so a
         # deadlock report can name the holder
         self._wait_label = WaitLabel("Lock.acquire", self)
@@ -390,7 +397,7 @@ class Lock:
         return self._owner is not None
 
     @property
-    def owner(self):
+    def owner(self) -> Task[Any] | None:
         """The task holding the lock, or ``None``."""
         return self._owner
 
@@ -405,7 +412,7 @@ class Lock:
         try:
             hub = _hub_tls.hub
         except AttributeError:
-            raise NoHubError("not inside greenrt.run()") from None
+            raise NoHubError() from None
         # fastpath enter: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
         task = hub.current
         if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:
@@ -445,7 +452,7 @@ class Lock:
         try:
             task = _hub_tls.hub.current
         except AttributeError:
-            raise NoHubError("not inside greenrt.run()") from None
+            raise NoHubError() from None
         if self._owner is not task or task is None:
             raise InvalidStateError(
                 f"Lock released by {_owner_name(task)} but held by {_owner_name(self._owner)}")
@@ -469,7 +476,7 @@ class Lock:
         else:
             self._owner = None
 
-    def _acquire_uninterruptible(self, task) -> None:
+    def _acquire_uninterruptible(self, task: Task[Any]) -> None:
         _note(self)
         if self._owner is None and not self._waiters:
             self._owner = task
@@ -481,12 +488,13 @@ class Lock:
     # aliasing saves a frame on the hottest path.
     __enter__ = acquire
 
-    def __exit__(self, etype, exc, tb) -> None:
+    def __exit__(self, etype: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         # ``release`` inlined (one frame less on the hottest path); keep them in step.
         try:
             task = _hub_tls.hub.current
         except AttributeError:
-            raise NoHubError("not inside greenrt.run()") from None
+            raise NoHubError() from None
         if self._owner is not task or task is None:
             raise InvalidStateError(
                 f"Lock released by {_owner_name(task)} but held by {_owner_name(self._owner)}")
@@ -501,7 +509,7 @@ class Lock:
         else:
             self._owner = None
 
-    def statistics(self) -> dict:
+    def statistics(self) -> dict[str, Any]:
         o = self._owner
         return {"locked": o is not None, "owner": None if o is None else o.id,
                 "tasks_waiting": len(self._waiters), "acquisitions": self._acquired}
@@ -555,7 +563,7 @@ class Semaphore:
     def _permit(self, stacklevel: int) -> Obligation:
         cell: list[Obligation] = []
 
-        def done(*_):
+        def done(*_: object) -> None:
             self._held.pop(cell[0].id, None)
             self._give_back()
 
@@ -617,10 +625,10 @@ class Semaphore:
     def __enter__(self) -> Obligation:
         return self.acquire(_stacklevel=2)
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
-    def statistics(self) -> dict:
+    def statistics(self) -> dict[str, Any]:
         return {"value": self._value, "max_value": self._max, "held": len(self._held),
                 "tasks_waiting": len(self._waiters)}
 
@@ -667,10 +675,10 @@ class Condition:
         self._lock.acquire()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._lock.release()
 
-    def _check_owner(self, what: str):
+    def _check_owner(self, what: str) -> Task[Any]:
         task = current_task()
         if self._lock._owner is not task:
             raise InvalidStateError(f"Condition.{what}() requires holding the lock "
@@ -696,7 +704,7 @@ class Condition:
         finally:
             self._lock._acquire_uninterruptible(task)
 
-    def wait_for(self, predicate: Callable[[], Any]) -> Any:
+    def wait_for(self, predicate: Callable[[], T]) -> T:
         """``wait()`` until ``predicate()`` is true; return its value. A checkpoint."""
         result = predicate()
         while not result:
@@ -720,7 +728,7 @@ class Condition:
         """Wake every waiter. Requires the lock. Not a checkpoint."""
         return self.notify(len(self._waiters))
 
-    def statistics(self) -> dict:
+    def statistics(self) -> dict[str, Any]:
         return {"tasks_waiting": len(self._waiters), "notified": self._notified,
                 "lock": self._lock.statistics()}
 
@@ -772,7 +780,7 @@ class Barrier:
         if self._broken:
             raise BrokenBarrierError("the barrier is broken")
         if len(self._waiters) + 1 < self._parties:
-            return self._waiters.wait(task, what="Barrier.wait")
+            return self._waiters.wait(task, what="Barrier.wait")  # type: ignore[no-any-return]
         idx = 0
         while self._waiters:
             self._waiters.wake_first(idx)
@@ -793,7 +801,7 @@ class Barrier:
             self.abort()
         self._broken = False
 
-    def statistics(self) -> dict:
+    def statistics(self) -> dict[str, Any]:
         return {"parties": self._parties, "tasks_waiting": len(self._waiters),
                 "broken": self._broken, "generation": self._generation}
 
@@ -816,11 +824,11 @@ class RWLock:
 
     def __init__(self) -> None:
         self._coop = 0
-        self._readers: dict = {}
-        self._writer = None
+        self._readers: dict[Task[Any], None] = {}
+        self._writer: Task[Any] | None = None
         self._waiters = _WaitQueue()
 
-    def _check_not_holding(self, task) -> None:
+    def _check_not_holding(self, task: Task[Any]) -> None:
         if task in self._readers or self._writer is task:
             raise InvalidStateError("this task already holds the RWLock (it is not reentrant)")
 
@@ -900,7 +908,7 @@ class RWLock:
         """``with rw.write(): ...``"""
         return _RWGuard(self.acquire_write, self.release_write)
 
-    def statistics(self) -> dict:
+    def statistics(self) -> dict[str, Any]:
         modes = list(self._waiters._q.values())
         return {"readers": len(self._readers),
                 "writer": None if self._writer is None else self._writer.id,
@@ -911,12 +919,12 @@ class RWLock:
 class _RWGuard:
     __slots__ = ("_acq", "_rel")
 
-    def __init__(self, acq, rel):
+    def __init__(self, acq: Callable[[], None], rel: Callable[[], None]) -> None:
         self._acq = acq
         self._rel = rel
 
     def __enter__(self) -> None:
         self._acq()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._rel()

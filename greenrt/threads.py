@@ -66,17 +66,26 @@ import contextvars
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any
+from types import FunctionType
+from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple
 
 from ._checkpoint import _enter, park
 from ._exceptions import Cancelled, GreenrtError, WouldBlock
 from ._hub import current_hub
+from ._usage import CO_ASYNC, check_task_fn
 from .sync import CapacityLimiter
 
 __all__ = [
     "DEFAULT_THREAD_LIMIT", "ThreadCallbackError", "default_thread_limiter", "from_thread",
     "thread_pool_statistics", "to_thread",
 ]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._hub import Hub
+    from ._task import Task
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 DEFAULT_THREAD_LIMIT = 40
 IDLE_TIMEOUT = 10.0
@@ -103,7 +112,7 @@ class _Worker:
         cache = _cache
         while True:
             job, self._job = self._job, None
-            job()
+            job()  # type: ignore[misc]  # woken only with a job set
             job = None
             with cache.lock:
                 cache.idle.append(self)
@@ -147,7 +156,7 @@ class _ThreadCache:
 _cache = _ThreadCache()
 
 
-def thread_pool_statistics() -> dict:
+def thread_pool_statistics() -> dict[str, int]:
     """Process-wide worker threads: ``threads`` alive, ``idle`` among them."""
     with _cache.lock:
         return {"threads": _cache.threads, "idle": len(_cache.idle)}
@@ -155,7 +164,7 @@ def thread_pool_statistics() -> dict:
 
 # -- per-hub limiter ------------------------------------------------------------------
 
-_limiters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_limiters: weakref.WeakKeyDictionary[Hub, CapacityLimiter] = weakref.WeakKeyDictionary()
 
 
 def default_thread_limiter() -> CapacityLimiter:
@@ -186,7 +195,7 @@ class _Request:
 
     __slots__ = ("fn", "args", "in_task", "done", "result")
 
-    def __init__(self, fn, args, in_task: bool):
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], in_task: bool) -> None:
         self.fn = fn
         self.args = args
         self.in_task = in_task
@@ -205,7 +214,7 @@ class _Job:
 
     __slots__ = ("hub", "host", "lock", "abandoned", "request", "name", "__weakref__")
 
-    def __init__(self, hub, host, name: str):
+    def __init__(self, hub: Hub, host: Task[Any], name: str) -> None:
         self.hub = hub
         self.host = host
         self.lock = threading.Lock()
@@ -217,7 +226,8 @@ class _Job:
         return f"<thread job {self.name!r} of task {self.host.id}>"
 
 
-def _run_in_worker(job: _Job, ctx: contextvars.Context, fn, args, limiter) -> None:
+def _run_in_worker(job: _Job, ctx: contextvars.Context, fn: Callable[..., Any],
+                   args: tuple[Any, ...], limiter: CapacityLimiter) -> None:
     _tls.job = job
     try:
         try:
@@ -229,7 +239,7 @@ def _run_in_worker(job: _Job, ctx: contextvars.Context, fn, args, limiter) -> No
     job.hub.call_soon_threadsafe(_finish_on_hub, job, result, limiter)
 
 
-def _finish_on_hub(job: _Job, result: _Done, limiter) -> None:
+def _finish_on_hub(job: _Job, result: _Done, limiter: CapacityLimiter) -> None:
     job.hub.threads_outstanding -= 1
     limiter.release_on_behalf_of(job)
     with job.lock:
@@ -260,9 +270,9 @@ def _serve_request(job: _Job, req: _Request) -> None:
         req.resolve(_Done(False, exc))
 
 
-def to_thread(fn: Callable[..., Any], *args: Any, abandon_on_cancel: bool = False,
+def to_thread(fn: Callable[[*Ts], T], *args: *Ts, abandon_on_cancel: bool = False,
               complete_on_cancel: bool = False, limiter: CapacityLimiter | None = None,
-              name: str | None = None) -> Any:
+              name: str | None = None) -> T:
     """Run ``fn(*args)`` in a worker thread; return its result or raise its exception.
 
     A checkpoint. Waits (FIFO, cancel-safe) for a token of ``limiter`` (default: the
@@ -272,10 +282,14 @@ def to_thread(fn: Callable[..., Any], *args: Any, abandon_on_cancel: bool = Fals
     ``Cancelled``'s ``__context__``); with ``complete_on_cancel=True`` it returns the
     result and the cancellation comes at the next checkpoint; with
     ``abandon_on_cancel=True`` it raises ``Cancelled`` at once and the thread's
-    result is discarded when it arrives. See the module docstring.
+    result is discarded when it arrives. See the module docstring. ``fn`` must be a
+    plain callable (``TypeError`` before the checkpoint for a coroutine or an
+    ``async def``).
     """
     if abandon_on_cancel and complete_on_cancel:
         raise ValueError("abandon_on_cancel and complete_on_cancel exclude each other")
+    if type(fn) is not FunctionType or fn.__code__.co_flags & CO_ASYNC:
+        check_task_fn(fn, "to_thread")
     hub = current_hub()
     task = _enter(hub)
     hub.check_nondeterminism("to_thread")
@@ -323,7 +337,7 @@ def to_thread(fn: Callable[..., Any], *args: Any, abandon_on_cancel: bool = Fals
                 c.__context__ = msg.value
             raise
     if msg.ok:
-        return msg.value
+        return msg.value  # type: ignore[no-any-return]  # fn's result
     exc = msg.value
     try:
         raise exc
@@ -341,7 +355,7 @@ def _run_request_in_host(job: _Job, req: _Request) -> None:
     req.resolve(result)
 
 
-def from_thread(fn: Callable[..., Any], *args: Any, in_task: bool = True) -> Any:
+def from_thread(fn: Callable[[*Ts], T], *args: *Ts, in_task: bool = True) -> T:
     """From a worker thread started by ``to_thread``: run ``fn(*args)`` on the hub and
     return its result (or raise its exception) in the thread.
 
@@ -350,6 +364,8 @@ def from_thread(fn: Callable[..., Any], *args: Any, in_task: bool = True) -> Any
     propagate). ``in_task=False`` runs it as a plain hub call that must not block.
     Raises ``ThreadCallbackError`` when there is no waiting host task.
     """
+    if type(fn) is not FunctionType or fn.__code__.co_flags & CO_ASYNC:
+        check_task_fn(fn, "from_thread")
     job: _Job | None = getattr(_tls, "job", None)
     if job is None:
         if getattr(_current_hub_or_none(), "_running", False):
@@ -365,9 +381,9 @@ def from_thread(fn: Callable[..., Any], *args: Any, in_task: bool = True) -> Any
     with job.lock:
         if job.request is req:
             job.request = None
-    result = req.result
+    result: _Done = req.result  # type: ignore[assignment]  # done: resolved
     if result.ok:
-        return result.value
+        return result.value  # type: ignore[no-any-return]  # fn's result
     exc = result.value
     try:
         raise exc
@@ -375,7 +391,7 @@ def from_thread(fn: Callable[..., Any], *args: Any, in_task: bool = True) -> Any
         del exc, result
 
 
-def _current_hub_or_none():
+def _current_hub_or_none() -> Hub | None:
     try:
         return current_hub()
     except Exception:

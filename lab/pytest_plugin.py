@@ -22,15 +22,23 @@ A failing run (an exception, an oracle violation, a halt) fails the test with th
 oracle verdicts, the seed, the path of the recorded trace and the command lines that
 replay it exactly::
 
-    greenrt-lab replay /tmp/greenrt-lab/test_x-seed3.jsonl      (tests without fixtures)
-    pytest 'tests/test_x.py::test_x' --lab-replay /tmp/greenrt-lab/test_x-seed3.jsonl
+    greenrt-lab replay <rootdir>/.greenrt-lab/traces/tests_test_x.py_test_x-seed3.jsonl  (no fixtures)
+    pytest 'tests/test_x.py::test_x' --lab-replay <rootdir>/.greenrt-lab/traces/tests_test_x.py_test_x-seed3.jsonl
 
 An exception raised by the test keeps its traceback; the lab details are added as a
 note. Options: ``--lab-seed N`` runs every lab test with seed N instead of its own,
 ``--lab-replay FILE`` replays a trace instead of running a seed (reporting a
 divergence if the test changed), ``--lab-trace-dir DIR`` chooses where traces of
-failing runs go (default: ``<tmp>/greenrt-lab``), ``--lab-record-all`` keeps the
-traces of passing runs too.
+failing runs go, ``--lab-record-all`` keeps the traces of passing runs too.
+
+**Where traces go.** Under the project, never a shared temporary folder: by default
+``<rootdir>/.greenrt-lab/traces`` (pytest's rootdir; add ``.greenrt-lab/`` to the
+project's ``.gitignore``), one file per test node id and seed
+(``<node id made file-safe>-seed<N>.jsonl``), so two projects, or two test files of
+the same name in different folders, never overwrite each other's traces. The ini
+option ``lab_trace_dir`` (relative to the ini file's folder) or the flag
+``--lab-trace-dir DIR`` (relative to the current directory) chooses another folder;
+the flag wins. The folder is created when the first trace is written.
 """
 
 from __future__ import annotations
@@ -39,7 +47,6 @@ import functools
 import inspect
 import os
 import re
-import tempfile
 
 import pytest
 
@@ -55,17 +62,36 @@ def pytest_addoption(parser) -> None:
     g.addoption("--lab-replay", default=None, metavar="FILE",
                 help="replay this trace for the selected @pytest.mark.lab test")
     g.addoption("--lab-trace-dir", default=None, metavar="DIR",
-                help="where traces of failing lab runs are written")
+                help="where traces of failing lab runs are written (default: the ini "
+                "option lab_trace_dir, else <rootdir>/.greenrt-lab/traces)")
     g.addoption("--lab-record-all", action="store_true", default=False,
                 help="also keep traces of passing lab runs")
+    parser.addini("lab_trace_dir", "where traces of failing lab runs are written, relative "
+                  "to the ini file (default: <rootdir>/.greenrt-lab/traces)", default="")
 
 
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
 
 
+DEFAULT_TRACE_DIR = os.path.join(".greenrt-lab", "traces")
+
+
+def trace_dir(config) -> str:
+    """The folder traces of failing runs go to (see the module's docstring); not
+    created here."""
+    flag = config.getoption("lab_trace_dir")
+    if flag:
+        return os.path.abspath(flag)
+    ini = config.getini("lab_trace_dir")
+    if ini:
+        base = config.inipath.parent if config.inipath is not None else config.rootpath
+        return os.path.abspath(os.path.join(str(base), str(ini)))
+    return os.path.join(str(config.rootpath), DEFAULT_TRACE_DIR)
+
+
 def _trace_dir(config) -> str:
-    d = config.getoption("lab_trace_dir") or os.path.join(tempfile.gettempdir(), "greenrt-lab")
+    d = trace_dir(config)
     os.makedirs(d, exist_ok=True)
     return d
 

@@ -45,11 +45,11 @@ def load_entry(spec: str, entry_file: str | None = None):
     else:
         try:
             module = importlib.import_module(mod_part)
-        except ImportError:
+        except ImportError as e:
             if entry_file and os.path.exists(entry_file):
                 module = _load_file(entry_file)
             else:
-                raise LabError(f"cannot import {mod_part!r} for {spec}") from None
+                raise LabError(import_hint(spec, mod_part, qual, e)) from None
         else:
             if entry_file and os.path.exists(entry_file) and not hasattr(module, qual.split(".")[0]):
                 module = _load_file(entry_file)
@@ -62,6 +62,23 @@ def load_entry(spec: str, entry_file: str | None = None):
     if not callable(obj):
         raise LabError(f"{spec} is not callable")
     return obj
+
+
+def import_hint(spec: str, mod_part: str, qual: str, e: ImportError) -> str:
+    """What to say when ``module:function`` cannot be imported: how to fix it."""
+    missing = getattr(e, "name", None)
+    if isinstance(e, ModuleNotFoundError) and missing and (
+            mod_part == missing or mod_part.startswith(missing + ".")):
+        msg = (f"cannot import {mod_part!r} for {spec}: no module named {missing!r} on "
+               f"sys.path. Run from the folder that holds it with PYTHONPATH=. "
+               f"(PYTHONPATH=. greenrt-lab ...), install it, or name the file instead: "
+               f"path/to/file.py:{qual}")
+        cand = mod_part.replace(".", os.sep) + ".py"
+        if os.path.exists(cand):
+            msg += f" (here: {cand}:{qual})"
+        return msg
+    return (f"importing {mod_part!r} for {spec} failed inside the module: "
+            f"{type(e).__name__}: {e}")
 
 
 def _load_file(path: str):
@@ -107,10 +124,14 @@ class _Comparator:
 
 
 def replay(source: Trace | str | os.PathLike, fn=None, *args: Any,
-           key: bytes | None = None, check: bool = False) -> LabResult:
+           key: bytes | None = None, check: bool = False, instruments=()) -> LabResult:
     """Replay a trace (a ``Trace`` or a file, verified first). Returns the
     ``LabResult`` of the replay with ``divergence`` set if it did not reproduce the
-    recorded run; ``check=True`` raises the ``ReplayDivergence`` instead."""
+    recorded run; ``check=True`` raises the ``ReplayDivergence`` instead.
+
+    ``instruments`` are attached to the replay's hub and see every event as it is
+    emitted, after the comparison with the recorded one (``greenrt-lab timeline``
+    uses one to learn each step's source line); they only observe."""
     trace = source if isinstance(source, Trace) else read(source, key)
     h = trace.header
     if fn is None:
@@ -136,7 +157,8 @@ def replay(source: Trace | str | os.PathLike, fn=None, *args: Any,
     res = _run(fn, tuple(args), seed=h["seed"], record=None, strict=h.get("strict", True),
                strategy=ReplayStrategy(trace.choices()), disable=tuple(o.get("disable", ())),
                net=net, max_steps=o.get("max_steps"), max_time=o.get("max_time"),
-               leak_policy=o.get("leak_policy", "error"), instruments=(), trace=True,
+               leak_policy=o.get("leak_policy", "error"), instruments=tuple(instruments),
+               trace=True,
                entry=None, header=dict(h), checker_factory=factory, key=trace.key)
     if res.divergence is None:
         got = res.trace.records if res.trace is not None else []

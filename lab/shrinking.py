@@ -22,6 +22,7 @@ result replays exactly (``greenrt-lab replay``), with its own run hash.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import LabError
@@ -59,8 +60,10 @@ def preemptions(sched: list) -> int:
     return n
 
 
-def shrink(token: str | Token, fn=None, *, max_runs: int = 300) -> ShrinkResult:
-    """Minimize a failing token (see the module docstring)."""
+def shrink(token: str | Token, fn=None, *, max_runs: int = 300,
+           progress: Callable[[int, int, int], None] | None = None) -> ShrinkResult:
+    """Minimize a failing token (see the module docstring). ``progress(done,
+    max_runs, 0)`` is called after each run (the command line draws a bar with it)."""
     tok = decode(token) if isinstance(token, str) else token
     job = job_from_token(tok, fn)
     inject = Inject(**tok.inject) if tok.inject else None
@@ -73,6 +76,8 @@ def shrink(token: str | Token, fn=None, *, max_runs: int = 300) -> ShrinkResult:
                        inject=inject)
         res, _ = _execute(job, spec)
         sig = failure_signature(res, injected=inject is not None)
+        if progress is not None:
+            progress(runs, max_runs, 0)
         return sig, res
 
     sig, res = attempt(tok.choices)

@@ -14,8 +14,19 @@ if [[ "${FUZZ_SECONDS:-3}" != "0" && $# -eq 0 ]]; then
   "$VENV/bin/python" fuzz/run_bounded.py --time "${FUZZ_SECONDS:-3}" || fuzz_rc=$?
 fi
 
+# The typed API stays typed: mypy in strict mode over the runtime package (a few
+# seconds with its cache). MYPY=0 skips it. A finding fails the command after pytest.
+mypy_rc=0
+if [[ "${MYPY:-1}" != "0" ]]; then
+  "$VENV/bin/python" -m mypy --strict greenrt || mypy_rc=$?
+fi
+
 "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"
 rc=$?
+if [[ $rc -eq 0 && $mypy_rc -ne 0 ]]; then
+  echo "test: mypy --strict greenrt found type errors (see above)" >&2
+  exit 1
+fi
 if [[ $rc -eq 0 && $fuzz_rc -ne 0 ]]; then
   echo "test: a fuzz target found something (see fuzz/regressions/)" >&2
   exit 1

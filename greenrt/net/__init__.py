@@ -24,6 +24,8 @@ broken (``BrokenStreamError`` on further use); a cancelled connect closes its so
 from __future__ import annotations
 
 import socket as _socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .._hub import current_hub
 from ._abc import (
@@ -40,6 +42,9 @@ from ._abc import (
 from ._connect import is_numeric_host, open_tcp
 from ._serve import Server, serve_listeners
 from ._stream import TransportListener, TransportStream, TransportUDPSocket
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._abc import AddrInfo
 
 AF_INET = _socket.AF_INET
 AF_INET6 = _socket.AF_INET6
@@ -62,7 +67,7 @@ def _numeric(host: str | None, port: int) -> str | None:
     infos = current_hub().network.resolve(host, port, 0, _socket.SOCK_STREAM)
     if not infos:
         raise OSError(f"no addresses for {host!r}")
-    return infos[0][4][0]
+    return infos[0][4][0]  # type: ignore[no-any-return]  # a sockaddr's host
 
 
 def listen_tcp(host: str | None, port: int, *, backlog: int = 128) -> Listener:
@@ -85,15 +90,15 @@ def udp_socket(family: int = AF_INET, local_address: Address | None = None) -> U
     return current_hub().network.udp_socket(family, local_address)
 
 
-def resolve(host: str, port: int, family: int = 0, type: int = 0) -> list[tuple]:
+def resolve(host: str, port: int, family: int = 0, type: int = 0) -> list[AddrInfo]:
     """``getaddrinfo``-style resolution through the hub's network. A checkpoint;
     respects the caller's deadline; numeric hosts are never looked up."""
     return current_hub().network.resolve(host, port, family, type)
 
 
-def serve_tcp(handler, host: str | None, port: int, *, backlog: int = 128,
-              max_connections: int = 1024, shutdown_budget: float = 5.0, on_ready=None,
-              **kw) -> None:
+def serve_tcp(handler: Callable[[Stream], object], host: str | None, port: int, *,
+              backlog: int = 128, max_connections: int = 1024, shutdown_budget: float = 5.0,
+              on_ready: Callable[[Server], object] | None = None, **kw: Any) -> None:
     """Listen on ``host``:``port`` and run ``handler(stream)`` in its own task for every
     connection, until ``Server.shutdown()`` or cancellation, then shut down
     gracefully (stop accepting, cancel handlers with reason ``shutdown``, close what
@@ -106,16 +111,17 @@ def serve_tcp(handler, host: str | None, port: int, *, backlog: int = 128,
                     shutdown_budget=shutdown_budget, on_ready=on_ready, name="serve_tcp", **kw)
 
 
-def serve_unix(handler, path: str, *, backlog: int = 128, mode: int | None = None,
-               max_connections: int = 1024, shutdown_budget: float = 5.0, on_ready=None,
-               **kw) -> None:
+def serve_unix(handler: Callable[[Stream], object], path: str, *, backlog: int = 128,
+               mode: int | None = None, max_connections: int = 1024,
+               shutdown_budget: float = 5.0, on_ready: Callable[[Server], object] | None = None,
+               **kw: Any) -> None:
     """Like :func:`serve_tcp` on the Unix socket ``path`` (see :func:`listen_unix`)."""
     listener = listen_unix(path, backlog=backlog, mode=mode)
     serve_listeners(handler, [listener], max_connections=max_connections,
                     shutdown_budget=shutdown_budget, on_ready=on_ready, name="serve_unix", **kw)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # The real stream classes live in _real (which imports socket machinery); expose
     # them lazily so importing greenrt.net stays cheap and network-neutral.
     if name in ("TCPStream", "UnixStream", "SocketStream", "SocketListener", "RealNetwork"):

@@ -37,13 +37,20 @@ the same time). Connection failures of ``open_*`` raise ``OSError`` subclasses
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 from .._driver import BusyResourceError, ClosedResourceError
 from .._exceptions import GreenrtError
 
 Address = Any  # (host, port[, flowinfo, scope_id]) for IP, a path string for Unix
-AddrInfo = tuple  # (family, type, proto, canonname, sockaddr), as socket.getaddrinfo
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import TypeAlias
+
+    #: what ``send_all``/``sendto`` take: anything ``len()`` and ``memoryview`` accept
+    BytesLike: TypeAlias = bytes | bytearray | memoryview
+    AddrInfo = tuple[Any, ...]
+else:
+    AddrInfo = tuple  # (family, type, proto, canonname, sockaddr), as socket.getaddrinfo
 
 
 class StreamError(GreenrtError):
@@ -80,7 +87,7 @@ class Stream(abc.ABC):
         """
 
     @abc.abstractmethod
-    def send_all(self, data) -> None:
+    def send_all(self, data: BytesLike) -> None:
         """Send every byte of ``data`` (bytes-like).
 
         A checkpoint. If cancelled (or failing) after writing part of ``data``, the
@@ -112,7 +119,7 @@ class Stream(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} cannot tell whether bytes are unread")
 
     @abc.abstractmethod
-    def statistics(self) -> dict:
+    def statistics(self) -> dict[str, Any]:
         """Counters: ``bytes_sent``, ``bytes_received``, ``send_calls``, ``recv_calls``,
         ``send_waits``, ``recv_waits`` and the ``broken``/``closed``/``eof_sent``/
         ``eof_received`` flags."""
@@ -146,10 +153,10 @@ class Stream(abc.ABC):
         """Read a socket option (see ``setsockopt``)."""
         raise StreamError(f"{type(self).__name__} has no socket options")
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -180,10 +187,10 @@ class Listener(abc.ABC):
     def closed(self) -> bool:
         """True after ``close()``."""
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -191,7 +198,7 @@ class UDPSocket(abc.ABC):
     """A datagram socket."""
 
     @abc.abstractmethod
-    def sendto(self, data, address: Address) -> int:
+    def sendto(self, data: BytesLike, address: Address) -> int:
         """Send one datagram; return the number of bytes sent.
 
         A checkpoint. A datagram is sent whole or not at all; cancellation before the
@@ -212,10 +219,10 @@ class UDPSocket(abc.ABC):
     def local_address(self) -> Address:
         """The bound address."""
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

@@ -18,12 +18,19 @@ Invariants: on return exactly one stream is open; on any exception (including
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .._checkpoint import _enter, park
 from .._hub import current_hub
 from .._reason import CancelKind, CancelReason
 from .._region import region
 from .._scope import fail_after, move_on_after
+from .._usage import check_duration
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .._region import Region
+    from .._task import Task
+    from ._abc import AddrInfo, Network, Stream
 
 _SOCK_STREAM = 1  # socket.SOCK_STREAM on every platform greenrt supports
 _AF_INET6 = 10
@@ -34,9 +41,9 @@ class _Flag:
 
     __slots__ = ("is_set", "_waiter")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.is_set = False
-        self._waiter = None
+        self._waiter: Task[Any] | None = None
 
     def set(self) -> None:
         if self.is_set:
@@ -53,7 +60,7 @@ class _Flag:
             return
         self._waiter = task
 
-        def abort():
+        def abort() -> bool:
             self._waiter = None
             return True
 
@@ -69,7 +76,7 @@ def is_numeric_host(host: str) -> bool:
         return False
 
 
-def interleave(infos: list[tuple]) -> list[tuple]:
+def interleave(infos: list[AddrInfo]) -> list[AddrInfo]:
     """RFC 8305 §4 ordering: alternate families, starting with the first answer's."""
     if not infos:
         return []
@@ -85,7 +92,7 @@ def interleave(infos: list[tuple]) -> list[tuple]:
     return out
 
 
-def _dedupe(infos):
+def _dedupe(infos: list[AddrInfo]) -> list[AddrInfo]:
     seen = set()
     out = []
     for info in infos:
@@ -97,7 +104,7 @@ def _dedupe(infos):
 
 
 def open_tcp(host: str, port: int, *, timeout: float | None = None, happy_eyeballs: bool = True,
-             happy_eyeballs_delay: float = 0.25, local_address=None):
+             happy_eyeballs_delay: float = 0.25, local_address: Any = None) -> Stream:
     """Open a TCP connection to ``host``:``port`` and return its stream.
 
     A checkpoint. Numeric hosts connect directly; names are resolved (through the
@@ -109,13 +116,15 @@ def open_tcp(host: str, port: int, *, timeout: float | None = None, happy_eyebal
     error of a single attempt is raised as is; several failures raise ``OSError``
     whose ``__cause__`` is an ``ExceptionGroup`` of them all.
     """
+    check_duration(happy_eyeballs_delay, "happy_eyeballs_delay")
     if timeout is not None:
-        with fail_after(timeout):
+        with fail_after(check_duration(timeout, "timeout")):
             return _open_tcp(host, port, happy_eyeballs, happy_eyeballs_delay, local_address)
     return _open_tcp(host, port, happy_eyeballs, happy_eyeballs_delay, local_address)
 
 
-def _open_tcp(host, port, happy_eyeballs, delay, local_address):
+def _open_tcp(host: str | bytes, port: int, happy_eyeballs: bool, delay: float,
+              local_address: Any) -> Stream:
     network = current_hub().network
     if isinstance(host, bytes):
         host = host.decode("ascii")
@@ -128,7 +137,7 @@ def _open_tcp(host, port, happy_eyeballs, delay, local_address):
     if len(targets) == 1:
         return network.open_tcp(targets[0], port, local_address=local_address)
     if not happy_eyeballs:
-        errors = []
+        errors: list[OSError] = []
         for t in targets:
             try:
                 return network.open_tcp(t, port, local_address=local_address)
@@ -138,7 +147,7 @@ def _open_tcp(host, port, happy_eyeballs, delay, local_address):
     return _race(network, host, targets, port, delay, local_address)
 
 
-def _raise_all_failed(host, port, errors):
+def _raise_all_failed(host: str, port: int, errors: list[OSError]) -> NoReturn:
     if len(errors) == 1:
         raise errors[0]
     raise OSError(f"all {len(errors)} connection attempts to {host}:{port} failed: "
@@ -146,11 +155,12 @@ def _raise_all_failed(host, port, errors):
                       "connection attempts", errors)
 
 
-def _race(network, host, targets, port, delay, local_address):
-    state = {"winner": None}
+def _race(network: Network, host: str, targets: list[str], port: int, delay: float,
+          local_address: Any) -> Stream:
+    state: dict[str, Stream | None] = {"winner": None}
     errors: list[OSError] = []
 
-    def attempt(target, failed: _Flag, r):
+    def attempt(target: str, failed: _Flag, r: Region) -> None:
         try:
             s = network.open_tcp(target, port, local_address=local_address)
         except OSError as e:

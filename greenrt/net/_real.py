@@ -31,10 +31,15 @@ import socket
 import stat
 import termios
 from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from .._checkpoint import _enter, sleep
 from ._abc import Network
 from ._stream import TransportListener, TransportStream, TransportUDPSocket
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .._hub import Hub
+    from ._abc import Address, AddrInfo
 
 _SOL_SOCKET = socket.SOL_SOCKET
 _SO_ERROR = socket.SO_ERROR
@@ -57,27 +62,28 @@ class SocketStream(TransportStream):
     #: streams: with ``SO_PASSCRED`` a read stops at a change of writer with data left.
     _track_readiness = False
 
-    def __init__(self, hub, sock: socket.socket, handle=None):
+    def __init__(self, hub: Hub, sock: socket.socket, handle: Any = None) -> None:
         TransportStream.__init__(self, hub)
         self._sock = sock
         fd = sock.fileno()
         self._fd = fd
         driver = hub.driver
         self._driver = driver
-        self._t_recv = sock.recv
-        self._t_send = sock.send
+        # (ignores: the primitives are instance attributes, bound socket methods)
+        self._t_recv = sock.recv  # type: ignore[method-assign, assignment]
+        self._t_send = sock.send  # type: ignore[method-assign, assignment]
         if handle is None:
             handle = _register(driver, fd)
         if handle is not None:
-            self._t_wait_readable = handle.wait_readable
-            self._t_wait_writable = handle.wait_writable
+            self._t_wait_readable = handle.wait_readable  # type: ignore[method-assign]
+            self._t_wait_writable = handle.wait_writable  # type: ignore[method-assign]
             if self._track_readiness and hasattr(handle, "rready"):
                 self._rslot = handle
         else:
-            self._t_wait_readable = partial(driver.wait_readable, fd)
-            self._t_wait_writable = partial(driver.wait_writable, fd)
-        self._peer = None
-        self._local = None
+            self._t_wait_readable = partial(driver.wait_readable, fd)  # type: ignore[method-assign]
+            self._t_wait_writable = partial(driver.wait_writable, fd)  # type: ignore[method-assign]
+        self._peer: Address | None = None
+        self._local: Address | None = None
 
     @property
     def socket(self) -> socket.socket:
@@ -117,21 +123,21 @@ class SocketStream(TransportStream):
         self._sock.close()
 
     @property
-    def local_address(self):
+    def local_address(self) -> Address:
         if self._local is None:
             self._local = self._sock.getsockname()
         return self._local
 
     @property
-    def peer_address(self):
+    def peer_address(self) -> Address:
         if self._peer is None:
             self._peer = self._sock.getpeername()
         return self._peer
 
-    def setsockopt(self, level: int, option: int, value) -> None:
+    def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
         self._sock.setsockopt(level, option, value)
 
-    def getsockopt(self, level: int, option: int, buflen: int = 0):
+    def getsockopt(self, level: int, option: int, buflen: int = 0) -> int | bytes:
         if buflen:
             return self._sock.getsockopt(level, option, buflen)
         return self._sock.getsockopt(level, option)
@@ -160,8 +166,8 @@ class UnixStream(SocketStream):
 class SocketListener(TransportListener):
     """A listening socket; ``accept`` returns ``stream_class`` instances."""
 
-    def __init__(self, hub, sock: socket.socket, stream_class, *, unix_path: str | None = None,
-                 unix_ident=None):
+    def __init__(self, hub: Hub, sock: socket.socket, stream_class: type[SocketStream], *,
+                 unix_path: str | None = None, unix_ident: tuple[int, int] | None = None) -> None:
         TransportListener.__init__(self, hub)
         self._sock = sock
         self._fd = sock.fileno()
@@ -173,19 +179,20 @@ class SocketListener(TransportListener):
         self._address = sock.getsockname()
         handle = _register(self._driver, self._fd)
         if handle is not None:
-            self._t_wait_accept = handle.wait_readable
+            self._t_wait_accept = handle.wait_readable  # type: ignore[method-assign]
         else:
-            self._t_wait_accept = partial(self._driver.wait_readable, self._fd)
+            self._t_wait_accept = partial(  # type: ignore[method-assign]
+                self._driver.wait_readable, self._fd)
 
     @property
     def socket(self) -> socket.socket:
         return self._sock
 
     @property
-    def address(self):
+    def address(self) -> Address:
         return self._address
 
-    def _t_accept(self):
+    def _t_accept(self) -> SocketStream:
         s, _ = self._sock.accept()
         try:
             s.setblocking(False)
@@ -209,15 +216,15 @@ class SocketListener(TransportListener):
 
 
 class RealUDPSocket(TransportUDPSocket):
-    def __init__(self, hub, sock: socket.socket):
+    def __init__(self, hub: Hub, sock: socket.socket) -> None:
         TransportUDPSocket.__init__(self, hub)
         self._sock = sock
         self._fd = sock.fileno()
         driver = self._driver = hub.driver
-        self._t_sendto = sock.sendto
-        self._t_recvfrom = sock.recvfrom
-        self._t_wait_readable = partial(driver.wait_readable, self._fd)
-        self._t_wait_writable = partial(driver.wait_writable, self._fd)
+        self._t_sendto = sock.sendto  # type: ignore[method-assign, assignment]
+        self._t_recvfrom = sock.recvfrom  # type: ignore[method-assign, assignment]
+        self._t_wait_readable = partial(driver.wait_readable, self._fd)  # type: ignore[method-assign]
+        self._t_wait_writable = partial(driver.wait_writable, self._fd)  # type: ignore[method-assign]
         self._local = sock.getsockname()
 
     @property
@@ -225,7 +232,7 @@ class RealUDPSocket(TransportUDPSocket):
         return self._sock
 
     @property
-    def local_address(self):
+    def local_address(self) -> Address:
         return self._local
 
     def _t_close(self) -> None:
@@ -233,14 +240,14 @@ class RealUDPSocket(TransportUDPSocket):
         self._sock.close()
 
 
-def _register(driver, fd: int):
+def _register(driver: Any, fd: int) -> Any:
     """The driver's persistent handle for ``fd`` (``None`` if the driver has none).
     Registering also resets any stale state a leaked fd with this number left."""
     reg = getattr(driver, "register_persistent", None)
     return reg(fd) if reg is not None else None
 
 
-def _close_quietly(sock: socket.socket, driver) -> None:
+def _close_quietly(sock: socket.socket, driver: Any) -> None:
     try:
         driver.notify_closing(sock.fileno())
     except (OSError, ValueError):
@@ -251,13 +258,13 @@ def _close_quietly(sock: socket.socket, driver) -> None:
 class RealNetwork(Network):
     """``hub.network`` of the real hub. See the module docstring."""
 
-    def __init__(self, hub):
+    def __init__(self, hub: Hub) -> None:
         self._hub = hub
         self._driver = hub.driver
 
     # -- streams ---------------------------------------------------------------------
 
-    def open_tcp(self, host: str, port: int, *, local_address=None) -> TCPStream:
+    def open_tcp(self, host: str, port: int, *, local_address: Address | None = None) -> TCPStream:
         """Connect to numeric ``host``:``port``. A checkpoint; a cancelled or failed
         connect closes its socket."""
         hub = self._hub
@@ -312,7 +319,7 @@ class RealNetwork(Network):
 
     # -- listeners -------------------------------------------------------------------
 
-    def listen_tcp(self, host, port: int, *, backlog: int = 128) -> SocketListener:
+    def listen_tcp(self, host: str | None, port: int, *, backlog: int = 128) -> SocketListener:
         hub = self._hub
         hub.check_nondeterminism("real socket: listen tcp")
         if host in (None, ""):
@@ -361,7 +368,7 @@ class RealNetwork(Network):
 
     # -- datagrams -------------------------------------------------------------------
 
-    def udp_socket(self, family: int, local_address=None) -> RealUDPSocket:
+    def udp_socket(self, family: int, local_address: Address | None = None) -> RealUDPSocket:
         hub = self._hub
         hub.check_nondeterminism("real socket: udp")
         sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -378,7 +385,7 @@ class RealNetwork(Network):
 
     # -- names -----------------------------------------------------------------------
 
-    def resolve(self, host: str, port: int, family: int = 0, type: int = 0) -> list[tuple]:
+    def resolve(self, host: str, port: int, family: int = 0, type: int = 0) -> list[AddrInfo]:
         """``getaddrinfo`` in a worker thread (numeric hosts without one). A
         checkpoint; a cancelled lookup is abandoned (its thread finishes alone)."""
         hub = self._hub

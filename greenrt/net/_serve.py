@@ -41,6 +41,8 @@ it does not stop the server (``propagate_errors=True`` makes it fail the server)
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .._checkpoint import _enter, park, sleep
 from .._exceptions import Cancelled, InvalidStateError
@@ -51,6 +53,12 @@ from .._scope import CancelScope, masked
 from ._abc import ClosedResourceError, Listener
 from ._connect import _Flag
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .._hub import TimerHandle
+    from .._region import Region
+    from .._task import Task
+    from ._abc import Stream
+
 ACCEPT_BACKOFF = 0.1
 _EXHAUSTION = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
@@ -58,14 +66,14 @@ _EXHAUSTION = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM
 class _Waiters:
     """Tasks waiting for a connection slot; ``wake_all`` is not a checkpoint."""
 
-    def __init__(self):
-        self._tasks: dict = {}
+    def __init__(self) -> None:
+        self._tasks: dict[Task[Any], None] = {}
 
     def wait(self) -> None:
         task = _enter(current_hub())
         self._tasks[task] = None
 
-        def abort():
+        def abort() -> bool:
             self._tasks.pop(task, None)
             return True
 
@@ -81,9 +89,10 @@ class Server:
     """Serve connections from ``listeners`` with ``handler(stream)``. See the module
     docstring for the task structure, limits and shutdown rules."""
 
-    def __init__(self, listeners: list[Listener], handler, *, max_connections: int = 1024,
-                 shutdown_budget: float = 5.0, shutdown_polls: int = 1000,
-                 propagate_errors: bool = False, name: str = "server"):
+    def __init__(self, listeners: list[Listener], handler: Callable[[Stream], object], *,
+                 max_connections: int = 1024, shutdown_budget: float = 5.0,
+                 shutdown_polls: int = 1000, propagate_errors: bool = False,
+                 name: str = "server") -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be >= 1")
         if shutdown_budget < 0:
@@ -99,15 +108,15 @@ class Server:
         self._stop = _Flag()
         self._done = _Flag()
         self._slots = _Waiters()
-        self._conns: dict = {}  # CancelScope -> stream
-        self._region = None
-        self._force_timer = None
+        self._conns: dict[CancelScope, Stream] = {}
+        self._region: Region | None = None
+        self._force_timer: TimerHandle | None = None
         self._active = 0
         self._stats = {"accepted": 0, "handler_errors": 0, "force_closed": 0,
                        "accept_backoffs": 0, "at_capacity": 0}
 
     @property
-    def addresses(self) -> list:
+    def addresses(self) -> list[Any]:
         """The listeners' addresses (with real ports)."""
         return [lst.address for lst in self.listeners]
 
@@ -116,7 +125,7 @@ class Server:
         """``new``, ``serving``, ``shutting_down`` or ``closed``."""
         return self._state
 
-    def statistics(self) -> dict:
+    def statistics(self) -> dict[str, Any]:
         return {"state": self._state, "active": self._active, **self._stats}
 
     def shutdown(self) -> None:
@@ -213,9 +222,10 @@ class Server:
                 return
             self._active += 1
             self._stats["accepted"] += 1
-            self._region.spawn(self._connection, stream, name=f"{self.name}.conn")
+            self._region.spawn(  # type: ignore[union-attr]  # set while serving
+                self._connection, stream, name=f"{self.name}.conn")
 
-    def _connection(self, stream) -> None:
+    def _connection(self, stream: Stream) -> None:
         cs = CancelScope(cleanup=self._cleanup, name="connection")
         try:
             with cs:
@@ -240,8 +250,9 @@ class Server:
                 self._slots.wake_all()
 
 
-def serve_listeners(handler, listeners: list[Listener], *, max_connections: int = 1024,
-                    shutdown_budget: float = 5.0, on_ready=None, **kw) -> None:
+def serve_listeners(handler: Callable[[Stream], object], listeners: list[Listener], *,
+                    max_connections: int = 1024, shutdown_budget: float = 5.0,
+                    on_ready: Callable[[Server], object] | None = None, **kw: Any) -> None:
     """Run a :class:`Server` over ``listeners`` until shutdown or cancellation.
     ``on_ready(server)`` is called once accepting is about to begin (use it to learn
     the addresses or keep the server to call ``shutdown()``). A checkpoint."""

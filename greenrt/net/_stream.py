@@ -44,6 +44,8 @@ Hazards: statistics are plain counters updated on the hot path; they must stay c
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .._checkpoint import _enter, yield_task
 from .._exceptions import WouldBlock
 from ._abc import (
@@ -57,6 +59,11 @@ from ._abc import (
     UDPSocket,
 )
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .._hub import Hub
+    from .._task import Task
+    from ._abc import BytesLike
+
 FAIR_STREAK = 64
 
 #: The most one ``recv`` asks the transport for, whatever ``max_bytes`` says: the
@@ -67,12 +74,12 @@ MAX_RECV = 1 << 20
 MAX_DATAGRAM = 65536
 
 
-def _yield_now(hub, task) -> None:
+def _yield_now(hub: Hub, task: Task[Any]) -> None:
     """The yield half of a checkpoint (the check half already ran)."""
     yield_task(task)
 
 
-def _as_bytes_view(data):
+def _as_bytes_view(data: BytesLike) -> memoryview:
     mv = memoryview(data)
     if mv.itemsize != 1 or mv.ndim != 1 or not mv.c_contiguous:
         mv = mv.cast("B") if mv.c_contiguous else memoryview(mv.tobytes())
@@ -86,7 +93,7 @@ class TransportStream(Stream):
     primitives plus ``local_address``/``peer_address``.
     """
 
-    def __init__(self, hub):
+    def __init__(self, hub: Hub) -> None:
         self._hub = hub
         self._closed = False
         self._broken_exc: BrokenStreamError | None = None
@@ -97,7 +104,7 @@ class TransportStream(Stream):
         self._streak = 0
         # The driver's read-readiness handle (see ``greenrt._driver``), set by
         # transports whose driver tracks readiness; ``None``: always try the syscall.
-        self._rslot = None
+        self._rslot: Any = None
         self.bytes_sent = 0
         self.bytes_received = 0
         self.send_calls = 0
@@ -110,7 +117,7 @@ class TransportStream(Stream):
     def _t_recv(self, max_bytes: int) -> bytes:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _t_send(self, data) -> int:  # pragma: no cover - abstract
+    def _t_send(self, data: BytesLike) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _t_wait_readable(self) -> None:  # pragma: no cover - abstract
@@ -226,7 +233,7 @@ class TransportStream(Stream):
             self._eof_received = True
         return data
 
-    def send_all(self, data) -> None:
+    def send_all(self, data: BytesLike) -> None:
         """Send every byte of ``data``.
 
         A checkpoint. Cancelled or failing after writing part of ``data``: the stream
@@ -297,7 +304,7 @@ class TransportStream(Stream):
             self.bytes_sent += total
             self.send_calls += 1
 
-    def send_nowait(self, data) -> int:
+    def send_nowait(self, data: BytesLike) -> int:
         """Write as much of ``data`` as fits *now* and return how many bytes that was.
 
         Not a checkpoint; never blocks (raises ``WouldBlock`` if nothing fits). Meant
@@ -341,7 +348,7 @@ class TransportStream(Stream):
         self._closed = True
         self._t_close()
 
-    def statistics(self) -> dict:
+    def statistics(self) -> dict[str, Any]:
         return {
             "bytes_sent": self.bytes_sent, "bytes_received": self.bytes_received,
             "send_calls": self.send_calls, "recv_calls": self.recv_calls,
@@ -367,7 +374,7 @@ class TransportListener(Listener):
     #: errors that concern only the connection being accepted: retry at once
     _RETRY_ERRNOS = frozenset({103, 71, 110})  # ECONNABORTED, EPROTO, ETIMEDOUT
 
-    def __init__(self, hub):
+    def __init__(self, hub: Hub) -> None:
         self._hub = hub
         self._closed = False
         self._accepting = False
@@ -428,7 +435,7 @@ class TransportUDPSocket(UDPSocket):
     ``_t_recvfrom(n) -> (bytes, addr)`` (both raise ``BlockingIOError``), the two
     waits and ``_t_close()``."""
 
-    def __init__(self, hub):
+    def __init__(self, hub: Hub) -> None:
         self._hub = hub
         self._closed = False
         self._receiving = False
@@ -436,10 +443,10 @@ class TransportUDPSocket(UDPSocket):
         self.datagrams_sent = 0
         self.datagrams_received = 0
 
-    def _t_sendto(self, data, address) -> int:  # pragma: no cover - abstract
+    def _t_sendto(self, data: BytesLike, address: Address) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _t_recvfrom(self, max_bytes: int):  # pragma: no cover - abstract
+    def _t_recvfrom(self, max_bytes: int) -> tuple[bytes, Address]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _t_wait_readable(self) -> None:  # pragma: no cover - abstract
@@ -455,7 +462,7 @@ class TransportUDPSocket(UDPSocket):
     def closed(self) -> bool:
         return self._closed
 
-    def sendto(self, data, address: Address) -> int:
+    def sendto(self, data: BytesLike, address: Address) -> int:
         """Send one datagram. A checkpoint; sent whole or not at all. Errors the
         kernel reports (``EMSGSIZE``, ``ECONNREFUSED`` from an earlier ICMP...) are
         raised as ``OSError``."""
@@ -476,7 +483,7 @@ class TransportUDPSocket(UDPSocket):
         finally:
             self._sending = False
 
-    def recvfrom(self, max_bytes: int = 65536):
+    def recvfrom(self, max_bytes: int = 65536) -> tuple[bytes, Address]:
         """Receive one datagram and its sender. A checkpoint; a cancelled call loses
         no datagram."""
         _enter(self._hub)
@@ -506,6 +513,6 @@ class TransportUDPSocket(UDPSocket):
         self._closed = True
         self._t_close()
 
-    def statistics(self) -> dict:
+    def statistics(self) -> dict[str, Any]:
         return {"datagrams_sent": self.datagrams_sent,
                 "datagrams_received": self.datagrams_received, "closed": self._closed}

@@ -41,6 +41,7 @@ import ssl as _std_ssl
 import subprocess as _std_subprocess
 import threading as _std_threading
 import time as _std_time
+from typing import Any
 
 from . import _common  # noqa: F401  (captures the originals first)
 from . import _select as _cselect
@@ -57,7 +58,7 @@ __all__ = [
 _MISSING = object()
 
 
-def _sleep(secs):
+def _sleep(secs: Any) -> Any:
     """``time.sleep``; inside a task ``greenrt.sleep`` (a checkpoint; a cancelled
     sleep leaves nothing behind)."""
     if _common.task_hub() is None:
@@ -70,7 +71,7 @@ def _sleep(secs):
     greenrt.sleep(secs)
 
 
-def _socket_items():
+def _socket_items() -> Any:
     items = [(_std_socket, "socket", _csocket.socket), (_std_socket, "SocketType", _csocket.socket)]
     items += [(_std_socket, name, fn) for name, fn in _csocket.resolver_replacements.items()]
     return items
@@ -96,7 +97,7 @@ _TABLE = {
                           (_std_threading, "RLock", _cthreading.RLock),
                           (_std_threading.Thread, "start", _cthreading.thread_start),
                           (_std_threading.Thread, "join", _cthreading.thread_join),
-                          (_std_queue, "SimpleQueue", _std_queue._PySimpleQueue),
+                          (_std_queue, "SimpleQueue", _std_queue._PySimpleQueue),  # type: ignore[attr-defined]
                           (_std_thread, "start_new_thread", _cthreading.start_new_thread)],
     "subprocess": lambda: [(_std_subprocess, "Popen", _csubprocess.Popen),
                            (_std_subprocess, "_PopenSelector", _cselect.PollSelector)],
@@ -106,7 +107,7 @@ _TABLE = {
 MODULES = tuple(_TABLE)
 
 # module name -> saved originals [(namespace, attribute, original or _MISSING)]
-_saved: dict[str, list] = {}
+_saved: dict[str, list[tuple[Any, str, Any]]] = {}
 
 
 def _patch(name: str) -> None:
@@ -115,7 +116,7 @@ def _patch(name: str) -> None:
     if name in _saved:
         return
     saved = []
-    for ns, attr, repl in _TABLE[name]():
+    for ns, attr, repl in _TABLE[name]():  # type: ignore[no-untyped-call]
         saved.append((ns, attr, ns.__dict__.get(attr, _MISSING) if isinstance(ns, type)
                       else getattr(ns, attr, _MISSING)))
         setattr(ns, attr, repl)
@@ -192,15 +193,15 @@ class patched:
     """``with greenrt.patch.patched():`` patch_all() for the block, then unpatch what
     this block patched (for tests and scripts)."""
 
-    def __init__(self, **modules: bool):
+    def __init__(self, **modules: bool) -> None:
         self._modules = modules
         self._mine: list[str] = []
 
-    def __enter__(self):
+    def __enter__(self) -> Any:
         before = set(_saved)
         patch_all(**self._modules)
         self._mine = [n for n in MODULES if n in _saved and n not in before]
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         unpatch(*self._mine)

@@ -15,8 +15,12 @@ import socket as _socket
 import subprocess as _subprocess
 import threading as _threading
 import time as _time
+from typing import TYPE_CHECKING
 
 from greenrt.lowlevel import current_hub_or_none
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenrt.lowlevel import Hub
 
 #: originals, captured before any patch
 real_socket_class = _socket.socket
@@ -25,7 +29,7 @@ real_poll = _select.poll
 real_select = _select.select
 real_epoll = _select.epoll
 real_sleep = _time.sleep
-real_allocate_lock = _threading._allocate_lock
+real_allocate_lock = _threading._allocate_lock  # type: ignore[attr-defined]
 real_popen = _subprocess.Popen
 monotonic = _time.monotonic
 
@@ -33,7 +37,7 @@ _POLLIN = _select.POLLIN
 _POLLOUT = _select.POLLOUT
 
 
-def task_hub():
+def task_hub() -> Hub | None:
     """The hub if the caller is a greenrt task on a hub with a real I/O driver, else
     ``None`` (outside ``run()``, on the hub greenlet itself, in another thread, under
     a hub without a driver): the test every patched call starts with."""
@@ -51,7 +55,7 @@ def wait_fd_outside(fd: int, writing: bool, timeout: float | None) -> bool:
     return bool(p.poll(ms))
 
 
-def wait_fd_inside(hub, fd: int, writing: bool, timeout: float | None) -> bool:
+def wait_fd_inside(hub: Hub, fd: int, writing: bool, timeout: float | None) -> bool:
     """Park the current task until ``fd`` is ready or ``timeout`` passes (False then).
 
     The caller has already run the check half of the checkpoint. Cancellation

@@ -22,6 +22,7 @@ from __future__ import annotations
 import select as _select
 import selectors as _selectors
 import sys
+from typing import Any
 
 from greenrt import lowlevel as _ll
 
@@ -32,17 +33,17 @@ _EPOLLOUT = _select.EPOLLOUT
 _EPOLLPRI = _select.EPOLLPRI
 
 
-def _park_on_epoll(hub, ep_fd: int, timeout: float | None) -> None:
+def _park_on_epoll(hub: Any, ep_fd: int, timeout: float | None) -> None:
     wait_fd_inside(hub, ep_fd, False, timeout)
 
 
-def _fd_of(obj) -> int:
+def _fd_of(obj: Any) -> int:
     if isinstance(obj, int):
         return obj
-    return obj.fileno()
+    return obj.fileno()  # type: ignore[no-any-return]
 
 
-def select(rlist, wlist, xlist, timeout=None):
+def select(rlist: Any, wlist: Any, xlist: Any, timeout: Any = None) -> Any:
     """``select.select``; cooperative inside a task (see the module docstring)."""
     hub = task_hub()
     if hub is None:
@@ -79,7 +80,7 @@ class epoll:
 
     __slots__ = ("_ep",)
 
-    def __new__(cls, sizehint: int = -1, flags: int = 0, *, _ep=None):
+    def __new__(cls, sizehint: int = -1, flags: int = 0, *, _ep: Any = None) -> Any:
         # greenrt's own I/O driver polls its epoll on the hub greenlet, where the
         # wrapper would only add a Python call to every epoll_ctl and poll: it gets
         # the real object
@@ -87,7 +88,7 @@ class epoll:
             return real_epoll(sizehint, flags)
         return object.__new__(cls)
 
-    def __init__(self, sizehint: int = -1, flags: int = 0, *, _ep=None):
+    def __init__(self, sizehint: int = -1, flags: int = 0, *, _ep: Any = None) -> None:
         self._ep = real_epoll(sizehint, flags) if _ep is None else _ep
 
     @classmethod
@@ -104,23 +105,23 @@ class epoll:
     def close(self) -> None:
         self._ep.close()
 
-    def register(self, fd, eventmask=_EPOLLIN | _EPOLLOUT | _EPOLLPRI) -> None:
+    def register(self, fd: Any, eventmask: Any = _EPOLLIN | _EPOLLOUT | _EPOLLPRI) -> None:
         self._ep.register(fd, eventmask)
 
-    def modify(self, fd, eventmask) -> None:
+    def modify(self, fd: Any, eventmask: Any) -> None:
         self._ep.modify(fd, eventmask)
 
-    def unregister(self, fd) -> None:
+    def unregister(self, fd: Any) -> None:
         self._ep.unregister(fd)
 
-    def __enter__(self):
+    def __enter__(self) -> Any:
         self._ep.__enter__()
         return self
 
-    def __exit__(self, *exc):
-        return self._ep.__exit__(*exc)
+    def __exit__(self, *exc: object) -> Any:
+        return self._ep.__exit__(*exc)  # type: ignore[arg-type]
 
-    def poll(self, timeout=None, maxevents=-1):
+    def poll(self, timeout: Any = None, maxevents: Any = -1) -> Any:
         hub = task_hub()
         ep = self._ep
         if hub is None:
@@ -141,26 +142,26 @@ class poll:
 
     __slots__ = ("_p", "_fds")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._p = real_poll()
         self._fds: dict[int, int] = {}
 
-    def register(self, fd, eventmask=_select.POLLIN | _select.POLLPRI | _select.POLLOUT):
+    def register(self, fd: Any, eventmask: Any = _select.POLLIN | _select.POLLPRI | _select.POLLOUT) -> None:
         fd = _fd_of(fd)
         self._p.register(fd, eventmask)
         self._fds[fd] = eventmask
 
-    def modify(self, fd, eventmask):
+    def modify(self, fd: Any, eventmask: Any) -> None:
         fd = _fd_of(fd)
         self._p.modify(fd, eventmask)
         self._fds[fd] = eventmask
 
-    def unregister(self, fd):
+    def unregister(self, fd: Any) -> None:
         fd = _fd_of(fd)
         self._p.unregister(fd)
         del self._fds[fd]
 
-    def poll(self, timeout=None):
+    def poll(self, timeout: Any = None) -> Any:
         hub = task_hub()
         if hub is None:
             return self._p.poll(timeout)
@@ -192,7 +193,7 @@ class poll:
 class SelectSelector(_selectors.SelectSelector):
     """``selectors.SelectSelector`` over the cooperative ``select``."""
 
-    def _select(self, r, w, _, timeout=None):
+    def _select(self, r: Any, w: Any, _: Any, timeout: Any = None) -> Any:
         r, w, x = select(r, w, w, timeout)
         return r, w + x, []
 

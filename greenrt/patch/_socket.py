@@ -44,6 +44,7 @@ import errno
 import os
 import socket as _stdsocket
 import ssl as _ssl
+from typing import Any
 
 import greenrt
 from greenrt import lowlevel as _ll
@@ -72,14 +73,14 @@ FAIR_STREAK = 64
 _streak = 0
 
 
-def _timeout_of(sock):
+def _timeout_of(sock: Any) -> Any:
     try:
         return sock._grt_timeout
     except AttributeError:
         return _real_gettimeout(sock)
 
 
-def _set_user_timeout(sock, value) -> None:
+def _set_user_timeout(sock: Any, value: Any) -> None:
     if value is not None:
         value = float(value)
         if value != value or value < 0:  # NaN or negative: let the original raise
@@ -89,7 +90,7 @@ def _set_user_timeout(sock, value) -> None:
         _real_setblocking(sock, False)
 
 
-def io_call(sock, fn, args, writing: bool):
+def io_call(sock: Any, fn: Any, args: Any, writing: bool) -> Any:
     """Run ``fn(sock, *args)`` (a non-blocking syscall), waiting for readiness on
     ``EAGAIN`` (``BlockingIOError``, or the SSL module's want-read/want-write) in the
     way the caller's context asks for. See the module docstring."""
@@ -135,7 +136,7 @@ def io_call(sock, fn, args, writing: bool):
             raise TimeoutError("timed out")
 
 
-def _resolve_for_connect(sock, address):
+def _resolve_for_connect(sock: Any, address: Any) -> Any:
     """The C ``connect`` resolves host names itself (blocking); inside a task resolve
     them first through the patched, thread-pool ``getaddrinfo``."""
     if (sock.family in (_stdsocket.AF_INET, _stdsocket.AF_INET6) and isinstance(address, tuple)
@@ -153,7 +154,7 @@ def _resolve_for_connect(sock, address):
     return address
 
 
-def connect_ex_impl(sock, address) -> int:
+def connect_ex_impl(sock: Any, address: Any) -> int:
     """``connect_ex`` with the user's timeout; a checkpoint inside a task. Returns 0 or
     an errno (``EAGAIN`` on timeout, as the original does)."""
     broken = getattr(sock, "_grt_broken", None)
@@ -179,10 +180,10 @@ def connect_ex_impl(sock, address) -> int:
         ok = wait_fd_outside(fd, True, timeout)
     if not ok:
         return errno.EAGAIN
-    return sock.getsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_ERROR)
+    return sock.getsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_ERROR)  # type: ignore[no-any-return]
 
 
-def connect_impl(sock, address) -> None:
+def connect_impl(sock: Any, address: Any) -> None:
     err = connect_ex_impl(sock, address)
     if err == 0:
         return
@@ -191,7 +192,7 @@ def connect_impl(sock, address) -> None:
     raise OSError(err, os.strerror(err))
 
 
-def sendall_impl(sock, data, flags: int = 0, send=None) -> None:
+def sendall_impl(sock: Any, data: Any, flags: int = 0, send: Any = None) -> None:
     """``sendall`` with the user's timeout for the whole call; a checkpoint inside a
     task. There, a cancellation after a partial write breaks the socket (see the
     module docstring). ``send(view)`` is the one non-blocking write (the SSL socket
@@ -204,7 +205,7 @@ def sendall_impl(sock, data, flags: int = 0, send=None) -> None:
         if timeout == 0.0:
             return _Real.sendall(sock, data, flags)
 
-        def send(v):
+        def send(v: Any) -> Any:
             return _Real.send(sock, v, flags)
     view = memoryview(data)
     if view.itemsize != 1 or view.ndim != 1:
@@ -250,7 +251,7 @@ def sendall_impl(sock, data, flags: int = 0, send=None) -> None:
         raise
 
 
-def break_socket(sock, why: str) -> None:
+def break_socket(sock: Any, why: str) -> None:
     sock._grt_broken = why
     try:
         _Real.shutdown(sock, _stdsocket.SHUT_RDWR)
@@ -258,7 +259,7 @@ def break_socket(sock, why: str) -> None:
         pass
 
 
-def notify_close(sock) -> None:
+def notify_close(sock: Any) -> None:
     hub = _ll.current_hub_or_none()
     if hub is not None and hub.driver is not None:
         fd = _Real.fileno(sock)
@@ -272,7 +273,7 @@ class socket(_Real):
 
     __slots__ = ("_grt_timeout", "_grt_broken")
 
-    def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
+    def __init__(self, family: Any = -1, type: Any = -1, proto: Any = -1, fileno: Any = None) -> None:
         _Real.__init__(self, family, type, proto, fileno)
         self._grt_broken = None
         self._grt_timeout = _real_gettimeout(self)
@@ -281,10 +282,10 @@ class socket(_Real):
 
     # -- the timeout lives in Python; the fd is always non-blocking ---------------
 
-    def settimeout(self, value) -> None:
+    def settimeout(self, value: Any) -> None:
         _set_user_timeout(self, value)
 
-    def gettimeout(self):
+    def gettimeout(self) -> Any:
         return self._grt_timeout
 
     def setblocking(self, flag: bool) -> None:
@@ -294,7 +295,7 @@ class socket(_Real):
         return self._grt_timeout != 0.0
 
     @property
-    def timeout(self):
+    def timeout(self) -> Any:
         return self._grt_timeout
 
     def detach(self) -> int:
@@ -303,68 +304,68 @@ class socket(_Real):
             _real_setblocking(self, True)
         return _Real.detach(self)
 
-    def _real_close(self, _ss=_csock.socket):
+    def _real_close(self, _ss: Any = _csock.socket) -> None:
         notify_close(self)
         _ss.close(self)
 
     # -- blocking calls -------------------------------------------------------------
 
-    def connect(self, address) -> None:
+    def connect(self, address: Any) -> None:
         connect_impl(self, address)
 
-    def connect_ex(self, address) -> int:
+    def connect_ex(self, address: Any) -> int:
         return connect_ex_impl(self, address)
 
-    def _accept(self):
-        return io_call(self, _Real._accept, (), False)
+    def _accept(self) -> Any:
+        return io_call(self, _Real._accept, (), False)  # type: ignore[attr-defined]
 
-    def accept(self):
+    def accept(self) -> Any:
         fd, addr = self._accept()
         sock = socket(self.family, self.type, self.proto, fileno=fd)
         if _stdsocket.getdefaulttimeout() is None and self.gettimeout():
             sock.setblocking(True)
         return sock, addr
 
-    def recv(self, *args):
+    def recv(self, *args: Any) -> Any:
         return io_call(self, _Real.recv, args, False)
 
-    def recv_into(self, *args, **kw):
+    def recv_into(self, *args: Any, **kw: Any) -> Any:
         if kw:
             return io_call(self, lambda s, *a: _Real.recv_into(s, *a, **kw), args, False)
         return io_call(self, _Real.recv_into, args, False)
 
-    def recvfrom(self, *args):
+    def recvfrom(self, *args: Any) -> Any:
         return io_call(self, _Real.recvfrom, args, False)
 
-    def recvfrom_into(self, *args, **kw):
+    def recvfrom_into(self, *args: Any, **kw: Any) -> Any:
         if kw:
             return io_call(self, lambda s, *a: _Real.recvfrom_into(s, *a, **kw), args, False)
         return io_call(self, _Real.recvfrom_into, args, False)
 
     if hasattr(_Real, "recvmsg"):
-        def recvmsg(self, *args):
+        def recvmsg(self, *args: Any) -> Any:
             return io_call(self, _Real.recvmsg, args, False)
 
-        def recvmsg_into(self, *args):
+        def recvmsg_into(self, *args: Any) -> Any:
             return io_call(self, _Real.recvmsg_into, args, False)
 
-        def sendmsg(self, *args):
+        def sendmsg(self, *args: Any) -> Any:
             return io_call(self, _Real.sendmsg, args, True)
 
-    def send(self, *args):
+    def send(self, *args: Any) -> Any:
         return io_call(self, _Real.send, args, True)
 
-    def sendto(self, *args):
+    def sendto(self, *args: Any) -> Any:
         return io_call(self, _Real.sendto, args, True)
 
-    def sendall(self, data, flags: int = 0) -> None:
+    def sendall(self, data: Any, flags: int = 0) -> None:
         sendall_impl(self, data, flags)
 
 
 # -- the resolver -------------------------------------------------------------------
 
 
-def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
+def getaddrinfo(host: Any, port: Any, family: Any = 0, type: Any = 0, proto: Any = 0, flags: Any = 0) -> Any:
     """``socket.getaddrinfo``; inside a task a checkpoint, and a lookup that needs
     the resolver runs in greenrt's thread pool (numeric hosts are parsed inline)."""
     if task_hub() is None:
@@ -378,8 +379,8 @@ def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
                              abandon_on_cancel=True, name="getaddrinfo")
 
 
-def _threaded(real):
-    def wrapper(*args):
+def _threaded(real: Any) -> Any:
+    def wrapper(*args: Any) -> Any:
         if task_hub() is None:
             return real(*args)
         return greenrt.to_thread(real, *args, abandon_on_cancel=True, name=real.__name__)
@@ -388,7 +389,7 @@ def _threaded(real):
     wrapper.__qualname__ = real.__name__
     wrapper.__doc__ = (f"``socket.{real.__name__}``; inside a task a checkpoint that "
                        "runs the lookup in greenrt's thread pool.")
-    wrapper.__wrapped__ = real
+    wrapper.__wrapped__ = real  # type: ignore[attr-defined]
     return wrapper
 
 

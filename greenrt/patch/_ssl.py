@@ -18,6 +18,7 @@ plain one does; ``unwrap`` cancelled leaves the socket unusable.
 from __future__ import annotations
 
 import ssl as _ssl
+from typing import Any
 
 from ._socket import (
     _Real,
@@ -39,20 +40,20 @@ class SSLSocket(_Base):
 
     # -- the timeout lives in Python ------------------------------------------------
 
-    def settimeout(self, value) -> None:
+    def settimeout(self, value: Any) -> None:
         _set_user_timeout(self, value)
 
-    def gettimeout(self):
+    def gettimeout(self) -> Any:
         return _timeout_of(self)
 
     def setblocking(self, flag: bool) -> None:
         _set_user_timeout(self, None if flag else 0.0)
 
     def getblocking(self) -> bool:
-        return _timeout_of(self) != 0.0
+        return _timeout_of(self) != 0.0  # type: ignore[no-any-return]
 
     @property
-    def timeout(self):
+    def timeout(self) -> Any:
         return _timeout_of(self)
 
     def detach(self) -> int:
@@ -60,14 +61,14 @@ class SSLSocket(_Base):
             _Real.setblocking(self, True)
         return _Base.detach(self)
 
-    def _real_close(self):
+    def _real_close(self) -> None:
         notify_close(self)
-        _Base._real_close(self)
+        _Base._real_close(self)  # type: ignore[attr-defined]
 
     # -- TLS ------------------------------------------------------------------------
 
     def do_handshake(self, block: bool = False) -> None:
-        self._check_connected()
+        self._check_connected()  # type: ignore[attr-defined]
         timeout = _timeout_of(self)
         try:
             if timeout == 0.0 and block:
@@ -76,55 +77,55 @@ class SSLSocket(_Base):
         finally:
             self._grt_timeout = timeout
 
-    def read(self, len: int = 1024, buffer=None):
+    def read(self, len: int = 1024, buffer: Any = None) -> Any:
         return io_call(self, _Base.read, (len, buffer), False)
 
-    def write(self, data) -> int:
-        return io_call(self, _Base.write, (data,), True)
+    def write(self, data: Any) -> int:
+        return io_call(self, _Base.write, (data,), True)  # type: ignore[no-any-return]
 
-    def recv(self, buflen: int = 1024, flags: int = 0):
+    def recv(self, buflen: int = 1024, flags: int = 0) -> Any:
         if self._sslobj is None:
             return io_call(self, _Real.recv, (buflen, flags), False)
         return _Base.recv(self, buflen, flags)  # -> self.read: cooperative
 
-    def recv_into(self, buffer, nbytes=None, flags: int = 0):
+    def recv_into(self, buffer: Any, nbytes: Any = None, flags: int = 0) -> Any:
         if self._sslobj is None:
             args = (buffer,) if nbytes is None else (buffer, nbytes, flags)
             return io_call(self, _Real.recv_into, args, False)
         return _Base.recv_into(self, buffer, nbytes, flags)
 
-    def recvfrom(self, *args):
+    def recvfrom(self, *args: Any) -> Any:
         if self._sslobj is None:
             return io_call(self, _Real.recvfrom, args, False)
         return _Base.recvfrom(self, *args)
 
-    def recvfrom_into(self, *args):
+    def recvfrom_into(self, *args: Any) -> Any:
         if self._sslobj is None:
             return io_call(self, _Real.recvfrom_into, args, False)
         return _Base.recvfrom_into(self, *args)
 
-    def send(self, data, flags: int = 0) -> int:
+    def send(self, data: Any, flags: int = 0) -> int:
         if self._sslobj is None:
-            return io_call(self, _Real.send, (data, flags), True)
-        return io_call(self, _Base.send, (data, flags), True)
+            return io_call(self, _Real.send, (data, flags), True)  # type: ignore[no-any-return]
+        return io_call(self, _Base.send, (data, flags), True)  # type: ignore[no-any-return]
 
-    def sendall(self, data, flags: int = 0) -> None:
+    def sendall(self, data: Any, flags: int = 0) -> None:
         if self._sslobj is None:
             return sendall_impl(self, data, flags, lambda v: _Real.send(self, v, flags))
         if flags != 0:
             raise ValueError(f"non-zero flags not allowed in calls to sendall() on {self.__class__}")
         return sendall_impl(self, data, 0, lambda v: _Base.send(self, v))
 
-    def _accept(self):
-        return io_call(self, _Real._accept, (), False)
+    def _accept(self) -> Any:
+        return io_call(self, _Real._accept, (), False)  # type: ignore[attr-defined]
 
-    def _real_connect(self, addr, connect_ex: bool):
+    def _real_connect(self, addr: Any, connect_ex: bool) -> Any:
         if self.server_side:
             raise ValueError("can't connect in server-side mode")
-        if self._connected or self._sslobj is not None:
+        if self._connected or self._sslobj is not None:  # type: ignore[has-type]
             raise ValueError("attempt to connect already-connected SSLSocket!")
-        self._sslobj = self.context._wrap_socket(
-            self, False, self.server_hostname, owner=self, session=self._session)
+        self._sslobj = self.context._wrap_socket(  # type: ignore[attr-defined]
+            self, False, self.server_hostname, owner=self, session=self._session)  # type: ignore[attr-defined]
         try:
             if connect_ex:
                 rc = connect_ex_impl(self, addr)
@@ -133,14 +134,14 @@ class SSLSocket(_Base):
                 connect_impl(self, addr)
             if not rc:
                 self._connected = True
-                if self.do_handshake_on_connect:
+                if self.do_handshake_on_connect:  # type: ignore[attr-defined]
                     self.do_handshake()
             return rc
         except (OSError, ValueError):
             self._sslobj = None
             raise
 
-    def unwrap(self):
+    def unwrap(self) -> Any:
         if self._sslobj is None:
             raise ValueError(f"No SSL wrapper around {self}")
         s = io_call(self, _unwrap_raw, (), False)
@@ -148,9 +149,9 @@ class SSLSocket(_Base):
         return s
 
 
-def _do_handshake_raw(sock):
+def _do_handshake_raw(sock: Any) -> None:
     sock._sslobj.do_handshake()
 
 
-def _unwrap_raw(sock):
+def _unwrap_raw(sock: Any) -> Any:
     return sock._sslobj.shutdown()

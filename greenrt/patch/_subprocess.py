@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import subprocess as _subprocess
+from typing import Any
 
 import greenrt
 from greenrt import lowlevel as _ll
@@ -30,24 +31,26 @@ from ._common import real_popen, task_hub
 GRACE = 1.0
 
 
-def wait_child(popen, timeout: float | None) -> int:
+def wait_child(popen: Any, timeout: float | None) -> int:
     """Park until ``popen`` has exited and reap it; raise ``TimeoutExpired`` after
     ``timeout`` seconds. A checkpoint; cancellation leaves the child unreaped."""
     hub = task_hub()
     _ll.enter_checkpoint()
     if popen.returncode is not None:
-        return popen.returncode
+        return popen.returncode  # type: ignore[no-any-return]
     if timeout is None:
         _wait_exit(hub, popen)
     else:
-        with greenrt.move_on_after(timeout) as scope:
+        # subprocess's own remaining-time arithmetic may hand a negative timeout in:
+        # like the stdlib, that means "already expired", not an error
+        with greenrt.move_on_after(max(timeout, 0)) as scope:
             _wait_exit(hub, popen)
         if scope.cancelled_caught:
             raise _subprocess.TimeoutExpired(popen.args, timeout)
-    return popen.returncode
+    return popen.returncode  # type: ignore[return-value]
 
 
-def _wait_exit(hub, popen) -> None:
+def _wait_exit(hub: Any, popen: Any) -> None:
     try:
         fd = os.pidfd_open(popen.pid)
     except (AttributeError, OSError):
@@ -65,7 +68,7 @@ def _wait_exit(hub, popen) -> None:
             os.close(fd)
 
 
-def terminate_and_reap(popen, grace: float) -> None:
+def terminate_and_reap(popen: Any, grace: float) -> None:
     """SIGTERM, then SIGKILL after ``grace`` seconds, and reap; masked (runs during
     a cancellation). Inside a task only."""
     with greenrt.masked():
@@ -84,30 +87,30 @@ def terminate_and_reap(popen, grace: float) -> None:
                 wait_child(popen, None)
 
 
-class Popen(real_popen):
+class Popen(real_popen):  # type: ignore[type-arg]
     """``subprocess.Popen`` whose waits are cooperative inside tasks."""
 
-    def wait(self, timeout=None):
+    def wait(self, timeout: Any = None) -> Any:
         if task_hub() is None:
             return real_popen.wait(self, timeout)
         return wait_child(self, timeout)
 
-    def communicate(self, input=None, timeout=None):
+    def communicate(self, input: Any = None, timeout: Any = None) -> Any:
         if task_hub() is None:
             return real_popen.communicate(self, input, timeout)
-        if self._communication_started and input:
+        if self._communication_started and input:  # type: ignore[has-type]
             raise ValueError("Cannot send input after starting communication")
         _ll.enter_checkpoint()
-        endtime = None if timeout is None else _subprocess._time() + timeout
+        endtime = None if timeout is None else _subprocess._time() + timeout  # type: ignore[attr-defined]
         try:
-            stdout, stderr = self._communicate(input, endtime, timeout)
+            stdout, stderr = self._communicate(input, endtime, timeout)  # type: ignore[attr-defined]
         finally:
             self._communication_started = True
-        sts = self.wait(timeout=self._remaining_time(endtime))
+        sts = self.wait(timeout=self._remaining_time(endtime))  # type: ignore[attr-defined]
         del sts
         return stdout, stderr
 
-    def __exit__(self, exc_type, value, traceback):
+    def __exit__(self, exc_type: Any, value: Any, traceback: Any) -> Any:
         if task_hub() is not None and exc_type is not None and issubclass(exc_type, greenrt.Cancelled):
             for f in (self.stdout, self.stderr, self.stdin):
                 if f is not None:

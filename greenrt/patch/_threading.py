@@ -34,6 +34,7 @@ from __future__ import annotations
 import _thread
 import threading as _threading
 from collections import deque
+from typing import Any
 
 import greenrt
 from greenrt import lowlevel as _ll
@@ -51,12 +52,12 @@ _raw_alive = [0]
 _raw_lock = real_allocate_lock()
 
 
-def start_new_thread(function, args, kwargs=None):
+def start_new_thread(function: Any, args: Any, kwargs: Any = None) -> Any:
     """``_thread.start_new_thread``, counting the thread while it runs."""
     if kwargs is None:
         kwargs = {}
 
-    def run():
+    def run() -> None:
         try:
             function(*args, **kwargs)
         finally:
@@ -74,7 +75,7 @@ def start_new_thread(function, args, kwargs=None):
 real_thread_join = _threading.Thread.join
 
 
-def _owner_token():
+def _owner_token() -> Any:
     hub = task_hub()
     if hub is not None:
         return hub.current
@@ -84,7 +85,7 @@ def _owner_token():
 class _Waiter:
     __slots__ = ("hub", "task", "parked")
 
-    def __init__(self, hub, task):
+    def __init__(self, hub: Any, task: Any) -> None:
         self.hub = hub
         self.task = task
         self.parked = False
@@ -101,14 +102,14 @@ class Lock:
 
     __slots__ = ("_lock", "_waiters", "__weakref__")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = real_allocate_lock()
-        self._waiters: deque = deque()
+        self._waiters: deque[Any] = deque()
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         hub = task_hub()
         if hub is None:
-            return self._lock.acquire(blocking, timeout)
+            return self._lock.acquire(blocking, timeout)  # type: ignore[no-any-return]
         if not blocking and timeout != -1:
             raise ValueError("can't specify a timeout for a non-blocking call")
         if timeout < 0 and timeout != -1:
@@ -125,7 +126,7 @@ class Lock:
             return True
         return False
 
-    def _wait(self, hub) -> None:
+    def _wait(self, hub: Any) -> None:
         task = _ll.enter_checkpoint()
         w = _Waiter(hub, task)
         waiters = self._waiters
@@ -142,7 +143,7 @@ class Lock:
                     self._wake_next()
                 return
 
-            def abort(w=w):
+            def abort(w: Any = w) -> Any:
                 w.parked = False
                 try:
                     waiters.remove(w)
@@ -177,11 +178,11 @@ class Lock:
             self._wake_next()
 
     def locked(self) -> bool:
-        return self._lock.locked()
+        return self._lock.locked()  # type: ignore[no-any-return]
 
     __enter__ = acquire
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
     # what threading.Condition looks for on its lock
@@ -192,10 +193,10 @@ class Lock:
             return False
         return True
 
-    def _release_save(self):
+    def _release_save(self) -> None:
         self.release()
 
-    def _acquire_restore(self, state=None) -> None:
+    def _acquire_restore(self, state: Any = None) -> None:
         if task_hub() is None:
             self._lock.acquire()
             return
@@ -215,7 +216,7 @@ class RLock:
 
     __slots__ = ("_block", "_owner", "_count", "__weakref__")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._block = Lock()
         self._owner = None
         self._count = 0
@@ -242,7 +243,7 @@ class RLock:
             self._owner = None
             self._block.release()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
     def locked(self) -> bool:
@@ -252,7 +253,7 @@ class RLock:
         me = _owner_token()
         return self._owner is me or (self._owner is not None and self._owner == me)
 
-    def _release_save(self):
+    def _release_save(self) -> Any:
         if self._count == 0:
             raise RuntimeError("cannot release un-acquired lock")
         state = (self._count, self._owner)
@@ -261,7 +262,7 @@ class RLock:
         self._block.release()
         return state
 
-    def _acquire_restore(self, state) -> None:
+    def _acquire_restore(self, state: Any) -> None:
         self._block._acquire_restore()
         self._count, self._owner = state
 
@@ -287,7 +288,7 @@ class _StartedFlag:
 
     __slots__ = ("_lock", "_flag")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = real_allocate_lock()
         self._lock.acquire()
         self._flag = False
@@ -305,7 +306,7 @@ class _StartedFlag:
             self._flag = False
             self._lock.acquire()
 
-    def wait(self, timeout=None) -> bool:
+    def wait(self, timeout: Any = None) -> bool:
         if self._flag:
             return True
         if self._lock.acquire(True, -1 if timeout is None else timeout):
@@ -313,15 +314,15 @@ class _StartedFlag:
         return self._flag
 
 
-def thread_start(self) -> None:
+def thread_start(self: _threading.Thread) -> None:
     """``Thread.start``; inside a task its short wait for the thread to start is a
     real (blocking) wait, see ``_StartedFlag``."""
-    if task_hub() is not None and not self._started.is_set():
-        self._started = _StartedFlag()
+    if task_hub() is not None and not self._started.is_set():  # type: ignore[attr-defined]  # private stdlib API
+        self._started = _StartedFlag()  # type: ignore[attr-defined]
     real_thread_start(self)
 
 
-def thread_join(self, timeout=None) -> None:
+def thread_join(self: _threading.Thread, timeout: Any = None) -> None:
     """``Thread.join``; inside a task the wait runs in a pool thread (a checkpoint;
     a cancelled join abandons the wait, the thread is unaffected)."""
     if task_hub() is None or self is _threading.current_thread():

@@ -59,7 +59,9 @@ class ExploreResult:
     def first_failure(self) -> Failure | None:
         return self.failures[0] if self.failures else None
 
-    def summary(self) -> str:
+    def summary(self, failures: bool = True) -> str:
+        """The heading line, the notes and (unless ``failures=False``: the command
+        line's ``--all`` prints them grouped instead) one entry per failure."""
         rate = self.runs / self.seconds if self.seconds > 0 else 0.0
         lines = [f"explored {self.entry} with {self.strategy} (seed {self.seed}): "
                  f"{self.runs} runs, {self.classes} interleaving classes"
@@ -70,7 +72,7 @@ class ExploreResult:
                  + f", {rate:.0f} runs/s: " + ("ok" if self.ok else f"{len(self.failures)} FAILED")]
         for n in self.notes:
             lines.append(f"  note: {n}")
-        for f in self.failures:
+        for f in self.failures if failures else ():
             lines.append(str(f))
         return "\n".join(lines)
 

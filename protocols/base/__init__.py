@@ -22,6 +22,7 @@ from .errors import (
     ConnectionLost,
     Error,
     LimitError,
+    MissingDependency,
     OutcomeUnknown,
     PoolClosed,
     PoolTimeout,
@@ -35,7 +36,7 @@ from .sansio import NEED_DATA, NeedData, StickyError
 
 __all__ = [
     "NEED_DATA", "Connected", "ConnectionLost", "Error", "Lease", "LimitError", "Limits",
-    "NeedData", "OutcomeUnknown", "Pool", "PoolClosed", "PoolTimeout", "PooledConnection",
+    "MissingDependency", "NeedData", "OutcomeUnknown", "Pool", "PoolClosed", "PoolTimeout", "PooledConnection",
     "ProtocolError", "StickyError", "UsageError", "connect", "emit_event",
     "emit_protocol_error", "unread_reason",
 ]

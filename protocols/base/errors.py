@@ -34,8 +34,8 @@ from typing import Any
 from greenrt import LimitExceeded
 
 __all__ = [
-    "ConnectionLost", "Error", "LimitError", "OutcomeUnknown", "PoolClosed", "PoolTimeout",
-    "ProtocolError", "UsageError",
+    "ConnectionLost", "Error", "LimitError", "MissingDependency", "OutcomeUnknown", "PoolClosed",
+    "PoolTimeout", "ProtocolError", "UsageError", "require_extra",
 ]
 
 
@@ -98,12 +98,13 @@ class LimitError(ProtocolError, LimitExceeded):
 
 def limit_message(protocol: str, limit: str, value: Any, maximum: Any) -> str:
     """``"<protocol>: <limit> exceeded: <value> > <maximum>"``, or ``"... exceeded (more
-    than <maximum>)"`` when the observed value is not known."""
-    if value is None and maximum is None:
-        return f"{protocol}: {limit} exceeded"
+    than <maximum>)"`` when the observed value is not known (``": <value>"`` when the
+    maximum is not); never ``None``."""
     if value is None:
-        return f"{protocol}: {limit} exceeded (more than {maximum})"
-    return f"{protocol}: {limit} exceeded: {value} > {maximum}"
+        seen = "" if maximum is None else f" (more than {maximum})"
+    else:
+        seen = f": {value}" if maximum is None else f": {value} > {maximum}"
+    return f"{protocol}: {limit} exceeded{seen}"
 
 
 class ConnectionLost(Error, ConnectionError):
@@ -137,3 +138,33 @@ class UsageError(Error, RuntimeError):
     """The application misused the API (a bug in local code, not a peer fault)."""
 
     code = "usage_error"
+
+
+class MissingDependency(ImportError):
+    """A protocol needs an optional package that is not installed. ``name`` is the
+    missing module, ``package`` its distribution, ``extra`` the greenrt extra that
+    installs it; the message says ``pip install 'greenrt[<extra>]'``."""
+
+    def __init__(self, feature: str, module: str, package: str, extra: str) -> None:
+        super().__init__(f"{feature} needs the {package!r} package, which is not installed: "
+                         f"pip install 'greenrt[{extra}]' (or pip install {package})",
+                         name=module)
+        self.feature = feature
+        self.package = package
+        self.extra = extra
+
+
+def require_extra(feature: str, extra: str, *packages: tuple[str, str]) -> None:
+    """Check, at the import of ``feature`` (a protocol package), that every
+    ``(module, distribution)`` in ``packages`` can be imported; raise
+    :class:`MissingDependency` naming ``extra`` for the first that cannot. Uses
+    ``importlib.util.find_spec``: nothing is imported here."""
+    import importlib.util
+
+    for module, package in packages:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a parent package missing, or blocked
+            found = False
+        if not found:
+            raise MissingDependency(feature, module, package, extra)

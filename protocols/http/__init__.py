@@ -14,6 +14,10 @@ errors, the WSGI adapter and the gunicorn worker.
 ``protocols.http1`` and ``protocols.http2`` hold the version-specific connections.
 """
 
+from ..base.errors import require_extra
+
+require_extra("greenrt.protocols.http", "http", ("h11", "h11"))
+
 from .errors import (
     BadRequest,
     ClientDisconnected,

@@ -111,6 +111,8 @@ class Worker(base.Worker):
             self._log_access(req, time.monotonic() - t0)
             return out
 
+        # the adapter's RFC 8441 mark (websocket.accept_wsgi over HTTP/2) travels on
+        handler.http2_extended_connect = app.http2_extended_connect
         errors = _ToGunicorn(glog)
         http_log = logging.getLogger("greenrt.http")
         http_log.addHandler(errors)

@@ -187,11 +187,25 @@ def build_environ(req: Request, *, multithread: bool = False,
             env[key] = v
     if host is not None:
         env["HTTP_HOST"] = host
+    connect = req.extensions.get("http2.connect")
+    if connect is not None and connect.protocol == "websocket":
+        # RFC 8441: a WebSocket over HTTP/2 arrives as an extended CONNECT; WSGI
+        # frameworks know a WebSocket request as an upgrading GET (werkzeug routes
+        # websocket=True rules by HTTP_UPGRADE), so it is shown as one; accept_wsgi
+        # answers it on the HTTP/2 stream
+        env["REQUEST_METHOD"] = "GET"
+        env.setdefault("HTTP_UPGRADE", "websocket")
+        env.setdefault("HTTP_CONNECTION", "Upgrade")
+        env["greenrt.http2.connect"] = True
     return env
 
 
 class WSGIAdapter:
-    """A greenrt HTTP handler that runs the WSGI application ``app``."""
+    """A greenrt HTTP handler that runs the WSGI application ``app``. Over HTTP/2 it
+    accepts RFC 8441 extended CONNECT (``websocket.accept_wsgi`` works there too)."""
+
+    #: advertise SETTINGS_ENABLE_CONNECT_PROTOCOL (see ``http2.extended_connect``)
+    http2_extended_connect = True
 
     def __init__(self, app, *, multiprocess: bool = False):
         self.app = app

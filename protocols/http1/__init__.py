@@ -14,6 +14,10 @@ WSGI adapter and a gunicorn worker.
 Needs the ``http`` extra (h11).
 """
 
+from ..base.errors import require_extra
+
+require_extra("greenrt.protocols.http1", "http", ("h11", "h11"))
+
 from ._connection import CLIENT, NEED_DATA, PAUSED, SERVER, H1Connection
 from .client import Client, ClientResponse, request
 from .server import serve_connection

@@ -63,6 +63,12 @@ every sans-IO transcript test runs through both paths and must agree. h11 sees a
 only when a body follows, to parse that body, in a fresh instance per such cycle.
 The server also adds a ``Date`` field (formatted once a second) from ``wall_clock``.
 
+Before the gate, a server connection tries ``fast_request`` (``_request_parser.py``):
+one pass over a complete head with no body framing, which only *accepts* what the
+gate would accept, with the same event, and otherwise leaves everything to the gate
+(so every verdict and error code is the gate's; the tests and the fuzz target compare
+the two paths on every input).
+
 Module map: this file is the gate (limits, smuggling checks, the phase machine and
 the body framer handing bytes to h11); ``_request_parser.py`` the own head parser;
 ``_response_writer.py`` the own response writer; ``_body.py`` the pulled request
@@ -101,6 +107,7 @@ from ._request_parser import (
     _check_target,
     _excerpt,
     _parse_request,
+    fast_request,
 )
 from ._response_writer import (
     _F_LENGTH,
@@ -148,6 +155,10 @@ class H1Connection(ResponseWriterMixin):
     write. After both sides finished a message, ``start_next_cycle()`` resets for the
     next exchange if ``reusable``.
     """
+
+    #: own_send: try ``fast_request`` (one pass over a whole head) before the
+    #: byte-by-byte gate; a test turns it off to compare both paths
+    _fast_heads = True
 
     def __init__(self, role: str = SERVER, limits: Limits = DEFAULT_LIMITS, *,
                  own_send: bool = False, wall_clock: Callable[[], float] | None = None):
@@ -333,7 +344,9 @@ class H1Connection(ResponseWriterMixin):
         if hint == 501:
             return UnsupportedTransferCoding(str(e), code="h11_" + "unsupported")
         if hint == 431:
-            return HeaderFieldsTooLarge(str(e), limit="max_chunk_line", code="chunk_line_too_long")
+            lim = self.limits.max_chunk_line
+            return HeaderFieldsTooLarge(f"{e} (max_chunk_line is {lim})", limit="max_chunk_line",
+                                        maximum=lim, code="chunk_line_too_long")
         return BadRequest(f"h11: {e}", code="malformed")
 
     # -- the head -------------------------------------------------------------------
@@ -409,6 +422,19 @@ class H1Connection(ResponseWriterMixin):
     def _next_head(self):
         if not self._buf and not self._eof:
             return NEED_DATA  # nothing to scan (the common idle keep-alive case)
+        if self.own_send and self._hpos == 0 and self._fast_heads and self.limits.strict:
+            fast = fast_request(self._buf, self.limits)
+            if fast is not None:
+                # the whole head at once, exactly as the gate below would accept it
+                ev, end, head, lower = fast
+                del self._buf[:end]
+                self._reset_head()
+                self.messages_received += 1
+                self._request_facts(ev, head, lower)
+                self._reset_body()
+                self._phase = _BODY
+                self._framing = "none"
+                return ev
         end = self._scan_head()
         if end is None:
             if self._eof:
@@ -484,10 +510,12 @@ class H1Connection(ResponseWriterMixin):
         self._rmethod = ev.method
         v = self._rversion = ev.http_version
         keep = v == b"1.1"
-        if keep and b"\nconnection:" in lower:
+        # find() != -1, not ``in``: bytes.__contains__ first tries the argument as an
+        # int and formats a TypeError (about 1.5k instructions) before searching
+        if keep and lower.find(b"\nconnection:") != -1:
             keep = b"close" not in _comma_values(_field_values(head, lower, b"connection"))
         self._rkeep = keep
-        self._r100 = v == b"1.1" and b"\nexpect:" in lower and b"100-continue" in \
+        self._r100 = v == b"1.1" and lower.find(b"\nexpect:") != -1 and b"100-continue" in \
             _comma_values(_field_values(head, lower, b"expect"))
         self.upgrade_requested = ev.upgrade
 

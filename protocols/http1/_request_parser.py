@@ -14,7 +14,7 @@ import re
 
 from ..http.errors import BadRequest
 
-__all__ = ["HEADER_FIELD", "REQUEST_LINE", "RequestHead", "parse_request"]
+__all__ = ["HEADER_FIELD", "REQUEST_LINE", "RequestHead", "fast_request", "parse_request"]
 
 # h11 0.16's request grammar (h11/_abnf.py), verbatim, so a request head we parse
 # ourselves is accepted or refused exactly as h11 would (a test compares the strings)
@@ -30,6 +30,11 @@ REQUEST_LINE = (rf"(?P<method>{_TOKEN})" + r" " + rf"(?P<target>{_VCHAR}+)"
                 + r" " + r"HTTP/(?P<http_version>[0-9]\.[0-9])")
 _HEADER_FIELD_RE = re.compile(HEADER_FIELD.encode("ascii"))
 _REQUEST_LINE_RE = re.compile(REQUEST_LINE.encode("ascii"))
+# the same grammar over a whole head at once (fast_request): no class in either regex
+# matches CR or LF, so a head matches this iff its request line matches REQUEST_LINE
+# and every field line HEADER_FIELD, with the same groups
+_HEAD_RE = re.compile((REQUEST_LINE + r"\r\n(?:" + HEADER_FIELD + r"\r\n)*\r\n").encode("ascii"))
+_FIELD_LINE_RE = re.compile((HEADER_FIELD + r"\r\n").encode("ascii"))
 
 
 def _excerpt(b: bytes | bytearray, n: int = 40) -> str:
@@ -124,6 +129,61 @@ def _parse_request(head: bytes) -> RequestHead:
     if not host and version == b"1.1":
         raise BadRequest("h11: Missing mandatory Host: header", code="malformed")
     return RequestHead(m.group(1), m.group(2), headers, version, upgrade)
+
+
+
+def fast_request(buf: bytearray, limits) -> tuple[RequestHead, int, bytes, bytes] | None:
+    """The common request in one pass: a complete head at the start of ``buf`` with
+    no body framing, that the gate (``H1Connection._next_head``, strict mode) would
+    accept. Returns ``(head event, end offset, head bytes, lowercased head)``, or
+    ``None`` whenever *anything* is unusual (an incomplete head, a limit reached, a
+    bare LF, obs-fold, a control byte, a grammar mismatch, Content-Length or
+    Transfer-Encoding, an HTTP version other than 1.0/1.1, a target not in origin
+    form, a missing, duplicate or bad Host), so the caller runs the byte-by-byte gate,
+    which finds the exact verdict. It only accepts: it raises nothing, changes
+    nothing, and what it accepts the gate accepts with the same event (the
+    differential tests check both on every corpus). Pure function, no I/O.
+
+    The conditions, each the gate's check for the whole head at once: the head ends
+    at the first CRLF CRLF, within ``max_head_bytes``; the start line within
+    ``max_request_line``; every LF preceded by CR; no line starting with SP/HTAB;
+    at most ``max_headers`` field lines; no control byte; ``_HEAD_RE`` (h11's
+    grammar, above) matches."""
+    e = buf.find(b"\r\n\r\n")
+    if e <= 0:
+        return None
+    end = e + 4
+    if end > limits.max_head_bytes:
+        return None
+    head = bytes(buf[:end])
+    if head.find(b"\n") - 1 > limits.max_request_line:
+        return None
+    n_lf = head.count(b"\n")
+    if n_lf != head.count(b"\r\n") or n_lf - 2 > limits.max_headers:
+        return None
+    # find() != -1 rather than ``in``: bytes.__contains__ first tries its argument as
+    # an int and formats a TypeError (~1.5k instructions) before it searches
+    if head.find(b"\n ") != -1 or head.find(b"\n\t") != -1 or _CTL_RE.search(head) is not None:
+        return None
+    m = _HEAD_RE.fullmatch(head)
+    if m is None:
+        return None
+    method, target, version = m.group(1, 2, 3)
+    if (version != b"1.1" and version != b"1.0") or target[:1] != b"/":
+        return None
+    lower = head.lower()
+    if lower.find(b"\ncontent-length:") != -1 or lower.find(b"\ntransfer-encoding:") != -1:
+        return None
+    n_host = lower.count(b"\nhost:")
+    if n_host == 1:
+        i = lower.find(b"\nhost:")
+        value = head[i + 6:head.find(b"\r\n", i + 1)].strip(b" \t")
+        if _HOST_RE.fullmatch(value) is None:
+            return None
+    elif n_host or version == b"1.1":
+        return None
+    headers = [(n.lower(), v) for n, v, _ in _FIELD_LINE_RE.findall(head, m.end(3) + 2)]
+    return RequestHead(method, target, headers, version), end, head, lower
 
 
 parse_request = _parse_request

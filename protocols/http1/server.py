@@ -31,8 +31,9 @@ nothing outlives the server)::
   scope serves all its requests and a lazily re-armed timer gives each request its
   budget.
 * The runner's position in the request cycle is a small state machine with a
-  transition table (``_RUNNER_TRANSITIONS``); every change goes through
-  ``_Conn._to`` and an illegal one raises ``InvariantViolation``.
+  transition table (``_RUNNER_TRANSITIONS``); every change is checked against it
+  (``_Conn._to``; the per-request IDLE -> BUSY -> IDLE steps inline the same check)
+  and an illegal one raises ``InvariantViolation``.
 
 Timeouts (``Limits``), each answered or closed, and named in a ``protocol.error``
 trace event (``code``): ``header_timeout`` (slowloris: the head must be complete
@@ -407,9 +408,13 @@ class _Conn:
         self.handler_scope: CancelScope | None = None
         self.requests = 0
         self._data_waiter = ll.WaitQueue()  # the one task waiting in _wait_data
+        self._waiting = False  # someone waits in _data_waiter (a plain flag: no __bool__ call)
         self._wait_deadline = _LazyDeadline(self.hub, self._wait_expired)
         self._budget = _LazyDeadline(self.hub, self._budget_expired)
         self._reader_paused = ll.WaitQueue()  # the reader, parked above the high-water mark
+        self._paused = False  # the reader waits in _reader_paused
+        # read once per connection: a level check per response costs a Python call
+        self._access_on = _access.isEnabledFor(logging.INFO)
         self._eof = False
         self._discard = False
         self._discarded = 0
@@ -436,7 +441,8 @@ class _Conn:
     # -- the reader ---------------------------------------------------------------------
 
     def _to(self, new: int) -> None:
-        """Move the runner to state ``new``; an illegal transition is a bug here."""
+        """Move the runner to state ``new``; an illegal transition is a bug here.
+        (The per-request transitions IDLE -> BUSY -> IDLE inline this check.)"""
         old = self.state
         if old != new and new not in _RUNNER_TRANSITIONS[old]:
             raise greenrt.InvariantViolation(
@@ -569,10 +575,15 @@ class _Conn:
                                    message=f"client disconnected ({how})"))
 
     def _pause_reader(self) -> None:
-        self._reader_paused.park(what="http1: reader paused (peer's requests not yet consumed)")
+        self._paused = True
+        try:
+            self._reader_paused.park(
+                what="http1: reader paused (peer's requests not yet consumed)")
+        finally:
+            self._paused = False
 
     def _resume_reader(self) -> None:
-        if self._reader_paused and self.p.buffered < _HIGH_WATER // 2:
+        if self._paused and self.p.buffered < _HIGH_WATER // 2:
             self._reader_paused.wake_one()
 
     # -- waiting for data (runner / handler side) -----------------------------------------
@@ -587,23 +598,28 @@ class _Conn:
             return _STOP
         if self._eof:
             return _DATA
-        self._resume_reader()
+        if self._paused:
+            self._resume_reader()
         if deadline is not None:
             self._wait_deadline.set(deadline)
-        return self._data_waiter.wait(task, None, self._wait_deadline.clear,
-                                      "http1: bytes from the peer")
+        self._waiting = True
+        try:
+            return self._data_waiter.wait(task, None, self._wait_deadline.clear,
+                                          "http1: bytes from the peer")
+        finally:
+            self._waiting = False
 
     def _wait_expired(self) -> None:
         self._data_waiter.wake_one(_TIMEOUT)
 
     def _wake(self, value: str) -> None:
-        if self._data_waiter:
+        if self._waiting:
             self._wait_deadline.clear()
             self._data_waiter.wake_one(value)
 
     def _pull(self):
         ev = self.p.next_event()
-        if self._reader_paused:
+        if self._paused:
             self._resume_reader()
         return ev
 
@@ -657,7 +673,10 @@ class _Conn:
                         if self._fatal or self._draining or not self.p.reusable:
                             break
                         self.p.start_next_cycle()
-                        self._to(_IDLE)
+                        # self._to(_IDLE), inlined (a call per request costs)
+                        if _IDLE not in _RUNNER_TRANSITIONS[self.state]:
+                            self._to(_IDLE)  # raises
+                        self.state = _IDLE
                 if scope.cancelled_caught:
                     self._after_cancel(scope.reason)
             finally:
@@ -752,7 +771,10 @@ class _Conn:
         rt = self.limits.request_timeout
         if rt is not None:
             self._budget.set(self.hub.now() + rt)
-        self._to(_BUSY)
+        # self._to(_BUSY), inlined (a call per request costs)
+        if _BUSY not in _RUNNER_TRANSITIONS[self.state]:
+            self._to(_BUSY)  # raises
+        self.state = _BUSY
         error: BaseException | None = None
         handler = self.handler
         if p.upgrade_requested and self.upgrade_handler is not None:
@@ -800,12 +822,12 @@ class _Conn:
             else:
                 writer.status = status
                 self._answer_error(status, code, getattr(error, "message", ""))
-            if _access.isEnabledFor(logging.INFO):
+            if self._access_on:
                 self._log_access(req, writer)
             return
         if not writer.finished:  # pragma: no cover - send_response/finish always finish
             self._fatal = True
-        if _access.isEnabledFor(logging.INFO):
+        if self._access_on:
             self._log_access(req, writer)
 
     def _log_access(self, req: Request, writer: _Writer) -> None:

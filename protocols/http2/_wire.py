@@ -44,14 +44,27 @@ FRAME_SIZE_ERROR, REFUSED_STREAM, CANCEL, COMPRESSION_ERROR = 6, 7, 8, 9
 ENHANCE_YOUR_CALM = 11
 
 
+#: the H2Limits field behind each flood counter (``count(what, maximum)``)
+_FLOOD_LIMITS = {
+    "empty_frame": "empty_frames_per_window", "ping": "pings_per_window",
+    "settings": "settings_per_window", "rst_stream": "resets_per_window",
+    "priority": "priority_per_window", "window_update": "window_updates_per_window",
+}
+
+
 class GateError(Exception):
     """The gate's verdict: end the connection with GOAWAY(``code``); ``why`` is the
     trace code (``ping_flood``, ``frame_too_large``...)."""
 
-    def __init__(self, code: int, why: str):
+    def __init__(self, code: int, why: str, *, limit: str | None = None, value: Any = None,
+                 maximum: Any = None):
         super().__init__(why)
         self.code = code
         self.why = why
+        #: for a limit verdict: the H2Limits field, what was seen and its configured value
+        self.limit = limit
+        self.value = value
+        self.maximum = maximum
 
 
 def goaway_frame(last_stream_id: int, code: int, debug: bytes = b"") -> bytes:
@@ -94,7 +107,8 @@ class FrameGate:
         while q and q[0] < horizon:
             q.popleft()
         if len(q) > maximum:
-            raise GateError(ENHANCE_YOUR_CALM, f"{what}_flood")
+            raise GateError(ENHANCE_YOUR_CALM, f"{what}_flood", limit=_FLOOD_LIMITS.get(what, what),
+                            value=len(q), maximum=maximum)
 
     def feed(self, data: bytes) -> list[Any]:
         out: list[Any] = []
@@ -139,7 +153,8 @@ class FrameGate:
             length = int.from_bytes(h[:3], "big")
             ftype, flags = h[3], h[4]
             if length > lim.max_frame_size:
-                raise GateError(FRAME_SIZE_ERROR, "frame_too_large")
+                raise GateError(FRAME_SIZE_ERROR, "frame_too_large", limit="max_frame_size",
+                                value=length, maximum=lim.max_frame_size)
             if ftype == GOAWAY:
                 if length < 8:
                     raise GateError(FRAME_SIZE_ERROR, "bad_goaway")
@@ -201,7 +216,9 @@ class FrameGate:
     def _check_block(self) -> None:
         cap = 4 * self.limits.max_header_list_size
         if self._block_bytes > cap:
-            raise GateError(ENHANCE_YOUR_CALM, "continuation_flood")
+            raise GateError(ENHANCE_YOUR_CALM, "continuation_flood",
+                            limit="max_header_list_size (x4 for a header block)",
+                            value=self._block_bytes, maximum=cap)
 
 
 class Writer:

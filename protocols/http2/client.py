@@ -103,7 +103,7 @@ def connect(host: str, port: int, *, tls: Any = None, server_hostname: str | Non
 
 class _StreamState:
     __slots__ = ("id", "chunks", "head", "trailers", "ended", "error", "local_closed",
-                 "buffered", "interim")
+                 "buffered", "interim", "discard")
 
     def __init__(self, sid: int):
         self.id = sid
@@ -115,6 +115,7 @@ class _StreamState:
         self.error: HTTP2Error | None = None  # reset (either side) or connection end
         self.local_closed = False  # we sent END_STREAM or a reset
         self.buffered = 0
+        self.discard = False  # discard_response(): DATA is acknowledged on arrival
 
 
 class ClientConnection:
@@ -154,6 +155,7 @@ class ClientConnection:
         self._stats = collections.Counter()
         self._unacked = 0  # connection-window bytes received and not yet returned
         self._ping_waiters: dict[bytes, list] = {}
+        self._settings_seen = False  # the server's first SETTINGS frame arrived
         self.h2.initiate_connection()
         self._flush()
         if self._writer.broken:
@@ -223,8 +225,8 @@ class ClientConnection:
                     for ev in self.h2.receive_data(piece):
                         self._event(ev)
         except _wire.GateError as e:
-            err = (LimitError(f"http2: the server sent a {e.why.replace('_', ' ')}",
-                              limit=e.why, code=e.why)
+            err = (LimitError(_gate_message(e), limit=e.limit or e.why, value=e.value,
+                              maximum=e.maximum, code=e.why)
                    if e.code == _wire.ENHANCE_YOUR_CALM or e.why == "frame_too_large"
                    else ProtocolError(f"http2: {e.why}", code=e.why))
             err.error_code = e.code
@@ -260,6 +262,9 @@ class ClientConnection:
             if st is None or st.error is not None:
                 self._ack(ev.stream_id, ev.flow_controlled_length, stream_open=False)
                 return
+            if st.discard:  # nobody reads it: let the server finish its side
+                self._ack(ev.stream_id, ev.flow_controlled_length, stream_open=not st.ended)
+                return
             st.chunks.append((ev.data, ev.flow_controlled_length))
             st.buffered += len(ev.data)
         elif t is h2.events.ResponseReceived:
@@ -294,6 +299,8 @@ class ClientConnection:
                 st.local_closed = True
                 self._drop_unread(st)
                 self._forget(st)
+        elif t is h2.events.RemoteSettingsChanged:
+            self._settings_seen = True
         elif t is h2.events.PingAckReceived:
             acked = self._ping_waiters.get(ev.ping_data)
             if acked is not None:
@@ -342,24 +349,54 @@ class ClientConnection:
             self._ack(st.id, unread, stream_open=False)
 
     def _forget(self, st: _StreamState) -> None:
-        self._streams.pop(st.id, None)
-        if st.error is None:
+        # counted once: a stream can be forgotten on END_STREAM and again on a late
+        # RST_STREAM(NO_ERROR) or a local end
+        if self._streams.pop(st.id, None) is not None and st.error is None:
             self._stats["streams_completed"] += 1
 
     # -- the API --------------------------------------------------------------------------
 
+    def server_settings(self) -> dict[str, int]:
+        """The settings the server announced, by lower-case name
+        (``"enable_connect_protocol"``, ``"max_concurrent_streams"``, ...; unknown
+        codes as ``"0x.."``). A checkpoint: waits for the server's first SETTINGS
+        frame (reading the connection meanwhile); cancelled, nothing changes."""
+        ll.enter_checkpoint()
+        self._check_open()
+        self._wait(lambda: self._settings_seen, "http2.settings")
+        out = {}
+        for code, value in self.h2.remote_settings.items():
+            try:
+                name = h2.settings.SettingCodes(code).name.lower()
+            except ValueError:
+                name = f"0x{int(code):x}"
+            out[name] = value
+        return out
+
     def open_stream(self, method: str, path: str, headers: Any = (), *,
                     authority: str | None = None, scheme: str | None = None,
-                    end_stream: bool = False) -> ClientStream:
+                    end_stream: bool = False, protocol: str | None = None) -> ClientStream:
         """Start a request: send its HEADERS. Returns the :class:`ClientStream`.
 
         A checkpoint. Waits while the server's MAX_CONCURRENT_STREAMS are all in use.
         Cancelled while waiting: nothing was sent. Cancelled after the HEADERS were
         queued: the stream is reset (CANCEL) before ``Cancelled`` propagates. Raises :class:`StreamRefused` (``goaway=True``) after a GOAWAY,
         the connection's error once it failed, :class:`ConnectionClosed` after
-        ``close()``."""
+        ``close()``.
+
+        ``protocol`` makes it an RFC 8441 extended CONNECT (``method`` must be
+        ``"CONNECT"``; ``:protocol`` is sent with ``:scheme`` and ``:path``): it first
+        waits for the server's SETTINGS and raises :class:`UsageError` unless they
+        enable the connect protocol. A 2xx answer opens a tunnel over the stream
+        (``http2.ClientTunnel``)."""
         ll.enter_checkpoint()
         self._check_open()
+        if protocol is not None:
+            if method != "CONNECT":
+                raise UsageError("http2: an extended CONNECT (protocol=) needs method CONNECT")
+            if not self.server_settings().get("enable_connect_protocol"):
+                raise UsageError("http2: the server does not enable extended CONNECT "
+                                 "(SETTINGS_ENABLE_CONNECT_PROTOCOL)")
 
         def slot() -> bool:
             return (self._error is not None or self._goaway is not None
@@ -369,7 +406,10 @@ class ClientConnection:
         self._wait(slot, "http2.open_stream")
         self._check_open()
         sid = self.h2.get_next_available_stream_id()
-        out = [(b":method", _bytes(method)), (b":scheme", _bytes(scheme or self.scheme)),
+        out = [(b":method", _bytes(method))]
+        if protocol is not None:
+            out.append((b":protocol", _bytes(protocol)))
+        out += [(b":scheme", _bytes(scheme or self.scheme)),
                (b":authority", _bytes(authority or self.authority or "localhost")),
                (b":path", _bytes(path))]
         for k, v in (headers.raw() if isinstance(headers, Headers) else headers):
@@ -630,12 +670,17 @@ class ClientStream:
             raise st.error
         return st.head
 
-    def read(self, max_bytes: int | None = None) -> bytes:
+    def read(self, max_bytes: int | None = None, *, cancel_resets: bool = True) -> bytes:
         """The next response body bytes (at most ``max_bytes``), ``b""`` at the end.
         A checkpoint. Returns the window of what it returns to the server. Cancelled:
-        the stream is reset (a cancelled read of a stream that is being abandoned).
-        Raises the stream's reset or the connection's error."""
-        self._checkpoint()
+        the stream is reset (a cancelled read of a stream that is being abandoned),
+        unless ``cancel_resets=False``: then nothing changes and no byte is lost (the
+        next ``read`` returns it; a tunnel's reader). Raises the stream's reset or the
+        connection's error."""
+        if cancel_resets:
+            self._checkpoint()
+        else:
+            ll.enter_checkpoint()
         if max_bytes is not None and max_bytes < 1:
             raise ValueError("max_bytes must be >= 1")
         c, st = self._c, self._s
@@ -656,12 +701,13 @@ class ClientStream:
                 c._wait(lambda: bool(st.chunks) or st.ended or st.error is not None,
                         "http2.read")
         except Cancelled:
-            self._cancel()
+            if cancel_resets:
+                self._cancel()
             raise
         except HTTP2Error:
             if not (st.chunks or st.ended):
                 raise
-            return self.read(max_bytes)
+            return self.read(max_bytes, cancel_resets=cancel_resets)
         if max_bytes is None or max_bytes >= len(self._pending):
             out, self._pending = self._pending, b""
         else:
@@ -714,6 +760,38 @@ class ClientStream:
             c._ack(st.id, unread, stream_open=False)
             c._flush()
         return st.trailers
+
+    def discard_response(self) -> int:
+        """Stop reading the response: body bytes buffered are dropped and their window
+        returned (connection and stream), and DATA arriving later is acknowledged on
+        arrival, so the server can finish its side and no window is held. The
+        stream is not reset. Not a checkpoint (the WINDOW_UPDATE is written masked).
+        Returns the number of bytes whose window was returned now."""
+        c, st = self._c, self._s
+        st.discard = True
+        self._pending = b""
+        self._done_reading = True
+        unread = sum(f for _, f in st.chunks)
+        st.chunks.clear()
+        st.buffered = 0
+        if unread:
+            c._ack(st.id, unread, stream_open=not st.ended)
+            with greenrt.masked(name="http2.discard"):
+                c._flush()
+        self._maybe_forget()
+        return unread
+
+    def end_nowait(self) -> None:
+        """``end()`` without its checkpoint: END_STREAM queued and written (masked),
+        for close paths. A no-op once the request is ended or the stream reset."""
+        st = self._s
+        if st.local_closed or st.error is not None or self._c._error is not None:
+            return
+        try:
+            self._end()
+        except h2.exceptions.ProtocolError:
+            st.local_closed = True  # the server reset or closed it meanwhile
+            self._maybe_forget()
 
     @property
     def interim_responses(self) -> list[tuple[int, Headers]]:
@@ -805,3 +883,14 @@ def _code_name(code: int) -> str:
         return h2.errors.ErrorCodes(code).name
     except ValueError:
         return f"code {code}"
+
+
+def _gate_message(e: _wire.GateError) -> str:
+    """``http2: the server sent a ping flood (pings_per_window exceeded: 11 > 10 per
+    flood_window)``: what happened, which limit, what was seen and the configured value."""
+    msg = f"http2: the server sent a {e.why.replace('_', ' ')}"
+    if e.limit is not None and e.maximum is not None:
+        seen = f"{e.value} > {e.maximum}" if e.value is not None else f"more than {e.maximum}"
+        per = " per flood_window" if e.why.endswith("_flood") and "window" in e.limit else ""
+        msg += f" ({e.limit} exceeded: {seen}{per})"
+    return msg

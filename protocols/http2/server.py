@@ -62,7 +62,7 @@ from greenrt import CancelKind, Cancelled, net
 from greenrt import lowlevel as ll
 
 from ..http.model import Body, Headers, Request, Response, ResponseWriter, split_trailers
-from . import _h2c, _wire
+from . import _connect, _h2c, _wire
 from ._wire import PREFACE
 from .limits import DEFAULT_H2_LIMITS, H2Limits
 
@@ -142,7 +142,7 @@ class _ConnectionEnd(Exception):
 
 class _Stream:
     __slots__ = ("id", "chunks", "ended", "reset", "task", "waiter", "window_waiter",
-                 "received", "length", "writer", "trailers")
+                 "received", "length", "writer", "tunnel", "trailers")
 
     def __init__(self, sid: int):
         self.id = sid
@@ -155,6 +155,7 @@ class _Stream:
         self.received = 0
         self.length: int | None = None
         self.writer: Any = None
+        self.tunnel: Any = None  # an RFC 8441 tunnel (_connect.Tunnel)
         self.trailers: Headers | None = None  # the request's trailing HEADERS
 
     def wake(self) -> None:
@@ -231,7 +232,10 @@ class ServerConnection:
         cfg = h2.config.H2Configuration(client_side=False, header_encoding=None,
                                         validate_inbound_headers=True)
         self.h2 = h2.connection.H2Connection(cfg)
+        # RFC 8441: advertised when the handler accepts extended CONNECT (_connect.py)
+        self.connect_protocol = _connect.enabled(handler)
         self.h2.local_settings = h2.settings.Settings(client=False, initial_values={
+            h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: int(self.connect_protocol),
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: _H2_INTERNAL_STREAM_LIMIT,
             h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
             h2.settings.SettingCodes.MAX_FRAME_SIZE: limits.max_frame_size,
@@ -388,12 +392,15 @@ class ServerConnection:
         # h2 serialized its SETTINGS with the internal stream limit: advertise ours
         self.h2.clear_outbound_data_buffer()
         lim = self.limits
-        self.writer.write(hyperframe.frame.SettingsFrame(0, settings={
+        settings = {
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: lim.max_concurrent_streams,
             h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: lim.max_header_list_size,
             h2.settings.SettingCodes.MAX_FRAME_SIZE: lim.max_frame_size,
             h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: lim.initial_window_size,
-        }).serialize())
+        }
+        if self.connect_protocol:
+            settings[h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL] = 1
+        self.writer.write(hyperframe.frame.SettingsFrame(0, settings=settings).serialize())
         try:
             if self.upgrade is not None:
                 self._spawn_upgraded()
@@ -542,6 +549,9 @@ class ServerConnection:
             if st is None or st.reset or st.task is None:
                 self.ack(ev.stream_id, ev.flow_controlled_length)
                 return
+            if st.tunnel is not None:  # RFC 8441: no body limit, window back at once
+                st.tunnel.on_data(ev.data, ev.flow_controlled_length)
+                return
             st.received += len(ev.data)
             if st.received > self.limits.max_body_bytes:
                 self.ack(ev.stream_id, ev.flow_controlled_length)
@@ -634,6 +644,10 @@ class ServerConnection:
                 pseudo[k] = v
             else:
                 headers.append((k, v))
+        protocol = pseudo.get(b":protocol")
+        if protocol is not None and not _connect.admit(self, sid, pseudo.get(b":method", b""),
+                                                       protocol):
+            return
         st = _Stream(sid)
         self.streams[sid] = st
         if ev.stream_ended is not None:
@@ -650,6 +664,8 @@ class ServerConnection:
                       extensions={"http2.stream_id": sid,
                                   "http2.authority": pseudo.get(b":authority", b"").decode(
                                       "latin-1")})
+        if protocol is not None:
+            _connect.attach(self, st, req.extensions, protocol)
         self._spawn(st, req)
 
     def _spawn(self, st: _Stream, req: Request) -> None:
@@ -705,14 +721,14 @@ class ServerConnection:
             _log.exception("handler failed on stream %d", st.id)
             if self.closed or st.id not in self.streams:
                 return
-            if not headers_sent:
+            if not headers_sent and not writer.headers_sent:  # else streaming began: reset
                 try:
                     self._send_head(st, 500, Headers([("content-type", "text/plain")]), end=False)
                     self._send_data(st, b"Internal Server Error\n")
                     self._end(st)
                 except _StreamGone:
                     pass
-            else:
+            elif not writer.finished:  # a finished response (a closed tunnel) stands
                 self._reset(st, _E.INTERNAL_ERROR)
         finally:
             if st.id in self.streams and not st.reset:

@@ -88,12 +88,21 @@ class Cluster:
         raise KafkaConnectionError(f"kafka: no broker reachable ({last})")
 
     def refresh(self, topics: list[str] | None = None, *, allow_create: bool = True) -> dict:
-        """Fetch metadata for ``topics`` (all topics when None) and update the view."""
+        """Fetch metadata for ``topics`` (all topics when None) and update the view.
+        A connection that breaks under the request (another caller's request on it was
+        cancelled, the broker went away) is replaced and the request sent again, up to
+        3 times: Metadata changes nothing at the broker."""
         with self._lock:
-            conn = self._any_connection()
             body = {"topics": None if topics is None else [{"name": t} for t in topics],
                     "allow_auto_topic_creation": allow_create}
-            md = conn.request("Metadata", body)
+            for attempt in range(3):
+                conn = self._any_connection()
+                try:
+                    md = conn.request("Metadata", body)
+                    break
+                except KafkaConnectionError:
+                    if attempt == 2:
+                        raise
             self.statistics_counts["metadata_refreshes"] += 1
             self.brokers = {b["node_id"]: (b["host"], b["port"]) for b in md["brokers"]}
             for t in md["topics"]:

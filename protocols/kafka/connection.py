@@ -6,9 +6,13 @@ and reads frames until the one with its correlation id arrives (Kafka answers th
 requests of one connection in order, so any other id is a protocol error). What a
 cancellation leaves: cancelled before the request was written, nothing happened and
 the connection stays usable; cancelled after it was (partly) written, the response
-is still owed by the broker, so the connection is closed and the caller gets
-``KafkaOutcomeUnknown`` on its next use (never a response meant for someone else —
-the Kafka form of CVE-2023-28858). Requests on one connection are serialised by a
+is still owed by the broker, so the connection is closed: the cancelled caller gets
+``Cancelled``, and a later request on it is refused unsent (``KafkaConnectionError``),
+so no response ever reaches a caller it was not meant for (the Kafka form of
+CVE-2023-28858). An answer that does not come within
+``KafkaLimits.request_timeout`` (per call: ``timeout=``) is the same case: the
+connection is closed and the request raises ``KafkaOutcomeUnknown``, so a silent
+broker never holds a caller past that bound. Requests on one connection are serialised by a
 lock (FIFO); the producer and consumer use one connection per broker.
 
 Version negotiation: the first request on a connection is ApiVersions at the highest
@@ -119,10 +123,13 @@ class BrokerConnection:
         self.broker_versions = {by_key[k["api_key"]]: (k["min_version"], k["max_version"])
                                 for k in resp["api_keys"] if k["api_key"] in by_key}
 
-    def request(self, api: str, body: dict, *, version: int | None = None) -> dict:
+    def request(self, api: str, body: dict, *, version: int | None = None,
+                timeout: float | None = None) -> dict:
         """Send one request and return its decoded response (a checkpoint; see the
-        module docstring for what a cancellation leaves)."""
-        return self._roundtrip(api, self.version_for(api) if version is None else version, body)
+        module docstring for what a cancellation leaves). ``timeout`` (default: the
+        limits' ``request_timeout``) bounds the wait for the answer: past it the
+        connection is closed and ``KafkaOutcomeUnknown`` raised (the request was sent)."""
+        return self._roundtrip(api, self.version_for(api) if version is None else version, body, timeout)
 
     def send_only(self, api: str, body: dict, *, version: int | None = None) -> None:
         """Send a request the broker does not answer (Produce with acks=0)."""
@@ -133,26 +140,40 @@ class BrokerConnection:
 
     def _check(self) -> None:
         if self._broken is not None:
-            if self._broken == "outcome":
-                raise KafkaOutcomeUnknown("kafka: the connection was closed with a response in flight")
-            raise KafkaConnectionError(f"kafka: connection unusable ({self._broken})")
+            # this request is not sent: "not sent" is what its caller must hear, even when
+            # an earlier request's answer was lost with the connection (that request's
+            # own caller was told; a request that never left is safe to send elsewhere)
+            why = "an earlier request's answer was lost" if self._broken == "outcome" else self._broken
+            raise KafkaConnectionError(f"kafka: connection unusable ({why}); request not sent")
 
     def _write(self, frame: bytes) -> None:
+        """Write one request frame. Any failure may leave part of it at the broker, so
+        the connection is closed and the outcome is unknown: ``Cancelled`` is re-raised
+        as itself, an I/O error becomes ``KafkaOutcomeUnknown`` (never a bare
+        ``OSError`` a caller could take for "not sent")."""
         try:
             self._stream.send_all(frame)
-        except BaseException:
+        except BaseException as e:
             self._broken = "outcome"
             self._stream.close()
+            if isinstance(e, (OSError, greenrt.ClosedResourceError)) and not isinstance(e, KafkaOutcomeUnknown):
+                raise KafkaOutcomeUnknown(f"kafka: request written in part or whole, connection lost: {e}") from e
             raise
 
-    def _roundtrip(self, api: str, version: int, body: dict) -> dict:
+    def _roundtrip(self, api: str, version: int, body: dict, timeout: float | None = None) -> dict:
+        if timeout is None:
+            timeout = self.limits.request_timeout
         with self._lock:
             self._check()
             cid = next(self._ids)
             frame = codec.encode_request(api, version, cid, self.client_id, body)
             self._write(frame)
             try:
-                raw = self._read_frame()
+                raw = None
+                with greenrt.move_on_after(timeout) if timeout else contextlib.nullcontext():
+                    raw = self._read_frame()
+                if raw is None:
+                    raise KafkaConnectionError(f"kafka: no answer to {api} within {timeout} s")
                 got, payload = codec.decode_response_header(raw, api, version)
                 if got != cid:
                     raise KafkaProtocolError(f"response for correlation id {got}, expected {cid}",

@@ -68,9 +68,11 @@ from .cluster import Cluster
 from .connection import BrokerConnection
 from .errors import (
     CommitFailedError,
+    CommitOutcomeUnknown,
     KafkaConnectionError,
     KafkaError,
     KafkaOutcomeUnknown,
+    KafkaProtocolError,
     NoOffsetError,
     broker_error,
 )
@@ -245,7 +247,7 @@ class Consumer:
         self._closed = False
         self._stats = collections.Counter(
             records_returned=0, fetches=0, fetch_errors=0, rebalances=0, commits=0,
-            commit_failures=0, heartbeats=0, heartbeat_errors=0, batches_rewound=0,
+            commit_failures=0, commit_unknown=0, heartbeats=0, heartbeat_errors=0, batches_rewound=0,
             records_dropped_over_cap=0, records_skipped_below_position=0, offset_resets=0)
 
     # -- lifetime --------------------------------------------------------------------
@@ -430,12 +432,15 @@ class Consumer:
             return out
         start = next(self._rr) % len(ready)  # fairness: rotate the first partition
         for _tp, st in ready[start:] + ready[:start]:
-            while st.buffer and len(out) < limit:
-                r = st.buffer.popleft()
-                self._buffered_records -= 1
-                self._buffered_bytes -= _size(r)
-                st.consumed = r.offset + 1
-                out.append(r)
+            buf = st.buffer
+            k = min(len(buf), limit - len(out))
+            if k <= 0:
+                break
+            take = [buf.popleft() for _ in range(k)]
+            self._buffered_records -= k
+            self._buffered_bytes -= sum(map(_size, take))
+            st.consumed = take[-1].offset + 1
+            out += take
             if len(out) >= limit:
                 break
         self._stats["records_returned"] += len(out)
@@ -536,12 +541,25 @@ class Consumer:
             if batch.is_control:
                 pos = batch.last_offset + 1
                 continue
-            for r in batch.records:
+            recs = batch.records
+            if recs and recs[0].offset >= pos and self._buffered_records + len(recs) <= self.max_buffer_records:
+                # the common case: the whole batch is new and fits the record cap
+                crs = [ConsumerRecord(topic, partition, r.offset, r.timestamp, r.key, r.value, r.headers)
+                       for r in recs]
+                size = sum(map(_size, crs))
+                if self._buffered_bytes + size <= self.max_buffer_bytes:  # else record by record
+                    st.buffer.extend(crs)
+                    self._buffered_records += len(crs)
+                    self._buffered_bytes += size
+                    pos = max(recs[-1].offset + 1, batch.last_offset + 1)
+                    got = True
+                    continue
+            for r in recs:
                 if r.offset < pos:
                     self._stats["records_skipped_below_position"] += 1
                     continue
                 cr = ConsumerRecord(topic, partition, r.offset, r.timestamp, r.key, r.value, r.headers)
-                size = _size(cr)
+                size = (len(r.key) if r.key else 0) + (len(r.value) if r.value else 0)
                 if (self._buffered_records + 1 > self.max_buffer_records
                         or (self._buffered_bytes + size > self.max_buffer_bytes and self._buffered_records)):
                     self._stats["records_dropped_over_cap"] += 1
@@ -660,9 +678,10 @@ class Consumer:
             setattr(self, which, conn)
         return conn
 
-    def _coordinator_request(self, api: str, body: dict, *, which: str = "_coord_conn") -> dict:
+    def _coordinator_request(self, api: str, body: dict, *, which: str = "_coord_conn",
+                             timeout: float | None = None) -> dict:
         try:
-            return self._conn_to_coordinator(which).request(api, body)
+            return self._conn_to_coordinator(which).request(api, body, timeout=timeout)
         except KafkaConnectionError:
             self._coordinator = None
             raise
@@ -699,7 +718,9 @@ class Consumer:
             "group_id": self.group_id, "session_timeout_ms": self.session_timeout_ms,
             "rebalance_timeout_ms": self.rebalance_timeout_ms, "member_id": self.member_id,
             "group_instance_id": None, "protocol_type": "consumer",
-            "protocols": [{"name": self.assignor, "metadata": meta}], "reason": None})
+            "protocols": [{"name": self.assignor, "metadata": meta}], "reason": None},
+            # the coordinator holds a JoinGroup until the rebalance completes
+            timeout=self.rebalance_timeout_ms / 1000 + 5)
         code = r["error_code"]
         if code == 79:  # MEMBER_ID_REQUIRED (KIP-394): rejoin with the id given
             self.member_id = r["member_id"]
@@ -833,9 +854,11 @@ class Consumer:
         consumed positions) and return them once the coordinator acknowledged all.
 
         A checkpoint. Raises ``CommitFailedError`` when the group is rebalancing (not
-        sent), when the coordinator refuses any partition, or when the answer is lost
-        (``KafkaOutcomeUnknown`` as its cause: the offsets may be stored). Cancelled
-        after sending, the commit's fate is unknown and it is not reported done."""
+        sent), when it could not be sent, or when the coordinator refuses any
+        partition (nothing stored); ``CommitOutcomeUnknown`` when it was sent and the
+        answer was lost (the offsets may be stored; not a failure). Cancelled after
+        sending, it raises ``Cancelled``: the commit's fate is unknown and it is not
+        reported done. Cancelled before sending, nothing was sent."""
         if not self.group_id:
             raise UsageError("kafka: commit() needs a group_id", code="no_group")
         if offsets is None:
@@ -857,10 +880,9 @@ class Consumer:
                 "topics": [{"name": t, "partitions": ps} for t, ps in topics.items()]}
         try:
             r = self._coordinator_request("OffsetCommit", body)
-        except KafkaOutcomeUnknown as e:
-            self._stats["commit_failures"] += 1
-            raise CommitFailedError(f"kafka: commit sent, answer lost ({e}); the offsets may be stored",
-                                    code="outcome_unknown") from e
+        except (KafkaOutcomeUnknown, KafkaProtocolError) as e:  # sent; no readable answer
+            self._stats["commit_unknown"] += 1
+            raise CommitOutcomeUnknown(f"kafka: commit sent, answer lost ({e}); the offsets may be stored") from e
         except KafkaConnectionError as e:
             self._stats["commit_failures"] += 1
             raise CommitFailedError(f"kafka: commit not sent: {e}", code="not_sent") from e
@@ -893,8 +915,7 @@ class Consumer:
             except BaseException as e:  # handed to the caller through the result
                 res._error = e
                 if isinstance(e, greenrt.Cancelled):
-                    res._error = CommitFailedError("kafka: commit cancelled; its fate is unknown",
-                                                   code="cancelled")
+                    res._error = CommitOutcomeUnknown("kafka: commit cancelled; its fate is unknown")
                     res._event.set()
                     raise
             res._event.set()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..base import errors as base
 
 __all__ = [
-    "BrokerError", "CommitFailedError", "ERROR_CODES", "KafkaConnectionError", "KafkaError",
+    "BrokerError", "CommitFailedError", "CommitOutcomeUnknown", "ERROR_CODES", "KafkaConnectionError", "KafkaError",
     "KafkaLimitError", "KafkaOutcomeUnknown", "KafkaProtocolError", "NoOffsetError", "broker_error",
 ]
 
@@ -49,10 +49,19 @@ class BrokerError(KafkaError):
 
 class CommitFailedError(KafkaError):
     """An offset commit did not take effect: the group is rebalancing (checked before
-    sending), the coordinator refused it, or its answer was lost. Never raised for a
-    commit that the coordinator acknowledged."""
+    sending), it could not be sent, or the coordinator refused it. Never raised for a
+    commit that the coordinator acknowledged, nor for one whose answer was lost (that
+    is :class:`CommitOutcomeUnknown`)."""
 
     code = "commit_failed"
+
+
+class CommitOutcomeUnknown(KafkaOutcomeUnknown):
+    """An offset commit was sent and its answer was lost (the connection broke, or the
+    commit was cancelled in flight): the offsets may or may not be stored. Not a
+    failure; committing the same offsets again is harmless."""
+
+    code = "commit_outcome_unknown"
 
 
 class NoOffsetError(KafkaError):

@@ -10,7 +10,8 @@ one produce request in flight; a caller that finds none in flight becomes the
 *flusher* and sends every record queued for the partition so far as one batch, while
 callers that arrive meanwhile queue their records for the next batch and wait. No
 background task, no linger timer by default (``linger`` adds a short wait before a
-flush, to grow batches at low concurrency).
+flush, to grow batches at low concurrency). ``send_many`` queues many records of one
+caller at once and returns a result per record (no task switch per record).
 
 Idempotence (on by default, KIP-98): the producer gets a producer id and epoch
 (InitProducerId) and numbers each partition's records; a batch is retried with the
@@ -30,21 +31,29 @@ that may have been written):
   caller (counted in ``statistics()["cancelled_in_flight"]``);
 * a batch whose request was written when the flusher was cancelled is *in doubt*:
   every record in it gets :class:`~.errors.KafkaOutcomeUnknown` (not a failure), and
-  the partition keeps the batch; the next flush on that partition first re-sends it
-  with the same sequence numbers, which settles the doubt at the broker (written
-  once, or now), and counts it in ``statistics()["in_doubt_resolved"]``.
+  the partition keeps the batch's bytes; the next flush on that partition first
+  re-sends them (same producer id, epoch and sequence numbers), which settles the
+  doubt at the broker (written once, or now), and counts it in
+  ``statistics()["in_doubt_resolved"]``. The same holds for a batch whose answer was
+  lost without a cancellation (connection lost, no answer within ``request_timeout``,
+  an answer that does not parse) once ``delivery_timeout`` ends its retries.
+
+Every loop makes progress or ends within the caller's budget: each retry waits
+(a checkpoint) and opens a fresh connection when the old one broke; no answer is
+awaited past ``request_timeout``; the retries of one batch end at
+``delivery_timeout``.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import greenrt
+from greenrt import lowlevel as ll
 
 from . import records as rec
 from .cluster import Cluster
-from .errors import KafkaConnectionError, KafkaOutcomeUnknown, broker_error
+from .errors import KafkaConnectionError, KafkaOutcomeUnknown, KafkaProtocolError, broker_error
 from .partitioner import murmur2_partition
 
 __all__ = ["Producer", "RecordMetadata"]
@@ -53,8 +62,9 @@ _DUPLICATE_SEQUENCE = 46
 _REFRESH_CODES = {3, 5, 6, 74, 75}  # unknown topic/partition, leader changes
 
 
-@dataclass(frozen=True)
-class RecordMetadata:
+class RecordMetadata(NamedTuple):
+    """Where a record was written: ``topic``, ``partition``, ``offset``, ``timestamp`` (ms)."""
+
     topic: str
     partition: int
     offset: int
@@ -62,26 +72,37 @@ class RecordMetadata:
 
 
 class _Pending:
-    """One queued record and its caller's wake-up."""
+    """One queued record and its outcome (``done`` once ``result`` or ``error`` is set)."""
 
-    __slots__ = ("record", "timestamp", "event", "result", "error")
+    __slots__ = ("record", "timestamp", "group", "done", "result", "error")
 
-    def __init__(self, record, timestamp: int):
+    def __init__(self, record, timestamp: int, group):
         self.record = record
         self.timestamp = timestamp
-        self.event = greenrt.Event()
+        #: the wait queue that is woken when this record is settled (see ``_Partition``)
+        self.group = group
+        self.done = False
         self.result: RecordMetadata | None = None
         self.error: BaseException | None = None
 
 
 class _Partition:
-    __slots__ = ("queue", "flushing", "in_doubt", "next_sequence")
+    """A partition's queue. Callers park in their record's ``group`` (a wait queue):
+    every queued record's group is the partition's current ``group``; a flusher takes
+    the queued records as one batch together with that group, installs a new one for
+    the records left (beyond ``max_batch_records``) and later ones, and wakes the taken
+    group when the batch is settled. So an unsettled record's group is always woken
+    later, and a record's caller is woken once when it is settled."""
+
+    __slots__ = ("queue", "group", "flushing", "in_doubt", "next_sequence")
 
     def __init__(self) -> None:
         self.queue: list[_Pending] = []
+        self.group = ll.WaitQueue()
         self.flushing = False
-        #: (records, base_sequence, timestamps) of a batch sent when its flusher was cancelled
-        self.in_doubt: tuple | None = None
+        #: the encoded bytes of a batch whose request was sent and whose answer was
+        #: lost (producer id, epoch and sequence inside): re-sent byte for byte
+        self.in_doubt: bytes | None = None
         self.next_sequence = 0
 
 
@@ -120,6 +141,7 @@ class Producer:
         self.producer_id = -1
         self.producer_epoch = -1
         self._parts: dict[tuple[str, int], _Partition] = {}
+        self._pid_lock = greenrt.Lock()
         self._rr: dict[str, int] = {}
         self._stats = {"records_sent": 0, "batches_sent": 0, "retries": 0, "duplicates": 0,
                        "in_doubt": 0, "in_doubt_resolved": 0, "cancelled_in_flight": 0}
@@ -138,25 +160,94 @@ class Producer:
         batch left."""
         if partition is None:
             partition = self._choose_partition(topic, key)
-        ts = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
-        p = self._parts.setdefault((topic, partition), _Partition())
-        item = _Pending((key, value, list(headers or ())), ts)
+        ts = int(ll.current_hub().wall_time() * 1000) if timestamp_ms is None else timestamp_ms
+        p = self._parts.get((topic, partition))
+        if p is None:
+            p = self._parts[(topic, partition)] = _Partition()
+        item = _Pending((key, value, list(headers) if headers else None), ts, p.group)
         p.queue.append(item)
         try:
-            while not item.event.is_set():
+            while not item.done:
                 if not p.flushing:
                     self._flush(topic, partition, p)
                 else:
-                    item.event.wait()
+                    item.group.park(item, what="kafka.Producer.send")
         except BaseException:
             if item in p.queue:
                 p.queue.remove(item)  # never sent: withdrawn
-            elif not item.event.is_set():
+            elif not item.done:
                 self._stats["cancelled_in_flight"] += 1  # its batch is on the wire: fate unknown
             raise
         if item.error is not None:
             raise item.error
         return item.result
+
+    def send_many(self, topic: str, records, *, partition: int | None = None,
+                  timestamp_ms: int | None = None) -> list:
+        """Produce many records and wait until every one is settled; return one result
+        per record, in order: its :class:`RecordMetadata` (``None`` with acks=0), or
+        the exception that settled it (``BrokerError``/``KafkaConnectionError``: not
+        written; ``KafkaOutcomeUnknown``: maybe written).
+
+        ``records`` is an iterable of ``(key, value)`` or ``(key, value, headers)``;
+        each goes to ``partition``, or the partition of its key as in :meth:`send`.
+        The records queue with those of concurrent ``send`` callers (batches of up to
+        ``max_batch_records``); the partitions are served one after another.
+
+        A checkpoint. Cancelled, it raises ``Cancelled``: records still queued are
+        withdrawn (never sent), records of a batch on the wire have an unknown fate,
+        records already settled stay settled (see the module docstring)."""
+        ts = int(ll.current_hub().wall_time() * 1000) if timestamp_ms is None else timestamp_ms
+        items: list[_Pending] = []
+        parts: dict[int, tuple[_Partition, list[_Pending]]] = {}
+        for r in records:
+            key, value, headers = r if len(r) == 3 else (r[0], r[1], None)
+            part = self._choose_partition(topic, key) if partition is None else partition
+            entry = parts.get(part)
+            if entry is None:
+                p = self._parts.get((topic, part))
+                if p is None:
+                    p = self._parts[(topic, part)] = _Partition()
+                entry = parts[part] = (p, [])
+            p = entry[0]
+            it = _Pending((key, value, list(headers) if headers else None), ts, p.group)
+            p.queue.append(it)
+            entry[1].append(it)
+            items.append(it)
+        try:
+            for part, (p, its) in parts.items():
+                last = its[-1]  # batches leave in queue order: the last settles last
+                while not last.done:
+                    if not p.flushing:
+                        try:
+                            self._flush(topic, part, p)
+                        except greenrt.Cancelled:
+                            raise
+                        except Exception as e:  # the batch's records hold their outcome
+                            self._fail_queued(p, its, e)
+                    else:
+                        last.group.park(last, what="kafka.Producer.send_many")
+        except BaseException:
+            for p, its in parts.values():
+                mine = {it for it in its if not it.done}
+                queued = [it for it in p.queue if it in mine]
+                if queued:  # never sent: withdrawn
+                    p.queue[:] = [it for it in p.queue if it not in mine]
+                self._stats["cancelled_in_flight"] += len(mine) - len(queued)
+            raise
+        return [it.result if it.error is None else it.error for it in items]
+
+    @staticmethod
+    def _fail_queued(p: _Partition, its: list[_Pending], e: Exception) -> None:
+        """After a flush of ours failed: our records still queued were not sent;
+        withdraw them and settle them as failed (``e`` says why)."""
+        mine = {it for it in its if not it.done}
+        for it in p.queue:
+            if it in mine:
+                it.error = KafkaConnectionError(f"kafka: not sent: an earlier flush failed ({e})")
+                it.error.__cause__ = e
+                it.done = True
+        p.queue[:] = [it for it in p.queue if it not in mine]
 
     def flush(self) -> None:
         """Nothing is buffered without a waiting caller, so there is nothing to flush;
@@ -181,14 +272,21 @@ class Producer:
         return sorted(parts)[i % n]
 
     def _ensure_producer_id(self) -> None:
+        """Get the producer id and epoch once. Serialised: flushers of different
+        partitions may ask at the same time, and an id must never change once a batch
+        was numbered under it (a re-sent in-doubt batch under a new id would be a new
+        producer's first batch to the broker, and be written twice)."""
         if not self.idempotent or self.producer_id >= 0:
             return
-        conn = self.cluster._any_connection()
-        r = conn.request("InitProducerId", {"transactional_id": None, "transaction_timeout_ms": 60000,
-                                            "producer_id": -1, "producer_epoch": -1})
-        if r["error_code"]:
-            raise broker_error(r["error_code"], "in InitProducerId")
-        self.producer_id, self.producer_epoch = r["producer_id"], r["producer_epoch"]
+        with self._pid_lock:
+            if self.producer_id >= 0:
+                return
+            conn = self.cluster._any_connection()
+            r = conn.request("InitProducerId", {"transactional_id": None, "transaction_timeout_ms": 60000,
+                                                "producer_id": -1, "producer_epoch": -1})
+            if r["error_code"]:
+                raise broker_error(r["error_code"], "in InitProducerId")
+            self.producer_id, self.producer_epoch = r["producer_id"], r["producer_epoch"]
 
     def _flush(self, topic: str, partition: int, p: _Partition) -> None:
         """Become the partition's flusher: settle an in-doubt batch, then send what is queued."""
@@ -199,59 +297,86 @@ class Producer:
                 greenrt.sleep(self.linger)
             self._ensure_producer_id()
             if p.in_doubt is not None:
-                recs, seq, stamps = p.in_doubt
-                self._produce(topic, partition, recs, stamps, seq)
-                p.in_doubt = None
-                self._stats["in_doubt_resolved"] += 1
+                self._settle(topic, partition, p)
             batch = p.queue[:self.max_batch_records]
-            del p.queue[:len(batch)]
             if not batch:
                 return
+            del p.queue[:len(batch)]
+            # the callers of these records wait in the current group; later ones in a new one
+            group, p.group = p.group, ll.WaitQueue()
+            for it in p.queue:  # left beyond max_batch_records: their callers re-park
+                it.group = p.group
             seq = p.next_sequence if self.idempotent else -1
-            recs = [it.record for it in batch]
-            stamps = [it.timestamp for it in batch]
+            data = self._encode([it.record for it in batch], [it.timestamp for it in batch], seq)
             if self.idempotent:
                 p.next_sequence += len(batch)
             try:
-                meta = self._produce(topic, partition, recs, stamps, seq)
+                meta = self._produce(topic, partition, data)
             except (greenrt.Cancelled, KafkaOutcomeUnknown) as e:
                 if self.idempotent and self.acks != 0:
-                    p.in_doubt = (recs, seq, stamps)
+                    p.in_doubt = data
                 self._stats["in_doubt"] += len(batch)
                 unknown = KafkaOutcomeUnknown(
                     f"kafka: produce to {topic}[{partition}] was sent; its answer was lost"
                     + (" (cancelled)" if isinstance(e, greenrt.Cancelled) else ""))
                 for it in batch:
                     it.error = unknown
-                    it.event.set()
-                batch = []
+                    it.done = True
+                group.wake_all()
                 raise
             except BaseException as e:
                 if self.idempotent:
                     p.next_sequence -= len(batch)  # nothing of it was written
                 for it in batch:
                     it.error = e
-                    it.event.set()
-                batch = []
+                    it.done = True
+                group.wake_all()
                 raise
             base_offset, log_time = meta
-            for i, it in enumerate(batch):
-                it.result = (None if self.acks == 0 else
-                             RecordMetadata(topic, partition, base_offset + i,
-                                            log_time if log_time != -1 else it.timestamp))
-                it.event.set()
+            if self.acks == 0:
+                for it in batch:
+                    it.done = True
+            else:
+                for i, it in enumerate(batch):
+                    it.result = RecordMetadata(topic, partition, base_offset + i,
+                                               log_time if log_time != -1 else it.timestamp)
+                    it.done = True
+            group.wake_all()  # the records' callers (and any left over beyond max_batch_records)
             self._stats["records_sent"] += len(batch)
             self._stats["batches_sent"] += 1
         finally:
             p.flushing = False
-            if p.queue:  # wake the oldest waiter: it becomes the next flusher
-                _nudge(p.queue[0])
+            if p.queue:  # wake a waiter of the queued records: it becomes the next flusher
+                p.group.wake_one()
 
-    def _produce(self, topic: str, partition: int, recs, stamps, seq: int) -> tuple[int, int]:
-        data = rec.encode_batch(recs, timestamps=stamps, compression=self.compression,
+    def _settle(self, topic: str, partition: int, p: _Partition) -> None:
+        """Re-send the partition's in-doubt batch (same bytes: same producer id, epoch
+        and sequence), so the broker writes it once at most. Its records were already
+        reported unknown. ``Cancelled`` leaves it in doubt; any other error also leaves
+        it in doubt and is raised as ``KafkaConnectionError`` to the flusher, whose own
+        records were not sent (the partition cannot take new batches before the old
+        one is settled: they would be out of sequence)."""
+        try:
+            self._produce(topic, partition, p.in_doubt)
+        except greenrt.Cancelled:
+            raise
+        except Exception as e:
+            raise KafkaConnectionError(
+                f"kafka: {topic}[{partition}]: an earlier batch is still in doubt ({e}); "
+                "this record was not sent") from e
+        p.in_doubt = None
+        self._stats["in_doubt_resolved"] += 1
+
+    def _encode(self, recs, stamps, seq: int) -> bytes:
+        return rec.encode_batch(recs, timestamps=stamps, compression=self.compression,
                                 producer_id=self.producer_id if self.idempotent else -1,
                                 producer_epoch=self.producer_epoch if self.idempotent else -1,
                                 base_sequence=seq)
+
+    def _produce(self, topic: str, partition: int, data: bytes) -> tuple[int, int]:
+        """Send one encoded batch until acknowledged, refused for good, or out of time.
+        Raises ``KafkaOutcomeUnknown`` whenever any attempt may have been written (never
+        a plain failure then), ``Cancelled`` as itself."""
         body = {"transactional_id": None, "acks": self.acks, "timeout_ms": self.request_timeout_ms,
                 "topic_data": [{"name": topic, "partition_data": [{"index": partition, "records": data}]}]}
         attempt = 0
@@ -267,10 +392,13 @@ class Producer:
                     conn.send_only("Produce", body)
                     return (-1, -1)
                 r = conn.request("Produce", body)
-            except KafkaOutcomeUnknown as e:
+            except (KafkaOutcomeUnknown, KafkaProtocolError) as e:
+                # sent, and the answer lost or garbled: it may have been written
+                unknown = e if isinstance(e, KafkaOutcomeUnknown) else KafkaOutcomeUnknown(
+                    f"kafka: produce to {topic}[{partition}] sent; its answer did not parse ({e})")
                 if not self.idempotent:
-                    raise  # without sequence numbers a re-send could write twice
-                last = maybe_written = e
+                    raise unknown from e  # without sequence numbers a re-send could write twice
+                last = maybe_written = unknown
                 self._retry(topic, attempt := attempt + 1)
                 continue
             except KafkaConnectionError as e:
@@ -298,11 +426,3 @@ class Producer:
         self.cluster.invalidate(topic)
         greenrt.sleep(min(self.retry_backoff * (2 ** min(attempt, 6)), 1.0))
 
-
-def _nudge(item: _Pending) -> None:
-    """Wake a waiting sender so that it becomes the next flusher: set the event it
-    waits on and give it a fresh one, so its loop in ``send`` finds its record still
-    unanswered and flushes."""
-    ev = item.event
-    item.event = greenrt.Event()
-    ev.set()

@@ -44,7 +44,6 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .codec import Reader, Writer
 from .errors import KafkaLimitError, KafkaProtocolError
 
 __all__ = ["Batch", "Record", "compress", "crc32c", "decode_batches", "decompress", "encode_batch"]
@@ -143,25 +142,33 @@ def encode_batch(records: list[tuple[bytes | None, bytes | None, list[tuple[str,
     one per record) default to ``base_timestamp``."""
     if not records:
         raise ValueError("a record batch needs at least one record")
-    body = Writer()
     ts = timestamps or [base_timestamp] * len(records)
     base_ts = min(ts)
+    zz = _zigzag
+    parts = []
+    append = parts.append
     for i, (key, value, headers) in enumerate(records):
-        rec = Writer()
-        rec.int8(0)
-        rec.varint(ts[i] - base_ts)
-        rec.varint(i)
-        _varbytes(rec, key)
-        _varbytes(rec, value)
-        rec.varint(len(headers))
-        for hk, hv in headers:
-            hkb = hk.encode("utf-8")
-            rec.varint(len(hkb))
-            rec.raw(hkb)
-            _varbytes(rec, hv)
-        body.varint(len(rec.buf))
-        body.raw(bytes(rec.buf))
-    payload = bytes(body.buf)
+        # attributes (0), timestamp delta, offset delta, key, value, header count
+        d = ts[i] - base_ts
+        rec = b"\x00" + (_ZZ[d] if 0 <= d < _ZZ_N else zz(d)) + (_ZZ[i] if i < _ZZ_N else zz(i))
+        if key is None:
+            rec += b"\x01"
+        else:
+            n = len(key)
+            rec += (_ZZ[n] if n < _ZZ_N else zz(n)) + key
+        if value is None:
+            rec += b"\x01"
+        else:
+            n = len(value)
+            rec += (_ZZ[n] if n < _ZZ_N else zz(n)) + value
+        if headers:
+            rec += zz(len(headers)) + b"".join(_header(hk, hv) for hk, hv in headers)
+        else:
+            rec += b"\x00"
+        n = len(rec)
+        append(_ZZ[n] if n < _ZZ_N else zz(n))
+        append(rec)
+    payload = b"".join(parts)
     if compression != COMPRESSION_NONE:
         payload = compress(compression, payload)
     attributes = compression | (0x10 if transactional else 0)
@@ -172,12 +179,25 @@ def encode_batch(records: list[tuple[bytes | None, bytes | None, list[tuple[str,
     return struct.pack(">qiibI", base_offset, batch_length, partition_leader_epoch, 2, crc) + after_crc
 
 
-def _varbytes(w: Writer, b: bytes | None) -> None:
-    if b is None:
-        w.varint(-1)
-    else:
-        w.varint(len(b))
-        w.raw(b)
+def _zigzag(v: int) -> bytes:
+    """The zigzag varint of ``v`` (Kafka's record-level signed varint)."""
+    u = (v << 1) ^ (v >> 63)
+    out = bytearray()
+    while u >= 0x80:
+        out.append((u & 0x7F) | 0x80)
+        u >>= 7
+    out.append(u)
+    return bytes(out)
+
+
+#: zigzag varints of 0.._ZZ_N-1, precomputed: record deltas and lengths are small
+_ZZ_N = 4096
+_ZZ = [_zigzag(i) for i in range(_ZZ_N)]
+
+
+def _header(hk: str, hv: bytes | None) -> bytes:
+    hkb = hk.encode("utf-8")
+    return _zigzag(len(hkb)) + hkb + (b"\x01" if hv is None else _zigzag(len(hv)) + hv)
 
 
 def decode_batches(data: bytes | memoryview | None, *, max_decompressed_bytes: int = 64 << 20,
@@ -227,7 +247,8 @@ def _module(comp: int):
     try:
         return importlib.import_module(pkg[0])
     except ImportError:
-        raise KafkaProtocolError(f"compression {_COMPRESSION_NAMES[comp]} needs the {pkg[1]!r} package",
+        raise KafkaProtocolError(f"compression {_COMPRESSION_NAMES[comp]} needs the {pkg[1]!r} package, "
+                                 "which is not installed: pip install 'greenrt[kafka]'",
                                  code="unsupported_compression") from None
 
 
@@ -334,45 +355,124 @@ def _gunzip(data: memoryview, limit: int) -> bytes:
     return out
 
 
+def _uvarint_at(buf: bytes, p: int, end: int, max_bits: int) -> tuple[int, int]:
+    """The unsigned varint at ``buf[p:end]`` (at most ``max_bits`` bits) and the
+    position after it; the slow path of the record decoder (multi-byte varints)."""
+    v = 0
+    shift = 0
+    while True:
+        if p >= end:
+            raise KafkaProtocolError("truncated varint", code="truncated")
+        b = buf[p]
+        p += 1
+        v |= (b & 0x7F) << shift
+        if not b & 0x80:
+            if v >= 1 << (32 if max_bits == 35 else 64):
+                raise KafkaProtocolError("varint out of range", code="bad_varint")
+            return v, p
+        shift += 7
+        if shift >= max_bits:
+            raise KafkaProtocolError("varint too long", code="bad_varint")
+
+
+def _varbytes_at(buf: bytes, p: int, end: int) -> tuple[bytes | None, int]:
+    """A varint-length-prefixed byte string (-1: null) inside ``buf[p:end]``."""
+    b = buf[p] if p < end else 0x100
+    if b < 0x80:
+        u = b
+        p += 1
+    elif p + 1 < end and buf[p + 1] < 0x80:  # two bytes: below 2**14, in range
+        u = (b & 0x7F) | (buf[p + 1] << 7)
+        p += 2
+    else:
+        u, p = _uvarint_at(buf, p, end, 35)
+    n = (u >> 1) ^ -(u & 1)
+    if n == -1:
+        return None, p
+    if n < -1 or n > end - p:
+        raise KafkaProtocolError(f"length {n} does not fit the record", code="bad_length")
+    return buf[p:p + n], p + n
+
+
 def _decode_records(section: memoryview, count: int, base_offset: int, base_ts: int) -> list[Record]:
-    r = Reader(section)
+    """The ``count`` records of a batch's (uncompressed) records section. Every length
+    and count is checked against the bytes left (of the section, or of the record)
+    before it is used; varints are bounded (``bad_varint``). One- and two-byte
+    varints — the common case — are read inline; ``tests/protocols/kafka/test_codec.py`` checks this
+    decoder against a ``Reader``-based reference on mutated batches."""
+    buf = bytes(section)
+    end_all = len(buf)
+    p = 0
     out = []
+    append = out.append
+    uv = _uvarint_at
+    vb = _varbytes_at
     for _ in range(count):
-        length = r.varint()
-        if length < 0 or length > r.remaining:
+        b = buf[p] if p < end_all else 0x100
+        if b < 0x80:
+            u = b
+            p += 1
+        elif p + 1 < end_all and buf[p + 1] < 0x80:  # two bytes: below 2**14, in range
+            u = (b & 0x7F) | (buf[p + 1] << 7)
+            p += 2
+        else:
+            u, p = uv(buf, p, end_all, 35)
+        length = (u >> 1) ^ -(u & 1)
+        if length < 0 or length > end_all - p:
             raise KafkaProtocolError(f"record length {length} does not fit the batch", code="bad_length")
-        rec = Reader(r.data, r.pos, r.pos + length)
-        r.pos += length
-        rec.int8()  # attributes: unused in v2
-        ts_delta = rec.varlong()
-        off_delta = rec.varint()
-        key = _read_varbytes(rec)
-        value = _read_varbytes(rec)
-        nh = rec.varint()
-        if nh < 0 or nh > rec.remaining:
-            raise KafkaProtocolError(f"header count {nh} does not fit the record", code="bad_length")
+        end = p + length
+        if p >= end:
+            raise KafkaProtocolError("truncated primitive", code="truncated")
+        p += 1  # attributes: unused in v2
+        b = buf[p] if p < end else 0x100
+        if b < 0x80:
+            u = b
+            p += 1
+        elif p + 1 < end and buf[p + 1] < 0x80:  # two bytes: below 2**14, in range
+            u = (b & 0x7F) | (buf[p + 1] << 7)
+            p += 2
+        else:
+            u, p = uv(buf, p, end, 70)
+        ts_delta = (u >> 1) ^ -(u & 1)
+        b = buf[p] if p < end else 0x100
+        if b < 0x80:
+            u = b
+            p += 1
+        elif p + 1 < end and buf[p + 1] < 0x80:  # two bytes: below 2**14, in range
+            u = (b & 0x7F) | (buf[p + 1] << 7)
+            p += 2
+        else:
+            u, p = uv(buf, p, end, 35)
+        off_delta = (u >> 1) ^ -(u & 1)
+        key, p = vb(buf, p, end)
+        value, p = vb(buf, p, end)
+        b = buf[p] if p < end else 0x100
+        if b < 0x80:
+            u = b
+            p += 1
+        elif p + 1 < end and buf[p + 1] < 0x80:  # two bytes: below 2**14, in range
+            u = (b & 0x7F) | (buf[p + 1] << 7)
+            p += 2
+        else:
+            u, p = uv(buf, p, end, 35)
+        nh = (u >> 1) ^ -(u & 1)
         headers = []
-        for _ in range(nh):
-            hk = _read_varbytes(rec)
-            if hk is None:
-                raise KafkaProtocolError("null header key", code="unexpected_null")
-            try:
-                hks = hk.decode("utf-8")
-            except UnicodeDecodeError:
-                raise KafkaProtocolError("header key is not UTF-8", code="bad_string") from None
-            headers.append((hks, _read_varbytes(rec)))
-        if rec.remaining:
+        if nh:
+            if nh < 0 or nh > end - p:
+                raise KafkaProtocolError(f"header count {nh} does not fit the record", code="bad_length")
+            for _ in range(nh):
+                hk, p = vb(buf, p, end)
+                if hk is None:
+                    raise KafkaProtocolError("null header key", code="unexpected_null")
+                try:
+                    hks = hk.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise KafkaProtocolError("header key is not UTF-8", code="bad_string") from None
+                hv, p = vb(buf, p, end)
+                headers.append((hks, hv))
+        if p != end:
             raise KafkaProtocolError("trailing bytes inside a record", code="trailing_bytes")
-        out.append(Record(base_offset + off_delta, base_ts + ts_delta, key, value, headers))
-    if r.remaining:
+        append(Record(base_offset + off_delta, base_ts + ts_delta, key, value, headers))
+    if p != end_all:
         raise KafkaProtocolError("trailing bytes after the batch's records", code="trailing_bytes")
     return out
-
-
-def _read_varbytes(r: Reader) -> bytes | None:
-    n = r.varint()
-    if n == -1:
-        return None
-    if n < -1 or n > r.remaining:
-        raise KafkaProtocolError(f"length {n} does not fit the record", code="bad_length")
-    return r.raw(n)

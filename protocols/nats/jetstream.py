@@ -104,8 +104,8 @@ class JsMessage(Message):
     __slots__ = ("metadata", "_ob", "_done")
 
     def __init__(self, m: Message, ob=None):
-        super().__init__(m._client, m.subject, m.reply, m.data, m.headers, m.status,
-                         m.description, m.sid)
+        super().__init__(m._client, m.subject, m.sid, m.reply, m.data, m.headers, m.status,
+                         m.description)
         self.metadata = parse_metadata(m.reply)
         self._ob = ob
         self._done = False

@@ -20,6 +20,10 @@ Needs the ``tls`` extra (``pyOpenSSL``, ``service_identity``).
 
 from __future__ import annotations
 
+from ..base.errors import require_extra
+
+require_extra("greenrt.protocols.tls", "tls", ("OpenSSL", "pyOpenSSL"))
+
 from greenrt import net
 
 from ._config import (

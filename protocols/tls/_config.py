@@ -269,11 +269,17 @@ def _verify_callback(conn, cert, errnum: int, depth: int, ok: int) -> bool:
 def check_host(cert, host: str) -> str | None:
     """``None`` if ``cert`` (a cryptography certificate) is valid for ``host`` (a DNS
     name or an IP address), else the reason, via ``service_identity``."""
-    from service_identity import CertificateError, VerificationError
-    from service_identity.cryptography import (
-        verify_certificate_hostname,
-        verify_certificate_ip_address,
-    )
+    try:
+        from service_identity import CertificateError, VerificationError
+        from service_identity.cryptography import (
+            verify_certificate_hostname,
+            verify_certificate_ip_address,
+        )
+    except ImportError:
+        from ..base.errors import MissingDependency
+
+        raise MissingDependency("greenrt.protocols.tls host name checking", "service_identity",
+                                "service_identity", "tls") from None
 
     try:
         try:

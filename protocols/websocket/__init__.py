@@ -15,11 +15,17 @@ Blocking-style, one object per connection::
             ws.send(message)
     net.serve_tcp(websocket.serve_handler(handler), "127.0.0.1", 8765)
 
+    ws = websocket.connect("wss://example.org/chat", http2=True)   # RFC 8441
+
 What wsproto leaves out is added here: limits checked on frame headers before any
 payload is buffered, a cap on the *inflated* size of compressed messages, a
 fragment cap, a ping rate cap, a bounded outbound queue and the close timeout
 (:class:`WebSocketLimits`). See ``docs/websocket.md``.
 """
+
+from ..base.errors import require_extra
+
+require_extra("greenrt.protocols.websocket", "websocket", ("wsproto", "wsproto"), ("h11", "h11"))
 
 from ._connection import WebSocket
 from ._deflate import BoundedPerMessageDeflate
@@ -42,6 +48,7 @@ from ._handshake import (
     http_handler,
     serve_handler,
     server_handshake,
+    server_handshake_h2,
 )
 from ._limits import WebSocketLimits
 
@@ -50,5 +57,5 @@ __all__ = [
     "WebSocket", "WebSocketError", "WebSocketLimitError", "WebSocketLimits",
     "WebSocketProtocolError", "WebSocketUsageError", "accept", "accept_request",
     "accept_upgrade", "accept_wsgi", "connect", "handshake_refused", "http_handler",
-    "serve_handler", "server_handshake",
+    "serve_handler", "server_handshake", "server_handshake_h2",
 ]

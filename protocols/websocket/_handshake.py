@@ -30,7 +30,8 @@ from ._deflate import BoundedPerMessageDeflate
 from ._errors import HandshakeError, WebSocketError, WebSocketLimitError
 from ._limits import WebSocketLimits
 
-__all__ = ["ServerHandshake", "accept", "accept_upgrade", "connect", "server_handshake"]
+__all__ = ["ServerHandshake", "accept", "accept_upgrade", "connect", "server_handshake",
+           "server_handshake_h2"]
 
 _DEFAULT_LIMITS = WebSocketLimits()
 
@@ -94,9 +95,7 @@ def server_handshake(method: bytes | str, headers: Sequence[tuple[bytes, bytes]]
     if "upgrade" not in [t.lower() for t in _tokens(headers, b"connection")]:
         raise HandshakeError("websocket: no 'Connection: upgrade' header", status=400,
                              code="no_upgrade")
-    if _header(headers, b"sec-websocket-version") != b"13":
-        raise HandshakeError("websocket: unsupported Sec-WebSocket-Version (only 13)", status=426,
-                             code="bad_version")
+    _check_version(headers)
     key = _header(headers, b"sec-websocket-key")
     try:
         if key is None or len(base64.b64decode(key, validate=True)) != 16:
@@ -104,11 +103,35 @@ def server_handshake(method: bytes | str, headers: Sequence[tuple[bytes, bytes]]
     except (ValueError, binascii.Error):
         raise HandshakeError("websocket: missing or malformed Sec-WebSocket-Key", status=400,
                              code="bad_key") from None
+    response = [(b"Upgrade", b"websocket"), (b"Connection", b"Upgrade"),
+                (b"Sec-WebSocket-Accept", generate_accept_token(key))]
+    return _negotiate(headers, response, subprotocols, origin_check, compression, limits)
+
+
+def server_handshake_h2(headers: Sequence[tuple[bytes, bytes]], *,
+                        subprotocols: Iterable[str] = (),
+                        origin_check: Callable[[str | None], bool] | None = None,
+                        compression: bool | dict = True,
+                        limits: WebSocketLimits = _DEFAULT_LIMITS) -> ServerHandshake:
+    """:func:`server_handshake` for an RFC 8441 extended CONNECT (``:protocol
+    websocket`` over HTTP/2): no Upgrade/Connection/Sec-WebSocket-Key (RFC 8441 5);
+    version, Origin, subprotocol and extension negotiation as over HTTP/1.1. The
+    returned ``headers`` go with the 200. No I/O."""
+    _check_version(headers)
+    return _negotiate(headers, [], subprotocols, origin_check, compression, limits)
+
+
+def _check_version(headers) -> None:
+    if _header(headers, b"sec-websocket-version") != b"13":
+        raise HandshakeError("websocket: unsupported Sec-WebSocket-Version (only 13)", status=426,
+                             code="bad_version")
+
+
+def _negotiate(headers, response, subprotocols, origin_check, compression,
+               limits) -> ServerHandshake:
     origin = _header(headers, b"origin")
     if origin_check is not None and not origin_check(origin.decode("latin-1") if origin else None):
         raise HandshakeError("websocket: Origin refused", status=403, code="origin_refused")
-    response = [(b"Upgrade", b"websocket"), (b"Connection", b"Upgrade"),
-                (b"Sec-WebSocket-Accept", generate_accept_token(key))]
     offered = _tokens(headers, b"sec-websocket-protocol")
     chosen = next((p for p in subprotocols if p in offered), None)
     if chosen is not None:
@@ -256,8 +279,25 @@ def accept_request(request, *, subprotocols: Iterable[str] = (),
     400/403/426) before anything is written: the handler answers it with a normal
     response (``handshake_refused(e)``). The handler returns ``None`` once it is done
     with the WebSocket (close it first: ``with accept_request(req) as ws:``).
+
+    Over HTTP/2 (RFC 8441: the request is an extended CONNECT with ``:protocol
+    websocket``, ``request.extensions["http2.connect"]``; the handler must be marked
+    with ``http2.extended_connect``, as :func:`http_handler` and the WSGI adapter
+    are) the answer is a 200 on the request's stream and the WebSocket runs over that
+    stream's DATA; its closing ends the stream (END_STREAM after the Close frame).
     """
     raw = list(request.headers.raw())
+    connect = request.extensions.get("http2.connect")
+    if connect is not None:
+        if connect.protocol != "websocket":
+            raise HandshakeError(f"websocket: extended CONNECT for {connect.protocol!r}, not "
+                                 "'websocket'", status=400, code="bad_protocol")
+        hs = server_handshake_h2(raw, subprotocols=subprotocols, origin_check=origin_check,
+                                 compression=compression, limits=limits)
+        tunnel = connect.accept(hs.headers)
+        request.extensions["upgraded"] = True  # the WSGI adapter sends no response then
+        return accept_upgrade(tunnel, hs, b"", limits=limits, path=request.target,
+                              request_headers=raw)
     hs = server_handshake(request.method, raw, subprotocols=subprotocols,
                           origin_check=origin_check, compression=compression, limits=limits)
     stream, leftover = request.upgrade(hs.headers)
@@ -300,7 +340,8 @@ def http_handler(ws_handler, fallback=None, **accept_options):
     Required). One port for HTTP and WebSockets."""
 
     def handle(request):
-        if "websocket" not in request.headers.get("upgrade", "").lower():
+        if "websocket" not in request.headers.get("upgrade", "").lower() \
+                and "http2.connect" not in request.extensions:
             if fallback is not None:
                 return fallback(request)
             return handshake_refused(HandshakeError("websocket: this endpoint needs an "
@@ -314,13 +355,16 @@ def http_handler(ws_handler, fallback=None, **accept_options):
         return None
 
     handle.__qualname__ = f"http_handler({getattr(ws_handler, '__qualname__', ws_handler)})"
+    # RFC 8441: over HTTP/2 the same handler accepts WebSockets as extended CONNECT
+    # (the mark ``http2.extended_connect`` sets; not imported: h2 is optional here)
+    handle.http2_extended_connect = True
     return handle
 
 
 def connect(url: str, *, subprotocols: Sequence[str] = (), origin: str | None = None,
             headers: Sequence[tuple[str, str]] = (), compression: bool | dict = True,
             limits: WebSocketLimits = _DEFAULT_LIMITS, tls_context=None,
-            timeout: float | None = None) -> WebSocket:
+            timeout: float | None = None, http2=False) -> WebSocket:
     """Open a WebSocket to ``url`` (``ws://`` or ``wss://``).
 
     A checkpoint. ``timeout`` bounds the connect — TCP and, for ``wss://``, the TLS
@@ -331,6 +375,14 @@ def connect(url: str, *, subprotocols: Sequence[str] = (), origin: str | None = 
     permessage-deflate (True, False or a dict of its options). Raises
     :class:`HandshakeError` when the server refuses or answers wrongly. On any
     failure or cancellation the connection is closed before the error leaves.
+
+    ``http2``: RFC 8441, the WebSocket as an extended CONNECT on one HTTP/2 stream.
+    ``True`` opens an HTTP/2 connection for it (prior knowledge for ``ws://``, ALPN
+    ``h2`` for ``wss://``: a ``tls_context`` given must offer ``h2``), closed with
+    the WebSocket; an ``http2.ClientConnection`` carries it as one more stream
+    beside others (the connection stays open after the WebSocket closes). A server
+    that does not enable extended CONNECT is a :class:`HandshakeError`
+    (``code="no_extended_connect"``); an answer other than 2xx too.
     """
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
@@ -339,8 +391,12 @@ def connect(url: str, *, subprotocols: Sequence[str] = (), origin: str | None = 
     host = parts.hostname
     port = parts.port or (443 if secure else 80)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    budget = limits.handshake_timeout if timeout is None else timeout
+    if http2 is not False and http2 is not None:
+        return _connect_h2(http2, host, port, secure, target, subprotocols, origin, headers,
+                           compression, limits, tls_context, budget)
     stream = base_connect(host, port, tls=(tls_context or True) if secure else None,
-                          timeout=limits.handshake_timeout if timeout is None else timeout).stream
+                          timeout=budget).stream
     try:
         with _fail_after(limits.handshake_timeout):
             return _client_handshake(stream, host, port, secure, target, subprotocols, origin,
@@ -350,25 +406,49 @@ def connect(url: str, *, subprotocols: Sequence[str] = (), origin: str | None = 
         raise
 
 
-def _client_handshake(stream, host, port, secure, target, subprotocols, origin, headers,
-                      compression, limits) -> WebSocket:
-    key = generate_nonce()
+def _host_header(host: str, port: int, secure: bool) -> str:
     default_port = 443 if secure else 80
-    host_header = host if port == default_port else f"{host}:{port}"
     if ":" in host and not host.startswith("["):
-        host_header = f"[{host}]" if port == default_port else f"[{host}]:{port}"
-    req_headers = [("Host", host_header), ("Upgrade", "websocket"), ("Connection", "Upgrade"),
-                   ("Sec-WebSocket-Key", key.decode("ascii")), ("Sec-WebSocket-Version", "13")]
+        host = f"[{host}]"
+    return host if port == default_port else f"{host}:{port}"
+
+
+def _client_offer(subprotocols, origin, headers, compression, limits):
+    """The negotiation headers a client sends (either HTTP version) and its deflate."""
+    out = [("Sec-WebSocket-Version", "13")]
     if subprotocols:
-        req_headers.append(("Sec-WebSocket-Protocol", ", ".join(subprotocols)))
+        out.append(("Sec-WebSocket-Protocol", ", ".join(subprotocols)))
     deflate = None
     if compression:
         deflate = _new_deflate(limits, compression if isinstance(compression, dict) else None)
-        req_headers.append(("Sec-WebSocket-Extensions", deflate.offer() and
-                            f"permessage-deflate; {deflate.offer()}".rstrip("; ")))
+        out.append(("Sec-WebSocket-Extensions", deflate.offer() and
+                    f"permessage-deflate; {deflate.offer()}".rstrip("; ")))
     if origin is not None:
-        req_headers.append(("Origin", origin))
-    req_headers += list(headers)
+        out.append(("Origin", origin))
+    return out + list(headers), deflate
+
+
+def _client_accept(rh, subprotocols, deflate):
+    """Check the server's choices (subprotocol, extensions); returns them."""
+    proto_hdr = _header(rh, b"sec-websocket-protocol")
+    subprotocol = proto_hdr.decode("latin-1").strip() if proto_hdr else None
+    if subprotocol is not None and subprotocol not in subprotocols:
+        raise HandshakeError(f"websocket: the server chose a subprotocol we did not offer: "
+                             f"{subprotocol!r}", code="bad_subprotocol")
+    accepted_ext = _tokens(rh, b"sec-websocket-extensions")
+    try:
+        exts = client_extensions_handshake(accepted_ext, [deflate] if deflate else [])
+    except RemoteProtocolError as e:
+        raise HandshakeError(f"websocket: {e}", code="bad_extension") from None
+    return subprotocol, exts
+
+
+def _client_handshake(stream, host, port, secure, target, subprotocols, origin, headers,
+                      compression, limits) -> WebSocket:
+    key = generate_nonce()
+    offer, deflate = _client_offer(subprotocols, origin, headers, compression, limits)
+    req_headers = [("Host", _host_header(host, port, secure)), ("Upgrade", "websocket"),
+                   ("Connection", "Upgrade"), ("Sec-WebSocket-Key", key.decode("ascii"))] + offer
     conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=limits.max_handshake_bytes)
     stream.send_all(conn.send(h11.Request(method="GET", target=target, headers=req_headers)))
     resp = _read_head(stream, conn, limits.max_handshake_bytes)
@@ -382,19 +462,54 @@ def _client_handshake(stream, host, port, secure, target, subprotocols, origin, 
         raise HandshakeError("websocket: 101 without Upgrade/Connection headers", code="bad_response")
     if _header(rh, b"sec-websocket-accept") != generate_accept_token(key):
         raise HandshakeError("websocket: wrong Sec-WebSocket-Accept", code="bad_accept")
-    proto_hdr = _header(rh, b"sec-websocket-protocol")
-    subprotocol = proto_hdr.decode("latin-1").strip() if proto_hdr else None
-    if subprotocol is not None and subprotocol not in subprotocols:
-        raise HandshakeError(f"websocket: the server chose a subprotocol we did not offer: "
-                             f"{subprotocol!r}", code="bad_subprotocol")
-    accepted_ext = _tokens(rh, b"sec-websocket-extensions")
-    try:
-        exts = client_extensions_handshake(accepted_ext, [deflate] if deflate else [])
-    except RemoteProtocolError as e:
-        raise HandshakeError(f"websocket: {e}", code="bad_extension") from None
+    subprotocol, exts = _client_accept(rh, subprotocols, deflate)
     deflate = exts[0] if exts else None
     # h11 switched protocols after the 101: trailing_data is the first WS bytes.
     leftover = conn.trailing_data[0]
     proto = Connection(ConnectionType.CLIENT, exts)
     return WebSocket(stream, proto, client=True, limits=limits, subprotocol=subprotocol,
                      deflate=deflate, leftover=leftover, path=target, response_headers=rh)
+
+
+def _connect_h2(http2, host, port, secure, target, subprotocols, origin, headers,
+                compression, limits, tls_context, budget) -> WebSocket:
+    """RFC 8441: the handshake as an extended CONNECT on an HTTP/2 connection (a new
+    one, owned by the WebSocket, for ``http2=True``)."""
+    from greenrt.protocols import http2 as h2proto  # h2 is needed only here
+
+    owns = None
+    if http2 is True:
+        conn = owns = h2proto.connect(host, port, tls=(tls_context or True) if secure else None,
+                                      server_hostname=host if secure else None, timeout=budget)
+    elif isinstance(http2, h2proto.ClientConnection):
+        conn = http2
+    else:
+        raise TypeError("http2= takes True or an http2.ClientConnection")
+    try:
+        with _fail_after(limits.handshake_timeout):
+            if not conn.server_settings().get("enable_connect_protocol"):
+                raise HandshakeError("websocket: the HTTP/2 server does not enable extended "
+                                     "CONNECT (RFC 8441)", code="no_extended_connect")
+            offer, deflate = _client_offer(subprotocols, origin, headers, compression, limits)
+            stream = conn.open_stream("CONNECT", target, offer, protocol="websocket",
+                                      authority=_host_header(host, port, secure),
+                                      scheme="https" if secure else "http")
+            try:
+                status, resp_headers = stream.response_headers()
+                if not 200 <= status < 300:
+                    raise HandshakeError(f"websocket: the server answered {status} to the "
+                                         "extended CONNECT", status=status, code="rejected")
+                rh = list(resp_headers.raw())
+                subprotocol, exts = _client_accept(rh, subprotocols, deflate)
+            except BaseException:
+                stream.close()
+                raise
+    except BaseException:
+        if owns is not None:
+            owns.close()
+        raise
+    deflate = exts[0] if exts else None
+    tunnel = h2proto.ClientTunnel(stream, owns)
+    return WebSocket(tunnel, Connection(ConnectionType.CLIENT, exts), client=True, limits=limits,
+                     subprotocol=subprotocol, deflate=deflate, path=target,
+                     response_headers=rh)

@@ -137,3 +137,78 @@ def test_cancelled_download_leaves_connection_and_window_intact(h2_server):
     assert stats["resets_sent"] == 1
     assert stats["unacked_bytes"] == 0
     assert stats["streams_open"] == 0
+
+
+def _tunnel_handler(req):
+    """RFC 8441 extended CONNECT: upper-cases what the tunnel carries until the
+    client ends its side, then ends ours."""
+    ext = req.extensions.get("http2.connect")
+    if ext is None:
+        return handler(req)
+    t = ext.accept([("x-protocol", ext.protocol)])
+    while True:
+        data = t.recv()
+        if not data:
+            break
+        t.send_all(data.upper())
+    t.close()
+    return None
+
+
+def test_open_stream_with_protocol_is_an_extended_connect(h2_server):
+    srv = h2_server(http2.extended_connect(_tunnel_handler))
+
+    def main():
+        with http2.connect("127.0.0.1", srv.port) as conn:
+            assert conn.server_settings()["enable_connect_protocol"] == 1
+            s = conn.open_stream("CONNECT", "/t", protocol="x-upper")
+            status, headers = s.response_headers()
+            assert (status, headers.get("x-protocol")) == (200, "x-upper")
+            for part in (b"abc", b"def" * 30000):  # the second needs window updates
+                s.send_data(part)
+                got = b""
+                while len(got) < len(part):
+                    got += s.read()
+                assert got == part.upper()
+            s.end()
+            assert s.read() == b""  # the server ended its side after ours
+            # a plain request still works on the connection
+            g = conn.open_stream("GET", "/x", end_stream=True)
+            assert g.response_headers()[0] == 200 and g.read_all() == b"echo::/x"
+            conn.ping()
+            return conn.statistics()
+
+    st = run(main)
+    assert st["streams_completed"] == 2 and st["streams_open"] == 0
+    assert st["unacked_bytes"] == 0
+
+
+def test_discard_response_returns_the_window(h2_server):
+    """Half a download read, the rest discarded: the buffered bytes' window goes back
+    at once, later DATA is acknowledged on arrival, the server finishes (so the
+    stream completes, counted once) and nothing is left unacknowledged."""
+    srv = h2_server(handler)
+
+    def main():
+        with http2.connect("127.0.0.1", srv.port) as conn:
+            s = conn.open_stream("GET", "/big?12", end_stream=True)  # 192 KiB > window
+            assert s.response_headers()[0] == 200
+            assert len(s.read(100)) == 100
+            conn.ping()  # let the server fill the stream window
+            before = conn.statistics()
+            assert before["buffered_bytes"] > 0 and before["unacked_bytes"] > 0
+            returned = s.discard_response()
+            assert returned >= before["buffered_bytes"]
+            assert s.trailers() is None  # waits for the end: the server could finish
+            assert s.discard_response() == 0  # again, on the finished stream: a no-op
+            s.close()
+            conn.ping()
+            after = conn.statistics()
+            g = conn.open_stream("GET", "/x", end_stream=True)
+            assert g.response_headers()[0] == 200 and g.read_all() == b"echo::/x"
+            return after
+
+    st = run(main)
+    assert st["unacked_bytes"] == 0 and st["buffered_bytes"] == 0 and st["streams_open"] == 0
+    assert st["streams_completed"] == 1  # END_STREAM and discard: counted once
+    assert st["bytes_received"] > 12 * CHUNK

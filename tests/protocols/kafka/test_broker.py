@@ -16,6 +16,7 @@ from greenrt import net
 from greenrt.protocols.kafka import codec, records
 from greenrt.protocols.kafka.connection import BrokerConnection, KafkaLimits
 from greenrt.protocols.kafka.errors import (
+    KafkaConnectionError,
     KafkaLimitError,
     KafkaOutcomeUnknown,
     KafkaProtocolError,
@@ -186,7 +187,7 @@ def test_a_response_too_many_never_reaches_the_next_caller():
         srv.close()
 
 
-def test_cancelled_after_send_reports_outcome_unknown_never_another_reply():
+def test_cancelled_after_send_closes_the_connection_and_the_next_request_goes_unsent():
     answer = threading.Event()
 
     def respond(api, ver, cid, n, port):
@@ -204,8 +205,11 @@ def test_cancelled_after_send_reports_outcome_unknown_never_another_reply():
         with greenrt.move_on_after(0.2):
             c.request("Heartbeat", hb)
         answer.set()
-        with pytest.raises(KafkaOutcomeUnknown):
+        assert not c.usable
+        # the next request is refused unsent (the first one's answer is owed: never read)
+        with pytest.raises(KafkaConnectionError) as ei:
             c.request("Heartbeat", hb)
+        assert not isinstance(ei.value, KafkaOutcomeUnknown) and "not sent" in str(ei.value)
 
     try:
         greenrt.run(main)

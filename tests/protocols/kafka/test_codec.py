@@ -225,3 +225,84 @@ def test_unsupported_compression_is_typed():
     struct.pack_into(">I", data, 17, records.crc32c(bytes(data[21:])))
     with pytest.raises(KafkaProtocolError, match="zstd"):
         list(records.decode_batches(bytes(data)))
+
+
+# -- the record decoder against a Reader-based reference ----------------------------
+
+
+def _reference_records(section, count, base_offset, base_ts):
+    """The record decoder as first written, on ``codec.Reader`` (every field a bounds-
+    checked method call): the reference the inlined decoder must agree with."""
+    r = codec.Reader(section)
+
+    def varbytes(rd):
+        n = rd.varint()
+        if n == -1:
+            return None
+        if n < -1 or n > rd.remaining:
+            raise KafkaProtocolError("length", code="bad_length")
+        return rd.raw(n)
+
+    out = []
+    for _ in range(count):
+        length = r.varint()
+        if length < 0 or length > r.remaining:
+            raise KafkaProtocolError("length", code="bad_length")
+        rec = codec.Reader(r.data, r.pos, r.pos + length)
+        r.pos += length
+        rec.int8()
+        ts_delta = rec.varlong()
+        off_delta = rec.varint()
+        key = varbytes(rec)
+        value = varbytes(rec)
+        nh = rec.varint()
+        if nh < 0 or nh > rec.remaining:
+            raise KafkaProtocolError("count", code="bad_length")
+        headers = []
+        for _ in range(nh):
+            hk = varbytes(rec)
+            if hk is None:
+                raise KafkaProtocolError("null", code="unexpected_null")
+            try:
+                hks = hk.decode("utf-8")
+            except UnicodeDecodeError:
+                raise KafkaProtocolError("utf8", code="bad_string") from None
+            headers.append((hks, varbytes(rec)))
+        if rec.remaining:
+            raise KafkaProtocolError("trailing", code="trailing_bytes")
+        out.append(records.Record(base_offset + off_delta, base_ts + ts_delta, key, value, headers))
+    if r.remaining:
+        raise KafkaProtocolError("trailing", code="trailing_bytes")
+    return out
+
+
+def _outcome(fn, *args):
+    try:
+        return ("ok", fn(*args))
+    except KafkaProtocolError as e:
+        return ("error", e.code)
+
+
+_RECORD = st.tuples(st.one_of(st.none(), st.binary(max_size=300)), st.one_of(st.none(), st.binary(max_size=300)),
+                    st.lists(st.tuples(st.text(max_size=5), st.one_of(st.none(), st.binary(max_size=20))),
+                             max_size=3))
+
+
+@given(st.lists(_RECORD, min_size=1, max_size=20), st.lists(st.integers(0, 10**7), min_size=20, max_size=20),
+       st.lists(st.tuples(st.integers(0, 4000), st.integers(0, 255)), max_size=4),
+       st.integers(0, 3), st.integers(-2, 2))
+def test_inlined_record_decoder_agrees_with_the_reference(recs, stamps, flips, cut, dcount):
+    """Valid sections, then the same with flipped bytes, cut short or with a wrong
+    count: the decoder returns the same records or fails with the same error code."""
+    data = records.encode_batch(recs, timestamps=[1_700_000_000_000 + t for t in stamps[:len(recs)]])
+    section = bytearray(data[records.HEADER_BYTES:])
+    assert _outcome(records._decode_records, memoryview(bytes(section)), len(recs), 5, 7) == \
+        _outcome(_reference_records, bytes(section), len(recs), 5, 7)
+    for at, b in flips:
+        if section:
+            section[at % len(section)] = b
+    if cut:
+        del section[len(section) - min(cut, len(section)):]
+    count = max(0, len(recs) + dcount)
+    got = _outcome(records._decode_records, memoryview(bytes(section)), count, 5, 7)
+    assert got == _outcome(_reference_records, bytes(section), count, 5, 7)

@@ -81,6 +81,38 @@ def test_concurrent_sends_are_batched_and_each_written_once(mock_cluster, compre
     assert offs == {(m.partition(), m.offset()) for m in got}
 
 
+def test_send_many_returns_one_result_per_record_and_writes_each_once(mock_cluster):
+    topic = f"many-{uuid.uuid4().hex[:8]}"
+    recs = [(f"k{i % 13}".encode(), f"v{i}".encode()) for i in range(1500)]
+    recs[7] = (b"k7", b"with headers", [("h", b"1"), ("n", None)])
+
+    def main():
+        prod = Producer(mock_cluster["bootstrap"], max_batch_records=400)
+        try:
+            # one concurrent send() on a partition send_many also uses
+            with greenrt.region() as r:
+                r.spawn(lambda: results.append(prod.send(topic, b"solo", key=b"k0")))
+                results.append(prod.send_many(topic, recs))
+            return prod.statistics()
+        finally:
+            prod.close()
+
+    results: list = []
+    stats = greenrt.run(main)
+    many = next(x for x in results if isinstance(x, list))
+    assert len(many) == len(recs) and all(m is not None and not isinstance(m, BaseException) for m in many)
+    assert stats["records_sent"] == len(recs) + 1 and stats["batches_sent"] >= 4  # 400 a batch at most
+    total = len(mock_cluster["admin"].list_topics(topic, timeout=10).topics[topic].partitions)
+    assert all(m.partition == murmur2_partition(k, total) for m, (k, *_) in zip(many, recs, strict=True))
+    got = _consume_all(mock_cluster["bootstrap"], topic, len(recs) + 1)
+    assert len(got) == len(recs) + 1  # written once each
+    where = {(m.partition(), m.offset()): (m.key(), m.value(), m.headers()) for m in got}
+    for m, r in zip(many, recs, strict=True):
+        key, value, headers = where[(m.partition, m.offset)]
+        assert (key, value) == r[:2]
+        assert (headers or []) == (r[2] if len(r) == 3 else [])
+
+
 def _batches(cluster, topic, partition):
     """Every batch of the partition, fetched with our own codec (the mock answers one
     batch per fetch)."""

@@ -196,3 +196,77 @@ def test_corruption_never_escapes_as_another_exception(pos, junk):
         events(data)
     except ProtocolError:
         pass
+
+
+# Each field of a MSG frame: its well-formed value first, then ways to get it wrong.
+_FIELDS = [
+    [b"MSG", b"msg", b"MSX"],
+    [b" ", b"  ", b"\t", b"\x0b"],
+    [b"foo.bar", b"a", b"\xff\xfe", b"a\tb", b"a\x0cb", b"x" * 30],
+    [b" ", b"  ", b"\t", b"\x0c"],
+    [b"7", b"01", b"9999999999", b"12345678901", b"x", b"-1", b""],
+    [b"", b" _INBOX.r"],
+    [b" ", b"  ", b"\t"],
+    None,  # the size: the payload's, or off by one, or not a number
+    [b"\r\n", b"\n", b"\r"],
+    None,  # the payload
+    [b"\r\n", b"\n\r", b"\rx", b"xx"],
+]
+
+
+@st.composite
+def _msg_frame(draw):
+    """A MSG frame, well formed except (usually) in one field, with payload sizes on
+    both sides of the limit (16)."""
+    bad = draw(st.integers(min_value=-1, max_value=len(_FIELDS) - 1))
+    size = draw(st.sampled_from([0, 5, 16, 17, 18]))
+    out = []
+    for k, choices in enumerate(_FIELDS):
+        if k == 7:
+            tok = b"%d" % size
+            if bad == k:
+                tok = draw(st.sampled_from([b"%d" % (size + 1), b"0" + tok, b"x", b"12345678901"]))
+            out.append(tok)
+        elif k == 9:
+            out.append(b"p" * size)
+        else:
+            out.append(draw(st.sampled_from(choices[1:])) if bad == k else choices[0])
+    return b"".join(out)
+
+
+_MSG_FRAME = _msg_frame()
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(_MSG_FRAME, min_size=1, max_size=3), st.integers(min_value=8, max_value=40),
+       st.sampled_from([None, 3, 1]))
+def test_msg_fast_path_gives_the_general_paths_verdicts(frames, max_line, step):
+    """The regex fast path in ``Parser.next_event`` is an optimisation only: with it
+    switched off, every MSG-like input gives the same events or the same error."""
+    import greenrt.protocols.nats.codec as codec_mod
+
+    data = b"MSG a 1 2\r\nok\r\n" + b"".join(frames) + b"PING\r\n"
+    limits = Limits(max_control_line=max_line, max_payload=16)
+
+    def verdict():
+        try:
+            return ("ok", events(data, limits, step=step)[0])
+        except ProtocolError as e:
+            return ("err", type(e), e.code)
+
+    fast = verdict()
+    saved = codec_mod._FAST_MSG
+    codec_mod._FAST_MSG = lambda buf, pos: None
+    try:
+        general = verdict()
+    finally:
+        codec_mod._FAST_MSG = saved
+    assert fast == general
+
+
+def test_msg_fast_path_is_taken_for_a_plain_msg():
+    """The differential test above would pass trivially if the fast path never ran."""
+    from greenrt.protocols.nats import codec as codec_mod
+
+    assert codec_mod._FAST_MSG(bytearray(b"MSG foo.bar 7 5\r\nhello\r\n"), 0) is not None
+    assert codec_mod._FAST_MSG(bytearray(b"MSG foo.bar 7 x 5\r\nhello\r\n"), 0) is None
