@@ -183,7 +183,10 @@ def fast_request(buf: bytearray, limits) -> tuple[RequestHead, int, bytes, bytes
     elif n_host or version == b"1.1":
         return None
     headers = [(n.lower(), v) for n, v, _ in _FIELD_LINE_RE.findall(head, m.end(3) + 2)]
-    return RequestHead(method, target, headers, version), end, head, lower
+    # the gate's parser notes an Upgrade field while parsing (the h2c hook); here
+    # one find() on the lowercased head does it
+    return (RequestHead(method, target, headers, version, lower.find(b"\nupgrade:") != -1),
+            end, head, lower)
 
 
 parse_request = _parse_request
