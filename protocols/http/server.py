@@ -38,7 +38,10 @@ It serves one connection until it ends (a checkpoint; blocks), with ``initial`` 
 bytes already read while sniffing, ``limits`` the version's own limits object,
 ``accepted`` the accept path's :class:`~protocols.base.serve.Accepted` (call
 ``accepted.on_drain(fn)`` to take part in graceful shutdown). It does not close
-``stream``; the accept path does. ``protocols.http1.server.serve_connection`` and
+``stream``; the accept path does. The ``"http/1.1"`` entry is also given
+``upgrade_handler=`` on cleartext connections when HTTP/2 is on: the handler for
+requests with an ``Upgrade`` field (the h2c path).
+``protocols.http1.server.serve_connection`` and
 ``protocols.http2.server.serve_connection`` are the two registered today; a third
 version plugs in by adding an entry (and, over TLS, its ALPN id to the context).
 """
@@ -165,13 +168,14 @@ class HTTPServer:
         else:
             kw["limits"] = self.limits
             if self.http2 and not acc.tls:
-                PROTOCOLS[version](stream, self._h2c_handler(acc), **kw)
-                return
+                kw["upgrade_handler"] = self._h2c_handler(acc)
         PROTOCOLS[version](stream, self.handler, **kw)
 
     def _h2c_handler(self, acc: Accepted) -> Callable:
-        """The handler of a cleartext HTTP/1.1 connection: ``Upgrade: h2c`` requests
-        that qualify turn the connection into HTTP/2 (see the module docstring)."""
+        """The ``upgrade_handler`` of a cleartext HTTP/1.1 connection (called for the
+        requests with an ``Upgrade`` field): ``Upgrade: h2c`` requests that qualify
+        turn the connection into HTTP/2 (see the module docstring), the others go to
+        the handler."""
         from ..http2._h2c import upgrade_or_serve
 
         handler = self.handler
@@ -183,8 +187,6 @@ class HTTPServer:
             self._versions["h2c"] += 1
 
         def h2c(req):
-            if b"upgrade" not in req.headers:
-                return handler(req)
             return upgrade_or_serve(req, handler, on_upgrade=upgraded, **h2_kw)
 
         return h2c

@@ -185,6 +185,8 @@ class H1Connection(ResponseWriterMixin):
         self.messages_received = 0
         #: set by the application to make the next response head carry ``Connection: close``
         self.close_after_cycle = False
+        #: own_send: the current request's head has an ``Upgrade`` field
+        self.upgrade_requested = False
         self._request_method: bytes | None = None  # client: method of the request in flight
         self._reset_head()
         self._reset_body()
@@ -516,6 +518,7 @@ class H1Connection(ResponseWriterMixin):
         self._rkeep = keep
         self._r100 = v == b"1.1" and lower.find(b"\nexpect:") != -1 and b"100-continue" in \
             _comma_values(_field_values(head, lower, b"expect"))
+        self.upgrade_requested = ev.upgrade
 
     def _incomplete(self, msg: str, code: str):
         if self.role == SERVER:

@@ -51,16 +51,19 @@ class RequestHead:
     """A parsed request head (what ``next_event`` returns for a request on an
     ``own_send`` connection, in place of ``h11.Request``): ``method``, ``target``,
     ``http_version`` (bytes) and ``headers``, a list of ``(lowercase name, value)``
-    byte pairs with surrounding whitespace stripped."""
+    byte pairs with surrounding whitespace stripped; ``upgrade``: the head has an
+    ``Upgrade`` field (noted while parsing, so the server's h2c hook costs the other
+    requests nothing)."""
 
-    __slots__ = ("method", "target", "headers", "http_version")
+    __slots__ = ("method", "target", "headers", "http_version", "upgrade")
 
     def __init__(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]],
-                 http_version: bytes):
+                 http_version: bytes, upgrade: bool = False):
         self.method = method
         self.target = target
         self.headers = headers
         self.http_version = http_version
+        self.upgrade = upgrade
 
     def __repr__(self) -> str:
         return f"RequestHead({self.method!r}, {self.target!r}, {self.headers!r})"
@@ -113,7 +116,7 @@ def _parse_request(head: bytes) -> RequestHead:
     if m is None:
         raise BadRequest(f"h11: illegal request line: {_excerpt(lines[0])}", code="malformed")
     headers = []
-    host = False
+    host = upgrade = False
     match = _HEADER_FIELD_RE.fullmatch
     for line in lines[1:]:
         f = match(line)
@@ -125,11 +128,13 @@ def _parse_request(head: bytes) -> RequestHead:
             host = True
         elif name == b"transfer-encoding":
             value = value.lower()
+        elif name == b"upgrade":
+            upgrade = True
         headers.append((name, value))
     version = m.group(3)
     if not host and version == b"1.1":
         raise BadRequest("h11: Missing mandatory Host: header", code="malformed")
-    return RequestHead(m.group(1), m.group(2), headers, version)
+    return RequestHead(m.group(1), m.group(2), headers, version, upgrade)
 
 
 
@@ -180,7 +185,10 @@ def fast_request(buf: bytearray, limits) -> tuple[RequestHead, int, bytes, bytes
     elif n_host or version == b"1.1":
         return None
     headers = [(n.lower(), v) for n, v, _ in _FIELD_LINE_RE.findall(head, m.end(3) + 2)]
-    return RequestHead(method, target, headers, version), end, head, lower
+    # the gate's parser notes an Upgrade field while parsing (the h2c hook); here
+    # one find() on the lowercased head does it
+    return (RequestHead(method, target, headers, version, lower.find(b"\nupgrade:") != -1),
+            end, head, lower)
 
 
 parse_request = _parse_request

@@ -398,8 +398,10 @@ class _LazyDeadline:
 class _Conn:
     """One server connection: reader (the calling task) + runner (a child task)."""
 
-    def __init__(self, stream, handler: Handler, limits: Limits, scheme: str):
+    def __init__(self, stream, handler: Handler, limits: Limits, scheme: str,
+                 upgrade_handler: Handler | None = None):
         self.handler = handler
+        self.upgrade_handler = upgrade_handler
         self.stream = stream
         self.scheme = scheme
         self.limits = limits
@@ -848,8 +850,11 @@ class _Conn:
             self._to(_BUSY)  # raises
         self.state = _BUSY
         error: BaseException | None = None
+        handler = self.handler
+        if p.upgrade_requested and self.upgrade_handler is not None:
+            handler = self.upgrade_handler
         try:
-            resp = self.handler(req)
+            resp = handler(req)
             if self._upgraded:
                 return  # the handler took the connection over; it is done now
             if resp is not None:
@@ -971,16 +976,19 @@ def _combined(conn: _Conn, req: Request, writer: _Writer) -> str:
 
 def serve_connection(stream, handler: Handler, *, limits: Limits = DEFAULT_LIMITS,
                      initial: bytes = b"", scheme: str = "http", client: Any = None,
-                     accepted: Any = None) -> None:
+                     accepted: Any = None, upgrade_handler: Handler | None = None) -> None:
     """Serve HTTP/1.1 on one connection until it ends. A checkpoint (blocks).
 
     ``initial``: bytes already read from ``stream`` (by a dispatcher that sniffed for
     the HTTP/2 preface). ``accepted`` (a ``protocols.base.serve.Accepted``) registers
     the connection's graceful drain with the accept path. Cancelling the caller drains
     the request in flight (see the module docstring) and then raises. The caller
-    closes ``stream``.
+    closes ``stream``. ``upgrade_handler``, if given, is called instead of
+    ``handler`` for a request whose head has an ``Upgrade`` field (the unified
+    server's ``Upgrade: h2c`` hook; the parser notes the field while parsing, so
+    other requests pay one comparison per field).
     """
-    conn = _Conn(stream, handler, limits, scheme)
+    conn = _Conn(stream, handler, limits, scheme, upgrade_handler)
     if accepted is not None:
         accepted.on_drain(conn.begin_drain)
     conn.run(initial)

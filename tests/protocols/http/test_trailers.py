@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import http.server
 import json
+import shutil
 import socket
+import subprocess
 import threading
 
 import h2.config
@@ -348,3 +350,18 @@ def test_http1_client_response_trailers():
         httpd.shutdown()
         httpd.server_close()
     assert got == {"before": None, "body": b"abc", "after": [("x-sum", "6")]}
+
+
+def test_nghttp_sends_http2_trailers(http_server, tmp_path):
+    """nghttp (a real HTTP/2 client) posting a file with ``--trailer``."""
+    srv = http_server(trailers_handler)
+    f = tmp_path / "body"
+    f.write_bytes(b"from nghttp")
+    exe = shutil.which("nghttp")
+    assert exe, "nghttp is installed by scripts/setup.sh"
+    out = subprocess.run([exe, "-d", str(f), "--trailer", "x-sum: 9", "--trailer", "x-two: 2",
+                          f"http://127.0.0.1:{srv.port}/t"], capture_output=True, timeout=30)
+    assert out.returncode == 0, out.stderr.decode()
+    got = json.loads(out.stdout)
+    assert got == {"before": None, "body": "from nghttp", "version": "2",
+                   "trailers": [["x-sum", "9"], ["x-two", "2"]]}

@@ -27,7 +27,7 @@ def _gate(data: bytes, limits: Limits = LIMITS):
     if not hasattr(ev, "headers"):
         return ("event", type(ev).__name__)
     return ("req", ev.method, ev.target, ev.http_version, ev.headers, c.body_framing,
-            c.buffered)
+            c.buffered, ev.upgrade)
 
 
 def _fast(data: bytes, limits: Limits = LIMITS):
@@ -38,13 +38,24 @@ def _fast(data: bytes, limits: Limits = LIMITS):
         return None
     ev, end, head, lower = r
     assert head == data[:end] and lower == head.lower()
-    return ("req", ev.method, ev.target, ev.http_version, ev.headers, "none", len(data) - end)
+    return ("req", ev.method, ev.target, ev.http_version, ev.headers, "none", len(data) - end,
+            ev.upgrade)
 
 
 def test_takes_the_common_request():
     data = b"GET /a?b HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\nAccept: */* \r\n\r\nGET"
     assert _fast(data) == _gate(data)
     assert _fast(data)[4] == [(b"host", b"x"), (b"user-agent", b"t"), (b"accept", b"*/*")]
+
+
+@pytest.mark.parametrize("field, upgrade", [(b"Upgrade: h2c", True), (b"UPGRADE:websocket", True),
+                                            (b"X-Upgrade: h2c", False), (b"Upgraded: 1", False)])
+def test_notes_an_upgrade_field_as_the_gate_does(field, upgrade):
+    """``RequestHead.upgrade`` (what routes a request to the server's h2c hook) is the
+    same on both paths."""
+    data = b"GET / HTTP/1.1\r\nHost: x\r\n" + field + b"\r\n\r\n"
+    assert _fast(data) == _gate(data)
+    assert _fast(data)[-1] is upgrade
 
 
 @pytest.mark.parametrize("data", [
