@@ -57,7 +57,10 @@ _SOCKET_CLASSES = [
     "UDPTimeoutTest", "TestSocketSharing", "InheritanceTest", "NonblockConstantTest",
     "ContextManagersTest", "SendfileUsingSendTest", "SendfileUsingSendfileTest",
     "TestUnixDomain", "SendmsgTCPTest", "RecvmsgTCPTest", "RecvmsgIntoTCPTest",
-    "SendrecvmsgUnixStreamTestBase", "RecvmsgUnixStreamTest", "SCMRightsTest",
+    "SendmsgUDPTest", "RecvmsgUDPTest", "SendmsgUnixStreamTest", "RecvmsgUnixStreamTest",
+    "RecvmsgSCMRightsStreamTest", "InterruptedRecvTimeoutTest", "InterruptedSendTimeoutTest",
+    "UnicodeReadWriteFileObjectClassTestCase", "TestExceptions", "TestLinuxAbstractNamespace",
+    "BufferIOTest", "CreateServerTest", "CreateServerFunctionalTest", "SendRecvFdsTests",
 ]
 _SELECTORS_CLASSES = ["SelectSelectorTestCase", "PollSelectorTestCase", "EpollSelectorTestCase",
                       "DefaultSelectorTestCase"]
@@ -86,7 +89,8 @@ SUITES: dict[str, tuple] = {
         "test.test_socket": ["BasicTCPTest", "BasicSocketPairTest", "FileObjectClassTestCase",
                              "UnbufferedFileObjectClassTestCase", "NetworkConnectionNoServer",
                              "NetworkConnectionAttributesTest", "ContextManagersTest",
-                             "SendfileUsingSendTest", "TestUnixDomain", "InheritanceTest"],
+                             "SendfileUsingSendTest", "TestUnixDomain", "InheritanceTest",
+                             "NonBlockingTCPTests", "InterruptedRecvTimeoutTest"],
         "test.test_selectors": ["DefaultSelectorTestCase"],
         "test.test_ssl": ["SimpleBackgroundTests", "MemoryBIOTests", "TestPreHandshakeClose"],
     }),

@@ -35,6 +35,7 @@ import _thread as _std_thread
 import queue as _std_queue
 import select as _std_select
 import selectors as _std_selectors
+import signal as _std_signal
 import socket as _std_socket
 import socketserver as _std_socketserver
 import ssl as _std_ssl
@@ -44,14 +45,15 @@ import time as _std_time
 
 from . import _common  # noqa: F401  (captures the originals first)
 from . import _select as _cselect
+from . import _signal as _csignal
 from . import _socket as _csocket
 from . import _ssl as _cssl
 from . import _subprocess as _csubprocess
 from . import _threading as _cthreading
 
 __all__ = [
-    "MODULES", "is_patched", "patch_all", "patch_select", "patch_socket", "patch_ssl",
-    "patch_subprocess", "patch_threading", "patch_time", "patched", "unpatch",
+    "MODULES", "is_patched", "patch_all", "patch_select", "patch_signal", "patch_socket",
+    "patch_ssl", "patch_subprocess", "patch_threading", "patch_time", "patched", "unpatch",
 ]
 
 _MISSING = object()
@@ -71,7 +73,9 @@ def _sleep(secs):
 
 
 def _socket_items():
-    items = [(_std_socket, "socket", _csocket.socket), (_std_socket, "SocketType", _csocket.socket)]
+    # ``socket.SocketType`` stays the C type (``_socket.socket``), as CPython's
+    # test_socket checks: every patched socket is still an instance of it
+    items = [(_std_socket, "socket", _csocket.socket)]
     items += [(_std_socket, name, fn) for name, fn in _csocket.resolver_replacements.items()]
     return items
 
@@ -100,6 +104,8 @@ _TABLE = {
                           (_std_thread, "start_new_thread", _cthreading.start_new_thread)],
     "subprocess": lambda: [(_std_subprocess, "Popen", _csubprocess.Popen),
                            (_std_subprocess, "_PopenSelector", _cselect.PollSelector)],
+    "signal": lambda: [(_std_signal, "signal", _csignal.signal),
+                       (_std_signal, "getsignal", _csignal.getsignal)],
 }
 
 #: the names ``patch_all``/``is_patched``/``unpatch`` accept, in patching order
@@ -154,11 +160,18 @@ def patch_subprocess() -> None:
     _patch("subprocess")
 
 
+def patch_signal() -> None:
+    """Patch ``signal.signal``/``getsignal``: a Python handler that raises while the
+    hub waits interrupts the task's blocking call instead of ending ``run`` (see
+    ``greenrt.patch._signal``). Idempotent."""
+    _patch("signal")
+
+
 def patch_all(*, socket: bool = True, ssl: bool = True, select: bool = True, time: bool = True,
-              threading: bool = True, subprocess: bool = True) -> None:
+              threading: bool = True, subprocess: bool = True, signal: bool = True) -> None:
     """Patch every module (or those left true). Idempotent; not a checkpoint."""
     wanted = {"socket": socket, "ssl": ssl, "select": select, "time": time,
-              "threading": threading, "subprocess": subprocess}
+              "threading": threading, "subprocess": subprocess, "signal": signal}
     for name in MODULES:
         if wanted[name]:
             _patch(name)

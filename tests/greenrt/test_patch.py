@@ -343,6 +343,135 @@ def test_connect_with_a_host_name_resolves_through_the_pool(patched):
         srv.close()
 
 
+def test_msg_dontwait_is_one_nonblocking_try_and_setblocking_checks_the_fd(patched):
+    def main():
+        a, b = socket.socketpair()
+        with a, b:
+            with pytest.raises(BlockingIOError):
+                a.recv(10, socket.MSG_DONTWAIT)
+            with pytest.raises(BlockingIOError):
+                a.recv_into(bytearray(10), 10, socket.MSG_DONTWAIT)
+            with pytest.raises(OSError):  # fill the buffer: EAGAIN, never a wait
+                while True:
+                    a.send(b"x" * 65536, socket.MSG_DONTWAIT)
+            assert a.gettimeout() is None  # the socket itself stays blocking
+        s0 = socket.socket()
+        s = socket.socket(fileno=s0.fileno())
+        s0.close()
+        try:
+            with pytest.raises(OSError):
+                s.setblocking(False)  # EBADF, as the original
+        finally:
+            s.detach()
+        return "ok"
+
+    assert greenrt.run(main) == "ok"
+
+
+def test_socket_type_stays_the_c_type(patched):
+    import _socket
+
+    assert socket.SocketType is _socket.socket
+    assert isinstance(socket.socket(), socket.SocketType)
+
+
+# -- signal: a raising Python handler interrupts the task's blocking call -----------
+
+
+class _Alarm(Exception):
+    pass
+
+
+def _raise_alarm(signum, frame):
+    raise _Alarm
+
+
+def test_a_raising_signal_handler_interrupts_the_tasks_wait(patched):
+    import signal
+
+    def main():
+        old = signal.signal(signal.SIGALRM, _raise_alarm)
+        assert signal.getsignal(signal.SIGALRM) is _raise_alarm
+        a, b = socket.socketpair()
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            with pytest.raises(_Alarm):
+                a.recv(10)  # the hub waits; the handler's exception comes out here
+            b.sendall(b"after")
+            assert a.recv(10) == b"after"  # nothing lost, the socket usable
+            sel = selectors.DefaultSelector()
+            sel.register(a, selectors.EVENT_READ)
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            with pytest.raises(_Alarm):
+                sel.select(30)
+            sel.close()
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            assert signal.signal(signal.SIGALRM, old) is _raise_alarm
+            a.close()
+            b.close()
+        return "still running"
+
+    assert greenrt.run(main, handle_signals=False) == "still running"
+
+
+def test_a_signal_handler_that_returns_lets_the_wait_go_on(patched):
+    import signal
+
+    got = []
+
+    def main():
+        old = signal.signal(signal.SIGALRM, lambda s, f: got.append(s))
+        a, b = socket.socketpair()
+        try:
+            def later():
+                while not got:
+                    greenrt.sleep(0.01)
+                b.sendall(b"x")
+
+            with greenrt.region() as r:
+                r.spawn(later)
+                signal.setitimer(signal.ITIMER_REAL, 0.02)
+                assert a.recv(1) == b"x"  # not interrupted by the handler
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+            a.close()
+            b.close()
+
+    greenrt.run(main, handle_signals=False)
+    assert got == [signal.SIGALRM]
+
+
+def test_a_handler_installed_before_run_targets_the_main_task(patched):
+    import signal
+
+    old = signal.signal(signal.SIGALRM, _raise_alarm)
+    try:
+        def main():
+            ev = threading.Event()  # made while patched: a cooperative wait
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            # (a timed wait: a pending alarm is not something the deadlock detector
+            # counts as a waker)
+            with pytest.raises(_Alarm):
+                ev.wait(60)
+            return "ok"
+
+        assert greenrt.run(main, handle_signals=False) == "ok"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_unpatch_restores_signal(patched):
+    import signal
+
+    assert signal.signal is not gp._csignal.real_signal
+    gp.unpatch("signal")
+    assert signal.signal is gp._csignal.real_signal
+    assert signal.getsignal is gp._csignal.real_getsignal
+
+
 # -- outside the hub: the original behaviour ---------------------------------------
 
 
