@@ -190,10 +190,11 @@ def _run_pytest(tree: str, args: list, verbose: bool) -> dict:
     os.chdir(tree)
     sys.path.insert(0, tree)
     col = _Collector()
-    # greenrt's own pytest plugin (the lab's) stays out: it is not under test, and
-    # with greenrt imported first pytest warns it cannot rewrite it (an error under
-    # urllib3's filterwarnings = error)
-    argv = ["-p", "no:cacheprovider", "-p", "no:greenrt-lab", "-q" if not verbose else "-v",
+    # greenrt's own pytest plugin (the lab's) stays out: it is not under test. With
+    # greenrt imported first, pytest warns it cannot assert-rewrite greenrt (whose
+    # distribution has the plugin): an error under urllib3's filterwarnings = error
+    argv = ["-p", "no:cacheprovider", "-p", "no:greenrt-lab",
+            "-W", "ignore::pytest.PytestAssertRewriteWarning", "-q" if not verbose else "-v",
             "-o", "addopts=",
             "--rootdir", tree, *args]
     sys.stdout = sys.stderr  # stdout is for the one JSON line
@@ -327,7 +328,7 @@ def print_table(results: dict, modes: list) -> None:
         for mode in modes:
             r = per.get(mode, {})
             for t, how in sorted(r.get("bad", {}).items()):
-                mark = "" if t not in base else " (also unpatched)"
+                mark = " (also unpatched)" if mode != "unpatched" and t in base else ""
                 print(f"  {suite} {mode}: {how}: {t}{mark}")
             for m in r.get("missing", []):
                 print(f"  {suite} {mode}: not in this Python: {m}")

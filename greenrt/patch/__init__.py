@@ -72,11 +72,23 @@ def _sleep(secs):
     greenrt.sleep(secs)
 
 
+def _fn(f):
+    """A replacement *function* as the originals are: builtins, which do not bind
+    as methods. Libraries keep them as class attributes (werkzeug's ``lock_class =
+    threading.Lock``, ``sleep = time.sleep``) and call them through ``self``; a plain
+    Python function would receive ``self`` as its first argument there. A
+    ``staticmethod`` is callable as it is (3.10+) and never binds."""
+    return staticmethod(f)
+
+
+_sleep.__name__ = _sleep.__qualname__ = "sleep"
+
+
 def _socket_items():
     # ``socket.SocketType`` stays the C type (``_socket.socket``), as CPython's
     # test_socket checks: every patched socket is still an instance of it
     items = [(_std_socket, "socket", _csocket.socket)]
-    items += [(_std_socket, name, fn) for name, fn in _csocket.resolver_replacements.items()]
+    items += [(_std_socket, name, _fn(fn)) for name, fn in _csocket.resolver_replacements.items()]
     return items
 
 
@@ -86,7 +98,8 @@ _TABLE = {
     # only the class wrap_socket builds: ``ssl.SSLSocket`` itself stays (ssl.py's
     # ``super(SSLSocket, self)`` must name the original; isinstance checks still hold)
     "ssl": lambda: [(_std_ssl.SSLContext, "sslsocket_class", _cssl.SSLSocket)],
-    "select": lambda: [(_std_select, "select", _cselect.select), (_std_select, "poll", _cselect.poll),
+    "select": lambda: [(_std_select, "select", _fn(_cselect.select)),
+                       (_std_select, "poll", _cselect.poll),
                        (_std_select, "epoll", _cselect.epoll),
                        (_std_selectors, "SelectSelector", _cselect.SelectSelector),
                        (_std_selectors, "PollSelector", _cselect.PollSelector),
@@ -94,18 +107,19 @@ _TABLE = {
                        (_std_selectors, "DefaultSelector", _cselect.DefaultSelector),
                        # bound at import time by socketserver (serve_forever waits on it)
                        (_std_socketserver, "_ServerSelector", _cselect.PollSelector)],
-    "time": lambda: [(_std_time, "sleep", _sleep)],
-    "threading": lambda: [(_std_threading, "Lock", _cthreading.allocate_lock),
-                          (_std_threading, "_allocate_lock", _cthreading.allocate_lock),
+    "time": lambda: [(_std_time, "sleep", _fn(_sleep))],
+    # the class itself (``allocate_lock()`` is ``Lock()``): a class does not bind
+    "threading": lambda: [(_std_threading, "Lock", _cthreading.Lock),
+                          (_std_threading, "_allocate_lock", _cthreading.Lock),
                           (_std_threading, "RLock", _cthreading.RLock),
                           (_std_threading.Thread, "start", _cthreading.thread_start),
                           (_std_threading.Thread, "join", _cthreading.thread_join),
                           (_std_queue, "SimpleQueue", _std_queue._PySimpleQueue),
-                          (_std_thread, "start_new_thread", _cthreading.start_new_thread)],
+                          (_std_thread, "start_new_thread", _fn(_cthreading.start_new_thread))],
     "subprocess": lambda: [(_std_subprocess, "Popen", _csubprocess.Popen),
                            (_std_subprocess, "_PopenSelector", _cselect.PollSelector)],
-    "signal": lambda: [(_std_signal, "signal", _csignal.signal),
-                       (_std_signal, "getsignal", _csignal.getsignal)],
+    "signal": lambda: [(_std_signal, "signal", _fn(_csignal.signal)),
+                       (_std_signal, "getsignal", _fn(_csignal.getsignal))],
 }
 
 #: the names ``patch_all``/``is_patched``/``unpatch`` accept, in patching order

@@ -435,7 +435,8 @@ def _threaded(real):
     return wrapper
 
 
-_threaded_getnameinfo = _threaded(_stdsocket.getnameinfo)
+_real_getnameinfo = _csock.getnameinfo  # the C function: never the patched name
+_threaded_getnameinfo = _threaded(_real_getnameinfo)
 _NI_NUMERIC = _stdsocket.NI_NUMERICHOST | _stdsocket.NI_NUMERICSERV
 
 
@@ -446,7 +447,7 @@ def getnameinfo(sockaddr, flags):
     if (not isinstance(sockaddr, tuple) or not isinstance(flags, int)
             or flags & _NI_NUMERIC == _NI_NUMERIC or task_hub() is None):
         try:
-            return _stdsocket.getnameinfo(sockaddr, flags)
+            return _real_getnameinfo(sockaddr, flags)
         except BaseException:
             del sockaddr, flags  # see _threaded
             raise
@@ -454,6 +455,6 @@ def getnameinfo(sockaddr, flags):
 
 
 RESOLVER_NAMES = ("gethostbyname", "gethostbyname_ex", "gethostbyaddr")
-resolver_replacements = {name: _threaded(getattr(_stdsocket, name)) for name in RESOLVER_NAMES}
+resolver_replacements = {name: _threaded(getattr(_csock, name)) for name in RESOLVER_NAMES}
 resolver_replacements["getaddrinfo"] = getaddrinfo
 resolver_replacements["getnameinfo"] = getnameinfo

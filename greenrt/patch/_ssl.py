@@ -76,11 +76,25 @@ class SSLSocket(_Base):
         finally:
             self._grt_timeout = timeout
 
+    # ``read``/``write`` take the TLS object once, before waiting, as the original's
+    # one C call does: a ``shutdown()`` from another thread or task while this one
+    # waits (it sets ``_sslobj`` to None and shuts the fd down) then ends the wait
+    # with the EOF the original sees, not with "Read on closed or unwrapped SSL
+    # socket" (urllib3's ``HTTPResponse.shutdown`` relies on this).
+
     def read(self, len: int = 1024, buffer=None):
-        return io_call(self, _Base.read, (len, buffer), False)
+        self._checkClosed()
+        sslobj = self._sslobj
+        if sslobj is None:
+            raise ValueError("Read on closed or unwrapped SSL socket.")
+        return io_call(self, _read_raw, (sslobj, len, buffer), False)
 
     def write(self, data) -> int:
-        return io_call(self, _Base.write, (data,), True)
+        self._checkClosed()
+        sslobj = self._sslobj
+        if sslobj is None:
+            raise ValueError("Write on closed or unwrapped SSL socket.")
+        return io_call(self, _write_raw, (sslobj, data), True)
 
     def recv(self, buflen: int = 1024, flags: int = 0):
         if self._sslobj is None:
@@ -146,6 +160,22 @@ class SSLSocket(_Base):
         s = io_call(self, _unwrap_raw, (), False)
         self._sslobj = None
         return s
+
+
+def _read_raw(sock, sslobj, len, buffer):
+    """``ssl.SSLSocket.read`` on a given TLS object (one non-blocking try)."""
+    try:
+        if buffer is not None:
+            return sslobj.read(len, buffer)
+        return sslobj.read(len)
+    except _ssl.SSLError as x:
+        if x.args[0] == _ssl.SSL_ERROR_EOF and sock.suppress_ragged_eofs:
+            return 0 if buffer is not None else b""
+        raise
+
+
+def _write_raw(sock, sslobj, data):
+    return sslobj.write(data)
 
 
 def _do_handshake_raw(sock):

@@ -368,11 +368,93 @@ def test_msg_dontwait_is_one_nonblocking_try_and_setblocking_checks_the_fd(patch
     assert greenrt.run(main) == "ok"
 
 
+def test_getnameinfo_numeric_inline_and_bad_arguments_as_the_original(patched):
+    import sys
+
+    def main():
+        flags = socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
+        assert socket.getnameinfo(("127.0.0.1", 80), flags) == ("127.0.0.1", "80")
+        name = "not an address"
+        before = sys.getrefcount(name)
+        with pytest.raises(TypeError):
+            socket.getnameinfo(name, 0)
+        assert sys.getrefcount(name) == before  # the traceback keeps no reference
+        return "ok"
+
+    assert greenrt.run(main) == "ok"
+
+
+def test_patched_functions_do_not_bind_as_methods(patched):
+    """Like the builtins they replace: werkzeug keeps ``lock_class = threading.Lock``
+    and calls ``self.lock_class()``."""
+    import signal
+
+    class Holder:
+        lock_class = threading.Lock
+        sleep = time.sleep
+        gai = socket.getaddrinfo
+        sel = select.select
+        getsig = signal.getsignal
+
+    h = Holder()
+
+    def main():
+        lock = h.lock_class()
+        assert lock.acquire() and lock.locked()
+        lock.release()
+        h.sleep(0)
+        assert h.gai("127.0.0.1", 80)[0][4] == ("127.0.0.1", 80)
+        assert h.sel([], [], [], 0) == ([], [], [])
+        assert h.getsig(signal.SIGINT) is not None
+        return "ok"
+
+    assert greenrt.run(main) == "ok"
+    assert time.sleep.__name__ == "sleep"
+
+
 def test_socket_type_stays_the_c_type(patched):
     import _socket
 
     assert socket.SocketType is _socket.socket
     assert isinstance(socket.socket(), socket.SocketType)
+
+
+def test_tls_shutdown_while_another_task_reads_ends_the_read_with_eof(patched):
+    """urllib3's ``HTTPResponse.shutdown()``: ``SSLSocket.shutdown(SHUT_RD)`` from one
+    task while another waits in ``read``; the reader sees EOF (b""), as unpatched,
+    not "Read on closed or unwrapped SSL socket"."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    srv_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(srv_ctx)
+    cli_ctx = ssl.create_default_context()
+    ca.configure_trust(cli_ctx)
+
+    def main():
+        a, b = socket.socketpair()
+        got = []
+        with greenrt.region() as r:
+            def server():
+                s = srv_ctx.wrap_socket(b, server_side=True)
+                s.sendall(b"hi")
+                got.append(("server", s.recv(10)))  # until the client's fd goes away
+                s.close()
+
+            r.spawn(server)
+            c = cli_ctx.wrap_socket(a, server_hostname="127.0.0.1")
+            assert c.recv(2) == b"hi"
+
+            def reader():
+                got.append(("reader", c.recv(10)))  # waits: nothing more is sent
+
+            r.spawn(reader)
+            greenrt.sleep(0.05)  # let the reader park (ordering only, not a threshold)
+            c.shutdown(socket.SHUT_RDWR)
+        c.close()
+        return sorted(got)
+
+    assert greenrt.run(main) == [("reader", b""), ("server", b"")]
 
 
 # -- signal: a raising Python handler interrupts the task's blocking call -----------
