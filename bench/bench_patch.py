@@ -10,7 +10,9 @@ Made fair and repeatable on a small, shared machine:
 * **each contender in a fresh interpreter** (patching is process-wide), pinned to the
   other core(s), so the client side of each gets the same CPU;
 * **several rounds, alternating order** (round ``i`` runs the contenders rotated
-  by ``i``), so drift of the machine's load hits every contender alike; the figure
+  by ``i``; 6 rounds: each contender is first, second and third twice), with a pause
+  between two contenders (the server closes the previous one's connections), so
+  drift of the machine's load hits every contender alike; the figure
   of each contender is the **median** over the rounds, with the spread (min-max)
   printed, and the greenrt/gevent ratio is given both as the ratio of the medians
   and as the median of the per-round ratios (the two contenders of one round ran
@@ -42,7 +44,10 @@ import _common as C  # noqa: E402
 
 BODY = b"x" * 64
 CONTENDERS = ("greenrt", "gevent", "threads")
-WARMUP_REQUESTS = 5
+WARMUP_REQUESTS = 20
+#: idle seconds between two contenders: the server finishes closing the previous
+#: contender's 50 connections before the next one connects
+PAUSE = 1.0
 
 RSGI_APP = f'''
 BODY = {BODY!r}
@@ -255,7 +260,8 @@ def main() -> int:
         return 0
     ap = argparse.ArgumentParser(description="requests.get: greenrt.patch vs gevent vs threads")
     ap.add_argument("--seconds", type=float, default=3.0)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=6,
+                    help="a multiple of the number of contenders: each is first as often")
     ap.add_argument("--quick", action="store_true", help="3 rounds of 1 s")
     ap.add_argument("--callers", type=int, default=50)
     ap.add_argument("--server", choices=["granian", "greenrt"], default=None,
@@ -291,6 +297,7 @@ def main() -> int:
             order = contenders[rnd % len(contenders):] + contenders[:rnd % len(contenders)]
             got = {}
             for kind in order:
+                time.sleep(PAUSE)
                 res = C.run_worker(me, [kind, url, str(a.callers), str(secs)],
                                    timeout=120 + 4 * secs)
                 if "error" in res:

@@ -49,6 +49,7 @@ import greenrt
 from greenrt import lowlevel as _ll
 
 from ._common import (
+    enter_checkpoint_on,
     monotonic,
     real_getaddrinfo,
     real_socket_class,
@@ -102,7 +103,7 @@ def io_call(sock, fn, args, writing: bool):
         return fn(sock, *args)
     hub = task_hub()
     if hub is not None:
-        _ll.enter_checkpoint()
+        enter_checkpoint_on(hub)
         _streak += 1
         if _streak > FAIR_STREAK:
             _streak = 0
@@ -212,7 +213,7 @@ def sendall_impl(sock, data, flags: int = 0, send=None) -> None:
     n = view.nbytes
     hub = task_hub() if timeout != 0.0 else None
     if hub is not None:
-        _ll.enter_checkpoint()
+        enter_checkpoint_on(hub)
     deadline = None if timeout is None else monotonic() + timeout
     total = 0
     try:
@@ -266,11 +267,12 @@ def notify_close(sock) -> None:
             hub.driver.notify_closing(fd)
 
 
-_MSG_DONTWAIT = getattr(_stdsocket, "MSG_DONTWAIT", 0)
+# a plain int: ``socket.MSG_DONTWAIT`` is an IntFlag, and ``&`` on one costs an enum call
+_MSG_DONTWAIT = int(getattr(_stdsocket, "MSG_DONTWAIT", 0))
 
 
 def _dontwait(flags) -> bool:
-    return isinstance(flags, int) and bool(flags & _MSG_DONTWAIT)
+    return bool(flags) and isinstance(flags, int) and bool(int(flags) & _MSG_DONTWAIT)
 
 
 class socket(_Real):
@@ -393,7 +395,7 @@ class socket(_Real):
         return io_call(self, _Real.sendto, args, True)
 
     def sendall(self, data, flags: int = 0) -> None:
-        if _dontwait(flags):
+        if flags and _dontwait(flags):
             return _Real.sendall(self, data, flags)
         sendall_impl(self, data, flags)
 
