@@ -3,7 +3,9 @@
 After ``patch_all()`` the blocking parts of ``socket``, ``ssl``, ``select``,
 ``selectors``, ``time.sleep``, ``threading`` (locks, and so ``Condition``, ``Event``,
 ``Semaphore``, ``Barrier``, ``queue.Queue``) and ``subprocess`` (``Popen.wait`` and
-``communicate``) park the calling *task* instead of the whole hub, so unmodified
+``communicate``) park the calling *task* instead of the whole hub (and a Python
+signal handler that raises interrupts the task's call, as it interrupts the main
+thread's call unpatched: ``signal``), so unmodified
 libraries (``requests``, ``urllib3``, ``redis``, ``http.client``, ``smtplib``...)
 overlap inside ``greenrt.run``.
 

@@ -106,7 +106,7 @@ def signal(signalnum, handler):
 
 
 def getsignal(signalnum):
-    """``signal.getsignal``: the handler as the user installed it."""
+    """``signal.getsignal``: the handler as the user installed it. Not a checkpoint."""
     return _unwrap(real_getsignal(signalnum))
 
 
