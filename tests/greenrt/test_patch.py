@@ -816,6 +816,38 @@ def test_condition_wait_cancelled_reacquires_the_lock(patched):
     greenrt.run(main)
 
 
+def test_cancelled_waits_on_the_threading_primitives_leave_them_as_they_were(patched):
+    """What docs/patch.md promises per primitive: a cancelled Queue.get removes
+    nothing, Queue.put adds nothing, Semaphore.acquire takes nothing, Event.wait
+    changes nothing, Barrier.wait leaves the barrier unbroken without the waiter."""
+    def main():
+        q = queue.Queue(maxsize=1)
+        full = queue.Queue(maxsize=1)
+        full.put("old")
+        sem = threading.Semaphore(0)
+        ev = threading.Event()
+        bar = threading.Barrier(2)
+        waits = [q.get, lambda: full.put("new"), sem.acquire, ev.wait, bar.wait]
+        for wait in waits:
+            with greenrt.move_on_after(0.01) as sc:
+                wait()
+            assert sc.cancelled_caught
+        q.put("x")
+        assert q.get_nowait() == "x" and q.empty()
+        assert full.get_nowait() == "old" and full.empty()
+        assert not sem.acquire(blocking=False)
+        sem.release()
+        assert sem.acquire(blocking=False)
+        assert not ev.is_set()
+        assert not bar.broken and bar.n_waiting == 0
+        with greenrt.region() as r:  # the barrier still works, for two new parties
+            r.spawn(bar.wait)
+            r.spawn(bar.wait)
+        return "ok"
+
+    assert greenrt.run(main) == "ok"
+
+
 def test_queue_get_put_between_tasks(patched):
     def main():
         q = queue.Queue(maxsize=1)
