@@ -3,7 +3,9 @@
 After ``patch_all()`` the blocking parts of ``socket``, ``ssl``, ``select``,
 ``selectors``, ``time.sleep``, ``threading`` (locks, and so ``Condition``, ``Event``,
 ``Semaphore``, ``Barrier``, ``queue.Queue``) and ``subprocess`` (``Popen.wait`` and
-``communicate``) park the calling *task* instead of the whole hub, so unmodified
+``communicate``) park the calling *task* instead of the whole hub (and a Python
+signal handler that raises interrupts the task's call, as it interrupts the main
+thread's call unpatched: ``signal``), so unmodified
 libraries (``requests``, ``urllib3``, ``redis``, ``http.client``, ``smtplib``...)
 overlap inside ``greenrt.run``.
 
@@ -35,6 +37,7 @@ import _thread as _std_thread
 import queue as _std_queue
 import select as _std_select
 import selectors as _std_selectors
+import signal as _std_signal
 import socket as _std_socket
 import socketserver as _std_socketserver
 import ssl as _std_ssl
@@ -45,14 +48,15 @@ from typing import Any
 
 from . import _common  # noqa: F401  (captures the originals first)
 from . import _select as _cselect
+from . import _signal as _csignal
 from . import _socket as _csocket
 from . import _ssl as _cssl
 from . import _subprocess as _csubprocess
 from . import _threading as _cthreading
 
 __all__ = [
-    "MODULES", "is_patched", "patch_all", "patch_select", "patch_socket", "patch_ssl",
-    "patch_subprocess", "patch_threading", "patch_time", "patched", "unpatch",
+    "MODULES", "is_patched", "patch_all", "patch_select", "patch_signal", "patch_socket",
+    "patch_ssl", "patch_subprocess", "patch_threading", "patch_time", "patched", "unpatch",
 ]
 
 _MISSING = object()
@@ -71,9 +75,23 @@ def _sleep(secs: Any) -> Any:
     greenrt.sleep(secs)
 
 
+def _fn(f: Any) -> Any:
+    """A replacement *function* as the originals are: builtins, which do not bind
+    as methods. Libraries keep them as class attributes (werkzeug's ``lock_class =
+    threading.Lock``, ``sleep = time.sleep``) and call them through ``self``; a plain
+    Python function would receive ``self`` as its first argument there. A
+    ``staticmethod`` is callable as it is (3.10+) and never binds."""
+    return staticmethod(f)
+
+
+_sleep.__name__ = _sleep.__qualname__ = "sleep"
+
+
 def _socket_items() -> Any:
-    items = [(_std_socket, "socket", _csocket.socket), (_std_socket, "SocketType", _csocket.socket)]
-    items += [(_std_socket, name, fn) for name, fn in _csocket.resolver_replacements.items()]
+    # ``socket.SocketType`` stays the C type (``_socket.socket``), as CPython's
+    # test_socket checks: every patched socket is still an instance of it
+    items = [(_std_socket, "socket", _csocket.socket)]
+    items += [(_std_socket, name, _fn(fn)) for name, fn in _csocket.resolver_replacements.items()]
     return items
 
 
@@ -83,7 +101,8 @@ _TABLE = {
     # only the class wrap_socket builds: ``ssl.SSLSocket`` itself stays (ssl.py's
     # ``super(SSLSocket, self)`` must name the original; isinstance checks still hold)
     "ssl": lambda: [(_std_ssl.SSLContext, "sslsocket_class", _cssl.SSLSocket)],
-    "select": lambda: [(_std_select, "select", _cselect.select), (_std_select, "poll", _cselect.poll),
+    "select": lambda: [(_std_select, "select", _fn(_cselect.select)),
+                       (_std_select, "poll", _cselect.poll),
                        (_std_select, "epoll", _cselect.epoll),
                        (_std_selectors, "SelectSelector", _cselect.SelectSelector),
                        (_std_selectors, "PollSelector", _cselect.PollSelector),
@@ -91,16 +110,19 @@ _TABLE = {
                        (_std_selectors, "DefaultSelector", _cselect.DefaultSelector),
                        # bound at import time by socketserver (serve_forever waits on it)
                        (_std_socketserver, "_ServerSelector", _cselect.PollSelector)],
-    "time": lambda: [(_std_time, "sleep", _sleep)],
-    "threading": lambda: [(_std_threading, "Lock", _cthreading.allocate_lock),
-                          (_std_threading, "_allocate_lock", _cthreading.allocate_lock),
+    "time": lambda: [(_std_time, "sleep", _fn(_sleep))],
+    # the class itself (``allocate_lock()`` is ``Lock()``): a class does not bind
+    "threading": lambda: [(_std_threading, "Lock", _cthreading.Lock),
+                          (_std_threading, "_allocate_lock", _cthreading.Lock),
                           (_std_threading, "RLock", _cthreading.RLock),
                           (_std_threading.Thread, "start", _cthreading.thread_start),
                           (_std_threading.Thread, "join", _cthreading.thread_join),
                           (_std_queue, "SimpleQueue", _std_queue._PySimpleQueue),  # type: ignore[attr-defined]
-                          (_std_thread, "start_new_thread", _cthreading.start_new_thread)],
+                          (_std_thread, "start_new_thread", _fn(_cthreading.start_new_thread))],
     "subprocess": lambda: [(_std_subprocess, "Popen", _csubprocess.Popen),
                            (_std_subprocess, "_PopenSelector", _cselect.PollSelector)],
+    "signal": lambda: [(_std_signal, "signal", _fn(_csignal.signal)),
+                       (_std_signal, "getsignal", _fn(_csignal.getsignal))],
 }
 
 #: the names ``patch_all``/``is_patched``/``unpatch`` accept, in patching order
@@ -155,11 +177,18 @@ def patch_subprocess() -> None:
     _patch("subprocess")
 
 
+def patch_signal() -> None:
+    """Patch ``signal.signal``/``getsignal``: a Python handler that raises while the
+    hub waits interrupts the task's blocking call instead of ending ``run`` (see
+    ``greenrt.patch._signal``). Idempotent."""
+    _patch("signal")
+
+
 def patch_all(*, socket: bool = True, ssl: bool = True, select: bool = True, time: bool = True,
-              threading: bool = True, subprocess: bool = True) -> None:
+              threading: bool = True, subprocess: bool = True, signal: bool = True) -> None:
     """Patch every module (or those left true). Idempotent; not a checkpoint."""
     wanted = {"socket": socket, "ssl": ssl, "select": select, "time": time,
-              "threading": threading, "subprocess": subprocess}
+              "threading": threading, "subprocess": subprocess, "signal": signal}
     for name in MODULES:
         if wanted[name]:
             _patch(name)

@@ -49,7 +49,8 @@ from typing import Any
 import greenrt
 from greenrt import lowlevel as _ll
 
-from ._common import (
+from ._common import (  # type: ignore[attr-defined]  # enter_checkpoint_on: greenrt._checkpoint._enter
+    enter_checkpoint_on,
     monotonic,
     real_getaddrinfo,
     real_socket_class,
@@ -103,7 +104,7 @@ def io_call(sock: Any, fn: Any, args: Any, writing: bool) -> Any:
         return fn(sock, *args)
     hub = task_hub()
     if hub is not None:
-        _ll.enter_checkpoint()
+        enter_checkpoint_on(hub)
         _streak += 1
         if _streak > FAIR_STREAK:
             _streak = 0
@@ -213,7 +214,7 @@ def sendall_impl(sock: Any, data: Any, flags: int = 0, send: Any = None) -> None
     n = view.nbytes
     hub = task_hub() if timeout != 0.0 else None
     if hub is not None:
-        _ll.enter_checkpoint()
+        enter_checkpoint_on(hub)
     deadline = None if timeout is None else monotonic() + timeout
     total = 0
     try:
@@ -267,6 +268,14 @@ def notify_close(sock: Any) -> None:
             hub.driver.notify_closing(fd)
 
 
+# a plain int: ``socket.MSG_DONTWAIT`` is an IntFlag, and ``&`` on one costs an enum call
+_MSG_DONTWAIT = int(getattr(_stdsocket, "MSG_DONTWAIT", 0))
+
+
+def _dontwait(flags: Any) -> bool:
+    return bool(flags) and isinstance(flags, int) and bool(int(flags) & _MSG_DONTWAIT)
+
+
 class socket(_Real):
     """A ``socket.socket`` whose blocking calls are cooperative inside greenrt tasks.
     See the module docstring for the rules; the API is the original's."""
@@ -289,6 +298,8 @@ class socket(_Real):
         return self._grt_timeout
 
     def setblocking(self, flag: bool) -> None:
+        # one real fcntl, as the original: an invalid fd raises OSError here
+        _real_setblocking(self, False)
         _set_user_timeout(self, None if flag else 0.0)
 
     def getblocking(self) -> bool:
@@ -301,7 +312,10 @@ class socket(_Real):
     def detach(self) -> int:
         # whoever takes the fd over expects the blocking mode the user asked for
         if self._grt_timeout != 0.0 and _Real.fileno(self) >= 0:
-            _real_setblocking(self, True)
+            try:
+                _real_setblocking(self, True)
+            except OSError:  # a stale fd: detach it all the same, as the original
+                pass
         return _Real.detach(self)
 
     def _real_close(self, _ss: Any = _csock.socket) -> None:
@@ -326,39 +340,64 @@ class socket(_Real):
             sock.setblocking(True)
         return sock, addr
 
+    # A call whose flags hold MSG_DONTWAIT asks for one non-blocking try: it goes
+    # straight to the syscall (BlockingIOError as the original), not a checkpoint.
+
     def recv(self, *args: Any) -> Any:
+        if len(args) > 1 and _dontwait(args[1]):
+            return _Real.recv(self, *args)
         return io_call(self, _Real.recv, args, False)
 
     def recv_into(self, *args: Any, **kw: Any) -> Any:
-        if kw:
+        if kw or len(args) > 2:
+            flags = kw.get("flags", args[2] if len(args) > 2 else 0)
+            if _dontwait(flags):
+                return _Real.recv_into(self, *args, **kw)
             return io_call(self, lambda s, *a: _Real.recv_into(s, *a, **kw), args, False)
         return io_call(self, _Real.recv_into, args, False)
 
     def recvfrom(self, *args: Any) -> Any:
+        if len(args) > 1 and _dontwait(args[1]):
+            return _Real.recvfrom(self, *args)
         return io_call(self, _Real.recvfrom, args, False)
 
     def recvfrom_into(self, *args: Any, **kw: Any) -> Any:
-        if kw:
+        if kw or len(args) > 2:
+            flags = kw.get("flags", args[2] if len(args) > 2 else 0)
+            if _dontwait(flags):
+                return _Real.recvfrom_into(self, *args, **kw)
             return io_call(self, lambda s, *a: _Real.recvfrom_into(s, *a, **kw), args, False)
         return io_call(self, _Real.recvfrom_into, args, False)
 
     if hasattr(_Real, "recvmsg"):
         def recvmsg(self, *args: Any) -> Any:
+            if len(args) > 2 and _dontwait(args[2]):
+                return _Real.recvmsg(self, *args)
             return io_call(self, _Real.recvmsg, args, False)
 
         def recvmsg_into(self, *args: Any) -> Any:
+            if len(args) > 2 and _dontwait(args[2]):
+                return _Real.recvmsg_into(self, *args)
             return io_call(self, _Real.recvmsg_into, args, False)
 
         def sendmsg(self, *args: Any) -> Any:
+            if len(args) > 2 and _dontwait(args[2]):
+                return _Real.sendmsg(self, *args)
             return io_call(self, _Real.sendmsg, args, True)
 
     def send(self, *args: Any) -> Any:
+        if len(args) > 1 and _dontwait(args[1]):
+            return _Real.send(self, *args)
         return io_call(self, _Real.send, args, True)
 
     def sendto(self, *args: Any) -> Any:
+        if len(args) > 2 and _dontwait(args[1]):
+            return _Real.sendto(self, *args)
         return io_call(self, _Real.sendto, args, True)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
+        if flags and _dontwait(flags):
+            return _Real.sendall(self, data, flags)
         sendall_impl(self, data, flags)
 
 
@@ -381,9 +420,15 @@ def getaddrinfo(host: Any, port: Any, family: Any = 0, type: Any = 0, proto: Any
 
 def _threaded(real: Any) -> Any:
     def wrapper(*args: Any) -> Any:
-        if task_hub() is None:
-            return real(*args)
-        return greenrt.to_thread(real, *args, abandon_on_cancel=True, name=real.__name__)
+        try:
+            if task_hub() is None:
+                return real(*args)
+            return greenrt.to_thread(real, *args, abandon_on_cancel=True, name=real.__name__)
+        except BaseException:
+            # the traceback keeps this frame: it must not keep the caller's arguments
+            # alive (CPython's testRefCountGetNameInfo counts their references)
+            del args
+            raise
 
     wrapper.__name__ = real.__name__
     wrapper.__qualname__ = real.__name__
@@ -393,6 +438,26 @@ def _threaded(real: Any) -> Any:
     return wrapper
 
 
-RESOLVER_NAMES = ("gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo")
-resolver_replacements = {name: _threaded(getattr(_stdsocket, name)) for name in RESOLVER_NAMES}
+_real_getnameinfo = _csock.getnameinfo  # the C function: never the patched name
+_threaded_getnameinfo = _threaded(_real_getnameinfo)
+_NI_NUMERIC = _stdsocket.NI_NUMERICHOST | _stdsocket.NI_NUMERICSERV
+
+
+def getnameinfo(sockaddr: Any, flags: Any) -> Any:
+    """``socket.getnameinfo``; inside a task a checkpoint that runs a lookup needing
+    the resolver in greenrt's thread pool (numeric flags, or arguments of the wrong
+    type, are served inline: no thread, the original's errors)."""
+    if (not isinstance(sockaddr, tuple) or not isinstance(flags, int)
+            or flags & _NI_NUMERIC == _NI_NUMERIC or task_hub() is None):
+        try:
+            return _real_getnameinfo(sockaddr, flags)
+        except BaseException:
+            del sockaddr, flags  # see _threaded
+            raise
+    return _threaded_getnameinfo(sockaddr, flags)
+
+
+RESOLVER_NAMES = ("gethostbyname", "gethostbyname_ex", "gethostbyaddr")
+resolver_replacements = {name: _threaded(getattr(_csock, name)) for name in RESOLVER_NAMES}
 resolver_replacements["getaddrinfo"] = getaddrinfo
+resolver_replacements["getnameinfo"] = getnameinfo

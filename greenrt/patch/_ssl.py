@@ -77,11 +77,25 @@ class SSLSocket(_Base):
         finally:
             self._grt_timeout = timeout
 
+    # ``read``/``write`` take the TLS object once, before waiting, as the original's
+    # one C call does: a ``shutdown()`` from another thread or task while this one
+    # waits (it sets ``_sslobj`` to None and shuts the fd down) then ends the wait
+    # with the EOF the original sees, not with "Read on closed or unwrapped SSL
+    # socket" (urllib3's ``HTTPResponse.shutdown`` relies on this).
+
     def read(self, len: int = 1024, buffer: Any = None) -> Any:
-        return io_call(self, _Base.read, (len, buffer), False)
+        self._checkClosed()  # type: ignore[attr-defined]
+        sslobj = self._sslobj
+        if sslobj is None:
+            raise ValueError("Read on closed or unwrapped SSL socket.")
+        return io_call(self, _read_raw, (sslobj, len, buffer), False)
 
     def write(self, data: Any) -> int:
-        return io_call(self, _Base.write, (data,), True)  # type: ignore[no-any-return]
+        self._checkClosed()  # type: ignore[attr-defined]
+        sslobj = self._sslobj
+        if sslobj is None:
+            raise ValueError("Write on closed or unwrapped SSL socket.")
+        return io_call(self, _write_raw, (sslobj, data), True)  # type: ignore[no-any-return]
 
     def recv(self, buflen: int = 1024, flags: int = 0) -> Any:
         if self._sslobj is None:
@@ -149,7 +163,23 @@ class SSLSocket(_Base):
         return s
 
 
-def _do_handshake_raw(sock: Any) -> None:
+def _read_raw(sock: Any, sslobj: Any, len: Any, buffer: Any) -> Any:
+    """``ssl.SSLSocket.read`` on a given TLS object (one non-blocking try)."""
+    try:
+        if buffer is not None:
+            return sslobj.read(len, buffer)
+        return sslobj.read(len)
+    except _ssl.SSLError as x:
+        if x.args[0] == _ssl.SSL_ERROR_EOF and sock.suppress_ragged_eofs:
+            return 0 if buffer is not None else b""
+        raise
+
+
+def _write_raw(sock: Any, sslobj: Any, data: Any) -> Any:
+    return sslobj.write(data)
+
+
+def _do_handshake_raw(sock: Any) -> Any:
     sock._sslobj.do_handshake()
 
 

@@ -39,7 +39,9 @@ from typing import Any
 import greenrt
 from greenrt import lowlevel as _ll
 
-from ._common import real_allocate_lock, task_hub
+from ._common import _tls, real_allocate_lock, task_hub
+
+_get_ident = _thread.get_ident
 
 real_thread_start = _threading.Thread.start
 real_start_new_thread = _thread.start_new_thread
@@ -76,10 +78,10 @@ real_thread_join = _threading.Thread.join
 
 
 def _owner_token() -> Any:
-    hub = task_hub()
-    if hub is not None:
+    hub = getattr(_tls, "hub", None)  # task_hub(), inlined: every RLock call
+    if hub is not None and hub.current is not None and hub.driver is not None:
         return hub.current
-    return _threading.get_ident()
+    return _get_ident()
 
 
 class _Waiter:
@@ -223,10 +225,13 @@ class RLock:
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         me = _owner_token()
-        if self._owner is me or (self._owner is not None and self._owner == me):
+        owner = self._owner
+        if owner is me or (owner is not None and owner == me):
             self._count += 1
             return True
-        rc = self._block.acquire(blocking, timeout)
+        # uncontended: take the inner lock at once (what Lock.acquire does first,
+        # inside a task or not), without a second look-up of the hub
+        rc = self._block._lock.acquire(False) or self._block.acquire(blocking, timeout)
         if rc:
             self._owner = me
             self._count = 1

@@ -343,6 +343,217 @@ def test_connect_with_a_host_name_resolves_through_the_pool(patched):
         srv.close()
 
 
+def test_msg_dontwait_is_one_nonblocking_try_and_setblocking_checks_the_fd(patched):
+    def main():
+        a, b = socket.socketpair()
+        with a, b:
+            with pytest.raises(BlockingIOError):
+                a.recv(10, socket.MSG_DONTWAIT)
+            with pytest.raises(BlockingIOError):
+                a.recv_into(bytearray(10), 10, socket.MSG_DONTWAIT)
+            with pytest.raises(OSError):  # fill the buffer: EAGAIN, never a wait
+                while True:
+                    a.send(b"x" * 65536, socket.MSG_DONTWAIT)
+            assert a.gettimeout() is None  # the socket itself stays blocking
+        s0 = socket.socket()
+        s = socket.socket(fileno=s0.fileno())
+        s0.close()
+        try:
+            with pytest.raises(OSError):
+                s.setblocking(False)  # EBADF, as the original
+        finally:
+            s.detach()
+        return "ok"
+
+    assert greenrt.run(main) == "ok"
+
+
+def test_getnameinfo_numeric_inline_and_bad_arguments_as_the_original(patched):
+    import sys
+
+    def main():
+        flags = socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
+        assert socket.getnameinfo(("127.0.0.1", 80), flags) == ("127.0.0.1", "80")
+        name = "not an address"
+        before = sys.getrefcount(name)
+        with pytest.raises(TypeError):
+            socket.getnameinfo(name, 0)
+        assert sys.getrefcount(name) == before  # the traceback keeps no reference
+        return "ok"
+
+    assert greenrt.run(main) == "ok"
+
+
+def test_patched_functions_do_not_bind_as_methods(patched):
+    """Like the builtins they replace: werkzeug keeps ``lock_class = threading.Lock``
+    and calls ``self.lock_class()``."""
+    import signal
+
+    class Holder:
+        lock_class = threading.Lock
+        sleep = time.sleep
+        gai = socket.getaddrinfo
+        sel = select.select
+        getsig = signal.getsignal
+
+    h = Holder()
+
+    def main():
+        lock = h.lock_class()
+        assert lock.acquire() and lock.locked()
+        lock.release()
+        h.sleep(0)
+        assert h.gai("127.0.0.1", 80)[0][4] == ("127.0.0.1", 80)
+        assert h.sel([], [], [], 0) == ([], [], [])
+        assert h.getsig(signal.SIGINT) is not None
+        return "ok"
+
+    assert greenrt.run(main) == "ok"
+    assert time.sleep.__name__ == "sleep"
+
+
+def test_socket_type_stays_the_c_type(patched):
+    import _socket
+
+    assert socket.SocketType is _socket.socket
+    assert isinstance(socket.socket(), socket.SocketType)
+
+
+def test_tls_shutdown_while_another_task_reads_ends_the_read_with_eof(patched):
+    """urllib3's ``HTTPResponse.shutdown()``: ``SSLSocket.shutdown(SHUT_RD)`` from one
+    task while another waits in ``read``; the reader sees EOF (b""), as unpatched,
+    not "Read on closed or unwrapped SSL socket"."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    srv_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(srv_ctx)
+    cli_ctx = ssl.create_default_context()
+    ca.configure_trust(cli_ctx)
+
+    def main():
+        a, b = socket.socketpair()
+        got = []
+        with greenrt.region() as r:
+            def server():
+                s = srv_ctx.wrap_socket(b, server_side=True)
+                s.sendall(b"hi")
+                got.append(("server", s.recv(10)))  # until the client's fd goes away
+                s.close()
+
+            r.spawn(server)
+            c = cli_ctx.wrap_socket(a, server_hostname="127.0.0.1")
+            assert c.recv(2) == b"hi"
+
+            def reader():
+                got.append(("reader", c.recv(10)))  # waits: nothing more is sent
+
+            r.spawn(reader)
+            greenrt.sleep(0.05)  # let the reader park (ordering only, not a threshold)
+            c.shutdown(socket.SHUT_RDWR)
+        c.close()
+        return sorted(got)
+
+    assert greenrt.run(main) == [("reader", b""), ("server", b"")]
+
+
+# -- signal: a raising Python handler interrupts the task's blocking call -----------
+
+
+class _Alarm(Exception):
+    pass
+
+
+def _raise_alarm(signum, frame):
+    raise _Alarm
+
+
+def test_a_raising_signal_handler_interrupts_the_tasks_wait(patched):
+    import signal
+
+    def main():
+        old = signal.signal(signal.SIGALRM, _raise_alarm)
+        assert signal.getsignal(signal.SIGALRM) is _raise_alarm
+        a, b = socket.socketpair()
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            with pytest.raises(_Alarm):
+                a.recv(10)  # the hub waits; the handler's exception comes out here
+            b.sendall(b"after")
+            assert a.recv(10) == b"after"  # nothing lost, the socket usable
+            sel = selectors.DefaultSelector()
+            sel.register(a, selectors.EVENT_READ)
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            with pytest.raises(_Alarm):
+                sel.select(30)
+            sel.close()
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            assert signal.signal(signal.SIGALRM, old) is _raise_alarm
+            a.close()
+            b.close()
+        return "still running"
+
+    assert greenrt.run(main, handle_signals=False) == "still running"
+
+
+def test_a_signal_handler_that_returns_lets_the_wait_go_on(patched):
+    import signal
+
+    got = []
+
+    def main():
+        old = signal.signal(signal.SIGALRM, lambda s, f: got.append(s))
+        a, b = socket.socketpair()
+        try:
+            def later():
+                while not got:
+                    greenrt.sleep(0.01)
+                b.sendall(b"x")
+
+            with greenrt.region() as r:
+                r.spawn(later)
+                signal.setitimer(signal.ITIMER_REAL, 0.02)
+                assert a.recv(1) == b"x"  # not interrupted by the handler
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+            a.close()
+            b.close()
+
+    greenrt.run(main, handle_signals=False)
+    assert got == [signal.SIGALRM]
+
+
+def test_a_handler_installed_before_run_targets_the_main_task(patched):
+    import signal
+
+    old = signal.signal(signal.SIGALRM, _raise_alarm)
+    try:
+        def main():
+            ev = threading.Event()  # made while patched: a cooperative wait
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            # (a timed wait: a pending alarm is not something the deadlock detector
+            # counts as a waker)
+            with pytest.raises(_Alarm):
+                ev.wait(60)
+            return "ok"
+
+        assert greenrt.run(main, handle_signals=False) == "ok"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_unpatch_restores_signal(patched):
+    import signal
+
+    assert signal.signal is not gp._csignal.real_signal
+    gp.unpatch("signal")
+    assert signal.signal is gp._csignal.real_signal
+    assert signal.getsignal is gp._csignal.real_getsignal
+
+
 # -- outside the hub: the original behaviour ---------------------------------------
 
 
@@ -603,6 +814,38 @@ def test_condition_wait_cancelled_reacquires_the_lock(patched):
                 cond.notify_all()
 
     greenrt.run(main)
+
+
+def test_cancelled_waits_on_the_threading_primitives_leave_them_as_they_were(patched):
+    """What docs/patch.md promises per primitive: a cancelled Queue.get removes
+    nothing, Queue.put adds nothing, Semaphore.acquire takes nothing, Event.wait
+    changes nothing, Barrier.wait leaves the barrier unbroken without the waiter."""
+    def main():
+        q = queue.Queue(maxsize=1)
+        full = queue.Queue(maxsize=1)
+        full.put("old")
+        sem = threading.Semaphore(0)
+        ev = threading.Event()
+        bar = threading.Barrier(2)
+        waits = [q.get, lambda: full.put("new"), sem.acquire, ev.wait, bar.wait]
+        for wait in waits:
+            with greenrt.move_on_after(0.01) as sc:
+                wait()
+            assert sc.cancelled_caught
+        q.put("x")
+        assert q.get_nowait() == "x" and q.empty()
+        assert full.get_nowait() == "old" and full.empty()
+        assert not sem.acquire(blocking=False)
+        sem.release()
+        assert sem.acquire(blocking=False)
+        assert not ev.is_set()
+        assert not bar.broken and bar.n_waiting == 0
+        with greenrt.region() as r:  # the barrier still works, for two new parties
+            r.spawn(bar.wait)
+            r.spawn(bar.wait)
+        return "ok"
+
+    assert greenrt.run(main) == "ok"
 
 
 def test_queue_get_put_between_tasks(patched):
