@@ -152,6 +152,10 @@ class LabHub(Hub):
             self.wants_access = True
         self.clock = VirtualClock()
         self.strategy = strategy
+        # Bound once: ``_pick`` asks for every scheduling decision. Only a strategy
+        # with a ``mismatch`` attribute (the replay strategies) can diverge.
+        self._choose = strategy.choose
+        self._may_mismatch = hasattr(strategy, "mismatch")
         self.strict = strict
         self.max_steps = max_steps
         self.max_time = max_time
@@ -295,21 +299,28 @@ class LabHub(Hub):
     # -- tracing --------------------------------------------------------------------
 
     def _emit(self, kind: str, task: int | None, region: int | None, /, **data: Any) -> None:
-        ev = TraceEvent(self._event_seq, kind, self.clock.now, task, region, data)
-        self._event_seq += 1
+        # Hot path (several events per scheduling step): locals, and the tracking,
+        # checker and instrument branches tested once each.
+        seq = self._event_seq
+        ev = TraceEvent(seq, kind, self.clock.now, task, region, data)
+        self._event_seq = seq + 1
         events = self.events
         if events is not None:
             events.append(ev)
-        if self.track and self.current is not None and self._step is not None:
-            if kind == "checkpoint":
-                self._step.fp.append((("cancel", task), False))
-            elif kind == "cancel.request" and task is not None:
-                self._step.fp.append((("cancel", task), True))
+        if self.track:
+            st = self._step
+            if st is not None and self.current is not None:
+                if kind == "checkpoint":
+                    st.fp.append((("cancel", task), False))
+                elif kind == "cancel.request" and task is not None:
+                    st.fp.append((("cancel", task), True))
         chk = self.checker
         if chk is not None:
             chk(ev)
-        for _, cb in self._instruments:
-            cb(ev)
+        instruments = self._instruments
+        if instruments:
+            for _, cb in instruments:
+                cb(ev)
         if kind == "region.close" and self._timer_owner:
             self._check_region_close(ev)
 
@@ -378,22 +389,28 @@ class LabHub(Hub):
             if self.track:
                 self._begin_step(task, (task.id,), None)
             return task
-        if timed:
-            timed.sort()  # a sorted list is a heap; entries (deadline, -prio, seq, task)
-        ids = [t.id for t in cl] if cl else []
-        if timed:
-            ids += [e[3].id for e in timed]
-        if ready:
-            ids += [t.id for t in ready]
-        i = self.strategy.choose("task", n, ids)
+        if timed or cl:
+            if timed:
+                timed.sort()  # a sorted list is a heap; entries (deadline, -prio, seq, task)
+            lst = [t.id for t in cl]
+            lst += [e[3].id for e in timed]
+            lst += [t.id for t in ready]
+            ids = tuple(lst)
+        else:  # the common case: only the ready lane
+            ids = tuple([t.id for t in ready])
+        i = self._choose("task", n, ids)
         self.choices += 1
-        mismatch = getattr(self.strategy, "mismatch", None)
-        if mismatch is not None and self._halt is None and self.checker is None:
-            from .errors import ReplayDivergence
+        if self._may_mismatch:
+            mismatch = getattr(self.strategy, "mismatch", None)
+            if mismatch is not None and self._halt is None and self.checker is None:
+                from .errors import ReplayDivergence
 
-            self._halt = LabHalt("divergence", ReplayDivergence(self._event_seq, None, None,
-                                                                mismatch))
-        if i < len(cl):
+                self._halt = LabHalt("divergence", ReplayDivergence(self._event_seq, None,
+                                                                    None, mismatch))
+        if not cl and not timed:
+            task = ready[i]
+            del ready[i]
+        elif i < len(cl):
             task = cl[i]
             del cl[i]
         else:
@@ -407,7 +424,9 @@ class LabHub(Hub):
         if self._tracing:
             self._emit("lab.choice", None, None, what="task", n=n, i=i, pick=task.id)
         if self.track:
-            self._begin_step(task, tuple(ids), self.choices - 1)
+            st = Step(task.id, ids, self.choices - 1, len(self._objs))
+            self.sched.append(st)
+            self._step = st
         return task
 
     # -- timers ---------------------------------------------------------------------
