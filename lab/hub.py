@@ -332,11 +332,14 @@ class LabHub(Hub):
     # -- scheduling -----------------------------------------------------------------
 
     def _schedule(self, task) -> None:
-        if self.track and self.current is not None and task is not self.current \
-                and self._step is not None:
-            self._step.woke.append(task.id)
-            if task._glet is None:
-                self._step.fp.append((("spawn",), True))
+        if self.track:
+            cur = self.current
+            if cur is not None and task is not cur:
+                st = self._step
+                if st is not None:
+                    st.woke.append(task.id)
+                    if task._glet is None:
+                        st.fp.append((("spawn",), True))
         if task._glet is None:  # not started yet: spawned just now
             tasks = self.tasks
             if self.main_task is None:
@@ -422,7 +425,18 @@ class LabHub(Hub):
                 task = ready[i2]
                 del ready[i2]
         if self._tracing:
-            self._emit("lab.choice", None, None, what="task", n=n, i=i, pick=task.id)
+            # _emit inlined for the one event of every scheduling decision (neither a
+            # footprint event nor region.close: only the sinks apply)
+            seq = self._event_seq
+            ev = TraceEvent(seq, "lab.choice", self.clock.now, None, None,
+                            {"what": "task", "n": n, "i": i, "pick": task.id})
+            self._event_seq = seq + 1
+            if self.events is not None:
+                self.events.append(ev)
+            if self.checker is not None:
+                self.checker(ev)
+            for _, cb in self._instruments:
+                cb(ev)
         if self.track:
             st = Step(task.id, ids, self.choices - 1, len(self._objs))
             self.sched.append(st)
