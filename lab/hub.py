@@ -56,6 +56,7 @@ Nothing here may depend on ``id()``, set iteration, hash order or real time.
 from __future__ import annotations
 
 import heapq
+import operator
 import os
 import threading
 from typing import Any
@@ -68,6 +69,8 @@ from .clock import VirtualClock
 from .errors import NondeterminismError
 
 DEFAULT_MAX_STEPS = 2_000_000
+
+_task_id = operator.attrgetter("id")
 
 #: How to model each refused source of nondeterminism (used in error messages).
 HINTS = {
@@ -127,7 +130,7 @@ class Step:
         self.ids = ids
         self.choice = choice
         self.fp: list = []
-        self.woke: list = []
+        self.woke: list | tuple = ()  # a list from the first wake-up on
         self.objs = objs  # objects numbered before this step
 
     def __repr__(self) -> str:
@@ -148,6 +151,7 @@ class LabHub(Hub):
         self.sched: list[Step] = []
         self._step: Step | None = None
         self._objs: dict[int, tuple[int, Any]] = {}
+        self._cancel_reads: dict[int | None, tuple] = {}
         if track:
             self.wants_access = True
         self.clock = VirtualClock()
@@ -310,8 +314,11 @@ class LabHub(Hub):
         if self.track:
             st = self._step
             if st is not None and self.current is not None:
-                if kind == "checkpoint":
-                    st.fp.append((("cancel", task), False))
+                if kind == "checkpoint":  # one shared (key, read) pair per task
+                    a = self._cancel_reads.get(task)
+                    if a is None:
+                        a = self._cancel_reads[task] = (("cancel", task), False)
+                    st.fp.append(a)
                 elif kind == "cancel.request" and task is not None:
                     st.fp.append((("cancel", task), True))
         chk = self.checker
@@ -337,7 +344,10 @@ class LabHub(Hub):
             if cur is not None and task is not cur:
                 st = self._step
                 if st is not None:
-                    st.woke.append(task.id)
+                    if st.woke:
+                        st.woke.append(task.id)
+                    else:
+                        st.woke = [task.id]
                     if task._glet is None:
                         st.fp.append((("spawn",), True))
         if task._glet is None:  # not started yet: spawned just now
@@ -395,12 +405,12 @@ class LabHub(Hub):
         if timed or cl:
             if timed:
                 timed.sort()  # a sorted list is a heap; entries (deadline, -prio, seq, task)
-            lst = [t.id for t in cl]
+            lst = list(map(_task_id, cl))
             lst += [e[3].id for e in timed]
-            lst += [t.id for t in ready]
+            lst += map(_task_id, ready)
             ids = tuple(lst)
         else:  # the common case: only the ready lane
-            ids = tuple([t.id for t in ready])
+            ids = tuple(map(_task_id, ready))
         i = self._choose("task", n, ids)
         self.choices += 1
         if self._may_mismatch:

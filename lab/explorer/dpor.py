@@ -86,13 +86,16 @@ def fingerprint(sched: list) -> str:
         local[p] = n + 1
         name = (p, n)
         names.append(name)
-        fp: dict = {}
-        for k, w in s.fp:
-            if w:
-                fp[k] = True
-            elif k not in fp:
-                fp[k] = False
-        for key, wr in fp.items():
+        items = s.fp
+        if len(items) > 1:  # one access (most steps: the checkpoint's) is merged already
+            fp: dict = {}
+            for k, w in items:
+                if w:
+                    fp[k] = True
+                elif k not in fp:
+                    fp[k] = False
+            items = fp.items()
+        for key, wr in items:
             e = acc.get(key)
             if e is None:
                 if wr:

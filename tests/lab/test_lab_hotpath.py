@@ -78,3 +78,26 @@ def test_inlined_fingerprint_is_analyse_fingerprint(prog):
         assert fp == analyse(res.schedule)[0]
         seen.add(fp)
     assert len(seen) > 1  # the schedules differ, so the comparison is not of one class
+
+
+def test_a_run_raises_the_collector_threshold_and_restores_it():
+    import gc
+
+    from greenrt.lab.runner import RUN_GC_THRESHOLD
+
+    before = gc.get_threshold()
+    seen = []
+
+    def prog():
+        seen.append(gc.get_threshold()[0])
+
+    try:
+        gc.set_threshold(700, *before[1:])
+        assert lab.run(prog).ok
+        assert seen == [RUN_GC_THRESHOLD]
+        assert gc.get_threshold()[0] == 700
+        gc.set_threshold(RUN_GC_THRESHOLD * 2, *before[1:])  # a larger one is kept
+        assert lab.run(prog).ok
+        assert seen[-1] == RUN_GC_THRESHOLD * 2
+    finally:
+        gc.set_threshold(*before)
