@@ -71,8 +71,9 @@ def fingerprint(sched: list) -> str:
     """The class fingerprint of a run (``analyse``'s first result) without the vector
     clocks and races: what sampled runs need, at a fraction of the cost.
 
-    The same computation as ``analyse`` with ``world=False``, with ``_merge_fp`` and
-    ``_record`` inlined (it runs once per sampled run, over every step)."""
+    The same computation as ``analyse`` with ``world=False``, with ``_record``
+    inlined and ``_merge_fp`` called only for steps with several accesses (it runs
+    once per sampled run, over every step)."""
     acc: dict = {}
     local: dict[int, int] = {}
     names: list[tuple[int, int]] = []
@@ -88,13 +89,7 @@ def fingerprint(sched: list) -> str:
         names.append(name)
         items = s.fp
         if len(items) > 1:  # one access (most steps: the checkpoint's) is merged already
-            fp: dict = {}
-            for k, w in items:
-                if w:
-                    fp[k] = True
-                elif k not in fp:
-                    fp[k] = False
-            items = fp.items()
+            items = _merge_fp(items).items()
         for key, wr in items:
             e = acc.get(key)
             if e is None:
