@@ -64,7 +64,7 @@ from typing import Any
 from greenrt import CancelKind, CancelReason, Region, Task, TraceEvent
 from greenrt.lowlevel import Hub
 
-from .choice import Strategy
+from .choice import RandomStrategy, Strategy
 from .clock import VirtualClock
 from .errors import NondeterminismError
 
@@ -160,6 +160,8 @@ class LabHub(Hub):
         # with a ``mismatch`` attribute (the replay strategies) can diverge.
         self._choose = strategy.choose
         self._may_mismatch = hasattr(strategy, "mismatch")
+        # the uniform strategy's draw, inlined in _pick (exactly RandomStrategy.choose)
+        self._randbits = strategy._rng.getrandbits if type(strategy) is RandomStrategy else None
         self.strict = strict
         self.max_steps = max_steps
         self.max_time = max_time
@@ -411,7 +413,14 @@ class LabHub(Hub):
             ids = tuple(lst)
         else:  # the common case: only the ready lane
             ids = tuple(map(_task_id, ready))
-        i = self._choose("task", n, ids)
+        bits = self._randbits
+        if bits is not None:  # RandomStrategy.choose inlined (the same draw)
+            k = n.bit_length()
+            i = bits(k)
+            while i >= n:
+                i = bits(k)
+        else:
+            i = self._choose("task", n, ids)
         self.choices += 1
         if self._may_mismatch:
             mismatch = getattr(self.strategy, "mismatch", None)
