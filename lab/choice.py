@@ -58,7 +58,18 @@ class RandomStrategy(Strategy):
         self._rng = random.Random(seed)
 
     def choose(self, what: str, n: int, ids: Sequence[int] | None = None) -> int:
-        return self._rng.randrange(n)
+        # ``random.Random.randrange(n)`` inlined: for ``n > 0`` it is
+        # ``_randbelow_with_getrandbits(n)`` (getrandbits(n.bit_length()) until the
+        # draw is below ``n``) on every supported Python, so the stream of answers is
+        # the same draw for draw (tests/lab/test_choice_perf.py checks it).
+        if n <= 0:
+            return self._rng.randrange(n)  # raises ValueError as randrange does
+        getrandbits = self._rng.getrandbits
+        k = n.bit_length()
+        r = getrandbits(k)
+        while r >= n:
+            r = getrandbits(k)
+        return r
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "seed": self.seed}

@@ -56,6 +56,7 @@ Nothing here may depend on ``id()``, set iteration, hash order or real time.
 from __future__ import annotations
 
 import heapq
+import operator
 import os
 import threading
 from typing import Any
@@ -63,11 +64,13 @@ from typing import Any
 from greenrt import CancelKind, CancelReason, Region, Task, TraceEvent
 from greenrt.lowlevel import Hub
 
-from .choice import Strategy
+from .choice import RandomStrategy, Strategy
 from .clock import VirtualClock
 from .errors import NondeterminismError
 
 DEFAULT_MAX_STEPS = 2_000_000
+
+_task_id = operator.attrgetter("id")
 
 #: How to model each refused source of nondeterminism (used in error messages).
 HINTS = {
@@ -127,7 +130,7 @@ class Step:
         self.ids = ids
         self.choice = choice
         self.fp: list = []
-        self.woke: list = []
+        self.woke: list | tuple = ()  # a list from the first wake-up on
         self.objs = objs  # objects numbered before this step
 
     def __repr__(self) -> str:
@@ -148,10 +151,17 @@ class LabHub(Hub):
         self.sched: list[Step] = []
         self._step: Step | None = None
         self._objs: dict[int, tuple[int, Any]] = {}
+        self._cancel_reads: dict[int | None, tuple] = {}
         if track:
             self.wants_access = True
         self.clock = VirtualClock()
         self.strategy = strategy
+        # Bound once: ``_pick`` asks for every scheduling decision. Only a strategy
+        # with a ``mismatch`` attribute (the replay strategies) can diverge.
+        self._choose = strategy.choose
+        self._may_mismatch = hasattr(strategy, "mismatch")
+        # the uniform strategy's draw, inlined in _pick (exactly RandomStrategy.choose)
+        self._randbits = strategy._rng.getrandbits if type(strategy) is RandomStrategy else None
         self.strict = strict
         self.max_steps = max_steps
         self.max_time = max_time
@@ -295,21 +305,31 @@ class LabHub(Hub):
     # -- tracing --------------------------------------------------------------------
 
     def _emit(self, kind: str, task: int | None, region: int | None, /, **data: Any) -> None:
-        ev = TraceEvent(self._event_seq, kind, self.clock.now, task, region, data)
-        self._event_seq += 1
+        # Hot path (several events per scheduling step): locals, and the tracking,
+        # checker and instrument branches tested once each.
+        seq = self._event_seq
+        ev = TraceEvent(seq, kind, self.clock.now, task, region, data)
+        self._event_seq = seq + 1
         events = self.events
         if events is not None:
             events.append(ev)
-        if self.track and self.current is not None and self._step is not None:
-            if kind == "checkpoint":
-                self._step.fp.append((("cancel", task), False))
-            elif kind == "cancel.request" and task is not None:
-                self._step.fp.append((("cancel", task), True))
+        if self.track:
+            st = self._step
+            if st is not None and self.current is not None:
+                if kind == "checkpoint":  # one shared (key, read) pair per task
+                    a = self._cancel_reads.get(task)
+                    if a is None:
+                        a = self._cancel_reads[task] = (("cancel", task), False)
+                    st.fp.append(a)
+                elif kind == "cancel.request" and task is not None:
+                    st.fp.append((("cancel", task), True))
         chk = self.checker
         if chk is not None:
             chk(ev)
-        for _, cb in self._instruments:
-            cb(ev)
+        instruments = self._instruments
+        if instruments:
+            for _, cb in instruments:
+                cb(ev)
         if kind == "region.close" and self._timer_owner:
             self._check_region_close(ev)
 
@@ -321,11 +341,17 @@ class LabHub(Hub):
     # -- scheduling -----------------------------------------------------------------
 
     def _schedule(self, task) -> None:
-        if self.track and self.current is not None and task is not self.current \
-                and self._step is not None:
-            self._step.woke.append(task.id)
-            if task._glet is None:
-                self._step.fp.append((("spawn",), True))
+        if self.track:
+            cur = self.current
+            if cur is not None and task is not cur:
+                st = self._step
+                if st is not None:
+                    if st.woke:
+                        st.woke.append(task.id)
+                    else:
+                        st.woke = [task.id]
+                    if task._glet is None:
+                        st.fp.append((("spawn",), True))
         if task._glet is None:  # not started yet: spawned just now
             tasks = self.tasks
             if self.main_task is None:
@@ -378,22 +404,35 @@ class LabHub(Hub):
             if self.track:
                 self._begin_step(task, (task.id,), None)
             return task
-        if timed:
-            timed.sort()  # a sorted list is a heap; entries (deadline, -prio, seq, task)
-        ids = [t.id for t in cl] if cl else []
-        if timed:
-            ids += [e[3].id for e in timed]
-        if ready:
-            ids += [t.id for t in ready]
-        i = self.strategy.choose("task", n, ids)
+        if timed or cl:
+            if timed:
+                timed.sort()  # a sorted list is a heap; entries (deadline, -prio, seq, task)
+            lst = list(map(_task_id, cl))
+            lst += [e[3].id for e in timed]
+            lst += map(_task_id, ready)
+            ids = tuple(lst)
+        else:  # the common case: only the ready lane
+            ids = tuple(map(_task_id, ready))
+        bits = self._randbits
+        if bits is not None:  # RandomStrategy.choose inlined (the same draw)
+            k = n.bit_length()
+            i = bits(k)
+            while i >= n:
+                i = bits(k)
+        else:
+            i = self._choose("task", n, ids)
         self.choices += 1
-        mismatch = getattr(self.strategy, "mismatch", None)
-        if mismatch is not None and self._halt is None and self.checker is None:
-            from .errors import ReplayDivergence
+        if self._may_mismatch:
+            mismatch = getattr(self.strategy, "mismatch", None)
+            if mismatch is not None and self._halt is None and self.checker is None:
+                from .errors import ReplayDivergence
 
-            self._halt = LabHalt("divergence", ReplayDivergence(self._event_seq, None, None,
-                                                                mismatch))
-        if i < len(cl):
+                self._halt = LabHalt("divergence", ReplayDivergence(self._event_seq, None,
+                                                                    None, mismatch))
+        if not cl and not timed:
+            task = ready[i]
+            del ready[i]
+        elif i < len(cl):
             task = cl[i]
             del cl[i]
         else:
@@ -405,9 +444,22 @@ class LabHub(Hub):
                 task = ready[i2]
                 del ready[i2]
         if self._tracing:
-            self._emit("lab.choice", None, None, what="task", n=n, i=i, pick=task.id)
+            # _emit inlined for the one event of every scheduling decision (neither a
+            # footprint event nor region.close: only the sinks apply)
+            seq = self._event_seq
+            ev = TraceEvent(seq, "lab.choice", self.clock.now, None, None,
+                            {"what": "task", "n": n, "i": i, "pick": task.id})
+            self._event_seq = seq + 1
+            if self.events is not None:
+                self.events.append(ev)
+            if self.checker is not None:
+                self.checker(ev)
+            for _, cb in self._instruments:
+                cb(ev)
         if self.track:
-            self._begin_step(task, tuple(ids), self.choices - 1)
+            st = Step(task.id, ids, self.choices - 1, len(self._objs))
+            self.sched.append(st)
+            self._step = st
         return task
 
     # -- timers ---------------------------------------------------------------------

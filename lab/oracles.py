@@ -81,10 +81,23 @@ def validate_names(names) -> tuple[str, ...]:
     return names
 
 
+#: Every event kind an oracle (``_Index`` and the scans below) looks at.
+_ORACLE_KINDS = frozenset({
+    "task.spawn", "task.complete", "region.open", "region.close",
+    "obligation.reserve", "obligation.commit", "obligation.abort", "obligation.leak",
+    "cancel.request", "cancel.drain", "cancel.finalize", "cancel.exhausted",
+})
+
+
 class _Index:
     """Per-task and per-region facts derived from the events, built once."""
 
     def __init__(self, events):
+        # The oracles read only these kinds; one pass keeps them (in order) so that
+        # each oracle scans a few events per task, not the scheduling events
+        # (task.switch, lab.choice, checkpoint) that make up most of a trace.
+        kinds = _ORACLE_KINDS
+        self.events = events = [ev for ev in events if ev.kind in kinds]
         self.names: dict[int, str] = {}
         self.task_region: dict[int, int] = {}
         self.spawn_step: dict[int, int] = {}
@@ -159,7 +172,7 @@ def _leak(f: Facts, ix: _Index) -> list[Violation]:
 def _obligation(f: Facts, ix: _Index) -> list[Violation]:
     out = []
     reserved: dict[int, Any] = {}
-    for ev in f.events:
+    for ev in ix.events:
         k = ev.kind
         if k == "obligation.reserve":
             reserved[ev.data["obligation"]] = ev
@@ -191,7 +204,7 @@ def _race_drain(f: Facts, ix: _Index) -> list[Violation]:
     live_in_region: dict[int, dict[int, None]] = {}
     checked: set = set()
     pending = []  # (loser, canceller, step, region_at_request)
-    for ev in f.events:
+    for ev in ix.events:
         k = ev.kind
         if k == "region.open" and ev.task is not None:
             open_regions.setdefault(ev.task, []).append(ev.region)
@@ -249,7 +262,7 @@ def _cancel_protocol(f: Facts, ix: _Index) -> list[Violation]:
     requested: dict[int, int] = {}
     delivered: dict[int, Any] = {}
     root_delivered: dict[int, Any] = {}
-    for ev in f.events:
+    for ev in ix.events:
         k = ev.kind
         if k == "cancel.request":
             requested.setdefault(ev.data.get("scope"), ev.seq)

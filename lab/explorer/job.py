@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..choice import Strategy
-from ..runner import LabResult, _json_args, _run
+from ..runner import LabResult, _json_args, _run, run_gc_threshold
 from ..token import Token, decode, run_hash
 from .dpor import fingerprint
 from .injection import Inject, _Injector
@@ -83,8 +83,9 @@ def _outcome(job: _Job, spec: RunSpec, res: LabResult, inj: _Injector | None,
 def _work(spec: RunSpec, count: bool = False) -> RunOutcome:
     job = _JOB
     assert job is not None
-    res, inj = _execute(job, spec, count=count)
-    return _outcome(job, spec, res, inj)
+    with run_gc_threshold():  # the run and its analysis (see lab.runner)
+        res, inj = _execute(job, spec, count=count)
+        return _outcome(job, spec, res, inj)
 
 
 def _token_for(job: _Job, out: RunOutcome, strategy_label: str, seed: int) -> Token:
