@@ -338,12 +338,29 @@ def _blackhole_listener(ip):
     return lsock, port, fillers
 
 
+def _blackhole_and_good_listener():
+    """A black hole on 127.0.0.2 and a listener on 127.0.0.1, on the same port. The
+    port is free on 127.0.0.2 but another process may hold it on 127.0.0.1: try
+    another one then."""
+    for _ in range(50):
+        lsock, port, fillers = _blackhole_listener("127.0.0.2")
+        good = socket.socket()
+        good.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            good.bind(("127.0.0.1", port))
+        except OSError:
+            good.close()
+            for f in fillers:
+                f.close()
+            lsock.close()
+            continue
+        good.listen(5)
+        return lsock, port, fillers, good
+    raise RuntimeError("no port free on both 127.0.0.1 and 127.0.0.2")
+
+
 def test_happy_eyeballs_falls_over_to_the_next_address_and_closes_losers():
-    lsock, port, fillers = _blackhole_listener("127.0.0.2")
-    good = socket.socket()
-    good.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    good.bind(("127.0.0.1", port))
-    good.listen(5)
+    lsock, port, fillers, good = _blackhole_and_good_listener()
 
     def main():
         hub = greenrt.lowlevel.current_hub()
