@@ -42,7 +42,8 @@ import importlib
 import struct
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import KafkaLimitError, KafkaProtocolError
 
@@ -77,9 +78,11 @@ def _crc32c_py(data: bytes | memoryview, crc: int = 0) -> int:
 
 
 def crc32c(data: bytes | memoryview) -> int:
-    """CRC-32C (Castagnoli), as record batches use."""
+    """CRC-32C (Castagnoli), as record batches use: the ``crc32c`` package's C
+    implementation (on the buffer as it is, no copy) when installed, else a table loop
+    in Python (``tests/protocols/kafka/test_codec.py`` checks that both agree)."""
     if _crc32c_c is not None:
-        return _crc32c_c(bytes(data))
+        return _crc32c_c(data)
     return _crc32c_py(data)
 
 
@@ -95,16 +98,20 @@ COMPRESSION_ZSTD = 4
 _COMPRESSION_NAMES = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
 
 
-@dataclass
-class Record:
-    """One record: absolute ``offset`` and ``timestamp`` (ms), ``key``/``value`` (bytes
-    or None), ``headers`` as a list of ``(str, bytes | None)``."""
+class Record(NamedTuple):
+    """One record: the ``topic`` and ``partition`` it was fetched from (what the caller
+    of :func:`decode_batches` passed: ``None`` by default), its absolute ``offset`` and
+    ``timestamp`` (ms), ``key``/``value`` (bytes or None), ``headers`` as a list of
+    ``(str, bytes | None)``. A tuple (built positionally, one object per record): the
+    consumer's ``ConsumerRecord`` is this class."""
 
+    topic: str | None
+    partition: int | None
     offset: int
     timestamp: int
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes | None]] = field(default_factory=list)
+    headers: list[tuple[str, bytes | None]]
 
 
 @dataclass
@@ -119,6 +126,9 @@ class Batch:
     producer_epoch: int
     base_sequence: int
     records: list[Record]
+    #: the sum of the lengths of the records' keys and values (what the consumer's
+    #: ``max_buffer_bytes`` counts)
+    data_bytes: int = 0
 
     @property
     def compression(self) -> str:
@@ -201,9 +211,11 @@ def _header(hk: str, hv: bytes | None) -> bytes:
 
 
 def decode_batches(data: bytes | memoryview | None, *, max_decompressed_bytes: int = 64 << 20,
-                   verify_crc: bool = True) -> Iterator[Batch]:
+                   verify_crc: bool = True, topic: str | None = None,
+                   partition: int | None = None) -> Iterator[Batch]:
     """The complete batches in ``data`` (a fetch response's ``records``); a partial
-    trailing batch is ignored. See the module docstring for what is refused."""
+    trailing batch is ignored. See the module docstring for what is refused. Every
+    :class:`Record` carries ``topic`` and ``partition`` as given."""
     if not data:
         return
     mv = memoryview(data)
@@ -227,15 +239,19 @@ def decode_batches(data: bytes | memoryview | None, *, max_decompressed_bytes: i
         if verify_crc and crc32c(mv[pos + _CRC_FROM:end]) != crc:
             raise KafkaProtocolError(f"record batch at offset {base_offset}: CRC-32C mismatch",
                                      code="crc_mismatch")
-        section = mv[pos + HEADER_BYTES:end]
         comp = attributes & 7
         if comp != COMPRESSION_NONE:
-            section = memoryview(decompress(comp, section, max_decompressed_bytes))
+            section = decompress(comp, mv[pos + HEADER_BYTES:end], max_decompressed_bytes)
+        else:
+            section = bytes(mv[pos + HEADER_BYTES:end])
         if count < 0 or count > len(section):  # every record takes at least one byte
             raise KafkaProtocolError(f"record count {count} does not fit the batch", code="bad_length")
-        records = _decode_records(section, count, base_offset, base_ts)
+        got = _decode_records_fast(section, count, base_offset, base_ts, topic, partition)
+        if got is None:  # not the common shape, or malformed: the careful decoder decides
+            got = _decode_records(section, count, base_offset, base_ts, topic, partition)
+        records, data_bytes = got
         yield Batch(base_offset, base_offset + last_delta, leader_epoch, attributes, base_ts,
-                    max_ts, producer_id, producer_epoch, base_seq, records)
+                    max_ts, producer_id, producer_epoch, base_seq, records, data_bytes)
         pos = end
 
 
@@ -394,12 +410,14 @@ def _varbytes_at(buf: bytes, p: int, end: int) -> tuple[bytes | None, int]:
     return buf[p:p + n], p + n
 
 
-def _decode_records(section: memoryview, count: int, base_offset: int, base_ts: int) -> list[Record]:
-    """The ``count`` records of a batch's (uncompressed) records section. Every length
-    and count is checked against the bytes left (of the section, or of the record)
-    before it is used; varints are bounded (``bad_varint``). One- and two-byte
-    varints — the common case — are read inline; ``tests/protocols/kafka/test_codec.py`` checks this
-    decoder against a ``Reader``-based reference on mutated batches."""
+def _decode_records(section: bytes | memoryview, count: int, base_offset: int, base_ts: int,
+                    topic: str | None = None, partition: int | None = None) -> tuple[list[Record], int]:
+    """The ``count`` records of a batch's (uncompressed) records section, and the sum
+    of their key and value lengths: the careful decoder. Every length and count is
+    checked against the bytes left (of the section, or of the record) before it is
+    used; varints are bounded (``bad_varint``). One- and two-byte varints — the common
+    case — are read inline; ``tests/protocols/kafka/test_codec.py`` checks this decoder
+    against a ``Reader``-based reference on mutated batches."""
     buf = bytes(section)
     end_all = len(buf)
     p = 0
@@ -407,6 +425,7 @@ def _decode_records(section: memoryview, count: int, base_offset: int, base_ts: 
     append = out.append
     uv = _uvarint_at
     vb = _varbytes_at
+    data_bytes = 0
     for _ in range(count):
         b = buf[p] if p < end_all else 0x100
         if b < 0x80:
@@ -458,21 +477,158 @@ def _decode_records(section: memoryview, count: int, base_offset: int, base_ts: 
         nh = (u >> 1) ^ -(u & 1)
         headers = []
         if nh:
-            if nh < 0 or nh > end - p:
-                raise KafkaProtocolError(f"header count {nh} does not fit the record", code="bad_length")
-            for _ in range(nh):
-                hk, p = vb(buf, p, end)
-                if hk is None:
-                    raise KafkaProtocolError("null header key", code="unexpected_null")
-                try:
-                    hks = hk.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise KafkaProtocolError("header key is not UTF-8", code="bad_string") from None
-                hv, p = vb(buf, p, end)
-                headers.append((hks, hv))
+            headers, p = _headers_at(buf, p, end, nh)
         if p != end:
             raise KafkaProtocolError("trailing bytes inside a record", code="trailing_bytes")
-        append(Record(base_offset + off_delta, base_ts + ts_delta, key, value, headers))
+        if key is not None:
+            data_bytes += len(key)
+        if value is not None:
+            data_bytes += len(value)
+        append(Record(topic, partition, base_offset + off_delta, base_ts + ts_delta, key, value, headers))
     if p != end_all:
         raise KafkaProtocolError("trailing bytes after the batch's records", code="trailing_bytes")
-    return out
+    return out, data_bytes
+
+
+def _headers_at(buf: bytes, p: int, end: int, nh: int) -> tuple[list[tuple[str, bytes | None]], int]:
+    """``nh`` headers inside ``buf[p:end]`` and the position after them."""
+    if nh < 0 or nh > end - p:
+        raise KafkaProtocolError(f"header count {nh} does not fit the record", code="bad_length")
+    vb = _varbytes_at
+    headers = []
+    for _ in range(nh):
+        hk, p = vb(buf, p, end)
+        if hk is None:
+            raise KafkaProtocolError("null header key", code="unexpected_null")
+        try:
+            hks = hk.decode("utf-8")
+        except UnicodeDecodeError:
+            raise KafkaProtocolError("header key is not UTF-8", code="bad_string") from None
+        hv, p = vb(buf, p, end)
+        headers.append((hks, hv))
+    return headers, p
+
+
+#: the zigzag decoding of every varint below 2**14 (one or two bytes)
+_UNZZ = [(u >> 1) ^ -(u & 1) for u in range(1 << 14)]
+
+
+def _decode_records_fast(buf: bytes, count: int, base_offset: int, base_ts: int,
+                         topic: str | None, partition: int | None) -> tuple[list[Record], int] | None:
+    """The fast path of :func:`_decode_records`: the same result for a well-formed
+    section, or ``None`` for anything malformed — and then the careful decoder
+    decides, raising its exact error.
+
+    Why a success is always right: every field is read at a position that only moves
+    forward, and a record is accepted only when the position lands exactly on the end
+    its length announced, the section only when the last record ends exactly at the
+    section's end; so every byte read lies inside its record. A read past the
+    section raises ``IndexError`` (a bail-out), and a position past it fails the next
+    read or the final check. One- and two-byte varints (below 2**14: always in range)
+    are decoded inline through a table, longer ones by the careful helper; a negative
+    length other than -1 bails out. ``tests/protocols/kafka/test_codec.py`` checks
+    both paths against each other and against a reference decoder."""
+    unzz = _UNZZ
+    uv = _uvarint_at
+    new = tuple.__new__
+    rt = Record
+    out: list[Record] = []
+    append = out.append
+    n_all = len(buf)
+    p = 0
+    data_bytes = 0
+    try:
+        for _ in range(count):
+            b = buf[p]  # record length
+            if b < 0x80:
+                end = p + 1 + unzz[b]
+                p += 2  # and the attributes byte (unused in v2)
+            else:
+                c = buf[p + 1]
+                if c < 0x80:
+                    end = p + 2 + unzz[(b & 0x7F) | (c << 7)]
+                    p += 3
+                else:
+                    u, p = uv(buf, p, n_all, 35)
+                    end = p + ((u >> 1) ^ -(u & 1))
+                    p += 1
+            b = buf[p]  # timestamp delta
+            if b < 0x80:
+                ts = base_ts + unzz[b]
+                p += 1
+            else:
+                c = buf[p + 1]
+                if c < 0x80:
+                    ts = base_ts + unzz[(b & 0x7F) | (c << 7)]
+                    p += 2
+                else:
+                    u, p = uv(buf, p, end, 70)
+                    ts = base_ts + ((u >> 1) ^ -(u & 1))
+            b = buf[p]  # offset delta
+            if b < 0x80:
+                off = base_offset + unzz[b]
+                p += 1
+            else:
+                c = buf[p + 1]
+                if c < 0x80:
+                    off = base_offset + unzz[(b & 0x7F) | (c << 7)]
+                    p += 2
+                else:
+                    u, p = uv(buf, p, end, 35)
+                    off = base_offset + ((u >> 1) ^ -(u & 1))
+            b = buf[p]  # key length
+            if b == 1:
+                key = None
+                p += 1
+            else:
+                if b < 0x80:
+                    n = unzz[b]
+                    p += 1
+                else:
+                    c = buf[p + 1]
+                    if c < 0x80:
+                        n = unzz[(b & 0x7F) | (c << 7)]
+                        p += 2
+                    else:
+                        u, p = uv(buf, p, end, 35)
+                        n = (u >> 1) ^ -(u & 1)
+                if n < 0:
+                    return None
+                key = buf[p:p + n]
+                p += n
+                data_bytes += n
+            b = buf[p]  # value length
+            if b == 1:
+                value = None
+                p += 1
+            else:
+                if b < 0x80:
+                    n = unzz[b]
+                    p += 1
+                else:
+                    c = buf[p + 1]
+                    if c < 0x80:
+                        n = unzz[(b & 0x7F) | (c << 7)]
+                        p += 2
+                    else:
+                        u, p = uv(buf, p, end, 35)
+                        n = (u >> 1) ^ -(u & 1)
+                if n < 0:
+                    return None
+                value = buf[p:p + n]
+                p += n
+                data_bytes += n
+            if buf[p]:  # header count
+                u, p = uv(buf, p, end, 35)
+                headers, p = _headers_at(buf, p, end, (u >> 1) ^ -(u & 1))
+            else:
+                headers = []
+                p += 1
+            if p != end:
+                return None
+            append(new(rt, (topic, partition, off, ts, key, value, headers)))
+    except (IndexError, KafkaProtocolError):
+        return None
+    if p != n_all:
+        return None
+    return out, data_bytes
