@@ -509,8 +509,11 @@ def _headers_at(buf: bytes, p: int, end: int, nh: int) -> tuple[list[tuple[str, 
     return headers, p
 
 
-#: the zigzag decoding of every varint below 2**14 (one or two bytes)
-_UNZZ = [(u >> 1) ^ -(u & 1) for u in range(1 << 14)]
+#: the zigzag decoding of every one-byte varint, and (``_UNZZ2[b][c]``) of every
+#: two-byte one, ``b`` its first byte (0x80-0xFF), ``c`` its second (0x00-0x7F)
+_UNZZ = [(u >> 1) ^ -(u & 1) for u in range(0x80)]
+_UNZZ2 = [None] * 0x80 + [[(u >> 1) ^ -(u & 1) for u in ((b & 0x7F) | (c << 7) for c in range(0x80))]
+                          for b in range(0x80, 0x100)]
 
 
 def _decode_records_fast(buf: bytes, count: int, base_offset: int, base_ts: int,
@@ -519,16 +522,18 @@ def _decode_records_fast(buf: bytes, count: int, base_offset: int, base_ts: int,
     section, or ``None`` for anything malformed — and then the careful decoder
     decides, raising its exact error.
 
-    Why a success is always right: every field is read at a position that only moves
-    forward, and a record is accepted only when the position lands exactly on the end
-    its length announced, the section only when the last record ends exactly at the
-    section's end; so every byte read lies inside its record. A read past the
-    section raises ``IndexError`` (a bail-out), and a position past it fails the next
-    read or the final check. One- and two-byte varints (below 2**14: always in range)
-    are decoded inline through a table, longer ones by the careful helper; a negative
-    length other than -1 bails out. ``tests/protocols/kafka/test_codec.py`` checks
-    both paths against each other and against a reference decoder."""
+    Each record's body (after its length) is sliced out and read at small positions.
+    Why a success is always right: inside a body every field is read at a position
+    that only moves forward, and the record is accepted only when the position lands
+    exactly on the body's announced length; a body cut short by the section's end is
+    shorter than announced, so it cannot land there (a read past it raises
+    ``IndexError``: a bail-out); the section is accepted only when the last record ends
+    exactly at its end. One- and two-byte varints (below 2**14: always in range) are
+    decoded through tables, longer ones by the careful helper; a negative length
+    other than -1 bails out. ``tests/protocols/kafka/test_codec.py`` checks both
+    paths against each other and against a reference decoder."""
     unzz = _UNZZ
+    unzz2 = _UNZZ2
     uv = _uvarint_at
     new = tuple.__new__
     rt = Record
@@ -541,92 +546,95 @@ def _decode_records_fast(buf: bytes, count: int, base_offset: int, base_ts: int,
         for _ in range(count):
             b = buf[p]  # record length
             if b < 0x80:
-                end = p + 1 + unzz[b]
-                p += 2  # and the attributes byte (unused in v2)
+                length = unzz[b]
+                p += 1
             else:
                 c = buf[p + 1]
                 if c < 0x80:
-                    end = p + 2 + unzz[(b & 0x7F) | (c << 7)]
-                    p += 3
+                    length = unzz2[b][c]
+                    p += 2
                 else:
                     u, p = uv(buf, p, n_all, 35)
-                    end = p + ((u >> 1) ^ -(u & 1))
-                    p += 1
-            b = buf[p]  # timestamp delta
+                    length = (u >> 1) ^ -(u & 1)
+            end = p + length
+            r = buf[p:end]
+            p = end
+            # r[0]: attributes (unused in v2)
+            b = r[1]  # timestamp delta
             if b < 0x80:
-                ts = base_ts + unzz[b]
-                p += 1
+                ts = unzz[b]
+                q = 2
             else:
-                c = buf[p + 1]
+                c = r[2]
                 if c < 0x80:
-                    ts = base_ts + unzz[(b & 0x7F) | (c << 7)]
-                    p += 2
+                    ts = unzz2[b][c]
+                    q = 3
                 else:
-                    u, p = uv(buf, p, end, 70)
-                    ts = base_ts + ((u >> 1) ^ -(u & 1))
-            b = buf[p]  # offset delta
+                    u, q = uv(r, 1, length, 70)
+                    ts = (u >> 1) ^ -(u & 1)
+            b = r[q]  # offset delta
             if b < 0x80:
-                off = base_offset + unzz[b]
-                p += 1
+                off = unzz[b]
+                q += 1
             else:
-                c = buf[p + 1]
+                c = r[q + 1]
                 if c < 0x80:
-                    off = base_offset + unzz[(b & 0x7F) | (c << 7)]
-                    p += 2
+                    off = unzz2[b][c]
+                    q += 2
                 else:
-                    u, p = uv(buf, p, end, 35)
-                    off = base_offset + ((u >> 1) ^ -(u & 1))
-            b = buf[p]  # key length
+                    u, q = uv(r, q, length, 35)
+                    off = (u >> 1) ^ -(u & 1)
+            b = r[q]  # key length
             if b == 1:
                 key = None
-                p += 1
+                q += 1
             else:
                 if b < 0x80:
                     n = unzz[b]
-                    p += 1
+                    q += 1
                 else:
-                    c = buf[p + 1]
+                    c = r[q + 1]
                     if c < 0x80:
-                        n = unzz[(b & 0x7F) | (c << 7)]
-                        p += 2
+                        n = unzz2[b][c]
+                        q += 2
                     else:
-                        u, p = uv(buf, p, end, 35)
+                        u, q = uv(r, q, length, 35)
                         n = (u >> 1) ^ -(u & 1)
                 if n < 0:
                     return None
-                key = buf[p:p + n]
-                p += n
+                key = r[q:q + n]
+                q += n
                 data_bytes += n
-            b = buf[p]  # value length
+            b = r[q]  # value length
             if b == 1:
                 value = None
-                p += 1
+                q += 1
             else:
                 if b < 0x80:
                     n = unzz[b]
-                    p += 1
+                    q += 1
                 else:
-                    c = buf[p + 1]
+                    c = r[q + 1]
                     if c < 0x80:
-                        n = unzz[(b & 0x7F) | (c << 7)]
-                        p += 2
+                        n = unzz2[b][c]
+                        q += 2
                     else:
-                        u, p = uv(buf, p, end, 35)
+                        u, q = uv(r, q, length, 35)
                         n = (u >> 1) ^ -(u & 1)
                 if n < 0:
                     return None
-                value = buf[p:p + n]
-                p += n
+                value = r[q:q + n]
+                q += n
                 data_bytes += n
-            if buf[p]:  # header count
-                u, p = uv(buf, p, end, 35)
-                headers, p = _headers_at(buf, p, end, (u >> 1) ^ -(u & 1))
+            if r[q]:  # header count
+                u, q = uv(r, q, length, 35)
+                headers, q = _headers_at(r, q, length, (u >> 1) ^ -(u & 1))
             else:
                 headers = []
-                p += 1
-            if p != end:
+                q += 1
+            if q != length:
                 return None
-            append(new(rt, (topic, partition, off, ts, key, value, headers)))
+            append(new(rt, (topic, partition, base_offset + off, base_ts + ts, key, value, headers)))
     except (IndexError, KafkaProtocolError):
         return None
     if p != n_all:
