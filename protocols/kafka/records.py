@@ -514,6 +514,12 @@ def _headers_at(buf: bytes, p: int, end: int, nh: int) -> tuple[list[tuple[str, 
 _UNZZ = [(u >> 1) ^ -(u & 1) for u in range(0x80)]
 _UNZZ2 = [None] * 0x80 + [[(u >> 1) ^ -(u & 1) for u in ((b & 0x7F) | (c << 7) for c in range(0x80))]
                           for b in range(0x80, 0x100)]
+#: the same for key and value lengths, a negative one (null has its own test) mapped
+#: to _FAR: a slice there is cut at the record's end and the position lands past it,
+#: so the record can never be accepted (the next read raises ``IndexError``)
+_FAR = 1 << 40
+_LEN1 = [n if n >= 0 else _FAR for n in _UNZZ]
+_LEN2 = [None] * 0x80 + [[n if n >= 0 else _FAR for n in row] for row in _UNZZ2[0x80:]]
 
 
 def _decode_records_fast(buf: bytes, count: int, base_offset: int, base_ts: int,
@@ -530,10 +536,12 @@ def _decode_records_fast(buf: bytes, count: int, base_offset: int, base_ts: int,
     ``IndexError``: a bail-out); the section is accepted only when the last record ends
     exactly at its end. One- and two-byte varints (below 2**14: always in range) are
     decoded through tables, longer ones by the careful helper; a negative length
-    other than -1 bails out. ``tests/protocols/kafka/test_codec.py`` checks both
+    other than -1 (``_FAR`` in the length tables) bails out. ``tests/protocols/kafka/test_codec.py`` checks both
     paths against each other and against a reference decoder."""
     unzz = _UNZZ
     unzz2 = _UNZZ2
+    len1 = _LEN1
+    len2 = _LEN2
     uv = _uvarint_at
     new = tuple.__new__
     rt = Record
@@ -585,46 +593,48 @@ def _decode_records_fast(buf: bytes, count: int, base_offset: int, base_ts: int,
                     u, q = uv(r, q, length, 35)
                     off = (u >> 1) ^ -(u & 1)
             b = r[q]  # key length
-            if b == 1:
-                key = None
-                q += 1
-            else:
-                if b < 0x80:
-                    n = unzz[b]
-                    q += 1
+            if b >= 0x80:
+                c = r[q + 1]
+                if c < 0x80:
+                    n = len2[b][c]
+                    q += 2
                 else:
-                    c = r[q + 1]
-                    if c < 0x80:
-                        n = unzz2[b][c]
-                        q += 2
-                    else:
-                        u, q = uv(r, q, length, 35)
-                        n = (u >> 1) ^ -(u & 1)
-                if n < 0:
-                    return None
+                    u, q = uv(r, q, length, 35)
+                    n = (u >> 1) ^ -(u & 1)
+                    if n < 0:
+                        return None
                 key = r[q:q + n]
                 q += n
                 data_bytes += n
+            elif b == 1:
+                key = None
+                q += 1
+            else:
+                n = len1[b]
+                key = r[q + 1:q + 1 + n]
+                q += 1 + n
+                data_bytes += n
             b = r[q]  # value length
-            if b == 1:
+            if b >= 0x80:
+                c = r[q + 1]
+                if c < 0x80:
+                    n = len2[b][c]
+                    q += 2
+                else:
+                    u, q = uv(r, q, length, 35)
+                    n = (u >> 1) ^ -(u & 1)
+                    if n < 0:
+                        return None
+                value = r[q:q + n]
+                q += n
+                data_bytes += n
+            elif b == 1:
                 value = None
                 q += 1
             else:
-                if b < 0x80:
-                    n = unzz[b]
-                    q += 1
-                else:
-                    c = r[q + 1]
-                    if c < 0x80:
-                        n = unzz2[b][c]
-                        q += 2
-                    else:
-                        u, q = uv(r, q, length, 35)
-                        n = (u >> 1) ^ -(u & 1)
-                if n < 0:
-                    return None
-                value = r[q:q + n]
-                q += n
+                n = len1[b]
+                value = r[q + 1:q + 1 + n]
+                q += 1 + n
                 data_bytes += n
             if r[q]:  # header count
                 u, q = uv(r, q, length, 35)
