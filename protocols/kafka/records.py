@@ -218,6 +218,8 @@ def decode_batches(data: bytes | memoryview | None, *, max_decompressed_bytes: i
     :class:`Record` carries ``topic`` and ``partition`` as given."""
     if not data:
         return
+    if not isinstance(data, bytes):
+        data = bytes(data)
     mv = memoryview(data)
     pos = 0
     n = len(mv)
@@ -242,13 +244,14 @@ def decode_batches(data: bytes | memoryview | None, *, max_decompressed_bytes: i
         comp = attributes & 7
         if comp != COMPRESSION_NONE:
             section = decompress(comp, mv[pos + HEADER_BYTES:end], max_decompressed_bytes)
-        else:
-            section = bytes(mv[pos + HEADER_BYTES:end])
-        if count < 0 or count > len(section):  # every record takes at least one byte
+            start, stop = 0, len(section)
+        else:  # read in place: no copy of the section
+            section, start, stop = data, pos + HEADER_BYTES, end
+        if count < 0 or count > stop - start:  # every record takes at least one byte
             raise KafkaProtocolError(f"record count {count} does not fit the batch", code="bad_length")
-        got = _decode_records_fast(section, count, base_offset, base_ts, topic, partition)
-        if got is None:  # not the common shape, or malformed: the careful decoder decides
-            got = _decode_records(section, count, base_offset, base_ts, topic, partition)
+        got = _decode_records_fast(section, count, base_offset, base_ts, topic, partition, start, stop)
+        if got is None:  # malformed, or an unusual shape: the careful decoder decides
+            got = _decode_records(memoryview(section)[start:stop], count, base_offset, base_ts, topic, partition)
         records, data_bytes = got
         yield Batch(base_offset, base_offset + last_delta, leader_epoch, attributes, base_ts,
                     max_ts, producer_id, producer_epoch, base_seq, records, data_bytes)
@@ -523,18 +526,20 @@ _LEN2 = [None] * 0x80 + [[n if n >= 0 else _FAR for n in row] for row in _UNZZ2[
 
 
 def _decode_records_fast(buf: bytes, count: int, base_offset: int, base_ts: int,
-                         topic: str | None, partition: int | None) -> tuple[list[Record], int] | None:
-    """The fast path of :func:`_decode_records`: the same result for a well-formed
-    section, or ``None`` for anything malformed — and then the careful decoder
-    decides, raising its exact error.
+                         topic: str | None, partition: int | None, start: int = 0,
+                         stop: int | None = None) -> tuple[list[Record], int] | None:
+    """The fast path of :func:`_decode_records` for the section ``buf[start:stop]``
+    (read in place): the same result for a well-formed section, or ``None`` for
+    anything malformed — and then the careful decoder decides, raising its exact error.
 
     Each record's body (after its length) is sliced out and read at small positions.
     Why a success is always right: inside a body every field is read at a position
     that only moves forward, and the record is accepted only when the position lands
-    exactly on the body's announced length; a body cut short by the section's end is
+    exactly on the body's announced length; a body cut short by the buffer's end is
     shorter than announced, so it cannot land there (a read past it raises
-    ``IndexError``: a bail-out); the section is accepted only when the last record ends
-    exactly at its end. One- and two-byte varints (below 2**14: always in range) are
+    ``IndexError``: a bail-out); record starts only move forward (a negative length
+    leaves an empty body: a bail-out), and the section is accepted only when the last
+    record ends exactly at ``stop``, so no record reaches past it. One- and two-byte varints (below 2**14: always in range) are
     decoded through tables, longer ones by the careful helper; a negative length
     other than -1 (``_FAR`` in the length tables) bails out. ``tests/protocols/kafka/test_codec.py`` checks both
     paths against each other and against a reference decoder."""
@@ -547,8 +552,8 @@ def _decode_records_fast(buf: bytes, count: int, base_offset: int, base_ts: int,
     rt = Record
     out: list[Record] = []
     append = out.append
-    n_all = len(buf)
-    p = 0
+    n_all = len(buf) if stop is None else stop
+    p = start
     data_bytes = 0
     try:
         for _ in range(count):

@@ -338,11 +338,20 @@ def test_fast_record_decoder_agrees_with_the_careful_one(recs, deltas, at, junk)
     got = records._decode_records_fast(section, len(recs), 10, 20, "t", 3)
     want = records._decode_records(section, len(recs), 10, 20, "t", 3)
     assert got == want  # well-formed: no bail-out
+    # in place, between other bytes: the same records, and nothing read past ``stop``
+    assert records._decode_records_fast(junk + section + junk, len(recs), 10, 20, "t", 3,
+                                        len(junk), len(junk) + len(section)) == want
     spliced = section[:at] + junk + section[at:]
     for count in (len(recs), len(recs) + 1):
         fast = records._decode_records_fast(spliced, count, 10, 20, "t", 3)
         if fast is not None:
             assert _outcome(records._decode_records, spliced, count, 10, 20, "t", 3) == ("ok", fast)
+        # a section cut short inside a longer buffer: what it accepts is what the
+        # careful decoder accepts of the cut section alone
+        cut = min(at, len(spliced))
+        fast = records._decode_records_fast(spliced + junk, count, 10, 20, "t", 3, 0, cut)
+        if fast is not None:
+            assert _outcome(records._decode_records, spliced[:cut], count, 10, 20, "t", 3) == ("ok", fast)
 
 
 def test_fast_record_decoder_reads_the_common_shape_without_bailing_out():
