@@ -19,7 +19,8 @@ Every peer warms up first (connection, metadata, producer id) outside the timed 
 Times are wall clock (the broker is another process's threads). Targets from issue 18:
 greenrt >= 2x kafka-python and >= 2x aiokafka, for produce and consume.
 
-    .venv/bin/python bench/bench_kafka.py [--records 50000] [--quick] [--profile produce]
+    .venv/bin/python bench/bench_kafka.py [--records 50000] [--quick] [--profile produce|consume]
+        [--callgrind [produce|consume]]
 """
 
 from __future__ import annotations
@@ -243,13 +244,14 @@ def w_confluent_consume(boot: str, topic: str, m: int) -> dict:
 def worker_main(argv: list[str]) -> None:
     kind, boot, topic, n = argv[0], argv[1], argv[2], int(argv[3])
     extra = int(argv[4]) if len(argv) > 4 else 0
-    if kind == "profile":  # cProfile of greenrt's produce path, top 25 by own time
+    if kind in ("profile", "profile-consume"):  # cProfile of greenrt's path, top 25 by own time
         import cProfile
         import pstats
 
         pr = cProfile.Profile(time.process_time)  # CPU: wall time here is mostly other processes
         pr.enable()
-        out = w_greenrt_produce(boot, topic, n, extra)
+        out = (w_greenrt_produce(boot, topic, n, extra) if kind == "profile"
+               else w_greenrt_consume(boot, topic, n))
         pr.disable()
         pstats.Stats(pr, stream=sys.stderr).sort_stats("tottime").print_stats(25)
         C.worker_reply(out)
@@ -330,31 +332,56 @@ def _instructions(me: str, kind: str, boot: str, topic: str, n: int, extra: int)
     return int(m.group(1)) if m else None
 
 
-def callgrind(me: str, boot: str, mc, fresh) -> int:
+def callgrind(me: str, boot: str, mc, fresh, what: str = "both") -> int:
     """Instructions per record: the difference between runs of 6000 and 2000 records
     over 4000 (start-up, imports and connection set-up cancel out). Independent of the
-    machine's load, unlike the rates."""
+    machine's load, unlike the rates. Produce: each run into a fresh topic; consume:
+    each run reads all of a topic filled beforehand with exactly that many records
+    (so no reader decodes records it is not asked for)."""
     lo, hi = 2000, 6000
-    rows = []
-    for name, kind, extra, note in (("greenrt", "greenrt-produce", 1000, "1000 tasks, send()"),
-                                    ("greenrt send_many", "greenrt-produce-many", 5000, "1 task"),
-                                    ("kafka-python", "kafka-python-produce", 0, ""),
-                                    ("aiokafka", "aiokafka-produce", 0, ""),
-                                    ("confluent-kafka", "confluent-produce", 0, "C, ceiling")):
-        a_ = _instructions(me, kind, boot, fresh(), lo, extra)
-        b_ = _instructions(me, kind, boot, fresh(), hi, extra)
-        per = (b_ - a_) / (hi - lo) if a_ and b_ else None
-        rows.append((name, per, note))
-        print(f"  {name}: {per and round(per)} instructions/record", flush=True)
-    C.print_table("produce: instructions per record (callgrind, all threads of the client)",
-                  rows, "instr", higher_is_better=False)
-    got = {n_: v for n_, v, _ in rows}
-    g = got.get("greenrt")
-    for peer in ("kafka-python", "aiokafka"):
-        if g and got.get(peer):
-            print(f"SUMMARY: kafka produce instructions/record {peer}/greenrt = {got[peer] / g:.2f} "
-                  f"(send_many: {got[peer] / got['greenrt send_many']:.2f}) (target >= 2.0)"
-                  if got.get("greenrt send_many") else "")
+    cases = []
+    if what in ("both", "produce"):
+        cases.append(("produce", (("greenrt", "greenrt-produce", 1000, "1000 tasks, send()"),
+                                  ("greenrt send_many", "greenrt-produce-many", 5000, "1 task"),
+                                  ("kafka-python", "kafka-python-produce", 0, ""),
+                                  ("aiokafka", "aiokafka-produce", 0, ""),
+                                  ("confluent-kafka", "confluent-produce", 0, "C, ceiling"))))
+    if what in ("both", "consume"):
+        cases.append(("consume", (("greenrt", "greenrt-consume", 0, "poll()"),
+                                  ("kafka-python", "kafka-python-consume", 0, "poll()"),
+                                  ("aiokafka", "aiokafka-consume", 0, "getmany()"),
+                                  ("confluent-kafka", "confluent-consume", 0, "C, ceiling"))))
+    filled = {}
+    for case, peers in cases:
+        if case == "consume":
+            for count in (lo, hi):
+                t = fresh()
+                _fill(boot, t, count)
+                got = _retained(boot, t)
+                if got != count:
+                    print(f"  the mock cluster retains {got} of {count} records: consume counts are off")
+                filled[count] = t
+        rows = []
+        for name, kind, extra, note in peers:
+            if case == "produce":
+                a_ = _instructions(me, kind, boot, fresh(), lo, extra)
+                b_ = _instructions(me, kind, boot, fresh(), hi, extra)
+            else:
+                a_ = _instructions(me, kind, boot, filled[lo], lo, extra)
+                b_ = _instructions(me, kind, boot, filled[hi], hi, extra)
+            per = (b_ - a_) / (hi - lo) if a_ and b_ else None
+            rows.append((name, per, note))
+            print(f"  {case} {name}: {per and round(per)} instructions/record", flush=True)
+        C.print_table(f"{case}: instructions per record (callgrind, all threads of the client)",
+                      rows, "instr", higher_is_better=False)
+        got = {n_: v for n_, v, _ in rows}
+        g = got.get("greenrt")
+        for peer in ("kafka-python", "aiokafka"):
+            if g and got.get(peer):
+                extra_ = (f" (send_many: {got[peer] / got['greenrt send_many']:.2f})"
+                          if got.get("greenrt send_many") else "")
+                print(f"SUMMARY: kafka {case} instructions/record {peer}/greenrt = {got[peer] / g:.2f}"
+                      f"{extra_} (target >= 2.0)")
     return 0
 
 
@@ -366,8 +393,8 @@ def main() -> int:
     ap.add_argument("--records", type=int, default=50000, help="records per measurement")
     ap.add_argument("--tasks", type=int, default=1000, help="greenrt producer tasks")
     ap.add_argument("--quick", action="store_true", help="10,000 records")
-    ap.add_argument("--profile", choices=["produce"], help="cProfile greenrt's produce path only")
-    ap.add_argument("--callgrind", action="store_true",
+    ap.add_argument("--profile", choices=["produce", "consume"], help="cProfile greenrt's produce or consume path only")
+    ap.add_argument("--callgrind", nargs="?", const="both", choices=["both", "produce", "consume"],
                     help="instructions per produced/consumed record under valgrind (slow: minutes)")
     a = ap.parse_args()
     n = 10000 if a.quick else a.records
@@ -396,12 +423,18 @@ def main() -> int:
 
     try:
         print(f"bench_kafka  {C.machine()}  ({n} records of {len(VALUE)} bytes per measurement)")
+        if a.profile == "consume":
+            t = fresh()
+            _fill(boot, t, n)
+            res = C.run_worker(me, ["profile-consume", boot, t, str(_retained(boot, t)), "0"], timeout=600)
+            print(res)
+            return 0
         if a.profile:
             res = C.run_worker(me, ["profile", boot, fresh(), str(n), str(a.tasks)], timeout=600)
             print(res)
             return 0
         if a.callgrind:
-            return callgrind(me, boot, mc, fresh)
+            return callgrind(me, boot, mc, fresh, a.callgrind)
         g = run("greenrt-produce", fresh(), n, a.tasks)
         g100 = run("greenrt-produce", fresh(), n, 100)
         gm = run("greenrt-produce-many", fresh(), n, 5000)

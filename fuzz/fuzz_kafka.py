@@ -16,6 +16,8 @@ One input is used three ways, each of which may only raise ``KafkaProtocolError`
 * as the ``records`` of a fetch: ``decode_batches`` with a small inflate cap, once with
   the CRC checked and once without (so mutated compressed sections reach the gzip,
   snappy, lz4 and zstd decoders instead of stopping at the CRC);
+* as a records section for the record decoder's fast path, which must agree with the
+  careful decoder whenever it returns a result;
 * as a consumer group's subscription and assignment (``group.decode_*``).
 """
 
@@ -99,6 +101,17 @@ def TestOneInput(data: bytes) -> None:
                 pass
         except KafkaProtocolError:
             pass
+    # the record decoder's fast path on the raw input as a records section: a result
+    # only where the careful decoder gives the same one (else it defers to it)
+    count = data[0] if data else 0
+    fast = records._decode_records_fast(data, count, 0, 0, None, None)
+    if fast is not None:
+        try:
+            careful = records._decode_records(data, count, 0, 0)
+        except KafkaProtocolError as e:
+            raise Finding(f"fast record decoder accepted what the careful one refuses: {e}") from None
+        if careful != fast:
+            raise Finding("fast and careful record decoders disagree")
     for decode in (group.decode_subscription, group.decode_assignment):
         try:
             decode(data)

@@ -542,7 +542,8 @@ class FrameDecoder:
             if self._eof:
                 self._fail(KafkaProtocolError("connection closed inside a frame", code="truncated"))
             return NEED_DATA
-        frame = bytes(buf[4:4 + size])
+        with memoryview(buf) as mv:  # one copy (a bytearray slice would be a second)
+            frame = bytes(mv[4:4 + size])
         del buf[:4 + size]
         return frame
 

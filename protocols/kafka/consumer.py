@@ -27,7 +27,10 @@ Bounded buffers. Fetched records wait in per-partition buffers whose total is he
 to ``max_buffer_records`` records and ``max_buffer_bytes`` bytes of keys and values:
 a fetch is sent only while both are below their caps, and records that would cross
 a cap are dropped *without advancing the fetch position*, so they are fetched again
-later — nothing is lost and nothing grows without bound.
+later — nothing is lost and nothing grows without bound. A buffer holds whole
+batches (a batch's key and value bytes are summed by the decoder, and given back when
+the batch's last record is returned), so neither buffering nor ``poll`` takes a step
+per record: the per-record work of the consumer is the record decoder's loop.
 
 Commits. ``commit()`` is synchronous: it returns only after the coordinator
 acknowledged every partition, and raises :class:`~.errors.CommitFailedError`
@@ -57,7 +60,6 @@ import collections
 import contextlib
 import itertools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
 import greenrt
 
@@ -87,24 +89,23 @@ _EARLIEST, _LATEST = -2, -1
 TopicPartition = tuple  # (topic, partition)
 
 
-@dataclass(slots=True)
-class ConsumerRecord:
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes | None]] = field(default_factory=list)
+#: One fetched record: ``topic``, ``partition``, ``offset``, ``timestamp`` (ms),
+#: ``key``, ``value`` (bytes or None) and ``headers`` (a list of ``(str, bytes | None)``);
+#: a named tuple (the record decoder's :class:`~.records.Record`), built positionally.
+ConsumerRecord = rec.Record
 
 
 class _PartitionState:
-    __slots__ = ("fetch_position", "consumed", "buffer", "paused")
+    """A partition's positions and its buffer: ``chunks``, a deque of ``[records,
+    next index, data bytes]`` (one per buffered batch, or run of records), so that
+    buffering and draining take whole slices, never a step per record."""
+
+    __slots__ = ("fetch_position", "consumed", "chunks", "paused")
 
     def __init__(self) -> None:
         self.fetch_position: int | None = None
         self.consumed: int | None = None
-        self.buffer: collections.deque[ConsumerRecord] = collections.deque()
+        self.chunks: collections.deque[list] = collections.deque()
         self.paused = False
 
 
@@ -344,10 +345,10 @@ class Consumer:
             self._parts.setdefault(tp, _PartitionState())
 
     def _drop_buffer(self, st: _PartitionState) -> None:
-        for r in st.buffer:
-            self._buffered_records -= 1
-            self._buffered_bytes -= _size(r)
-        st.buffer.clear()
+        for recs, i, nbytes in st.chunks:
+            self._buffered_records -= len(recs) - i
+            self._buffered_bytes -= nbytes
+        st.chunks.clear()
 
     def seek(self, topic: str, partition: int, offset: int) -> None:
         """The next record returned for the partition is at ``offset`` (buffered records
@@ -390,8 +391,11 @@ class Consumer:
 
     def poll(self, timeout: float | None = 1.0, *, max_records: int | None = None) -> list[ConsumerRecord]:
         """Up to ``max_records`` (default ``max_poll_records``) records, waiting up to
-        ``timeout`` seconds (``None``: until there is one) for the first. A checkpoint;
-        runs the group protocol when a (re)join is due. Raises ``NoOffsetError`` under
+        ``timeout`` seconds (``None``: until there is one) for the first. A checkpoint
+        (records already buffered are returned after the check half of one,
+        ``greenrt.checkpoint_if_cancelled``; a fetch or a wait is a full one); runs the
+        group protocol when a (re)join is due. Cancelled, it returns nothing and every
+        position is as it was. Raises ``NoOffsetError`` under
         ``auto_offset_reset="none"``, ``KafkaProtocolError`` for a corrupt response
         (positions unchanged), ``BrokerError`` for a non-retriable broker error."""
         self._require_region()
@@ -400,9 +404,11 @@ class Consumer:
         while True:
             self._ensure_group()
             self._ensure_positions()
-            out = self._drain(limit)
-            if out:
-                return out
+            if self._buffered_records:
+                greenrt.checkpoint_if_cancelled()
+                out = self._drain(limit)
+                if out:
+                    return out
             remaining = None if deadline is None else deadline - greenrt.now()
             if remaining is not None and remaining <= 0:
                 greenrt.checkpoint()
@@ -413,9 +419,33 @@ class Consumer:
                 greenrt.sleep(min(self.retry_backoff, remaining) if remaining is not None else self.retry_backoff)
 
     def __iter__(self) -> Iterator[ConsumerRecord]:
-        """Records forever (each step a checkpoint via ``poll``)."""
+        """Records forever, one checkpoint per record: a fetch or a wait (via ``poll``)
+        when none is buffered, else the check half (``checkpoint_if_cancelled``).
+        Cancelled, or closed early (``break``), the records taken from the buffer and
+        not yet yielded are given back (their partitions seek to the first of them),
+        so they are delivered again, never skipped."""
+        check = greenrt.checkpoint_if_cancelled
         while True:
-            yield from self.poll(None)
+            recs = self.poll(None)
+            delivered = 0
+            try:
+                for r in recs:
+                    if delivered:
+                        check()
+                    delivered += 1  # counted before the yield: a break there has it
+                    yield r
+            finally:
+                if delivered < len(recs):
+                    self._give_back(recs[delivered:])
+
+    def _give_back(self, recs: list[ConsumerRecord]) -> None:
+        """Records drained and not delivered: each partition seeks to the first of them."""
+        first: dict[tuple[str, int], int] = {}
+        for r in recs:
+            first.setdefault((r.topic, r.partition), r.offset)
+        for (t, p), off in first.items():
+            if (t, p) in self._parts:
+                self.seek(t, p, off)
 
     def poll_batch(self, timeout: float | None = 1.0, *, max_records: int | None = None) -> ProcessingBatch:
         """Like ``poll``, as a :class:`ProcessingBatch` owed by the calling task (see the
@@ -427,29 +457,40 @@ class Consumer:
 
     def _drain(self, limit: int) -> list[ConsumerRecord]:
         out: list[ConsumerRecord] = []
-        ready = [(tp, st) for tp, st in self._parts.items() if st.buffer and not st.paused]
+        ready = [st for st in self._parts.values() if st.chunks and not st.paused]
         if not ready:
             return out
-        start = next(self._rr) % len(ready)  # fairness: rotate the first partition
-        for _tp, st in ready[start:] + ready[:start]:
-            buf = st.buffer
-            k = min(len(buf), limit - len(out))
-            if k <= 0:
+        if len(ready) > 1:
+            start = next(self._rr) % len(ready)  # fairness: rotate the first partition
+            ready = ready[start:] + ready[:start]
+        taken = 0
+        for st in ready:
+            chunks = st.chunks
+            while chunks and taken < limit:
+                chunk = chunks[0]
+                recs, i, nbytes = chunk
+                k = min(len(recs) - i, limit - taken)
+                if i == 0 and k == len(recs):
+                    out += recs
+                else:
+                    out += recs[i:i + k]
+                taken += k
+                if i + k == len(recs):
+                    chunks.popleft()
+                    self._buffered_bytes -= nbytes
+                else:
+                    chunk[1] = i + k
+            st.consumed = out[-1].offset + 1
+            if taken >= limit:
                 break
-            take = [buf.popleft() for _ in range(k)]
-            self._buffered_records -= k
-            self._buffered_bytes -= sum(map(_size, take))
-            st.consumed = take[-1].offset + 1
-            out += take
-            if len(out) >= limit:
-                break
-        self._stats["records_returned"] += len(out)
+        self._buffered_records -= taken
+        self._stats["records_returned"] += taken
         return out
 
     def _fetchable(self) -> dict[int, list[tuple[str, int]]]:
         by_leader: dict[int, list[tuple[str, int]]] = {}
         for tp, st in self._parts.items():
-            if st.paused or st.buffer or st.fetch_position is None:
+            if st.paused or st.chunks or st.fetch_position is None:
                 continue
             by_leader.setdefault(self.cluster.leader(*tp), []).append(tp)
         return by_leader
@@ -533,7 +574,9 @@ class Consumer:
         pos = st.fetch_position
         # every batch is decoded (and its CRC checked) before any is buffered: a corrupt
         # response leaves the partition exactly as it was
-        batches = list(rec.decode_batches(data, max_decompressed_bytes=self.cluster.limits.max_decompressed_bytes))
+        batches = list(rec.decode_batches(data, max_decompressed_bytes=self.cluster.limits.max_decompressed_bytes,
+                                          topic=topic, partition=partition))
+        chunks = st.chunks
         for batch in batches:
             if batch.last_offset < pos:
                 self._stats["records_skipped_below_position"] += len(batch.records)
@@ -542,34 +585,40 @@ class Consumer:
                 pos = batch.last_offset + 1
                 continue
             recs = batch.records
-            if recs and recs[0].offset >= pos and self._buffered_records + len(recs) <= self.max_buffer_records:
-                # the common case: the whole batch is new and fits the record cap
-                crs = [ConsumerRecord(topic, partition, r.offset, r.timestamp, r.key, r.value, r.headers)
-                       for r in recs]
-                size = sum(map(_size, crs))
-                if self._buffered_bytes + size <= self.max_buffer_bytes:  # else record by record
-                    st.buffer.extend(crs)
-                    self._buffered_records += len(crs)
-                    self._buffered_bytes += size
-                    pos = max(recs[-1].offset + 1, batch.last_offset + 1)
-                    got = True
-                    continue
+            if (recs and recs[0].offset >= pos and self._buffered_records + len(recs) <= self.max_buffer_records
+                    and self._buffered_bytes + batch.data_bytes <= self.max_buffer_bytes):
+                # the common case: the whole batch is new and fits both caps
+                chunks.append([recs, 0, batch.data_bytes])
+                self._buffered_records += len(recs)
+                self._buffered_bytes += batch.data_bytes
+                pos = max(recs[-1].offset + 1, batch.last_offset + 1)
+                got = True
+                continue
+            # record by record: below the position, or near a cap
+            run: list[ConsumerRecord] = []
+            run_bytes = 0
+            full = False
             for r in recs:
                 if r.offset < pos:
                     self._stats["records_skipped_below_position"] += 1
                     continue
-                cr = ConsumerRecord(topic, partition, r.offset, r.timestamp, r.key, r.value, r.headers)
-                size = (len(r.key) if r.key else 0) + (len(r.value) if r.value else 0)
+                size = _size(r)
                 if (self._buffered_records + 1 > self.max_buffer_records
                         or (self._buffered_bytes + size > self.max_buffer_bytes and self._buffered_records)):
                     self._stats["records_dropped_over_cap"] += 1
-                    st.fetch_position = pos  # fetched again once the buffer drains
-                    return got
-                st.buffer.append(cr)
+                    full = True
+                    break
+                run.append(r)
+                run_bytes += size
                 self._buffered_records += 1
                 self._buffered_bytes += size
                 pos = r.offset + 1
+            if run:
+                chunks.append([run, 0, run_bytes])
                 got = True
+            if full:
+                st.fetch_position = pos  # fetched again once the buffer drains
+                return got
             pos = max(pos, batch.last_offset + 1)  # compacted gaps at the batch's end
         st.fetch_position = pos
         return got

@@ -337,10 +337,13 @@ class Producer:
                 for it in batch:
                     it.done = True
             else:
-                for i, it in enumerate(batch):
-                    it.result = RecordMetadata(topic, partition, base_offset + i,
-                                               log_time if log_time != -1 else it.timestamp)
+                new = tuple.__new__  # RecordMetadata built positionally: no Python __new__ per record
+                off = base_offset
+                for it in batch:
+                    it.result = new(RecordMetadata, (topic, partition, off,
+                                                     it.timestamp if log_time == -1 else log_time))
                     it.done = True
+                    off += 1
             group.wake_all()  # the records' callers (and any left over beyond max_batch_records)
             self._stats["records_sent"] += len(batch)
             self._stats["batches_sent"] += 1

@@ -42,7 +42,8 @@ import importlib
 import struct
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import KafkaLimitError, KafkaProtocolError
 
@@ -77,9 +78,11 @@ def _crc32c_py(data: bytes | memoryview, crc: int = 0) -> int:
 
 
 def crc32c(data: bytes | memoryview) -> int:
-    """CRC-32C (Castagnoli), as record batches use."""
+    """CRC-32C (Castagnoli), as record batches use: the ``crc32c`` package's C
+    implementation (on the buffer as it is, no copy) when installed, else a table loop
+    in Python (``tests/protocols/kafka/test_codec.py`` checks that both agree)."""
     if _crc32c_c is not None:
-        return _crc32c_c(bytes(data))
+        return _crc32c_c(data)
     return _crc32c_py(data)
 
 
@@ -95,16 +98,20 @@ COMPRESSION_ZSTD = 4
 _COMPRESSION_NAMES = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
 
 
-@dataclass
-class Record:
-    """One record: absolute ``offset`` and ``timestamp`` (ms), ``key``/``value`` (bytes
-    or None), ``headers`` as a list of ``(str, bytes | None)``."""
+class Record(NamedTuple):
+    """One record: the ``topic`` and ``partition`` it was fetched from (what the caller
+    of :func:`decode_batches` passed: ``None`` by default), its absolute ``offset`` and
+    ``timestamp`` (ms), ``key``/``value`` (bytes or None), ``headers`` as a list of
+    ``(str, bytes | None)``. A tuple (built positionally, one object per record): the
+    consumer's ``ConsumerRecord`` is this class."""
 
+    topic: str | None
+    partition: int | None
     offset: int
     timestamp: int
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes | None]] = field(default_factory=list)
+    headers: list[tuple[str, bytes | None]]
 
 
 @dataclass
@@ -119,6 +126,9 @@ class Batch:
     producer_epoch: int
     base_sequence: int
     records: list[Record]
+    #: the sum of the lengths of the records' keys and values (what the consumer's
+    #: ``max_buffer_bytes`` counts)
+    data_bytes: int = 0
 
     @property
     def compression(self) -> str:
@@ -201,11 +211,15 @@ def _header(hk: str, hv: bytes | None) -> bytes:
 
 
 def decode_batches(data: bytes | memoryview | None, *, max_decompressed_bytes: int = 64 << 20,
-                   verify_crc: bool = True) -> Iterator[Batch]:
+                   verify_crc: bool = True, topic: str | None = None,
+                   partition: int | None = None) -> Iterator[Batch]:
     """The complete batches in ``data`` (a fetch response's ``records``); a partial
-    trailing batch is ignored. See the module docstring for what is refused."""
+    trailing batch is ignored. See the module docstring for what is refused. Every
+    :class:`Record` carries ``topic`` and ``partition`` as given."""
     if not data:
         return
+    if not isinstance(data, bytes):
+        data = bytes(data)
     mv = memoryview(data)
     pos = 0
     n = len(mv)
@@ -227,15 +241,20 @@ def decode_batches(data: bytes | memoryview | None, *, max_decompressed_bytes: i
         if verify_crc and crc32c(mv[pos + _CRC_FROM:end]) != crc:
             raise KafkaProtocolError(f"record batch at offset {base_offset}: CRC-32C mismatch",
                                      code="crc_mismatch")
-        section = mv[pos + HEADER_BYTES:end]
         comp = attributes & 7
         if comp != COMPRESSION_NONE:
-            section = memoryview(decompress(comp, section, max_decompressed_bytes))
-        if count < 0 or count > len(section):  # every record takes at least one byte
+            section = decompress(comp, mv[pos + HEADER_BYTES:end], max_decompressed_bytes)
+            start, stop = 0, len(section)
+        else:  # read in place: no copy of the section
+            section, start, stop = data, pos + HEADER_BYTES, end
+        if count < 0 or count > stop - start:  # every record takes at least one byte
             raise KafkaProtocolError(f"record count {count} does not fit the batch", code="bad_length")
-        records = _decode_records(section, count, base_offset, base_ts)
+        got = _decode_records_fast(section, count, base_offset, base_ts, topic, partition, start, stop)
+        if got is None:  # malformed, or an unusual shape: the careful decoder decides
+            got = _decode_records(memoryview(section)[start:stop], count, base_offset, base_ts, topic, partition)
+        records, data_bytes = got
         yield Batch(base_offset, base_offset + last_delta, leader_epoch, attributes, base_ts,
-                    max_ts, producer_id, producer_epoch, base_seq, records)
+                    max_ts, producer_id, producer_epoch, base_seq, records, data_bytes)
         pos = end
 
 
@@ -394,12 +413,14 @@ def _varbytes_at(buf: bytes, p: int, end: int) -> tuple[bytes | None, int]:
     return buf[p:p + n], p + n
 
 
-def _decode_records(section: memoryview, count: int, base_offset: int, base_ts: int) -> list[Record]:
-    """The ``count`` records of a batch's (uncompressed) records section. Every length
-    and count is checked against the bytes left (of the section, or of the record)
-    before it is used; varints are bounded (``bad_varint``). One- and two-byte
-    varints — the common case — are read inline; ``tests/protocols/kafka/test_codec.py`` checks this
-    decoder against a ``Reader``-based reference on mutated batches."""
+def _decode_records(section: bytes | memoryview, count: int, base_offset: int, base_ts: int,
+                    topic: str | None = None, partition: int | None = None) -> tuple[list[Record], int]:
+    """The ``count`` records of a batch's (uncompressed) records section, and the sum
+    of their key and value lengths: the careful decoder. Every length and count is
+    checked against the bytes left (of the section, or of the record) before it is
+    used; varints are bounded (``bad_varint``). One- and two-byte varints — the common
+    case — are read inline; ``tests/protocols/kafka/test_codec.py`` checks this decoder
+    against a ``Reader``-based reference on mutated batches."""
     buf = bytes(section)
     end_all = len(buf)
     p = 0
@@ -407,6 +428,7 @@ def _decode_records(section: memoryview, count: int, base_offset: int, base_ts: 
     append = out.append
     uv = _uvarint_at
     vb = _varbytes_at
+    data_bytes = 0
     for _ in range(count):
         b = buf[p] if p < end_all else 0x100
         if b < 0x80:
@@ -458,21 +480,178 @@ def _decode_records(section: memoryview, count: int, base_offset: int, base_ts: 
         nh = (u >> 1) ^ -(u & 1)
         headers = []
         if nh:
-            if nh < 0 or nh > end - p:
-                raise KafkaProtocolError(f"header count {nh} does not fit the record", code="bad_length")
-            for _ in range(nh):
-                hk, p = vb(buf, p, end)
-                if hk is None:
-                    raise KafkaProtocolError("null header key", code="unexpected_null")
-                try:
-                    hks = hk.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise KafkaProtocolError("header key is not UTF-8", code="bad_string") from None
-                hv, p = vb(buf, p, end)
-                headers.append((hks, hv))
+            headers, p = _headers_at(buf, p, end, nh)
         if p != end:
             raise KafkaProtocolError("trailing bytes inside a record", code="trailing_bytes")
-        append(Record(base_offset + off_delta, base_ts + ts_delta, key, value, headers))
+        if key is not None:
+            data_bytes += len(key)
+        if value is not None:
+            data_bytes += len(value)
+        append(Record(topic, partition, base_offset + off_delta, base_ts + ts_delta, key, value, headers))
     if p != end_all:
         raise KafkaProtocolError("trailing bytes after the batch's records", code="trailing_bytes")
-    return out
+    return out, data_bytes
+
+
+def _headers_at(buf: bytes, p: int, end: int, nh: int) -> tuple[list[tuple[str, bytes | None]], int]:
+    """``nh`` headers inside ``buf[p:end]`` and the position after them."""
+    if nh < 0 or nh > end - p:
+        raise KafkaProtocolError(f"header count {nh} does not fit the record", code="bad_length")
+    vb = _varbytes_at
+    headers = []
+    for _ in range(nh):
+        hk, p = vb(buf, p, end)
+        if hk is None:
+            raise KafkaProtocolError("null header key", code="unexpected_null")
+        try:
+            hks = hk.decode("utf-8")
+        except UnicodeDecodeError:
+            raise KafkaProtocolError("header key is not UTF-8", code="bad_string") from None
+        hv, p = vb(buf, p, end)
+        headers.append((hks, hv))
+    return headers, p
+
+
+#: the zigzag decoding of every one-byte varint, and (``_UNZZ2[b][c]``) of every
+#: two-byte one, ``b`` its first byte (0x80-0xFF), ``c`` its second (0x00-0x7F)
+_UNZZ = [(u >> 1) ^ -(u & 1) for u in range(0x80)]
+_UNZZ2 = [None] * 0x80 + [[(u >> 1) ^ -(u & 1) for u in ((b & 0x7F) | (c << 7) for c in range(0x80))]
+                          for b in range(0x80, 0x100)]
+#: the same for key and value lengths, a negative one (null has its own test) mapped
+#: to _FAR: a slice there is cut at the record's end and the position lands past it,
+#: so the record can never be accepted (the next read raises ``IndexError``)
+_FAR = 1 << 40
+_LEN1 = [n if n >= 0 else _FAR for n in _UNZZ]
+_LEN2 = [None] * 0x80 + [[n if n >= 0 else _FAR for n in row] for row in _UNZZ2[0x80:]]
+
+
+def _decode_records_fast(buf: bytes, count: int, base_offset: int, base_ts: int,
+                         topic: str | None, partition: int | None, start: int = 0,
+                         stop: int | None = None) -> tuple[list[Record], int] | None:
+    """The fast path of :func:`_decode_records` for the section ``buf[start:stop]``
+    (read in place): the same result for a well-formed section, or ``None`` for
+    anything malformed — and then the careful decoder decides, raising its exact error.
+
+    Each record's body (after its length) is sliced out and read at small positions.
+    Why a success is always right: inside a body every field is read at a position
+    that only moves forward, and the record is accepted only when the position lands
+    exactly on the body's announced length; a body cut short by the buffer's end is
+    shorter than announced, so it cannot land there (a read past it raises
+    ``IndexError``: a bail-out); record starts only move forward (a negative length
+    leaves an empty body: a bail-out), and the section is accepted only when the last
+    record ends exactly at ``stop``, so no record reaches past it. One- and two-byte varints (below 2**14: always in range) are
+    decoded through tables, longer ones by the careful helper; a negative length
+    other than -1 (``_FAR`` in the length tables) bails out. ``tests/protocols/kafka/test_codec.py`` checks both
+    paths against each other and against a reference decoder."""
+    unzz = _UNZZ
+    unzz2 = _UNZZ2
+    len1 = _LEN1
+    len2 = _LEN2
+    uv = _uvarint_at
+    new = tuple.__new__
+    rt = Record
+    out: list[Record] = []
+    append = out.append
+    n_all = len(buf) if stop is None else stop
+    p = start
+    data_bytes = 0
+    try:
+        for _ in range(count):
+            b = buf[p]  # record length
+            if b < 0x80:
+                length = unzz[b]
+                p += 1
+            else:
+                c = buf[p + 1]
+                if c < 0x80:
+                    length = unzz2[b][c]
+                    p += 2
+                else:
+                    u, p = uv(buf, p, n_all, 35)
+                    length = (u >> 1) ^ -(u & 1)
+            end = p + length
+            r = buf[p:end]
+            p = end
+            # r[0]: attributes (unused in v2)
+            b = r[1]  # timestamp delta
+            if b < 0x80:
+                ts = unzz[b]
+                q = 2
+            else:
+                c = r[2]
+                if c < 0x80:
+                    ts = unzz2[b][c]
+                    q = 3
+                else:
+                    u, q = uv(r, 1, length, 70)
+                    ts = (u >> 1) ^ -(u & 1)
+            b = r[q]  # offset delta
+            if b < 0x80:
+                off = unzz[b]
+                q += 1
+            else:
+                c = r[q + 1]
+                if c < 0x80:
+                    off = unzz2[b][c]
+                    q += 2
+                else:
+                    u, q = uv(r, q, length, 35)
+                    off = (u >> 1) ^ -(u & 1)
+            b = r[q]  # key length
+            if b >= 0x80:
+                c = r[q + 1]
+                if c < 0x80:
+                    n = len2[b][c]
+                    q += 2
+                else:
+                    u, q = uv(r, q, length, 35)
+                    n = (u >> 1) ^ -(u & 1)
+                    if n < 0:
+                        return None
+                key = r[q:q + n]
+                q += n
+                data_bytes += n
+            elif b == 1:
+                key = None
+                q += 1
+            else:
+                n = len1[b]
+                key = r[q + 1:q + 1 + n]
+                q += 1 + n
+                data_bytes += n
+            b = r[q]  # value length
+            if b >= 0x80:
+                c = r[q + 1]
+                if c < 0x80:
+                    n = len2[b][c]
+                    q += 2
+                else:
+                    u, q = uv(r, q, length, 35)
+                    n = (u >> 1) ^ -(u & 1)
+                    if n < 0:
+                        return None
+                value = r[q:q + n]
+                q += n
+                data_bytes += n
+            elif b == 1:
+                value = None
+                q += 1
+            else:
+                n = len1[b]
+                value = r[q + 1:q + 1 + n]
+                q += 1 + n
+                data_bytes += n
+            if r[q]:  # header count
+                u, q = uv(r, q, length, 35)
+                headers, q = _headers_at(r, q, length, (u >> 1) ^ -(u & 1))
+            else:
+                headers = []
+                q += 1
+            if q != length:
+                return None
+            append(new(rt, (topic, partition, base_offset + off, base_ts + ts, key, value, headers)))
+    except (IndexError, KafkaProtocolError):
+        return None
+    if p != n_all:
+        return None
+    return out, data_bytes

@@ -270,10 +270,10 @@ def _reference_records(section, count, base_offset, base_ts):
             headers.append((hks, varbytes(rec)))
         if rec.remaining:
             raise KafkaProtocolError("trailing", code="trailing_bytes")
-        out.append(records.Record(base_offset + off_delta, base_ts + ts_delta, key, value, headers))
+        out.append(records.Record(None, None, base_offset + off_delta, base_ts + ts_delta, key, value, headers))
     if r.remaining:
         raise KafkaProtocolError("trailing", code="trailing_bytes")
-    return out
+    return out, sum(len(x.key or b"") + len(x.value or b"") for x in out)
 
 
 def _outcome(fn, *args):
@@ -288,21 +288,78 @@ _RECORD = st.tuples(st.one_of(st.none(), st.binary(max_size=300)), st.one_of(st.
                              max_size=3))
 
 
+def _fast(section, count, base_offset, base_ts):
+    """The fast decoder, whose bail-out (None) defers to the careful one."""
+    got = records._decode_records_fast(bytes(section), count, base_offset, base_ts, None, None)
+    return records._decode_records(section, count, base_offset, base_ts) if got is None else got
+
+
+_DECODERS = (records._decode_records, _fast)
+
+
 @given(st.lists(_RECORD, min_size=1, max_size=20), st.lists(st.integers(0, 10**7), min_size=20, max_size=20),
        st.lists(st.tuples(st.integers(0, 4000), st.integers(0, 255)), max_size=4),
        st.integers(0, 3), st.integers(-2, 2))
 def test_inlined_record_decoder_agrees_with_the_reference(recs, stamps, flips, cut, dcount):
     """Valid sections, then the same with flipped bytes, cut short or with a wrong
-    count: the decoder returns the same records or fails with the same error code."""
+    count: both decoders (the careful one, and the fast path with its fall-back)
+    return the same records or fail with the same error code as the reference."""
     data = records.encode_batch(recs, timestamps=[1_700_000_000_000 + t for t in stamps[:len(recs)]])
     section = bytearray(data[records.HEADER_BYTES:])
-    assert _outcome(records._decode_records, memoryview(bytes(section)), len(recs), 5, 7) == \
-        _outcome(_reference_records, bytes(section), len(recs), 5, 7)
+    want = _outcome(_reference_records, bytes(section), len(recs), 5, 7)
+    assert want[0] == "ok"
+    for decode in _DECODERS:
+        assert _outcome(decode, memoryview(bytes(section)), len(recs), 5, 7) == want
     for at, b in flips:
         if section:
             section[at % len(section)] = b
     if cut:
         del section[len(section) - min(cut, len(section)):]
     count = max(0, len(recs) + dcount)
-    got = _outcome(records._decode_records, memoryview(bytes(section)), count, 5, 7)
-    assert got == _outcome(_reference_records, bytes(section), count, 5, 7)
+    want = _outcome(_reference_records, bytes(section), count, 5, 7)
+    for decode in _DECODERS:
+        assert _outcome(decode, memoryview(bytes(section)), count, 5, 7) == want
+
+
+_WIDE = st.one_of(st.none(), st.binary(max_size=40), st.binary(min_size=8150, max_size=8250))
+
+
+@given(st.lists(st.tuples(_WIDE, _WIDE, st.lists(st.tuples(st.text(max_size=3), st.none()), max_size=1)),
+                min_size=1, max_size=4),
+       st.lists(st.sampled_from([0, 1, 63, 64, 8191, 8192, 2**20, 2**40]), min_size=4, max_size=4),
+       st.integers(0, 200), st.binary(min_size=1, max_size=300))
+def test_fast_record_decoder_agrees_with_the_careful_one(recs, deltas, at, junk):
+    """The fast path on every varint width (keys and values around 2**13 bytes: two-
+    and three-byte lengths, and record lengths to match; timestamp deltas of 1 to 6
+    bytes), on headers, and on sections spliced with junk: a result only when the
+    careful decoder gives the same one."""
+    data = records.encode_batch(recs, timestamps=[1_700_000_000_000 + d for d in deltas[:len(recs)]])
+    section = data[records.HEADER_BYTES:]
+    got = records._decode_records_fast(section, len(recs), 10, 20, "t", 3)
+    want = records._decode_records(section, len(recs), 10, 20, "t", 3)
+    assert got == want  # well-formed: no bail-out
+    # in place, between other bytes: the same records, and nothing read past ``stop``
+    assert records._decode_records_fast(junk + section + junk, len(recs), 10, 20, "t", 3,
+                                        len(junk), len(junk) + len(section)) == want
+    spliced = section[:at] + junk + section[at:]
+    for count in (len(recs), len(recs) + 1):
+        fast = records._decode_records_fast(spliced, count, 10, 20, "t", 3)
+        if fast is not None:
+            assert _outcome(records._decode_records, spliced, count, 10, 20, "t", 3) == ("ok", fast)
+        # a section cut short inside a longer buffer: what it accepts is what the
+        # careful decoder accepts of the cut section alone
+        cut = min(at, len(spliced))
+        fast = records._decode_records_fast(spliced + junk, count, 10, 20, "t", 3, 0, cut)
+        if fast is not None:
+            assert _outcome(records._decode_records, spliced[:cut], count, 10, 20, "t", 3) == ("ok", fast)
+
+
+def test_fast_record_decoder_reads_the_common_shape_without_bailing_out():
+    """Null keys, 100-byte values, no headers, offset deltas of one, two and three
+    bytes (a batch of 9000 records, as librdkafka writes them)."""
+    recs = [(None, b"v" * 100, [])] * 9000
+    section = records.encode_batch(recs, timestamps=list(range(9000)))[records.HEADER_BYTES:]
+    got = records._decode_records_fast(section, 9000, 1000, 0, "t", 0)
+    assert got is not None and got == records._decode_records(section, 9000, 1000, 0, "t", 0)
+    assert [r.offset for r in got[0]] == list(range(1000, 10000)) and got[1] == 9000 * 100
+    assert got[0][8500] == records.Record("t", 0, 9500, 8500, None, b"v" * 100, [])

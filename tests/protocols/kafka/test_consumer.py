@@ -493,3 +493,33 @@ def test_fetch_with_a_corrupt_crc_raises_and_keeps_the_position():
         srv.close()
     assert err.code == "crc_mismatch"
     assert pos == 0 and buffered == 0  # nothing from the corrupt response was handed out
+
+
+def test_iteration_checkpoints_per_record_and_gives_back_what_it_did_not_deliver(mock):
+    """``for r in consumer``: cancelled between two buffered records (the check half
+    of a checkpoint per record), or left by ``break``, the records drained and not
+    delivered come again from the next ``poll``, none skipped, none repeated."""
+    mock.create_topic("it", 1, 1)
+    _produce_one_batch(mock.bootstrap, "it", 0, [b"r%d" % i for i in range(10)])
+
+    def main():
+        seen = []
+        with Consumer(mock.bootstrap, auto_offset_reset="earliest", max_poll_records=10) as c:
+            c.assign([("it", 0)])
+            with greenrt.fail_after(30):
+                with greenrt.cancel_scope() as scope:
+                    for r in c:
+                        seen.append(r.offset)
+                        if len(seen) == 2:
+                            scope.cancel()  # the next record is buffered: the check half raises
+                assert scope.cancelled_caught
+                assert c.position("it", 0) == 2
+                for r in c:
+                    seen.append(r.offset)
+                    if len(seen) == 5:
+                        break
+                assert c.position("it", 0) == 5
+                seen += [r.offset for r in _poll_until(c, 5)]
+        return seen
+
+    assert greenrt.run(main) == list(range(10))
