@@ -39,28 +39,38 @@ def _measure(run) -> dict:
     return {"rate": n / (w1 - w0), "cpu_us": (c1 - c0) / n * 1e6}
 
 
-def worker_greenrt(conns: int, messages: int) -> dict:
+def worker_greenrt(conns: int, messages: int, http2: bool = False) -> dict:
+    """greenrt's echo: over TCP (``serve_tcp`` + ``serve_handler``), or with
+    ``http2`` (RFC 8441) each WebSocket on an HTTP/2 stream (h2c prior knowledge, one
+    connection per WebSocket) served by ``protocols.http.serve``."""
     import greenrt
     from greenrt import net
-    from greenrt.protocols import websocket
+    from greenrt.protocols import http, websocket
 
     def handler(ws):
         for m in ws:
             ws.send_bytes(m)
 
     def client(port, out):
-        ws = websocket.connect(f"ws://127.0.0.1:{port}/", compression=False)
+        ws = websocket.connect(f"ws://127.0.0.1:{port}/", compression=False, http2=http2)
         for _ in range(messages):
             ws.send_bytes(PAYLOAD)
             assert ws.recv() == PAYLOAD
         ws.close()
         out.append(messages)
 
+    def serve(on_ready):
+        if http2:
+            http.serve(websocket.http_handler(handler, compression=False), "127.0.0.1", 0,
+                       on_ready=on_ready)
+        else:
+            net.serve_tcp(websocket.serve_handler(handler, compression=False), "127.0.0.1", 0,
+                          on_ready=on_ready)
+
     def main():
         servers = []
         with greenrt.region() as r:
-            r.spawn(lambda: net.serve_tcp(websocket.serve_handler(handler, compression=False),
-                                          "127.0.0.1", 0, on_ready=servers.append))
+            r.spawn(serve, servers.append)
             while not servers:
                 greenrt.sleep(0)
             port = servers[0].addresses[0][1]
@@ -79,43 +89,7 @@ def worker_greenrt(conns: int, messages: int) -> dict:
 
 
 def worker_greenrt_h2(conns: int, messages: int) -> dict:
-    """RFC 8441: the same echo with each WebSocket on an HTTP/2 stream (h2c prior
-    knowledge, one connection per WebSocket) served by ``protocols.http.serve``."""
-    import greenrt
-    from greenrt.protocols import http, websocket
-
-    def handler(ws):
-        for m in ws:
-            ws.send_bytes(m)
-
-    def client(port, out):
-        ws = websocket.connect(f"ws://127.0.0.1:{port}/", compression=False, http2=True)
-        for _ in range(messages):
-            ws.send_bytes(PAYLOAD)
-            assert ws.recv() == PAYLOAD
-        ws.close()
-        out.append(messages)
-
-    def main():
-        servers = []
-        with greenrt.region() as r:
-            r.spawn(lambda: http.serve(websocket.http_handler(handler, compression=False),
-                                       "127.0.0.1", 0, on_ready=servers.append))
-            while not servers:
-                greenrt.sleep(0)
-            port = servers[0].addresses[0][1]
-
-            def run():
-                out = []
-                with greenrt.region() as cr:
-                    for _ in range(conns):
-                        cr.spawn(client, port, out)
-                return sum(out)
-            res = _measure(run)
-            servers[0].shutdown()
-        return res
-
-    return greenrt.run(main)
+    return worker_greenrt(conns, messages, http2=True)
 
 
 def worker_websockets(conns: int, messages: int) -> dict:
