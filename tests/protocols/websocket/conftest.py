@@ -65,3 +65,20 @@ class ThreadPeer:
         if self.error is not None:
             raise self.error
         return self.result
+
+
+def recv_under_growing_quotas(ws, messages: int, k_max: int, tally: dict) -> None:
+    """Receive ``messages`` messages, each first under a poll quota of ``i % k_max + 1``
+    that is raised by one after every cancellation, so a cancellation lands at each
+    checkpoint of a receive in turn; counts them in ``tally["cancelled"]`` and records
+    each message's number in ``tally["received"]`` (the lab echo programs' core)."""
+    for i in range(messages):
+        quota = i % k_max + 1
+        while True:
+            with greenrt.cancel_scope(budget=greenrt.Budget(poll_quota=quota)) as sc:
+                got = ws.recv()
+            if not sc.cancelled_caught:
+                break
+            tally["cancelled"] += 1
+            quota += 1
+        tally["received"].append(got.split(" ", 2)[1])

@@ -27,7 +27,7 @@ import greenrt
 from greenrt.protocols import http, http2, tls, websocket
 from greenrt.protocols.http.model import Response
 
-from .conftest import ThreadPeer
+from .conftest import ThreadPeer, recv_under_growing_quotas
 
 pytestmark = pytest.mark.timeout(60)
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -821,16 +821,7 @@ def _lab_echo_program(messages: int, k_max: int) -> dict:
                 ws.send_text(f"message {i} " + "x" * (i * 9973 % 200_000))
 
         r.spawn(sender)
-        for i in range(messages):
-            quota = i % k_max + 1
-            while True:
-                with greenrt.cancel_scope(budget=greenrt.Budget(poll_quota=quota)) as sc:
-                    got = ws.recv()
-                if not sc.cancelled_caught:
-                    break
-                tally["cancelled"] += 1
-                quota += 1
-            tally["received"].append(got.split(" ", 2)[1])
+        recv_under_growing_quotas(ws, messages, k_max, tally)
         ws.close()
         tally["close_code"] = ws.close_code
         tally["left"] = _settled(conn, server_conns)

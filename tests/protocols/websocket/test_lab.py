@@ -24,6 +24,8 @@ import greenrt.lab as lab
 from greenrt import net
 from greenrt.protocols import websocket
 
+from .conftest import recv_under_growing_quotas
+
 pytestmark = pytest.mark.timeout(120)
 
 PORT = 8765
@@ -57,16 +59,7 @@ def echo_program(messages: int, k_max: int) -> dict:
                 ws.send_text(f"message {i} " + "x" * (i * 9973 % 300_000))
 
         r.spawn(sender)
-        for i in range(messages):
-            quota = i % k_max + 1
-            while True:
-                with greenrt.cancel_scope(budget=greenrt.Budget(poll_quota=quota)) as sc:
-                    got = ws.recv()
-                if not sc.cancelled_caught:
-                    break
-                tally["cancelled"] += 1
-                quota += 1
-            tally["received"].append(got.split(" ", 2)[1])
+        recv_under_growing_quotas(ws, messages, k_max, tally)
         ws.close()
         tally["close_code"] = ws.close_code
         servers[0].shutdown()
