@@ -82,3 +82,28 @@ def recv_under_growing_quotas(ws, messages: int, k_max: int, tally: dict) -> Non
             tally["cancelled"] += 1
             quota += 1
         tally["received"].append(got.split(" ", 2)[1])
+
+
+def ping_under_quota(connect, k: int, outcomes: dict) -> None:
+    """Open a WebSocket with ``connect()``, echo one ping message and close, all under a
+    poll quota of ``k`` (so the cancellation lands at the k-th checkpoint of the
+    exchange); count the exchange in ``outcomes["cut"]`` or ``["completed"]``, and in
+    ``["open_after"]`` if its transport was left open."""
+    holder = {}
+    with greenrt.cancel_scope(budget=greenrt.Budget(poll_quota=k)) as sc:
+        ws = connect()
+        holder["ws"] = ws
+        try:
+            ws.send_text("ping " * 100)
+            assert ws.recv() == "ping " * 100
+            ws.close()
+        finally:
+            if not ws.closed:
+                ws.close()
+    ws = holder.get("ws")
+    if sc.cancelled_caught:
+        outcomes["cut"] += 1
+    else:
+        outcomes["completed"] += 1
+    if ws is not None and not ws._stream.closed:
+        outcomes["open_after"] += 1

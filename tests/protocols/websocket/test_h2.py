@@ -27,7 +27,7 @@ import greenrt
 from greenrt.protocols import http, http2, tls, websocket
 from greenrt.protocols.http.model import Response
 
-from .conftest import ThreadPeer, recv_under_growing_quotas
+from .conftest import ThreadPeer, ping_under_quota, recv_under_growing_quotas
 
 pytestmark = pytest.mark.timeout(60)
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -850,24 +850,8 @@ def _lab_exchange_program(k_max: int) -> dict:
         srv = _lab_server(r, server_conns)
         conn = http2.connect("127.0.0.1", _LAB_PORT)
         for k in range(1, k_max + 1):
-            holder = {}
-            with greenrt.cancel_scope(budget=greenrt.Budget(poll_quota=k)) as sc:
-                ws = websocket.connect(f"ws://127.0.0.1:{_LAB_PORT}/", http2=conn)
-                holder["ws"] = ws
-                try:
-                    ws.send_text("ping " * 100)
-                    assert ws.recv() == "ping " * 100
-                    ws.close()
-                finally:
-                    if not ws.closed:
-                        ws.close()
-            ws = holder.get("ws")
-            if sc.cancelled_caught:
-                outcomes["cut"] += 1
-            else:
-                outcomes["completed"] += 1
-            if ws is not None and not ws._stream.closed:
-                outcomes["open_after"] += 1
+            ping_under_quota(
+                lambda: websocket.connect(f"ws://127.0.0.1:{_LAB_PORT}/", http2=conn), k, outcomes)
             left = _settled(conn, server_conns)
             if left != _CLEAN:
                 outcomes["left"].append((k, left))

@@ -24,7 +24,7 @@ import greenrt.lab as lab
 from greenrt import net
 from greenrt.protocols import websocket
 
-from .conftest import recv_under_growing_quotas
+from .conftest import ping_under_quota, recv_under_growing_quotas
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -82,24 +82,7 @@ def exchange_program(k_max: int) -> dict:
     with greenrt.region() as r:
         _server(r, servers)
         for k in range(1, k_max + 1):
-            holder = {}
-            with greenrt.cancel_scope(budget=greenrt.Budget(poll_quota=k)) as sc:
-                ws = websocket.connect(f"ws://127.0.0.1:{PORT}/")
-                holder["ws"] = ws
-                try:
-                    ws.send_text("ping " * 100)
-                    assert ws.recv() == "ping " * 100
-                    ws.close()
-                finally:
-                    if not ws.closed:
-                        ws.close()
-            ws = holder.get("ws")
-            if sc.cancelled_caught:
-                outcomes["cut"] += 1
-            else:
-                outcomes["completed"] += 1
-            if ws is not None and not ws._stream.closed:
-                outcomes["open_after"] += 1
+            ping_under_quota(lambda: websocket.connect(f"ws://127.0.0.1:{PORT}/"), k, outcomes)
         servers[0].shutdown()
     return outcomes
 
