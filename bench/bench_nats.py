@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -300,6 +301,20 @@ def export_revision(rev: str, into: str) -> str:
     return root
 
 
+def snapshot_tree(into: str) -> str:
+    """A copy of this working tree's code (greenrt, protocols, lab) under ``into``,
+    laid out as :func:`export_revision` does: the ``greenrt`` peer of the counted
+    runs imports it, so editing the tree while a long run goes on changes nothing."""
+    root = os.path.join(into, "now")
+    os.makedirs(root)
+    ignore = shutil.ignore_patterns("__pycache__")
+    for name in ("greenrt", "protocols", "lab"):
+        shutil.copytree(os.path.join(C.ROOT, name), os.path.join(root, name), ignore=ignore)
+    for name in ("protocols", "lab"):
+        os.symlink(f"../{name}", os.path.join(root, "greenrt", name))
+    return root
+
+
 def _env(pythonpath: str | None = None) -> dict:
     return dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (pythonpath, os.environ.get("PYTHONPATH"), C.ROOT) if p))
@@ -331,7 +346,8 @@ def _counted(me: str, tool: str, kind: str, url: str, tasks: int, count: int,
     return int(m.group(1)) if m else None
 
 
-def counted(me: str, url: str, tool: str, only: str | None, before: str | None) -> int:
+def counted(me: str, url: str, tool: str, only: str | None, before: str | None,
+            now: str | None = None) -> int:
     """Per-operation instructions or system calls: the difference between a run of
     ``high`` and one of ``low`` operations over ``high - low`` (start-up, imports and
     the connection set-up cancel out). Independent of the machine's load."""
@@ -340,7 +356,7 @@ def counted(me: str, url: str, tool: str, only: str | None, before: str | None) 
         if only and only not in label:
             continue
         rows = []
-        peers = [("greenrt", gk, None), ("nats-py asyncio", ak, None)]
+        peers = [("greenrt", gk, now), ("nats-py asyncio", ak, None)]
         if before:
             peers.append(("greenrt before", gk, before))
         for name, kind, pp in peers:
@@ -408,12 +424,13 @@ def main() -> int:
     workdir = tempfile.mkdtemp(prefix="bench-nats-")
     before = export_revision(a.before, workdir) if a.before else None
     url, procs = _start(server, me)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the finally below stops the peers
     try:
         if a.callgrind or a.strace:
             print(f"bench_nats  {C.machine()}" + (f"  (before: {a.before})" if before else ""))
             case = a.callgrind or a.strace
             return counted(me, url, "callgrind" if a.callgrind else "strace",
-                           None if case == "all" else case, before)
+                           None if case == "all" else case, before, snapshot_tree(workdir))
         print(f"bench_nats  {C.machine()}  ({secs:g} s per measurement, wall time)")
 
         def run(kind, arg, pythonpath=None):
