@@ -21,15 +21,33 @@ lost, ``NOT_LEADER_OR_FOLLOWER``, other retriable errors) happen inside the call
 budget: the flusher refreshes the leader and re-sends until the batch is acknowledged,
 fails for good, or its deadline cancels it.
 
+A batch the broker refuses for good because of its producer identity or sequence
+(``OUT_OF_ORDER_SEQUENCE_NUMBER``, ``INVALID_PRODUCER_EPOCH``, ``UNKNOWN_PRODUCER_ID``:
+e.g. the broker lost the producer's state) moves the producer to a new identity, as
+the Java client does (KIP-360): InitProducerId with the current id and epoch where the
+broker supports it (v3+), else, or when that is refused, a new producer id; each
+partition takes the new identity at its next batch, from sequence 0 (a partition with
+a batch in doubt keeps the old one until that batch is settled). A refused batch that
+was never written is renumbered under the new identity and sent again; one that may
+have been written (an earlier attempt's answer was lost) is abandoned, its records
+reported *unknown*, and later records proceed (``statistics()["in_doubt_abandoned"]``,
+``["epoch_bumps"]``).
+
 What a cancellation leaves (the rule of the issue: never report as failed a record
-that may have been written):
+that may have been written, and never report as unknown one that was never sent):
 
 * a record still queued (its batch not yet sent) is withdrawn: ``send`` raises
   ``Cancelled`` and the record is never sent;
+* a flusher cancelled after it took a batch but before any byte of its Produce
+  request reached the socket (waiting for a leader, a connection, a retry's backoff
+  after a refusal) puts the batch back at the head of the queue: its own record is
+  withdrawn (``Cancelled``), the other callers' records go in the next batch, sent by
+  one of them (``statistics()["withdrawn_batches"]``); none is reported unknown;
 * a caller (not the flusher) cancelled while its record's batch is on the wire gets
   ``Cancelled`` and the batch goes on; the record's fate is then unknown to that
   caller (counted in ``statistics()["cancelled_in_flight"]``);
-* a batch whose request was written when the flusher was cancelled is *in doubt*:
+* a batch whose request may have been written (its first byte was handed to the
+  socket) when the flusher was cancelled is *in doubt*:
   every record in it gets :class:`~.errors.KafkaOutcomeUnknown` (not a failure), and
   the partition keeps the batch's bytes; the next flush on that partition first
   re-sends them (same producer id, epoch and sequence numbers), which settles the
