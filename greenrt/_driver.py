@@ -155,7 +155,19 @@ class _Slot:
         else:
             task._abort_fn = abort
             task.waiting_for = what
-            hub._handoff()
+            if hub._plain and not (hub._cancel_lane or hub._timed):
+                cd = hub._poll_countdown - 1
+                ready = hub._ready
+                if cd > 0 and ready and ready[0]._glet is not None:
+                    nxt = ready.popleft()
+                    hub._poll_countdown = cd
+                    nxt._queued = False
+                    hub.current = nxt
+                    nxt._glet.switch()
+                else:
+                    hub._handoff()
+            else:
+                hub._handoff()
             r = task._resume
             if r is not None:
                 task._resume = None
@@ -183,7 +195,19 @@ class _Slot:
         else:
             task._abort_fn = abort
             task.waiting_for = what
-            hub._handoff()
+            if hub._plain and not (hub._cancel_lane or hub._timed):
+                cd = hub._poll_countdown - 1
+                ready = hub._ready
+                if cd > 0 and ready and ready[0]._glet is not None:
+                    nxt = ready.popleft()
+                    hub._poll_countdown = cd
+                    nxt._queued = False
+                    hub.current = nxt
+                    nxt._glet.switch()
+                else:
+                    hub._handoff()
+            else:
+                hub._handoff()
             r = task._resume
             if r is not None:
                 task._resume = None

@@ -10,11 +10,12 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ._checkpoint import _enter, park, reschedule, reschedule_with_error, yield_task
 from ._checkpoint import _enter as _enter_checkpoint
-from ._checkpoint import park, reschedule, reschedule_with_error, yield_task
 from ._driver import EpollDriver, SelectorDriver
 from ._dump import format_snapshot as format_task_snapshot
 from ._dump import snapshot as _snapshot
+from ._exceptions import NoHubError
 from ._hub import Hub, RealHub, TimerHandle, _tls, current_hub
 from ._scope import deliver_pending
 from ._task import repr_outcome
@@ -126,8 +127,15 @@ class WaitQueue(_WaitQueue):
 
         ``data`` travels with the waiter (``first()``, ``wake_one`` return it);
         ``what`` labels the wait. On cancellation the task has left the queue."""
-        task = _enter_checkpoint(current_hub())
-        hub = task._hub
+        try:
+            hub = _tls.hub
+        except AttributeError:
+            raise NoHubError() from None
+        # fastpath enter: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
+        task = hub.current
+        if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:
+            task = _enter(hub)
+        # end fastpath enter
         if hub.wants_access:
             hub.note_access(self, True)
         return self.wait(task, data, on_abort, what or "WaitQueue.park")
