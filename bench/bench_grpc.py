@@ -413,7 +413,7 @@ def _valgrind(out: str) -> tuple:
     return ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}")
 
 
-def callgrind(calls: int) -> int:
+def callgrind(calls: int, side: str = "both", peers=tuple(SERVERS)) -> int:
     """Instructions per unary RPC, server side and client side (see the module
     docstring): runs of 2 * calls and calls, the difference over calls."""
     import shutil
@@ -428,7 +428,7 @@ def callgrind(calls: int) -> int:
     server_ir: dict = {}
     client_ir: dict = {}
     with tempfile.TemporaryDirectory() as d:
-        for kind in SERVERS:
+        for kind in [k for k in SERVERS if k in peers and side != "client"]:
             irs = []
             for n in (lo, hi):
                 out = os.path.join(d, f"srv-{kind}-{n}.cg")
@@ -447,7 +447,7 @@ def callgrind(calls: int) -> int:
                   flush=True)
         proc, port = start_server("grpcio-sync")
         try:
-            for kind in CLIENTS:
+            for kind in [k for k in CLIENTS if k in peers and side != "server"]:
                 irs = []
                 for n in (lo, hi):
                     out = os.path.join(d, f"cli-{kind}-{n}.cg")
@@ -459,13 +459,19 @@ def callgrind(calls: int) -> int:
         finally:
             proc.kill()
             proc.wait(10)
-    C.print_table("server: instructions per unary RPC (callgrind, all threads of the server; "
-                  "grpcio sync client)", [(names[k], server_ir[k], "") for k in SERVERS], "Ir")
-    C.print_table("client: instructions per unary RPC (callgrind, all threads of the client; "
-                  "grpcio sync server)", [(names[k], client_ir[k], "") for k in CLIENTS], "Ir")
-    for side, got in (("server", server_ir), ("client", client_ir)):
+    if server_ir:
+        C.print_table("server: instructions per unary RPC (callgrind, all threads of the "
+                      "server; grpcio sync client)",
+                      [(names[k], v, "") for k, v in server_ir.items()], "Ir")
+    if client_ir:
+        C.print_table("client: instructions per unary RPC (callgrind, all threads of the "
+                      "client; grpcio sync server)",
+                      [(names[k], v, "") for k, v in client_ir.items()], "Ir")
+    for side_, got in (("server", server_ir), ("client", client_ir)):
+        if not got:
+            continue
         o = got.get("ours")
-        print(f"SUMMARY: grpc {side} Ir/RPC greenrt {o and round(o)}, "
+        print(f"SUMMARY: grpc {side_} Ir/RPC greenrt {o and round(o)}, "
               + ", ".join(f"{names[k]} {got[k] and round(got[k])}" + (
                   f" ({got[k] / o:.2f}x greenrt)" if o and got[k] else "")
                   for k in got if k != "ours"))
@@ -508,15 +514,17 @@ def main() -> int:
     ap = argparse.ArgumentParser(description="gRPC unary and streaming vs grpcio")
     ap.add_argument("--seconds", type=float, default=2.0, help="per measurement")
     ap.add_argument("--quick", action="store_true", help="0.5 s per measurement")
-    ap.add_argument("--callgrind", action="store_true",
+    ap.add_argument("--callgrind", nargs="?", const="both", choices=["both", "server", "client"],
                     help="instructions per unary RPC under valgrind (slow: minutes)")
+    ap.add_argument("--peers", default="ours,grpcio-sync,grpcio-aio",
+                    help="--callgrind: which servers/clients (comma-separated)")
     ap.add_argument("--profile", choices=["server", "client"],
                     help="cProfile our server or our client over --calls unary calls")
     ap.add_argument("--calls", type=int, default=None,
                     help="calls per run (--callgrind: 600, --profile: 3000)")
     a = ap.parse_args()
     if a.callgrind:
-        return callgrind(a.calls or 600)
+        return callgrind(a.calls or 600, a.callgrind, a.peers.split(","))
     if a.profile:
         return run_profile(a.profile, a.calls or 3000)
     secs = 0.5 if a.quick else a.seconds

@@ -53,6 +53,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import h2.stream
 import hpack.exceptions
 import hyperframe.exceptions
 import hyperframe.frame
@@ -78,6 +79,11 @@ _E = h2.errors.ErrorCodes
 _H2_INTERNAL_STREAM_LIMIT = 2**31 - 1
 _CONNECTION_HEADERS = frozenset((b"connection", b"keep-alive", b"transfer-encoding",
                                  b"upgrade", b"proxy-connection"))
+_C_SEND_HEADERS = h2.connection.ConnectionInputs.SEND_HEADERS
+_C_SEND_DATA = h2.connection.ConnectionInputs.SEND_DATA
+_S_SEND_HEADERS = h2.stream.StreamInputs.SEND_HEADERS
+_S_SEND_DATA = h2.stream.StreamInputs.SEND_DATA
+_S_SEND_END_STREAM = h2.stream.StreamInputs.SEND_END_STREAM
 
 
 def _emit(code: str, **data: Any) -> None:
@@ -753,6 +759,54 @@ class ServerConnection:
         self.h2.send_headers(st.id, out, end_stream=end)
         self.flush()
 
+    def _send_whole(self, st: _Stream, head: _wire.HeaderBlock, data: bytes,
+                    trailers: _wire.HeaderBlock) -> None:
+        """A whole response: HEADERS (``head``, which starts with ``:status``), one
+        DATA, trailing HEADERS with END_STREAM, queued as one write. The blocks are
+        pre-encoded (``_wire.HeaderBlock``) and h2's stream and connection state
+        machines and windows are advanced as its ``send_headers``/``send_data``
+        would. When that is not possible at once (a window or the frame size too
+        small for ``data``, the send queue over its high-water mark, an HPACK table
+        size update due first) it takes the general path, which waits."""
+        if self.closed or st.reset:
+            raise _StreamGone()
+        h = self.h2
+        n = len(data)
+        stream = h.streams.get(st.id)
+        mfs = h.max_outbound_frame_size
+        if (stream is None or h.encoder.table_size_changes or n > mfs
+                or n > h.outbound_flow_control_window
+                or n > stream.outbound_flow_control_window
+                or len(head.block) > mfs or len(trailers.block) > mfs
+                or self.writer.pending >= self.limits.send_high_water):
+            f = head.fields
+            self._send_head(st, int(f[0][1]), Headers._trusted(f[1:]), end=False)
+            if n:
+                self._send_data(st, data)
+            self._send_trailers(st, Headers._trusted(trailers.fields))
+            return
+        sm, ssm = h.state_machine, stream.state_machine
+        sm.process_input(_C_SEND_HEADERS)
+        ssm.process_input(_S_SEND_HEADERS)
+        sid = st.id
+        out = [h.data_to_send(), _wire.frame_header(len(head.block), _wire.HEADERS,
+                                                    _wire.END_HEADERS, sid), head.block]
+        if n:
+            sm.process_input(_C_SEND_DATA)
+            ssm.process_input(_S_SEND_DATA)
+            stream.outbound_flow_control_window -= n
+            h.outbound_flow_control_window -= n
+            out += (_wire.frame_header(n, _wire.DATA, 0, sid), data)
+        sm.process_input(_C_SEND_HEADERS)
+        ssm.process_input(_S_SEND_HEADERS)  # the trailers
+        ssm.process_input(_S_SEND_END_STREAM)
+        out += (_wire.frame_header(len(trailers.block), _wire.HEADERS,
+                                   _wire.END_HEADERS | _wire.END_STREAM, sid), trailers.block)
+        self.writer.queue(b"".join(out))
+        if self._flusher_idle:
+            self._flusher_idle = False
+            self._flush_wait.wake_one()
+
     def _send_data(self, st: _Stream, data: bytes) -> None:
         view = memoryview(data)
         lim = self.limits
@@ -844,6 +898,20 @@ class _Writer(ResponseWriter):
         ll.enter_checkpoint()
         if data:
             self.conn._send_data(self.st, bytes(data))
+
+    def send_whole(self, head: _wire.HeaderBlock, data: bytes,
+                   trailers: _wire.HeaderBlock) -> None:
+        """The whole response at once: ``head`` (a pre-encoded ``_wire.HeaderBlock``
+        starting with ``:status``), ``data`` as the body, ``trailers`` (another
+        block) with END_STREAM; one write when the windows allow (else it waits
+        for them, as ``write`` does). A checkpoint; the response is then finished.
+        Cancelled: as ``write``."""
+        if self._sent:
+            raise RuntimeError("response head already sent")
+        ll.enter_checkpoint()
+        self._sent = True
+        self._finished = True
+        self.conn._send_whole(self.st, head, data, trailers)
 
     def finish(self, trailers: Any = None) -> None:
         """End the response; ``trailers`` (header fields) are sent as a trailing
