@@ -180,7 +180,7 @@ class ClientConnection:
         data = self.h2.data_to_send()
         if (acks or (acks is None and data)) and (self._ack_conn or self._ack_streams):
             self._emit_acks()
-            data += self.h2.data_to_send()
+            data = self.h2.data_to_send() + data  # the window updates first
         if data or self._writer.pending:
             self._writer.write(data)
             if self._writer.broken and self._error is None:

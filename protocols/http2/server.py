@@ -26,7 +26,11 @@ Task structure of one connection::
   frames behind it.
 * Flow control never leaks window: DATA is acknowledged exactly when the handler
   reads it; DATA for a stream that is reset, refused, finished or cancelled is
-  acknowledged in the connection window at once.
+  acknowledged in the connection window at once. The WINDOW_UPDATE frames for what
+  handlers read go out in batches: once a quarter of a window is due (the
+  connection's or a stream's), and ahead of every control frame we answer with
+  (PING and SETTINGS ACKs), so a PING round trip always finds the windows whole; a
+  client never waits on a batch (it still has three quarters of each window).
 * Graceful shutdown (``shutdown`` event set, or the caller cancelled with reason
   SHUTDOWN): GOAWAY(NO_ERROR, last-stream-id = the highest stream seen); newer
   streams are refused; in-flight streams may finish within ``drain_timeout``; then
@@ -148,7 +152,7 @@ class _ConnectionEnd(Exception):
 
 class _Stream:
     __slots__ = ("id", "chunks", "ended", "reset", "task", "waiter", "window_waiter",
-                 "received", "length", "writer", "tunnel", "trailers")
+                 "received", "length", "writer", "tunnel", "trailers", "ack_pending")
 
     def __init__(self, sid: int):
         self.id = sid
@@ -163,6 +167,7 @@ class _Stream:
         self.writer: Any = None
         self.tunnel: Any = None  # an RFC 8441 tunnel (_connect.Tunnel)
         self.trailers: Headers | None = None  # the request's trailing HEADERS
+        self.ack_pending = 0  # stream window read and not yet sent back (batched)
 
     def wake(self) -> None:
         for ev in (self.waiter, self.window_waiter):
@@ -266,13 +271,22 @@ class ServerConnection:
         self._flush_wait = ll.WaitQueue()
         self._flusher_idle = False
         self._errored: set[int] = set()  # streams reset by a stream error, this batch
+        # window read by handlers and not yet sent back (see ack)
+        self._ack_conn = 0
+        self._ack_streams: list[_Stream] = []
+        self._ack_batch = max(1, min(65535, limits.initial_window_size) // 4)
 
     # -- sending ------------------------------------------------------------------------
 
-    def flush(self) -> None:
+    def flush(self, acks: bool | None = False) -> None:
         """Queue what h2 has to send and wake the flusher. Not a checkpoint: every
-        task's frames of one scheduling round leave in one write."""
+        task's frames of one scheduling round leave in one write. ``acks``: the
+        window updates due go too, ahead of the rest; ``None``: only if h2 has
+        something to send (its answers to the peer's frames: a control write)."""
         data = self.h2.data_to_send()
+        if (acks or (acks is None and data)) and (self._ack_conn or self._ack_streams):
+            self._emit_acks()
+            data = self.h2.data_to_send() + data
         if data and not self.closed:
             self.writer.queue(data)
             if self._flusher_idle:
@@ -298,20 +312,39 @@ class ServerConnection:
                     self._recv_scope.cancel()
 
     def ack(self, sid: int, flow: int) -> None:
-        """Return ``flow`` consumed bytes to the peer at once, in the connection window
-        and (if the stream is still open) the stream's. Exact accounting rather than
-        h2's half-window heuristic, so no byte is ever left unacknowledged."""
+        """Return ``flow`` consumed bytes to the peer, in the connection window and (if
+        the stream is still open) the stream's. Exact accounting rather than h2's
+        half-window heuristic, so no byte is ever left unacknowledged; the frames are
+        batched (see the module docstring): sent now once a quarter window is due,
+        else ahead of the next control frame. Not a checkpoint."""
         if not flow or self.closed:
             return
         self.stats["acked"] += flow
-        self.h2.increment_flow_control_window(flow)
+        self._ack_conn += flow
+        due = self._ack_conn >= self._ack_batch
         st = self.streams.get(sid)
         if st is not None and not st.reset and not st.ended:
-            try:
-                self.h2.increment_flow_control_window(flow, stream_id=sid)
-            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError):
-                pass  # (h2 forgets closed streams: KeyError)
-        self.flush()
+            if not st.ack_pending:
+                self._ack_streams.append(st)
+            st.ack_pending += flow
+            due = due or st.ack_pending >= self._ack_batch
+        if due:
+            self.flush(acks=True)
+
+    def _emit_acks(self) -> None:
+        """Hand the window updates due to h2 (queued in its outbound buffer)."""
+        if self._ack_conn:
+            self.h2.increment_flow_control_window(self._ack_conn)
+            self._ack_conn = 0
+        for st in self._ack_streams:
+            n, st.ack_pending = st.ack_pending, 0
+            if not st.reset and not st.ended and st.id in self.streams:
+                try:
+                    self.h2.increment_flow_control_window(n, stream_id=st.id)
+                except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError,
+                        KeyError):
+                    pass  # (h2 forgets closed streams: KeyError)
+        self._ack_streams.clear()
 
     def _wake_all(self) -> None:
         for st in list(self.streams.values()):
@@ -507,7 +540,7 @@ class ServerConnection:
             for ev in self._h2_receive(piece):
                 self._event(ev)
             self._errored.clear()
-        self.flush()
+        self.flush(acks=None)
 
     def _h2_receive(self, data: bytes) -> list:
         return feed_frames(self.h2, data, self._stream_error)
