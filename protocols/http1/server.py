@@ -447,6 +447,7 @@ class _Conn:
         self._read_scope: CancelScope | None = None
         self._reader_stopped = greenrt.Event()
         self._cur_empty = True
+        self._no_body = _Body(self, None, True)  # the body of every request without one
         # pipelining: complete responses not yet sent, because the next request was
         # already buffered (``_defer``); they go out before any other byte
         self._out_pending = b""
@@ -804,6 +805,7 @@ class _Conn:
         # a scope per request.
         scope = CancelScope(name="http1.requests")
         self.handler_scope = scope
+        p = self.p
         with greenrt.masked():
             try:
                 with scope:
@@ -812,9 +814,8 @@ class _Conn:
                         if ev is None:
                             break
                         self._handle(ev)
-                        if self._fatal or self._draining or not self.p.reusable:
+                        if self._fatal or self._draining or not p.next_cycle():
                             break
-                        self.p.start_next_cycle()
                         # self._to(_IDLE), inlined (a call per request costs)
                         if _IDLE not in _RUNNER_TRANSITIONS[self.state]:
                             self._to(_IDLE)  # raises
@@ -871,6 +872,11 @@ class _Conn:
             head_deadline = self._started + lim.header_timeout
         idle_deadline = None if first or lim.keepalive_timeout is None else \
             now() + lim.keepalive_timeout
+        if (not first and not p._buf and not self._reader_active and not self._out_pending
+                and not self._draining and not self._eof and not self._stopped):
+            # the common keep-alive wait (nothing buffered, nothing to flush): receive
+            # at once, without asking the parser first (_wait_data's inline case)
+            self._recv_inline(idle_deadline)
         while True:
             try:
                 ev = p.next_event()
@@ -920,8 +926,11 @@ class _Conn:
         cl = p._declared  # p.body_length, p.body_framing without the property calls
         empty = p._framing == "none" or cl == 0
         if empty:
-            p.next_event()  # the EndOfMessage of an empty body, so the cycle can complete
-        body = _Body(self, cl, empty)
+            p.end_empty_body()  # no EndOfMessage event to fetch, so the cycle can complete
+            # an empty body never changes: one object serves every such request
+            body = self._no_body if cl is None else _Body(self, cl, True)
+        else:
+            body = _Body(self, cl, False)
         self._cur_empty = empty
         writer = _Writer(self, method == "HEAD")
         self.body = body
