@@ -29,6 +29,8 @@ _line_cache: dict[tuple[bytes, bytes], bytes] = {}
 #: Connection or Date fields)
 _fields_cache: dict[tuple, bytes | None] = {}
 _SPECIAL = frozenset((b"content-length", b"transfer-encoding", b"connection", b"date"))
+#: take the one-format path for the common response (a test turns it off to compare)
+_FAST_HEAD = True
 _reason_cache: dict[bytes, bool] = {}
 _date = [0, b""]
 
@@ -114,7 +116,7 @@ class ResponseWriterMixin:
 
     def _response_head(self, status: int, headers, reason: bytes, length: int | None,
                        replace_length: bool) -> bytes:
-        if (length is not None and type(status) is int and 200 <= status < 1000
+        if (length is not None and _FAST_HEAD and type(status) is int and 200 <= status < 1000
                 and status != 204 and status != 304 and self._rversion == b"1.1"
                 and self._rkeep and not self.close_after_cycle
                 and self.messages_received < self.limits.max_requests_per_connection
@@ -267,15 +269,32 @@ class ResponseWriterMixin:
             return b"%x\r\n" % n + data + b"\r\n"
         return data
 
-    def response_end(self) -> bytes:
-        """End the response body. Raises ``LocalProtocolError`` if a declared
-        Content-Length was not reached."""
+    @property
+    def response_chunked(self) -> bool:
+        """True if the response being sent is chunked (only a chunked response can
+        carry a trailer section)."""
+        return self._ostate == _O_BODY and self._oframing == _F_CHUNKED
+
+    def response_end(self, trailers: list[tuple[bytes, bytes]] | None = None) -> bytes:
+        """End the response body; ``trailers`` (``(lowercase name, value)`` byte
+        pairs, chunked responses only, each field validated as a header field is)
+        become the trailer section after the last chunk (RFC 9112 §7.1.2). The caller
+        decides whether the client accepts trailers (``TE: trailers``) and which
+        fields may be sent (``FORBIDDEN_TRAILERS``). Raises ``LocalProtocolError`` if
+        a declared Content-Length was not reached, for trailers on a response that
+        is not chunked, or for an invalid field (nothing is consumed then)."""
         if self._ostate != _O_BODY:
             raise LocalProtocolError("response end outside a response")
         fr = self._oframing
         if fr == _F_LENGTH and self._oleft:
             self._ostate = _O_ERROR
             raise LocalProtocolError("Too little data for declared Content-Length")
+        if trailers:
+            if fr != _F_CHUNKED:
+                raise LocalProtocolError("trailers need a chunked response")
+            section = b"".join([_header_line(n, v) for n, v in trailers])
+            self._ostate = _O_DONE
+            return b"0\r\n" + section + b"\r\n"
         self._ostate = _O_DONE
         if fr == _F_CHUNKED:
             return b"0\r\n\r\n"
