@@ -294,8 +294,11 @@ class ResponseWriter(abc.ABC):
         connection is closed after this exchange (it cannot be reused)."""
 
     @abc.abstractmethod
-    def finish(self) -> None:
-        """End the response. A checkpoint. Idempotent."""
+    def finish(self, trailers: Any = None) -> None:
+        """End the response. A checkpoint. Idempotent. ``trailers`` (header fields)
+        follow the body: HTTP/2 sends them as a trailing HEADERS frame; HTTP/1.1
+        as the chunked trailer section when the response is chunked and the request
+        said ``TE: trailers``, else they are dropped (with a trace event)."""
 
     @property
     @abc.abstractmethod

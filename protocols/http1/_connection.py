@@ -769,6 +769,37 @@ class H1Connection(ResponseWriterMixin):
         return data or b""
 
 
+    def next_cycle(self) -> bool:
+        """``start_next_cycle()`` if the connection is ``reusable`` (own_send server
+        connections: both checks in one call, the server's per-request path); returns
+        whether it did. Not a checkpoint (sans-IO)."""
+        if not (self.own_send and self._error is None and self._phase == _DONE
+                and self._ostate == _O_DONE and self._okeep and self._rkeep):
+            if self.reusable:  # pragma: no cover - an own_send connection answered above
+                self.start_next_cycle()
+                return True
+            return False
+        # _reset_own, _reset_body and the head phase, inlined
+        self._ostate = _O_IDLE
+        self._oframing = _F_LENGTH
+        self._oleft = 0
+        self._rmethod = self._rversion = None
+        self._r100 = False
+        self._phase = _HEAD
+        self._framing = self._declared = None
+        self._feed_left = self._body_seen = self._cleft = 0
+        self._cstate = _C_LINE
+        return True
+
+    def end_empty_body(self) -> None:
+        """Own_send server: the request just received has no body (``body_framing``
+        ``"none"`` or a Content-Length of 0): end it without the ``EndOfMessage``
+        event ``next_event`` would return. Raises ``LocalProtocolError`` otherwise."""
+        if not (self._phase == _BODY and self.own_send
+                and (self._framing == "none" or self._declared == 0)):
+            raise LocalProtocolError("end_empty_body outside an empty request body")
+        self._phase = _DONE
+
     def start_next_cycle(self) -> None:
         """Reset for the next request/response exchange. Requires ``reusable``."""
         if not self.reusable:
