@@ -36,8 +36,8 @@ Per-request cost of greenrt's WSGI path (issue 20's profiling step):
 
 Run: ``.venv/bin/python bench/bench_wsgi.py`` (about 70 s with the defaults).
 Options: ``--seconds`` per measurement, ``--rounds``, ``--peers greenrt,gevent``,
-``--connections``, ``--threads``, ``--callgrind`` (adds about 2 min),
-``--callgrind-only``, ``--profile``. The machine is shared: compare ratios from one
+``--connections``, ``--threads``, ``--callgrind`` (adds about 3 min),
+``--profile``, ``--no-wrk`` (only what the other options ask for). The machine is shared: compare ratios from one
 run, not absolute numbers.
 """
 
@@ -107,8 +107,18 @@ def serve_greenrt(port: int, profile: bool = False) -> None:
             server.append(srv)
         print(f"PORT {srv.addresses[0][1]}", flush=True)
 
+    handler = WSGIAdapter(wsgi_app)
+    if os.environ.get("BENCH_WSGI_NATIVE"):  # --callgrind's floor: no WSGI at all
+        from greenrt.protocols.http import Response
+
+        def handler(req):  # noqa: F811 - the same answers as a native handler
+            environ = {"PATH_INFO": req.path}
+            out = []
+            body = wsgi_app(environ, lambda status, headers: out.append(headers))[0]
+            return Response(200, out[0], body)
+
     def main():
-        serve(WSGIAdapter(wsgi_app), "127.0.0.1", port, on_ready=ready)
+        serve(handler, "127.0.0.1", port, on_ready=ready)
 
     if profile:
         import cProfile
@@ -311,11 +321,14 @@ def _client(port: int, path: str, n: int, conns: int = 4) -> None:
         s.close()
 
 
-def _ir_of_run(path: str, n: int) -> int:
+def _ir_of_run(path: str, n: int, native: bool = False) -> int:
+    env = {"BENCH_WSGI_STOP_AFTER": str(n)}
+    if native:
+        env["BENCH_WSGI_NATIVE"] = "1"
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "cg.out")
-        p, port = start("greenrt", ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"),
-                        env={"BENCH_WSGI_STOP_AFTER": str(n)}, timeout=300)
+        p, port = start("greenrt", ("valgrind", "-q", "--tool=callgrind",
+                                    f"--callgrind-out-file={out}"), env=env, timeout=300)
         try:
             _client(port, path, n)
             p.wait(300)
@@ -330,16 +343,22 @@ def _ir_of_run(path: str, n: int) -> int:
 
 
 def callgrind(n1: int, n2: int) -> dict[str, float]:
+    """Instructions per request of the greenrt WSGI server, and of the same server
+    with a native handler returning ``Response`` (the floor the WSGI layer adds to)."""
     out = {}
-    print(f"\ncallgrind: instructions per request of the greenrt WSGI server "
-          f"(Ir({n2}) - Ir({n1})) / {n2 - n1}, 4 keep-alive connections")
+    print(f"\ncallgrind: instructions per request, (Ir({n2}) - Ir({n1})) / {n2 - n1}, "
+          "4 keep-alive connections")
     for case, path in CASES:
-        a, b = _ir_of_run(path, n1), _ir_of_run(path, n2)
-        out[case] = (b - a) / (n2 - n1)
-        print(f"  {case:5s} Ir({n1}) {a:,}  Ir({n2}) {b:,}  -> {out[case]:,.0f} Ir/request",
-              flush=True)
-        print(f"SUMMARY: wsgi {case} greenrt WSGI server: {out[case]:,.0f} instructions per "
-              f"request (callgrind, {n1} vs {n2} requests)")
+        for native in (False, True):
+            a, b = _ir_of_run(path, n1, native), _ir_of_run(path, n2, native)
+            what = "native handler" if native else "WSGI"
+            out[case, what] = (b - a) / (n2 - n1)
+            print(f"  {case:5s} {what:14s} Ir({n1}) {a:,}  Ir({n2}) {b:,}  -> "
+                  f"{out[case, what]:,.0f} Ir/request", flush=True)
+        w, f = out[case, "WSGI"], out[case, "native handler"]
+        print(f"SUMMARY: wsgi {case} greenrt WSGI server: {w:,.0f} instructions per request "
+              f"(callgrind, {n1} vs {n2} requests); the same server with a native handler "
+              f"{f:,.0f}: the WSGI layer costs {w - f:,.0f}")
     return out
 
 
@@ -374,7 +393,7 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--peers", default=",".join(PEERS))
     ap.add_argument("--callgrind", action="store_true")
-    ap.add_argument("--callgrind-only", action="store_true")
+    ap.add_argument("--no-wrk", action="store_true", help="skip the wrk rounds")
     ap.add_argument("--requests", default="2000,4000",
                     help="the two request counts of --callgrind (N1,N2)")
     a = ap.parse_args()
@@ -383,11 +402,11 @@ def main() -> None:
         return
     t0 = time.time()
     n1, n2 = (int(x) for x in a.requests.split(","))
-    if not a.callgrind_only:
+    if not a.no_wrk:
         if shutil.which("wrk") is None:
             sys.exit("wrk is not installed (apt-get install wrk)")
         bench(a)
-    if a.callgrind or a.callgrind_only:
+    if a.callgrind:
         if shutil.which("valgrind") is None:
             sys.exit("valgrind is not installed")
         callgrind(n1, n2)
