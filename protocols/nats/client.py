@@ -77,9 +77,12 @@ _now = greenrt.now
 _INF = float("inf")
 _park = lowlevel.park
 _reschedule = lowlevel.reschedule
+_yield_now = lowlevel.yield_now
 _reschedule_with_error = lowlevel.reschedule_with_error
 
 RECV_SIZE = 65536
+#: operations the reader parses and delivers between two looks at its consumers
+_BATCH = 256
 VERSION = "0.1.0"
 #: the server list never grows past this (INFO connect_urls come from the network)
 _MAX_SERVERS = 256
@@ -752,7 +755,7 @@ class Client:
         subs_get = self._subs.get
         try:
             while True:
-                evs = next_events()
+                evs = next_events(_BATCH)
                 if not evs:
                     data = recv(RECV_SIZE)
                     if not data:
@@ -760,6 +763,7 @@ class Client:
                     parser.receive_data(data)
                     continue
                 nbytes = nctl = 0
+                woke = False
                 try:
                     for ev in evs:
                         if type(ev) is not Message:
@@ -781,6 +785,7 @@ class Client:
                                 sub._bytes += n
                                 if sub._wq._q:
                                     sub._wq.wake_one()
+                                    woke = True
                             else:
                                 sub._deliver(ev)
                         elif sub is self._resp_sub and not sub._ended:
@@ -796,6 +801,13 @@ class Client:
                 finally:
                     stats["in_msgs"] += len(evs) - nctl
                     stats["in_bytes"] += nbytes
+                if woke:
+                    # Let the consumers this batch woke drain their queues before the
+                    # next batch (more may be buffered, and recv() does not wait when
+                    # data is there). Messages then die young, before the cyclic GC's
+                    # first generation fills up and traverses them (measured: 1.9k
+                    # instructions per message), and queues stay short.
+                    _yield_now()
         except ProtocolError as e:
             stats["protocol_errors"] += 1
             emit_protocol_error("nats", e.code, error=str(e), peer=conn.server.address)
