@@ -225,14 +225,14 @@ class Producer:
         ``KafkaOutcomeUnknown`` when the record's batch was sent and its answer lost to
         a cancellation (the record may be written; see the module docstring), and
         ``Cancelled`` (the record withdrawn, never sent) when cancelled before its
-        batch left."""
+        batch left. ``timestamp_ms`` (CreateTime) defaults to the time the record's
+        batch is built (one timestamp per batch, as the metadata returned says)."""
         if partition is None:
             partition = self._choose_partition(topic, key)
-        ts = int(ll.current_hub().wall_time() * 1000) if timestamp_ms is None else timestamp_ms
         p = self._parts.get((topic, partition))
         if p is None:
             p = self._parts[(topic, partition)] = _Partition()
-        item = _Pending((key, value, list(headers) if headers else None), ts)
+        item = _Pending((key, value, list(headers) if headers else None), timestamp_ms)
         p.queue.append(item)
         try:
             while not item.done:
@@ -265,7 +265,7 @@ class Producer:
         A checkpoint. Cancelled, it raises ``Cancelled``: records still queued are
         withdrawn (never sent), records of a batch on the wire have an unknown fate,
         records already settled stay settled (see the module docstring)."""
-        ts = int(ll.current_hub().wall_time() * 1000) if timestamp_ms is None else timestamp_ms
+        ts = timestamp_ms
         items: list[_Pending] = []
         parts: dict[int, tuple[_Partition, list[_Pending]]] = {}
         for r in records:
@@ -445,11 +445,19 @@ class Producer:
     def _send_batch(self, topic: str, partition: int, p: _Partition, batch: list) -> None:
         """Number, encode and send one batch taken from the queue, and settle its records."""
         renumbered = False
+        # records without a timestamp of their own take the batch's (its creation time)
+        now = int(ll.current_hub().wall_time() * 1000)
+        stamps = [it.timestamp for it in batch]
+        if stamps.count(None) == len(stamps):
+            stamps = None  # the common case: one timestamp for the batch, every delta 0
+        elif None in stamps:
+            stamps = [now if t is None else t for t in stamps]
+        recs = [it.record for it in batch]
         while True:
             if self.idempotent:
                 self._adopt(p)
             seq = p.next_sequence if self.idempotent else -1
-            data = self._encode([it.record for it in batch], [it.timestamp for it in batch], seq)
+            data = self._encode(p, recs, stamps, now, seq)
             if self.idempotent:
                 p.next_sequence += len(batch)
             state = _Attempt()
@@ -514,11 +522,17 @@ class Producer:
         else:
             new = tuple.__new__  # RecordMetadata built positionally: no Python __new__ per record
             off = base_offset
-            for it in batch:
-                it.result = new(RecordMetadata, (topic, partition, off,
-                                                 it.timestamp if log_time == -1 else log_time))
-                it.done = True
-                off += 1
+            if stamps is None or log_time != -1:
+                t = now if log_time == -1 else log_time
+                for it in batch:
+                    it.result = new(RecordMetadata, (topic, partition, off, t))
+                    it.done = True
+                    off += 1
+            else:
+                for it, t in zip(batch, stamps, strict=True):
+                    it.result = new(RecordMetadata, (topic, partition, off, t))
+                    it.done = True
+                    off += 1
         _wake(batch)  # the records' callers
         self._stats["records_sent"] += len(batch)
         self._stats["batches_sent"] += 1
@@ -573,10 +587,10 @@ class Producer:
         p.in_doubt = None
         self._stats["in_doubt_resolved"] += 1
 
-    def _encode(self, recs, stamps, seq: int) -> bytes:
-        return rec.encode_batch(recs, timestamps=stamps, compression=self.compression,
-                                producer_id=self.producer_id if self.idempotent else -1,
-                                producer_epoch=self.producer_epoch if self.idempotent else -1,
+    def _encode(self, p: _Partition, recs, stamps, now: int, seq: int) -> bytes:
+        return rec.encode_batch(recs, timestamps=stamps, base_timestamp=now, compression=self.compression,
+                                producer_id=p.pid if self.idempotent else -1,
+                                producer_epoch=p.epoch if self.idempotent else -1,
                                 base_sequence=seq)
 
     def _produce(self, topic: str, partition: int, data: bytes, state: _Attempt) -> tuple[int, int]:
