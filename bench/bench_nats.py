@@ -13,6 +13,10 @@ Goal from issue 17: greenrt >= 2x nats-py on each. Wall time (a server and a pee
 process are involved).
 
     .venv/bin/python bench/bench_nats.py [--seconds 2] [--quick]
+        [--callgrind [CASE]] [--strace [CASE]]
+
+``--callgrind``/``--strace``: instructions or system calls per operation of the
+client process (fixed-count runs, differenced), the two peers side by side.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -52,11 +57,12 @@ def _result(ops: int, t0: float, c0: float) -> dict:
 # -- greenrt workers ---------------------------------------------------------------------
 
 
-def g_publish(url: str, tasks: int, seconds: float) -> dict:
+def g_publish(url: str, tasks: int, seconds: float, count: int = 0) -> dict:
     import greenrt
     from greenrt.protocols import nats
 
     counts = [0] * tasks
+    rounds = count // (100 * tasks)  # fixed-count mode (callgrind): this many x100 per task
 
     def worker(nc, i, deadline):
         n = 0
@@ -65,7 +71,7 @@ def g_publish(url: str, tasks: int, seconds: float) -> dict:
             for _ in range(100):
                 pub(SUBJECT, PAYLOAD)
             n += 100
-            if greenrt.now() >= deadline:
+            if (n >= rounds * 100) if rounds else greenrt.now() >= deadline:
                 break
         counts[i] = n
 
@@ -109,15 +115,16 @@ def g_subscribe(url: str, n: int) -> dict:
     return greenrt.run(main)
 
 
-def g_request(url: str, tasks: int, seconds: float) -> dict:
+def g_request(url: str, tasks: int, seconds: float, count: int = 0) -> dict:
     import greenrt
     from greenrt.protocols import nats
 
     counts = [0] * tasks
+    each = count // tasks  # fixed-count mode (callgrind)
 
     def worker(nc, i, deadline):
         n = 0
-        while greenrt.now() < deadline:
+        while (n < each) if each else greenrt.now() < deadline:
             nc.request(ECHO, PAYLOAD, timeout=10)
             n += 1
         counts[i] = n
@@ -153,10 +160,12 @@ def g_responder(url: str) -> None:
 # -- nats-py workers ---------------------------------------------------------------------
 
 
-def a_publish(url: str, tasks: int, seconds: float) -> dict:
+def a_publish(url: str, tasks: int, seconds: float, count: int = 0) -> dict:
     import asyncio
 
     import nats
+
+    rounds = count // (100 * tasks)
 
     async def main():
         nc = await nats.connect(url)
@@ -171,7 +180,7 @@ def a_publish(url: str, tasks: int, seconds: float) -> dict:
                 for _ in range(100):
                     await pub(SUBJECT, PAYLOAD)
                 n += 100
-                if loop.time() >= deadline:
+                if (n >= rounds * 100) if rounds else loop.time() >= deadline:
                     break
             counts[i] = n
 
@@ -217,10 +226,12 @@ def a_subscribe(url: str, n: int) -> dict:
     return asyncio.run(main())
 
 
-def a_request(url: str, tasks: int, seconds: float) -> dict:
+def a_request(url: str, tasks: int, seconds: float, count: int = 0) -> dict:
     import asyncio
 
     import nats
+
+    each = count // tasks
 
     async def main():
         nc = await nats.connect(url)
@@ -231,7 +242,7 @@ def a_request(url: str, tasks: int, seconds: float) -> dict:
 
         async def worker(i):
             n = 0
-            while loop.time() < deadline:
+            while (n < each) if each else loop.time() < deadline:
                 await nc.request(ECHO, PAYLOAD, timeout=10)
                 n += 1
             counts[i] = n
@@ -251,9 +262,10 @@ def worker_main(argv: list[str]) -> None:
         g_responder(url)
         return
     arg, seconds = int(argv[2]), float(argv[3])
+    count = int(argv[4]) if len(argv) > 4 else 0
     fn = {"g-pub": g_publish, "a-pub": a_publish, "g-req": g_request, "a-req": a_request}.get(kind)
     if fn is not None:
-        out = fn(url, arg, seconds)
+        out = fn(url, arg, seconds, count)
     elif kind == "g-sub":
         out = g_subscribe(url, arg)
     elif kind == "a-sub":
@@ -265,6 +277,125 @@ def worker_main(argv: list[str]) -> None:
 
 # -- driver ------------------------------------------------------------------------------
 
+#: the counted cases: (label, greenrt worker, nats-py worker, tasks, low count, high count)
+COUNTED = [("publish, 1 task", "g-pub", "a-pub", 1, 5000, 25000),
+           ("publish, 50 tasks", "g-pub", "a-pub", 50, 5000, 25000),
+           ("subscribe", "g-sub", "a-sub", 0, 2000, 8000),
+           ("request/reply, 1 task", "g-req", "a-req", 1, 1000, 4000),
+           ("request/reply, 50 tasks", "g-req", "a-req", 50, 1000, 4000)]
+
+
+def export_revision(rev: str, into: str) -> str:
+    """The tree of git revision ``rev`` exported under ``into`` (with
+    ``greenrt/protocols`` and ``greenrt/lab`` links, so that a ``PYTHONPATH`` naming it
+    wins over the editable install's mapping): the ``--before`` peer's code."""
+    root = os.path.join(into, "tree")
+    os.makedirs(root)
+    archive = subprocess.run(["git", "-C", C.ROOT, "archive", rev], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", root], input=archive, check=True)
+    for name, target in (("protocols", "../protocols"), ("lab", "../lab")):
+        link = os.path.join(root, "greenrt", name)
+        if not os.path.exists(link):
+            os.symlink(target, link)
+    return root
+
+
+def snapshot_tree(into: str) -> str:
+    """A copy of this working tree's code (greenrt, protocols, lab) under ``into``,
+    laid out as :func:`export_revision` does: the ``greenrt`` peer of the counted
+    runs imports it, so editing the tree while a long run goes on changes nothing."""
+    root = os.path.join(into, "now")
+    os.makedirs(root)
+    ignore = shutil.ignore_patterns("__pycache__")
+    for name in ("greenrt", "protocols", "lab"):
+        shutil.copytree(os.path.join(C.ROOT, name), os.path.join(root, name), ignore=ignore)
+    for name in ("protocols", "lab"):
+        os.symlink(f"../{name}", os.path.join(root, "greenrt", name))
+    return root
+
+
+def _env(pythonpath: str | None = None) -> dict:
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (pythonpath, os.environ.get("PYTHONPATH"), C.ROOT) if p))
+
+
+def _counted(me: str, tool: str, kind: str, url: str, tasks: int, count: int,
+             pythonpath: str | None = None) -> float | None:
+    """Instructions (``tool="callgrind"``: callgrind's Ir total) or system calls
+    (``tool="strace"``: ``strace -c -f``'s total) of one fixed-count worker run."""
+    import re
+
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "out")
+        if tool == "callgrind":
+            pre = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+        else:
+            pre = ["strace", "-c", "-f", "-o", out]
+        args = [kind, url, str(count if kind.endswith("sub") else tasks), "0", str(count)]
+        subprocess.run([*pre, sys.executable, me, "--worker", *args], capture_output=True,
+                       text=True, env=_env(pythonpath), timeout=1800)
+        try:
+            text = open(out).read()
+        except OSError:
+            return None
+    if tool == "callgrind":
+        m = re.search(r"^(?:totals|summary): (\d+)", text, re.M)
+        return int(m.group(1)) if m else None
+    m = re.search(r"^[- ]*[\d.]+\s+[\d.]+\s+\d*\s*(\d+)\s+(?:\d+\s+)?total$", text, re.M)
+    return int(m.group(1)) if m else None
+
+
+def counted(me: str, url: str, tool: str, only: str | None, before: str | None,
+            now: str | None = None) -> int:
+    """Per-operation instructions or system calls: the difference between a run of
+    ``high`` and one of ``low`` operations over ``high - low`` (start-up, imports and
+    the connection set-up cancel out). Independent of the machine's load."""
+    what = "instructions (callgrind Ir)" if tool == "callgrind" else "system calls (strace -c -f)"
+    for label, gk, ak, tasks, lo, hi in COUNTED:
+        if only and only not in label:
+            continue
+        rows = []
+        peers = [("greenrt", gk, now), ("nats-py asyncio", ak, None)]
+        if before:
+            peers.append(("greenrt before", gk, before))
+        for name, kind, pp in peers:
+            a_ = _counted(me, tool, kind, url, tasks, lo, pp)
+            b_ = _counted(me, tool, kind, url, tasks, hi, pp)
+            per = (b_ - a_) / (hi - lo) if a_ and b_ else None
+            rows.append((name, per, ""))
+            print(f"  {label} {name}: {per and round(per, 2)} {what} per operation", flush=True)
+        C.print_table(f"{label}: {what} per operation", rows, "", higher_is_better=False)
+        g, a = rows[0][1], rows[1][1]
+        if g and a:
+            print(f"SUMMARY: nats {label} {tool} per op nats-py/greenrt = {a / g:.2f}")
+    return 0
+
+
+def _start(server: str, me: str):
+    """A nats-server on a free loopback port and the echo responder: ``(url, procs)``."""
+    port = _free_port()
+    url = f"nats://127.0.0.1:{port}"
+    proc = subprocess.Popen([server, "-a", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(500):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.01)
+    responder = subprocess.Popen([sys.executable, me, "--worker", "responder", url],
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                 text=True, env=_env())
+    responder.stdout.readline()
+    return url, (responder, proc)
+
+
+def _stop(procs) -> None:
+    for p in procs:
+        p.terminate()
+        p.wait(10)
+
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
@@ -273,6 +404,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description="NATS client vs nats-py")
     ap.add_argument("--seconds", type=float, default=2.0, help="per measurement")
     ap.add_argument("--quick", action="store_true", help="0.5 s per measurement")
+    ap.add_argument("--callgrind", nargs="?", const="all", metavar="CASE",
+                    help="instructions per operation under valgrind (slow: minutes); CASE: "
+                         "a substring of a case label ('publish', 'subscribe', 'request', "
+                         "'50 tasks'...)")
+    ap.add_argument("--before", metavar="REV",
+                    help="also run greenrt's workers on git revision REV (say main, HEAD~3): "
+                         "a 'greenrt before' peer in the same run")
+    ap.add_argument("--strace", nargs="?", const="all", metavar="CASE",
+                    help="system calls per operation (strace -c -f), CASE as --callgrind")
     a = ap.parse_args()
     secs = 0.5 if a.quick else a.seconds
     n_sub = 100_000 if a.quick else 300_000
@@ -280,70 +420,75 @@ def main() -> int:
     if server is None:
         print("nats-server is not installed (scripts/apt-packages.txt lists it)")
         return 1
-    workdir = tempfile.mkdtemp(prefix="bench-nats-")
-    port = _free_port()
-    url = f"nats://127.0.0.1:{port}"
-    proc = subprocess.Popen([server, "-a", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    responder = None
     me = os.path.abspath(__file__)
+    workdir = tempfile.mkdtemp(prefix="bench-nats-")
+    before = export_revision(a.before, workdir) if a.before else None
+    url, procs = _start(server, me)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the finally below stops the peers
     try:
-        for _ in range(500):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.01)
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            p for p in (os.environ.get("PYTHONPATH"), C.ROOT) if p))
-        responder = subprocess.Popen([sys.executable, me, "--worker", "responder", url],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     text=True, env=env)
-        responder.stdout.readline()
+        if a.callgrind or a.strace:
+            print(f"bench_nats  {C.machine()}" + (f"  (before: {a.before})" if before else ""))
+            case = a.callgrind or a.strace
+            return counted(me, url, "callgrind" if a.callgrind else "strace",
+                           None if case == "all" else case, before, snapshot_tree(workdir))
         print(f"bench_nats  {C.machine()}  ({secs:g} s per measurement, wall time)")
 
-        def run(kind, arg):
-            res = C.run_worker(me, [kind, url, str(arg), str(secs)], timeout=300)
+        def run(kind, arg, pythonpath=None):
+            res = _run_worker(me, [kind, url, str(arg), str(secs)], pythonpath)
             if "error" in res:
                 print(f"  {kind} {arg}: {res['error']}")
                 return {}
             return res
 
-        # (title, greenrt result, nats-py result, greenrt note, nats-py note)
-        cases = [("publish, 16-byte messages, 1 task", run("g-pub", 1), run("a-pub", 1),
-                  "publish + final flush", "")]
-        cases.append(("publish, 16-byte messages, 50 tasks", run("g-pub", 50), run("a-pub", 50),
-                      "one connection", "one connection"))
-        cases.append((f"subscribe, {n_sub} messages", run("g-sub", n_sub), run("a-sub", n_sub),
-                      "iterator", "callback"))
-        cases.append(("request/reply round trips, 1 task", run("g-req", 1), run("a-req", 1),
-                      "", ""))
-        cases.append(("request/reply round trips, 50 tasks", run("g-req", 50), run("a-req", 50),
-                      "one connection", "one connection"))
+        # (title, greenrt worker, nats-py worker, argument, greenrt note, nats-py note)
+        plan = [("publish, 16-byte messages, 1 task", "g-pub", "a-pub", 1, "publish + final flush", ""),
+                ("publish, 16-byte messages, 50 tasks", "g-pub", "a-pub", 50, "one connection",
+                 "one connection"),
+                (f"subscribe, {n_sub} messages", "g-sub", "a-sub", n_sub, "iterator", "callback"),
+                ("request/reply round trips, 1 task", "g-req", "a-req", 1, "", ""),
+                ("request/reply round trips, 50 tasks", "g-req", "a-req", 50, "one connection",
+                 "one connection")]
+        cases = []
+        for title, gk, ak, arg, gnote, anote in plan:
+            g, a_ = run(gk, arg), run(ak, arg)
+            b = run(gk, arg, before) if before else None
+            cases.append((title, g, a_, b, gnote, anote))
     finally:
-        if responder is not None:
-            responder.terminate()
-            responder.wait(10)
-        proc.terminate()
-        proc.wait(10)
+        _stop(procs)
         shutil.rmtree(workdir, ignore_errors=True)
 
     def ratio(x, y):
         return f"{x / y:.2f}" if x and y else "-"
 
     summary = []
-    for title, g, a, gnote, anote in cases:
-        C.print_table(title + ", wall rate", [("greenrt", g.get("rate"), gnote),
-                                              ("nats-py asyncio", a.get("rate"), anote)],
-                      "/s", higher_is_better=True)
-        C.print_table(title + ", client CPU per operation", [
-            ("greenrt", g.get("cpu_us"), "µs"), ("nats-py asyncio", a.get("cpu_us"), "µs")], "")
+    for title, g, a_, b, gnote, anote in cases:
+        rows = [("greenrt", g.get("rate"), gnote), ("nats-py asyncio", a_.get("rate"), anote)]
+        cpu = [("greenrt", g.get("cpu_us"), "µs"), ("nats-py asyncio", a_.get("cpu_us"), "µs")]
+        if b is not None:
+            rows.append((f"greenrt before ({a.before})", b.get("rate"), gnote))
+            cpu.append((f"greenrt before ({a.before})", b.get("cpu_us"), "µs"))
+        C.print_table(title + ", wall rate", rows, "/s", higher_is_better=True)
+        C.print_table(title + ", client CPU per operation", cpu, "")
         summary.append(f"SUMMARY: nats {title}: greenrt/nats-py wall = "
-                       f"{ratio(g.get('rate'), a.get('rate'))}, client CPU per op = "
-                       f"{ratio(a.get('cpu_us'), g.get('cpu_us'))}x less (target >= 2.0)")
+                       f"{ratio(g.get('rate'), a_.get('rate'))}, client CPU per op = "
+                       f"{ratio(a_.get('cpu_us'), g.get('cpu_us'))}x less (target >= 2.0)")
     print()
     print("\n".join(summary))
     return 0
+
+
+def _run_worker(me: str, args: list[str], pythonpath: str | None) -> dict:
+    if pythonpath is None:
+        return C.run_worker(me, args, timeout=300)
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = _env(pythonpath)["PYTHONPATH"]
+    try:
+        return C.run_worker(me, args, timeout=300)
+    finally:
+        if saved is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = saved
 
 
 if __name__ == "__main__":

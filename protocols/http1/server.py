@@ -101,6 +101,9 @@ _HIGH_WATER = 256 * 1024
 _PROBE_DELAYS = (0.001, 0.004, 0.015, 0.06, 0.25, 1.0)
 _LINGER_SECONDS = 1.0
 _LINGER_BYTES = 1024 * 1024
+# how soon after a handler parks the reader takes over receiving (at most; the timer
+# is armed once per period per busy connection, not per request)
+_WATCH_PERIOD = 0.005
 _REASONS = {
     400: b"Bad Request", 408: b"Request Timeout", 413: b"Content Too Large",
     414: b"URI Too Long", 431: b"Request Header Fields Too Large", 500: b"Internal Server Error",
@@ -418,6 +421,16 @@ class _Conn:
         self._budget = _LazyDeadline(self.hub, self._budget_expired)
         self._reader_paused = ll.WaitQueue()  # the reader, parked above the high-water mark
         self._paused = False  # the reader waits in _reader_paused
+        # who receives: the runner itself (inline, ``_recv_inline``) while the reader is
+        # dormant in _reader_wake, or the reader once activated (``_activate_reader``:
+        # a handler parked, or waits for body bytes); it goes dormant again after the
+        # first bytes it delivers outside a handler
+        self._reader_active = False
+        self._reader_wake = ll.WaitQueue()
+        self._inline = False  # the runner is parked in its own recv
+        # why the requests scope was cancelled under an inline wait (_TIMEOUT, _STOP)
+        self._idle_stop: str | None = None
+        self._watch = None  # the timer that activates the reader if a handler parks
         # read once per connection: a level check per response costs a Python call
         self._access_on = _access.isEnabledFor(logging.INFO)
         self._eof = False
@@ -471,7 +484,8 @@ class _Conn:
                     self._reader_stopped.set()
             except Cancelled:
                 # server shutdown or cancellation from outside: drain the request in
-                # flight (its body may still be arriving, so keep reading), then go
+                # flight (its body may still be arriving, so keep reading when asked
+                # to), then go
                 if not self._upgraded:
                     self.begin_drain()
                     self._read_loop()
@@ -502,9 +516,15 @@ class _Conn:
         return self.stream, self.p.trailing_data
 
     def _read_loop(self) -> None:
+        """The reader task: dormant while the runner receives inline; once activated,
+        receive into the parser and wake the runner, until the bytes it delivered
+        reach a runner that is not in a handler (then dormant again), EOF or stop."""
         stream = self.stream
         p = self.p
         while not self._eof and not self._stopped:
+            if not self._reader_active:
+                self._reader_wake.park(what="http1: reader dormant (the runner receives)")
+                continue
             if p.buffered >= _HIGH_WATER and not self._discard:
                 self._pause_reader()
                 continue
@@ -514,23 +534,47 @@ class _Conn:
                 if isinstance(e, net.BrokenStreamError):
                     self._peer_gone("reset")
                 data = b""
-            if self._discard:
-                self._discarded += len(data)
-                if not data or self._discarded > _LINGER_BYTES:
-                    self._eof = True
-                    self._wake(_DATA)
-                    return
-                continue
-            if data:
-                p.receive_data(data)
-                self._wake(_DATA)
-            else:
-                self._eof = True
-                p.receive_data(b"")
-                if p.receiving_body:
-                    self._peer_gone("eof")  # mid-body: the request can never complete
-                self._wake(_DATA)
+            self._received(data)
+            if not data and not self._discard:
                 self._after_eof()
+            elif self.state != _BUSY:
+                self._reader_active = False  # outside a handler the runner receives itself
+
+    def _received(self, data: bytes) -> None:
+        """Bytes (``b""``: EOF) from ``recv``, by the reader or the runner inline: into
+        the parser (or discarded while lingering), and wake a runner waiting for
+        them. Not a checkpoint."""
+        if self._discard:
+            self._discarded += len(data)
+            if not data or self._discarded > _LINGER_BYTES:
+                self._eof = True
+                self._wake(_DATA)
+            return
+        p = self.p
+        if data:
+            p.receive_data(data)
+            self._wake(_DATA)
+        else:
+            self._eof = True
+            p.receive_data(b"")
+            if p.receiving_body:
+                self._peer_gone("eof")  # mid-body: the request can never complete
+            self._wake(_DATA)
+
+    def _activate_reader(self) -> None:
+        """Hand receiving to the reader task (it runs when the runner parks). Not a
+        checkpoint."""
+        self._reader_active = True
+        self._reader_wake.wake_one()
+
+    def _watch_fired(self) -> None:
+        """The watch timer (armed by ``_handle`` while the reader is dormant): timers
+        run only while tasks are parked, so a handler in progress now has parked (or
+        yielded): activate the reader, which notices a client that disconnects,
+        resets or half-closes meanwhile, and buffers pipelined requests."""
+        self._watch = None
+        if self.state == _BUSY and not self._reader_active and not self._stopped:
+            self._activate_reader()
 
     def _after_eof(self) -> None:
         """The peer sent EOF after a complete request. That is either a half-close
@@ -602,11 +646,16 @@ class _Conn:
         passes (``_TIMEOUT``) or the connection is told to stop (``_STOP``). A
         checkpoint; cancellation leaves no waiter behind (and the lazy timer finds
         nothing to do when it fires)."""
+        if not self._reader_active and self.state != _BUSY and not self._stopped \
+                and not self._eof:
+            return self._recv_inline(deadline)
         task = ll.enter_checkpoint()
         if self._stopped:
             return _STOP
         if self._eof:
             return _DATA
+        if not self._reader_active:
+            self._activate_reader()  # a handler waits for body bytes: the reader gets them
         if self._paused:
             self._resume_reader()
         if deadline is not None:
@@ -622,7 +671,39 @@ class _Conn:
         finally:
             self._waiting = False
 
+    def _recv_inline(self, deadline: float | None) -> str:
+        """``_wait_data`` while the reader is dormant and no handler runs: the runner
+        receives itself (no hand-off between two tasks per request). A checkpoint.
+        ``deadline`` passing, or a drain, cancels the requests scope with
+        ``_idle_stop`` set (the connection ends either way; ``_after_cancel`` answers
+        as ``_next_request`` would); a cancelled ``recv`` loses no data."""
+        wd = self._wait_deadline
+        if deadline is not None:
+            if wd.armed is None or deadline < wd.armed:
+                wd.set(deadline)
+            else:
+                wd.when = deadline  # _LazyDeadline.set without a timer operation, inlined
+        self._inline = True
+        try:
+            data = self.stream.recv(65536)
+        except (net.ClosedResourceError, net.BrokenStreamError):
+            data = b""
+        finally:
+            self._inline = False
+            wd.when = None  # _LazyDeadline.clear, inlined
+        self._received(data)
+        return _DATA
+
+    def _stop_inline(self, why: str, kind: CancelKind, message: str) -> None:
+        """End the runner's inline wait (``_recv_inline``): cancel the requests
+        scope, noting why for ``_after_cancel``."""
+        self._idle_stop = why
+        self.handler_scope.cancel(CancelReason(kind, message=message))
+
     def _wait_expired(self) -> None:
+        if self._inline:
+            self._stop_inline(_TIMEOUT, CancelKind.TIMEOUT, "http1: wait for the request expired")
+            return
         self._data_waiter.wake_one(_TIMEOUT)
 
     def _wake(self, value: str) -> None:
@@ -749,6 +830,9 @@ class _Conn:
                 self._wait_deadline.cancel()
                 if self._flush_timer is not None:
                     self._flush_timer.cancel()
+                if self._watch is not None:
+                    self._watch.cancel()
+                    self._watch = None
 
     def _budget_expired(self) -> None:
         if self.state == _BUSY:
@@ -760,6 +844,11 @@ class _Conn:
         self._fatal = True
         if self._upgraded:
             return  # not HTTP any more: nothing to answer
+        why = self._idle_stop
+        if why is not None:  # an inline wait for a request ended (_recv_inline)
+            if why == _TIMEOUT:
+                self._request_wait_expired(self.p.head_started, self.requests == 0)
+            return
         kind = reason.kind if reason is not None else None
         if kind is CancelKind.RESOURCE_UNAVAILABLE:
             return  # peer gone: nothing to answer
@@ -810,15 +899,19 @@ class _Conn:
                     return None
             r = self._wait_data(deadline)
             if r == _TIMEOUT:
-                if started:
-                    self._answer_error(408, "header_timeout", "request head not received in time")
-                elif first:
-                    _emit("header_timeout", status=None, peer=_peer_str(self.peer))
-                else:
-                    _emit("keepalive_timeout", status=None, peer=_peer_str(self.peer))
+                self._request_wait_expired(started, first)
                 return None
             if r == _STOP:
                 return None
+
+    def _request_wait_expired(self, started: bool, first: bool) -> None:
+        """The wait for a request head timed out (``started``: some of it came)."""
+        if started:
+            self._answer_error(408, "header_timeout", "request head not received in time")
+        elif first:
+            _emit("header_timeout", status=None, peer=_peer_str(self.peer))
+        else:
+            _emit("keepalive_timeout", status=None, peer=_peer_str(self.peer))
 
     def _handle(self, ev) -> None:
         p = self.p
@@ -845,6 +938,9 @@ class _Conn:
                 b.set(when)
             else:
                 b.when = when  # _LazyDeadline.set without a timer operation, inlined
+        if self._watch is None and not self._reader_active:
+            # if the handler parks, the reader takes over receiving (see _watch_fired)
+            self._watch = self.hub.call_later(_WATCH_PERIOD, self._watch_fired)
         # self._to(_BUSY), inlined (a call per request costs)
         if _BUSY not in _RUNNER_TRANSITIONS[self.state]:
             self._to(_BUSY)  # raises
@@ -923,7 +1019,10 @@ class _Conn:
                                                     self._drain_expired)
         elif self.state == _IDLE:
             self._stopped = True
-            self._wake(_STOP)
+            if self._inline:
+                self._stop_inline(_STOP, CancelKind.SHUTDOWN, "http1: drain of an idle connection")
+            else:
+                self._wake(_STOP)
 
     def _drain_expired(self) -> None:
         self._drain_timer = None
@@ -960,6 +1059,7 @@ class _Conn:
 
     def _resume_reader_now(self) -> None:
         self._reader_paused.wake_one()
+        self._reader_wake.wake_one()  # a dormant reader: it looks at _stopped
 
 
 def _combined(conn: _Conn, req: Request, writer: _Writer) -> str:

@@ -260,6 +260,7 @@ class ServerConnection:
         self._flush_wait = ll.WaitQueue()
         self._flusher_idle = False
         self._errored: set[int] = set()  # streams reset by a stream error, this batch
+        self.tunnel_credit = 0  # connection window RFC 8441 tunnels owe the peer (_connect)
 
     # -- sending ------------------------------------------------------------------------
 

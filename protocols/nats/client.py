@@ -72,6 +72,12 @@ __all__ = ["Client", "Message", "Options", "Server", "Subscription", "connect"]
 
 log = logging.getLogger("greenrt.nats")
 _checkpoint_if_cancelled = greenrt.checkpoint_if_cancelled
+_enter_checkpoint = lowlevel.enter_checkpoint
+_now = greenrt.now
+_INF = float("inf")
+_park = lowlevel.park
+_reschedule = lowlevel.reschedule
+_reschedule_with_error = lowlevel.reschedule_with_error
 
 RECV_SIZE = 65536
 VERSION = "0.1.0"
@@ -408,8 +414,13 @@ class Client:
         self._resp_sub: Subscription | None = None
         self._resp_prefix = ""
         self._resp_prefix_b = b""
-        self._resp_map: dict[str, _Future] = {}
+        #: outstanding requests: reply token -> the task parked waiting for it
+        self._resp_map: dict[str, Any] = {}
         self._resp_n = 0
+        self._req_deadlines: dict[float, deque] = {}  # timeout -> (when, token, subject)
+        self._keeper = None  # the deadline keeper task, started by the first timed request
+        self._keeper_when = _INF  # the deadline it sleeps until
+        self._keeper_wq = lowlevel.WaitQueue()
         self._pub_prefixes: dict = {}
         self._region = None
         self._region_cm = None
@@ -713,6 +724,8 @@ class Client:
         recv = conn.stream.recv
         stats = self._stats
         subs = self._subs
+        resp_map = self._resp_map
+        reschedule = _reschedule
         try:
             while True:
                 ev = parser.next_event()
@@ -740,6 +753,14 @@ class Client:
                         sub._bytes += len(ev.data)
                         if sub._wq._q:
                             sub._wq.wake_one()
+                    elif sub is self._resp_sub and not sub._ended:
+                        # a reply on the muxed inbox (_route_reply inlined): one pop, one wake
+                        sub.delivered += 1
+                        task = resp_map.pop(ev.subject[len(self._resp_prefix):], None)
+                        if task is None:
+                            self._late_reply(ev)
+                        else:
+                            reschedule(task, ev)
                     else:
                         sub._deliver(ev)
                 elif t is Ping:
@@ -824,9 +845,8 @@ class Client:
             fut = self._pongs.popleft()
             if fut is not None:
                 fut.fail(NatsConnectionError(f"nats: connection lost before PONG: {exc}"))
-        for fut in list(self._resp_map.values()):
-            fut.fail(OutcomeUnknown(f"nats: connection lost while awaiting a reply: {exc}",
-                                    operation="request"))
+        self._fail_requests(lambda: OutcomeUnknown(
+            f"nats: connection lost while awaiting a reply: {exc}", operation="request"))
         self._hw_wq.wake_all()
 
     def _fail_waiters(self, err: BaseException) -> None:
@@ -834,8 +854,16 @@ class Client:
             fut = self._pongs.popleft()
             if fut is not None:
                 fut.fail(err)
-        for fut in list(self._resp_map.values()):
-            fut.fail(err)
+        self._fail_requests(lambda: err)
+        self._req_deadlines.clear()
+
+    def _fail_requests(self, make_exc) -> None:
+        """Wake every outstanding request with ``make_exc()`` (each token popped first:
+        a reply arriving later is a late reply)."""
+        rm = self._resp_map
+        while rm:
+            _token, task = rm.popitem()
+            _reschedule_with_error(task, make_exc())
 
     def _reconnect(self, last: Server) -> _Conn | None:
         o = self.options
@@ -1097,13 +1125,17 @@ class Client:
             self._resp_sub = sub
 
     def _route_reply(self, m: Message) -> None:
-        token = m.subject[len(self._resp_prefix):]
-        fut = self._resp_map.pop(token, None)
-        if fut is None:
-            self._stats["late_replies"] += 1
-            emit_event("nats.late_reply", subject=m.subject)
-            return
-        fut.set(m)
+        """A reply on the muxed inbox: one dict pop and one wake (the reader inlines
+        this for the current inbox subscription)."""
+        task = self._resp_map.pop(m.subject[len(self._resp_prefix):], None)
+        if task is None:
+            self._late_reply(m)
+        else:
+            _reschedule(task, m)
+
+    def _late_reply(self, m: Message) -> None:
+        self._stats["late_replies"] += 1
+        emit_event("nats.late_reply", subject=m.subject)
 
     def request(self, subject: str, payload: bytes = b"", *, timeout: float | None = 2.0,
                 headers: dict | None = None) -> Message:
@@ -1113,47 +1145,116 @@ class Client:
         Raises ``RequestTimeout``, ``NoResponders`` (nobody subscribed),
         ``OutcomeUnknown`` (the connection broke with the request in flight). A
         cancelled or timed-out request's reply token is retired: its late reply is
-        dropped (``statistics()['late_replies']``), never given to another request."""
-        _checkpoint_if_cancelled()
+        dropped (``statistics()['late_replies']``), never given to another request.
+        On cancellation the request's PUB may already have been sent (core NATS
+        cannot take it back); nothing else is left behind.
+
+        Cost: the replies of all requests arrive on one wildcard subscription (a
+        token per request); the reader hands a reply to its waiting task with one
+        dict pop and one wake. A ``timeout`` is kept in a per-client deadline queue
+        served by one hub timer (no cancel scope per request), and not at all when
+        an enclosing deadline ends first."""
+        task = _enter_checkpoint()
         self._check_open()
         self._ensure_resp_sub()
         self._resp_n += 1
         token = f"{self._resp_n:x}"
-        fut = _Future()
-        self._resp_map[token] = fut
-        try:
-            out = self._out
-            n = len(payload)
-            if headers is None and self.state == "connected" and n <= self.max_payload and \
-                    len(out) < self.options.flush_high_water:
-                # publish()'s fast path with our own (valid) reply subject
-                prefix = self._pub_prefixes.get(subject)
-                if prefix is None:
-                    prefix = self._pub_prefix(subject)
-                out += prefix
-                out += b"%s%s %d\r\n" % (self._resp_prefix_b, token.encode(), n)
-                out += payload
-                out += b"\r\n"
-                st = self._stats
-                st["out_msgs"] += 1
-                st["out_bytes"] += n
-                if self._out_wq._q and not self._write_through(out):
-                    self._out_wq.wake_one()
-            else:
-                self.publish(subject, payload, reply=self._resp_prefix + token, headers=headers)
-            if timeout is None:
-                m = fut.wait("nats request")
-            else:
-                m = None
-                with greenrt.move_on_after(timeout):
-                    m = fut.wait("nats request")
-                if m is None:
-                    raise RequestTimeout(f"nats: no reply to {subject!r} within {timeout} s")
-        finally:
-            self._resp_map.pop(token, None)
+        out = self._out
+        n = len(payload)
+        if headers is None and self.state == "connected" and n <= self.max_payload and \
+                len(out) < self.options.flush_high_water:
+            # publish()'s fast path with our own (valid) reply subject
+            prefix = self._pub_prefixes.get(subject)
+            if prefix is None:
+                prefix = self._pub_prefix(subject)
+            out += prefix
+            out += b"%s%s %d\r\n" % (self._resp_prefix_b, token.encode(), n)
+            out += payload
+            out += b"\r\n"
+            st = self._stats
+            st["out_msgs"] += 1
+            st["out_bytes"] += n
+            if self._out_wq._q and not self._write_through(out):
+                self._out_wq.wake_one()
+        else:
+            # may wait (high water) or raise (buffer full, closed): nothing registered yet
+            self.publish(subject, payload, reply=self._resp_prefix + token, headers=headers)
+        # From here to the park nothing switches: the reply cannot be handled before
+        # the task waits for it, and every waker pops the token before waking.
+        resp_map = self._resp_map
+        if timeout is not None:
+            when = _now() + timeout
+            d = greenrt.current_deadline()
+            if d is None or when < d:
+                self._add_request_deadline(timeout, when, token, subject)
+        resp_map[token] = task
+        m = _park(functools.partial(resp_map.pop, token, None), "nats request")
         if m.status == 503 and not m.data:
             raise NoResponders(f"nats: no responders on {subject!r}")
         return m
+
+    def _add_request_deadline(self, timeout: float, when: float, token: str,
+                              subject: str) -> None:
+        """Queue ``token``'s deadline for the deadline keeper. One deque per distinct
+        ``timeout`` value (so each is in deadline order: hub time only grows); the
+        keeper (a task of the client, started at the first timed request) sleeps
+        until the earliest head and is woken only when a deadline earlier than the
+        one it sleeps for arrives. Entries of finished requests are dropped lazily
+        (here, from the head, and by the keeper); a deque holds at most what was
+        issued within one ``timeout``."""
+        queues = self._req_deadlines
+        q = queues.get(timeout)
+        if q is None:
+            q = queues[timeout] = deque()
+        else:
+            rm = self._resp_map
+            while q and q[0][1] not in rm:
+                q.popleft()
+        q.append((when, token, subject))
+        if when < self._keeper_when:
+            self._keeper_when = when
+            if self._keeper is None:
+                self._keeper = self._region.spawn(self._deadline_keeper,
+                                                  name="nats.request-deadlines")
+            else:
+                self._keeper_wq.wake_one()
+
+    def _deadline_keeper(self) -> None:
+        wq = self._keeper_wq
+        while True:
+            nxt = self._expire_requests()
+            if nxt is None:
+                self._keeper_when = _INF
+                wq.park(what="nats request deadlines (none)")
+            else:
+                self._keeper_when = nxt
+                with greenrt.move_on_at(nxt):
+                    wq.park(what="nats request deadlines")
+
+    def _expire_requests(self) -> float | None:
+        """Wake every request past its deadline with ``RequestTimeout``; the next
+        deadline (or ``None``)."""
+        now = greenrt.now()
+        rm = self._resp_map
+        nxt = None
+        for key, q in list(self._req_deadlines.items()):
+            while q:
+                when, token, subject = q[0]
+                if token not in rm:
+                    q.popleft()
+                    continue
+                if when > now:
+                    break
+                q.popleft()
+                task = rm.pop(token)
+                _reschedule_with_error(task, RequestTimeout(
+                    f"nats: no reply to {subject!r} within {key} s"))
+            if q:
+                if nxt is None or q[0][0] < nxt:
+                    nxt = q[0][0]
+            else:
+                del self._req_deadlines[key]
+        return nxt
 
     # -- drain, statistics ------------------------------------------------------------------
 

@@ -240,3 +240,55 @@ def test_jetstream_fetch_under_cancellation_injection(seed):
 
 def test_lab_request_program_is_deterministic():
     assert lab.check_determinism(request_program, 4, 6, 5, seed=7) is None
+
+
+def deadline_program() -> dict:
+    """Request deadlines in virtual time, against a server that never answers
+    ``nobody``: a short timeout issued after a long one wakes the deadline keeper
+    early; a cancelled request's queued deadline wakes nobody; a shorter enclosing
+    deadline wins over the request's own timeout."""
+    rng = lab.rng()
+
+    def body():
+        with nats.connect(f"nats://127.0.0.1:{PORT}", ping_interval=0, rng=rng) as nc:
+            got: dict = {}
+            scopes: dict = {}
+
+            def req(name, timeout, delay):
+                greenrt.sleep(delay)
+                start = greenrt.now()
+                with greenrt.cancel_scope() as sc:
+                    scopes[name] = sc
+                    try:
+                        nc.request("nobody", b"", timeout=timeout)
+                        got[name] = "answered"
+                    except nats.RequestTimeout:
+                        got[name] = round(greenrt.now() - start, 6)
+                if sc.cancelled_caught:
+                    got[name] = ("cancelled", round(greenrt.now() - start, 6))
+
+            with greenrt.region() as rg:
+                rg.spawn(req, "long", 5.0, 0)
+                rg.spawn(req, "short", 0.2, 0.01)
+                rg.spawn(req, "cancelled", 0.3, 0.02)
+                rg.spawn(req, "same-timeout", 0.3, 0.03)
+                greenrt.sleep(0.1)
+                scopes["cancelled"].cancel()
+            with greenrt.move_on_after(0.25) as sc:
+                nc.request("nobody", b"", timeout=5.0)
+            st = nc.statistics()
+            return {"got": got, "enclosing_won": sc.cancelled_caught,
+                    "outstanding": st["outstanding_requests"], "late": st["late_replies"]}
+
+    return with_server(body)[0]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_request_deadlines_in_virtual_time(seed):
+    res = lab.run(deadline_program, seed=seed)
+    res.check()
+    out = res.value
+    assert out["got"] == {"long": 5.0, "short": 0.2, "cancelled": ("cancelled", 0.08),
+                          "same-timeout": 0.3}
+    assert out["enclosing_won"] is True
+    assert out["outstanding"] == 0
