@@ -102,18 +102,24 @@ class RecordMetadata(NamedTuple):
 
 
 class _Pending:
-    """One queued record and its outcome (``done`` once ``result`` or ``error`` is set)."""
+    """One queued record and its outcome (``done`` once ``result`` or ``error`` is set).
+    ``task`` is the caller parked on it (``Producer._park``), ``None`` when no one is:
+    whoever wakes it clears ``task`` first, and so does a cancelled caller's abort, so
+    a parked caller is woken once (see ``_Partition``)."""
 
-    __slots__ = ("record", "timestamp", "group", "done", "result", "error")
+    __slots__ = ("record", "timestamp", "done", "result", "error", "task")
 
-    def __init__(self, record, timestamp: int, group):
+    def __init__(self, record, timestamp: int):
         self.record = record
         self.timestamp = timestamp
-        #: the wait queue that is woken when this record is settled (see ``_Partition``)
-        self.group = group
         self.done = False
         self.result: RecordMetadata | None = None
         self.error: BaseException | None = None
+        self.task = None
+
+    def abort(self) -> bool:  # the park's abort function: the caller is cancelled
+        self.task = None
+        return True
 
 
 class _Attempt:
@@ -142,18 +148,18 @@ class _Refused(Exception):
 
 
 class _Partition:
-    """A partition's queue. Callers park in their record's ``group`` (a wait queue):
-    every queued record's group is the partition's current ``group``; a flusher takes
-    the queued records as one batch together with that group, installs a new one for
-    the records left (beyond ``max_batch_records``) and later ones, and wakes the taken
-    group when the batch is settled. So an unsettled record's group is always woken
-    later, and a record's caller is woken once when it is settled."""
+    """A partition's queue. A caller parks on its record (``send``; ``send_many`` on the
+    last of its records for the partition) while a flush is in progress. A flusher
+    takes the queued records as one batch and, once the batch is settled, wakes the
+    callers parked on its records; when it ends with records still queued it wakes
+    the first caller parked on one of them, which becomes the next flusher. So a
+    parked caller is woken when its record is settled or when it is its turn to
+    flush, once, and a record appended to the queue wakes no one."""
 
-    __slots__ = ("queue", "group", "flushing", "in_doubt", "fenced", "pid", "epoch", "next_sequence")
+    __slots__ = ("queue", "flushing", "in_doubt", "fenced", "pid", "epoch", "next_sequence")
 
     def __init__(self) -> None:
         self.queue: list[_Pending] = []
-        self.group = ll.WaitQueue()
         self.flushing = False
         #: the encoded bytes of a batch whose request was sent and whose answer was
         #: lost (producer id, epoch and sequence inside): re-sent byte for byte
@@ -219,21 +225,21 @@ class Producer:
         ``KafkaOutcomeUnknown`` when the record's batch was sent and its answer lost to
         a cancellation (the record may be written; see the module docstring), and
         ``Cancelled`` (the record withdrawn, never sent) when cancelled before its
-        batch left."""
+        batch left. ``timestamp_ms`` (CreateTime) defaults to the time the record's
+        batch is built (one timestamp per batch, as the metadata returned says)."""
         if partition is None:
             partition = self._choose_partition(topic, key)
-        ts = int(ll.current_hub().wall_time() * 1000) if timestamp_ms is None else timestamp_ms
         p = self._parts.get((topic, partition))
         if p is None:
             p = self._parts[(topic, partition)] = _Partition()
-        item = _Pending((key, value, list(headers) if headers else None), ts, p.group)
+        item = _Pending((key, value, list(headers) if headers else None), timestamp_ms)
         p.queue.append(item)
         try:
             while not item.done:
                 if not p.flushing:
                     self._flush(topic, partition, p)
                 else:
-                    item.group.park(item, what="kafka.Producer.send")
+                    _park(item, p, "kafka.Producer.send")
         except BaseException:
             if item in p.queue:
                 p.queue.remove(item)  # never sent: withdrawn
@@ -259,7 +265,7 @@ class Producer:
         A checkpoint. Cancelled, it raises ``Cancelled``: records still queued are
         withdrawn (never sent), records of a batch on the wire have an unknown fate,
         records already settled stay settled (see the module docstring)."""
-        ts = int(ll.current_hub().wall_time() * 1000) if timestamp_ms is None else timestamp_ms
+        ts = timestamp_ms
         items: list[_Pending] = []
         parts: dict[int, tuple[_Partition, list[_Pending]]] = {}
         for r in records:
@@ -272,7 +278,7 @@ class Producer:
                     p = self._parts[(topic, part)] = _Partition()
                 entry = parts[part] = (p, [])
             p = entry[0]
-            it = _Pending((key, value, list(headers) if headers else None), ts, p.group)
+            it = _Pending((key, value, list(headers) if headers else None), ts)
             p.queue.append(it)
             entry[1].append(it)
             items.append(it)
@@ -288,7 +294,7 @@ class Producer:
                         except Exception as e:  # the batch's records hold their outcome
                             self._fail_queued(p, its, e)
                     else:
-                        last.group.park(last, what="kafka.Producer.send_many")
+                        _park(last, p, "kafka.Producer.send_many")
         except BaseException:
             for p, its in parts.values():
                 mine = {it for it in its if not it.done}
@@ -425,24 +431,33 @@ class Producer:
             if not batch:
                 return
             del p.queue[:len(batch)]
-            # the callers of these records wait in the current group; later ones in a new one
-            group, p.group = p.group, ll.WaitQueue()
-            for it in p.queue:  # left beyond max_batch_records: their callers re-park
-                it.group = p.group
-            self._send_batch(topic, partition, p, batch, group)
+            self._send_batch(topic, partition, p, batch)
         finally:
             p.flushing = False
-            if p.queue:  # wake a waiter of the queued records: it becomes the next flusher
-                p.group.wake_one()
+            if p.queue:  # wake a caller parked on a queued record: it becomes the next flusher
+                for it in p.queue:
+                    t = it.task
+                    if t is not None:
+                        it.task = None
+                        ll.reschedule(t)
+                        break
 
-    def _send_batch(self, topic: str, partition: int, p: _Partition, batch: list, group) -> None:
+    def _send_batch(self, topic: str, partition: int, p: _Partition, batch: list) -> None:
         """Number, encode and send one batch taken from the queue, and settle its records."""
         renumbered = False
+        # records without a timestamp of their own take the batch's (its creation time)
+        now = int(ll.current_hub().wall_time() * 1000)
+        stamps = [it.timestamp for it in batch]
+        if stamps.count(None) == len(stamps):
+            stamps = None  # the common case: one timestamp for the batch, every delta 0
+        elif None in stamps:
+            stamps = [now if t is None else t for t in stamps]
+        recs = [it.record for it in batch]
         while True:
             if self.idempotent:
                 self._adopt(p)
             seq = p.next_sequence if self.idempotent else -1
-            data = self._encode([it.record for it in batch], [it.timestamp for it in batch], seq)
+            data = self._encode(p, recs, stamps, now, seq)
             if self.idempotent:
                 p.next_sequence += len(batch)
             state = _Attempt()
@@ -457,7 +472,7 @@ class Producer:
                     # unknown; the partition's sequence numbers cannot be trusted any more
                     self._stats["in_doubt"] += len(batch)
                     self._stats["in_doubt_abandoned"] += 1
-                    self._settle_all(batch, group, KafkaOutcomeUnknown(
+                    self._settle_all(batch, KafkaOutcomeUnknown(
                         f"kafka: produce to {topic}[{partition}] was sent, its answer lost, and a "
                         f"retry refused ({e.err}); the records may or may not be written"))
                     if self.idempotent:
@@ -474,31 +489,31 @@ class Producer:
                     try:
                         self._unfence(p)
                     except greenrt.Cancelled:
-                        self._withdraw(p, batch, group)  # not written, not sent again: back in the queue
+                        self._withdraw(p, batch)  # not written, not sent again: back in the queue
                         raise
                     except Exception as be:
-                        self._settle_all(batch, group, be)  # not written
+                        self._settle_all(batch, be)  # not written
                         raise
                     renumbered = True
                     continue
-                self._settle_all(batch, group, e.err)
+                self._settle_all(batch, e.err)
                 raise e.err from None
             except greenrt.Cancelled:
                 if not state.maybe_written:
                     # no byte of it reached a socket: back to the queue, numbers given back
                     if self.idempotent:
                         p.next_sequence -= len(batch)
-                    self._withdraw(p, batch, group)
+                    self._withdraw(p, batch)
                     raise
-                self._in_doubt(topic, partition, p, batch, group, data, " (cancelled)")
+                self._in_doubt(topic, partition, p, batch, data, " (cancelled)")
                 raise
             except KafkaOutcomeUnknown:
-                self._in_doubt(topic, partition, p, batch, group, data, "")
+                self._in_doubt(topic, partition, p, batch, data, "")
                 raise
             except BaseException as e:
                 if self.idempotent:
                     p.next_sequence -= len(batch)  # nothing of it was written
-                self._settle_all(batch, group, e)
+                self._settle_all(batch, e)
                 raise
         base_offset, log_time = meta
         if self.acks == 0:
@@ -507,38 +522,42 @@ class Producer:
         else:
             new = tuple.__new__  # RecordMetadata built positionally: no Python __new__ per record
             off = base_offset
-            for it in batch:
-                it.result = new(RecordMetadata, (topic, partition, off,
-                                                 it.timestamp if log_time == -1 else log_time))
-                it.done = True
-                off += 1
-        group.wake_all()  # the records' callers (and any left over beyond max_batch_records)
+            if stamps is None or log_time != -1:
+                t = now if log_time == -1 else log_time
+                for it in batch:
+                    it.result = new(RecordMetadata, (topic, partition, off, t))
+                    it.done = True
+                    off += 1
+            else:
+                for it, t in zip(batch, stamps, strict=True):
+                    it.result = new(RecordMetadata, (topic, partition, off, t))
+                    it.done = True
+                    off += 1
+        _wake(batch)  # the records' callers
         self._stats["records_sent"] += len(batch)
         self._stats["batches_sent"] += 1
 
-    def _withdraw(self, p: _Partition, batch: list, group) -> None:
+    def _withdraw(self, p: _Partition, batch: list) -> None:
         """A taken batch that was never sent goes back to the head of the queue (the
-        cancelled flusher's caller withdraws its own records from there)."""
-        for it in batch:
-            it.group = p.group
+        cancelled flusher's caller withdraws its own records from there; the callers
+        parked on the others stay parked, and the flush's end wakes the first)."""
         p.queue[0:0] = batch
         self._stats["withdrawn_batches"] += 1
-        group.wake_all()
 
     @staticmethod
-    def _settle_all(batch: list, group, error: BaseException) -> None:
+    def _settle_all(batch: list, error: BaseException) -> None:
         for it in batch:
             it.error = error
             it.done = True
-        group.wake_all()
+        _wake(batch)
 
-    def _in_doubt(self, topic, partition, p: _Partition, batch, group, data: bytes, why: str) -> None:
+    def _in_doubt(self, topic, partition, p: _Partition, batch, data: bytes, why: str) -> None:
         """The batch may have been written and its answer is lost: its records are
         reported unknown, and (idempotent) the partition keeps its bytes to re-send."""
         if self.idempotent and self.acks != 0:
             p.in_doubt = data
         self._stats["in_doubt"] += len(batch)
-        self._settle_all(batch, group, KafkaOutcomeUnknown(
+        self._settle_all(batch, KafkaOutcomeUnknown(
             f"kafka: produce to {topic}[{partition}] was sent; its answer was lost" + why))
 
     def _settle(self, topic: str, partition: int, p: _Partition) -> None:
@@ -568,10 +587,10 @@ class Producer:
         p.in_doubt = None
         self._stats["in_doubt_resolved"] += 1
 
-    def _encode(self, recs, stamps, seq: int) -> bytes:
-        return rec.encode_batch(recs, timestamps=stamps, compression=self.compression,
-                                producer_id=self.producer_id if self.idempotent else -1,
-                                producer_epoch=self.producer_epoch if self.idempotent else -1,
+    def _encode(self, p: _Partition, recs, stamps, now: int, seq: int) -> bytes:
+        return rec.encode_batch(recs, timestamps=stamps, base_timestamp=now, compression=self.compression,
+                                producer_id=p.pid if self.idempotent else -1,
+                                producer_epoch=p.epoch if self.idempotent else -1,
                                 base_sequence=seq)
 
     def _produce(self, topic: str, partition: int, data: bytes, state: _Attempt) -> tuple[int, int]:
@@ -634,3 +653,20 @@ class Producer:
         self.cluster.invalidate(topic)
         greenrt.sleep(min(self.retry_backoff * (2 ** min(attempt, 6)), 1.0))
 
+
+def _park(item: _Pending, p: _Partition, what: str) -> None:
+    """Park the current task on ``item`` until it is woken (its record settled, or its
+    turn to flush); a checkpoint. Cancelled, it leaves ``item.task`` cleared."""
+    task = ll.enter_checkpoint()
+    ll.note_access(p)  # for the lab's schedule exploration: the partition's queue
+    item.task = task
+    ll.park(item.abort, what)
+
+
+def _wake(batch: list) -> None:
+    """Wake the callers parked on records of a settled batch (not a checkpoint)."""
+    for it in batch:
+        t = it.task
+        if t is not None:
+            it.task = None
+            ll.reschedule(t)

@@ -208,8 +208,8 @@ def test_produce_when_the_broker_forgets_producer_state():
     cancellations and faults, per seed, the same oracle (nothing reported failed was
     written, nothing written twice, no sequence gap), and every send settles."""
     abandoned = 0
-    for seed in (1, 2, 3, 4):
-        res = lab.run(produce_program, 6, 12, 25, 0, 0.1, 0.2, 0.05, 2, 0, 0.3, seed=seed)
+    for seed in range(1, 7):
+        res = lab.run(produce_program, 6, 12, 25, 0, 0.1, 0.3, 0.05, 2, 0, 0.8, seed=seed)
         res.check()
         out = res.value
         tally = check_produce(out)
@@ -223,7 +223,7 @@ def test_produce_when_the_broker_forgets_producer_state():
         assert any(b[:2] != first for b in out["batches"]), out["batches"]
         fails = [r for r in out["outcome"].values() if r[0] == "failed"]
         assert not any("still in doubt" in r[1] for r in fails), fails
-    assert abandoned > 0
+    assert abandoned > 0  # over the seeds: in-doubt batches met a broker that forgot
 
 
 def withdraw_program(linger: float, metadata_delay: float, cancel_at: float) -> dict:
