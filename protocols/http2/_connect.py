@@ -234,8 +234,19 @@ class Tunnel:
         sent, and ``close()`` will reset the stream rather than end it cleanly."""
         if self._closed:
             raise StreamReset("http2: the tunnel is closed", stream_id=self._st.id, remote=False)
-        st = self._st
+        st, c = self._st, self._c
         try:
+            n = len(data)
+            if (n and st.writer.headers_sent and not (st.reset or c.closed)
+                    and n <= c.h2.max_outbound_frame_size
+                    and c.writer.pending < c.limits.send_high_water
+                    and n <= c.h2.local_flow_control_window(st.id)):
+                # one DATA frame that fits the windows (a WebSocket message, mostly):
+                # straight to h2 and out, without the general path's loop
+                ll.enter_checkpoint()
+                c.h2.send_data(st.id, data)
+                _send_now(c)
+                return
             st.writer.write(data)
         except greenrt.Cancelled:
             self._broken = True
@@ -281,6 +292,24 @@ class Tunnel:
 
     def __repr__(self) -> str:
         return f"<http2.Tunnel stream={self._st.id}{' closed' if self._closed else ''}>"
+
+
+def _send_now(c: Any) -> None:
+    """Server: write what h2 has queued from the calling task when nothing else is
+    queued or being sent, so a tunnel's reply does not wait for the flusher task's
+    round (two task switches); otherwise queue it for the flusher, which sends it
+    with the rest. Not a checkpoint beyond the write's own (masked, bounded by
+    ``send_timeout``)."""
+    w = c.writer
+    if w.buf or w.sending or c.closed or not c._flusher_idle:
+        c.flush()
+        return
+    w.write(c.h2.data_to_send())
+    if w.broken is not None:  # what the flusher does when its own write fails
+        c.closed = True
+        c._wake_all()
+        if c._recv_scope is not None:
+            c._recv_scope.cancel()
 
 
 def _return_connection_credit(c: Any, owed: int) -> None:
@@ -387,7 +416,18 @@ class ClientTunnel:
         if self._closed:
             raise StreamReset("http2: the tunnel is closed", stream_id=self.stream.stream_id,
                               remote=False)
-        self.stream.send_data(data)
+        s = self.stream
+        c, st = s._c, s._s
+        n = len(data)
+        if (n and st.error is None and not st.local_closed and c._error is None
+                and n <= c.h2.max_outbound_frame_size
+                and n <= c.h2.local_flow_control_window(st.id)):
+            # one DATA frame that fits the windows: straight to h2 and out
+            s._checkpoint()
+            c.h2.send_data(st.id, data)
+            c._flush()
+            return
+        s.send_data(data)
 
     def close(self) -> None:
         """END_STREAM (unless the stream is already ended or reset), then discard what
