@@ -37,8 +37,10 @@ import functools
 import re
 from typing import Any
 
+import h2.connection
 import h2.errors
 import h2.exceptions
+import h2.stream
 
 import greenrt
 from greenrt import lowlevel as ll
@@ -55,6 +57,35 @@ CONNECTION_WINDOW = 65535
 _E = h2.errors.ErrorCodes
 # RFC 9110 5.6.2 token
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+# where sending DATA changes no h2 state but the windows (h2's state tables)
+_SENDING_STREAM = frozenset((h2.stream.StreamState.OPEN,
+                             h2.stream.StreamState.HALF_CLOSED_REMOTE))
+_SENDING_CONN = frozenset((h2.connection.ConnectionState.CLIENT_OPEN,
+                           h2.connection.ConnectionState.SERVER_OPEN))
+
+
+def put_data(h: Any, sid: int, data: bytes) -> bool:
+    """Queue ``data`` as one DATA frame (no END_STREAM, no padding) on stream
+    ``sid`` of the h2 connection ``h``, as ``h.send_data`` would, without its
+    per-frame machinery (a state machine step that changes nothing, a frame object,
+    debug logging): the frame header is written here and both windows are
+    debited. Only where that is all ``send_data`` does: the stream open (or
+    half-closed by the peer), the connection open, ``data`` within both windows and
+    the peer's frame size. Returns ``False`` (nothing done) otherwise, for the
+    caller to take the general path. ``test_h2.py`` checks it against
+    ``h.send_data`` byte for byte. Not a checkpoint."""
+    n = len(data)
+    stream = h.streams.get(sid)
+    if (stream is None or not 0 < n <= h.max_outbound_frame_size
+            or n > stream.outbound_flow_control_window or n > h.outbound_flow_control_window
+            or stream.state_machine.state not in _SENDING_STREAM
+            or h.state_machine.state not in _SENDING_CONN):
+        return False
+    stream.outbound_flow_control_window -= n
+    h.outbound_flow_control_window -= n
+    h._data_to_send += n.to_bytes(3, "big") + b"\x00\x00" + sid.to_bytes(4, "big")
+    h._data_to_send += data
+    return True
 
 
 def extended_connect(handler):
@@ -236,17 +267,14 @@ class Tunnel:
             raise StreamReset("http2: the tunnel is closed", stream_id=self._st.id, remote=False)
         st, c = self._st, self._c
         try:
-            n = len(data)
-            if (n and st.writer.headers_sent and not (st.reset or c.closed)
-                    and n <= c.h2.max_outbound_frame_size
-                    and c.writer.pending < c.limits.send_high_water
-                    and n <= c.h2.local_flow_control_window(st.id)):
-                # one DATA frame that fits the windows (a WebSocket message, mostly):
-                # straight to h2 and out, without the general path's loop
+            if st.writer.headers_sent and not (st.reset or c.closed) \
+                    and c.writer.pending < c.limits.send_high_water:
                 ll.enter_checkpoint()
-                c.h2.send_data(st.id, data)
-                _send_now(c)
-                return
+                # one DATA frame that fits the windows (a WebSocket message, mostly):
+                # straight out, without the general path's loop
+                if not (st.reset or c.closed) and put_data(c.h2, st.id, data):
+                    _send_now(c)
+                    return
             st.writer.write(data)
         except greenrt.Cancelled:
             self._broken = True
@@ -418,15 +446,13 @@ class ClientTunnel:
                               remote=False)
         s = self.stream
         c, st = s._c, s._s
-        n = len(data)
-        if (n and st.error is None and not st.local_closed and c._error is None
-                and n <= c.h2.max_outbound_frame_size
-                and n <= c.h2.local_flow_control_window(st.id)):
-            # one DATA frame that fits the windows: straight to h2 and out
+        if st.error is None and not st.local_closed and c._error is None:
             s._checkpoint()
-            c.h2.send_data(st.id, data)
-            c._flush()
-            return
+            # one DATA frame that fits the windows: straight out
+            if st.error is None and not st.local_closed and c._error is None \
+                    and put_data(c.h2, st.id, data):
+                c._flush()
+                return
         s.send_data(data)
 
     def close(self) -> None:

@@ -920,6 +920,56 @@ def test_data_beyond_the_stream_window_before_accept_is_refused_not_buffered():
     assert accepted == []
 
 
+def _h2_pair():
+    """An h2 client and server that have exchanged their prefaces and stream 1's
+    request HEADERS (without END_STREAM: the stream is open both ways)."""
+    cl = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
+                                                              header_encoding=None))
+    sv = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False,
+                                                              header_encoding=None))
+    cl.initiate_connection()
+    sv.initiate_connection()
+    for _ in range(2):
+        sv.receive_data(cl.data_to_send())
+        cl.receive_data(sv.data_to_send())
+    cl.send_headers(1, [(b":method", b"POST"), (b":path", b"/"), (b":scheme", b"http"),
+                        (b":authority", b"x")])
+    sv.receive_data(cl.data_to_send())
+    sv.send_headers(1, [(b":status", b"200")])
+    cl.receive_data(sv.data_to_send())
+    return cl, sv
+
+
+@pytest.mark.parametrize("side", ["client", "server"])
+def test_the_tunnel_data_fast_path_writes_what_h2_writes(side):
+    """``_connect.put_data`` (the tunnels' one-frame send) against ``h2.send_data``:
+    the same bytes, the same windows after, on both sides; and it declines (nothing
+    done) where h2 would do more or refuse: empty data, beyond a window or the frame
+    size, a stream we ended. Fails if an h2 release changes what it relies on."""
+    from greenrt.protocols.http2._connect import put_data
+
+    ref, fast = _h2_pair(), _h2_pair()
+    i = 0 if side == "client" else 1
+    hr, hf, peer = ref[i], fast[i], fast[1 - i]
+    for data in (b"a", b"\x82\x05hello" * 100, bytes(range(256)) * 64):  # up to 16 KiB
+        hr.send_data(1, data)
+        assert put_data(hf, 1, data)
+        wire = hf.data_to_send()
+        assert wire == hr.data_to_send()
+        assert hf.local_flow_control_window(1) == hr.local_flow_control_window(1)
+        assert hf.outbound_flow_control_window == hr.outbound_flow_control_window
+        (ev,) = peer.receive_data(wire)  # and the peer's h2 reads it as DATA
+        assert isinstance(ev, h2.events.DataReceived) and ev.data == data
+    assert not put_data(hf, 1, b"")
+    assert not put_data(hf, 1, b"x" * (hf.max_outbound_frame_size + 1))
+    left = hf.local_flow_control_window(1)
+    assert not put_data(hf, 1, b"x" * (left + 1))
+    assert not put_data(hf, 3, b"x")  # no such stream
+    hf.end_stream(1)
+    assert not put_data(hf, 1, b"x")  # half-closed (local): h2 would refuse
+    assert hf.local_flow_control_window(1) == left
+
+
 def test_a_send_cut_short_resets_the_stream_instead_of_ending_it():
     """The server's send is cancelled mid-message (the client does not read, so it
     waits for window): the WebSocket is broken and its stream is reset (CANCEL),
