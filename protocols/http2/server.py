@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import collections
 import logging
+from email.utils import formatdate
 from typing import Any
 
 import h2.config
@@ -92,6 +93,19 @@ _S_SEND_END_STREAM = h2.stream.StreamInputs.SEND_END_STREAM
 
 def _emit(code: str, **data: Any) -> None:
     ll.current_hub().emit("protocol.error", protocol="http2", code=code, **data)
+
+
+_date = [-1, b""]  # (second, its IMF-fixdate): formatted once per second
+
+
+def date_value(wall: float) -> bytes:
+    """The ``date`` field value (RFC 9110 6.6.1, IMF-fixdate) for ``wall`` seconds
+    since the epoch; formatted once per distinct second. Not a checkpoint."""
+    now = int(wall)
+    if now != _date[0]:
+        _date[1] = formatdate(now, usegmt=True).encode("ascii")
+        _date[0] = now
+    return _date[1]
 
 
 def _classify(e: h2.exceptions.ProtocolError) -> tuple[int, str]:
@@ -786,10 +800,15 @@ class ServerConnection:
         if self.closed or st.reset:
             raise _StreamGone()
         out = [(b":status", str(status).encode())]
+        has_date = False
         for k, v in headers.raw():
             if k in _CONNECTION_HEADERS:
                 continue
+            if k == b"date":
+                has_date = True
             out.append((k, v))
+        if not has_date:  # RFC 9110 6.6.1; the hub's clock (virtual under the lab)
+            out.append((b"date", date_value(self.hub.wall_time())))
         self.h2.send_headers(st.id, out, end_stream=end)
         self.flush()
 
