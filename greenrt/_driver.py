@@ -51,7 +51,7 @@ from heapq import heappop as _heappop
 from heapq import heappush as _heappush
 from typing import TYPE_CHECKING, Any
 
-from ._checkpoint import _raise_resume, park
+from ._checkpoint import _park_slow, _raise_resume, park
 from ._exceptions import GreenrtError, InvariantViolation
 from ._hub import _CANCEL, _Raise
 
@@ -153,7 +153,7 @@ class _Slot:
         what = self
         # fastpath park: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
         if task._pending:
-            r = park(abort, what)  # may have to abort at once: the general path
+            r = _park_slow(abort, what)  # may have to abort at once: the general path
         else:
             task._abort_fn = abort
             task.waiting_for = what
@@ -204,7 +204,7 @@ class _Slot:
         what = self
         # fastpath park: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
         if task._pending:
-            r = park(abort, what)  # may have to abort at once: the general path
+            r = _park_slow(abort, what)  # may have to abort at once: the general path
         else:
             task._abort_fn = abort
             task.waiting_for = what

@@ -65,7 +65,7 @@ from heapq import heappop as _heappop
 from heapq import heappush as _heappush
 from typing import Any
 
-from ._checkpoint import _enter, _raise_resume, park
+from ._checkpoint import _enter, _park_slow, _raise_resume
 from ._exceptions import InvariantViolation
 from ._hub import _CANCEL, Hub, _Raise
 
@@ -146,7 +146,7 @@ def park_(hub: Any, task: Any, abort: Any, what: Any) -> Any:
     """``park(abort, what)`` for the running ``task``; binds ``r`` to the value it
     was woken with. The hand-off is ``handoff``'s, inlined (one call less a park)."""
     if task._pending:
-        r = park(abort, what)  # may have to abort at once: the general path
+        r = _park_slow(abort, what)  # may have to abort at once: the general path
     else:
         task._abort_fn = abort
         task.waiting_for = what
@@ -244,6 +244,8 @@ SITES: dict[tuple[str, str], int] = {
     ("_hub.py", "handoff"): 1,         # RealHub._handoff
     ("_checkpoint.py", "enter"): 2,    # checkpoint(), checkpoint_if_cancelled()
     ("_checkpoint.py", "yield"): 1,    # checkpoint()
+    ("_checkpoint.py", "park"): 1,     # park()
+    ("_checkpoint.py", "reschedule"): 1,  # reschedule()
     ("_region.py", "schedule"): 1,     # Region.spawn
     ("_task.py", "run_in_place"): 1,   # _worker_main
     ("_driver.py", "park"): 2,         # wait_readable, wait_writable
@@ -251,7 +253,7 @@ SITES: dict[tuple[str, str], int] = {
     ("sync.py", "park"): 1,            # _WaitQueue.wait
     ("sync.py", "reschedule"): 1,      # _WaitQueue.wake_first
     ("sync.py", "enter"): 2,           # Lock.acquire, Event.wait
-    ("lowlevel.py", "enter"): 1,       # WaitQueue.park
+    ("lowlevel.py", "enter"): 2,       # WaitQueue.park, enter_checkpoint
     ("channel.py", "enter"): 3,        # Sender.reserve, Sender.send, Receiver.recv
 }
 

@@ -43,7 +43,7 @@ from heapq import heappush as _heappush
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._checkpoint import _enter, _raise_resume, current_task, park, yield_task
+from ._checkpoint import _enter, _park_slow, _raise_resume, current_task, park, yield_task
 from ._exceptions import GreenrtError, InvalidStateError, InvariantViolation, NoHubError, WouldBlock
 from ._hub import _CANCEL, _Raise
 from ._hub import _tls as _hub_tls
@@ -137,7 +137,7 @@ class _WaitQueue:
         hub = task._hub
         # fastpath park: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
         if task._pending:
-            r = park(abort, what)  # may have to abort at once: the general path
+            r = _park_slow(abort, what)  # may have to abort at once: the general path
         else:
             task._abort_fn = abort
             task.waiting_for = what
@@ -281,7 +281,9 @@ class Event:
 
     def set(self) -> None:
         """Set the flag and wake all waiters. Not a checkpoint; idempotent."""
-        _note(self)
+        hub = getattr(_hub_tls, "hub", None)
+        if hub is not None and hub.wants_access:
+            hub.note_access(self, True)
         if not self._flag:
             self._flag = True
             if self._waiters._q:
