@@ -38,10 +38,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from heapq import heappop as _heappop
+from heapq import heappush as _heappush
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._checkpoint import _enter, _raise_resume, current_task, park, yield_task
+from ._checkpoint import _enter, _park_slow, _raise_resume, current_task, park, yield_task
 from ._exceptions import GreenrtError, InvalidStateError, InvariantViolation, NoHubError, WouldBlock
 from ._hub import _CANCEL, _Raise
 from ._hub import _tls as _hub_tls
@@ -135,22 +137,33 @@ class _WaitQueue:
         hub = task._hub
         # fastpath park: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
         if task._pending:
-            r = park(abort, what)  # may have to abort at once: the general path
+            r = _park_slow(abort, what)  # may have to abort at once: the general path
         else:
             task._abort_fn = abort
             task.waiting_for = what
-            if hub._plain and not (hub._cancel_lane or hub._timed):
+            nxt = None
+            if hub._plain and not hub._cancel_lane:
                 cd = hub._poll_countdown - 1
-                ready = hub._ready
-                if cd > 0 and ready and ready[0]._glet is not None:
-                    nxt = ready.popleft()
-                    hub._poll_countdown = cd
-                    nxt._queued = False
-                    hub.current = nxt
-                    nxt._glet.switch()
-                else:
-                    hub._handoff()
-            else:
+                if cd > 0:
+                    timed = hub._timed
+                    ready = hub._ready
+                    if timed:
+                        if hub._timed_streak < hub.streak_limit or not ready:
+                            nxt = timed[0][3]
+                            if nxt._glet is None:
+                                nxt = None
+                            else:
+                                _heappop(timed)
+                                hub._cancel_streak = 0
+                                hub._timed_streak += 1
+                    elif ready and ready[0]._glet is not None:
+                        nxt = ready.popleft()
+                    if nxt is not None:
+                        hub._poll_countdown = cd
+                        nxt._queued = False
+                        hub.current = nxt
+                        nxt._glet.switch()
+            if nxt is None:
                 hub._handoff()
             r = task._resume
             if r is not None:
@@ -175,10 +188,15 @@ class _WaitQueue:
             raise InvariantViolation(f"task {task.id} ({task.name}) woken but not parked")
         task._abort_fn = None
         task._resume = value
-        if hub._plain and not (task._queued or task._pending or task._drains
-                               or task._scope._deadline_eff is not None):
+        if hub._plain and not (task._queued or task._pending or task._drains):
             task._queued = True
-            hub._ready.append(task)
+            sc = task._scope
+            d = sc._deadline_eff
+            if d is None:
+                hub._ready.append(task)
+            else:
+                hub._timed_seq = tq = hub._timed_seq + 1
+                _heappush(hub._timed, (d, -(sc._priority or 0), tq, task))
         else:
             hub._schedule(task)
         # end fastpath reschedule
@@ -263,7 +281,9 @@ class Event:
 
     def set(self) -> None:
         """Set the flag and wake all waiters. Not a checkpoint; idempotent."""
-        _note(self)
+        hub = getattr(_hub_tls, "hub", None)
+        if hub is not None and hub.wants_access:
+            hub.note_access(self, True)
         if not self._flag:
             self._flag = True
             if self._waiters._q:
