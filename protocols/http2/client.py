@@ -51,6 +51,7 @@ import h2.exceptions
 import h2.settings
 import h2.stream
 import hpack.exceptions
+import hyperframe.exceptions
 
 import greenrt
 from greenrt import Cancelled, net
@@ -58,7 +59,7 @@ from greenrt import lowlevel as ll
 from greenrt.protocols import base
 
 from ..http.model import Headers
-from . import _wire
+from . import _h2fast, _wire
 from .errors import (
     ConnectionClosed,
     ConnectionLost,
@@ -246,7 +247,7 @@ class ClientConnection:
                 if type(piece) is tuple:
                     self._on_goaway(*piece)
                 else:
-                    for ev in self.h2.receive_data(piece):
+                    for ev in _receive(self.h2, piece):
                         self._event(ev)
 
         except _wire.GateError as e:
@@ -1002,6 +1003,25 @@ class ClientStream:
 
     def __repr__(self) -> str:
         return f"<http2.ClientStream {self._s.id}>"
+
+
+def _receive(h: h2.connection.H2Connection, data: bytes) -> list:
+    """``h.receive_data(data)`` without h2's per-frame ``repr`` (``_h2fast``); h2's
+    connection errors propagate (the caller sends its own GOAWAY)."""
+    buf = h.incoming_buffer
+    buf.add_data(data)
+    buf.max_frame_size = h.max_inbound_frame_size
+    events: list = []
+    try:
+        for frame in buf:
+            events.extend(_h2fast.receive_frame(h, frame))
+    except hyperframe.exceptions.InvalidPaddingError as e:
+        h._terminate_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR)
+        raise h2.exceptions.ProtocolError("invalid padding") from e
+    except h2.exceptions.ProtocolError as e:  # as receive_data: h2's state is closed
+        h._terminate_connection(e.error_code)
+        raise
+    return events
 
 
 def _bytes(v: Any) -> bytes:
