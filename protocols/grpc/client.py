@@ -144,13 +144,13 @@ class Channel:
 
     def start_call(self, path: str, response_type: Any, *, timeout: float | None = None,
                    metadata: Any = None, compression: str | None = None,
-                   _defer: bool = False) -> Call:
+                   _only: Any = None) -> Call:
         """Start a call of any kind: HEADERS sent, nothing else. A checkpoint. The
         returned :class:`Call` sends with ``send``/``done`` and receives by
         iteration."""
         if not self.interceptors:
             return Call(self, path, response_type.FromString, timeout,
-                        list(metadata) if metadata else [], compression, _defer)
+                        list(metadata) if metadata else [], compression, _only)
         details = {"method": path, "metadata": list(metadata or ()), "timeout": timeout}
 
         def call():
@@ -165,11 +165,13 @@ class Channel:
         """One request, one response. A checkpoint. A call refused without being
         processed (GOAWAY, REFUSED_STREAM) is retried once on a new connection."""
         for attempt in (0, 1):
-            # without interceptors (which might wait on the call first) the HEADERS
-            # wait for the message: HEADERS and DATA(END_STREAM) leave in one write
-            call = self.start_call(path, response_type, _defer=True, **kw)
+            # without interceptors (which might wait on the call first) the call
+            # opens with its one message: HEADERS and DATA(END_STREAM) in one write
+            only = None if self.interceptors else request
+            call = self.start_call(path, response_type, _only=only, **kw)
             try:
-                call.send(request, end=True)
+                if only is None:
+                    call.send(request, end=True)
                 return call.result()
             except RpcError as e:
                 if not (e.retryable and attempt == 0 and call.messages_received == 0):
@@ -208,7 +210,7 @@ class Call:
     and cancellation."""
 
     def __init__(self, channel: Channel, path: str, deserialize: Callable, timeout: float | None,
-                 metadata: list, compression: str | None, defer: bool = False):
+                 metadata: list, compression: str | None, only: Any = None):
         self._ch = channel
         self.path = path
         self._de = deserialize
@@ -237,9 +239,22 @@ class Call:
                 headers.append((b"grpc-encoding", self._enc))
             headers += md.encode_metadata(metadata)
         conn = channel._connection()
+        if only is not None:  # the whole request: its one message, half-closed
+            frame = self._frame(only)
+            self._sent_end = True
+            if headers is _HEADERS:
+                def op():
+                    return conn.send_request("POST", path, _HEADERS, frame)
+            else:
+                def op():
+                    s = conn.open_stream("POST", path, headers, flush=False)
+                    s.send_data(frame, end_stream=True)
+                    return s
+        else:
+            def op():
+                return conn.open_stream("POST", path, headers)
         try:
-            self._s = self._guard(lambda: conn.open_stream("POST", path, headers,
-                                                           flush=not defer))
+            self._s = self._guard(op)
         except RpcError:
             self._s = None
             raise
@@ -317,12 +332,7 @@ class Call:
         After the call ended, raises its RpcError."""
         if self._sent_end:
             raise GrpcUsageError("grpc: send after done()", code="send_after_done")
-        data = message.SerializeToString()
-        lim = self._ch.limits.max_send_message_bytes
-        if len(data) > lim:
-            raise GrpcUsageError(f"grpc: request message of {len(data)} bytes exceeds "
-                                 f"max_send_message_bytes {lim}", code="message_too_large")
-        frame = encode_message(data, compress=self._enc)
+        frame = self._frame(message)
         if end:
             self._sent_end = True
         try:
@@ -332,6 +342,14 @@ class Call:
                 # the server ended the call (or reset it): its status is in the response
                 self._collect_status()
             raise self.error from None
+
+    def _frame(self, message: Any) -> bytes:
+        data = message.SerializeToString()
+        lim = self._ch.limits.max_send_message_bytes
+        if len(data) > lim:
+            raise GrpcUsageError(f"grpc: request message of {len(data)} bytes exceeds "
+                                 f"max_send_message_bytes {lim}", code="message_too_large")
+        return encode_message(data, compress=self._enc)
 
     def done(self) -> None:
         """Half-close: no more request messages. A checkpoint. Idempotent."""

@@ -49,7 +49,9 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import h2.stream
 import hpack.exceptions
+import hyperframe.exceptions
 
 import greenrt
 from greenrt import Cancelled, net
@@ -57,7 +59,7 @@ from greenrt import lowlevel as ll
 from greenrt.protocols import base
 
 from ..http.model import Headers
-from . import _wire
+from . import _h2fast, _wire
 from .errors import (
     ConnectionClosed,
     ConnectionLost,
@@ -73,6 +75,13 @@ from .limits import DEFAULT_H2_LIMITS, H2Limits
 __all__ = ["ClientConnection", "ClientStream", "connect", "CANCEL"]
 
 CANCEL = int(h2.errors.ErrorCodes.CANCEL)
+_C_SEND_HEADERS = h2.connection.ConnectionInputs.SEND_HEADERS
+_C_SEND_DATA = h2.connection.ConnectionInputs.SEND_DATA
+_S_SEND_HEADERS = h2.stream.StreamInputs.SEND_HEADERS
+_S_SEND_DATA = h2.stream.StreamInputs.SEND_DATA
+_S_SEND_END_STREAM = h2.stream.StreamInputs.SEND_END_STREAM
+_OUTBOUND_IDS = h2.connection.AllowedStreamIDs.ODD
+_BLOCK_CACHE = 64  # pre-encoded request heads kept per connection
 _log = logging.getLogger("greenrt.http.client")
 _HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"transfer-encoding", b"upgrade",
                          b"proxy-connection", b"host"))
@@ -165,6 +174,7 @@ class ClientConnection:
         self._ack_batch = max(1, min(65535, lim.initial_window_size) // 4)
         self._ping_waiters: dict[bytes, list] = {}
         self._settings_seen = False  # the server's first SETTINGS frame arrived
+        self._blocks: dict[tuple, _wire.HeaderBlock | None] = {}  # see send_request
         self.h2.initiate_connection()
         self._flush()
         if self._writer.broken:
@@ -237,7 +247,7 @@ class ClientConnection:
                 if type(piece) is tuple:
                     self._on_goaway(*piece)
                 else:
-                    for ev in self.h2.receive_data(piece):
+                    for ev in _receive(self.h2, piece):
                         self._event(ev)
 
         except _wire.GateError as e:
@@ -473,6 +483,81 @@ class ClientConnection:
             self._flush()
         except Cancelled:
             # the HEADERS are on their way but the caller will never see the stream
+            cs._cancel()
+            raise
+        return cs
+
+    def send_request(self, method: str, path: str, headers: tuple, data: bytes) -> ClientStream:
+        """Open a stream and send the whole request: HEADERS, then ``data`` with
+        END_STREAM, in one write. ``headers``: a tuple of lower-case ``(bytes,
+        bytes)`` pairs, the same object call after call (a gRPC client's constant
+        request headers): the head is encoded once per connection
+        (``_wire.HeaderBlock``, valid in any HPACK state) and h2's state machines
+        and windows are advanced as ``send_headers``/``send_data`` would. Where that
+        is not possible at once (an HPACK table size update due, a window or the
+        frame size short for ``data``, a field a constant block cannot carry) it is
+        ``open_stream`` + ``send_data(end_stream=True)``. A checkpoint, as
+        ``open_stream``; cancelled after the frames were queued: the stream is
+        reset."""
+        ll.enter_checkpoint()
+        self._check_open()
+
+        def slot() -> bool:
+            return (self._error is not None or self._goaway is not None
+                    or self.h2.open_outbound_streams
+                    < self.h2.remote_settings.max_concurrent_streams)
+
+        if not slot():
+            self._wait(slot, "http2.open_stream")
+            self._check_open()
+        h = self.h2
+        key = (method, path, headers)
+        block = self._blocks.get(key, False)
+        if block is False:
+            try:
+                block = _wire.HeaderBlock(
+                    [(b":method", _bytes(method)), (b":scheme", _bytes(self.scheme)),
+                     (b":authority", _bytes(self.authority or "localhost")),
+                     (b":path", _bytes(path))]
+                    + [(k, v) for k, v in headers if k not in _HOP_BY_HOP])
+            except (ValueError, TypeError):
+                block = None
+            if len(self._blocks) >= _BLOCK_CACHE:
+                self._blocks.clear()
+            self._blocks[key] = block
+        n = len(data)
+        mfs = h.max_outbound_frame_size
+        if (block is None or h.encoder.table_size_changes or n > mfs or len(block.block) > mfs
+                or n > h.outbound_flow_control_window
+                or n > h.remote_settings.initial_window_size):
+            cs = self.open_stream(method, path, headers, flush=False)
+            cs.send_data(data, end_stream=True)
+            return cs
+        sid = h.get_next_available_stream_id()
+        h.state_machine.process_input(_C_SEND_HEADERS)
+        stream = h._begin_new_stream(sid, _OUTBOUND_IDS)
+        ssm = stream.state_machine
+        ssm.process_input(_S_SEND_HEADERS)
+        stream.request_method = b"POST" if method == "POST" else _bytes(method)
+        h.state_machine.process_input(_C_SEND_DATA)
+        ssm.process_input(_S_SEND_DATA)
+        ssm.process_input(_S_SEND_END_STREAM)
+        stream.outbound_flow_control_window -= n
+        h.outbound_flow_control_window -= n
+        out = b"".join((h.data_to_send(),
+                        _wire.frame_header(len(block.block), _wire.HEADERS, _wire.END_HEADERS,
+                                           sid), block.block,
+                        _wire.frame_header(n, _wire.DATA, _wire.END_STREAM, sid), data))
+        st = _StreamState(sid)
+        st.local_closed = True
+        self._streams[sid] = st
+        self._stats["streams_opened"] += 1
+        cs = ClientStream(self, st)
+        try:
+            self._writer.write(out)
+            if self._writer.broken and self._error is None:
+                self._fail(ConnectionLost(f"http2: {self._writer.broken}"))
+        except Cancelled:
             cs._cancel()
             raise
         return cs
@@ -918,6 +1003,25 @@ class ClientStream:
 
     def __repr__(self) -> str:
         return f"<http2.ClientStream {self._s.id}>"
+
+
+def _receive(h: h2.connection.H2Connection, data: bytes) -> list:
+    """``h.receive_data(data)`` without h2's per-frame ``repr`` (``_h2fast``); h2's
+    connection errors propagate (the caller sends its own GOAWAY)."""
+    buf = h.incoming_buffer
+    buf.add_data(data)
+    buf.max_frame_size = h.max_inbound_frame_size
+    events: list = []
+    try:
+        for frame in buf:
+            events.extend(_h2fast.receive_frame(h, frame))
+    except hyperframe.exceptions.InvalidPaddingError as e:
+        h._terminate_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR)
+        raise h2.exceptions.ProtocolError("invalid padding") from e
+    except h2.exceptions.ProtocolError as e:  # as receive_data: h2's state is closed
+        h._terminate_connection(e.error_code)
+        raise
+    return events
 
 
 def _bytes(v: Any) -> bytes:

@@ -68,7 +68,7 @@ from greenrt import CancelKind, Cancelled, net
 from greenrt import lowlevel as ll
 
 from ..http.model import Body, Headers, Request, Response, ResponseWriter, split_trailers
-from . import _connect, _h2c, _wire
+from . import _connect, _h2c, _h2fast, _wire
 from ._wire import PREFACE
 from .limits import DEFAULT_H2_LIMITS, H2Limits
 
@@ -150,7 +150,7 @@ def feed_frames(h: h2.connection.H2Connection, data: bytes, on_stream_error) -> 
         except hyperframe.exceptions.InvalidPaddingError as e:
             raise h2.exceptions.ProtocolError("invalid padding") from e
         try:
-            events.extend(h._receive_frame(frame))
+            events.extend(_h2fast.receive_frame(h, frame))
         except h2.exceptions.ProtocolError as e:
             if not _is_stream_error(e, frame):
                 raise

@@ -1,11 +1,13 @@
-"""The server's one-write unary answer: the pre-encoded header blocks
-(``http2._wire.HeaderBlock``) and the fallback to h2's encoder when the client
-changed its HPACK table size (the size update must open the next header block,
-RFC 7541 4.2), seen on the wire by a raw h2 client on a loopback socket."""
+"""The one-write unary exchange: the server's answer and our client's request from
+pre-encoded header blocks (``http2._wire.HeaderBlock``), and the fallback to h2's
+encoder when the peer changed its HPACK table size (the size update must open the
+next header block, RFC 7541 4.2), seen on the wire by a raw h2 peer on a loopback
+socket."""
 
 from __future__ import annotations
 
 import socket
+import threading
 
 import h2.config
 import h2.connection
@@ -15,6 +17,8 @@ import hpack
 import pytest
 from hyperframe.frame import Frame
 
+import greenrt
+from greenrt.protocols.grpc.client import Channel
 from greenrt.protocols.grpc.framing import encode_message
 from greenrt.protocols.grpc.server import _HEAD, _OK
 from greenrt.protocols.http2._wire import HeaderBlock
@@ -144,3 +148,82 @@ def test_a_table_size_change_is_announced_before_the_pre_encoded_blocks(our_serv
         assert c.blocks[sid] == [_HEAD.block, _OK.block]
     finally:
         c.sock.close()
+
+
+class TableSizeZeroServer:
+    """One connection: SETTINGS_HEADER_TABLE_SIZE = 0, every request answered OK,
+    the request HEADERS blocks recorded as they came on the wire (a scripted peer:
+    grpcio never shrinks the table)."""
+
+    def __init__(self):
+        self.lst = socket.create_server(("127.0.0.1", 0))
+        self.port = self.lst.getsockname()[1]
+        self.blocks: dict[int, bytes] = {}
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        sock, _ = self.lst.accept()
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=False, header_encoding=None))
+        conn.local_settings = h2.settings.Settings(client=False, initial_values={
+            h2.settings.SettingCodes.HEADER_TABLE_SIZE: 0})
+        conn.initiate_connection()
+        sock.sendall(conn.data_to_send())
+        raw = bytearray()
+        preface = 24
+        try:
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                raw += data
+                if preface:
+                    k = min(preface, len(raw))
+                    del raw[:k]
+                    preface -= k
+                while len(raw) >= 9:
+                    f, length = Frame.parse_frame_header(memoryview(bytes(raw[:9])))
+                    if len(raw) < 9 + length:
+                        break
+                    if f.type == 0x1:
+                        self.blocks[f.stream_id] = bytes(raw[9:9 + length])
+                    del raw[:9 + length]
+                for ev in conn.receive_data(data):
+                    if isinstance(ev, h2.events.RequestReceived):
+                        conn.send_headers(ev.stream_id, [(b":status", b"200"),
+                                                         (b"content-type", b"application/grpc")])
+                        conn.send_data(ev.stream_id, encode_message(b""))
+                        conn.send_headers(ev.stream_id, [(b"grpc-status", b"0")],
+                                          end_stream=True)
+                    elif isinstance(ev, h2.events.DataReceived):
+                        conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                sock.sendall(conn.data_to_send())
+        except OSError:
+            return
+        finally:
+            sock.close()
+            self.lst.close()
+
+
+def test_client_request_head_is_cached_and_a_table_size_change_announced():
+    """Our client's unary request head is encoded once per connection; after the
+    server shrank the HPACK table the next head opens with the size update (h2's
+    encoder), then the cached block comes back."""
+    srv = TableSizeZeroServer()
+
+    def main():
+        with Channel("127.0.0.1", srv.port) as ch:
+            for _ in range(3):
+                ch.unary(PATH, pb2.SimpleRequest(), pb2.SimpleResponse)
+            return ch._conn._blocks
+    blocks = greenrt.run(main)
+    srv.thread.join(10)
+    (cached,) = [b for b in blocks.values() if b is not None]
+    # the first request left before the server's SETTINGS were read: the cached block
+    assert srv.blocks[1] == cached.block
+    assert srv.blocks[3][0] & 0xE0 == 0x20 and srv.blocks[3][0] & 0x1F == 0
+    assert srv.blocks[5] == cached.block
+    assert hpack.Decoder().decode(cached.block, raw=True)[:4] == [
+        (b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"127.0.0.1:%d" % srv.port),
+        (b":path", PATH.encode())]
