@@ -100,6 +100,8 @@ from ..http.errors import (
     URITooLong,
 )
 from ..http.limits import DEFAULT_LIMITS, Limits
+from ._llhttp_parser import AVAILABLE as _LLHTTP_AVAILABLE
+from ._llhttp_parser import LLHead
 from ._request_parser import (
     _CTL_RE,
     RequestHead,
@@ -159,6 +161,9 @@ class H1Connection(ResponseWriterMixin):
     #: own_send: try ``fast_request`` (one pass over a whole head) before the
     #: byte-by-byte gate; a test turns it off to compare both paths
     _fast_heads = True
+    #: own_send: try llhttp (``_llhttp_parser.LLHead``, when httptools is installed
+    #: and strict) before ``fast_request``; same contract, a test compares all paths
+    _llhttp_heads = _LLHTTP_AVAILABLE
 
     def __init__(self, role: str = SERVER, limits: Limits = DEFAULT_LIMITS, *,
                  own_send: bool = False, wall_clock: Callable[[], float] | None = None):
@@ -171,6 +176,7 @@ class H1Connection(ResponseWriterMixin):
         #: server: responses are serialized by ``response_head``/``_data``/``_end``
         self.own_send = own_send
         self._h11_used = False  # own_send: h11 has parsed a message since its creation
+        self._ll: LLHead | None = None  # own_send: this connection's llhttp head parser
         #: own_send: seconds since the epoch for the ``Date`` field (``None``: no Date)
         self.wall_clock = wall_clock
         self._reset_own()
@@ -423,7 +429,14 @@ class H1Connection(ResponseWriterMixin):
         if not self._buf and not self._eof:
             return NEED_DATA  # nothing to scan (the common idle keep-alive case)
         if self.own_send and self._hpos == 0 and self._fast_heads and self.limits.strict:
-            fast = fast_request(self._buf, self.limits)
+            fast = None
+            if self._llhttp_heads:
+                ll = self._ll
+                if ll is None:
+                    ll = self._ll = LLHead()
+                fast = ll.request(self._buf, self.limits)
+            if fast is None:
+                fast = fast_request(self._buf, self.limits)
             if fast is not None:
                 # the whole head at once, exactly as the gate below would accept it
                 ev, end, head, lower = fast
