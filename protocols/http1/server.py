@@ -753,7 +753,10 @@ class _Conn:
         finally:
             self._inline = False
             wd.when = None  # _LazyDeadline.clear, inlined
-        self._received(data)
+        if data and not self._discard:
+            self.p.receive_data(data)  # _received's common case (nobody waits: the runner)
+        else:
+            self._received(data)
         return _DATA
 
     def _stop_inline(self, why: str, kind: CancelKind, message: str) -> None:
