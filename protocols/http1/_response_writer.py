@@ -243,6 +243,34 @@ class ResponseWriterMixin:
         self._ostate = _O_ERROR if switched else _O_BODY
         return b"".join(lines)
 
+    def response(self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes,
+                 body: bytes, send_body: bool = True) -> bytes:
+        """A complete response in one call: the head (as ``response_head`` with the
+        body's length unless the status has no body, a Content-Length field in
+        ``headers`` taking precedence), ``body`` framed (left out if not
+        ``send_body``: HEAD) and the end. Raises ``LocalProtocolError`` as those
+        calls do (our state becomes broken)."""
+        if self._ostate != _O_IDLE:
+            raise LocalProtocolError("response head already sent" if self._ostate != _O_ERROR
+                                     else "connection is broken (a send failed)")
+        n = len(body)
+        try:
+            head = self._response_head(status, headers, reason,
+                                       None if status in (204, 304) or status < 200 else n,
+                                       False)
+        except LocalProtocolError:
+            self._ostate = _O_ERROR
+            raise
+        if self._oframing == _F_LENGTH and (self._oleft == n or not send_body):
+            if send_body and n:
+                self._oleft = 0
+                self._ostate = _O_DONE
+                return head + body
+            return head + self.response_end()
+        if body and send_body:
+            return head + self.response_data(body) + self.response_end()
+        return head + self.response_end()
+
     def response_continue(self) -> bytes:
         """``100 Continue`` (only before the final response head)."""
         if self._ostate != _O_IDLE:

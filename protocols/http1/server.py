@@ -262,9 +262,7 @@ class _Writer(ResponseWriter):
         h = headers if isinstance(headers, Headers) else Headers(headers)
         body = c.body
         if body is not None and not (body._done and not body._pending):  # not body.complete
-            body.discard_buffered()
-            if not body.complete:
-                c.p.close_after_cycle = True  # unread request body: cannot keep alive
+            self._unread_body(body)
         if isinstance(reason, str):
             reason = reason.encode("latin-1")
         elif reason is None:
@@ -277,6 +275,13 @@ class _Writer(ResponseWriter):
         except LocalProtocolError:
             self._started = False
             raise
+
+    def _unread_body(self, body: _Body) -> None:
+        """The response starts before the request body was read: take what is
+        buffered; if that was not all of it, the connection cannot be kept alive."""
+        body.discard_buffered()
+        if not body.complete:
+            self._c.p.close_after_cycle = True  # unread request body: cannot keep alive
 
     def start(self, status: int, headers: Any = None, *, reason=None,
               content_length: int | None = None) -> None:
@@ -363,17 +368,28 @@ class _Writer(ResponseWriter):
         if resp.streaming:
             self._stream(resp)
             return
+        if self._started:
+            raise LocalProtocolError("response head already sent")
+        c = self._c
+        rbody = c.body
+        if rbody is not None and not (rbody._done and not rbody._pending):  # not complete
+            self._unread_body(rbody)
         body = resp.body
         status = resp.status
-        cl = None if (status in _NO_BODY_STATUS or status < 200) else len(body)
-        head = self._head(status, resp.headers, resp.reason, cl, replace_length=False)
-        c = self._c
+        reason = resp.reason
+        if reason is None:
+            reason = _PHRASES.get(status, b"")
+        elif type(reason) is str:
+            reason = reason.encode("latin-1")
+        h = resp.headers
         p = c.p
+        # head, body and end in one call (_head + response_data + response_end)
+        out = p.response(status, (h if type(h) is Headers else Headers(h))._items,
+                         reason, body, not self._head_only)
+        self._started = True
+        self.status = status
         if body and not self._head_only:
             self.body_bytes = len(body)
-            out = head + p.response_data(body) + p.response_end()
-        else:
-            out = head + p.response_end()
         if p._buf and p.reusable and not c._draining:  # p._buf: p.buffered without a call
             c._defer(out)  # the next request is (partly) here already: batch the responses
         else:
@@ -737,7 +753,10 @@ class _Conn:
         finally:
             self._inline = False
             wd.when = None  # _LazyDeadline.clear, inlined
-        self._received(data)
+        if data and not self._discard:
+            self.p.receive_data(data)  # _received's common case (nobody waits: the runner)
+        else:
+            self._received(data)
         return _DATA
 
     def _stop_inline(self, why: str, kind: CancelKind, message: str) -> None:
@@ -967,7 +986,8 @@ class _Conn:
     def _handle(self, ev) -> None:
         p = self.p
         hdrs = ev.headers
-        method = ev.method.decode("ascii")
+        m = ev.method
+        method = "GET" if m == b"GET" else m.decode("ascii")
         cl = p._declared  # p.body_length, p.body_framing without the property calls
         empty = p._framing == "none" or cl == 0
         if empty:
@@ -981,8 +1001,10 @@ class _Conn:
         self.body = body
         self.writer = writer
         self.req_headers = hdrs
+        v = ev.http_version
         req = Request(method, ev.target.decode("latin-1"), Headers._trusted(hdrs), body,
-                      http_version=ev.http_version.decode("ascii"), scheme=self.scheme,
+                      http_version="1.1" if v == b"1.1" else v.decode("ascii"),
+                      scheme=self.scheme,
                       client=self.peer, server=self.local, writer=writer,
                       upgrade=self._upgrade_to)
         rt = self.limits.request_timeout
