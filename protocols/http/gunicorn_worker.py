@@ -37,6 +37,7 @@ import datetime
 import logging
 import os
 import socket
+import sys
 import time
 from types import SimpleNamespace
 
@@ -98,10 +99,13 @@ class Worker(base.Worker):
         glog = self.log
         access = getattr(glog, "access_log_enabled", False)
 
+        limited = self.max_requests < sys.maxsize  # gunicorn's "no max_requests"
+
         def handler(req):
             served[0] += 1
-            if self.max_requests and served[0] >= self.max_requests:
+            if limited and served[0] >= self.max_requests and self.alive:
                 self.alive = False
+                server.shutdown()  # accept no more (not a checkpoint); this one finishes
             if not access:
                 return app(req)
             t0 = time.monotonic()
@@ -116,6 +120,8 @@ class Worker(base.Worker):
 
         # the adapter's RFC 8441 mark (websocket.accept_wsgi over HTTP/2) travels on
         handler.http2_extended_connect = app.http2_extended_connect
+        if not access and not limited:
+            handler = app  # nothing to count or log per request: the adapter serves
         errors = _ToGunicorn(glog)
         http_log = logging.getLogger("greenrt.http")
         http_log.addHandler(errors)

@@ -12,7 +12,8 @@ headers, every other header becomes ``HTTP_<NAME>`` (repeated fields joined with
 client cannot spoof ``X-Forwarded-For`` as ``X_Forwarded_For``. ``wsgi.input``
 streams the request body (``read``, ``readline``, ``readlines``, iteration;
 ``wsgi.input_terminated`` is true, chunked bodies work); ``wsgi.errors`` turns
-writes into ``wsgi.error`` trace events (core code never prints).
+writes into ``wsgi.error`` trace events (core code never prints);
+``wsgi.file_wrapper`` is :class:`FileWrapper` (blocks read off the hub).
 ``environ["greenrt.trailers"]`` is ``None`` until ``wsgi.input`` has been read to
 its end (a read returning ``b""``, or ``read()`` of the rest), then the request's
 trailer fields as a list of ``(lowercase name, value)`` ``str`` pairs, empty if it
@@ -46,12 +47,13 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
+import greenrt
 from greenrt import lowlevel as ll
 
 from .errors import LocalProtocolError
-from .model import Request, Response
+from .model import Headers, Request, Response
 
-__all__ = ["WSGIAdapter", "build_environ"]
+__all__ = ["FileWrapper", "WSGIAdapter", "build_environ"]
 
 
 class _Errors:
@@ -141,6 +143,46 @@ class _Input:
             yield line
 
 
+class FileWrapper:
+    """``environ["wsgi.file_wrapper"]`` (PEP 3333's optional file wrapper):
+    ``FileWrapper(filelike, blksize=65536)`` is an iterable of the file's blocks,
+    sent as any body is (set ``Content-Length`` to avoid chunked framing); its
+    ``close()`` closes the file (the adapter calls it once, when sending ends).
+
+    Each block read is a checkpoint when the file has an OS file descriptor (it runs
+    in a worker thread, ``greenrt.to_thread``, so a slow disk does not stall the
+    hub; if cancelled meanwhile the read completes and the cancellation comes at the
+    next checkpoint); a file object without one (``io.BytesIO``) is read in place.
+    ``greenrt.fs`` files read through their own threads. Not ``sendfile(2)``: the
+    blocks pass through the same writer as every body (TLS, chunked framing,
+    backpressure)."""
+
+    def __init__(self, filelike: Any, blksize: int = 65536):
+        self.filelike = filelike
+        self.blksize = blksize
+        try:
+            filelike.fileno()
+            self._threaded = not isinstance(filelike, greenrt.fs.File)
+        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation too
+            self._threaded = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> bytes:
+        read = self.filelike.read
+        data = (greenrt.to_thread(read, self.blksize, complete_on_cancel=True)
+                if self._threaded else read(self.blksize))
+        if data:
+            return data
+        raise StopIteration
+
+    def close(self) -> None:
+        close = getattr(self.filelike, "close", None)
+        if close is not None:
+            close()
+
+
 # -- the environ ---------------------------------------------------------------------------
 
 _MISSING = object()
@@ -200,6 +242,7 @@ class _Environs:
             "wsgi.multiprocess": multiprocess,
             "wsgi.run_once": False,
             "wsgi.input_terminated": True,
+            "wsgi.file_wrapper": FileWrapper,
             # the request's trailers: None until wsgi.input has been read to its end,
             # then a list of (lowercase name, value) str pairs (empty if none)
             "greenrt.trailers": None,
@@ -312,6 +355,32 @@ def _parse_status(status: Any) -> tuple[int, str | None]:
     if type(status) is str:
         _bounded_put(_STATUS, status, parsed)
     return parsed
+
+
+#: an application's response header list (as a tuple) -> its validated fields
+_HEADERS: dict[tuple, list[tuple[bytes, bytes]]] = {}
+
+
+def _headers(headers: list) -> Headers:
+    """``Headers(headers)`` (validated: ``LocalProtocolError`` for CR, LF or NUL, a
+    bad name), cached for the lists an application sends again and again."""
+    try:
+        key = tuple(headers)
+        items = _HEADERS.get(key)
+    except TypeError:  # an unhashable element: validated each time
+        return Headers(headers)
+    if items is None:
+        items = Headers(headers)._items
+        # kept only for str fields (no 1 == True aliasing in the key) of a small list
+        size = 0
+        for k, v in key:
+            if type(k) is not str or type(v) is not str:
+                size = -1
+                break
+            size += len(k) + len(v)
+        if 0 <= size <= 1024:
+            _bounded_put(_HEADERS, key, items)
+    return Headers._trusted(list(items))
 
 
 #: a list or tuple body up to this size is joined and sent with a Content-Length
@@ -436,7 +505,7 @@ class WSGIAdapter:
                 if ex.status is None:
                     raise LocalProtocolError("the application did not call start_response")
                 if req.http_version != "2":
-                    return Response(ex.code, ex.headers, data, reason=ex.reason)
+                    return Response(ex.code, _headers(ex.headers), data, reason=ex.reason)
                 ex.send_head(content_length=len(data))
                 writer.write(data)
                 writer.finish()

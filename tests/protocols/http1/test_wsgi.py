@@ -4,6 +4,7 @@ class serving a Flask app."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -219,18 +220,35 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.interop
-def test_gunicorn_with_our_worker_serves_flask(tmp_path):
-    import gunicorn  # noqa: F401 - installed by the test extra
+@contextlib.contextmanager
+def _gunicorn_with_our_worker(tmp_path, *args: str):
+    """gunicorn serving APP_MODULE with our worker; yields the port. On leaving: SIGTERM,
+    and the arbiter must exit 0 with no traceback in its output."""
+    import gunicorn  # noqa: F401 - installed by the test extra: missing must fail, not skip
     (tmp_path / "gapp.py").write_text(APP_MODULE)
     port = _free_port()
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{tmp_path}")
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-k", "greenrt.protocols.http.gunicorn_worker.Worker",
-         "-w", "2", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5", "gapp:app"],
+         "-b", f"127.0.0.1:{port}", *args, "gapp:app"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         wait_for_port(port, proc)
+        yield port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            out = proc.communicate(timeout=30)[0].decode()
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out = proc.communicate()[0].decode()
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out, out
+
+
+@pytest.mark.interop
+def test_gunicorn_with_our_worker_serves_flask(tmp_path):
+    with _gunicorn_with_our_worker(tmp_path, "-w", "2", "--graceful-timeout", "5") as port:
 
         def main():
             pids = set()
@@ -247,15 +265,6 @@ def test_gunicorn_with_our_worker_serves_flask(tmp_path):
 
         pids = greenrt.run(main)
         assert len(pids) >= 1
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            out = proc.communicate(timeout=30)[0].decode()
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out = proc.communicate()[0].decode()
-    assert proc.returncode == 0, out
-    assert "Traceback" not in out, out
 
 
 # -- the environ and the body framing, over raw keep-alive connections --------------------------
@@ -394,6 +403,9 @@ def framing_app(environ, start_response):
     if path == "/bad-status":
         start_response("OK 200", [])
         return [b"x"]
+    if path in ("/int-value", "/bool-value"):  # equal keys in a cache: 1 == True
+        start_response("200 OK", [("X-N", 1 if path == "/int-value" else True)])
+        return [b"x"]
     if path.startswith("/inject"):
         hdr = {"/inject-value": ("X-A", "v\r\nInjected: 1"),
                "/inject-name": ("X-A\r\nInjected", "1"),
@@ -448,7 +460,14 @@ def test_list_bodies_get_a_length_and_close_is_called_once(http_server):
         assert (st, body) == (200, b"hello")
     finally:
         c.close()
-    for path in ("/not-bytes", "/no-start", "/bad-status"):
+    c = _H11Client(srv.port)
+    try:
+        for _ in range(2):  # the validated header fields are cached: still right
+            st, _, h, _ = c.request("GET", "/int-value")
+            assert (st, h["x-n"]) == (200, "1")
+    finally:
+        c.close()
+    for path in ("/not-bytes", "/no-start", "/bad-status", "/bool-value"):
         c = _H11Client(srv.port)
         try:
             assert c.request("GET", path)[0] == 500, path
@@ -459,7 +478,7 @@ def test_list_bodies_get_a_length_and_close_is_called_once(http_server):
 
 def test_response_header_injection_is_refused(http_server, net_helpers):
     srv = http_server(WSGIAdapter(framing_app))
-    for path in ("/inject-value", "/inject-name", "/inject-nul"):
+    for path in ("/inject-value", "/inject-name", "/inject-nul") * 2:  # refused again
         s = net_helpers.connect(srv.port)
         s.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
         raw = net_helpers.read_until_close(s)
@@ -527,3 +546,57 @@ def test_environ_caches_stay_bounded_whatever_clients_send():
         assert env["SERVER_NAME"] == f"h{i}" and env["PATH_INFO"] == f"/{i}"
     for cache in (wsgi._KEYS, wsgi._SERVER_NAMES, builder._bases):
         assert 0 < len(cache) <= wsgi._CACHE_MAX
+
+
+@pytest.mark.interop
+def test_gunicorn_max_requests_retires_our_worker(tmp_path):
+    # --max-requests: the worker stops after that many requests and gunicorn starts a
+    # new one (without it the worker passes the adapter itself to the server)
+    import time
+
+    with _gunicorn_with_our_worker(tmp_path, "-w", "1", "--max-requests", "3") as port:
+
+        def main():
+            pids = []
+            deadline = time.monotonic() + 30
+            while len(set(pids)) < 2 and time.monotonic() < deadline:
+                with Client() as c:
+                    r = c.get(f"http://127.0.0.1:{port}/")
+                    assert r.status == 200
+                    pids.append(r.content)
+                greenrt.sleep(0.05)
+            return pids
+
+        pids = greenrt.run(main)
+    assert len(set(pids)) == 2, pids
+    assert pids.count(pids[0]) == 3, pids  # the first worker served exactly three
+
+
+def test_wsgi_file_wrapper_sends_the_file_and_closes_it(http_server, tmp_path):
+    import io
+
+    data = bytes(range(256)) * 1000  # 256,000 bytes: several blocks
+    (tmp_path / "blob").write_bytes(data)
+    opened: list = []
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/disk":
+            f = open(tmp_path / "blob", "rb")  # noqa: SIM115 - the wrapper closes it
+            length = [("Content-Length", str(len(data)))]
+        else:
+            f = io.BytesIO(data[:5000])
+            length = []
+        opened.append(f)
+        start_response("200 OK", length)
+        return environ["wsgi.file_wrapper"](f, 4096)
+
+    srv = http_server(WSGIAdapter(app))
+    c = _H11Client(srv.port)
+    try:
+        st, _, h, body = c.request("GET", "/disk")
+        assert (st, h["content-length"], body) == (200, str(len(data)), data)
+        st, _, h, body = c.request("GET", "/memory")
+        assert (st, h.get("transfer-encoding"), body) == (200, "chunked", data[:5000])
+    finally:
+        c.close()
+    assert len(opened) == 2 and all(f.closed for f in opened)
