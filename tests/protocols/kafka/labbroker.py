@@ -49,7 +49,8 @@ class LabBroker:
         self.seqs: dict[tuple[int, str, int], list] = {}
         #: producer id -> its current epoch (InitProducerId)
         self.epochs: dict[int, int] = {}
-        #: (producer id, epoch, base sequence, [values]) of every batch appended, in order
+        #: (producer id, epoch, base sequence, [values], [timestamps]) of every batch
+        #: appended, in order
         self.batches: list[tuple[int, int, int, list]] = []
         self.stats = {"requests": 0, "refused": 0, "dropped": 0, "duplicates": 0, "out_of_order": 0,
                       "forgotten": 0, "unknown_producer": 0, "stale_epoch": 0, "epoch_bumps": 0}
@@ -184,7 +185,7 @@ class LabBroker:
             self.appended.append((topic, partition, base + i, r.value))
         self.logs[(topic, partition)] = base + n
         self.batches.append((batch.producer_id, batch.producer_epoch, batch.base_sequence,
-                             [r.value for r in batch.records]))
+                             [r.value for r in batch.records], [r.timestamp for r in batch.records]))
         if batch.producer_id >= 0:
             st[1] += n
             st[2] = (st[2] + [(batch.base_sequence, n, base)])[-5:]  # a broker keeps 5

@@ -24,6 +24,7 @@ import pytest
 
 import greenrt
 import greenrt.lab as lab
+from greenrt import lowlevel as ll
 from greenrt import net
 from greenrt.protocols.kafka.cluster import Cluster
 from greenrt.protocols.kafka.connection import KafkaLimits
@@ -320,6 +321,40 @@ def test_a_flusher_cancelled_after_its_request_left_leaves_it_unknown():
     assert seen == {"a": "cancelled", "b": "unknown"}, seen
     assert st["in_doubt"] == 2 and st["in_doubt_resolved"] == 1 and st["withdrawn_batches"] == 0, st
     assert sorted(v for _t, _p, _o, v in broker.appended) == [b"a", b"b", b"c"]
+
+
+def test_timestamps_reported_are_the_ones_written():
+    """A record sent without ``timestamp_ms`` gets its batch's creation time (the
+    lab's wall clock); one with it keeps its own, beside the others in the same
+    batch; the metadata returned says what the broker holds."""
+    broker = LabBroker(think=(0,))
+
+    def body():
+        prod = Producer(BOOT, linger=0.01)
+        out = {}
+        t0 = int(ll.current_hub().wall_time() * 1000)
+        with greenrt.region() as r:
+            for i in range(6):
+                stamp = 1_000_000 + i if i % 2 else None
+                r.spawn(lambda i=i, stamp=stamp: out.__setitem__(
+                    i, prod.send("t", b"v%d" % i, partition=0, timestamp_ms=stamp)))
+        t1 = int(ll.current_hub().wall_time() * 1000)
+        prod.close()
+        return out, t0, t1
+
+    res = lab.run(lambda: with_broker(broker, body), seed=1)
+    res.check()
+    out, t0, t1 = res.value
+    written = {}
+    for values, stamps in ((b[3], b[4]) for b in broker.batches):
+        written.update(zip(values, stamps, strict=True))
+    assert len(broker.batches) == 1  # one batch: explicit and batch timestamps side by side
+    for i, md in out.items():
+        assert written[b"v%d" % i] == md.timestamp
+        if i % 2:
+            assert md.timestamp == 1_000_000 + i
+        else:
+            assert t0 <= md.timestamp <= t1
 
 
 def silent_program() -> dict:

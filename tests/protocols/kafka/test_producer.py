@@ -383,3 +383,4 @@ def test_epoch_bump_without_kip360_asks_for_a_new_producer_id_at_once(mock):
     assert ident[0] != pid and ident[1] == 0 and st["epoch_bumps"] == 1
     assert mock.request_keys().count(_INIT_PID) == 1
     assert _heads(batches) == [(pid, 0, 0, [b"zero"]), (ident[0], 0, 0, [b"one"])]
+
