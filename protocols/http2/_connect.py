@@ -272,7 +272,8 @@ class Tunnel:
                 ll.enter_checkpoint()
                 # one DATA frame that fits the windows (a WebSocket message, mostly):
                 # straight out, without the general path's loop
-                if not (st.reset or c.closed) and put_data(c.h2, st.id, data):
+                if not (st.reset or c.closed) and c.writer.pending < c.limits.send_high_water \
+                        and put_data(c.h2, st.id, data):
                     _send_now(c)
                     return
             st.writer.write(data)
