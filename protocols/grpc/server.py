@@ -438,15 +438,16 @@ class Server:
             status, message, details, trailers = (StatusCode.DEADLINE_EXCEEDED,
                                                   "Deadline Exceeded", None, [])
         elif exc is None:
-            hub.emit("grpc.call", method=path, status=0)
             if reply is not None:
                 if (not writer.headers_sent and not ctx._initial and not ctx._trailing
                         and ctx._compression is None):
                     # the common unary answer: head, message and OK in one write
                     writer.send_whole(_HEAD, reply, _OK)
                     ctx.messages_sent += 1
+                    hub.emit("grpc.call", method=path, status=0)
                     return None
                 self._send_reply(ctx, reply)
+            hub.emit("grpc.call", method=path, status=0)
             if not writer.headers_sent:
                 return Response(200, [(b"content-type", b"application/grpc")] + ctx._initial
                                 + [(b"grpc-status", b"0")] + ctx._trailing)

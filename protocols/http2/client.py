@@ -196,6 +196,12 @@ class ClientConnection:
             if self._writer.broken and self._error is None:
                 self._fail(ConnectionLost(f"http2: {self._writer.broken}"))
 
+    def _write(self, out: bytes) -> None:
+        """Write bytes taken from h2 (with frames of our own after them)."""
+        self._writer.write(out)
+        if self._writer.broken and self._error is None:
+            self._fail(ConnectionLost(f"http2: {self._writer.broken}"))
+
     def _fail(self, err: HTTP2Error) -> None:
         """End the connection: every stream still open fails with ``err``."""
         if self._error is None:
@@ -554,9 +560,7 @@ class ClientConnection:
         self._stats["streams_opened"] += 1
         cs = ClientStream(self, st)
         try:
-            self._writer.write(out)
-            if self._writer.broken and self._error is None:
-                self._fail(ConnectionLost(f"http2: {self._writer.broken}"))
+            self._write(out)
         except Cancelled:
             cs._cancel()
             raise
@@ -689,10 +693,15 @@ class ClientStream:
                 and n <= h.local_flow_control_window(st.id)):
             # the common case: it fits the windows and one frame
             try:
-                h.send_data(st.id, bytes(data), end_stream=end_stream)
+                out = _h2fast.send_data(h, st.id, data, end_stream)
+                if out is None:
+                    h.send_data(st.id, bytes(data), end_stream=end_stream)
                 if end_stream:
                     st.local_closed = True
-                c._flush()
+                if out is None:
+                    c._flush()
+                else:
+                    c._write(out)
                 if end_stream:
                     self._maybe_forget()
                 return

@@ -869,6 +869,14 @@ class ServerConnection:
             if self.writer.pending >= lim.send_high_water:
                 self.writer.wait_drained(lim.send_high_water // 2)
                 continue
+            if len(view) == len(data) and (out := _h2fast.send_data(self.h2, st.id,
+                                                                   data)) is not None:
+                # the whole of it fits one frame and the windows: no DataFrame
+                self.writer.queue(out)
+                if self._flusher_idle:
+                    self._flusher_idle = False
+                    self._flush_wait.wake_one()
+                return
             window = min(self.h2.local_flow_control_window(st.id),
                          self.h2.max_outbound_frame_size)
             if window <= 0:
