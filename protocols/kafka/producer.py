@@ -238,8 +238,13 @@ class Producer:
             while not item.done:
                 if not p.flushing:
                     self._flush(topic, partition, p)
-                else:
-                    _park(item, p, "kafka.Producer.send")
+                else:  # _park, inlined: the one wait of every record but the flusher's
+                    hub = ll.current_hub()
+                    task = ll.enter_checkpoint()
+                    if hub.wants_access:
+                        hub.note_access(p, True)
+                    item.task = task
+                    ll.park(item.abort, "kafka.Producer.send")
         except BaseException:
             if item in p.queue:
                 p.queue.remove(item)  # never sent: withdrawn
