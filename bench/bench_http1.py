@@ -418,10 +418,10 @@ def _drive(port: int, n: int, conns: int) -> None:
         raise RuntimeError(f"h2load did not complete {n} requests: {out[-400:]}")
 
 
-def _measured(n: int, size: int, conns: int, wrap: list[str]) -> None:
+def _measured(n: int, size: int, conns: int, wrap: list[str], name: str = "greenrt") -> None:
     import signal
 
-    p, port = start_server("greenrt", size=size, wrap=wrap)
+    p, port = start_server(name, size=size, wrap=wrap)
     try:
         _drive(port, n, conns)
     finally:
@@ -430,14 +430,15 @@ def _measured(n: int, size: int, conns: int, wrap: list[str]) -> None:
         if wrap[0] == "strace":
             with open(f"/proc/{pid}/task/{pid}/children") as f:
                 pid = int(f.read().split()[0])
-        os.kill(pid, signal.SIGUSR1)
+        os.kill(pid, signal.SIGUSR1 if name == "greenrt" else signal.SIGINT)
         p.wait(120)
 
 
-def ir_per_request(size: int, n1: int, n2: int, conns: int) -> float:
-    """callgrind's instructions (Ir) of the greenrt server per request: two runs of
+def ir_per_request(size: int, n1: int, n2: int, conns: int, name: str = "greenrt") -> float:
+    """callgrind's instructions (Ir) of server ``name`` per request: two runs of
     ``n1`` and ``n2`` requests, (Ir2 - Ir1) / (n2 - n1), so start-up and the
-    connection set-up cancel out."""
+    connection set-up cancel out (the main process only: granian's workers are not
+    counted)."""
     import tempfile
 
     totals = []
@@ -445,7 +446,7 @@ def ir_per_request(size: int, n1: int, n2: int, conns: int) -> float:
         for n in (n1, n2):
             out = os.path.join(d, f"cg.{n}")
             _measured(n, size, conns, ["valgrind", "--tool=callgrind",
-                                       f"--callgrind-out-file={out}"])
+                                       f"--callgrind-out-file={out}"], name)
             with open(out) as f:
                 text = f.read()
             m = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
@@ -480,9 +481,10 @@ def measure_cost(a) -> None:
     """``--callgrind`` / ``--strace``: instructions and syscalls per request."""
     for case in a.cases.split(","):
         size = CASES[case]
-        if a.callgrind:
-            ir = ir_per_request(size, a.cg_requests[0], a.cg_requests[1], a.cg_connections)
-            print(f"SUMMARY: http1 {case} greenrt server: {ir / 1000:.1f}k Ir/request "
+        for name in a.cg_peers.split(",") if a.callgrind else ():
+            ir = ir_per_request(size, a.cg_requests[0], a.cg_requests[1], a.cg_connections,
+                                name)
+            print(f"SUMMARY: http1 {case} {LABEL[name]} server: {ir / 1000:.1f}k Ir/request "
                   f"(callgrind, {a.cg_requests[0]} vs {a.cg_requests[1]} requests over "
                   f"{a.cg_connections} keep-alive connections)", flush=True)
         if a.strace:
@@ -529,6 +531,8 @@ def main() -> None:
     ap.add_argument("--cg-requests", type=lambda v: [int(x) for x in v.split(",")],
                     default=[2000, 6000], help="the two request counts of --callgrind/--strace")
     ap.add_argument("--cg-connections", type=int, default=8)
+    ap.add_argument("--cg-peers", default="greenrt",
+                    help="servers measured by --callgrind (greenrt,uvicorn: one process each)")
     a = ap.parse_args()
     if a.serve:
         SERVERS[a.serve](a.profile)

@@ -30,14 +30,17 @@ Per-request cost of greenrt's WSGI path (issue 20's profiling step):
   answers exactly N keep-alive requests from a plain-socket client (4 connections,
   one request in flight on each), then shuts down; the instructions (Ir) of two runs,
   N1 and N2 requests, give ``(Ir(N2) - Ir(N1)) / (N2 - N1)`` instructions per request
-  with start-up and shutdown cancelled out. Hello-world and 16 KB.
+  with start-up and shutdown cancelled out. Hello-world and 16 KB; the same for the
+  server with a native handler returning ``Response`` (so the WSGI layer's own cost
+  is the difference) and for gunicorn with greenrt's worker (``--max-requests N``,
+  the worker process's Ir).
 * ``--profile``: a cProfile of the greenrt WSGI server under wrk (top functions by own
   time, with call counts; ``BENCH_PROFILE_LINES=40`` prints more).
 
 Run: ``.venv/bin/python bench/bench_wsgi.py`` (about 70 s with the defaults).
 Options: ``--seconds`` per measurement, ``--rounds``, ``--peers greenrt,gevent``,
-``--connections``, ``--threads``, ``--callgrind`` (adds about 2 min),
-``--callgrind-only``, ``--profile``. The machine is shared: compare ratios from one
+``--connections``, ``--threads``, ``--callgrind`` (adds about 3 min),
+``--profile``, ``--no-wrk`` (only what the other options ask for). The machine is shared: compare ratios from one
 run, not absolute numbers.
 """
 
@@ -107,8 +110,18 @@ def serve_greenrt(port: int, profile: bool = False) -> None:
             server.append(srv)
         print(f"PORT {srv.addresses[0][1]}", flush=True)
 
+    handler = WSGIAdapter(wsgi_app)
+    if os.environ.get("BENCH_WSGI_NATIVE"):  # --callgrind's floor: no WSGI at all
+        from greenrt.protocols.http import Response
+
+        def handler(req):  # noqa: F811 - the same answers as a native handler
+            environ = {"PATH_INFO": req.path}
+            out = []
+            body = wsgi_app(environ, lambda status, headers: out.append(headers))[0]
+            return Response(200, out[0], body)
+
     def main():
-        serve(WSGIAdapter(wsgi_app), "127.0.0.1", port, on_ready=ready)
+        serve(handler, "127.0.0.1", port, on_ready=ready)
 
     if profile:
         import cProfile
@@ -134,12 +147,12 @@ def _gunicorn(worker: str, port: int, *extra: str) -> list[str]:
             "--log-level", "warning", "--chdir", HERE, *extra, "bench_wsgi:app"]
 
 
-def command(name: str, port: int, profile: bool = False) -> list[str]:
+def command(name: str, port: int, profile: bool = False, extra: tuple = ()) -> list[str]:
     if name == "greenrt":
         return [sys.executable, os.path.abspath(__file__), "--serve", str(port),
                 *(["--profile"] if profile else [])]
     if name == "greenrt-gunicorn":
-        return _gunicorn("greenrt.protocols.http.gunicorn_worker.Worker", port)
+        return _gunicorn("greenrt.protocols.http.gunicorn_worker.Worker", port, *extra)
     if name == "gevent":
         return _gunicorn("gevent", port, "--worker-connections", "1000")
     if name == "gthread":
@@ -159,12 +172,13 @@ def available(name: str) -> bool:
 
 
 def start(name: str, cmd_prefix: tuple[str, ...] = (), env: dict | None = None,
-          timeout: float = 30, profile: bool = False) -> tuple[subprocess.Popen, int]:
+          timeout: float = 30, profile: bool = False,
+          extra: tuple = ()) -> tuple[subprocess.Popen, int]:
     port = _free_port()
     e = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
     e.update(env or {})
-    p = subprocess.Popen([*cmd_prefix, *command(name, port, profile)], cwd=ROOT, env=e,
+    p = subprocess.Popen([*cmd_prefix, *command(name, port, profile, extra)], cwd=ROOT, env=e,
                          stdout=subprocess.PIPE, text=True)
     deadline = time.monotonic() + timeout
     while True:
@@ -311,35 +325,61 @@ def _client(port: int, path: str, n: int, conns: int = 4) -> None:
         s.close()
 
 
-def _ir_of_run(path: str, n: int) -> int:
+def _ir_of_run(what: str, path: str, n: int) -> int:
+    """Instructions of one server run answering ``n`` requests. ``what``: ``WSGI``
+    (greenrt's server, shut down by the app after ``n``), ``native handler`` (the
+    same server, a handler returning ``Response``), ``gunicorn worker`` (gunicorn
+    with greenrt's worker and ``--max-requests n``: the worker's own Ir)."""
+    env = {"BENCH_WSGI_STOP_AFTER": str(n)}
+    if what == "native handler":
+        env["BENCH_WSGI_NATIVE"] = "1"
+    name = "greenrt-gunicorn" if what == "gunicorn worker" else "greenrt"
     with tempfile.TemporaryDirectory() as d:
-        out = os.path.join(d, "cg.out")
-        p, port = start("greenrt", ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"),
-                        env={"BENCH_WSGI_STOP_AFTER": str(n)}, timeout=300)
+        out = os.path.join(d, "cg.%p")
+        p, port = start(name, ("valgrind", "-q", "--tool=callgrind",
+                               f"--callgrind-out-file={out}"), env=env, timeout=300,
+                        extra=("--max-requests", str(n)) if name != "greenrt" else ())
         try:
             _client(port, path, n)
-            p.wait(300)
+            if name == "greenrt":
+                p.wait(300)
+            else:  # the worker retires after n requests (its profile is written then)
+                deadline = time.monotonic() + 300
+                while not os.listdir(d) and time.monotonic() < deadline:
+                    time.sleep(0.2)
         finally:
             if p.poll() is None:
                 stop(p)
-        with open(out) as f:
-            for line in f:
-                if line.startswith("summary:") or line.startswith("totals:"):
-                    return int(line.split()[1])
-    raise RuntimeError("no callgrind totals")
+        totals = {}
+        for f in os.listdir(d):
+            with open(os.path.join(d, f)) as fh:
+                for line in fh:
+                    if line.startswith(("summary:", "totals:")):
+                        totals[int(f.rsplit(".", 1)[1])] = int(line.split()[1])
+                        break
+    totals.pop(p.pid, None)  # gunicorn's arbiter
+    if not totals:
+        raise RuntimeError("no callgrind totals")
+    return max(totals.values())  # the worker that served (a respawned one idled)
 
 
 def callgrind(n1: int, n2: int) -> dict[str, float]:
+    """Instructions per request of the greenrt WSGI server, of the same server with a
+    native handler returning ``Response`` (the floor the WSGI layer adds to) and of
+    greenrt's gunicorn worker."""
     out = {}
-    print(f"\ncallgrind: instructions per request of the greenrt WSGI server "
-          f"(Ir({n2}) - Ir({n1})) / {n2 - n1}, 4 keep-alive connections")
+    print(f"\ncallgrind: instructions per request, (Ir({n2}) - Ir({n1})) / {n2 - n1}, "
+          "4 keep-alive connections")
     for case, path in CASES:
-        a, b = _ir_of_run(path, n1), _ir_of_run(path, n2)
-        out[case] = (b - a) / (n2 - n1)
-        print(f"  {case:5s} Ir({n1}) {a:,}  Ir({n2}) {b:,}  -> {out[case]:,.0f} Ir/request",
-              flush=True)
-        print(f"SUMMARY: wsgi {case} greenrt WSGI server: {out[case]:,.0f} instructions per "
-              f"request (callgrind, {n1} vs {n2} requests)")
+        for what in ("WSGI", "native handler", "gunicorn worker"):
+            a, b = _ir_of_run(what, path, n1), _ir_of_run(what, path, n2)
+            out[case, what] = (b - a) / (n2 - n1)
+            print(f"  {case:5s} {what:15s} Ir({n1}) {a:,}  Ir({n2}) {b:,}  -> "
+                  f"{out[case, what]:,.0f} Ir/request", flush=True)
+        w, f, g = (out[case, k] for k in ("WSGI", "native handler", "gunicorn worker"))
+        print(f"SUMMARY: wsgi {case} greenrt WSGI server: {w:,.0f} instructions per request "
+              f"(callgrind, {n1} vs {n2} requests); the same server with a native handler "
+              f"{f:,.0f}: the WSGI layer costs {w - f:,.0f}; greenrt's gunicorn worker {g:,.0f}")
     return out
 
 
@@ -374,7 +414,7 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--peers", default=",".join(PEERS))
     ap.add_argument("--callgrind", action="store_true")
-    ap.add_argument("--callgrind-only", action="store_true")
+    ap.add_argument("--no-wrk", action="store_true", help="skip the wrk rounds")
     ap.add_argument("--requests", default="2000,4000",
                     help="the two request counts of --callgrind (N1,N2)")
     a = ap.parse_args()
@@ -383,11 +423,11 @@ def main() -> None:
         return
     t0 = time.time()
     n1, n2 = (int(x) for x in a.requests.split(","))
-    if not a.callgrind_only:
+    if not a.no_wrk:
         if shutil.which("wrk") is None:
             sys.exit("wrk is not installed (apt-get install wrk)")
         bench(a)
-    if a.callgrind or a.callgrind_only:
+    if a.callgrind:
         if shutil.which("valgrind") is None:
             sys.exit("valgrind is not installed")
         callgrind(n1, n2)

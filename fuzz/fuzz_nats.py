@@ -48,15 +48,21 @@ class Finding(AssertionError):
     """An invariant of the parser broke (not an expected error)."""
 
 
-def _parse(chunks) -> tuple[list, str | None]:
+def _parse(chunks, batch: int | None = None) -> tuple[list, str | None]:
+    """Events and error of ``chunks``, by ``next_event`` (``batch`` None) or by
+    ``next_events(batch)`` (the client reader's batch API)."""
     p = codec.Parser(LIMITS)
     out: list = []
     err = None
     try:
         for c in chunks:
             p.receive_data(c)
-            while (ev := p.next_event()) is not codec.NEED_DATA:
-                out.append(ev)
+            if batch is None:
+                while (ev := p.next_event()) is not codec.NEED_DATA:
+                    out.append(ev)
+            else:
+                while evs := p.next_events(batch):
+                    out.extend(evs)
             if p.buffered > _BUFFER_BOUND + len(c):
                 raise Finding(f"parser buffers {p.buffered} bytes, bound {_BUFFER_BOUND}")
     except EXPECTED_ERRORS as e:
@@ -100,6 +106,9 @@ def TestOneInput(data: bytes) -> None:
     if (whole, err) != (pieces, err2):
         raise Finding(f"split input parsed differently: {err} vs {err2}, "
                       f"{len(whole)} vs {len(pieces)} events")
+    for batch in (1, 3, 512):
+        if _parse(_cuts(data), batch) != (whole, err):
+            raise Finding(f"next_events({batch}) parsed differently from next_event")
     for ev in whole:
         if type(ev) is not codec.Msg:
             continue

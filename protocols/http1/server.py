@@ -82,7 +82,14 @@ from ..http.errors import (
     RequestTimeout,
 )
 from ..http.limits import DEFAULT_LIMITS, Limits
-from ..http.model import Headers, Request, Response, ResponseWriter, split_trailers
+from ..http.model import (
+    FORBIDDEN_TRAILERS,
+    Headers,
+    Request,
+    Response,
+    ResponseWriter,
+    split_trailers,
+)
 from ._body import PulledBody
 from ._connection import NEED_DATA, SERVER, H1Connection, RequestHead
 from ._response_writer import date_line
@@ -255,9 +262,7 @@ class _Writer(ResponseWriter):
         h = headers if isinstance(headers, Headers) else Headers(headers)
         body = c.body
         if body is not None and not (body._done and not body._pending):  # not body.complete
-            body.discard_buffered()
-            if not body.complete:
-                c.p.close_after_cycle = True  # unread request body: cannot keep alive
+            self._unread_body(body)
         if isinstance(reason, str):
             reason = reason.encode("latin-1")
         elif reason is None:
@@ -270,6 +275,13 @@ class _Writer(ResponseWriter):
         except LocalProtocolError:
             self._started = False
             raise
+
+    def _unread_body(self, body: _Body) -> None:
+        """The response starts before the request body was read: take what is
+        buffered; if that was not all of it, the connection cannot be kept alive."""
+        body.discard_buffered()
+        if not body.complete:
+            self._c.p.close_after_cycle = True  # unread request body: cannot keep alive
 
     def start(self, status: int, headers: Any = None, *, reason=None,
               content_length: int | None = None) -> None:
@@ -298,14 +310,23 @@ class _Writer(ResponseWriter):
             self._out = b""
         c._send(out)
 
-    def finish(self) -> None:
-        """End the response. A checkpoint. Idempotent."""
+    def finish(self, trailers: Any = None) -> None:
+        """End the response. A checkpoint. Idempotent.
+
+        ``trailers`` (header fields, as for ``start``) are sent as the chunked
+        trailer section (RFC 9112 §7.1.2) when the response is chunked (no
+        Content-Length was given) and the request's ``TE`` field lists
+        ``trailers``; otherwise they are dropped (RFC 9110 §6.5: a recipient
+        that did not ask may discard them), as are fields that may not be trailers
+        (``FORBIDDEN_TRAILERS``), with an ``http1.trailers_dropped`` trace event
+        naming the fields and why. Cancelled while sending: the connection is
+        closed after this exchange (the peer has an unknown prefix)."""
         if self._finished:
             return
         if not self._started:
             raise LocalProtocolError("finish() before start()")
         c = self._c
-        out = c.p.response_end()
+        out = c.p.response_end(self._trailers(trailers) if trailers else None)
         if self._out:
             out = self._out + out
             self._out = b""
@@ -313,23 +334,62 @@ class _Writer(ResponseWriter):
             c._send(out)
         self._finished = True
 
+    def _trailers(self, trailers: Any) -> list[tuple[bytes, bytes]] | None:
+        """The trailer fields to send (validated pairs), or ``None`` if none can be:
+        the response is not chunked, the client did not send ``TE: trailers``;
+        forbidden fields are left out. Each drop is an ``http1.trailers_dropped``
+        trace event."""
+        items = (trailers if isinstance(trailers, Headers) else Headers(trailers))._items
+        if not items:
+            return None
+        c = self._c
+        why = None
+        if self._head_only:
+            why = "no body (HEAD)"
+        elif not c.p.response_chunked:
+            why = "response not chunked"
+        elif not _accepts_trailers(c.req_headers):
+            why = "request has no TE: trailers"
+        if why is None:
+            kept = [kv for kv in items if kv[0] not in FORBIDDEN_TRAILERS]
+            if len(kept) == len(items):
+                return kept
+            dropped = [kv[0] for kv in items if kv[0] in FORBIDDEN_TRAILERS]
+            ll.current_hub().emit("http1.trailers_dropped", reason="forbidden trailer field",
+                                  fields=[n.decode("latin-1") for n in dropped[:16]])
+            return kept or None
+        ll.current_hub().emit("http1.trailers_dropped", reason=why,
+                              fields=[n.decode("latin-1") for n, _ in items[:16]])
+        return None
+
     def send_response(self, resp: Response) -> None:
         """Send a complete ``Response`` (one write for head and body) or stream a
         ``StreamingResponse``. A checkpoint."""
         if resp.streaming:
             self._stream(resp)
             return
+        if self._started:
+            raise LocalProtocolError("response head already sent")
+        c = self._c
+        rbody = c.body
+        if rbody is not None and not (rbody._done and not rbody._pending):  # not complete
+            self._unread_body(rbody)
         body = resp.body
         status = resp.status
-        cl = None if (status in _NO_BODY_STATUS or status < 200) else len(body)
-        head = self._head(status, resp.headers, resp.reason, cl, replace_length=False)
-        c = self._c
+        reason = resp.reason
+        if reason is None:
+            reason = _PHRASES.get(status, b"")
+        elif type(reason) is str:
+            reason = reason.encode("latin-1")
+        h = resp.headers
         p = c.p
+        # head, body and end in one call (_head + response_data + response_end)
+        out = p.response(status, (h if type(h) is Headers else Headers(h))._items,
+                         reason, body, not self._head_only)
+        self._started = True
+        self.status = status
         if body and not self._head_only:
             self.body_bytes = len(body)
-            out = head + p.response_data(body) + p.response_end()
-        else:
-            out = head + p.response_end()
         if p._buf and p.reusable and not c._draining:  # p._buf: p.buffered without a call
             c._defer(out)  # the next request is (partly) here already: batch the responses
         else:
@@ -447,6 +507,8 @@ class _Conn:
         self._read_scope: CancelScope | None = None
         self._reader_stopped = greenrt.Event()
         self._cur_empty = True
+        self._no_body = _Body(self, None, True)  # the body of every request without one
+        self.req_headers: list[tuple[bytes, bytes]] = []  # the current request's fields
         # pipelining: complete responses not yet sent, because the next request was
         # already buffered (``_defer``); they go out before any other byte
         self._out_pending = b""
@@ -691,7 +753,10 @@ class _Conn:
         finally:
             self._inline = False
             wd.when = None  # _LazyDeadline.clear, inlined
-        self._received(data)
+        if data and not self._discard:
+            self.p.receive_data(data)  # _received's common case (nobody waits: the runner)
+        else:
+            self._received(data)
         return _DATA
 
     def _stop_inline(self, why: str, kind: CancelKind, message: str) -> None:
@@ -804,6 +869,7 @@ class _Conn:
         # a scope per request.
         scope = CancelScope(name="http1.requests")
         self.handler_scope = scope
+        p = self.p
         with greenrt.masked():
             try:
                 with scope:
@@ -812,9 +878,8 @@ class _Conn:
                         if ev is None:
                             break
                         self._handle(ev)
-                        if self._fatal or self._draining or not self.p.reusable:
+                        if self._fatal or self._draining or not p.next_cycle():
                             break
-                        self.p.start_next_cycle()
                         # self._to(_IDLE), inlined (a call per request costs)
                         if _IDLE not in _RUNNER_TRANSITIONS[self.state]:
                             self._to(_IDLE)  # raises
@@ -871,6 +936,11 @@ class _Conn:
             head_deadline = self._started + lim.header_timeout
         idle_deadline = None if first or lim.keepalive_timeout is None else \
             now() + lim.keepalive_timeout
+        if (not first and not p._buf and not self._reader_active and not self._out_pending
+                and not self._draining and not self._eof and not self._stopped):
+            # the common keep-alive wait (nothing buffered, nothing to flush): receive
+            # at once, without asking the parser first (_wait_data's inline case)
+            self._recv_inline(idle_deadline)
         while True:
             try:
                 ev = p.next_event()
@@ -916,18 +986,25 @@ class _Conn:
     def _handle(self, ev) -> None:
         p = self.p
         hdrs = ev.headers
-        method = ev.method.decode("ascii")
+        m = ev.method
+        method = "GET" if m == b"GET" else m.decode("ascii")
         cl = p._declared  # p.body_length, p.body_framing without the property calls
         empty = p._framing == "none" or cl == 0
         if empty:
-            p.next_event()  # the EndOfMessage of an empty body, so the cycle can complete
-        body = _Body(self, cl, empty)
+            p.end_empty_body()  # no EndOfMessage event to fetch, so the cycle can complete
+            # an empty body never changes: one object serves every such request
+            body = self._no_body if cl is None else _Body(self, cl, True)
+        else:
+            body = _Body(self, cl, False)
         self._cur_empty = empty
         writer = _Writer(self, method == "HEAD")
         self.body = body
         self.writer = writer
+        self.req_headers = hdrs
+        v = ev.http_version
         req = Request(method, ev.target.decode("latin-1"), Headers._trusted(hdrs), body,
-                      http_version=ev.http_version.decode("ascii"), scheme=self.scheme,
+                      http_version="1.1" if v == b"1.1" else v.decode("ascii"),
+                      scheme=self.scheme,
                       client=self.peer, server=self.local, writer=writer,
                       upgrade=self._upgrade_to)
         rt = self.limits.request_timeout
@@ -1060,6 +1137,15 @@ class _Conn:
     def _resume_reader_now(self) -> None:
         self._reader_paused.wake_one()
         self._reader_wake.wake_one()  # a dormant reader: it looks at _stopped
+
+
+def _accepts_trailers(headers: list[tuple[bytes, bytes]]) -> bool:
+    """The request's ``TE`` field lists ``trailers`` (RFC 9110 §10.1.4)."""
+    for k, v in headers:
+        if k == b"te" and any(t.split(b";", 1)[0].strip(b" \t").lower() == b"trailers"
+                              for t in v.split(b",")):
+            return True
+    return False
 
 
 def _combined(conn: _Conn, req: Request, writer: _Writer) -> str:

@@ -37,8 +37,10 @@ import functools
 import re
 from typing import Any
 
+import h2.connection
 import h2.errors
 import h2.exceptions
+import h2.stream
 
 import greenrt
 from greenrt import lowlevel as ll
@@ -55,6 +57,35 @@ CONNECTION_WINDOW = 65535
 _E = h2.errors.ErrorCodes
 # RFC 9110 5.6.2 token
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+# where sending DATA changes no h2 state but the windows (h2's state tables)
+_SENDING_STREAM = frozenset((h2.stream.StreamState.OPEN,
+                             h2.stream.StreamState.HALF_CLOSED_REMOTE))
+_SENDING_CONN = frozenset((h2.connection.ConnectionState.CLIENT_OPEN,
+                           h2.connection.ConnectionState.SERVER_OPEN))
+
+
+def put_data(h: Any, sid: int, data: bytes) -> bool:
+    """Queue ``data`` as one DATA frame (no END_STREAM, no padding) on stream
+    ``sid`` of the h2 connection ``h``, as ``h.send_data`` would, without its
+    per-frame machinery (a state machine step that changes nothing, a frame object,
+    debug logging): the frame header is written here and both windows are
+    debited. Only where that is all ``send_data`` does: the stream open (or
+    half-closed by the peer), the connection open, ``data`` within both windows and
+    the peer's frame size. Returns ``False`` (nothing done) otherwise, for the
+    caller to take the general path. ``test_h2.py`` checks it against
+    ``h.send_data`` byte for byte. Not a checkpoint."""
+    n = len(data)
+    stream = h.streams.get(sid)
+    if (stream is None or not 0 < n <= h.max_outbound_frame_size
+            or n > stream.outbound_flow_control_window or n > h.outbound_flow_control_window
+            or stream.state_machine.state not in _SENDING_STREAM
+            or h.state_machine.state not in _SENDING_CONN):
+        return False
+    stream.outbound_flow_control_window -= n
+    h.outbound_flow_control_window -= n
+    h._data_to_send += n.to_bytes(3, "big") + b"\x00\x00" + sid.to_bytes(4, "big")
+    h._data_to_send += data
+    return True
 
 
 def extended_connect(handler):
@@ -234,8 +265,17 @@ class Tunnel:
         sent, and ``close()`` will reset the stream rather than end it cleanly."""
         if self._closed:
             raise StreamReset("http2: the tunnel is closed", stream_id=self._st.id, remote=False)
-        st = self._st
+        st, c = self._st, self._c
         try:
+            if st.writer.headers_sent and not (st.reset or c.closed) \
+                    and c.writer.pending < c.limits.send_high_water:
+                ll.enter_checkpoint()
+                # one DATA frame that fits the windows (a WebSocket message, mostly):
+                # straight out, without the general path's loop
+                if not (st.reset or c.closed) and c.writer.pending < c.limits.send_high_water \
+                        and put_data(c.h2, st.id, data):
+                    _send_now(c)
+                    return
             st.writer.write(data)
         except greenrt.Cancelled:
             self._broken = True
@@ -281,6 +321,24 @@ class Tunnel:
 
     def __repr__(self) -> str:
         return f"<http2.Tunnel stream={self._st.id}{' closed' if self._closed else ''}>"
+
+
+def _send_now(c: Any) -> None:
+    """Server: write what h2 has queued from the calling task when nothing else is
+    queued or being sent, so a tunnel's reply does not wait for the flusher task's
+    round (two task switches); otherwise queue it for the flusher, which sends it
+    with the rest. Not a checkpoint beyond the write's own (masked, bounded by
+    ``send_timeout``)."""
+    w = c.writer
+    if w.buf or w.sending or c.closed or not c._flusher_idle:
+        c.flush()
+        return
+    w.write(c.h2.data_to_send())
+    if w.broken is not None:  # what the flusher does when its own write fails
+        c.closed = True
+        c._wake_all()
+        if c._recv_scope is not None:
+            c._recv_scope.cancel()
 
 
 def _return_connection_credit(c: Any, owed: int) -> None:
@@ -387,7 +445,16 @@ class ClientTunnel:
         if self._closed:
             raise StreamReset("http2: the tunnel is closed", stream_id=self.stream.stream_id,
                               remote=False)
-        self.stream.send_data(data)
+        s = self.stream
+        c, st = s._c, s._s
+        if st.error is None and not st.local_closed and c._error is None:
+            s._checkpoint()
+            # one DATA frame that fits the windows: straight out
+            if st.error is None and not st.local_closed and c._error is None \
+                    and put_data(c.h2, st.id, data):
+                c._flush()
+                return
+        s.send_data(data)
 
     def close(self) -> None:
         """END_STREAM (unless the stream is already ended or reset), then discard what

@@ -77,9 +77,12 @@ _now = greenrt.now
 _INF = float("inf")
 _park = lowlevel.park
 _reschedule = lowlevel.reschedule
+_yield_now = lowlevel.yield_now
 _reschedule_with_error = lowlevel.reschedule_with_error
 
 RECV_SIZE = 65536
+#: operations the reader parses and delivers between two looks at its consumers
+_BATCH = 256
 VERSION = "0.1.0"
 #: the server list never grows past this (INFO connect_urls come from the network)
 _MAX_SERVERS = 256
@@ -240,9 +243,9 @@ class Subscription:
     With ``callback=``, a task of the client calls it for each message instead.
     """
 
-    __slots__ = ("sid", "subject", "queue", "_client", "max_msgs", "delivered", "_q", "_bytes",
+    __slots__ = ("sid", "subject", "queue", "_client", "_max_msgs", "delivered", "_q", "_bytes",
                  "max_pending_msgs", "max_pending_bytes", "_wq", "_dropped_unreported",
-                 "dropped", "_ended", "_route", "__weakref__")
+                 "dropped", "_ended", "_route_fn", "_plain", "__weakref__")
 
     def __init__(self, client: Client, sid: int, subject: str, queue: str | None,
                  max_pending_msgs: int, max_pending_bytes: int):
@@ -250,7 +253,7 @@ class Subscription:
         self.sid = sid
         self.subject = subject
         self.queue = queue
-        self.max_msgs = 0  # auto-unsubscribe after this many deliveries (0: never)
+        self._max_msgs = 0
         self.delivered = 0
         self._q: deque[Message] = deque()
         self._bytes = 0
@@ -260,7 +263,29 @@ class Subscription:
         self._dropped_unreported = 0
         self.dropped = 0
         self._ended = False
-        self._route: Callable[[Message], None] | None = None  # internal subscriptions
+        self._route_fn: Callable[[Message], None] | None = None
+        #: no route, no auto-unsubscribe, not ended: the reader's inlined delivery
+        self._plain = True
+
+    @property
+    def max_msgs(self) -> int:
+        """Auto-unsubscribe after this many deliveries in total (0: never)."""
+        return self._max_msgs
+
+    @max_msgs.setter
+    def max_msgs(self, n: int) -> None:
+        self._max_msgs = n
+        self._plain = not n and self._route_fn is None and not self._ended
+
+    @property
+    def _route(self) -> Callable[[Message], None] | None:
+        """Internal subscriptions: a function the reader hands each message to."""
+        return self._route_fn
+
+    @_route.setter
+    def _route(self, fn: Callable[[Message], None] | None) -> None:
+        self._route_fn = fn
+        self._plain = fn is None and not self._max_msgs and not self._ended
 
     # -- the reader's side ---------------------------------------------------------------
 
@@ -292,6 +317,7 @@ class Subscription:
         """No more messages will be queued (the queued ones can still be read)."""
         if not self._ended:
             self._ended = True
+            self._plain = False
             self._client._subs.pop(self.sid, None)
             self._wq.wake_all()
 
@@ -723,65 +749,65 @@ class Client:
         parser = conn.parser
         recv = conn.stream.recv
         stats = self._stats
-        subs = self._subs
         resp_map = self._resp_map
         reschedule = _reschedule
+        next_events = parser.next_events
+        subs_get = self._subs.get
         try:
             while True:
-                ev = parser.next_event()
-                if ev is NEED_DATA:
+                evs = next_events(_BATCH)
+                if not evs:
                     data = recv(RECV_SIZE)
                     if not data:
                         raise NatsConnectionError(f"nats: {conn.server.address} closed the connection")
                     parser.receive_data(data)
                     continue
-                t = type(ev)
-                if t is Message:
-                    stats["in_msgs"] += 1
-                    stats["in_bytes"] += len(ev.data)
-                    sub = subs.get(ev.sid)
-                    if sub is None:
-                        stats["unknown_sid"] += 1
-                        continue
-                    q = sub._q
-                    if sub._route is None and not sub.max_msgs and not sub._ended and \
-                            len(q) < sub.max_pending_msgs and \
-                            sub._bytes + len(ev.data) <= sub.max_pending_bytes:
-                        # Subscription._deliver's common case, inlined
-                        sub.delivered += 1
-                        q.append(ev)
-                        sub._bytes += len(ev.data)
-                        if sub._wq._q:
-                            sub._wq.wake_one()
-                    elif sub is self._resp_sub and not sub._ended:
-                        # a reply on the muxed inbox (_route_reply inlined): one pop, one wake
-                        sub.delivered += 1
-                        task = resp_map.pop(ev.subject[len(self._resp_prefix):], None)
-                        if task is None:
-                            self._late_reply(ev)
+                nbytes = nctl = 0
+                woke = False
+                try:
+                    for ev in evs:
+                        if type(ev) is not Message:
+                            nctl += 1
+                            self._control(ev, conn)
+                            continue
+                        n = len(ev.data)
+                        nbytes += n
+                        sub = subs_get(ev.sid)
+                        if sub is None:
+                            stats["unknown_sid"] += 1
+                        elif sub._plain:
+                            # Subscription._deliver's common case, inlined
+                            q = sub._q
+                            if len(q) < sub.max_pending_msgs and \
+                                    sub._bytes + n <= sub.max_pending_bytes:
+                                sub.delivered += 1
+                                q.append(ev)
+                                sub._bytes += n
+                                if sub._wq._q:
+                                    sub._wq.wake_one()
+                                    woke = True
+                            else:
+                                sub._deliver(ev)
+                        elif sub is self._resp_sub and not sub._ended:
+                            # a reply on the muxed inbox (_route_reply inlined): one pop, one wake
+                            sub.delivered += 1
+                            task = resp_map.pop(ev.subject[len(self._resp_prefix):], None)
+                            if task is None:
+                                self._late_reply(ev)
+                            else:
+                                reschedule(task, ev)
                         else:
-                            reschedule(task, ev)
-                    else:
-                        sub._deliver(ev)
-                elif t is Ping:
-                    self._out += codec.PONG
-                    self._out_wq.wake_one()
-                elif t is Pong:
-                    if self._pongs:
-                        fut = self._pongs.popleft()
-                        if fut is not None:
-                            fut.set(True)
-                elif t is Info:
-                    self._apply_info(ev.info)
-                    if self._lame_duck and self._other_servers(conn.server):
-                        raise NatsConnectionError("nats: server entered lame-duck mode")
-                elif t is Err:
-                    err = _server_error(ev.message)
-                    self.last_error = err
-                    emit_event("nats.server_error", message=ev.message)
-                    _callback(self.options.on_error, err)
-                    if "permissions violation" not in ev.message.lower():
-                        raise err  # the server closes the connection after any other -ERR
+                            sub._deliver(ev)
+                finally:
+                    stats["in_msgs"] += len(evs) - nctl
+                    stats["in_bytes"] += nbytes
+                if woke:
+                    # Let the consumers this batch woke drain their queues before the
+                    # next batch (more may be buffered, and recv() does not wait when
+                    # data is there). Messages then die young, before the cyclic GC's
+                    # first generation fills up and traverses them (measured: 1.9k
+                    # instructions per message), and queues stay short.
+                    _yield_now()
         except ProtocolError as e:
             stats["protocol_errors"] += 1
             emit_protocol_error("nats", e.code, error=str(e), peer=conn.server.address)
@@ -791,6 +817,29 @@ class Client:
         except (OSError, greenrt.ClosedResourceError) as e:
             self._lose(conn, cr, NatsConnectionError(f"nats: connection to "
                                                      f"{conn.server.address} lost: {e}"))
+
+    def _control(self, ev: Any, conn: _Conn) -> None:
+        """The reader's handling of an operation other than MSG/HMSG."""
+        t = type(ev)
+        if t is Ping:
+            self._out += codec.PONG
+            self._out_wq.wake_one()
+        elif t is Pong:
+            if self._pongs:
+                fut = self._pongs.popleft()
+                if fut is not None:
+                    fut.set(True)
+        elif t is Info:
+            self._apply_info(ev.info)
+            if self._lame_duck and self._other_servers(conn.server):
+                raise NatsConnectionError("nats: server entered lame-duck mode")
+        elif t is Err:
+            err = _server_error(ev.message)
+            self.last_error = err
+            emit_event("nats.server_error", message=ev.message)
+            _callback(self.options.on_error, err)
+            if "permissions violation" not in ev.message.lower():
+                raise err  # the server closes the connection after any other -ERR
 
     def _flusher(self, conn: _Conn, cr) -> None:
         send = conn.stream.send_all

@@ -161,7 +161,8 @@ class Parser:
     ``max_payload`` starts at ``limits.max_payload`` and drops to the server's
     ``max_payload`` when an INFO announces one (never above the configured cap)."""
 
-    __slots__ = ("limits", "max_payload", "_buf", "_pos", "_error", "_eof", "_msg")
+    __slots__ = ("limits", "max_payload", "_buf", "_pos", "_error", "_eof", "_msg", "_line_cap",
+                 "_parts", "_have", "_need")
 
     def __init__(self, limits: Limits | None = None, msg_factory: Any = None) -> None:
         self.limits = limits or Limits()
@@ -170,14 +171,27 @@ class Parser:
         #: message class to save a copy per message)
         self._msg = msg_factory or Msg
         self.max_payload = self.limits.max_payload
-        self._buf = bytearray()
+        self._line_cap = self.limits.max_control_line + 2  # the fast path's line bound
+        # The buffer is immutable bytes (a payload is then one slice: one copy, no
+        # bytearray in between). Received data is appended by concatenating the
+        # unconsumed rest (bounded by a control line, or by one announced payload) ...
+        self._buf = b""
         self._pos = 0
+        # ... except while a payload announced by a MSG/HMSG line is incomplete: the
+        # chunks are collected in ``_parts`` (``_have`` bytes) and joined once
+        # ``_need`` bytes (line, payload, CRLF) are there: linear, however small the
+        # chunks.
+        self._parts: list | None = None
+        self._have = 0
+        self._need = 0
         self._error = StickyError()
         self._eof = False
 
     @property
     def buffered(self) -> int:
         """Bytes received and not yet consumed by an event."""
+        if self._parts is not None:
+            return self._have
         return len(self._buf) - self._pos
 
     @property
@@ -189,11 +203,32 @@ class Parser:
         if not data:
             self._eof = True
             return
+        data = bytes(data)  # (no copy for bytes)
+        parts = self._parts
+        if parts is not None:
+            parts.append(data)
+            self._have += len(data)
+            if self._have >= self._need:
+                self._buf = b"".join(parts)
+                self._parts = None
+                self._need = 0
+            return
         buf = self._buf
-        if self._pos and self._pos * 2 >= len(buf):
-            del buf[:self._pos]
-            self._pos = 0
-        buf += data
+        pos = self._pos
+        self._pos = 0
+        if pos == len(buf):
+            self._buf = data
+            self._need = 0
+            return
+        rest = len(buf) - pos
+        if self._need > rest + len(data):
+            # an announced payload, still incomplete: collect, join once it is whole
+            self._parts = [buf[pos:], data]
+            self._have = rest + len(data)
+            self._buf = b""
+            return
+        self._buf = buf[pos:] + data
+        self._need = 0
 
     def next_event(self) -> Any:
         """The next operation, or ``NEED_DATA``; a ``ProtocolError`` (sticky) when the
@@ -210,14 +245,15 @@ class Parser:
             # whole in the buffer. Anything else (or anything odd) goes down the
             # general path below, which gives the same verdicts.
             p = m.end()
-            if p - pos <= self.limits.max_control_line + 2:
+            if p - pos <= self._line_cap:
                 subject, sid, n = m.groups()
                 size = int(n)
-                if size <= self.max_payload and len(buf) - p >= size + 2 and \
-                        buf[p + size] == 13 and buf[p + size + 1] == 10:
-                    self._pos = p + size + 2
+                q = p + size
+                if size <= self.max_payload and len(buf) - q >= 2 and \
+                        buf[q] == 13 and buf[q + 1] == 10:
+                    self._pos = q + 2
                     return self._msg(subject.decode("utf-8", "replace"), int(sid), None,
-                                     bytes(buf[p:p + size]))
+                                     buf[p:q])
         try:
             return self._next()
         except ProtocolError as e:
@@ -227,6 +263,62 @@ class Parser:
             err = ProtocolError(f"nats: malformed input ({type(e).__name__})", code="malformed")
             self._error.set(err)
             raise err from None
+
+    def next_events(self, limit: int = 512) -> list:
+        """Up to ``limit`` operations at once, in order; ``[]`` when more data is
+        needed. The same events and verdicts as calling :meth:`next_event` until
+        ``NEED_DATA`` (tests/protocols/nats/test_codec.py checks it), cheaper per
+        message. A ``ProtocolError`` met after some events is raised by the next
+        call, once those events are returned (and then sticks, as always)."""
+        if self._error.error is not None:
+            raise self._error.error
+        out: list = []
+        append = out.append
+        buf = self._buf
+        pos = self._pos
+        end = len(buf)
+        match = _FAST_MSG
+        make = self._msg
+        cap = self._line_cap
+        max_payload = self.max_payload
+        while pos < end:
+            m = match(buf, pos)
+            if m is not None:
+                # next_event()'s fast path, with the state in locals
+                p = m.end()
+                if p - pos <= cap:
+                    subject, sid, n = m.groups()
+                    size = int(n)
+                    q = p + size
+                    if size <= max_payload and end - q >= 2 and buf[q] == 13 and buf[q + 1] == 10:
+                        append(make(subject.decode("utf-8", "replace"), int(sid), None, buf[p:q]))
+                        pos = q + 2
+                        if len(out) >= limit:
+                            break
+                        continue
+            self._pos = pos
+            try:
+                ev = self._next()
+            except ProtocolError as e:
+                self._error.set(e)
+                if out:
+                    return out
+                raise
+            except (ValueError, RecursionError, UnicodeDecodeError) as e:  # defence in depth
+                err = ProtocolError(f"nats: malformed input ({type(e).__name__})", code="malformed")
+                self._error.set(err)
+                if out:
+                    return out
+                raise err from None
+            if ev is NEED_DATA:
+                return out
+            append(ev)
+            pos = self._pos
+            max_payload = self.max_payload  # an INFO may have lowered it
+            if len(out) >= limit:
+                return out
+        self._pos = pos
+        return out
 
     def _line(self) -> bytes | None:
         buf = self._buf
@@ -249,7 +341,7 @@ class Parser:
         if end == pos or buf[end - 1] != 13:
             raise ProtocolError(f"nats: control line not ended by CRLF: "
                                 f"{_excerpt(buf[pos:end + 1])}", code="bad_control_line")
-        line = bytes(buf[pos:end - 1])
+        line = buf[pos:end - 1]
         self._pos = end + 1
         return line
 
@@ -279,10 +371,11 @@ class Parser:
             p = self._pos
             if len(buf) - p < size + 2:
                 self._pos = start  # re-parse the line when the payload is here
+                self._need = p - start + size + 2
                 return NEED_DATA
             if buf[p + size] != 13 or buf[p + size + 1] != 10:
                 raise ProtocolError("nats: MSG payload not followed by CRLF", code="bad_terminator")
-            payload = bytes(buf[p:p + size])
+            payload = buf[p:p + size]
             self._pos = p + size + 2
             return self._msg(subject.decode("utf-8", "replace"), sidn,
                        None if reply is None else reply.decode("utf-8", "replace"), payload)
@@ -311,11 +404,12 @@ class Parser:
             p = self._pos
             if len(buf) - p < size + 2:
                 self._pos = start
+                self._need = p - start + size + 2
                 return NEED_DATA
             if buf[p + size] != 13 or buf[p + size + 1] != 10:
                 raise ProtocolError("nats: HMSG payload not followed by CRLF", code="bad_terminator")
-            status, desc, pairs = parse_headers(bytes(buf[p:p + hsize]))
-            payload = bytes(buf[p + hsize:p + size])
+            status, desc, pairs = parse_headers(buf[p:p + hsize])
+            payload = buf[p + hsize:p + size]
             self._pos = p + size + 2
             return self._msg(subject.decode("utf-8", "replace"), sidn,
                        None if reply is None else reply.decode("utf-8", "replace"), payload,

@@ -274,3 +274,37 @@ def test_cancelled_next_msg_loses_no_message(nats_server):
             nc.publish("c", b"kept")
             assert sub.next_msg(timeout=5).data == b"kept"
     run(main)
+
+
+def test_a_flood_is_delivered_in_batches_the_consumer_drains(nats_server):
+    """The reader lets a consumer it woke drain its queue between batches of parsed
+    messages (so received messages die young and queues stay short) instead of
+    parsing everything buffered first: the queue never holds more than a batch."""
+    from greenrt.protocols.nats import client as client_mod
+
+    n = 20000
+
+    def main():
+        with nats.connect(nats_server.url) as sub_c, nats.connect(nats_server.url) as pub_c:
+            sub = sub_c.subscribe("flood", max_pending_msgs=n + 1)
+            sub_c.flush()
+            deepest = [0]
+
+            def consume():
+                got = 0
+                for _ in sub:
+                    deepest[0] = max(deepest[0], sub.pending[0])
+                    got += 1
+                    if got == n:
+                        return
+
+            with greenrt.region() as rg:
+                rg.spawn(consume)
+                for i in range(n):
+                    pub_c.publish("flood", b"%d" % i)
+                pub_c.flush()
+            assert sub.delivered == n
+            return deepest[0]
+
+    deepest = run(main)
+    assert 0 < deepest < client_mod._BATCH, deepest

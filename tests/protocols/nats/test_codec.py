@@ -270,3 +270,65 @@ def test_msg_fast_path_is_taken_for_a_plain_msg():
 
     assert codec_mod._FAST_MSG(bytearray(b"MSG foo.bar 7 5\r\nhello\r\n"), 0) is not None
     assert codec_mod._FAST_MSG(bytearray(b"MSG foo.bar 7 x 5\r\nhello\r\n"), 0) is None
+
+
+def _run(data: bytes, limits: Limits | None, step: int | None, batch: int | None):
+    """Events and the error (type, code) of parsing ``data`` cut into ``step``-byte
+    chunks, one ``next_event`` at a time (``batch`` None) or ``next_events(batch)``."""
+    p = Parser(limits)
+    out: list = []
+    chunks = [data] if step is None else [data[i:i + step] for i in range(0, len(data), step)]
+    try:
+        for c in chunks:
+            p.receive_data(c)
+            if batch is None:
+                while (ev := p.next_event()) is not NEED_DATA:
+                    out.append(ev)
+            else:
+                while evs := p.next_events(batch):
+                    assert len(evs) <= batch
+                    out.extend(evs)
+    except ProtocolError as e:
+        return out, (type(e), e.code)
+    return out, None
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_MSG_FRAME, min_size=1, max_size=4), st.binary(max_size=60),
+       st.integers(min_value=8, max_value=40), st.sampled_from([None, 1, 3, 7]),
+       st.sampled_from([1, 2, 512]))
+def test_next_events_gives_next_events_verdicts(frames, junk, max_line, step, batch):
+    """``next_events`` (the reader's batch API) is ``next_event`` in a loop: the same
+    events before the same error, whatever the segmentation and the batch size."""
+    data = STREAM + b"".join(frames) + junk + b"PING\r\n"
+    limits = Limits(max_control_line=max_line, max_payload=16)
+    one = _run(data, limits, step, None)
+    assert _run(data, limits, step, batch) == one
+    assert one[0], "nothing parsed: the comparison would be empty"
+
+
+def test_next_events_error_comes_after_the_events_before_it_and_sticks():
+    p = Parser()
+    p.receive_data(b"MSG a 1 2\r\nok\r\nPING\r\nMSG a 1 2\r\nokXX")
+    evs = p.next_events()
+    assert [type(e) for e in evs] == [Msg, Ping]
+    with pytest.raises(ProtocolError) as ei:
+        p.next_events()
+    assert ei.value.code == "bad_terminator"
+    with pytest.raises(ProtocolError) as again:
+        p.next_event()
+    assert again.value is ei.value
+
+
+def test_a_payload_in_one_byte_chunks_is_collected_and_joined_once_whole():
+    payload = bytes(range(256)) * 40
+    frame = b"MSG big 1 %d\r\n%s\r\nPING\r\n" % (len(payload), payload)
+    p = Parser()
+    got: list = []
+    for i in range(len(frame)):
+        p.receive_data(frame[i:i + 1])
+        got.extend(p.next_events())
+        assert p.buffered <= i + 1
+    assert [type(e) for e in got] == [Msg, Ping]
+    assert got[0].payload == payload and type(got[0].payload) is bytes
+    assert p.buffered == 0
