@@ -238,8 +238,13 @@ class Producer:
             while not item.done:
                 if not p.flushing:
                     self._flush(topic, partition, p)
-                else:
-                    _park(item, p, "kafka.Producer.send")
+                else:  # _park, inlined: the one wait of every record but the flusher's
+                    hub = ll.current_hub()
+                    task = ll.enter_checkpoint()
+                    if hub.wants_access:
+                        hub.note_access(p, True)
+                    item.task = task
+                    ll.park(item.abort, "kafka.Producer.send")
         except BaseException:
             if item in p.queue:
                 p.queue.remove(item)  # never sent: withdrawn
@@ -657,16 +662,21 @@ class Producer:
 def _park(item: _Pending, p: _Partition, what: str) -> None:
     """Park the current task on ``item`` until it is woken (its record settled, or its
     turn to flush); a checkpoint. Cancelled, it leaves ``item.task`` cleared."""
+    hub = ll.current_hub()
     task = ll.enter_checkpoint()
-    ll.note_access(p)  # for the lab's schedule exploration: the partition's queue
+    if hub.wants_access:  # for the lab's schedule exploration: the partition's queue
+        hub.note_access(p, True)
     item.task = task
     ll.park(item.abort, what)
 
 
 def _wake(batch: list) -> None:
     """Wake the callers parked on records of a settled batch (not a checkpoint)."""
+    reschedule = None
     for it in batch:
         t = it.task
         if t is not None:
             it.task = None
-            ll.reschedule(t)
+            if reschedule is None:
+                reschedule = ll.current_hub().reschedule
+            reschedule(t)
