@@ -520,6 +520,7 @@ class WSGIAdapter:
                     ex.send_head()
                 writer.write(data if type(data) is bytes else bytes(data))
         finally:
+            close = getattr(result, "close", None)  # (looked up after the iteration)
             if close is not None:
                 close()  # before the final chunk: the app is done when the client sees it
         if not ex.sent:
