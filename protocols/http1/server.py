@@ -374,7 +374,7 @@ class _Writer(ResponseWriter):
     def send_response(self, resp: Response) -> None:
         """Send a complete ``Response`` (one write for head and body) or stream a
         ``StreamingResponse``. A checkpoint."""
-        if resp.streaming:
+        if type(resp) is not Response and resp.streaming:  # a plain Response never streams
             self._stream(resp)
             return
         if self._started:
