@@ -7,29 +7,37 @@ this module's :func:`serve_connection` for each connection that speaks HTTP/1.1.
 Task structure of one connection (inside the accept path's per-connection task, so
 nothing outlives the server)::
 
-    connection task = the *reader*
+    connection task = the *reader* (dormant most of the time)
       region "http1.conn"
-        task runner (masked)    # parses heads, runs the handler, sends responses
+        task runner (masked)    # receives, parses heads, runs the handler, sends
           one CancelScope for every request of the connection -> handler(request)
 
-* The **reader** only receives: every byte goes into the sans-IO
-  :class:`~protocols.http1.H1Connection`, and whoever waits for data is woken. It
-  keeps reading while a handler runs, so pipelined requests are buffered (bounded:
-  it pauses above ``_HIGH_WATER`` bytes, which is TCP backpressure) and a peer that
-  disconnects or resets is noticed at once: the running handler is cancelled with
-  reason ``resource_unavailable`` ("client disconnected"). An EOF after a complete
-  request may be a half-close (the client still reads): for HTTP/1.1 the reader
-  probes with an interim ``100 Continue`` and cancels only if the peer answers with a
-  reset (``_after_eof``); a half-closed client gets its response, then the connection
-  closes.
-* The **runner** takes requests in order (pipelining is answered in order), calls
-  the handler *in the runner task itself* (no task per request: a spawn per request
-  costs more than the rest of a small request), sends the response and decides
-  keep-alive. It runs inside ``masked()`` so a server shutdown does not cut a request
-  short: shutdown *drains* (see below). Every way a handler can be cancelled
-  (request budget, client gone, drain expiry) ends the connection, so one cancel
-  scope serves all its requests and a lazily re-armed timer gives each request its
-  budget.
+* The **runner** receives the requests itself while no handler runs (``_recv_inline``:
+  a keep-alive request costs one task, no hand-off between two), takes them in order
+  (pipelining is answered in order), calls the handler *in the runner task itself*
+  (no task per request: a spawn per request costs more than the rest of a small
+  request), sends the response and decides keep-alive. It runs inside ``masked()``
+  so a server shutdown does not cut a request short: shutdown *drains* (see below).
+  Every way a handler can be cancelled (request budget, client gone, drain expiry)
+  ends the connection, so one cancel scope serves all its requests and a lazily
+  re-armed timer gives each request its budget. An idle timeout or the drain of an
+  idle connection ends the runner's own wait by cancelling that scope too
+  (``_idle_stop`` says why; the connection ends either way).
+* The **reader** is dormant while the runner receives. It is activated
+  (``_activate_reader``) when a handler parks — a watch timer, armed at most once per
+  ``_WATCH_PERIOD`` per busy connection, fires only while tasks are parked, so a
+  handler that never blocks never wakes it — or waits for request body bytes. Active,
+  it receives into the sans-IO :class:`~protocols.http1.H1Connection` and wakes the
+  runner, so pipelined requests are buffered (bounded: it pauses above
+  ``_HIGH_WATER`` bytes, which is TCP backpressure) and a peer that disconnects or
+  resets is noticed: the running handler is cancelled with reason
+  ``resource_unavailable`` ("client disconnected"). An EOF after a complete request
+  may be a half-close (the client still reads): for HTTP/1.1 the reader probes with
+  an interim ``100 Continue`` and cancels only if the peer answers with a reset
+  (``_after_eof``); a half-closed client gets its response, then the connection
+  closes. It goes dormant again after the first bytes it delivers outside a handler.
+  The reader is also the task that outside cancellation reaches (the runner is
+  masked): it starts the drain.
 * The runner's position in the request cycle is a small state machine with a
   transition table (``_RUNNER_TRANSITIONS``); every change is checked against it
   (``_Conn._to``; the per-request IDLE -> BUSY -> IDLE steps inline the same check)
@@ -55,7 +63,8 @@ input for a short linger period before closing, so a client that is still sendin
 (e.g. a body we refused with 413) receives the response instead of a reset.
 
 Hazards: handlers run in the runner task, so a handler that never reaches a
-checkpoint blocks its connection (and the hub). A handler must not keep the request
+checkpoint blocks its connection (and the hub); while it runs without parking, a
+client that disconnects is noticed only once it parks or returns. A handler must not keep the request
 object past its return.
 """
 
@@ -365,7 +374,7 @@ class _Writer(ResponseWriter):
     def send_response(self, resp: Response) -> None:
         """Send a complete ``Response`` (one write for head and body) or stream a
         ``StreamingResponse``. A checkpoint."""
-        if resp.streaming:
+        if type(resp) is not Response and resp.streaming:  # a plain Response never streams
             self._stream(resp)
             return
         if self._started:
