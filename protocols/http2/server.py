@@ -748,10 +748,24 @@ class ServerConnection:
             headers_sent = writer.headers_sent
             if resp is None:
                 resp = Response(204)
-            self._send_head(st, resp.status, resp.headers,
-                            end=(not resp.streaming and not resp.body))
+            head_only = req.method == "HEAD" or resp.status in (204, 304)
+            hdrs = resp.headers
+            if (not resp.streaming and resp.status not in (204, 304)
+                    and hdrs.get("content-length") is None):
+                # a whole body's length is known: say it, as HTTP/1.1 does (and a
+                # HEAD answer tells the length the GET would have had, RFC 9110 9.3.2)
+                hdrs = Headers(list(hdrs.raw())
+                               + [(b"content-length", str(len(resp.body)).encode())])
+            self._send_head(st, resp.status, hdrs,
+                            end=head_only or (not resp.streaming and not resp.body))
             headers_sent = True
-            if resp.streaming:
+            if head_only:
+                # no content in an answer to HEAD, nor in a 204/304 (RFC 9110 6.4.1):
+                # a streaming body is closed unread
+                close = getattr(resp.chunks, "close", None) if resp.streaming else None
+                if close is not None:
+                    close()
+            elif resp.streaming:
                 chunks = resp.chunks
                 try:
                     for c in chunks:
