@@ -34,7 +34,10 @@ spawn+join <= 0.5x uvloop's TaskGroup per task; yield >= uvloop ``sleep(0)`` and
 Run: ``.venv/bin/python bench/bench_core.py`` (about 45 s). Options: ``--only
 spawn,yield,mem``, ``--peers greenrt,bare``, ``--quick`` (small N, a smoke run),
 ``--greenrt-path DIR`` (benchmark a scratch copy of the package found in DIR),
-``--profile spawn|yield`` (cProfile greenrt on one case and print the top functions).
+``--profile spawn|yield`` (cProfile greenrt on one case and print the top functions),
+``--callgrind [CASES]`` (instructions per operation of the core's park/wake, timeout
+scope, checkpoint and spawn costs under valgrind, ``IR_CASES``; ``--ir-n N1,N2``; with
+``--greenrt-path`` that copy is a second column of the same run).
 """
 
 from __future__ import annotations
