@@ -34,7 +34,10 @@ spawn+join <= 0.5x uvloop's TaskGroup per task; yield >= uvloop ``sleep(0)`` and
 Run: ``.venv/bin/python bench/bench_core.py`` (about 45 s). Options: ``--only
 spawn,yield,mem``, ``--peers greenrt,bare``, ``--quick`` (small N, a smoke run),
 ``--greenrt-path DIR`` (benchmark a scratch copy of the package found in DIR),
-``--profile spawn|yield`` (cProfile greenrt on one case and print the top functions).
+``--profile spawn|yield`` (cProfile greenrt on one case and print the top functions),
+``--callgrind [CASES]`` (instructions per operation of the core's park/wake, timeout
+scope, checkpoint and spawn costs under valgrind, ``IR_CASES``; ``--ir-n N1,N2``; with
+``--greenrt-path`` that copy is a second column of the same run).
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import shutil
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -701,7 +706,11 @@ def main(argv=None) -> int:
         lo, hi = (int(x) for x in a.ir_n.split(","))
         print(f"bench_core --callgrind  {time.strftime('%Y-%m-%d %H:%M')}  N={lo},{hi}  "
               "(instructions per operation: (Ir(N2) - Ir(N1)) / (N2 - N1))")
-        cols = [("this tree", None)]
+        # the tree's greenrt copied first: editing it during the (long) run changes nothing
+        snap = tempfile.mkdtemp(prefix="bench_core_ir_")
+        shutil.copytree(os.path.join(C.ROOT, "greenrt"), os.path.join(snap, "greenrt"),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        cols = [("this tree", snap)]
         if a.greenrt_path:
             cols.insert(0, (f"greenrt from {a.greenrt_path}", a.greenrt_path))
         got = [callgrind(cases, lo, hi, path=path) for _, path in cols]
@@ -722,6 +731,7 @@ def main(argv=None) -> int:
             v = got[-1][c]
             print(f"SUMMARY: bench_core ir {c} {v:.0f} Ir/op" if v is not None
                   else f"SUMMARY: bench_core ir {c} n/a")
+        shutil.rmtree(snap, ignore_errors=True)
         return 0
     if a.profile:
         profile(a.profile)
