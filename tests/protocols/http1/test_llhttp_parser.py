@@ -12,30 +12,16 @@ from hypothesis import strategies as st
 
 httptools = pytest.importorskip("httptools")
 
-from greenrt.protocols.http import HTTPError, Limits  # noqa: E402
+from greenrt.protocols.http import Limits  # noqa: E402
 from greenrt.protocols.http1 import SERVER, H1Connection  # noqa: E402
 from greenrt.protocols.http1 import _llhttp_parser as llp  # noqa: E402
 from greenrt.protocols.http1._request_parser import fast_request  # noqa: E402
 
 from . import test_fast_head  # noqa: E402
-from .test_fast_head import _LINE, _START  # noqa: E402
+from .test_fast_head import _LINE, _START, _gate  # noqa: E402
 from .test_sansio import SMUGGLING  # noqa: E402
 
 LIMITS = Limits(max_head_bytes=256, max_headers=4, max_request_line=40)
-
-
-def _gate(data: bytes, limits: Limits = LIMITS):
-    c = H1Connection(SERVER, limits, own_send=True)
-    c._fast_heads = False
-    c.receive_data(data)
-    try:
-        ev = c.next_event()
-    except HTTPError as e:
-        return ("error", e.code)
-    if not hasattr(ev, "headers"):
-        return ("event", type(ev).__name__)
-    return ("req", ev.method, ev.target, ev.http_version, ev.headers, c.body_framing,
-            c.buffered, ev.upgrade)
 
 
 def _result(r, data: bytes):
