@@ -219,3 +219,23 @@ def test_arbitrary_bytes(prefix, suffix):
     got = _ll(data)
     if got is not None:
         assert got == _gate(data)
+
+
+def test_without_httptools_the_python_parsers_serve():
+    """The http-fast extra is optional: with httptools not importable the module
+    loads, the path is off, and a request is parsed by the pure-Python parsers."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['httptools'] = None\n"
+        "from greenrt.protocols.http1 import SERVER, H1Connection\n"
+        "from greenrt.protocols.http1 import _llhttp_parser as llp\n"
+        "assert not llp.AVAILABLE and not H1Connection._llhttp_heads\n"
+        "c = H1Connection(SERVER, own_send=True)\n"
+        "c.receive_data(b'GET /x HTTP/1.1\\r\\nHost: h\\r\\n\\r\\n')\n"
+        "ev = c.next_event()\n"
+        "assert (ev.target, ev.headers) == (b'/x', [(b'host', b'h')]) and c._ll is None\n"
+        "print('ok')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
