@@ -92,7 +92,9 @@ class LLHead:
         module docstring). Pure with respect to ``buf`` (not modified); raises
         nothing for any input."""
         e = buf.find(b"\r\n\r\n")
-        if e <= 0:
+        # the head starts with the method: every method llhttp knows starts with a
+        # capital letter, and llhttp skips a leading CR or LF the gate does not
+        if e <= 0 or not 65 <= buf[0] <= 90:
             return None
         end = e + 4
         if end > limits.max_head_bytes:

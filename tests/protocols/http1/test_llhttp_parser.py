@@ -94,6 +94,8 @@ def test_notes_an_upgrade_field_as_the_gate_does(field, upgrade):
     b"GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nA: 2\r\n\r\n",               # (the dict merges)
     b"GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\na: 2\r\n\r\n",               # differs in case
     b"GET /\r\nHost: x\r\n\r\n",                                        # HTTP/0.9 line
+    b"\rGET / HTTP/1.1\r\nHost: x\r\n\r\n",                               # llhttp skips CR
+    b"\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",                               # (found by fuzzing)
     b"GET /  HTTP/1.1\r\nHost: x\r\n\r\n",                              # two spaces
     b"GET / HTTP/0.9\r\nHost: x\r\n\r\n",                               # llhttp: 0.9 is ok
     b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n",  # paused
