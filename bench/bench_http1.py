@@ -62,10 +62,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-PEERS = ["greenrt", "uvicorn", "granian", "hypercorn", "gevent", "asyncio", "trio"]
-LABEL = {"greenrt": "greenrt", "gevent": "gevent.pywsgi", "asyncio": "asyncio+h11",
-         "trio": "trio+h11", "uvicorn": "uvicorn", "granian": "granian",
-         "hypercorn": "hypercorn"}
+PEERS = ["greenrt", "greenrt-py", "uvicorn", "granian", "hypercorn", "gevent", "asyncio",
+         "trio"]
+LABEL = {"greenrt": "greenrt", "greenrt-py": "greenrt (no llhttp)", "gevent": "gevent.pywsgi",
+         "asyncio": "asyncio+h11", "trio": "trio+h11", "uvicorn": "uvicorn",
+         "granian": "granian", "hypercorn": "hypercorn"}
 #: the module each optional peer needs (left out of a run when it does not import)
 NEEDS = {"uvicorn": ("uvicorn", "uvloop", "httptools"), "granian": ("granian",),
          "gevent": ("gevent",), "trio": ("trio",), "hypercorn": ("hypercorn", "uvloop")}
@@ -258,9 +259,18 @@ def serve_granian(profile: bool) -> None:
                    "--working-dir", HERE, "bench_http1:asgi_app"])
 
 
-SERVERS = {"greenrt": serve_greenrt, "gevent": serve_gevent, "asyncio": serve_asyncio,
-           "trio": serve_trio, "uvicorn": serve_uvicorn, "granian": serve_granian,
-           "hypercorn": serve_hypercorn}
+def serve_greenrt_py(profile: bool) -> None:
+    """greenrt with its pure-Python head parsers only (llhttp off): the fallback."""
+    sys.path.insert(0, ROOT)
+    from greenrt.protocols.http1 import H1Connection
+
+    H1Connection._llhttp_heads = False
+    serve_greenrt(profile)
+
+
+SERVERS = {"greenrt": serve_greenrt, "greenrt-py": serve_greenrt_py, "gevent": serve_gevent,
+           "asyncio": serve_asyncio, "trio": serve_trio, "uvicorn": serve_uvicorn,
+           "granian": serve_granian, "hypercorn": serve_hypercorn}
 
 
 def available(name: str) -> bool:

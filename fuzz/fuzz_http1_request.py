@@ -21,8 +21,10 @@ What one input checks, beyond "no unexpected exception":
   forbidden trailer field;
 * after any error nothing more is parsed (sticky errors: no smuggled request);
 * differential: the server's own parser (``own_send``) accepts, refuses and reports
-  exactly what the h11 path does, with and without its one-pass head parser
-  (``fast_request``).
+  exactly what the h11 path does, with its llhttp head parser (``LLHead``, when
+  httptools is installed), with only its one-pass regex head parser
+  (``fast_request``), and with the gate alone; and ``LLHead`` on the raw input, when
+  it takes a head, takes it as the gate does.
 """
 
 from __future__ import annotations
@@ -63,9 +65,12 @@ class Finding(AssertionError):
     """An invariant of the parser broke (not an expected error)."""
 
 
-def _parse(chunks, own_send: bool = False, fast: bool = True) -> tuple[list, object]:
+def _parse(chunks, own_send: bool = False, fast: bool = True,
+           llhttp: bool = True) -> tuple[list, object]:
     c = H1Connection(SERVER, LIMITS, own_send=own_send)
-    c._fast_heads = fast  # the own path's one-pass head parser (fast_request)
+    c._fast_heads = fast  # the own path's one-pass head parsers (LLHead, fast_request)
+    if not llhttp:
+        c._llhttp_heads = False
     out: list = []
     verdict: object = None
     body = bytearray()
@@ -131,6 +136,23 @@ def _parse(chunks, own_send: bool = False, fast: bool = True) -> tuple[list, obj
     return out, verdict
 
 
+def _check_llhead(data: bytes, gate_only: tuple[list, object]) -> None:
+    """``LLHead`` on the raw input: it changes nothing, and a head it takes is the
+    gate's first request (method, target, fields)."""
+    from greenrt.protocols.http1._llhttp_parser import LLHead
+
+    buf = bytearray(data)
+    got = LLHead().request(buf, LIMITS)
+    if bytes(buf) != data:
+        raise Finding("LLHead changed the buffer")
+    if got is None:
+        return
+    ev = got[0]
+    mine = ("req", ev.method, ev.target, tuple(map(tuple, ev.headers)))
+    if not gate_only[0] or gate_only[0][0] != mine:
+        raise Finding(f"LLHead took {mine} where the gate gives {gate_only}")
+
+
 def _cuts(data: bytes) -> list[bytes]:
     h = zlib.crc32(data)
     parts, i = [], 0
@@ -150,6 +172,11 @@ def TestOneInput(data: bytes) -> None:
     gate_only = _parse([data], own_send=True, fast=False)
     if gate_only != whole:
         raise Finding(f"own parser without fast_request differs: {gate_only} vs {whole}")
+    if H1Connection._llhttp_heads:
+        regex_only = _parse([data], own_send=True, llhttp=False)
+        if regex_only != whole:
+            raise Finding(f"own parser without llhttp differs: {regex_only} vs {whole}")
+        _check_llhead(data, gate_only)
     for own_send in (False, True):
         pieces = _parse(_cuts(data), own_send)
         if whole != pieces:

@@ -40,7 +40,9 @@ ourselves, for a head that ends at the first CRLF CRLF:
 The fields reach us through one C-level callback (``dict.__setitem__``), not a
 Python call per field: that is what makes this path cheaper than the regex one
 (figures in ``docs/http.md``). A parser is kept per connection and reused across
-keep-alive requests; after any llhttp error (or pause) it is replaced.
+keep-alive requests; after any llhttp error (or pause) it is replaced, and the head
+is fed once more to the fresh one (a parser that saw ``Connection: close`` refuses
+the next message; the verdict must not depend on the previous head).
 
 Hazards: none beyond ``fast_request``'s; no allocation is sized by the peer (llhttp
 sees only a head already bounded by the limits).
@@ -90,7 +92,9 @@ class LLHead:
         module docstring). Pure with respect to ``buf`` (not modified); raises
         nothing for any input."""
         e = buf.find(b"\r\n\r\n")
-        if e <= 0:
+        # the head starts with the method: every method llhttp knows starts with a
+        # capital letter, and llhttp skips a leading CR or LF the gate does not
+        if e <= 0 or not 65 <= buf[0] <= 90:
             return None
         end = e + 4
         if end > limits.max_head_bytes:
@@ -106,8 +110,14 @@ class LLHead:
         try:
             self._parser.feed_data(head)
         except (HttpParserError, HttpParserUpgrade):
+            # a parser that ended a message with ``Connection: close`` (or HTTP/1.0
+            # without keep-alive) refuses what follows: the verdict is a fresh one's
             self._renew()
-            return None
+            try:
+                self._parser.feed_data(head)
+            except (HttpParserError, HttpParserUpgrade):
+                self._renew()
+                return None
         # exactly three single-space-separated parts: llhttp accepts runs of spaces
         # and a version-less (0.9) line; no method or target byte is a space
         parts = head[:nl].split(b" ")

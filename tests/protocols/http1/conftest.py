@@ -27,8 +27,9 @@ def transcript(data_segments, limits: Limits = DEFAULT_LIMITS, *, eof: bool = Tr
     empty 200, and return the normalized list of what happened (body data joined).
     On the server side this runs twice, through h11's send path and through the
     server's own response writer (``own_send``), and the transcripts must agree; the
-    own path runs twice more, with and without its one-pass head parser
-    (``fast_request``), which must not change a verdict either."""
+    own path runs with its llhttp head parser (``LLHead``, when httptools is there),
+    with only its one-pass regex head parser (``fast_request``) and with the gate
+    alone, none of which may change a verdict either."""
     segs = list(data_segments)
     out = _transcript(segs, limits, eof, role, request, False)
     if role == SERVER:
@@ -36,12 +37,18 @@ def transcript(data_segments, limits: Limits = DEFAULT_LIMITS, *, eof: bool = Tr
         assert own == out, (own, out)
         gate_only = _transcript(segs, limits, eof, role, request, True, fast=False)
         assert gate_only == out, (gate_only, out)
+        if H1Connection._llhttp_heads:
+            regex_only = _transcript(segs, limits, eof, role, request, True, llhttp=False)
+            assert regex_only == out, (regex_only, out)
     return out
 
 
-def _transcript(data_segments, limits, eof, role, request, own_send, fast=True) -> list:
+def _transcript(data_segments, limits, eof, role, request, own_send, fast=True,
+                llhttp=True) -> list:
     c = H1Connection(role, limits, own_send=own_send)
     c._fast_heads = fast
+    if not llhttp:
+        c._llhttp_heads = False
     out: list = []
     if role == CLIENT:
         c.send(request or h11.Request(method="GET", target="/", headers=[("host", "x")]))
