@@ -196,14 +196,42 @@ class Options:
 class Message:
     """A received message. ``headers`` is a dict (or ``None``); ``status`` is the
     ``NATS/1.0`` status code of a status message (503 no responders, 100 flow
-    control, 404/408/409 JetStream pull statuses)."""
+    control, 404/408/409 JetStream pull statuses).
 
-    __slots__ = ("subject", "reply", "data", "headers", "status", "description", "sid",
-                 "_client", "__weakref__")
+    Messages are made by the client, not by applications. A plain MSG is an
+    instance of the client's own subclass (its ``_client`` is a class attribute),
+    made by the parser without an ``__init__`` call and with only ``subject``,
+    ``sid``, ``reply``, ``data`` stored: the other fields are the class's ``None``,
+    so creating one costs four attribute stores, and the cyclic GC has little to
+    traverse. A message with headers (HMSG) is a ``_HeaderedMessage`` that stores
+    them."""
 
-    # The parameter order after ``client`` is the codec's message-factory order, so
-    # the parser builds a Message through ``functools.partial(Message, client)`` with
-    # no Python frame in between (one per received message).
+    __slots__ = ("subject", "reply", "data", "sid", "__weakref__")
+
+    headers: dict | None = None
+    status: int | None = None
+    description: str | None = None
+    _client: Client | None = None
+
+    def respond(self, data: bytes = b"", *, headers: dict | None = None) -> None:
+        """Publish ``data`` to this message's reply subject (a checkpoint, see
+        ``Client.publish``). A message without a reply subject is a ``UsageError``."""
+        if not self.reply:
+            raise UsageError("nats: message has no reply subject")
+        self._client.publish(self.reply, data, headers=headers)
+
+    def __repr__(self) -> str:
+        return f"<nats.Message {self.subject!r} {len(self.data)} bytes reply={self.reply!r}>"
+
+
+class _HeaderedMessage(Message):
+    """A message that stores its headers, status, description and client (HMSG, and
+    JetStream's messages)."""
+
+    __slots__ = ("headers", "status", "description", "_client")
+
+    # The parameter order after ``client`` is the codec's message-factory order (the
+    # parser builds HMSGs through ``functools.partial(_HeaderedMessage, client)``).
     def __init__(self, client: Client | None, subject: str, sid: int, reply: str | None,
                  data: bytes, headers: dict | None = None, status: int | None = None,
                  description: str | None = None):
@@ -216,15 +244,12 @@ class Message:
         self.description = description
         self.sid = sid
 
-    def respond(self, data: bytes = b"", *, headers: dict | None = None) -> None:
-        """Publish ``data`` to this message's reply subject (a checkpoint, see
-        ``Client.publish``). A message without a reply subject is a ``UsageError``."""
-        if not self.reply:
-            raise UsageError("nats: message has no reply subject")
-        self._client.publish(self.reply, data, headers=headers)
 
-    def __repr__(self) -> str:
-        return f"<nats.Message {self.subject!r} {len(self.data)} bytes reply={self.reply!r}>"
+def _message_class(client: Client) -> type:
+    """``client``'s own ``Message`` subclass (its messages' ``_client``)."""
+    return type("Message", (Message,), {"__slots__": (), "_client": client,
+                                        "__module__": Message.__module__,
+                                        "__qualname__": "Message"})
 
 
 class EndOfSubscription(Exception):
@@ -448,6 +473,7 @@ class Client:
         self._keeper_when = _INF  # the deadline it sleeps until
         self._keeper_wq = lowlevel.WaitQueue()
         self._pub_prefixes: dict = {}
+        self._msg_class = _message_class(self)
         self._region = None
         self._region_cm = None
         self._supervisor = None
@@ -590,7 +616,8 @@ class Client:
         stream = self._transport(srv)
         try:
             with greenrt.fail_after(self.options.connect_timeout):
-                parser = codec.Parser(self.options.limits, functools.partial(Message, self))
+                parser = codec.Parser(self.options.limits,
+                                      functools.partial(_HeaderedMessage, self), self._msg_class)
                 ev = self._read_op(stream, parser)
                 if type(ev) is not Info:
                     raise ProtocolError(f"nats: expected INFO first, got {type(ev).__name__}",
@@ -753,6 +780,7 @@ class Client:
         reschedule = _reschedule
         next_events = parser.next_events
         subs_get = self._subs.get
+        msg_class = self._msg_class
         try:
             while True:
                 evs = next_events(_BATCH)
@@ -766,7 +794,7 @@ class Client:
                 woke = False
                 try:
                     for ev in evs:
-                        if type(ev) is not Message:
+                        if type(ev) is not msg_class and not isinstance(ev, Message):
                             nctl += 1
                             self._control(ev, conn)
                             continue
