@@ -72,8 +72,8 @@ __all__ = ["Client", "Message", "Options", "Server", "Subscription", "connect"]
 
 log = logging.getLogger("greenrt.nats")
 _checkpoint_if_cancelled = greenrt.checkpoint_if_cancelled
-_enter_checkpoint = lowlevel.enter_checkpoint
-_now = greenrt.now
+_current_task = greenrt.current_task
+_current_hub = lowlevel.current_hub
 _INF = float("inf")
 _park = lowlevel.park
 _reschedule = lowlevel.reschedule
@@ -424,10 +424,11 @@ class Subscription:
 class _Conn:
     """One transport and its parser."""
 
-    __slots__ = ("stream", "parser", "server", "info", "closed")
+    __slots__ = ("stream", "parser", "server", "info", "closed", "send_nowait")
 
     def __init__(self, stream, parser: codec.Parser, server: Server, info: dict):
         self.stream = stream
+        self.send_nowait = getattr(stream, "send_nowait", None)  # (TLS streams have none)
         self.parser = parser
         self.server = server
         self.info = info
@@ -1088,10 +1089,10 @@ class Client:
         round trip, and there is nothing to batch it with. True if all of it was
         written; otherwise the flusher writes the rest (and meets any error). Never
         blocks; not a checkpoint."""
-        if lowlevel.current_hub().runnable_count():
+        if _current_hub().runnable_count():
             return False  # others may publish before the flusher runs: let it batch
         conn = self._conn
-        send_nowait = getattr(conn.stream, "send_nowait", None) if conn is not None else None
+        send_nowait = conn.send_nowait if conn is not None else None
         if send_nowait is None:
             return False
         try:
@@ -1228,29 +1229,35 @@ class Client:
 
         Cost: the replies of all requests arrive on one wildcard subscription (a
         token per request); the reader hands a reply to its waiting task with one
-        dict pop and one wake. A ``timeout`` is kept in a per-client deadline queue
-        served by one hub timer (no cancel scope per request), and not at all when
-        an enclosing deadline ends first."""
-        task = _enter_checkpoint()
-        self._check_open()
-        self._ensure_resp_sub()
+        dict pop and one wake. A ``timeout`` is an entry in a per-client deadline
+        queue served by one task of the client (no cancel scope or timer per
+        request)."""
+        _checkpoint_if_cancelled()
+        task = _current_task()
+        st = self.state
+        if st != "connected":
+            self._check_open()
+        rs = self._resp_sub
+        if rs is None or rs._ended:
+            self._ensure_resp_sub()
         self._resp_n += 1
-        token = f"{self._resp_n:x}"
+        rn = self._resp_n
+        token = f"{rn:x}"
         out = self._out
         n = len(payload)
-        if headers is None and self.state == "connected" and n <= self.max_payload and \
+        if headers is None and st == "connected" and n <= self.max_payload and \
                 len(out) < self.options.flush_high_water:
             # publish()'s fast path with our own (valid) reply subject
             prefix = self._pub_prefixes.get(subject)
             if prefix is None:
                 prefix = self._pub_prefix(subject)
             out += prefix
-            out += b"%s%s %d\r\n" % (self._resp_prefix_b, token.encode(), n)
+            out += b"%s%x %d\r\n" % (self._resp_prefix_b, rn, n)
             out += payload
             out += b"\r\n"
-            st = self._stats
-            st["out_msgs"] += 1
-            st["out_bytes"] += n
+            stats = self._stats
+            stats["out_msgs"] += 1
+            stats["out_bytes"] += n
             if self._out_wq._q and not self._write_through(out):
                 self._out_wq.wake_one()
         else:
@@ -1260,10 +1267,17 @@ class Client:
         # the task waits for it, and every waker pops the token before waking.
         resp_map = self._resp_map
         if timeout is not None:
-            when = _now() + timeout
-            d = greenrt.current_deadline()
-            if d is None or when < d:
+            # (queued even under an earlier enclosing deadline: the entry is cheaper
+            # than finding that out, and that deadline's cancellation comes first)
+            when = _current_hub().now() + timeout
+            q = self._req_deadlines.get(timeout)
+            if q is None or when < self._keeper_when:
                 self._add_request_deadline(timeout, when, token, subject)
+            else:
+                # _add_request_deadline's common case, inlined
+                while q and q[0][1] not in resp_map:
+                    q.popleft()
+                q.append((when, token, subject))
         resp_map[token] = task
         m = _park(functools.partial(resp_map.pop, token, None), "nats request")
         if m.status == 503 and not m.data:

@@ -51,10 +51,14 @@ _MAX_NUMBER_DIGITS = 10  # sizes and sids: more digits than this is not a size w
 # and the digit counts are ``_MAX_NUMBER_DIGITS``, so whatever these match the general
 # path would parse to the same event (tests/protocols/nats/test_codec.py checks both
 # agree).
-_FAST_MSG = re.compile(rb"MSG ([^ \t\n\r\x0b\x0c]+) ([0-9]{1,10}) ([0-9]{1,10})\r\n").match
+#: a subject or reply character: anything ``bytes.split()`` does not split on (as a
+#: range set, a bitmap lookup per byte in ``re``: the negated set ``[^ \t\n\r\x0b\x0c]``
+#: costs ~26 instructions more per byte)
+_TOKEN = rb"[\x00-\x08\x0e-\x1f!-\xff]+"
+_FAST_MSG = re.compile(rb"MSG (" + _TOKEN + rb") ([0-9]{1,10}) ([0-9]{1,10})\r\n").match
 # (a separate pattern: an optional reply group in the first costs every MSG ~1k
 # instructions of backtracking)
-_FAST_MSG_REPLY = re.compile(rb"MSG ([^ \t\n\r\x0b\x0c]+) ([0-9]{1,10}) ([^ \t\n\r\x0b\x0c]+) "
+_FAST_MSG_REPLY = re.compile(rb"MSG (" + _TOKEN + rb") ([0-9]{1,10}) (" + _TOKEN + rb") "
                              rb"([0-9]{1,10})\r\n").match
 _new = object.__new__
 

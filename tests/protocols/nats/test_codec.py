@@ -286,7 +286,13 @@ def test_msg_fast_path_gives_the_general_paths_verdicts(frames, max_line, step, 
 
 def test_msg_fast_path_is_taken_for_a_plain_msg():
     """The differential test above would pass trivially if the fast path never ran."""
+    import re
+
     from greenrt.protocols.nats import codec as codec_mod
+
+    token = re.compile(codec_mod._TOKEN)
+    for i in range(256):  # a token byte is exactly what bytes.split() keeps
+        assert bool(token.fullmatch(bytes([i]))) == bool(bytes([i]).split()), i
 
     assert codec_mod._FAST_MSG(b"MSG foo.bar 7 5\r\nhello\r\n", 0).groups() == \
         (b"foo.bar", b"7", b"5")
