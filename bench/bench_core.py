@@ -451,6 +451,208 @@ def profile(case: str, top: int = 30) -> None:
 
 
 # ---------------------------------------------------------------------------------------
+# instruction counts (callgrind): the core's micro-costs
+# ---------------------------------------------------------------------------------------
+
+#: ``--callgrind`` cases: (name, what one operation is). Each case runs in a task of its
+#: own; an operation of a two-task case is one round trip (each task parks, or yields,
+#: once and is woken once).
+IR_CASES = [
+    ("checkpoint", "checkpoint(), the only runnable task"),
+    ("checkpoint2", "checkpoint() ping-pong, 2 tasks: 2 yields"),
+    ("waitqueue", "WaitQueue park/wake_one ping-pong: 2 parks + 2 wakes"),
+    ("event", "Event wait/set ping-pong (a new Event per wait): 2 parks + 2 wakes"),
+    ("future", "future set/wait ping-pong (nats-style, on a WaitQueue): 2 parks + 2 wakes"),
+    ("channel", "channel(1) send/recv ping-pong over 2 channels: 2 parks + 2 wakes"),
+    ("move_on_park", "waitqueue round trip, one side's park in move_on_after(60)"),
+    ("fail_after_park", "waitqueue round trip, one side's park in fail_after(60)"),
+    ("move_on_empty", "with move_on_after(60): pass"),
+    ("spawn_join", "r.spawn(noop).join(), one at a time"),
+    ("spawn_batch", "r.spawn(noop) in a region, per task (joined at the block's end)"),
+]
+
+
+class _Fut:
+    """A one-shot result on a ``lowlevel.WaitQueue``: the shape of the protocol
+    clients' futures (NATS request/reply, Kafka delivery reports)."""
+
+    __slots__ = ("value", "done", "_wq")
+
+    def __init__(self):
+        import greenrt.lowlevel as ll
+
+        self.value = None
+        self.done = False
+        self._wq = ll.WaitQueue()
+
+    def set(self, value):
+        if not self.done:
+            self.value = value
+            self.done = True
+            self._wq.wake_all()
+
+    def wait(self):
+        while not self.done:
+            self._wq.park(what="bench future")
+        return self.value
+
+
+def _ir_case(case: str, n: int) -> None:
+    """Run ``n`` operations of ``case`` (inside ``greenrt.run``)."""
+    import greenrt
+    import greenrt.lowlevel as ll
+
+    if case == "checkpoint":
+        cp = greenrt.checkpoint
+        for _ in range(n):
+            cp()
+        return
+    if case == "spawn_join":
+        with greenrt.region() as r:
+            for _ in range(n):
+                r.spawn(_noop).join()
+        return
+    if case == "spawn_batch":
+        with greenrt.region() as r:
+            sp = r.spawn
+            for _ in range(n):
+                sp(_noop)
+        return
+    if case == "move_on_empty":
+        mo = greenrt.move_on_after
+        for _ in range(n):
+            with mo(60):
+                pass
+        return
+    if case == "checkpoint2":
+        def pinger():
+            cp = greenrt.checkpoint
+            for _ in range(n):
+                cp()
+        with greenrt.region() as r:
+            r.spawn(pinger)
+            r.spawn(pinger)
+        return
+    if case in ("waitqueue", "move_on_park", "fail_after_park"):
+        qa, qb = ll.WaitQueue(), ll.WaitQueue()
+        scope = {"move_on_park": greenrt.move_on_after,
+                 "fail_after_park": greenrt.fail_after}.get(case)
+
+        def a():
+            for _ in range(n):
+                qb.wake_one()
+                if scope is None:
+                    qa.park()
+                else:
+                    with scope(60):
+                        qa.park()
+
+        def b():
+            for _ in range(n):
+                qb.park()
+                qa.wake_one()
+        with greenrt.region() as r:
+            r.spawn(b)
+            r.spawn(a)
+        return
+    if case in ("event", "future"):
+        make = greenrt.Event if case == "event" else _Fut
+        box = [make(), make()]
+
+        def a():
+            for _ in range(n):
+                mine = box[0] = make()
+                box[1].set() if case == "event" else box[1].set(None)
+                mine.wait()
+
+        def b():
+            for _ in range(n):
+                box[1].wait()
+                box[1] = make()
+                box[0].set() if case == "event" else box[0].set(None)
+        with greenrt.region() as r:
+            r.spawn(a)
+            r.spawn(b)
+        return
+    if case == "channel":
+        tx1, rx1 = greenrt.channel(1)
+        tx2, rx2 = greenrt.channel(1)
+
+        def a():
+            for i in range(n):
+                tx1.send(i)
+                rx2.recv()
+
+        def b():
+            for _ in range(n):
+                tx2.send(rx1.recv())
+        with greenrt.region() as r:
+            r.spawn(b)
+            r.spawn(a)
+        return
+    raise ValueError(case)
+
+
+def ir_probe(spec: str) -> None:
+    """``--ir-probe case=n,case=n``: run each case ``n`` times in one process (what
+    callgrind counts)."""
+    import greenrt
+
+    plan = [(c, int(k)) for c, k in (item.split("=") for item in spec.split(","))]
+
+    def main():
+        for case, k in plan:
+            _ir_case(case, k)
+
+    greenrt.run(main)
+
+
+def _ir_total(spec: str, path: str | None = None) -> int | None:
+    import re
+    import shutil
+    import subprocess
+    import tempfile
+
+    if shutil.which("valgrind") is None:
+        return None
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "cg.out")
+        env = dict(os.environ, PYTHONHASHSEED="0")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (path, env.get("PYTHONPATH"), C.ROOT) if p)
+        p = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                            sys.executable, SCRIPT, "--ir-probe", spec],
+                           capture_output=True, text=True, env=env, timeout=1800)
+        if p.returncode != 0:
+            sys.stderr.write(p.stderr[-2000:])
+            return None
+        try:
+            with open(out) as f:
+                text = f.read()
+        except OSError:
+            return None
+    m = re.search(r"^(?:totals|summary): (\d+)", text, re.M)
+    return int(m.group(1)) if m else None
+
+
+def callgrind(cases: list[str], lo: int, hi: int, jobs: int = 2,
+              path: str | None = None) -> dict[str, float | None]:
+    """Instructions per operation of each case: one process runs every case ``lo``
+    times (the baseline); one more per case runs that case ``hi`` times and the
+    others ``lo`` times. The difference over ``hi - lo`` is the case's cost per
+    operation, start-up and imports cancelled out; independent of the machine's load."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    specs = {"": ",".join(f"{c}={lo}" for c in cases)}
+    for c in cases:
+        specs[c] = ",".join(f"{x}={hi if x == c else lo}" for x in cases)
+    with ThreadPoolExecutor(jobs) as ex:
+        totals = dict(zip(specs, ex.map(lambda sp: _ir_total(sp, path), specs.values()),
+                          strict=True))
+    base = totals[""]
+    return {c: (totals[c] - base) / (hi - lo) if base and totals[c] else None for c in cases}
+
+
+# ---------------------------------------------------------------------------------------
 # the side-by-side run
 # ---------------------------------------------------------------------------------------
 
@@ -482,9 +684,44 @@ def main(argv=None) -> int:
     ap.add_argument("--greenrt-path", default=None)
     ap.add_argument("--profile", choices=("spawn", "yield"))
     ap.add_argument("--wall", action="store_true", help="time with wall clock, not CPU time")
+    ap.add_argument("--callgrind", nargs="?", const="all", metavar="CASES",
+                    help="instructions per operation of the core's micro-costs (valgrind)")
+    ap.add_argument("--ir-n", default="1000,5000", help="--callgrind: the two N's")
+    ap.add_argument("--ir-probe", metavar="SPEC", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
         worker(a.worker)
+        return 0
+    if a.ir_probe:
+        ir_probe(a.ir_probe)
+        return 0
+    if a.callgrind:
+        names = [c for c, _ in IR_CASES]
+        cases = names if a.callgrind == "all" else a.callgrind.split(",")
+        lo, hi = (int(x) for x in a.ir_n.split(","))
+        print(f"bench_core --callgrind  {time.strftime('%Y-%m-%d %H:%M')}  N={lo},{hi}  "
+              "(instructions per operation: (Ir(N2) - Ir(N1)) / (N2 - N1))")
+        cols = [("this tree", None)]
+        if a.greenrt_path:
+            cols.insert(0, (f"greenrt from {a.greenrt_path}", a.greenrt_path))
+        got = [callgrind(cases, lo, hi, path=path) for _, path in cols]
+        for i, (title, _) in enumerate(cols):
+            print(f"  column {i + 1}: {title}")
+        doc = dict(IR_CASES)
+        w = max(len(c) for c in cases) + 2
+        print(f"  {'case':<{w}}" + "".join(f"{'Ir/op ' + str(i + 1):>12}" for i in range(len(cols)))
+              + ("     ratio" if len(cols) == 2 else "") + "  operation")
+        for c in cases:
+            vals = [g[c] for g in got]
+            line = f"  {c:<{w}}" + "".join(f"{v:>12,.0f}" if v is not None else f"{'n/a':>12}"
+                                           for v in vals)
+            if len(cols) == 2:
+                line += (f"{vals[1] / vals[0]:>9.2f}x" if vals[0] and vals[1] else f"{'-':>10}")
+            print(line + f"  {doc.get(c, '')}")
+        for c in cases:
+            v = got[-1][c]
+            print(f"SUMMARY: bench_core ir {c} {v:.0f} Ir/op" if v is not None
+                  else f"SUMMARY: bench_core ir {c} n/a")
         return 0
     if a.profile:
         profile(a.profile)

@@ -13,6 +13,20 @@ Prints tables and ``SUMMARY:`` lines. Goals (issue 15): our server >= 1.0x grpci
 sync server, our client >= 1.0x grpcio's sync client; the ratio to grpc.aio beside.
 
     .venv/bin/python bench/bench_grpc.py [--seconds 2] [--quick]
+    .venv/bin/python bench/bench_grpc.py --callgrind [--calls 600]
+    .venv/bin/python bench/bench_grpc.py --profile server|client [--calls 3000]
+
+``--callgrind``: instructions (callgrind's Ir, every thread of the process) per unary
+RPC: each server (ours, grpcio sync, grpc.aio) under valgrind serving one connection
+of N calls from a grpcio sync client outside valgrind, and each client (ours, grpcio
+sync, grpc.aio) under valgrind making N calls to a grpcio sync server outside it;
+the figure is the difference between N = 2 * calls and N = calls, divided by calls
+(start-up, imports and the connection cancel out). Independent of the machine's
+load, unlike the rates; grpcio's polling threads still add a little per second of
+(slowed-down) run time.
+
+``--profile``: cProfile of our server (or our client) over ``--calls`` unary calls:
+the top functions by own time, with calls per RPC.
 """
 
 from __future__ import annotations
@@ -57,7 +71,9 @@ def _cpu_seconds(pid: int) -> float:
 
 # -- servers (each in its own process; prints its port, serves until killed) -------------
 
-def serve_ours(port: int) -> None:
+def serve_ours(port: int, once: bool = False, profile: int = 0) -> None:
+    """Serve until killed; ``once``: serve one connection, then exit (callgrind);
+    ``profile``: also cProfile it and print the top functions per ``profile`` RPCs."""
     import greenrt
     from greenrt import net
     from greenrt.protocols.grpc.server import Server
@@ -77,10 +93,49 @@ def serve_ours(port: int) -> None:
     srv.add_servicer(pb.SERVICE, Svc())
 
     def main():
-        net.serve_tcp(srv.serve_connection, "127.0.0.1", port,
-                      on_ready=lambda s: print("ready", flush=True))
+        if not once:
+            net.serve_tcp(srv.serve_connection, "127.0.0.1", port,
+                          on_ready=lambda s: print("ready", flush=True))
+            return
+        lst = net.listen_tcp("127.0.0.1", port)
+        print("ready", flush=True)
+        conn = lst.accept()
+        lst.close()
+        prof = _profiler() if profile else None
+        try:
+            srv.serve_connection(conn)
+        finally:
+            conn.close()
+            if prof is not None:
+                prof.disable()
+                _print_profile(prof, profile)
 
     greenrt.run(main)
+
+
+def _profiler():
+    import cProfile
+
+    prof = cProfile.Profile()
+    prof.enable()
+    return prof
+
+
+def _print_profile(prof, calls: int, top: int = 40) -> None:
+    import pstats
+
+    st = pstats.Stats(prof)
+    rows = []
+    for (fn, line, name), (_cc, nc, tt, ct, _callers) in st.stats.items():
+        rows.append((tt, ct, nc, f"{os.path.basename(fn)}:{line}({name})"))
+    rows.sort(reverse=True)
+    total = sum(r[0] for r in rows)
+    print(f"profile: {calls} RPCs, {total / calls * 1e6:.1f} us/RPC of profiled time "
+          f"(cProfile overhead included)", flush=True)
+    print(f"  {'own us/RPC':>10} {'cum us/RPC':>10} {'calls/RPC':>9}  function")
+    for tt, ct, nc, what in rows[:top]:
+        print(f"  {tt / calls * 1e6:10.2f} {ct / calls * 1e6:10.2f} {nc / calls:9.2f}  {what}")
+    print(f"  {sum(r[2] for r in rows) / calls:.0f} function calls per RPC", flush=True)
 
 
 def _grpcio_servicer(pb):
@@ -96,7 +151,7 @@ def _grpcio_servicer(pb):
     return Svc
 
 
-def serve_grpcio_sync(port: int) -> None:
+def serve_grpcio_sync(port: int, once: bool = False, profile: int = 0) -> None:
     from concurrent import futures
 
     import grpc
@@ -107,10 +162,14 @@ def serve_grpcio_sync(port: int) -> None:
     srv.add_insecure_port(f"127.0.0.1:{port}")
     srv.start()
     print("ready", flush=True)
+    if once:  # until stdin closes (callgrind: a clean exit writes the profile)
+        sys.stdin.read()
+        srv.stop(None).wait()
+        return
     srv.wait_for_termination()
 
 
-def serve_grpcio_aio(port: int) -> None:
+def serve_grpcio_aio(port: int, once: bool = False, profile: int = 0) -> None:
     import asyncio
 
     import grpc
@@ -132,6 +191,10 @@ def serve_grpcio_aio(port: int) -> None:
         srv.add_insecure_port(f"127.0.0.1:{port}")
         await srv.start()
         print("ready", flush=True)
+        if once:  # until stdin closes
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+            await srv.stop(None)
+            return
         await srv.wait_for_termination()
 
     asyncio.run(main())
@@ -140,16 +203,23 @@ def serve_grpcio_aio(port: int) -> None:
 SERVERS = {"ours": serve_ours, "grpcio-sync": serve_grpcio_sync, "grpcio-aio": serve_grpcio_aio}
 
 
-def start_server(kind: str) -> tuple[subprocess.Popen, int]:
+def start_server(kind: str, *, once: bool = False, profile: int = 0,
+                 prefix: tuple = ()) -> tuple[subprocess.Popen, int]:
+    """Start a server process (``prefix``: e.g. valgrind's command line); ``once``:
+    it serves one connection (ours) or until its stdin closes (grpcio's)."""
     port = _free_port()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), C.ROOT) if p)
-    p = subprocess.Popen([sys.executable, ME, "--serve", kind, str(port)],
+    p = subprocess.Popen([*prefix, sys.executable, ME, "--serve", kind, str(port),
+                          str(int(once)), str(profile)],
+                         stdin=subprocess.PIPE if once else subprocess.DEVNULL,
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     line = p.stdout.readline()
     if "ready" not in line:
         p.kill()
         raise RuntimeError(f"server {kind} did not start")
+    if once:  # a probe connection would be the one connection served
+        return p, port
     for _ in range(500):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -174,7 +244,15 @@ def client_ours(port: int, mode: str, callers: int, seconds: float) -> dict:
             ch.unary(PATH_UNARY, req, pb2.SimpleResponse)  # connect, warm up
             end = greenrt.now() + seconds
             t0 = time.perf_counter()
-            if mode == "unary":
+            if mode in ("count", "profile"):  # exactly `seconds` calls, one caller
+                prof = _profiler() if mode == "profile" else None
+                for _ in range(int(seconds)):
+                    ch.unary(PATH_UNARY, req, pb2.SimpleResponse)
+                if prof is not None:
+                    prof.disable()
+                    _print_profile(prof, int(seconds))
+                counts[0] = int(seconds)
+            elif mode == "unary":
                 def caller(i):
                     n = 0
                     while greenrt.now() < end:
@@ -215,7 +293,11 @@ def client_grpcio_sync(port: int, mode: str, callers: int, seconds: float) -> di
     counts = [0] * callers
     end = time.perf_counter() + seconds
     t0 = time.perf_counter()
-    if mode == "unary":
+    if mode == "count":
+        for _ in range(int(seconds)):
+            stub.UnaryCall(req)
+        counts[0] = int(seconds)
+    elif mode == "unary":
         def caller(i):
             n = 0
             while time.perf_counter() < end:
@@ -270,7 +352,11 @@ def client_grpcio_aio(port: int, mode: str, callers: int, seconds: float) -> dic
             loop = asyncio.get_running_loop()
             end = loop.time() + seconds
             t0 = time.perf_counter()
-            if mode == "unary":
+            if mode == "count":
+                for _ in range(int(seconds)):
+                    await stub.UnaryCall(req)
+                counts[0] = int(seconds)
+            elif mode == "unary":
                 async def caller(i):
                     n = 0
                     while loop.time() < end:
@@ -297,9 +383,129 @@ CLIENTS = {"ours": client_ours, "grpcio-sync": client_grpcio_sync,
            "grpcio-aio": client_grpcio_aio}
 
 
+def _drive(port: int, calls: int, kind: str = "grpcio-sync", prefix: tuple = (),
+           mode: str = "count") -> str:
+    """``calls`` unary calls from one caller of client ``kind`` (in a fresh process,
+    under ``prefix`` if given); returns its output."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), C.ROOT) if p)
+    p = subprocess.run([*prefix, sys.executable, ME, "--worker", kind, str(port), mode, "1",
+                        str(calls)], capture_output=True, text=True, env=env, timeout=3600)
+    if p.returncode != 0:
+        tail = (p.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"client {kind}: exit {p.returncode}: {tail}")
+    return p.stdout
+
+
+def _ir(path: str) -> int | None:
+    import re
+
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return None
+    m = re.search(r"^(?:totals|summary): (\d+)", text, re.M)
+    return int(m.group(1)) if m else None
+
+
+def _valgrind(out: str) -> tuple:
+    return ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}")
+
+
+def callgrind(calls: int, side: str = "both", peers=tuple(SERVERS)) -> int:
+    """Instructions per unary RPC, server side and client side (see the module
+    docstring): runs of 2 * calls and calls, the difference over calls."""
+    import shutil
+    import tempfile
+
+    if shutil.which("valgrind") is None:
+        print("valgrind not found")
+        return 1
+    lo, hi = calls, 2 * calls
+    print(f"bench_grpc --callgrind  {C.machine()}  (Ir of {hi} calls - Ir of {lo}, / {lo})")
+    names = {"ours": "greenrt", "grpcio-sync": "grpcio sync", "grpcio-aio": "grpcio aio"}
+    server_ir: dict = {}
+    client_ir: dict = {}
+    with tempfile.TemporaryDirectory() as d:
+        for kind in [k for k in SERVERS if k in peers and side != "client"]:
+            irs = []
+            for n in (lo, hi):
+                out = os.path.join(d, f"srv-{kind}-{n}.cg")
+                proc, port = start_server(kind, once=True, prefix=_valgrind(out))
+                try:
+                    _drive(port, n)
+                    proc.stdin.close()
+                    proc.wait(600)
+                finally:
+                    if proc.poll() is None:
+                        proc.kill()
+                        proc.wait(10)
+                irs.append(_ir(out))
+            server_ir[kind] = (irs[1] - irs[0]) / (hi - lo) if None not in irs else None
+            print(f"  server {kind}: {server_ir[kind] and round(server_ir[kind])} Ir/RPC",
+                  flush=True)
+        proc, port = start_server("grpcio-sync")
+        try:
+            for kind in [k for k in CLIENTS if k in peers and side != "server"]:
+                irs = []
+                for n in (lo, hi):
+                    out = os.path.join(d, f"cli-{kind}-{n}.cg")
+                    _drive(port, n, kind, prefix=_valgrind(out))
+                    irs.append(_ir(out))
+                client_ir[kind] = (irs[1] - irs[0]) / (hi - lo) if None not in irs else None
+                print(f"  client {kind}: {client_ir[kind] and round(client_ir[kind])} Ir/RPC",
+                      flush=True)
+        finally:
+            proc.kill()
+            proc.wait(10)
+    if server_ir:
+        C.print_table("server: instructions per unary RPC (callgrind, all threads of the "
+                      "server; grpcio sync client)",
+                      [(names[k], v, "") for k, v in server_ir.items()], "Ir")
+    if client_ir:
+        C.print_table("client: instructions per unary RPC (callgrind, all threads of the "
+                      "client; grpcio sync server)",
+                      [(names[k], v, "") for k, v in client_ir.items()], "Ir")
+    for side_, got in (("server", server_ir), ("client", client_ir)):
+        if not got:
+            continue
+        o = got.get("ours")
+        print(f"SUMMARY: grpc {side_} Ir/RPC greenrt {o and round(o)}, "
+              + ", ".join(f"{names[k]} {got[k] and round(got[k])}" + (
+                  f" ({got[k] / o:.2f}x greenrt)" if o and got[k] else "")
+                  for k in got if k != "ours"))
+    return 0
+
+
+def run_profile(side: str, calls: int) -> int:
+    """cProfile our server (driven by a grpcio sync client) or our client (against a
+    grpcio sync server) over ``calls`` unary calls; prints the top functions."""
+    if side == "server":
+        proc, port = start_server("ours", once=True, profile=calls)
+        try:
+            _drive(port, calls + 1)  # + the warm-up call
+            proc.stdin.close()
+            print(proc.stdout.read(), end="")
+            proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        return 0
+    proc, port = start_server("grpcio-sync")
+    try:
+        out = _drive(port, calls, "ours", mode="profile")
+        print("".join(out.splitlines(keepends=True)[:-1]), end="")  # not the JSON reply
+    finally:
+        proc.kill()
+        proc.wait(10)
+    return 0
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--serve":
-        SERVERS[sys.argv[2]](int(sys.argv[3]))
+        once, profile = (int(x) for x in (sys.argv[4:6] or ("0", "0")))
+        SERVERS[sys.argv[2]](int(sys.argv[3]), bool(once), profile)
         return 0
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         kind, port, mode, callers, secs = sys.argv[2:7]
@@ -308,7 +514,19 @@ def main() -> int:
     ap = argparse.ArgumentParser(description="gRPC unary and streaming vs grpcio")
     ap.add_argument("--seconds", type=float, default=2.0, help="per measurement")
     ap.add_argument("--quick", action="store_true", help="0.5 s per measurement")
+    ap.add_argument("--callgrind", nargs="?", const="both", choices=["both", "server", "client"],
+                    help="instructions per unary RPC under valgrind (slow: minutes)")
+    ap.add_argument("--peers", default="ours,grpcio-sync,grpcio-aio",
+                    help="--callgrind: which servers/clients (comma-separated)")
+    ap.add_argument("--profile", choices=["server", "client"],
+                    help="cProfile our server or our client over --calls unary calls")
+    ap.add_argument("--calls", type=int, default=None,
+                    help="calls per run (--callgrind: 600, --profile: 3000)")
     a = ap.parse_args()
+    if a.callgrind:
+        return callgrind(a.calls or 600, a.callgrind, a.peers.split(","))
+    if a.profile:
+        return run_profile(a.profile, a.calls or 3000)
     secs = 0.5 if a.quick else a.seconds
     print(f"bench_grpc  {C.machine()}  ({secs:g} s per measurement, wall-clock rates)")
 

@@ -15,7 +15,13 @@ one connection per WebSocket): what the tunnel costs beside ``greenrt`` over TCP
 gevent-websocket on pywsgi is not measured (no client of its own; see
 docs/websocket.md). Goal from issue 16: greenrt >= 1.5x websockets.
 
+``--callgrind`` instead counts instructions (callgrind's Ir) per echoed message for
+``greenrt`` and ``greenrt-h2`` on one connection: the difference between a run of
+``--cg-messages`` (default 2000) messages and one of half as many, divided by the
+difference in messages, so start-up and connection set-up cancel out.
+
     .venv/bin/python bench/bench_websocket.py [--messages 2000] [--quick]
+    .venv/bin/python bench/bench_websocket.py --callgrind [--cg-messages 2000]
 """
 
 from __future__ import annotations
@@ -175,6 +181,32 @@ def worker_picows(conns: int, messages: int) -> dict:
     return asyncio.run(main())
 
 
+def ir_per_message(name: str, hi: int) -> float | None:
+    """Callgrind Ir per echoed message of worker ``name`` on one connection: (Ir at
+    ``hi`` messages - Ir at ``hi // 2``) / (``hi - hi // 2``). ``None`` without
+    valgrind."""
+    import re
+    import shutil
+    import subprocess
+    import tempfile
+
+    if shutil.which("valgrind") is None:
+        return None
+    got = []
+    with tempfile.TemporaryDirectory() as d:
+        for n in (hi // 2, hi):
+            out = os.path.join(d, f"cg.{n}")
+            subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                            sys.executable, os.path.abspath(__file__), "--worker", name, "1",
+                            str(n)], capture_output=True, text=True, timeout=3600, check=True)
+            with open(out) as f:
+                m = re.search(r"^(?:totals|summary): (\d+)", f.read(), re.M)
+            if m is None:
+                return None
+            got.append(int(m.group(1)))
+    return (got[1] - got[0]) / (hi - hi // 2)
+
+
 WORKERS = {"greenrt": worker_greenrt, "greenrt-h2": worker_greenrt_h2,
            "websockets": worker_websockets, "picows": worker_picows}
 
@@ -187,7 +219,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--messages", type=int, default=2000, help="messages per connection")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--callgrind", action="store_true",
+                    help="instructions per message, greenrt over TCP and over h2")
+    ap.add_argument("--cg-messages", type=int, default=2000)
     a = ap.parse_args()
+    if a.callgrind:
+        irs = {n: ir_per_message(n, a.cg_messages) for n in ("greenrt", "greenrt-h2")}
+        for n, ir in irs.items():
+            print(f"  {n:12s} {ir:12,.0f} Ir per echoed message" if ir else f"  {n}: -")
+        if all(irs.values()):
+            print(f"SUMMARY: websocket Ir per message, h2 / TCP = "
+                  f"{irs['greenrt-h2'] / irs['greenrt']:.2f}x")
+        return
     msgs = 200 if a.quick else a.messages
     print(f"# WebSocket echo, 1 KB binary messages, compression off; {C.machine()}")
     results = {}

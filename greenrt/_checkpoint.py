@@ -23,6 +23,8 @@ either consumed by the woken task or returned when the wait is aborted.
 from __future__ import annotations
 
 from collections.abc import Callable
+from heapq import heappop as _heappop
+from heapq import heappush as _heappush
 from typing import TYPE_CHECKING, Any
 
 from . import _trace as tr
@@ -155,8 +157,55 @@ def park(abort_fn: Callable[[], bool], wait_for: Any = None) -> Any:
     first, which is what makes their blocking call one). See the module docstring for
     the ``abort_fn`` contract. ``wait_for`` describes what the task waits on (an
     object or a short string); it is kept on the task while it is parked
-    (``Task.waiting_for``) for deadlock reports and debugging.
+    (``Task.waiting_for``) for deadlock reports and debugging. Cancelled while
+    parked, the task wakes with ``Cancelled`` after ``abort_fn`` said it left its wait.
     """
+    hub = _tls.hub
+    task = hub.current
+    abort = abort_fn
+    what = wait_for
+    # fastpath park: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
+    if task._pending:
+        r = _park_slow(abort, what)  # may have to abort at once: the general path
+    else:
+        task._abort_fn = abort
+        task.waiting_for = what
+        nxt = None
+        if hub._plain and not hub._cancel_lane:
+            cd = hub._poll_countdown - 1
+            if cd > 0:
+                timed = hub._timed
+                ready = hub._ready
+                if timed:
+                    if hub._timed_streak < hub.streak_limit or not ready:
+                        nxt = timed[0][3]
+                        if nxt._glet is None:
+                            nxt = None
+                        else:
+                            _heappop(timed)
+                            hub._cancel_streak = 0
+                            hub._timed_streak += 1
+                elif ready and ready[0]._glet is not None:
+                    nxt = ready.popleft()
+                if nxt is not None:
+                    hub._poll_countdown = cd
+                    nxt._queued = False
+                    hub.current = nxt
+                    nxt._glet.switch()
+        if nxt is None:
+            hub._handoff()
+        r = task._resume
+        if r is not None:
+            task._resume = None
+            if r is _CANCEL or type(r) is _Raise:
+                _raise_resume(task, r)
+    # end fastpath park
+    return r
+
+
+def _park_slow(abort_fn: Callable[[], bool], wait_for: Any = None) -> Any:
+    """``park``'s general path: for a task with a pending cancellation, which may have
+    to abort its wait at once."""
     hub = _tls.hub
     task = hub.current
     task._abort_fn = abort_fn
@@ -178,7 +227,24 @@ def park(abort_fn: Callable[[], bool], wait_for: Any = None) -> Any:
 
 def reschedule(task: Task[Any], value: Any = None) -> None:
     """Wake a parked task; ``park`` returns ``value`` in it. Not a checkpoint."""
-    task._hub.reschedule(task, value)
+    hub = task._hub
+    # fastpath reschedule: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
+    if task._abort_fn is None:
+        raise InvariantViolation(f"task {task.id} ({task.name}) woken but not parked")
+    task._abort_fn = None
+    task._resume = value
+    if hub._plain and not (task._queued or task._pending or task._drains):
+        task._queued = True
+        sc = task._scope
+        d = sc._deadline_eff
+        if d is None:
+            hub._ready.append(task)
+        else:
+            hub._timed_seq = tq = hub._timed_seq + 1
+            _heappush(hub._timed, (d, -(sc._priority or 0), tq, task))
+    else:
+        hub._schedule(task)
+    # end fastpath reschedule
 
 
 def reschedule_with_error(task: Task[Any], exc: BaseException) -> None:

@@ -47,9 +47,11 @@ from __future__ import annotations
 
 import select
 import socket
+from heapq import heappop as _heappop
+from heapq import heappush as _heappush
 from typing import TYPE_CHECKING, Any
 
-from ._checkpoint import _raise_resume, park
+from ._checkpoint import _park_slow, _raise_resume, park
 from ._exceptions import GreenrtError, InvariantViolation
 from ._hub import _CANCEL, _Raise
 
@@ -151,11 +153,34 @@ class _Slot:
         what = self
         # fastpath park: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
         if task._pending:
-            r = park(abort, what)  # may have to abort at once: the general path
+            r = _park_slow(abort, what)  # may have to abort at once: the general path
         else:
             task._abort_fn = abort
             task.waiting_for = what
-            hub._handoff()
+            nxt = None
+            if hub._plain and not hub._cancel_lane:
+                cd = hub._poll_countdown - 1
+                if cd > 0:
+                    timed = hub._timed
+                    ready = hub._ready
+                    if timed:
+                        if hub._timed_streak < hub.streak_limit or not ready:
+                            nxt = timed[0][3]
+                            if nxt._glet is None:
+                                nxt = None
+                            else:
+                                _heappop(timed)
+                                hub._cancel_streak = 0
+                                hub._timed_streak += 1
+                    elif ready and ready[0]._glet is not None:
+                        nxt = ready.popleft()
+                    if nxt is not None:
+                        hub._poll_countdown = cd
+                        nxt._queued = False
+                        hub.current = nxt
+                        nxt._glet.switch()
+            if nxt is None:
+                hub._handoff()
             r = task._resume
             if r is not None:
                 task._resume = None
@@ -179,11 +204,34 @@ class _Slot:
         what = self
         # fastpath park: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
         if task._pending:
-            r = park(abort, what)  # may have to abort at once: the general path
+            r = _park_slow(abort, what)  # may have to abort at once: the general path
         else:
             task._abort_fn = abort
             task.waiting_for = what
-            hub._handoff()
+            nxt = None
+            if hub._plain and not hub._cancel_lane:
+                cd = hub._poll_countdown - 1
+                if cd > 0:
+                    timed = hub._timed
+                    ready = hub._ready
+                    if timed:
+                        if hub._timed_streak < hub.streak_limit or not ready:
+                            nxt = timed[0][3]
+                            if nxt._glet is None:
+                                nxt = None
+                            else:
+                                _heappop(timed)
+                                hub._cancel_streak = 0
+                                hub._timed_streak += 1
+                    elif ready and ready[0]._glet is not None:
+                        nxt = ready.popleft()
+                    if nxt is not None:
+                        hub._poll_countdown = cd
+                        nxt._queued = False
+                        hub.current = nxt
+                        nxt._glet.switch()
+            if nxt is None:
+                hub._handoff()
             r = task._resume
             if r is not None:
                 task._resume = None
@@ -387,10 +435,15 @@ class EpollDriver:
                         raise InvariantViolation(f"task {task.id} ({task.name}) woken but not parked")
                     task._abort_fn = None
                     task._resume = value
-                    if hub._plain and not (task._queued or task._pending or task._drains
-                                           or task._scope._deadline_eff is not None):
+                    if hub._plain and not (task._queued or task._pending or task._drains):
                         task._queued = True
-                        hub._ready.append(task)
+                        sc = task._scope
+                        d = sc._deadline_eff
+                        if d is None:
+                            hub._ready.append(task)
+                        else:
+                            hub._timed_seq = tq = hub._timed_seq + 1
+                            _heappush(hub._timed, (d, -(sc._priority or 0), tq, task))
                     else:
                         hub._schedule(task)
                     # end fastpath reschedule

@@ -25,11 +25,16 @@ A fast path is taken only when it provably does what the general path would do.
   to emit). The lab hub never has ``_plain`` set and always takes the general path.
 * **The task concerned is plain**: not already queued (the general path raises
   ``InvariantViolation`` for that), no pending cancellation (``_pending``), no
-  cleanup drain (``_drains``), no effective deadline (``_scope._deadline_eff``). Such
-  a task belongs in the ready lane.
-* **For a switch, the ready lane decides**: the cancel and timed lanes are empty, so
-  ``_pick`` would return the head of the ready lane; the poll countdown would stay
-  above zero (``_poll_countdown - 1 > 0``), so it is not time to poll; and the task
+  cleanup drain (``_drains``). Such a task belongs in the ready lane, or, under an
+  effective deadline (``_scope._deadline_eff``), in the timed lane: ``reschedule``
+  pushes it there exactly as ``Hub._schedule`` does; ``schedule`` and ``yield``
+  leave a task under a deadline to the general path.
+* **For a switch, ``_pick``'s choice is known**: the cancel lane is empty; the poll
+  countdown would stay above zero (``_poll_countdown - 1 > 0``), so it is not time to
+  poll; then ``handoff`` and ``park`` take the head of the timed lane when ``_pick``
+  would (its streak is below ``streak_limit`` or the ready lane is empty, with the
+  same streak bookkeeping), else the head of the ready lane when the timed lane is
+  empty (``yield`` and ``run_in_place`` require both other lanes empty); and the task
   switched to already has a greenlet (a brand-new greenlet is started from the hub
   greenlet, the general path).
 * **The check half of a checkpoint** (``enter``) has nothing to do when the task has
@@ -56,9 +61,11 @@ import os
 import re
 import sys
 import textwrap
+from heapq import heappop as _heappop
+from heapq import heappush as _heappush
 from typing import Any
 
-from ._checkpoint import _enter, _raise_resume, park
+from ._checkpoint import _enter, _park_slow, _raise_resume
 from ._exceptions import InvariantViolation
 from ._hub import _CANCEL, Hub, _Raise
 
@@ -76,15 +83,21 @@ def schedule(hub: Any, task: Any) -> None:
 
 
 def reschedule(hub: Any, task: Any, value: Any) -> None:
-    """Wake a parked task with ``value`` (``Hub.reschedule``)."""
+    """Wake a parked task with ``value`` (``Hub.reschedule``): into the ready lane, or
+    the timed lane (earliest deadline first) for a task under a deadline."""
     if task._abort_fn is None:
         raise InvariantViolation(f"task {task.id} ({task.name}) woken but not parked")
     task._abort_fn = None
     task._resume = value
-    if hub._plain and not (task._queued or task._pending or task._drains
-                           or task._scope._deadline_eff is not None):
+    if hub._plain and not (task._queued or task._pending or task._drains):
         task._queued = True
-        hub._ready.append(task)
+        sc = task._scope
+        d = sc._deadline_eff
+        if d is None:
+            hub._ready.append(task)
+        else:
+            hub._timed_seq = tq = hub._timed_seq + 1
+            _heappush(hub._timed, (d, -(sc._priority or 0), tq, task))
     else:
         hub._schedule(task)
 
@@ -131,13 +144,36 @@ def yield_(hub: Any, task: Any) -> None:
 
 def park_(hub: Any, task: Any, abort: Any, what: Any) -> Any:
     """``park(abort, what)`` for the running ``task``; binds ``r`` to the value it
-    was woken with."""
+    was woken with. The hand-off is ``handoff``'s, inlined (one call less a park)."""
     if task._pending:
-        r = park(abort, what)  # may have to abort at once: the general path
+        r = _park_slow(abort, what)  # may have to abort at once: the general path
     else:
         task._abort_fn = abort
         task.waiting_for = what
-        hub._handoff()
+        nxt = None
+        if hub._plain and not hub._cancel_lane:
+            cd = hub._poll_countdown - 1
+            if cd > 0:
+                timed = hub._timed
+                ready = hub._ready
+                if timed:
+                    if hub._timed_streak < hub.streak_limit or not ready:
+                        nxt = timed[0][3]
+                        if nxt._glet is None:
+                            nxt = None
+                        else:
+                            _heappop(timed)
+                            hub._cancel_streak = 0
+                            hub._timed_streak += 1
+                elif ready and ready[0]._glet is not None:
+                    nxt = ready.popleft()
+                if nxt is not None:
+                    hub._poll_countdown = cd
+                    nxt._queued = False
+                    hub.current = nxt
+                    nxt._glet.switch()
+        if nxt is None:
+            hub._handoff()
         r = task._resume
         if r is not None:
             task._resume = None
@@ -147,19 +183,35 @@ def park_(hub: Any, task: Any, abort: Any, what: Any) -> Any:
 
 
 def handoff(hub: Any) -> Any:
-    """``Hub._handoff``: give up control, switching straight to the next ready task."""
-    if hub._plain and not (hub._cancel_lane or hub._timed):
+    """``Hub._handoff``: give up control, switching straight to the next task of the
+    timed lane (``_pick``'s choice: the cancel lane is empty, the timed lane's streak
+    is not spent) or of the ready lane."""
+    if hub._plain and not hub._cancel_lane:
         cd = hub._poll_countdown - 1
-        ready = hub._ready
-        if cd > 0 and ready:
-            nxt = ready[0]
-            glet = nxt._glet
-            if glet is not None:
-                ready.popleft()
-                hub._poll_countdown = cd
-                nxt._queued = False
-                hub.current = nxt
-                return glet.switch()
+        if cd > 0:
+            timed = hub._timed
+            ready = hub._ready
+            if timed:
+                if hub._timed_streak < hub.streak_limit or not ready:
+                    nxt = timed[0][3]
+                    glet = nxt._glet
+                    if glet is not None:
+                        _heappop(timed)
+                        hub._cancel_streak = 0
+                        hub._timed_streak += 1
+                        hub._poll_countdown = cd
+                        nxt._queued = False
+                        hub.current = nxt
+                        return glet.switch()
+            elif ready:
+                nxt = ready[0]
+                glet = nxt._glet
+                if glet is not None:
+                    ready.popleft()
+                    hub._poll_countdown = cd
+                    nxt._queued = False
+                    hub.current = nxt
+                    return glet.switch()
     return Hub._handoff(hub)
 
 
@@ -192,12 +244,16 @@ SITES: dict[tuple[str, str], int] = {
     ("_hub.py", "handoff"): 1,         # RealHub._handoff
     ("_checkpoint.py", "enter"): 2,    # checkpoint(), checkpoint_if_cancelled()
     ("_checkpoint.py", "yield"): 1,    # checkpoint()
+    ("_checkpoint.py", "park"): 1,     # park()
+    ("_checkpoint.py", "reschedule"): 1,  # reschedule()
     ("_region.py", "schedule"): 1,     # Region.spawn
     ("_task.py", "run_in_place"): 1,   # _worker_main
     ("_driver.py", "park"): 2,         # wait_readable, wait_writable
     ("_driver.py", "reschedule"): 1,   # EpollDriver.poll, a woken reader
     ("sync.py", "park"): 1,            # _WaitQueue.wait
-    ("sync.py", "enter"): 1,           # Lock.acquire
+    ("sync.py", "reschedule"): 1,      # _WaitQueue.wake_first
+    ("sync.py", "enter"): 2,           # Lock.acquire, Event.wait
+    ("lowlevel.py", "enter"): 2,       # WaitQueue.park, enter_checkpoint
     ("channel.py", "enter"): 3,        # Sender.reserve, Sender.send, Receiver.recv
 }
 

@@ -6,7 +6,10 @@ and switch back to it whenever they block. The hub owns
 * three run lanes: the *cancel* lane (tasks woken to receive a cancellation or with
   cleanup to run), the *timed* lane (tasks inside a scope with a deadline, earliest
   deadline first) and the *ready* lane (FIFO);
-* the timer heap (``call_at``), with lazy deletion of cancelled timers;
+* the timer heap (``call_at``), with lazy deletion of cancelled timers, and beside it
+  the deadline heap of cancel scopes (on hubs with ``_fast_paths``): a scope's
+  deadline is one tuple pushed on entry and a cell emptied on exit, no handle object
+  and no call; both heaps share one sequence and fire in ``(when, seq)`` order;
 * the I/O driver, a separate seam (``greenrt._driver``) that also receives wake-ups
   from other threads and from signal handlers;
 * the trace sink: instruments and the ``_tracing`` flag that guards every emission.
@@ -48,6 +51,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from heapq import heappop as _heappop
+from heapq import heappush as _heappush
 from typing import TYPE_CHECKING, Any
 
 from greenlet import getcurrent, greenlet
@@ -157,6 +162,13 @@ class Hub:
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._timer_seq = 0
         self._cancelled_timers = 0
+        #: the deadlines of cancel scopes (``CancelScope._attach``, on hubs with
+        #: ``_fast_paths``): ``(when, seq, [scope])``, the one-slot cell being the
+        #: scope's ``_timer`` and emptied (``[None]``) when the scope exits. Lazy
+        #: deletion like ``_timers``, and the same sequence numbers, so the two heaps
+        #: fire as one: in ``(when, seq)`` order. No handle object, no call per scope.
+        self._deadlines: list[tuple[float, int, list[Any]]] = []
+        self._dead_deadlines = 0
         self._free_glets: list[greenlet] = []
         self._task_counter = 0
         self._scope_counter = 0
@@ -347,16 +359,41 @@ class Hub:
         heapq.heapify(self._timers)
         self._cancelled_timers = 0
 
+    def _compact_deadlines(self) -> None:
+        self._deadlines = [e for e in self._deadlines if e[2][0] is not None]
+        heapq.heapify(self._deadlines)
+        self._dead_deadlines = 0
+
     def _next_timer(self) -> float | None:
         timers = self._timers
         while timers and timers[0][2].cancelled:
             heapq.heappop(timers)
             self._cancelled_timers -= 1
+        dl = self._deadlines
+        while dl and dl[0][2][0] is None:
+            heapq.heappop(dl)
+            self._dead_deadlines -= 1
+        if dl:
+            d = dl[0][0]
+            return d if not timers or d < timers[0][0] else timers[0][0]
         return timers[0][0] if timers else None
 
     def _fire_due_timers(self, now: float) -> None:
         timers = self._timers
-        while timers and timers[0][0] <= now:
+        dl = self._deadlines
+        while True:
+            if dl and dl[0][0] <= now and (not timers or dl[0][:2] < timers[0][:2]):
+                cell = heapq.heappop(dl)[2]
+                scope = cell[0]
+                if scope is None:
+                    self._dead_deadlines -= 1
+                    continue
+                cell[0] = scope._timer = None
+                self.stats["timers_fired"] += 1
+                scope._on_deadline()
+                continue
+            if not (timers and timers[0][0] <= now):
+                return
             _, _, h = heapq.heappop(timers)
             if h.cancelled:
                 self._cancelled_timers -= 1
@@ -401,7 +438,7 @@ class Hub:
                 self._handle_signals()
         elif self._has_io_waiters():
             self._wait(0)
-        if self._timers:
+        if self._timers or self._deadlines:
             self._fire_due_timers(self.now())
 
     def _nothing_can_wake(self) -> bool:
@@ -625,10 +662,15 @@ class RealHub(Hub):
             raise InvariantViolation(f"task {task.id} ({task.name}) woken but not parked")
         task._abort_fn = None
         task._resume = value
-        if hub._plain and not (task._queued or task._pending or task._drains
-                               or task._scope._deadline_eff is not None):
+        if hub._plain and not (task._queued or task._pending or task._drains):
             task._queued = True
-            hub._ready.append(task)
+            sc = task._scope
+            d = sc._deadline_eff
+            if d is None:
+                hub._ready.append(task)
+            else:
+                hub._timed_seq = tq = hub._timed_seq + 1
+                _heappush(hub._timed, (d, -(sc._priority or 0), tq, task))
         else:
             hub._schedule(task)
         # end fastpath reschedule
@@ -636,18 +678,32 @@ class RealHub(Hub):
     def _handoff(self) -> Any:
         hub = self
         # fastpath handoff: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
-        if hub._plain and not (hub._cancel_lane or hub._timed):
+        if hub._plain and not hub._cancel_lane:
             cd = hub._poll_countdown - 1
-            ready = hub._ready
-            if cd > 0 and ready:
-                nxt = ready[0]
-                glet = nxt._glet
-                if glet is not None:
-                    ready.popleft()
-                    hub._poll_countdown = cd
-                    nxt._queued = False
-                    hub.current = nxt
-                    return glet.switch()
+            if cd > 0:
+                timed = hub._timed
+                ready = hub._ready
+                if timed:
+                    if hub._timed_streak < hub.streak_limit or not ready:
+                        nxt = timed[0][3]
+                        glet = nxt._glet
+                        if glet is not None:
+                            _heappop(timed)
+                            hub._cancel_streak = 0
+                            hub._timed_streak += 1
+                            hub._poll_countdown = cd
+                            nxt._queued = False
+                            hub.current = nxt
+                            return glet.switch()
+                elif ready:
+                    nxt = ready[0]
+                    glet = nxt._glet
+                    if glet is not None:
+                        ready.popleft()
+                        hub._poll_countdown = cd
+                        nxt._queued = False
+                        hub.current = nxt
+                        return glet.switch()
         return Hub._handoff(hub)
         # end fastpath handoff
 

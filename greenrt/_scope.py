@@ -45,13 +45,14 @@ deterministic.
 
 from __future__ import annotations
 
+from heapq import heappush as _heappush
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import _trace as tr
 from ._budget import Budget
 from ._exceptions import Cancelled, InvariantViolation, LimitExceeded, NoHubError, TooSlowError
-from ._hub import current_hub
+from ._hub import _tls, current_hub
 from ._reason import CancelKind, CancelReason, CleanupBudget, as_reason
 from ._usage import check_deadline, check_duration
 
@@ -181,34 +182,55 @@ class CancelScope:
         self._hub = hub
         self._owner = owner
         self._parent = parent
-        hub._scope_counter += 1
-        self.id = self._sid = hub._scope_counter
+        hub._scope_counter = sid = hub._scope_counter + 1
+        self.id = self._sid = sid
+        own = self._deadline
         if parent is not None:
             ch = parent._children
             if ch is None:
-                ch = parent._children = {}
-            ch[self] = None
+                parent._children = {self: None}
+            else:
+                ch[self] = None
             pd = parent._deadline_eff
-            own = self._deadline_eff
+            # Always stored on the instance (even when equal to the class default):
+            # these two are read at every checkpoint, and instance reads are the fast ones.
             self._deadline_eff = pd if pd is not None and (own is None or pd < own) else own
             chain = parent._quota_chain
         else:
+            self._deadline_eff = own
             chain = ()
         if self._polls_left is not None or self._cost_left is not None:
             chain = chain + (self,)
-        # Always stored on the instance (even when equal to the class default): these
-        # two are read at every checkpoint, and instance reads are the fast ones.
         self._quota_chain = chain
-        if self._deadline is not None:
-            if self._deadline <= hub.now():
+        if own is not None:
+            if own <= hub.now():
                 self._on_deadline()
+            elif hub._fast_paths:
+                # the hub's deadline heap: no timer handle, no call (``Hub._deadlines``);
+                # the entry holds the scope through a one-slot cell, emptied on exit,
+                # so a dead entry keeps nothing alive
+                hub._timer_seq = seq = hub._timer_seq + 1
+                self._timer = cell = [self]
+                _heappush(hub._deadlines, (own, seq, cell))
             else:
-                self._timer = hub.call_at(self._deadline, self._on_deadline)
+                self._timer = hub.call_at(own, self._on_deadline)
+
+    def _disarm(self) -> None:
+        """Drop the scope's deadline timer (O(1): lazy deletion)."""
+        timer = self._timer
+        self._timer = None
+        if type(timer) is list:  # a cell in the hub's deadline heap
+            timer[0] = None
+            hub = self._hub
+            hub._dead_deadlines = n = hub._dead_deadlines + 1
+            if n > 256 and n > len(hub._deadlines) // 2:
+                hub._compact_deadlines()
+        else:
+            timer.cancel()
 
     def _detach(self) -> None:
         if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+            self._disarm()
         parent = self._parent
         if parent is not None:
             ch = parent._children
@@ -220,7 +242,10 @@ class CancelScope:
             raise InvariantViolation("a cancel scope can be entered only once: create a new "
                                      "one (greenrt.cancel_scope(), move_on_after()...) for "
                                      "each with block")
-        hub = current_hub()
+        try:
+            hub = _tls.hub
+        except AttributeError:
+            raise NoHubError() from None
         task = hub.current
         if task is None:
             raise NoHubError.outside_task()
@@ -241,13 +266,22 @@ class CancelScope:
     def __exit__(self, etype: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> bool:
         task = self._owner
+        parent = self._parent
         if task._scope is not self:
             raise InvariantViolation(
                 f"cancel scope {self._sid} exited out of order (innermost is {task._scope._sid}):"
                 " nest with statements, never interleave __enter__/__exit__ by hand")
-        task._scope = self._parent
-        self._detach()
+        task._scope = parent
+        # _detach, inlined (the hot exit of every timeout block)
+        if self._timer is not None:
+            self._disarm()
+        if parent is not None:
+            ch = parent._children
+            if ch:
+                ch.pop(self, None)
         self._state = "exited"
+        if exc is None and not task._drains and not self._delivered:
+            return False  # what _finalize_scope decides for a quiet exit
         return _finalize_scope(task, self, exc)
 
     # -- cancellation ---------------------------------------------------------------
@@ -559,31 +593,50 @@ def _scope_at(deadline: float | None, kind: CancelKind, name: str | None) -> Can
     return CancelScope(deadline=deadline, name=name, deadline_kind=kind)
 
 
+_TIMEOUT = CancelKind.TIMEOUT  # enum attribute reads are slow; these helpers are hot
+_DEADLINE = CancelKind.DEADLINE
+_new_scope = CancelScope.__new__
+
+
 def move_on_after(seconds: float, *, name: str | None = None) -> CancelScope:
     """``cancel_scope(timeout=seconds)``: give up on the block after ``seconds``.
 
     ``seconds`` must be a number >= 0 (``TypeError``/``ValueError`` otherwise, raised
     here); ``math.inf`` means no limit. Entering and leaving are not checkpoints."""
-    return _scope_at(_timeout_deadline(seconds, "seconds"), CancelKind.TIMEOUT, name)
+    # The common case inlined (a number, a live hub): the scope is built without
+    # __init__'s keyword parsing; anything else takes the checked path, which raises.
+    t = type(seconds)
+    if (t is float or t is int) and 0 <= seconds < _INF:
+        try:
+            hub = _tls.hub
+        except AttributeError:
+            raise NoHubError() from None
+        s: CancelScope = _new_scope(CancelScope)
+        s._deadline = s._deadline_eff = hub.now() + seconds
+        s._deadline_kind = _TIMEOUT
+        if name is not None:
+            s.name = name
+        return s
+    return _scope_at(_timeout_deadline(seconds, "seconds"), _TIMEOUT, name)
 
 
 def move_on_at(deadline: float, *, name: str | None = None) -> CancelScope:
     """``cancel_scope(deadline=deadline)``: give up on the block at hub time ``deadline``
     (a number, possibly past; ``math.inf``: never)."""
-    return _scope_at(_deadline_arg(deadline, "deadline"), CancelKind.DEADLINE, name)
+    return _scope_at(_deadline_arg(deadline, "deadline"), _DEADLINE, name)
 
 
 def fail_after(seconds: float, *, name: str | None = None) -> CancelScope:
     """Like ``move_on_after`` but raise ``TooSlowError`` (a ``TimeoutError``) when the
     timeout cancels the block."""
-    s = _scope_at(_timeout_deadline(seconds, "seconds"), CancelKind.TIMEOUT, name)
+    s = move_on_after(seconds, name=name)
     s._fail_on_timeout = True
     return s
 
 
 def fail_at(deadline: float, *, name: str | None = None) -> CancelScope:
     """Like ``move_on_at`` but raise ``TooSlowError`` when the deadline cancels the block."""
-    s = _scope_at(_deadline_arg(deadline, "deadline"), CancelKind.DEADLINE, name)
+    s = _scope_at(_deadline_arg(deadline, "deadline"), _DEADLINE, name)
     s._fail_on_timeout = True
     return s
 

@@ -93,6 +93,7 @@ _CANCELLING = TaskState.CANCELLING
 _FINALIZING = TaskState.FINALIZING
 _COMPLETED = TaskState.COMPLETED
 _OK_NONE = Outcome.ok(None)
+_MISSING = object()
 _ALLOWED = {
     _S.CREATED: frozenset({_S.RUNNING, _S.CANCEL_REQUESTED}),
     _S.RUNNING: frozenset({_S.CANCEL_REQUESTED, _S.FINALIZING}),
@@ -116,7 +117,8 @@ class Task(CancelScope, Generic[T]):
     # set ones keep class-level defaults in CancelScope and here, in the instance dict.
     __slots__ = ("_fn", "_args", "_tstate", "_task_region", "_glet", "_scope", "_pending",
                  "_abort_fn", "_resume", "_queued", "_drains", "_context", "_hub", "_owner",
-                 "_parent", "id", "_sid", "_quota_chain", "_deadline_eff", "name", "_state")
+                 "_parent", "id", "_sid", "_quota_chain", "_deadline_eff", "name", "_state",
+                 "_wq", "_wq_on_abort")
 
     # Slot types (the runtime graph is typed loosely: ``Any`` where a field is None only
     # before a task starts or after it completes, when nothing reads it).
@@ -140,6 +142,10 @@ class Task(CancelScope, Generic[T]):
     _quota_chain: tuple[Any, ...]
     _deadline_eff: float | None
     name: str
+    # The wait queue (its dict) the task last parked in, and that wait's ``on_abort``:
+    # what ``_abort_wait`` needs (``sync._WaitQueue.wait``); dropped when it completes.
+    _wq: Any
+    _wq_on_abort: Callable[[], None] | None
 
     # Defaults for the rarely set fields (see CancelScope): spawning assigns only the
     # fields below in __init__.
@@ -167,6 +173,7 @@ class Task(CancelScope, Generic[T]):
         self._resume = None
         self._queued = False
         self._drains = ()
+        self._wq = None
         # The task runs in a copy of its spawner's context; an empty one needs no copy
         # (None: the greenlet starts with no context, and a ContextVar.set() in the
         # task creates a fresh one). Saves a GC-tracked allocation per plain spawn.
@@ -269,6 +276,15 @@ class Task(CancelScope, Generic[T]):
 
     def __repr__(self) -> str:
         return f"<Task {self.id} {self.name!r} {self._tstate.value}>"
+
+    def _abort_wait(self) -> bool:
+        """The abort function of a wait in a ``sync._WaitQueue`` (``park``'s contract):
+        leave the queue and run the wait's ``on_abort`` if the task was still in it."""
+        if self._wq.pop(self, _MISSING) is not _MISSING:
+            on_abort = self._wq_on_abort
+            if on_abort is not None:
+                on_abort()
+        return True
 
     # -- state machine ------------------------------------------------------------------
 
@@ -414,6 +430,7 @@ def _finish(task: Task[Any], outcome: Outcome[Any]) -> None:
     task._args = None
     task._context = None
     task._glet = None
+    task._wq = task._wq_on_abort = None
     # A task is its own root scope and that scope's owner: drop both self-references
     # so a finished task is freed by reference counting instead of being left, with
     # its outcome, to the cyclic GC (whose collections then scan every live task).

@@ -10,15 +10,16 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ._checkpoint import _enter, park, reschedule, reschedule_with_error, yield_task
 from ._checkpoint import _enter as _enter_checkpoint
-from ._checkpoint import park, reschedule, reschedule_with_error, yield_task
 from ._driver import EpollDriver, SelectorDriver
 from ._dump import format_snapshot as format_task_snapshot
 from ._dump import snapshot as _snapshot
+from ._exceptions import NoHubError
 from ._hub import Hub, RealHub, TimerHandle, _tls, current_hub
 from ._scope import deliver_pending
 from ._task import repr_outcome
-from .sync import _note, _WaitQueue
+from .sync import _WaitQueue
 
 if TYPE_CHECKING:  # pragma: no cover
     from _typeshed import FileDescriptorLike
@@ -35,8 +36,17 @@ def current_hub_or_none() -> Hub | None:
 def enter_checkpoint() -> "Task[Any]":
     """The check half of a checkpoint for the current task (charge a poll, deliver a
     pending cancellation); returns the task. Blocking primitives call this first and
-    then either complete at once or ``park``."""
-    return _enter_checkpoint(current_hub())
+    then either complete at once or ``park``. Raises ``Cancelled`` if one is due."""
+    try:
+        hub = _tls.hub
+    except AttributeError:
+        raise NoHubError() from None
+    # fastpath enter: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
+    task = hub.current
+    if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:
+        task = _enter(hub)
+    # end fastpath enter
+    return task  # type: ignore[no-any-return]  # the enter copy binds the current task
 
 
 def yield_now() -> None:
@@ -93,7 +103,9 @@ def note_access(obj: Any, write: bool = True) -> None:
     it to decide which steps are dependent. Protocol code that shares mutable state
     between tasks through something other than greenrt's primitives should call it.
     Not a checkpoint."""
-    _note(obj, write)
+    hub = getattr(_tls, "hub", None)
+    if hub is not None and hub.wants_access:
+        hub.note_access(obj, write)
 
 
 class WaitQueue(_WaitQueue):
@@ -126,8 +138,15 @@ class WaitQueue(_WaitQueue):
 
         ``data`` travels with the waiter (``first()``, ``wake_one`` return it);
         ``what`` labels the wait. On cancellation the task has left the queue."""
-        task = _enter_checkpoint(current_hub())
-        hub = task._hub
+        try:
+            hub = _tls.hub
+        except AttributeError:
+            raise NoHubError() from None
+        # fastpath enter: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
+        task = hub.current
+        if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:
+            task = _enter(hub)
+        # end fastpath enter
         if hub.wants_access:
             hub.note_access(self, True)
         return self.wait(task, data, on_abort, what or "WaitQueue.park")

@@ -38,11 +38,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from heapq import heappop as _heappop
+from heapq import heappush as _heappush
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._checkpoint import _enter, _raise_resume, current_task, park, yield_task
-from ._exceptions import GreenrtError, InvalidStateError, NoHubError, WouldBlock
+from ._checkpoint import _enter, _park_slow, _raise_resume, current_task, park, yield_task
+from ._exceptions import GreenrtError, InvalidStateError, InvariantViolation, NoHubError, WouldBlock
 from ._hub import _CANCEL, _Raise
 from ._hub import _tls as _hub_tls
 from ._obligation import Obligation, reserve
@@ -127,20 +129,42 @@ class _WaitQueue:
         reports (``Task.waiting_for``)."""
         q = self._q
         q[task] = data  # a parked task waits in one place at a time: it is the key
-
-        def abort() -> bool:
-            if q.pop(task, _MISSING) is not _MISSING and on_abort is not None:
-                on_abort()
-            return True
-
+        # The abort function is the task's own ``_abort_wait`` (a bound method: no
+        # closure per wait); it finds the queue and ``on_abort`` on the task.
+        task._wq = q
+        task._wq_on_abort = on_abort
+        abort = task._abort_wait
         hub = task._hub
         # fastpath park: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
         if task._pending:
-            r = park(abort, what)  # may have to abort at once: the general path
+            r = _park_slow(abort, what)  # may have to abort at once: the general path
         else:
             task._abort_fn = abort
             task.waiting_for = what
-            hub._handoff()
+            nxt = None
+            if hub._plain and not hub._cancel_lane:
+                cd = hub._poll_countdown - 1
+                if cd > 0:
+                    timed = hub._timed
+                    ready = hub._ready
+                    if timed:
+                        if hub._timed_streak < hub.streak_limit or not ready:
+                            nxt = timed[0][3]
+                            if nxt._glet is None:
+                                nxt = None
+                            else:
+                                _heappop(timed)
+                                hub._cancel_streak = 0
+                                hub._timed_streak += 1
+                    elif ready and ready[0]._glet is not None:
+                        nxt = ready.popleft()
+                    if nxt is not None:
+                        hub._poll_countdown = cd
+                        nxt._queued = False
+                        hub.current = nxt
+                        nxt._glet.switch()
+            if nxt is None:
+                hub._handoff()
             r = task._resume
             if r is not None:
                 task._resume = None
@@ -157,8 +181,25 @@ class _WaitQueue:
 
     def wake_first(self, value: Any = None) -> tuple[Task[Any], Any]:
         """Hand ``value`` to the first waiter; return its ``(task, data)``."""
-        task, data = self._q.popitem(last=False)
-        task._hub.reschedule(task, value)
+        task, data = self._q.popitem(False)
+        hub = task._hub
+        # fastpath reschedule: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
+        if task._abort_fn is None:
+            raise InvariantViolation(f"task {task.id} ({task.name}) woken but not parked")
+        task._abort_fn = None
+        task._resume = value
+        if hub._plain and not (task._queued or task._pending or task._drains):
+            task._queued = True
+            sc = task._scope
+            d = sc._deadline_eff
+            if d is None:
+                hub._ready.append(task)
+            else:
+                hub._timed_seq = tq = hub._timed_seq + 1
+                _heappush(hub._timed, (d, -(sc._priority or 0), tq, task))
+        else:
+            hub._schedule(task)
+        # end fastpath reschedule
         return task, data
 
     def wake_first_error(self, exc: BaseException) -> tuple[Task[Any], Any]:
@@ -240,16 +281,28 @@ class Event:
 
     def set(self) -> None:
         """Set the flag and wake all waiters. Not a checkpoint; idempotent."""
-        _note(self)
+        hub = getattr(_hub_tls, "hub", None)
+        if hub is not None and hub.wants_access:
+            hub.note_access(self, True)
         if not self._flag:
             self._flag = True
-            self._waiters.wake_all(None)
+            if self._waiters._q:
+                self._waiters.wake_all(None)
 
     def wait(self) -> None:
         """Block until the flag is set. A checkpoint (also when already set). A
         cancelled wait leaves nothing behind."""
-        task = _checkpoint_task()
-        _note(self, False)
+        try:
+            hub = _hub_tls.hub
+        except AttributeError:
+            raise NoHubError() from None
+        # fastpath enter: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
+        task = hub.current
+        if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:
+            task = _enter(hub)
+        # end fastpath enter
+        if hub.wants_access:
+            hub.note_access(self, False)
         if self._flag:
             _coop(self, task)
             return

@@ -61,6 +61,11 @@ from .timeout import format_timeout
 __all__ = ["Call", "Channel", "Stub"]
 
 _USER_AGENT = b"greenrt-grpc/0.1"
+#: the request headers of every call (then grpc-timeout, grpc-encoding, metadata)
+_HEADERS = ((b"content-type", b"application/grpc"), (b"te", b"trailers"),
+            (b"user-agent", _USER_AGENT), (b"grpc-accept-encoding", b"identity,deflate,gzip"))
+#: the trailers of an OK call without trailing metadata
+_OK_TRAILERS = [(b"grpc-status", b"0")]
 
 
 class Channel:
@@ -138,10 +143,14 @@ class Channel:
     # -- calls ----------------------------------------------------------------------------
 
     def start_call(self, path: str, response_type: Any, *, timeout: float | None = None,
-                   metadata: Any = None, compression: str | None = None) -> Call:
+                   metadata: Any = None, compression: str | None = None,
+                   _only: Any = None) -> Call:
         """Start a call of any kind: HEADERS sent, nothing else. A checkpoint. The
         returned :class:`Call` sends with ``send``/``done`` and receives by
         iteration."""
+        if not self.interceptors:
+            return Call(self, path, response_type.FromString, timeout,
+                        list(metadata) if metadata else [], compression, _only)
         details = {"method": path, "metadata": list(metadata or ()), "timeout": timeout}
 
         def call():
@@ -156,10 +165,13 @@ class Channel:
         """One request, one response. A checkpoint. A call refused without being
         processed (GOAWAY, REFUSED_STREAM) is retried once on a new connection."""
         for attempt in (0, 1):
-            call = self.start_call(path, response_type, **kw)
+            # without interceptors (which might wait on the call first) the call
+            # opens with its one message: HEADERS and DATA(END_STREAM) in one write
+            only = None if self.interceptors else request
+            call = self.start_call(path, response_type, _only=only, **kw)
             try:
-                call.send(request)
-                call.done()
+                if only is None:
+                    call.send(request, end=True)
                 return call.result()
             except RpcError as e:
                 if not (e.retryable and attempt == 0 and call.messages_received == 0):
@@ -198,7 +210,7 @@ class Call:
     and cancellation."""
 
     def __init__(self, channel: Channel, path: str, deserialize: Callable, timeout: float | None,
-                 metadata: list, compression: str | None):
+                 metadata: list, compression: str | None, only: Any = None):
         self._ch = channel
         self.path = path
         self._de = deserialize
@@ -218,17 +230,31 @@ class Call:
         self._decoder: MessageDecoder | None = None
         self._sent_end = False
         self.messages_received = 0
-        headers = [(b"content-type", b"application/grpc"), (b"te", b"trailers"),
-                   (b"user-agent", _USER_AGENT),
-                   (b"grpc-accept-encoding", b"identity,deflate,gzip")]
-        if self.deadline is not None:
-            headers.append((b"grpc-timeout", format_timeout(self.deadline - now)))
-        if self._enc is not None:
-            headers.append((b"grpc-encoding", self._enc))
-        headers += md.encode_metadata(metadata)
+        headers = _HEADERS
+        if self.deadline is not None or self._enc is not None or metadata:
+            headers = list(_HEADERS)
+            if self.deadline is not None:
+                headers.append((b"grpc-timeout", format_timeout(self.deadline - now)))
+            if self._enc is not None:
+                headers.append((b"grpc-encoding", self._enc))
+            headers += md.encode_metadata(metadata)
         conn = channel._connection()
+        if only is not None:  # the whole request: its one message, half-closed
+            frame = self._frame(only)
+            self._sent_end = True
+            if headers is _HEADERS:
+                def op():
+                    return conn.send_request("POST", path, _HEADERS, frame)
+            else:
+                def op():
+                    s = conn.open_stream("POST", path, headers, flush=False)
+                    s.send_data(frame, end_stream=True)
+                    return s
+        else:
+            def op():
+                return conn.open_stream("POST", path, headers)
         try:
-            self._s = self._guard(lambda: conn.open_stream("POST", path, headers))
+            self._s = self._guard(op)
         except RpcError:
             self._s = None
             raise
@@ -300,24 +326,30 @@ class Call:
 
     # -- sending ------------------------------------------------------------------------------
 
-    def send(self, message: Any) -> None:
-        """Send one request message. A checkpoint (blocks while the server's window
-        is closed). After the call ended, raises its RpcError."""
+    def send(self, message: Any, *, end: bool = False) -> None:
+        """Send one request message; ``end=True`` half-closes with it (``done()`` in
+        the same frame). A checkpoint (blocks while the server's window is closed).
+        After the call ended, raises its RpcError."""
         if self._sent_end:
             raise GrpcUsageError("grpc: send after done()", code="send_after_done")
-        data = message.SerializeToString()
-        lim = self._ch.limits.max_send_message_bytes
-        if len(data) > lim:
-            raise GrpcUsageError(f"grpc: request message of {len(data)} bytes exceeds "
-                                 f"max_send_message_bytes {lim}", code="message_too_large")
-        frame = encode_message(data, compress=self._enc)
+        frame = self._frame(message)
+        if end:
+            self._sent_end = True
         try:
-            self._guard(lambda: self._s.send_data(frame))
+            self._guard(lambda: self._s.send_data(frame, end_stream=end))
         except RpcError:
             if self.error is not None and self.error.status != StatusCode.DEADLINE_EXCEEDED:
                 # the server ended the call (or reset it): its status is in the response
                 self._collect_status()
             raise self.error from None
+
+    def _frame(self, message: Any) -> bytes:
+        data = message.SerializeToString()
+        lim = self._ch.limits.max_send_message_bytes
+        if len(data) > lim:
+            raise GrpcUsageError(f"grpc: request message of {len(data)} bytes exceeds "
+                                 f"max_send_message_bytes {lim}", code="message_too_large")
+        return encode_message(data, compress=self._enc)
 
     def done(self) -> None:
         """Half-close: no more request messages. A checkpoint. Idempotent."""
@@ -375,6 +407,11 @@ class Call:
         raise self.error
 
     def _status_from(self, fields: list, *, trailers_only: bool = False) -> None:
+        if fields == _OK_TRAILERS:  # the common end: OK, no trailing metadata
+            if trailers_only:
+                self._initial = []
+            self._finish(None)
+            return
         d = dict(fields)
         st = parse_status(d.get(b"grpc-status"))
         raw_msg = d.get(b"grpc-message")

@@ -110,7 +110,10 @@ class PingPolicy:
 
     def outbound(self, data) -> None:
         """Note bytes we send (whole frames, as an HTTP/2 connection writes them)."""
-        self._out.feed(data, self._on_out)
+        out = self._out
+        if self.strikes == 0 and self.last_ping is None and not out._skip and not out._hdr:
+            return  # nothing to clear, and whole frames leave the walker where it is
+        out.feed(data, self._on_out)
 
     def _on_out(self, ftype: int, flags: int, sid: int) -> None:
         if ftype in (_DATA, _HEADERS):

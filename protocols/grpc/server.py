@@ -52,6 +52,7 @@ from greenrt import lowlevel as ll
 from ..http.model import Headers, Request, Response
 from ..http2 import DEFAULT_H2_LIMITS, H2Limits
 from ..http2 import serve_connection as h2_serve_connection
+from ..http2._wire import HeaderBlock
 from . import metadata as md
 from .errors import GrpcError, GrpcUsageError, RpcError
 from .framing import END, SUPPORTED_ENCODINGS, MessageDecoder, encode_message
@@ -72,6 +73,15 @@ _PANICS = tuple(getattr(greenrt, n) for n in ("InvariantViolation", "ObligationL
 #: the HTTP/2 limits a gRPC server uses by default: streams are long-lived, so the
 #: per-stream body cap of plain HTTP is lifted (each message is capped by GrpcLimits)
 GRPC_H2_LIMITS = dataclasses.replace(DEFAULT_H2_LIMITS, max_body_bytes=1 << 62)
+_ACCEPT = b"identity,deflate,gzip"
+#: the response head without metadata or compression, and an OK call's trailers:
+#: encoded once (see ``http2._wire.HeaderBlock``), sent with one write per call
+_HEAD = HeaderBlock([(b":status", b"200"), (b"content-type", b"application/grpc"),
+                     (b"grpc-accept-encoding", _ACCEPT)])
+_OK = HeaderBlock([(b"grpc-status", b"0")])
+#: the request headers the server reads itself (the rest is metadata, or reserved)
+_OWN = frozenset((b"content-type", b"grpc-encoding", b"grpc-timeout",
+                  b"grpc-accept-encoding"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +109,7 @@ class ServerContext:
     """
 
     def __init__(self, server: Server, req: Request, method: str, meta: list,
-                 deadline: float | None):
+                 deadline: float | None, accept: bytes | None = None):
         self._server = server
         self._req = req
         self._writer = req.writer
@@ -110,8 +120,7 @@ class ServerContext:
         self._initial: list[tuple[bytes, bytes]] = []
         self._trailing: list[tuple[bytes, bytes]] = []
         self._compression: bytes | None = None
-        self._accept = {e.strip() for e in (req.headers.get("grpc-accept-encoding") or "")
-                        .encode("latin-1").lower().split(b",") if e.strip()}
+        self._accept_raw = accept  # the client's grpc-accept-encoding, parsed on use
         self._serialize: Callable[[Any], bytes] | None = None
         self.messages_sent = 0
 
@@ -140,7 +149,9 @@ class ServerContext:
         enc = encoding.encode() if isinstance(encoding, str) else encoding
         if enc is not None and enc not in SUPPORTED_ENCODINGS:
             raise GrpcUsageError(f"grpc: unsupported encoding {enc!r}", code="bad_encoding")
-        self._compression = enc if enc in self._accept and enc != b"identity" else None
+        accept = {e.strip() for e in (self._accept_raw or b"").lower().split(b",")
+                  if e.strip()}
+        self._compression = enc if enc in accept and enc != b"identity" else None
 
     def abort(self, status: int, message: str = "", *, details: bytes | None = None) -> None:
         """End the call with ``status``: raises :class:`RpcError` (never returns)."""
@@ -152,12 +163,7 @@ class ServerContext:
         """Send one response message (streaming responses). A checkpoint; blocks while
         the client's window is closed. If cancelled, the message may be partly sent;
         the stream is then reset by the cancellation."""
-        data = self._serialize(message)
-        lim = self._server.limits.max_send_message_bytes
-        if len(data) > lim:
-            raise RpcError(StatusCode.RESOURCE_EXHAUSTED,
-                           f"response message of {len(data)} bytes exceeds the limit {lim}")
-        frame = encode_message(data, compress=self._compression)
+        frame = self._frame(message)
         try:
             if not self._writer.headers_sent:
                 self._writer.start(200, self._head())
@@ -168,11 +174,19 @@ class ServerContext:
             raise _SendFailed() from e
         self.messages_sent += 1
 
+    def _frame(self, message: Any) -> bytes:
+        data = self._serialize(message)
+        lim = self._server.limits.max_send_message_bytes
+        if len(data) > lim:
+            raise RpcError(StatusCode.RESOURCE_EXHAUSTED,
+                           f"response message of {len(data)} bytes exceeds the limit {lim}")
+        return encode_message(data, compress=self._compression)
+
     def _head(self) -> list[tuple[bytes, bytes]]:
         h = [(b"content-type", b"application/grpc")]
         if self._compression:
             h.append((b"grpc-encoding", self._compression))
-        h.append((b"grpc-accept-encoding", b"identity,deflate,gzip"))
+        h.append((b"grpc-accept-encoding", _ACCEPT))
         return h + self._initial
 
 
@@ -331,9 +345,30 @@ class Server:
         """The HTTP/2 request handler: one gRPC call. A checkpoint."""
         if req.method != "POST":
             return Response(405, [("allow", "POST")])
-        ctype = req.headers.get("content-type") or ""
-        if not (ctype == "application/grpc" or ctype.startswith(("application/grpc+",
-                                                                  "application/grpc;"))):
+        # one pass over the request headers: the fields the server reads, whether
+        # any custom metadata came, and the metadata size (every field counts)
+        ctype = encb = tv = accept = None
+        custom = False
+        size = 0
+        for k, v in req.headers._items:
+            size += len(k) + len(v) + 32
+            if k in _OWN:
+                if k == b"content-type":
+                    if ctype is None:
+                        ctype = v
+                elif k == b"grpc-encoding":
+                    if encb is None:
+                        encb = v
+                elif k == b"grpc-timeout":
+                    if tv is None:
+                        tv = v
+                elif accept is None:
+                    accept = v
+            elif not custom and not md.is_reserved(k):
+                custom = True
+        ctype = b"" if ctype is None else ctype
+        if not (ctype == b"application/grpc" or ctype.startswith((b"application/grpc+",
+                                                                   b"application/grpc;"))):
             return Response(415, [("content-type", "text/plain")], b"not a gRPC request\n")
         if req.writer is None:
             return _trailers_only(StatusCode.INTERNAL, "server cannot send trailers")
@@ -342,41 +377,54 @@ class Server:
         method = self.methods.get(path)
         if method is None:
             return _trailers_only(StatusCode.UNIMPLEMENTED, f"Method not found: {path}")
-        enc = req.headers.get("grpc-encoding")
-        encb = enc.encode("latin-1").strip().lower() if enc else None
-        if encb is not None and encb not in SUPPORTED_ENCODINGS:
-            return _trailers_only(StatusCode.UNIMPLEMENTED, f"unsupported grpc-encoding {enc[:32]}",
-                                  extra=[(b"grpc-accept-encoding", b"identity,deflate,gzip")])
+        hub = ll.current_hub()
+        if not encb:
+            encb = None
+        else:
+            enc = encb.decode("latin-1")
+            encb = encb.strip().lower()
+            if encb not in SUPPORTED_ENCODINGS:
+                return _trailers_only(StatusCode.UNIMPLEMENTED,
+                                      f"unsupported grpc-encoding {enc[:32]}",
+                                      extra=[(b"grpc-accept-encoding", _ACCEPT)])
         deadline = None
-        tv = req.headers.get("grpc-timeout")
         if tv is not None:
             try:
                 ns = parse_timeout(tv)
             except BadTimeout as e:
-                ll.current_hub().emit("protocol.error", protocol="grpc", code="bad_timeout")
+                hub.emit("protocol.error", protocol="grpc", code="bad_timeout")
                 return _trailers_only(StatusCode.INTERNAL, str(e))
             deadline = greenrt.now() + ns / 1e9
-        try:
-            meta = md.decode_metadata(req.headers.raw(), max_bytes=self.limits.max_metadata_bytes)
-        except GrpcError as e:
-            ll.current_hub().emit("protocol.error", protocol="grpc", code=e.code)
-            return _trailers_only(e.status, e.message)
-        ctx = ServerContext(self, req, path, meta, deadline)
+        meta: list = []
+        if custom or size > self.limits.max_metadata_bytes:
+            try:
+                meta = md.decode_metadata(req.headers._items,
+                                          max_bytes=self.limits.max_metadata_bytes)
+            except GrpcError as e:
+                hub.emit("protocol.error", protocol="grpc", code=e.code)
+                return _trailers_only(e.status, e.message)
+        ctx = ServerContext(self, req, path, meta, deadline, accept)
         ctx._serialize = method.serialize
         decoder = MessageDecoder(max_message_bytes=self.limits.max_receive_message_bytes,
                                  encoding=encb)
         requests = _Requests(req.body, decoder, method.deserialize, ctx)
         exc: BaseException | None = None
-        scope = greenrt.cancel_scope(deadline=deadline, name=f"grpc{path}")
+        reply = None
+        # a cancel scope (and its timer) only for a call with a deadline
+        scope = None if deadline is None else greenrt.cancel_scope(deadline=deadline,
+                                                                    name=f"grpc{path}")
         try:
-            with scope:
-                self._run(method, requests, ctx)
+            if scope is None:
+                reply = self._run(method, requests, ctx)
+            else:
+                with scope:
+                    reply = self._run(method, requests, ctx)
         except _SendFailed as e:
             raise e.__cause__ from None
         except greenrt.Cancelled as e:
             # the client reset the stream, or the connection ended: no status is sent
-            ll.current_hub().emit("grpc.call", method=path, status=int(StatusCode.CANCELLED),
-                                  reason=str(getattr(e, "reason", "")))
+            hub.emit("grpc.call", method=path, status=int(StatusCode.CANCELLED),
+                     reason=str(getattr(e, "reason", "")))
             raise
         except Exception as e:
             exc = e
@@ -385,44 +433,78 @@ class Server:
                 exc = e
             else:
                 raise
-        if scope.cancelled_caught:
+        writer = ctx._writer
+        if scope is not None and scope.cancelled_caught:
             status, message, details, trailers = (StatusCode.DEADLINE_EXCEEDED,
                                                   "Deadline Exceeded", None, [])
+        elif exc is None:
+            hub.emit("grpc.call", method=path, status=0)
+            if reply is not None:
+                if (not writer.headers_sent and not ctx._initial and not ctx._trailing
+                        and ctx._compression is None):
+                    # the common unary answer: head, message and OK in one write
+                    writer.send_whole(_HEAD, reply, _OK)
+                    ctx.messages_sent += 1
+                    return None
+                self._send_reply(ctx, reply)
+            if not writer.headers_sent:
+                return Response(200, [(b"content-type", b"application/grpc")] + ctx._initial
+                                + [(b"grpc-status", b"0")] + ctx._trailing)
+            writer.finish(trailers=[(b"grpc-status", b"0")] + ctx._trailing)
+            return None
         else:
-            if exc is not None and not isinstance(exc, GrpcError):
+            if not isinstance(exc, GrpcError):
                 _log.warning("grpc handler %s failed: %r", path, exc)
             status, message, details, trailers = outcome_status(exc)
         if exc is not None and isinstance(exc, GrpcError) and exc.code in (
                 "limit_exceeded", "message_too_large", "decompressed_too_large",
                 "compressed_without_encoding", "bad_flag", "truncated_message",
                 "bad_compression", "unsupported_encoding"):
-            ll.current_hub().emit("protocol.error", protocol="grpc", code=exc.code)
-        ll.current_hub().emit("grpc.call", method=path, status=int(status))
+            hub.emit("protocol.error", protocol="grpc", code=exc.code)
+        hub.emit("grpc.call", method=path, status=int(status))
         fields = _status_fields(status, message, details) + ctx._trailing + trailers
-        if not ctx._writer.headers_sent:
+        if not writer.headers_sent:
             # trailers-only: one HEADERS frame with END_STREAM
             return Response(200, [(b"content-type", b"application/grpc")] + ctx._initial
                             + fields)
-        ctx._writer.finish(trailers=fields)
+        writer.finish(trailers=fields)
         return None
 
-    def _run(self, method: Method, requests: _Requests, ctx: ServerContext) -> None:
+    @staticmethod
+    def _send_reply(ctx: ServerContext, frame: bytes) -> None:
+        try:
+            if not ctx._writer.headers_sent:
+                ctx._writer.start(200, ctx._head())
+            ctx._writer.write(frame)
+        except greenrt.Cancelled:
+            raise
+        except Exception as e:
+            raise _SendFailed() from e
+        ctx.messages_sent += 1
+
+    def _run(self, method: Method, requests: _Requests, ctx: ServerContext) -> bytes | None:
+        """Run the handler (through the interceptors). A unary-response call returns
+        its framed response message (sent by ``handle`` with the status); a
+        streaming one sends its messages here and returns ``None``."""
         kind = method.kind
+        if self.interceptors:
+            def call():
+                if kind in (UNARY_UNARY, UNARY_STREAM):
+                    return method.handler(_one(requests), ctx)
+                return method.handler(requests, ctx)
 
-        def call():
-            if kind in (UNARY_UNARY, UNARY_STREAM):
-                req = _one(requests)
-                return method.handler(req, ctx)
-            return method.handler(requests, ctx)
-
-        for f in reversed(self.interceptors):
-            call = _bind(f, ctx, call)
-        result = call()
+            for f in reversed(self.interceptors):
+                call = _bind(f, ctx, call)
+            result = call()
+        elif kind in (UNARY_UNARY, UNARY_STREAM):
+            result = method.handler(_one(requests), ctx)
+        else:
+            result = method.handler(requests, ctx)
         if kind in (UNARY_UNARY, STREAM_UNARY):
             if result is None:
                 raise RpcError(StatusCode.INTERNAL, "handler returned no response")
-            ctx.send(result)
-        elif result is not None:
+            return ctx._frame(result)
+        if result is not None:
             try:
                 for m in result:
                     ctx.send(m)
@@ -430,6 +512,7 @@ class Server:
                 close = getattr(result, "close", None)
                 if close is not None:
                     close()
+        return None
 
 
 def _bind(f: Callable, ctx: ServerContext, nxt: Callable) -> Callable:

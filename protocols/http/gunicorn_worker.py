@@ -20,7 +20,9 @@ Logging: errors logged on ``greenrt.http`` (a handler or application that raised
 with its traceback) go to gunicorn's error log; with ``--access-logfile`` (or any
 gunicorn logging config that enables it) each request is written through gunicorn's
 own access logger, so ``--access-logformat`` works as usual (response headers, the
-``{name}o`` atoms, are not available and log as ``-``).
+``{name}o`` atoms, are not available and log as ``-``). A whole-body response (the
+usual ``[body]``) is sent by the server after the application returned it, so its
+logged request time ends there.
 
 Lifecycle: a heartbeat task notifies the arbiter every ``timeout / 4`` seconds (at
 most 1 s) and watches ``self.alive`` (cleared by gunicorn's SIGTERM handler, by
@@ -35,6 +37,7 @@ import datetime
 import logging
 import os
 import socket
+import sys
 import time
 from types import SimpleNamespace
 
@@ -45,6 +48,7 @@ from greenrt import lowlevel as ll
 from greenrt import net
 
 from .limits import Limits
+from .model import Response
 from .server import HTTPServer
 from .wsgi import WSGIAdapter, build_environ
 
@@ -95,10 +99,13 @@ class Worker(base.Worker):
         glog = self.log
         access = getattr(glog, "access_log_enabled", False)
 
+        limited = self.max_requests < sys.maxsize  # gunicorn's "no max_requests"
+
         def handler(req):
             served[0] += 1
-            if self.max_requests and served[0] >= self.max_requests:
+            if limited and served[0] >= self.max_requests and self.alive:
                 self.alive = False
+                server.shutdown()  # accept no more (not a checkpoint); this one finishes
             if not access:
                 return app(req)
             t0 = time.monotonic()
@@ -108,11 +115,13 @@ class Worker(base.Worker):
                 # the server answers it: 500, or the status an HTTPError carries
                 self._log_access(req, time.monotonic() - t0, getattr(e, "status", None) or 500)
                 raise
-            self._log_access(req, time.monotonic() - t0)
+            self._log_access(req, time.monotonic() - t0, response=out)
             return out
 
         # the adapter's RFC 8441 mark (websocket.accept_wsgi over HTTP/2) travels on
         handler.http2_extended_connect = app.http2_extended_connect
+        if not access and not limited:
+            handler = app  # nothing to count or log per request: the adapter serves
         errors = _ToGunicorn(glog)
         http_log = logging.getLogger("greenrt.http")
         http_log.addHandler(errors)
@@ -125,12 +134,18 @@ class Worker(base.Worker):
         finally:
             http_log.removeHandler(errors)
 
-    def _log_access(self, req, seconds: float, status: int | None = None) -> None:
+    def _log_access(self, req, seconds: float, status: int | None = None,
+                    response: Response | None = None) -> None:
         writer = req.writer
         env = req.extensions.get("wsgi.environ") or build_environ(req)
-        status = status or getattr(writer, "status", 0)
-        resp = SimpleNamespace(status=str(status or "-"), headers=[],
-                               sent=getattr(writer, "body_bytes", None))
+        if response is not None:
+            # a whole body the server sends after the handler returned (one send)
+            status = response.status
+            sent = 0 if req.method == "HEAD" or response.streaming else len(response.body)
+        else:
+            status = status or getattr(writer, "status", 0)
+            sent = getattr(writer, "body_bytes", None)
+        resp = SimpleNamespace(status=str(status or "-"), headers=[], sent=sent)
         headers = [(k.decode("latin-1").upper(), v.decode("latin-1"))
                    for k, v in req.headers.raw()]
         try:

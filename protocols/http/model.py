@@ -94,8 +94,18 @@ class Headers:
             return
         if isinstance(items, dict):
             items = items.items()
+        out = self._items
+        get = _ADDED.get
         for name, value in items:
-            self.add(name, value)
+            # add()'s cached case, inlined: a handler sends the same fields again and again
+            tn = type(name)
+            tv = type(value)
+            pair = get((name, value)) if (tn is str or tn is bytes) and (
+                tv is str or tv is bytes) else None
+            if pair is None:
+                self.add(name, value)
+            else:
+                out.append(pair)
 
     @classmethod
     def _trusted(cls, items: list[tuple[bytes, bytes]]) -> Headers:
@@ -294,8 +304,11 @@ class ResponseWriter(abc.ABC):
         connection is closed after this exchange (it cannot be reused)."""
 
     @abc.abstractmethod
-    def finish(self) -> None:
-        """End the response. A checkpoint. Idempotent."""
+    def finish(self, trailers: Any = None) -> None:
+        """End the response. A checkpoint. Idempotent. ``trailers`` (header fields)
+        follow the body: HTTP/2 sends them as a trailing HEADERS frame; HTTP/1.1
+        as the chunked trailer section when the response is chunked and the request
+        said ``TE: trailers``, else they are dropped (with a trace event)."""
 
     @property
     @abc.abstractmethod
@@ -414,14 +427,15 @@ class Response:
 
     def __init__(self, status: int = 200, headers: Any = None, body: bytes | str = b"", *,
                  reason: str | bytes | None = None):
-        if not isinstance(status, int) or not 100 <= status <= 999:
+        if type(status) is not int and not isinstance(status, int) or not 100 <= status <= 999:
             raise LocalProtocolError(f"invalid status {status!r}")
         self.status = status
-        self.headers = headers if isinstance(headers, Headers) else Headers(headers)
-        if isinstance(body, str):
-            body = body.encode("utf-8")
-        elif not isinstance(body, bytes):
-            body = bytes(body)
+        self.headers = headers if type(headers) is Headers else Headers(headers)
+        if type(body) is not bytes:
+            if isinstance(body, str):
+                body = body.encode("utf-8")
+            elif not isinstance(body, bytes):
+                body = bytes(body)
         self.body = body
         self.reason = reason
 

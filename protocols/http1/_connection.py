@@ -100,6 +100,8 @@ from ..http.errors import (
     URITooLong,
 )
 from ..http.limits import DEFAULT_LIMITS, Limits
+from ._llhttp_parser import AVAILABLE as _LLHTTP_AVAILABLE
+from ._llhttp_parser import LLHead
 from ._request_parser import (
     _CTL_RE,
     RequestHead,
@@ -159,6 +161,9 @@ class H1Connection(ResponseWriterMixin):
     #: own_send: try ``fast_request`` (one pass over a whole head) before the
     #: byte-by-byte gate; a test turns it off to compare both paths
     _fast_heads = True
+    #: own_send: try llhttp (``_llhttp_parser.LLHead``, when httptools is installed
+    #: and strict) before ``fast_request``; same contract, a test compares all paths
+    _llhttp_heads = _LLHTTP_AVAILABLE
 
     def __init__(self, role: str = SERVER, limits: Limits = DEFAULT_LIMITS, *,
                  own_send: bool = False, wall_clock: Callable[[], float] | None = None):
@@ -171,6 +176,7 @@ class H1Connection(ResponseWriterMixin):
         #: server: responses are serialized by ``response_head``/``_data``/``_end``
         self.own_send = own_send
         self._h11_used = False  # own_send: h11 has parsed a message since its creation
+        self._ll: LLHead | None = None  # own_send: this connection's llhttp head parser
         #: own_send: seconds since the epoch for the ``Date`` field (``None``: no Date)
         self.wall_clock = wall_clock
         self._reset_own()
@@ -423,7 +429,14 @@ class H1Connection(ResponseWriterMixin):
         if not self._buf and not self._eof:
             return NEED_DATA  # nothing to scan (the common idle keep-alive case)
         if self.own_send and self._hpos == 0 and self._fast_heads and self.limits.strict:
-            fast = fast_request(self._buf, self.limits)
+            fast = None
+            if self._llhttp_heads:
+                ll = self._ll
+                if ll is None:
+                    ll = self._ll = LLHead()
+                fast = ll.request(self._buf, self.limits)
+            if fast is None:
+                fast = fast_request(self._buf, self.limits)
             if fast is not None:
                 # the whole head at once, exactly as the gate below would accept it
                 ev, end, head, lower = fast
@@ -768,6 +781,37 @@ class H1Connection(ResponseWriterMixin):
             raise LocalProtocolError(str(e)) from None
         return data or b""
 
+
+    def next_cycle(self) -> bool:
+        """``start_next_cycle()`` if the connection is ``reusable`` (own_send server
+        connections: both checks in one call, the server's per-request path); returns
+        whether it did. Not a checkpoint (sans-IO)."""
+        if not (self.own_send and self._error is None and self._phase == _DONE
+                and self._ostate == _O_DONE and self._okeep and self._rkeep):
+            if self.reusable:  # pragma: no cover - an own_send connection answered above
+                self.start_next_cycle()
+                return True
+            return False
+        # _reset_own, _reset_body and the head phase, inlined
+        self._ostate = _O_IDLE
+        self._oframing = _F_LENGTH
+        self._oleft = 0
+        self._rmethod = self._rversion = None
+        self._r100 = False
+        self._phase = _HEAD
+        self._framing = self._declared = None
+        self._feed_left = self._body_seen = self._cleft = 0
+        self._cstate = _C_LINE
+        return True
+
+    def end_empty_body(self) -> None:
+        """Own_send server: the request just received has no body (``body_framing``
+        ``"none"`` or a Content-Length of 0): end it without the ``EndOfMessage``
+        event ``next_event`` would return. Raises ``LocalProtocolError`` otherwise."""
+        if not (self._phase == _BODY and self.own_send
+                and (self._framing == "none" or self._declared == 0)):
+            raise LocalProtocolError("end_empty_body outside an empty request body")
+        self._phase = _DONE
 
     def start_next_cycle(self) -> None:
         """Reset for the next request/response exchange. Requires ``reusable``."""

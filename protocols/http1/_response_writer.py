@@ -24,6 +24,13 @@ _O_IDLE, _O_BODY, _O_DONE, _O_ERROR = range(4)
 _F_LENGTH, _F_CHUNKED, _F_CLOSE = range(3)
 _CACHE_MAX = 512  # validated header lines / reasons kept (cleared when full)
 _line_cache: dict[tuple[bytes, bytes], bytes] = {}
+#: the common response's header section by its fields (a tuple of the pairs): the
+#: validated lines joined, or ``None`` when a field needs the general path (framing,
+#: Connection or Date fields)
+_fields_cache: dict[tuple, bytes | None] = {}
+_SPECIAL = frozenset((b"content-length", b"transfer-encoding", b"connection", b"date"))
+#: take the one-format path for the common response (a test turns it off to compare)
+_FAST_HEAD = True
 _reason_cache: dict[bytes, bool] = {}
 _date = [0, b""]
 
@@ -52,6 +59,19 @@ def _header_line(name: bytes, value: bytes) -> bytes:
             _line_cache.clear()
         _line_cache[key] = line
     return line
+
+
+def _fields_of(key: tuple) -> bytes | None:
+    """The header lines of ``key`` (``(name, value)`` pairs) for ``_fields_cache``:
+    validated as ``_header_line`` does, or ``None`` if one is a framing, Connection
+    or Date field. Raises ``LocalProtocolError`` for an invalid field (not cached)."""
+    out = None
+    if not any(kv[0] in _SPECIAL for kv in key):
+        out = b"".join([_header_line(kv[0], kv[1]) for kv in key])
+    if len(_fields_cache) >= _CACHE_MAX:
+        _fields_cache.clear()
+    _fields_cache[key] = out
+    return out
 
 
 def _check_reason(reason: bytes) -> None:
@@ -96,6 +116,33 @@ class ResponseWriterMixin:
 
     def _response_head(self, status: int, headers, reason: bytes, length: int | None,
                        replace_length: bool) -> bytes:
+        if (length is not None and _FAST_HEAD and type(status) is int and 200 <= status < 1000
+                and status != 204 and status != 304 and self._rversion == b"1.1"
+                and self._rkeep and not self.close_after_cycle
+                and self.messages_received < self.limits.max_requests_per_connection
+                and self._rmethod != b"HEAD" and self._rmethod != b"CONNECT"
+                and self.wall_clock is not None):
+            # the common response: keep-alive HTTP/1.1, a known length, fields that
+            # need no framing decision; the general path below gives the same bytes
+            key = tuple(headers)
+            try:
+                fields = _fields_cache.get(key, False)
+            except TypeError:  # unhashable pairs (lists): the general path
+                fields = None
+            if fields is False:
+                fields = _fields_of(key)
+            if fields is not None:
+                if reason and reason not in _reason_cache:
+                    _check_reason(reason)
+                wall = int(self.wall_clock())
+                self._r100 = False
+                self._okeep = True
+                self._oframing = _F_LENGTH
+                self._oleft = length
+                self._ostate = _O_BODY
+                return b"HTTP/1.1 %d %s\r\n%s%scontent-length: %d\r\n\r\n" % (
+                    status, reason, _date[1] if wall == _date[0] else date_line(wall),
+                    fields, length)
         if type(status) is not int or not 200 <= status < 1000:
             raise LocalProtocolError(f"Response status_code should be in range [200, 1000), "
                                      f"not {status!r}")
@@ -196,6 +243,34 @@ class ResponseWriterMixin:
         self._ostate = _O_ERROR if switched else _O_BODY
         return b"".join(lines)
 
+    def response(self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes,
+                 body: bytes, send_body: bool = True) -> bytes:
+        """A complete response in one call: the head (as ``response_head`` with the
+        body's length unless the status has no body, a Content-Length field in
+        ``headers`` taking precedence), ``body`` framed (left out if not
+        ``send_body``: HEAD) and the end. Raises ``LocalProtocolError`` as those
+        calls do (our state becomes broken)."""
+        if self._ostate != _O_IDLE:
+            raise LocalProtocolError("response head already sent" if self._ostate != _O_ERROR
+                                     else "connection is broken (a send failed)")
+        n = len(body)
+        try:
+            head = self._response_head(status, headers, reason,
+                                       None if status in (204, 304) or status < 200 else n,
+                                       False)
+        except LocalProtocolError:
+            self._ostate = _O_ERROR
+            raise
+        if self._oframing == _F_LENGTH and (self._oleft == n or not send_body):
+            if send_body and n:
+                self._oleft = 0
+                self._ostate = _O_DONE
+                return head + body
+            return head + self.response_end()
+        if body and send_body:
+            return head + self.response_data(body) + self.response_end()
+        return head + self.response_end()
+
     def response_continue(self) -> bytes:
         """``100 Continue`` (only before the final response head)."""
         if self._ostate != _O_IDLE:
@@ -222,15 +297,32 @@ class ResponseWriterMixin:
             return b"%x\r\n" % n + data + b"\r\n"
         return data
 
-    def response_end(self) -> bytes:
-        """End the response body. Raises ``LocalProtocolError`` if a declared
-        Content-Length was not reached."""
+    @property
+    def response_chunked(self) -> bool:
+        """True if the response being sent is chunked (only a chunked response can
+        carry a trailer section)."""
+        return self._ostate == _O_BODY and self._oframing == _F_CHUNKED
+
+    def response_end(self, trailers: list[tuple[bytes, bytes]] | None = None) -> bytes:
+        """End the response body; ``trailers`` (``(lowercase name, value)`` byte
+        pairs, chunked responses only, each field validated as a header field is)
+        become the trailer section after the last chunk (RFC 9112 §7.1.2). The caller
+        decides whether the client accepts trailers (``TE: trailers``) and which
+        fields may be sent (``FORBIDDEN_TRAILERS``). Raises ``LocalProtocolError`` if
+        a declared Content-Length was not reached, for trailers on a response that
+        is not chunked, or for an invalid field (nothing is consumed then)."""
         if self._ostate != _O_BODY:
             raise LocalProtocolError("response end outside a response")
         fr = self._oframing
         if fr == _F_LENGTH and self._oleft:
             self._ostate = _O_ERROR
             raise LocalProtocolError("Too little data for declared Content-Length")
+        if trailers:
+            if fr != _F_CHUNKED:
+                raise LocalProtocolError("trailers need a chunked response")
+            section = b"".join([_header_line(n, v) for n, v in trailers])
+            self._ostate = _O_DONE
+            return b"0\r\n" + section + b"\r\n"
         self._ostate = _O_DONE
         if fr == _F_CHUNKED:
             return b"0\r\n\r\n"

@@ -82,7 +82,14 @@ from ..http.errors import (
     RequestTimeout,
 )
 from ..http.limits import DEFAULT_LIMITS, Limits
-from ..http.model import Headers, Request, Response, ResponseWriter, split_trailers
+from ..http.model import (
+    FORBIDDEN_TRAILERS,
+    Headers,
+    Request,
+    Response,
+    ResponseWriter,
+    split_trailers,
+)
 from ._body import PulledBody
 from ._connection import NEED_DATA, SERVER, H1Connection, RequestHead
 from ._response_writer import date_line
@@ -101,6 +108,9 @@ _HIGH_WATER = 256 * 1024
 _PROBE_DELAYS = (0.001, 0.004, 0.015, 0.06, 0.25, 1.0)
 _LINGER_SECONDS = 1.0
 _LINGER_BYTES = 1024 * 1024
+# how soon after a handler parks the reader takes over receiving (at most; the timer
+# is armed once per period per busy connection, not per request)
+_WATCH_PERIOD = 0.005
 _REASONS = {
     400: b"Bad Request", 408: b"Request Timeout", 413: b"Content Too Large",
     414: b"URI Too Long", 431: b"Request Header Fields Too Large", 500: b"Internal Server Error",
@@ -252,9 +262,7 @@ class _Writer(ResponseWriter):
         h = headers if isinstance(headers, Headers) else Headers(headers)
         body = c.body
         if body is not None and not (body._done and not body._pending):  # not body.complete
-            body.discard_buffered()
-            if not body.complete:
-                c.p.close_after_cycle = True  # unread request body: cannot keep alive
+            self._unread_body(body)
         if isinstance(reason, str):
             reason = reason.encode("latin-1")
         elif reason is None:
@@ -267,6 +275,13 @@ class _Writer(ResponseWriter):
         except LocalProtocolError:
             self._started = False
             raise
+
+    def _unread_body(self, body: _Body) -> None:
+        """The response starts before the request body was read: take what is
+        buffered; if that was not all of it, the connection cannot be kept alive."""
+        body.discard_buffered()
+        if not body.complete:
+            self._c.p.close_after_cycle = True  # unread request body: cannot keep alive
 
     def start(self, status: int, headers: Any = None, *, reason=None,
               content_length: int | None = None) -> None:
@@ -295,14 +310,23 @@ class _Writer(ResponseWriter):
             self._out = b""
         c._send(out)
 
-    def finish(self) -> None:
-        """End the response. A checkpoint. Idempotent."""
+    def finish(self, trailers: Any = None) -> None:
+        """End the response. A checkpoint. Idempotent.
+
+        ``trailers`` (header fields, as for ``start``) are sent as the chunked
+        trailer section (RFC 9112 §7.1.2) when the response is chunked (no
+        Content-Length was given) and the request's ``TE`` field lists
+        ``trailers``; otherwise they are dropped (RFC 9110 §6.5: a recipient
+        that did not ask may discard them), as are fields that may not be trailers
+        (``FORBIDDEN_TRAILERS``), with an ``http1.trailers_dropped`` trace event
+        naming the fields and why. Cancelled while sending: the connection is
+        closed after this exchange (the peer has an unknown prefix)."""
         if self._finished:
             return
         if not self._started:
             raise LocalProtocolError("finish() before start()")
         c = self._c
-        out = c.p.response_end()
+        out = c.p.response_end(self._trailers(trailers) if trailers else None)
         if self._out:
             out = self._out + out
             self._out = b""
@@ -310,23 +334,62 @@ class _Writer(ResponseWriter):
             c._send(out)
         self._finished = True
 
+    def _trailers(self, trailers: Any) -> list[tuple[bytes, bytes]] | None:
+        """The trailer fields to send (validated pairs), or ``None`` if none can be:
+        the response is not chunked, the client did not send ``TE: trailers``;
+        forbidden fields are left out. Each drop is an ``http1.trailers_dropped``
+        trace event."""
+        items = (trailers if isinstance(trailers, Headers) else Headers(trailers))._items
+        if not items:
+            return None
+        c = self._c
+        why = None
+        if self._head_only:
+            why = "no body (HEAD)"
+        elif not c.p.response_chunked:
+            why = "response not chunked"
+        elif not _accepts_trailers(c.req_headers):
+            why = "request has no TE: trailers"
+        if why is None:
+            kept = [kv for kv in items if kv[0] not in FORBIDDEN_TRAILERS]
+            if len(kept) == len(items):
+                return kept
+            dropped = [kv[0] for kv in items if kv[0] in FORBIDDEN_TRAILERS]
+            ll.current_hub().emit("http1.trailers_dropped", reason="forbidden trailer field",
+                                  fields=[n.decode("latin-1") for n in dropped[:16]])
+            return kept or None
+        ll.current_hub().emit("http1.trailers_dropped", reason=why,
+                              fields=[n.decode("latin-1") for n, _ in items[:16]])
+        return None
+
     def send_response(self, resp: Response) -> None:
         """Send a complete ``Response`` (one write for head and body) or stream a
         ``StreamingResponse``. A checkpoint."""
         if resp.streaming:
             self._stream(resp)
             return
+        if self._started:
+            raise LocalProtocolError("response head already sent")
+        c = self._c
+        rbody = c.body
+        if rbody is not None and not (rbody._done and not rbody._pending):  # not complete
+            self._unread_body(rbody)
         body = resp.body
         status = resp.status
-        cl = None if (status in _NO_BODY_STATUS or status < 200) else len(body)
-        head = self._head(status, resp.headers, resp.reason, cl, replace_length=False)
-        c = self._c
+        reason = resp.reason
+        if reason is None:
+            reason = _PHRASES.get(status, b"")
+        elif type(reason) is str:
+            reason = reason.encode("latin-1")
+        h = resp.headers
         p = c.p
+        # head, body and end in one call (_head + response_data + response_end)
+        out = p.response(status, (h if type(h) is Headers else Headers(h))._items,
+                         reason, body, not self._head_only)
+        self._started = True
+        self.status = status
         if body and not self._head_only:
             self.body_bytes = len(body)
-            out = head + p.response_data(body) + p.response_end()
-        else:
-            out = head + p.response_end()
         if p._buf and p.reusable and not c._draining:  # p._buf: p.buffered without a call
             c._defer(out)  # the next request is (partly) here already: batch the responses
         else:
@@ -418,6 +481,16 @@ class _Conn:
         self._budget = _LazyDeadline(self.hub, self._budget_expired)
         self._reader_paused = ll.WaitQueue()  # the reader, parked above the high-water mark
         self._paused = False  # the reader waits in _reader_paused
+        # who receives: the runner itself (inline, ``_recv_inline``) while the reader is
+        # dormant in _reader_wake, or the reader once activated (``_activate_reader``:
+        # a handler parked, or waits for body bytes); it goes dormant again after the
+        # first bytes it delivers outside a handler
+        self._reader_active = False
+        self._reader_wake = ll.WaitQueue()
+        self._inline = False  # the runner is parked in its own recv
+        # why the requests scope was cancelled under an inline wait (_TIMEOUT, _STOP)
+        self._idle_stop: str | None = None
+        self._watch = None  # the timer that activates the reader if a handler parks
         # read once per connection: a level check per response costs a Python call
         self._access_on = _access.isEnabledFor(logging.INFO)
         self._eof = False
@@ -434,6 +507,8 @@ class _Conn:
         self._read_scope: CancelScope | None = None
         self._reader_stopped = greenrt.Event()
         self._cur_empty = True
+        self._no_body = _Body(self, None, True)  # the body of every request without one
+        self.req_headers: list[tuple[bytes, bytes]] = []  # the current request's fields
         # pipelining: complete responses not yet sent, because the next request was
         # already buffered (``_defer``); they go out before any other byte
         self._out_pending = b""
@@ -471,7 +546,8 @@ class _Conn:
                     self._reader_stopped.set()
             except Cancelled:
                 # server shutdown or cancellation from outside: drain the request in
-                # flight (its body may still be arriving, so keep reading), then go
+                # flight (its body may still be arriving, so keep reading when asked
+                # to), then go
                 if not self._upgraded:
                     self.begin_drain()
                     self._read_loop()
@@ -502,9 +578,15 @@ class _Conn:
         return self.stream, self.p.trailing_data
 
     def _read_loop(self) -> None:
+        """The reader task: dormant while the runner receives inline; once activated,
+        receive into the parser and wake the runner, until the bytes it delivered
+        reach a runner that is not in a handler (then dormant again), EOF or stop."""
         stream = self.stream
         p = self.p
         while not self._eof and not self._stopped:
+            if not self._reader_active:
+                self._reader_wake.park(what="http1: reader dormant (the runner receives)")
+                continue
             if p.buffered >= _HIGH_WATER and not self._discard:
                 self._pause_reader()
                 continue
@@ -514,23 +596,47 @@ class _Conn:
                 if isinstance(e, net.BrokenStreamError):
                     self._peer_gone("reset")
                 data = b""
-            if self._discard:
-                self._discarded += len(data)
-                if not data or self._discarded > _LINGER_BYTES:
-                    self._eof = True
-                    self._wake(_DATA)
-                    return
-                continue
-            if data:
-                p.receive_data(data)
-                self._wake(_DATA)
-            else:
-                self._eof = True
-                p.receive_data(b"")
-                if p.receiving_body:
-                    self._peer_gone("eof")  # mid-body: the request can never complete
-                self._wake(_DATA)
+            self._received(data)
+            if not data and not self._discard:
                 self._after_eof()
+            elif self.state != _BUSY:
+                self._reader_active = False  # outside a handler the runner receives itself
+
+    def _received(self, data: bytes) -> None:
+        """Bytes (``b""``: EOF) from ``recv``, by the reader or the runner inline: into
+        the parser (or discarded while lingering), and wake a runner waiting for
+        them. Not a checkpoint."""
+        if self._discard:
+            self._discarded += len(data)
+            if not data or self._discarded > _LINGER_BYTES:
+                self._eof = True
+                self._wake(_DATA)
+            return
+        p = self.p
+        if data:
+            p.receive_data(data)
+            self._wake(_DATA)
+        else:
+            self._eof = True
+            p.receive_data(b"")
+            if p.receiving_body:
+                self._peer_gone("eof")  # mid-body: the request can never complete
+            self._wake(_DATA)
+
+    def _activate_reader(self) -> None:
+        """Hand receiving to the reader task (it runs when the runner parks). Not a
+        checkpoint."""
+        self._reader_active = True
+        self._reader_wake.wake_one()
+
+    def _watch_fired(self) -> None:
+        """The watch timer (armed by ``_handle`` while the reader is dormant): timers
+        run only while tasks are parked, so a handler in progress now has parked (or
+        yielded): activate the reader, which notices a client that disconnects,
+        resets or half-closes meanwhile, and buffers pipelined requests."""
+        self._watch = None
+        if self.state == _BUSY and not self._reader_active and not self._stopped:
+            self._activate_reader()
 
     def _after_eof(self) -> None:
         """The peer sent EOF after a complete request. That is either a half-close
@@ -602,11 +708,16 @@ class _Conn:
         passes (``_TIMEOUT``) or the connection is told to stop (``_STOP``). A
         checkpoint; cancellation leaves no waiter behind (and the lazy timer finds
         nothing to do when it fires)."""
+        if not self._reader_active and self.state != _BUSY and not self._stopped \
+                and not self._eof:
+            return self._recv_inline(deadline)
         task = ll.enter_checkpoint()
         if self._stopped:
             return _STOP
         if self._eof:
             return _DATA
+        if not self._reader_active:
+            self._activate_reader()  # a handler waits for body bytes: the reader gets them
         if self._paused:
             self._resume_reader()
         if deadline is not None:
@@ -622,7 +733,42 @@ class _Conn:
         finally:
             self._waiting = False
 
+    def _recv_inline(self, deadline: float | None) -> str:
+        """``_wait_data`` while the reader is dormant and no handler runs: the runner
+        receives itself (no hand-off between two tasks per request). A checkpoint.
+        ``deadline`` passing, or a drain, cancels the requests scope with
+        ``_idle_stop`` set (the connection ends either way; ``_after_cancel`` answers
+        as ``_next_request`` would); a cancelled ``recv`` loses no data."""
+        wd = self._wait_deadline
+        if deadline is not None:
+            if wd.armed is None or deadline < wd.armed:
+                wd.set(deadline)
+            else:
+                wd.when = deadline  # _LazyDeadline.set without a timer operation, inlined
+        self._inline = True
+        try:
+            data = self.stream.recv(65536)
+        except (net.ClosedResourceError, net.BrokenStreamError):
+            data = b""
+        finally:
+            self._inline = False
+            wd.when = None  # _LazyDeadline.clear, inlined
+        if data and not self._discard:
+            self.p.receive_data(data)  # _received's common case (nobody waits: the runner)
+        else:
+            self._received(data)
+        return _DATA
+
+    def _stop_inline(self, why: str, kind: CancelKind, message: str) -> None:
+        """End the runner's inline wait (``_recv_inline``): cancel the requests
+        scope, noting why for ``_after_cancel``."""
+        self._idle_stop = why
+        self.handler_scope.cancel(CancelReason(kind, message=message))
+
     def _wait_expired(self) -> None:
+        if self._inline:
+            self._stop_inline(_TIMEOUT, CancelKind.TIMEOUT, "http1: wait for the request expired")
+            return
         self._data_waiter.wake_one(_TIMEOUT)
 
     def _wake(self, value: str) -> None:
@@ -723,6 +869,7 @@ class _Conn:
         # a scope per request.
         scope = CancelScope(name="http1.requests")
         self.handler_scope = scope
+        p = self.p
         with greenrt.masked():
             try:
                 with scope:
@@ -731,9 +878,8 @@ class _Conn:
                         if ev is None:
                             break
                         self._handle(ev)
-                        if self._fatal or self._draining or not self.p.reusable:
+                        if self._fatal or self._draining or not p.next_cycle():
                             break
-                        self.p.start_next_cycle()
                         # self._to(_IDLE), inlined (a call per request costs)
                         if _IDLE not in _RUNNER_TRANSITIONS[self.state]:
                             self._to(_IDLE)  # raises
@@ -749,6 +895,9 @@ class _Conn:
                 self._wait_deadline.cancel()
                 if self._flush_timer is not None:
                     self._flush_timer.cancel()
+                if self._watch is not None:
+                    self._watch.cancel()
+                    self._watch = None
 
     def _budget_expired(self) -> None:
         if self.state == _BUSY:
@@ -760,6 +909,11 @@ class _Conn:
         self._fatal = True
         if self._upgraded:
             return  # not HTTP any more: nothing to answer
+        why = self._idle_stop
+        if why is not None:  # an inline wait for a request ended (_recv_inline)
+            if why == _TIMEOUT:
+                self._request_wait_expired(self.p.head_started, self.requests == 0)
+            return
         kind = reason.kind if reason is not None else None
         if kind is CancelKind.RESOURCE_UNAVAILABLE:
             return  # peer gone: nothing to answer
@@ -782,6 +936,11 @@ class _Conn:
             head_deadline = self._started + lim.header_timeout
         idle_deadline = None if first or lim.keepalive_timeout is None else \
             now() + lim.keepalive_timeout
+        if (not first and not p._buf and not self._reader_active and not self._out_pending
+                and not self._draining and not self._eof and not self._stopped):
+            # the common keep-alive wait (nothing buffered, nothing to flush): receive
+            # at once, without asking the parser first (_wait_data's inline case)
+            self._recv_inline(idle_deadline)
         while True:
             try:
                 ev = p.next_event()
@@ -810,31 +969,42 @@ class _Conn:
                     return None
             r = self._wait_data(deadline)
             if r == _TIMEOUT:
-                if started:
-                    self._answer_error(408, "header_timeout", "request head not received in time")
-                elif first:
-                    _emit("header_timeout", status=None, peer=_peer_str(self.peer))
-                else:
-                    _emit("keepalive_timeout", status=None, peer=_peer_str(self.peer))
+                self._request_wait_expired(started, first)
                 return None
             if r == _STOP:
                 return None
 
+    def _request_wait_expired(self, started: bool, first: bool) -> None:
+        """The wait for a request head timed out (``started``: some of it came)."""
+        if started:
+            self._answer_error(408, "header_timeout", "request head not received in time")
+        elif first:
+            _emit("header_timeout", status=None, peer=_peer_str(self.peer))
+        else:
+            _emit("keepalive_timeout", status=None, peer=_peer_str(self.peer))
+
     def _handle(self, ev) -> None:
         p = self.p
         hdrs = ev.headers
-        method = ev.method.decode("ascii")
+        m = ev.method
+        method = "GET" if m == b"GET" else m.decode("ascii")
         cl = p._declared  # p.body_length, p.body_framing without the property calls
         empty = p._framing == "none" or cl == 0
         if empty:
-            p.next_event()  # the EndOfMessage of an empty body, so the cycle can complete
-        body = _Body(self, cl, empty)
+            p.end_empty_body()  # no EndOfMessage event to fetch, so the cycle can complete
+            # an empty body never changes: one object serves every such request
+            body = self._no_body if cl is None else _Body(self, cl, True)
+        else:
+            body = _Body(self, cl, False)
         self._cur_empty = empty
         writer = _Writer(self, method == "HEAD")
         self.body = body
         self.writer = writer
+        self.req_headers = hdrs
+        v = ev.http_version
         req = Request(method, ev.target.decode("latin-1"), Headers._trusted(hdrs), body,
-                      http_version=ev.http_version.decode("ascii"), scheme=self.scheme,
+                      http_version="1.1" if v == b"1.1" else v.decode("ascii"),
+                      scheme=self.scheme,
                       client=self.peer, server=self.local, writer=writer,
                       upgrade=self._upgrade_to)
         rt = self.limits.request_timeout
@@ -845,6 +1015,9 @@ class _Conn:
                 b.set(when)
             else:
                 b.when = when  # _LazyDeadline.set without a timer operation, inlined
+        if self._watch is None and not self._reader_active:
+            # if the handler parks, the reader takes over receiving (see _watch_fired)
+            self._watch = self.hub.call_later(_WATCH_PERIOD, self._watch_fired)
         # self._to(_BUSY), inlined (a call per request costs)
         if _BUSY not in _RUNNER_TRANSITIONS[self.state]:
             self._to(_BUSY)  # raises
@@ -923,7 +1096,10 @@ class _Conn:
                                                     self._drain_expired)
         elif self.state == _IDLE:
             self._stopped = True
-            self._wake(_STOP)
+            if self._inline:
+                self._stop_inline(_STOP, CancelKind.SHUTDOWN, "http1: drain of an idle connection")
+            else:
+                self._wake(_STOP)
 
     def _drain_expired(self) -> None:
         self._drain_timer = None
@@ -960,6 +1136,16 @@ class _Conn:
 
     def _resume_reader_now(self) -> None:
         self._reader_paused.wake_one()
+        self._reader_wake.wake_one()  # a dormant reader: it looks at _stopped
+
+
+def _accepts_trailers(headers: list[tuple[bytes, bytes]]) -> bool:
+    """The request's ``TE`` field lists ``trailers`` (RFC 9110 §10.1.4)."""
+    for k, v in headers:
+        if k == b"te" and any(t.split(b";", 1)[0].strip(b" \t").lower() == b"trailers"
+                              for t in v.split(b",")):
+            return True
+    return False
 
 
 def _combined(conn: _Conn, req: Request, writer: _Writer) -> str:

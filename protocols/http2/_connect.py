@@ -13,10 +13,15 @@ the byte-stream shape the WebSocket connection runs on.
   than CONNECT, or not a token; a missing ``:scheme``/``:path``/``:authority`` (h2's
   header validation, reset by the server's stream-error path). Counted like every
   server-provoked reset (MadeYouReset).
-* Flow control: a tunnel's DATA is returned to the *connection* window when it
-  arrives, and to the stream's window when the tunnel reads it. A tunnel that is not
-  read (a slow or cancelled reader) therefore holds at most its stream's window and
-  never the connection's; the request-body limit does not apply (a tunnel streams).
+* Flow control, in batches (a WINDOW_UPDATE per half window, not two per DATA
+  frame): a tunnel's DATA is credited to the *connection* window when it arrives,
+  and to the stream's window when the tunnel reads it; credit goes back to the peer
+  once at least half of the window (:data:`CONNECTION_WINDOW`, or the stream's
+  initial window) is owed, and all of it when a tunnel closes. A tunnel that is not
+  read (a slow or cancelled reader) therefore holds at most its stream's window, and
+  the tunnels of a connection together less than half of the connection's; the
+  request-body limit does not apply (a tunnel streams). The client end does the same
+  on read (:class:`ClientTunnel`).
 * ``Tunnel.close()`` ends our side with END_STREAM (after a WebSocket's Close frame),
   or resets the stream (CANCEL) if a send was cut short mid-write, so a peer never
   sees half a frame followed by a clean end.
@@ -32,8 +37,10 @@ import functools
 import re
 from typing import Any
 
+import h2.connection
 import h2.errors
 import h2.exceptions
+import h2.stream
 
 import greenrt
 from greenrt import lowlevel as ll
@@ -44,9 +51,41 @@ __all__ = ["ClientTunnel", "ExtendedConnect", "Tunnel", "extended_connect"]
 
 #: the attribute a handler carries when it accepts extended CONNECT requests
 MARK = "http2_extended_connect"
+#: the connection-level receive window (RFC 9113 6.9.2: 65,535 at the start; neither
+#: end enlarges it): tunnels return connection credit once half of it is owed
+CONNECTION_WINDOW = 65535
 _E = h2.errors.ErrorCodes
 # RFC 9110 5.6.2 token
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+# where sending DATA changes no h2 state but the windows (h2's state tables)
+_SENDING_STREAM = frozenset((h2.stream.StreamState.OPEN,
+                             h2.stream.StreamState.HALF_CLOSED_REMOTE))
+_SENDING_CONN = frozenset((h2.connection.ConnectionState.CLIENT_OPEN,
+                           h2.connection.ConnectionState.SERVER_OPEN))
+
+
+def put_data(h: Any, sid: int, data: bytes) -> bool:
+    """Queue ``data`` as one DATA frame (no END_STREAM, no padding) on stream
+    ``sid`` of the h2 connection ``h``, as ``h.send_data`` would, without its
+    per-frame machinery (a state machine step that changes nothing, a frame object,
+    debug logging): the frame header is written here and both windows are
+    debited. Only where that is all ``send_data`` does: the stream open (or
+    half-closed by the peer), the connection open, ``data`` within both windows and
+    the peer's frame size. Returns ``False`` (nothing done) otherwise, for the
+    caller to take the general path. ``test_h2.py`` checks it against
+    ``h.send_data`` byte for byte. Not a checkpoint."""
+    n = len(data)
+    stream = h.streams.get(sid)
+    if (stream is None or not 0 < n <= h.max_outbound_frame_size
+            or n > stream.outbound_flow_control_window or n > h.outbound_flow_control_window
+            or stream.state_machine.state not in _SENDING_STREAM
+            or h.state_machine.state not in _SENDING_CONN):
+        return False
+    stream.outbound_flow_control_window -= n
+    h.outbound_flow_control_window -= n
+    h._data_to_send += n.to_bytes(3, "big") + b"\x00\x00" + sid.to_bytes(4, "big")
+    h._data_to_send += data
+    return True
 
 
 def extended_connect(handler):
@@ -133,7 +172,8 @@ class Tunnel:
     stream's DATA frames (``recv``, ``send_all``, ``close``; what
     ``protocols.websocket`` runs a WebSocket on)."""
 
-    __slots__ = ("_c", "_st", "_chunks", "_pending", "_closed", "_broken")
+    __slots__ = ("_c", "_st", "_chunks", "_pending", "_closed", "_broken", "_credit",
+                 "_half")
 
     def __init__(self, conn: Any, st: Any):
         self._c = conn
@@ -142,6 +182,8 @@ class Tunnel:
         self._pending = b""
         self._closed = False
         self._broken = False
+        self._credit = 0  # stream window read and not yet returned
+        self._half = max(1, conn.limits.initial_window_size // 2)
 
     @property
     def stream_id(self) -> int:
@@ -158,23 +200,36 @@ class Tunnel:
 
     def on_data(self, data: bytes, flow: int) -> None:
         """The connection's reader: DATA for this stream arrived. Its connection
-        window goes back at once (the connection flushes after its read); the
-        stream's when it is read. Not a checkpoint."""
+        window is credited at once (returned in a batch, see the module docstring;
+        the connection flushes after its read); the stream's when it is read. Not a
+        checkpoint."""
         c = self._c
         if flow:
-            c.stats["acked"] += flow
-            c.h2.increment_flow_control_window(flow)
+            owed = c.tunnel_credit + flow
+            if owed >= CONNECTION_WINDOW // 2:
+                _return_connection_credit(c, owed)
+            else:
+                c.tunnel_credit = owed
         if self._closed:
-            self._ack_stream(flow)  # nobody will read it: let the peer finish
+            self._ack_stream(flow, now=True)  # nobody will read it: let the peer finish
             return
         self._chunks.append((data, flow))
         self._st.wake()
 
-    def _ack_stream(self, flow: int) -> None:
+    def _ack_stream(self, flow: int, *, now: bool = False) -> None:
+        """Credit ``flow`` read bytes to the stream's window; return what is owed
+        once half the window is (or at once with ``now``). Not a checkpoint."""
+        owed = self._credit + flow
+        if not owed:
+            return
+        if not now and owed < self._half:
+            self._credit = owed
+            return
+        self._credit = 0
         st, c = self._st, self._c
-        if flow and not (st.reset or st.ended or c.closed):
+        if not (st.reset or st.ended or c.closed):
             try:
-                c.h2.increment_flow_control_window(flow, stream_id=st.id)
+                c.h2.increment_flow_control_window(owed, stream_id=st.id)
             except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
                 return
             c.flush()
@@ -210,8 +265,17 @@ class Tunnel:
         sent, and ``close()`` will reset the stream rather than end it cleanly."""
         if self._closed:
             raise StreamReset("http2: the tunnel is closed", stream_id=self._st.id, remote=False)
-        st = self._st
+        st, c = self._st, self._c
         try:
+            if st.writer.headers_sent and not (st.reset or c.closed) \
+                    and c.writer.pending < c.limits.send_high_water:
+                ll.enter_checkpoint()
+                # one DATA frame that fits the windows (a WebSocket message, mostly):
+                # straight out, without the general path's loop
+                if not (st.reset or c.closed) and c.writer.pending < c.limits.send_high_water \
+                        and put_data(c.h2, st.id, data):
+                    _send_now(c)
+                    return
             st.writer.write(data)
         except greenrt.Cancelled:
             self._broken = True
@@ -248,24 +312,62 @@ class Tunnel:
         unread = sum(f for _, f in self._chunks)
         self._chunks.clear()
         self._pending = b""
-        self._ack_stream(unread)
+        self._ack_stream(unread, now=True)
+        c = self._c
+        if c.tunnel_credit:  # the connection's other tunnels' share too: early is safe
+            _return_connection_credit(c, c.tunnel_credit)
+            c.flush()
         self._st.wake()
 
     def __repr__(self) -> str:
         return f"<http2.Tunnel stream={self._st.id}{' closed' if self._closed else ''}>"
 
 
+def _send_now(c: Any) -> None:
+    """Server: write what h2 has queued from the calling task when nothing else is
+    queued or being sent, so a tunnel's reply does not wait for the flusher task's
+    round (two task switches); otherwise queue it for the flusher, which sends it
+    with the rest. Not a checkpoint beyond the write's own (masked, bounded by
+    ``send_timeout``)."""
+    w = c.writer
+    if w.buf or w.sending or c.closed or not c._flusher_idle:
+        c.flush()
+        return
+    w.write(c.h2.data_to_send())
+    if w.broken is not None:  # what the flusher does when its own write fails
+        c.closed = True
+        c._wake_all()
+        if c._recv_scope is not None:
+            c._recv_scope.cancel()
+
+
+def _return_connection_credit(c: Any, owed: int) -> None:
+    """Server: give ``owed`` bytes back to the connection window (queued; the caller
+    or the reader's batch flushes). Not a checkpoint."""
+    c.tunnel_credit = 0
+    if not c.closed:
+        c.stats["acked"] += owed
+        c.h2.increment_flow_control_window(owed)
+
+
 class ClientTunnel:
     """The client end of an extended CONNECT: a byte stream over a ``ClientStream``
     whose 2xx response has been received. ``owns`` is a ``ClientConnection`` to close
-    with the tunnel (``websocket.connect(..., http2=True)`` opens one per WebSocket)."""
+    with the tunnel (``websocket.connect(..., http2=True)`` opens one per WebSocket).
 
-    __slots__ = ("stream", "owns", "_closed")
+    What it reads goes back to the server's windows in batches: the stream's once
+    half of its initial window is owed, the connection's once half of
+    :data:`CONNECTION_WINDOW` is owed by the connection's tunnels together, and all
+    of it when the tunnel closes."""
+
+    __slots__ = ("stream", "owns", "_closed", "_credit", "_half")
 
     def __init__(self, stream: Any, owns: Any = None):
         self.stream = stream
         self.owns = owns
         self._closed = False
+        self._credit = 0  # stream window read and not yet returned
+        self._half = max(1, stream._c.limits.initial_window_size // 2)
 
     @property
     def closed(self) -> bool:
@@ -278,10 +380,63 @@ class ClientTunnel:
         stream open."""
         if self._closed:
             return b""
+        ll.enter_checkpoint()
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be >= 1")
+        s = self.stream
+        c, st = s._c, s._s
+        while not s._pending:
+            if st.chunks:
+                data, flow = st.chunks.popleft()
+                st.buffered -= len(data)
+                s._pending = data
+                if flow:
+                    self._credit_read(c, st, flow)
+                break
+            if st.ended or st.error is not None:
+                return b""
+            try:
+                c._wait(lambda: bool(st.chunks) or st.ended or st.error is not None,
+                        "http2.read")
+            except HTTP2Error:  # the connection ended: what arrived is still read
+                if not st.chunks:
+                    return b""
+        data = s._pending
+        if max_bytes >= len(data):
+            s._pending = b""
+            return data
+        s._pending = data[max_bytes:]
+        return data[:max_bytes]
+
+    def _credit_read(self, c: Any, st: Any, flow: int) -> None:
+        """``flow`` bytes were read: credit them; return (and write) what is owed
+        once half a window is. The write is masked (a WINDOW_UPDATE is never cut)."""
+        owed = self._credit + flow
+        conn_owed = getattr(c, "_tunnel_credit", 0) + flow
+        send = False
+        if owed >= self._half:
+            self._credit = 0
+            send = self._return_stream(c, st, owed)
+        else:
+            self._credit = owed
+        if conn_owed >= CONNECTION_WINDOW // 2:
+            c._tunnel_credit = 0
+            c._ack(st.id, conn_owed, stream_open=False)
+            send = True
+        else:
+            c._tunnel_credit = conn_owed
+        if send:
+            c._flush()
+
+    @staticmethod
+    def _return_stream(c: Any, st: Any, owed: int) -> bool:
+        if st.ended or st.error is not None or c._error is not None:
+            return False
         try:
-            return self.stream.read(max_bytes, cancel_resets=False)
-        except HTTP2Error:
-            return b""
+            c.h2.increment_flow_control_window(owed, stream_id=st.id)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            return False
+        return True
 
     def send_all(self, data: bytes) -> None:
         """Send ``data`` (flow-controlled, blocks for window). A checkpoint. Cancelled
@@ -290,7 +445,16 @@ class ClientTunnel:
         if self._closed:
             raise StreamReset("http2: the tunnel is closed", stream_id=self.stream.stream_id,
                               remote=False)
-        self.stream.send_data(data)
+        s = self.stream
+        c, st = s._c, s._s
+        if st.error is None and not st.local_closed and c._error is None:
+            s._checkpoint()
+            # one DATA frame that fits the windows: straight out
+            if st.error is None and not st.local_closed and c._error is None \
+                    and put_data(c.h2, st.id, data):
+                c._flush()
+                return
+        s.send_data(data)
 
     def close(self) -> None:
         """END_STREAM (unless the stream is already ended or reset), then discard what
@@ -299,13 +463,23 @@ class ClientTunnel:
         if self._closed:
             return
         self._closed = True
+        s = self.stream
+        c = s._c
         try:
             with greenrt.masked(name="http2.tunnel_close"):
-                self.stream.end_nowait()
+                owed, self._credit = self._credit, 0
+                conn_owed = getattr(c, "_tunnel_credit", 0)
+                c._tunnel_credit = 0
+                if conn_owed:  # the connection's other tunnels' share too: early is safe
+                    c._ack(s.stream_id, conn_owed, stream_open=False)
+                # what was read goes back before END_STREAM, so the server can finish
+                if owed and self._return_stream(c, s._s, owed) or conn_owed:
+                    c._flush()
+                s.end_nowait()
         except HTTP2Error:
             pass
         finally:
-            self.stream.discard_response()
+            s.discard_response()
             if self.owns is not None:
                 self.owns.close()
 

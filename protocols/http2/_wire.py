@@ -30,7 +30,8 @@ from greenrt import net
 
 from .limits import H2Limits
 
-__all__ = ["FrameGate", "GateError", "Writer", "PREFACE", "goaway_frame"]
+__all__ = ["FrameGate", "GateError", "HeaderBlock", "Writer", "PREFACE", "frame_header",
+           "goaway_frame"]
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -65,6 +66,72 @@ class GateError(Exception):
         self.limit = limit
         self.value = value
         self.maximum = maximum
+
+
+def frame_header(length: int, ftype: int, flags: int, stream_id: int) -> bytes:
+    """The 9-byte header of a frame (RFC 9113 4.1)."""
+    return (length.to_bytes(3, "big") + bytes((ftype, flags))
+            + (stream_id & 0x7FFFFFFF).to_bytes(4, "big"))
+
+
+def _hpack_int(value: int, prefix_bits: int, first: int) -> bytes:
+    """RFC 7541 5.1: ``value`` with an N-bit prefix; ``first`` holds the pattern bits."""
+    top = (1 << prefix_bits) - 1
+    if value < top:
+        return bytes((first | value,))
+    out = [first | top]
+    value -= top
+    while value >= 128:
+        out.append((value & 127) | 128)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _static_table() -> tuple[dict, dict]:
+    from hpack.table import HeaderTable
+
+    full: dict = {}
+    names: dict = {}
+    for i, (n, v) in enumerate(HeaderTable.STATIC_TABLE, 1):
+        full.setdefault((n, v), i)
+        names.setdefault(n, i)
+    return full, names
+
+
+class HeaderBlock:
+    """A header list encoded once, in a form that does not depend on the HPACK
+    state of a connection: static-table indexes and literals *without indexing*
+    (RFC 7541 6.1 and 6.2.2; no Huffman), so the same bytes are valid in every
+    header block of every connection and leave both dynamic tables untouched.
+    For constant responses (gRPC's head and its OK trailers): no per-call
+    encoding or validation. ``fields`` are the pairs (lower-case names, values
+    of visible ASCII and spaces, checked here once); ``block`` the encoding."""
+
+    __slots__ = ("fields", "block")
+
+    def __init__(self, fields) -> None:
+        full, names = _static_table()
+        out = bytearray()
+        self.fields = []
+        for name, value in fields:
+            name = name.encode("ascii") if isinstance(name, str) else bytes(name)
+            value = value.encode("ascii") if isinstance(value, str) else bytes(value)
+            if (not name or name != name.lower() or any(c <= 0x20 or c >= 0x7F for c in name)
+                    or any(c < 0x20 or c >= 0x7F for c in value)):
+                raise ValueError(f"not a constant header field: {name!r}: {value!r}")
+            self.fields.append((name, value))
+            i = full.get((name, value))
+            if i is not None:
+                out += _hpack_int(i, 7, 0x80)          # indexed (static)
+                continue
+            i = names.get(name)
+            if i is not None:
+                out += _hpack_int(i, 4, 0x00)          # literal, indexed name, no indexing
+            else:
+                out += b"\x00" + _hpack_int(len(name), 7, 0) + name
+            out += _hpack_int(len(value), 7, 0) + value
+        self.block = bytes(out)
 
 
 def goaway_frame(last_stream_id: int, code: int, debug: bytes = b"") -> bytes:

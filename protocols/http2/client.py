@@ -19,7 +19,12 @@ cancel-safe, and a received chunk is filed under its stream before anyone return
 
 * Flow control never leaks window: DATA is acknowledged, in the stream and the
   connection window, exactly when the application reads it; DATA for a stream
-  that was reset or closed is acknowledged in the connection window at once.
+  that was reset or closed is acknowledged in the connection window at once. The
+  WINDOW_UPDATE frames go out in batches: once a quarter of a window is due (the
+  connection's or a stream's), and with every control frame we send (a PING, the
+  ACKs answering the server's frames), so a PING round trip always finds the
+  server's windows whole; a server never waits on a batch (it still has three
+  quarters of each window).
 * A cancelled call (any blocking method of :class:`ClientStream`) resets its stream
   with RST_STREAM(CANCEL) and re-raises; the connection and the other streams are
   untouched.
@@ -44,7 +49,9 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import h2.stream
 import hpack.exceptions
+import hyperframe.exceptions
 
 import greenrt
 from greenrt import Cancelled, net
@@ -52,7 +59,7 @@ from greenrt import lowlevel as ll
 from greenrt.protocols import base
 
 from ..http.model import Headers
-from . import _wire
+from . import _h2fast, _wire
 from .errors import (
     ConnectionClosed,
     ConnectionLost,
@@ -68,6 +75,13 @@ from .limits import DEFAULT_H2_LIMITS, H2Limits
 __all__ = ["ClientConnection", "ClientStream", "connect", "CANCEL"]
 
 CANCEL = int(h2.errors.ErrorCodes.CANCEL)
+_C_SEND_HEADERS = h2.connection.ConnectionInputs.SEND_HEADERS
+_C_SEND_DATA = h2.connection.ConnectionInputs.SEND_DATA
+_S_SEND_HEADERS = h2.stream.StreamInputs.SEND_HEADERS
+_S_SEND_DATA = h2.stream.StreamInputs.SEND_DATA
+_S_SEND_END_STREAM = h2.stream.StreamInputs.SEND_END_STREAM
+_OUTBOUND_IDS = h2.connection.AllowedStreamIDs.ODD
+_BLOCK_CACHE = 64  # pre-encoded request heads kept per connection
 _log = logging.getLogger("greenrt.http.client")
 _HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"transfer-encoding", b"upgrade",
                          b"proxy-connection", b"host"))
@@ -154,8 +168,13 @@ class ClientConnection:
         self._closed = False
         self._stats = collections.Counter()
         self._unacked = 0  # connection-window bytes received and not yet returned
+        # window given back by the application and not yet sent (see _ack)
+        self._ack_conn = 0
+        self._ack_streams: dict[int, int] = {}
+        self._ack_batch = max(1, min(65535, lim.initial_window_size) // 4)
         self._ping_waiters: dict[bytes, list] = {}
         self._settings_seen = False  # the server's first SETTINGS frame arrived
+        self._blocks: dict[tuple, _wire.HeaderBlock | None] = {}  # see send_request
         self.h2.initiate_connection()
         self._flush()
         if self._writer.broken:
@@ -164,8 +183,14 @@ class ClientConnection:
 
     # -- plumbing -----------------------------------------------------------------------
 
-    def _flush(self) -> None:
+    def _flush(self, acks: bool | None = False) -> None:
+        """Write what h2 has to send. ``acks``: the window updates due (see
+        ``_ack``) go too; ``None``: only if h2 has something to send (its answers to
+        the server's frames: a control write)."""
         data = self.h2.data_to_send()
+        if (acks or (acks is None and data)) and (self._ack_conn or self._ack_streams):
+            self._emit_acks()
+            data = self.h2.data_to_send() + data  # the window updates first
         if data or self._writer.pending:
             self._writer.write(data)
             if self._writer.broken and self._error is None:
@@ -222,8 +247,9 @@ class ClientConnection:
                 if type(piece) is tuple:
                     self._on_goaway(*piece)
                 else:
-                    for ev in self.h2.receive_data(piece):
+                    for ev in _receive(self.h2, piece):
                         self._event(ev)
+
         except _wire.GateError as e:
             err = (LimitError(_gate_message(e), limit=e.limit or e.why, value=e.value,
                               maximum=e.maximum, code=e.why)
@@ -245,7 +271,7 @@ class ClientConnection:
             self.h2.clear_outbound_data_buffer()
             self._abort(int(code), why, err)
             return
-        self._flush()
+        self._flush(acks=None)
 
     def _abort(self, code: int, why: str, err: HTTP2Error) -> None:
         """A connection error found by us: GOAWAY(code), then close."""
@@ -330,16 +356,36 @@ class ClientConnection:
 
     def _ack(self, sid: int, flow: int, *, stream_open: bool = True) -> None:
         """Return ``flow`` bytes of window: the connection's always, the stream's if
-        it is still open. Queued now, sent with the next flush."""
+        it is still open. Accounted now; the WINDOW_UPDATEs are batched: written at
+        once when a quarter window is due (connection or stream), else with the next
+        control write (``_flush(acks=True)``: a PING, an ACK). Not a checkpoint
+        unless a batch is due (then it writes, masked)."""
         if not flow or self._error is not None:
             return
         self._unacked -= flow
-        self.h2.increment_flow_control_window(flow)
+        self._ack_conn += flow
+        due = self._ack_conn >= self._ack_batch
         if stream_open:
-            try:
-                self.h2.increment_flow_control_window(flow, stream_id=sid)
-            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-                pass
+            n = self._ack_streams[sid] = self._ack_streams.get(sid, 0) + flow
+            due = due or n >= self._ack_batch
+        if due:
+            self._emit_acks()
+            with greenrt.masked(name="http2.window_update"):
+                self._flush()
+
+    def _emit_acks(self) -> None:
+        """Queue the WINDOW_UPDATEs due in h2 (sent by the next flush)."""
+        if self._ack_conn:
+            self.h2.increment_flow_control_window(self._ack_conn)
+            self._ack_conn = 0
+        if self._ack_streams:
+            for sid, n in self._ack_streams.items():
+                if sid in self._streams:  # a finished stream needs no window
+                    try:
+                        self.h2.increment_flow_control_window(n, stream_id=sid)
+                    except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+                        pass
+            self._ack_streams.clear()
 
     def _drop_unread(self, st: _StreamState) -> None:
         unread = sum(f for _, f in st.chunks)
@@ -375,8 +421,13 @@ class ClientConnection:
 
     def open_stream(self, method: str, path: str, headers: Any = (), *,
                     authority: str | None = None, scheme: str | None = None,
-                    end_stream: bool = False, protocol: str | None = None) -> ClientStream:
+                    end_stream: bool = False, protocol: str | None = None,
+                    flush: bool = True) -> ClientStream:
         """Start a request: send its HEADERS. Returns the :class:`ClientStream`.
+
+        ``flush=False`` leaves the HEADERS queued: they leave with the stream's first
+        ``send_data`` (a request and its body in one write). Only for a caller that
+        sends at once: a caller that waits for the response first must flush.
 
         A checkpoint. Waits while the server's MAX_CONCURRENT_STREAMS are all in use.
         Cancelled while waiting: nothing was sent. Cancelled after the HEADERS were
@@ -426,10 +477,87 @@ class ClientConnection:
         st.local_closed = end_stream
         self._stats["streams_opened"] += 1
         cs = ClientStream(self, st)
+        if not flush:
+            return cs
         try:
             self._flush()
         except Cancelled:
             # the HEADERS are on their way but the caller will never see the stream
+            cs._cancel()
+            raise
+        return cs
+
+    def send_request(self, method: str, path: str, headers: tuple, data: bytes) -> ClientStream:
+        """Open a stream and send the whole request: HEADERS, then ``data`` with
+        END_STREAM, in one write. ``headers``: a tuple of lower-case ``(bytes,
+        bytes)`` pairs, the same object call after call (a gRPC client's constant
+        request headers): the head is encoded once per connection
+        (``_wire.HeaderBlock``, valid in any HPACK state) and h2's state machines
+        and windows are advanced as ``send_headers``/``send_data`` would. Where that
+        is not possible at once (an HPACK table size update due, a window or the
+        frame size short for ``data``, a field a constant block cannot carry) it is
+        ``open_stream`` + ``send_data(end_stream=True)``. A checkpoint, as
+        ``open_stream``; cancelled after the frames were queued: the stream is
+        reset."""
+        ll.enter_checkpoint()
+        self._check_open()
+
+        def slot() -> bool:
+            return (self._error is not None or self._goaway is not None
+                    or self.h2.open_outbound_streams
+                    < self.h2.remote_settings.max_concurrent_streams)
+
+        if not slot():
+            self._wait(slot, "http2.open_stream")
+            self._check_open()
+        h = self.h2
+        key = (method, path, headers)
+        block = self._blocks.get(key, False)
+        if block is False:
+            try:
+                block = _wire.HeaderBlock(
+                    [(b":method", _bytes(method)), (b":scheme", _bytes(self.scheme)),
+                     (b":authority", _bytes(self.authority or "localhost")),
+                     (b":path", _bytes(path))]
+                    + [(k, v) for k, v in headers if k not in _HOP_BY_HOP])
+            except (ValueError, TypeError):
+                block = None
+            if len(self._blocks) >= _BLOCK_CACHE:
+                self._blocks.clear()
+            self._blocks[key] = block
+        n = len(data)
+        mfs = h.max_outbound_frame_size
+        if (block is None or h.encoder.table_size_changes or n > mfs or len(block.block) > mfs
+                or n > h.outbound_flow_control_window
+                or n > h.remote_settings.initial_window_size):
+            cs = self.open_stream(method, path, headers, flush=False)
+            cs.send_data(data, end_stream=True)
+            return cs
+        sid = h.get_next_available_stream_id()
+        h.state_machine.process_input(_C_SEND_HEADERS)
+        stream = h._begin_new_stream(sid, _OUTBOUND_IDS)
+        ssm = stream.state_machine
+        ssm.process_input(_S_SEND_HEADERS)
+        stream.request_method = b"POST" if method == "POST" else _bytes(method)
+        h.state_machine.process_input(_C_SEND_DATA)
+        ssm.process_input(_S_SEND_DATA)
+        ssm.process_input(_S_SEND_END_STREAM)
+        stream.outbound_flow_control_window -= n
+        h.outbound_flow_control_window -= n
+        out = b"".join((h.data_to_send(),
+                        _wire.frame_header(len(block.block), _wire.HEADERS, _wire.END_HEADERS,
+                                           sid), block.block,
+                        _wire.frame_header(n, _wire.DATA, _wire.END_STREAM, sid), data))
+        st = _StreamState(sid)
+        st.local_closed = True
+        self._streams[sid] = st
+        self._stats["streams_opened"] += 1
+        cs = ClientStream(self, st)
+        try:
+            self._writer.write(out)
+            if self._writer.broken and self._error is None:
+                self._fail(ConnectionLost(f"http2: {self._writer.broken}"))
+        except Cancelled:
             cs._cancel()
             raise
         return cs
@@ -463,7 +591,7 @@ class ClientConnection:
         acked: list = []
         self._ping_waiters[opaque] = acked
         self.h2.ping(opaque)
-        self._flush()
+        self._flush(acks=True)
         try:
             self._wait(lambda: bool(acked), "http2.ping")
         finally:
@@ -493,7 +621,9 @@ class ClientConnection:
         ``streams_completed``, ``resets_sent``, ``resets_received``,
         ``goaway_received``, ``bytes_received``, ``bytes_sent``, ``unacked_bytes`` (DATA
         received whose connection window was not yet returned: 0 when every buffered
-        byte was read or dropped), ``outbound_window`` (what the server lets us send),
+        byte was read or dropped), ``ack_pending`` (window returned and not yet
+        written: it goes with the next batch or control frame, e.g. a ``ping()``),
+        ``outbound_window`` (what the server lets us send),
         ``reading`` and ``usable``."""
         return {
             "streams_open": len(self._streams),
@@ -505,6 +635,7 @@ class ClientConnection:
             "bytes_received": self._stats["bytes_received"],
             "bytes_sent": self._writer.bytes_queued,
             "unacked_bytes": self._unacked,
+            "ack_pending": self._ack_conn,
             "buffered_bytes": sum(s.buffered for s in self._streams.values()),
             "outbound_window": self.h2.outbound_flow_control_window,
             "reading": self._reading,
@@ -552,6 +683,22 @@ class ClientStream:
             if st.error is not None:
                 raise st.error
             raise UsageError("http2: send_data after the request was ended")
+        h = c.h2
+        n = len(data)
+        if (st.error is None and 0 < n <= h.max_outbound_frame_size
+                and n <= h.local_flow_control_window(st.id)):
+            # the common case: it fits the windows and one frame
+            try:
+                h.send_data(st.id, bytes(data), end_stream=end_stream)
+                if end_stream:
+                    st.local_closed = True
+                c._flush()
+                if end_stream:
+                    self._maybe_forget()
+                return
+            except Cancelled:
+                self._cancel()
+                raise
         view = memoryview(bytes(data))
         try:
             while True:
@@ -690,7 +837,6 @@ class ClientStream:
                     data, flow = st.chunks.popleft()
                     st.buffered -= len(data)
                     c._ack(st.id, flow, stream_open=not st.ended)
-                    c._flush()
                     self._pending = data
                     break
                 if st.ended:
@@ -857,6 +1003,25 @@ class ClientStream:
 
     def __repr__(self) -> str:
         return f"<http2.ClientStream {self._s.id}>"
+
+
+def _receive(h: h2.connection.H2Connection, data: bytes) -> list:
+    """``h.receive_data(data)`` without h2's per-frame ``repr`` (``_h2fast``); h2's
+    connection errors propagate (the caller sends its own GOAWAY)."""
+    buf = h.incoming_buffer
+    buf.add_data(data)
+    buf.max_frame_size = h.max_inbound_frame_size
+    events: list = []
+    try:
+        for frame in buf:
+            events.extend(_h2fast.receive_frame(h, frame))
+    except hyperframe.exceptions.InvalidPaddingError as e:
+        h._terminate_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR)
+        raise h2.exceptions.ProtocolError("invalid padding") from e
+    except h2.exceptions.ProtocolError as e:  # as receive_data: h2's state is closed
+        h._terminate_connection(e.error_code)
+        raise
+    return events
 
 
 def _bytes(v: Any) -> bytes:

@@ -26,7 +26,11 @@ Task structure of one connection::
   frames behind it.
 * Flow control never leaks window: DATA is acknowledged exactly when the handler
   reads it; DATA for a stream that is reset, refused, finished or cancelled is
-  acknowledged in the connection window at once.
+  acknowledged in the connection window at once. The WINDOW_UPDATE frames for what
+  handlers read go out in batches: once a quarter of a window is due (the
+  connection's or a stream's), and ahead of every control frame we answer with
+  (PING and SETTINGS ACKs), so a PING round trip always finds the windows whole; a
+  client never waits on a batch (it still has three quarters of each window).
 * Graceful shutdown (``shutdown`` event set, or the caller cancelled with reason
   SHUTDOWN): GOAWAY(NO_ERROR, last-stream-id = the highest stream seen); newer
   streams are refused; in-flight streams may finish within ``drain_timeout``; then
@@ -45,6 +49,7 @@ from __future__ import annotations
 
 import collections
 import logging
+from email.utils import formatdate
 from typing import Any
 
 import h2.config
@@ -53,6 +58,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import h2.stream
 import hpack.exceptions
 import hyperframe.exceptions
 import hyperframe.frame
@@ -62,7 +68,7 @@ from greenrt import CancelKind, Cancelled, net
 from greenrt import lowlevel as ll
 
 from ..http.model import Body, Headers, Request, Response, ResponseWriter, split_trailers
-from . import _connect, _h2c, _wire
+from . import _connect, _h2c, _h2fast, _wire
 from ._wire import PREFACE
 from .limits import DEFAULT_H2_LIMITS, H2Limits
 
@@ -78,10 +84,28 @@ _E = h2.errors.ErrorCodes
 _H2_INTERNAL_STREAM_LIMIT = 2**31 - 1
 _CONNECTION_HEADERS = frozenset((b"connection", b"keep-alive", b"transfer-encoding",
                                  b"upgrade", b"proxy-connection"))
+_C_SEND_HEADERS = h2.connection.ConnectionInputs.SEND_HEADERS
+_C_SEND_DATA = h2.connection.ConnectionInputs.SEND_DATA
+_S_SEND_HEADERS = h2.stream.StreamInputs.SEND_HEADERS
+_S_SEND_DATA = h2.stream.StreamInputs.SEND_DATA
+_S_SEND_END_STREAM = h2.stream.StreamInputs.SEND_END_STREAM
 
 
 def _emit(code: str, **data: Any) -> None:
     ll.current_hub().emit("protocol.error", protocol="http2", code=code, **data)
+
+
+_date = [-1, b""]  # (second, its IMF-fixdate): formatted once per second
+
+
+def date_value(wall: float) -> bytes:
+    """The ``date`` field value (RFC 9110 6.6.1, IMF-fixdate) for ``wall`` seconds
+    since the epoch; formatted once per distinct second. Not a checkpoint."""
+    now = int(wall)
+    if now != _date[0]:
+        _date[1] = formatdate(now, usegmt=True).encode("ascii")
+        _date[0] = now
+    return _date[1]
 
 
 def _classify(e: h2.exceptions.ProtocolError) -> tuple[int, str]:
@@ -126,7 +150,7 @@ def feed_frames(h: h2.connection.H2Connection, data: bytes, on_stream_error) -> 
         except hyperframe.exceptions.InvalidPaddingError as e:
             raise h2.exceptions.ProtocolError("invalid padding") from e
         try:
-            events.extend(h._receive_frame(frame))
+            events.extend(_h2fast.receive_frame(h, frame))
         except h2.exceptions.ProtocolError as e:
             if not _is_stream_error(e, frame):
                 raise
@@ -142,7 +166,7 @@ class _ConnectionEnd(Exception):
 
 class _Stream:
     __slots__ = ("id", "chunks", "ended", "reset", "task", "waiter", "window_waiter",
-                 "received", "length", "writer", "tunnel", "trailers")
+                 "received", "length", "writer", "tunnel", "trailers", "ack_pending")
 
     def __init__(self, sid: int):
         self.id = sid
@@ -157,6 +181,7 @@ class _Stream:
         self.writer: Any = None
         self.tunnel: Any = None  # an RFC 8441 tunnel (_connect.Tunnel)
         self.trailers: Headers | None = None  # the request's trailing HEADERS
+        self.ack_pending = 0  # stream window read and not yet sent back (batched)
 
     def wake(self) -> None:
         for ev in (self.waiter, self.window_waiter):
@@ -260,13 +285,23 @@ class ServerConnection:
         self._flush_wait = ll.WaitQueue()
         self._flusher_idle = False
         self._errored: set[int] = set()  # streams reset by a stream error, this batch
+        self.tunnel_credit = 0  # connection window RFC 8441 tunnels owe the peer (_connect)
+        # window read by handlers and not yet sent back (see ack)
+        self._ack_conn = 0
+        self._ack_streams: list[_Stream] = []
+        self._ack_batch = max(1, min(65535, limits.initial_window_size) // 4)
 
     # -- sending ------------------------------------------------------------------------
 
-    def flush(self) -> None:
+    def flush(self, acks: bool | None = False) -> None:
         """Queue what h2 has to send and wake the flusher. Not a checkpoint: every
-        task's frames of one scheduling round leave in one write."""
+        task's frames of one scheduling round leave in one write. ``acks``: the
+        window updates due go too, ahead of the rest; ``None``: only if h2 has
+        something to send (its answers to the peer's frames: a control write)."""
         data = self.h2.data_to_send()
+        if (acks or (acks is None and data)) and (self._ack_conn or self._ack_streams):
+            self._emit_acks()
+            data = self.h2.data_to_send() + data
         if data and not self.closed:
             self.writer.queue(data)
             if self._flusher_idle:
@@ -292,20 +327,39 @@ class ServerConnection:
                     self._recv_scope.cancel()
 
     def ack(self, sid: int, flow: int) -> None:
-        """Return ``flow`` consumed bytes to the peer at once, in the connection window
-        and (if the stream is still open) the stream's. Exact accounting rather than
-        h2's half-window heuristic, so no byte is ever left unacknowledged."""
+        """Return ``flow`` consumed bytes to the peer, in the connection window and (if
+        the stream is still open) the stream's. Exact accounting rather than h2's
+        half-window heuristic, so no byte is ever left unacknowledged; the frames are
+        batched (see the module docstring): sent now once a quarter window is due,
+        else ahead of the next control frame. Not a checkpoint."""
         if not flow or self.closed:
             return
         self.stats["acked"] += flow
-        self.h2.increment_flow_control_window(flow)
+        self._ack_conn += flow
+        due = self._ack_conn >= self._ack_batch
         st = self.streams.get(sid)
         if st is not None and not st.reset and not st.ended:
-            try:
-                self.h2.increment_flow_control_window(flow, stream_id=sid)
-            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError):
-                pass  # (h2 forgets closed streams: KeyError)
-        self.flush()
+            if not st.ack_pending:
+                self._ack_streams.append(st)
+            st.ack_pending += flow
+            due = due or st.ack_pending >= self._ack_batch
+        if due:
+            self.flush(acks=True)
+
+    def _emit_acks(self) -> None:
+        """Hand the window updates due to h2 (queued in its outbound buffer)."""
+        if self._ack_conn:
+            self.h2.increment_flow_control_window(self._ack_conn)
+            self._ack_conn = 0
+        for st in self._ack_streams:
+            n, st.ack_pending = st.ack_pending, 0
+            if not st.reset and not st.ended and st.id in self.streams:
+                try:
+                    self.h2.increment_flow_control_window(n, stream_id=st.id)
+                except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError,
+                        KeyError):
+                    pass  # (h2 forgets closed streams: KeyError)
+        self._ack_streams.clear()
 
     def _wake_all(self) -> None:
         for st in list(self.streams.values()):
@@ -501,7 +555,7 @@ class ServerConnection:
             for ev in self._h2_receive(piece):
                 self._event(ev)
             self._errored.clear()
-        self.flush()
+        self.flush(acks=None)
 
     def _h2_receive(self, data: bytes) -> list:
         return feed_frames(self.h2, data, self._stream_error)
@@ -746,12 +800,65 @@ class ServerConnection:
         if self.closed or st.reset:
             raise _StreamGone()
         out = [(b":status", str(status).encode())]
+        has_date = False
         for k, v in headers.raw():
             if k in _CONNECTION_HEADERS:
                 continue
+            if k == b"date":
+                has_date = True
             out.append((k, v))
+        if not has_date:  # RFC 9110 6.6.1; the hub's clock (virtual under the lab)
+            out.append((b"date", date_value(self.hub.wall_time())))
         self.h2.send_headers(st.id, out, end_stream=end)
         self.flush()
+
+    def _send_whole(self, st: _Stream, head: _wire.HeaderBlock, data: bytes,
+                    trailers: _wire.HeaderBlock) -> None:
+        """A whole response: HEADERS (``head``, which starts with ``:status``), one
+        DATA, trailing HEADERS with END_STREAM, queued as one write. The blocks are
+        pre-encoded (``_wire.HeaderBlock``) and h2's stream and connection state
+        machines and windows are advanced as its ``send_headers``/``send_data``
+        would. When that is not possible at once (a window or the frame size too
+        small for ``data``, the send queue over its high-water mark, an HPACK table
+        size update due first) it takes the general path, which waits."""
+        if self.closed or st.reset:
+            raise _StreamGone()
+        h = self.h2
+        n = len(data)
+        stream = h.streams.get(st.id)
+        mfs = h.max_outbound_frame_size
+        if (stream is None or h.encoder.table_size_changes or n > mfs
+                or n > h.outbound_flow_control_window
+                or n > stream.outbound_flow_control_window
+                or len(head.block) > mfs or len(trailers.block) > mfs
+                or self.writer.pending >= self.limits.send_high_water):
+            f = head.fields
+            self._send_head(st, int(f[0][1]), Headers._trusted(f[1:]), end=False)
+            if n:
+                self._send_data(st, data)
+            self._send_trailers(st, Headers._trusted(trailers.fields))
+            return
+        sm, ssm = h.state_machine, stream.state_machine
+        sm.process_input(_C_SEND_HEADERS)
+        ssm.process_input(_S_SEND_HEADERS)
+        sid = st.id
+        out = [h.data_to_send(), _wire.frame_header(len(head.block), _wire.HEADERS,
+                                                    _wire.END_HEADERS, sid), head.block]
+        if n:
+            sm.process_input(_C_SEND_DATA)
+            ssm.process_input(_S_SEND_DATA)
+            stream.outbound_flow_control_window -= n
+            h.outbound_flow_control_window -= n
+            out += (_wire.frame_header(n, _wire.DATA, 0, sid), data)
+        sm.process_input(_C_SEND_HEADERS)
+        ssm.process_input(_S_SEND_HEADERS)  # the trailers
+        ssm.process_input(_S_SEND_END_STREAM)
+        out += (_wire.frame_header(len(trailers.block), _wire.HEADERS,
+                                   _wire.END_HEADERS | _wire.END_STREAM, sid), trailers.block)
+        self.writer.queue(b"".join(out))
+        if self._flusher_idle:
+            self._flusher_idle = False
+            self._flush_wait.wake_one()
 
     def _send_data(self, st: _Stream, data: bytes) -> None:
         view = memoryview(data)
@@ -844,6 +951,20 @@ class _Writer(ResponseWriter):
         ll.enter_checkpoint()
         if data:
             self.conn._send_data(self.st, bytes(data))
+
+    def send_whole(self, head: _wire.HeaderBlock, data: bytes,
+                   trailers: _wire.HeaderBlock) -> None:
+        """The whole response at once: ``head`` (a pre-encoded ``_wire.HeaderBlock``
+        starting with ``:status``), ``data`` as the body, ``trailers`` (another
+        block) with END_STREAM; one write when the windows allow (else it waits
+        for them, as ``write`` does). A checkpoint; the response is then finished.
+        Cancelled: as ``write``."""
+        if self._sent:
+            raise RuntimeError("response head already sent")
+        ll.enter_checkpoint()
+        self._sent = True
+        self._finished = True
+        self.conn._send_whole(self.st, head, data, trailers)
 
     def finish(self, trailers: Any = None) -> None:
         """End the response; ``trailers`` (header fields) are sent as a trailing

@@ -124,19 +124,27 @@ class BrokerConnection:
                                 for k in resp["api_keys"] if k["api_key"] in by_key}
 
     def request(self, api: str, body: dict, *, version: int | None = None,
-                timeout: float | None = None) -> dict:
+                timeout: float | None = None, on_write=None) -> dict:
         """Send one request and return its decoded response (a checkpoint; see the
         module docstring for what a cancellation leaves). ``timeout`` (default: the
         limits' ``request_timeout``) bounds the wait for the answer: past it the
-        connection is closed and ``KafkaOutcomeUnknown`` raised (the request was sent)."""
-        return self._roundtrip(api, self.version_for(api) if version is None else version, body, timeout)
+        connection is closed and ``KafkaOutcomeUnknown`` raised (the request was sent).
+        ``on_write``, if given, is called (no arguments) just before the first byte of
+        the request is handed to the socket: a caller cancelled before that call knows
+        its request never left (the producer's "withdrawn" versus "unknown")."""
+        return self._roundtrip(api, self.version_for(api) if version is None else version, body, timeout,
+                               on_write)
 
-    def send_only(self, api: str, body: dict, *, version: int | None = None) -> None:
-        """Send a request the broker does not answer (Produce with acks=0)."""
+    def send_only(self, api: str, body: dict, *, version: int | None = None, on_write=None) -> None:
+        """Send a request the broker does not answer (Produce with acks=0); a
+        checkpoint. ``on_write`` as for :meth:`request`."""
         v = self.version_for(api) if version is None else version
         with self._lock:
             self._check()
-            self._write(codec.encode_request(api, v, next(self._ids), self.client_id, body))
+            frame = codec.encode_request(api, v, next(self._ids), self.client_id, body)
+            if on_write is not None:
+                on_write()
+            self._write(frame)
 
     def _check(self) -> None:
         if self._broken is not None:
@@ -160,13 +168,16 @@ class BrokerConnection:
                 raise KafkaOutcomeUnknown(f"kafka: request written in part or whole, connection lost: {e}") from e
             raise
 
-    def _roundtrip(self, api: str, version: int, body: dict, timeout: float | None = None) -> dict:
+    def _roundtrip(self, api: str, version: int, body: dict, timeout: float | None = None,
+                   on_write=None) -> dict:
         if timeout is None:
             timeout = self.limits.request_timeout
         with self._lock:
             self._check()
             cid = next(self._ids)
             frame = codec.encode_request(api, version, cid, self.client_id, body)
+            if on_write is not None:
+                on_write()
             self._write(frame)
             try:
                 raw = None

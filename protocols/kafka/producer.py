@@ -21,15 +21,33 @@ lost, ``NOT_LEADER_OR_FOLLOWER``, other retriable errors) happen inside the call
 budget: the flusher refreshes the leader and re-sends until the batch is acknowledged,
 fails for good, or its deadline cancels it.
 
+A batch the broker refuses for good because of its producer identity or sequence
+(``OUT_OF_ORDER_SEQUENCE_NUMBER``, ``INVALID_PRODUCER_EPOCH``, ``UNKNOWN_PRODUCER_ID``:
+e.g. the broker lost the producer's state) moves the producer to a new identity, as
+the Java client does (KIP-360): InitProducerId with the current id and epoch where the
+broker supports it (v3+), else, or when that is refused, a new producer id; each
+partition takes the new identity at its next batch, from sequence 0 (a partition with
+a batch in doubt keeps the old one until that batch is settled). A refused batch that
+was never written is renumbered under the new identity and sent again; one that may
+have been written (an earlier attempt's answer was lost) is abandoned, its records
+reported *unknown*, and later records proceed (``statistics()["in_doubt_abandoned"]``,
+``["epoch_bumps"]``).
+
 What a cancellation leaves (the rule of the issue: never report as failed a record
-that may have been written):
+that may have been written, and never report as unknown one that was never sent):
 
 * a record still queued (its batch not yet sent) is withdrawn: ``send`` raises
   ``Cancelled`` and the record is never sent;
+* a flusher cancelled after it took a batch but before any byte of its Produce
+  request reached the socket (waiting for a leader, a connection, a retry's backoff
+  after a refusal) puts the batch back at the head of the queue: its own record is
+  withdrawn (``Cancelled``), the other callers' records go in the next batch, sent by
+  one of them (``statistics()["withdrawn_batches"]``); none is reported unknown;
 * a caller (not the flusher) cancelled while its record's batch is on the wire gets
   ``Cancelled`` and the batch goes on; the record's fate is then unknown to that
   caller (counted in ``statistics()["cancelled_in_flight"]``);
-* a batch whose request was written when the flusher was cancelled is *in doubt*:
+* a batch whose request may have been written (its first byte was handed to the
+  socket) when the flusher was cancelled is *in doubt*:
   every record in it gets :class:`~.errors.KafkaOutcomeUnknown` (not a failure), and
   the partition keeps the batch's bytes; the next flush on that partition first
   re-sends them (same producer id, epoch and sequence numbers), which settles the
@@ -46,6 +64,7 @@ awaited past ``request_timeout``; the retries of one batch end at
 
 from __future__ import annotations
 
+import logging
 from typing import NamedTuple
 
 import greenrt
@@ -53,13 +72,24 @@ from greenrt import lowlevel as ll
 
 from . import records as rec
 from .cluster import Cluster
-from .errors import KafkaConnectionError, KafkaOutcomeUnknown, KafkaProtocolError, broker_error
+from .errors import (
+    BrokerError,
+    KafkaConnectionError,
+    KafkaOutcomeUnknown,
+    KafkaProtocolError,
+    broker_error,
+)
 from .partitioner import murmur2_partition
 
 __all__ = ["Producer", "RecordMetadata"]
 
 _DUPLICATE_SEQUENCE = 46
 _REFRESH_CODES = {3, 5, 6, 74, 75}  # unknown topic/partition, leader changes
+#: OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH, UNKNOWN_PRODUCER_ID: the broker
+#: refuses the batch's producer identity or sequence (KIP-360: a new epoch resolves it)
+_SEQUENCE_CODES = {45, 47, 59}
+
+log = logging.getLogger("greenrt.protocols.kafka.producer")
 
 
 class RecordMetadata(NamedTuple):
@@ -72,38 +102,75 @@ class RecordMetadata(NamedTuple):
 
 
 class _Pending:
-    """One queued record and its outcome (``done`` once ``result`` or ``error`` is set)."""
+    """One queued record and its outcome (``done`` once ``result`` or ``error`` is set).
+    ``task`` is the caller parked on it (``Producer._park``), ``None`` when no one is:
+    whoever wakes it clears ``task`` first, and so does a cancelled caller's abort, so
+    a parked caller is woken once (see ``_Partition``)."""
 
-    __slots__ = ("record", "timestamp", "group", "done", "result", "error")
+    __slots__ = ("record", "timestamp", "done", "result", "error", "task")
 
-    def __init__(self, record, timestamp: int, group):
+    def __init__(self, record, timestamp: int):
         self.record = record
         self.timestamp = timestamp
-        #: the wait queue that is woken when this record is settled (see ``_Partition``)
-        self.group = group
         self.done = False
         self.result: RecordMetadata | None = None
         self.error: BaseException | None = None
+        self.task = None
+
+    def abort(self) -> bool:  # the park's abort function: the caller is cancelled
+        self.task = None
+        return True
+
+
+class _Attempt:
+    """What the sending of one batch left: ``maybe_written`` once any byte of a request
+    whose answer has not come (or was lost) may have reached a socket."""
+
+    __slots__ = ("maybe_written",)
+
+    def __init__(self) -> None:
+        self.maybe_written = False
+
+    def written(self) -> None:  # the connection's ``on_write``
+        self.maybe_written = True
+
+
+class _Refused(Exception):
+    """The broker refused a batch with a non-retriable code (``err``); ``maybe_written``
+    is the loss of an earlier attempt's answer, if any (then the batch may be written)."""
+
+    def __init__(self, err: BrokerError, maybe_written: KafkaOutcomeUnknown | None):
+        super().__init__(str(err))
+        self.err = err
+        self.maybe_written = maybe_written
+        #: refused for the producer identity or sequence the batch carries
+        self.sequence = err.error_code in _SEQUENCE_CODES
 
 
 class _Partition:
-    """A partition's queue. Callers park in their record's ``group`` (a wait queue):
-    every queued record's group is the partition's current ``group``; a flusher takes
-    the queued records as one batch together with that group, installs a new one for
-    the records left (beyond ``max_batch_records``) and later ones, and wakes the taken
-    group when the batch is settled. So an unsettled record's group is always woken
-    later, and a record's caller is woken once when it is settled."""
+    """A partition's queue. A caller parks on its record (``send``; ``send_many`` on the
+    last of its records for the partition) while a flush is in progress. A flusher
+    takes the queued records as one batch and, once the batch is settled, wakes the
+    callers parked on its records; when it ends with records still queued it wakes
+    the first caller parked on one of them, which becomes the next flusher. So a
+    parked caller is woken when its record is settled or when it is its turn to
+    flush, once, and a record appended to the queue wakes no one."""
 
-    __slots__ = ("queue", "group", "flushing", "in_doubt", "next_sequence")
+    __slots__ = ("queue", "flushing", "in_doubt", "fenced", "pid", "epoch", "next_sequence")
 
     def __init__(self) -> None:
         self.queue: list[_Pending] = []
-        self.group = ll.WaitQueue()
         self.flushing = False
         #: the encoded bytes of a batch whose request was sent and whose answer was
         #: lost (producer id, epoch and sequence inside): re-sent byte for byte
         self.in_doubt: bytes | None = None
+        #: the producer id and epoch the partition's sequence numbers belong to (the
+        #: producer's, adopted whenever no batch is in doubt: ``Producer._adopt``)
+        self.pid = -1
+        self.epoch = -1
         self.next_sequence = 0
+        #: the broker refused ``pid``/``epoch`` here for good: a new identity first
+        self.fenced = False
 
 
 class Producer:
@@ -144,7 +211,8 @@ class Producer:
         self._pid_lock = greenrt.Lock()
         self._rr: dict[str, int] = {}
         self._stats = {"records_sent": 0, "batches_sent": 0, "retries": 0, "duplicates": 0,
-                       "in_doubt": 0, "in_doubt_resolved": 0, "cancelled_in_flight": 0}
+                       "in_doubt": 0, "in_doubt_resolved": 0, "in_doubt_abandoned": 0, "epoch_bumps": 0,
+                       "withdrawn_batches": 0, "cancelled_in_flight": 0}
 
     # -- public API ------------------------------------------------------------------
 
@@ -157,21 +225,21 @@ class Producer:
         ``KafkaOutcomeUnknown`` when the record's batch was sent and its answer lost to
         a cancellation (the record may be written; see the module docstring), and
         ``Cancelled`` (the record withdrawn, never sent) when cancelled before its
-        batch left."""
+        batch left. ``timestamp_ms`` (CreateTime) defaults to the time the record's
+        batch is built (one timestamp per batch, as the metadata returned says)."""
         if partition is None:
             partition = self._choose_partition(topic, key)
-        ts = int(ll.current_hub().wall_time() * 1000) if timestamp_ms is None else timestamp_ms
         p = self._parts.get((topic, partition))
         if p is None:
             p = self._parts[(topic, partition)] = _Partition()
-        item = _Pending((key, value, list(headers) if headers else None), ts, p.group)
+        item = _Pending((key, value, list(headers) if headers else None), timestamp_ms)
         p.queue.append(item)
         try:
             while not item.done:
                 if not p.flushing:
                     self._flush(topic, partition, p)
                 else:
-                    item.group.park(item, what="kafka.Producer.send")
+                    _park(item, p, "kafka.Producer.send")
         except BaseException:
             if item in p.queue:
                 p.queue.remove(item)  # never sent: withdrawn
@@ -197,7 +265,7 @@ class Producer:
         A checkpoint. Cancelled, it raises ``Cancelled``: records still queued are
         withdrawn (never sent), records of a batch on the wire have an unknown fate,
         records already settled stay settled (see the module docstring)."""
-        ts = int(ll.current_hub().wall_time() * 1000) if timestamp_ms is None else timestamp_ms
+        ts = timestamp_ms
         items: list[_Pending] = []
         parts: dict[int, tuple[_Partition, list[_Pending]]] = {}
         for r in records:
@@ -210,7 +278,7 @@ class Producer:
                     p = self._parts[(topic, part)] = _Partition()
                 entry = parts[part] = (p, [])
             p = entry[0]
-            it = _Pending((key, value, list(headers) if headers else None), ts, p.group)
+            it = _Pending((key, value, list(headers) if headers else None), ts)
             p.queue.append(it)
             entry[1].append(it)
             items.append(it)
@@ -226,7 +294,7 @@ class Producer:
                         except Exception as e:  # the batch's records hold their outcome
                             self._fail_queued(p, its, e)
                     else:
-                        last.group.park(last, what="kafka.Producer.send_many")
+                        _park(last, p, "kafka.Producer.send_many")
         except BaseException:
             for p, its in parts.values():
                 mine = {it for it in its if not it.done}
@@ -273,96 +341,245 @@ class Producer:
 
     def _ensure_producer_id(self) -> None:
         """Get the producer id and epoch once. Serialised: flushers of different
-        partitions may ask at the same time, and an id must never change once a batch
-        was numbered under it (a re-sent in-doubt batch under a new id would be a new
-        producer's first batch to the broker, and be written twice)."""
+        partitions may ask at the same time. A partition takes the producer's identity
+        only when it has no batch in doubt (``_adopt``): an in-doubt batch is always
+        re-sent under the identity and sequence it was first sent with, never
+        re-numbered (a re-numbered copy would be a new batch to the broker, and be
+        written twice)."""
         if not self.idempotent or self.producer_id >= 0:
             return
         with self._pid_lock:
             if self.producer_id >= 0:
                 return
+            self._init_producer_id(-1, -1)
+
+    def _init_producer_id(self, pid: int, epoch: int) -> None:
+        """InitProducerId: a new id (``pid == -1``), or the epoch bump of ``pid``/``epoch``
+        (KIP-360, InitProducerId v3+). The caller holds ``_pid_lock``. A request that
+        could not be sent, or whose answer was lost, is tried again on a fresh
+        connection (3 attempts): a lost bump shows as ``INVALID_PRODUCER_EPOCH`` on
+        the next one, and the caller then asks for a new id."""
+        for attempt in range(3):
+            try:
+                conn = self.cluster._any_connection()
+                r = conn.request("InitProducerId", {"transactional_id": None, "transaction_timeout_ms": 60000,
+                                                    "producer_id": pid, "producer_epoch": epoch})
+                break
+            except KafkaConnectionError:
+                if attempt == 2:
+                    raise
+                greenrt.sleep(self.retry_backoff)
+        if r["error_code"]:
+            raise broker_error(r["error_code"], "in InitProducerId")
+        self.producer_id, self.producer_epoch = r["producer_id"], r["producer_epoch"]
+
+    def _bump_epoch(self, pid: int, epoch: int) -> None:
+        """The broker refused a batch sent under ``pid``/``epoch`` for good, so the
+        sequence numbers of that identity can no longer be trusted on its partition:
+        move the producer to a fresh identity, as the Java client's TransactionManager
+        does for an idempotent producer (KIP-360). Where the broker supports it
+        (InitProducerId v3+) the current id's epoch is bumped, else (or when the bump is
+        refused, or the epoch is exhausted) a new producer id is fetched. Partitions
+        take the new identity at their next batch, from sequence 0 (``_adopt``). A
+        no-op when another flusher already moved past ``pid``/``epoch``. A checkpoint."""
+        with self._pid_lock:
+            if (self.producer_id, self.producer_epoch) != (pid, epoch):
+                return  # already bumped since that batch was numbered
+            bumped = False
             conn = self.cluster._any_connection()
-            r = conn.request("InitProducerId", {"transactional_id": None, "transaction_timeout_ms": 60000,
-                                                "producer_id": -1, "producer_epoch": -1})
-            if r["error_code"]:
-                raise broker_error(r["error_code"], "in InitProducerId")
-            self.producer_id, self.producer_epoch = r["producer_id"], r["producer_epoch"]
+            if pid >= 0 and epoch < 32767 and conn.version_for("InitProducerId") >= 3:
+                try:
+                    self._init_producer_id(pid, epoch)
+                    bumped = True
+                except BrokerError as e:
+                    log.info("kafka: epoch bump of producer %d refused (%s); asking for a new id", pid, e)
+            if not bumped:
+                self._init_producer_id(-1, -1)
+            self._stats["epoch_bumps"] += 1
+            log.info("kafka: producer %d/%d moved to %d/%d", pid, epoch, self.producer_id, self.producer_epoch)
+
+    def _unfence(self, p: _Partition) -> None:
+        """A partition whose identity the broker refused for good moves to a new one
+        before it sends again (``_bump_epoch``); a checkpoint. Until that succeeds the
+        partition stays fenced: a batch numbered on under the refused identity could be
+        taken by the broker for a duplicate of the abandoned one."""
+        self._bump_epoch(p.pid, p.epoch)
+        p.fenced = False
+        self._adopt(p)
+
+    def _adopt(self, p: _Partition) -> None:
+        """Give a partition with no batch in doubt the producer's current identity;
+        a new identity starts its sequence numbers at 0."""
+        if p.pid != self.producer_id or p.epoch != self.producer_epoch:
+            p.pid, p.epoch, p.next_sequence = self.producer_id, self.producer_epoch, 0
 
     def _flush(self, topic: str, partition: int, p: _Partition) -> None:
-        """Become the partition's flusher: settle an in-doubt batch, then send what is queued."""
+        """Become the partition's flusher: settle an in-doubt batch, then send what is
+        queued. A batch whose request never reached the socket when the flusher is
+        cancelled goes back to the head of the queue (its records were never sent: the
+        flusher's own are withdrawn by its caller, the others go in the next batch)."""
         p.flushing = True
-        batch: list[_Pending] = []
         try:
             if self.linger:
                 greenrt.sleep(self.linger)
             self._ensure_producer_id()
             if p.in_doubt is not None:
                 self._settle(topic, partition, p)
+            if p.fenced:
+                self._unfence(p)
             batch = p.queue[:self.max_batch_records]
             if not batch:
                 return
             del p.queue[:len(batch)]
-            # the callers of these records wait in the current group; later ones in a new one
-            group, p.group = p.group, ll.WaitQueue()
-            for it in p.queue:  # left beyond max_batch_records: their callers re-park
-                it.group = p.group
+            self._send_batch(topic, partition, p, batch)
+        finally:
+            p.flushing = False
+            if p.queue:  # wake a caller parked on a queued record: it becomes the next flusher
+                for it in p.queue:
+                    t = it.task
+                    if t is not None:
+                        it.task = None
+                        ll.reschedule(t)
+                        break
+
+    def _send_batch(self, topic: str, partition: int, p: _Partition, batch: list) -> None:
+        """Number, encode and send one batch taken from the queue, and settle its records."""
+        renumbered = False
+        # records without a timestamp of their own take the batch's (its creation time)
+        now = int(ll.current_hub().wall_time() * 1000)
+        stamps = [it.timestamp for it in batch]
+        if stamps.count(None) == len(stamps):
+            stamps = None  # the common case: one timestamp for the batch, every delta 0
+        elif None in stamps:
+            stamps = [now if t is None else t for t in stamps]
+        recs = [it.record for it in batch]
+        while True:
+            if self.idempotent:
+                self._adopt(p)
             seq = p.next_sequence if self.idempotent else -1
-            data = self._encode([it.record for it in batch], [it.timestamp for it in batch], seq)
+            data = self._encode(p, recs, stamps, now, seq)
             if self.idempotent:
                 p.next_sequence += len(batch)
+            state = _Attempt()
             try:
-                meta = self._produce(topic, partition, data)
-            except (greenrt.Cancelled, KafkaOutcomeUnknown) as e:
-                if self.idempotent and self.acks != 0:
-                    p.in_doubt = data
-                self._stats["in_doubt"] += len(batch)
-                unknown = KafkaOutcomeUnknown(
-                    f"kafka: produce to {topic}[{partition}] was sent; its answer was lost"
-                    + (" (cancelled)" if isinstance(e, greenrt.Cancelled) else ""))
-                for it in batch:
-                    it.error = unknown
-                    it.done = True
-                group.wake_all()
+                meta = self._produce(topic, partition, data, state)
+                break
+            except _Refused as e:
+                if self.idempotent:
+                    p.next_sequence -= len(batch)
+                if e.maybe_written is not None:
+                    # sent, its answer lost, and now refused for good: the records stay
+                    # unknown; the partition's sequence numbers cannot be trusted any more
+                    self._stats["in_doubt"] += len(batch)
+                    self._stats["in_doubt_abandoned"] += 1
+                    self._settle_all(batch, KafkaOutcomeUnknown(
+                        f"kafka: produce to {topic}[{partition}] was sent, its answer lost, and a "
+                        f"retry refused ({e.err}); the records may or may not be written"))
+                    if self.idempotent:
+                        p.fenced = True
+                        try:
+                            self._unfence(p)
+                        except Exception as be:  # the next flush on the partition tries again
+                            log.info("kafka: %s[%d]: epoch bump failed (%s)", topic, partition, be)
+                    return
+                if self.idempotent and e.sequence and not renumbered:
+                    # refused for its identity or sequence, and nothing of it was written:
+                    # a new identity, the batch renumbered from 0 under it, sent again
+                    p.fenced = True
+                    try:
+                        self._unfence(p)
+                    except greenrt.Cancelled:
+                        self._withdraw(p, batch)  # not written, not sent again: back in the queue
+                        raise
+                    except Exception as be:
+                        self._settle_all(batch, be)  # not written
+                        raise
+                    renumbered = True
+                    continue
+                self._settle_all(batch, e.err)
+                raise e.err from None
+            except greenrt.Cancelled:
+                if not state.maybe_written:
+                    # no byte of it reached a socket: back to the queue, numbers given back
+                    if self.idempotent:
+                        p.next_sequence -= len(batch)
+                    self._withdraw(p, batch)
+                    raise
+                self._in_doubt(topic, partition, p, batch, data, " (cancelled)")
+                raise
+            except KafkaOutcomeUnknown:
+                self._in_doubt(topic, partition, p, batch, data, "")
                 raise
             except BaseException as e:
                 if self.idempotent:
                     p.next_sequence -= len(batch)  # nothing of it was written
-                for it in batch:
-                    it.error = e
-                    it.done = True
-                group.wake_all()
+                self._settle_all(batch, e)
                 raise
-            base_offset, log_time = meta
-            if self.acks == 0:
+        base_offset, log_time = meta
+        if self.acks == 0:
+            for it in batch:
+                it.done = True
+        else:
+            new = tuple.__new__  # RecordMetadata built positionally: no Python __new__ per record
+            off = base_offset
+            if stamps is None or log_time != -1:
+                t = now if log_time == -1 else log_time
                 for it in batch:
-                    it.done = True
-            else:
-                new = tuple.__new__  # RecordMetadata built positionally: no Python __new__ per record
-                off = base_offset
-                for it in batch:
-                    it.result = new(RecordMetadata, (topic, partition, off,
-                                                     it.timestamp if log_time == -1 else log_time))
+                    it.result = new(RecordMetadata, (topic, partition, off, t))
                     it.done = True
                     off += 1
-            group.wake_all()  # the records' callers (and any left over beyond max_batch_records)
-            self._stats["records_sent"] += len(batch)
-            self._stats["batches_sent"] += 1
-        finally:
-            p.flushing = False
-            if p.queue:  # wake a waiter of the queued records: it becomes the next flusher
-                p.group.wake_one()
+            else:
+                for it, t in zip(batch, stamps, strict=True):
+                    it.result = new(RecordMetadata, (topic, partition, off, t))
+                    it.done = True
+                    off += 1
+        _wake(batch)  # the records' callers
+        self._stats["records_sent"] += len(batch)
+        self._stats["batches_sent"] += 1
+
+    def _withdraw(self, p: _Partition, batch: list) -> None:
+        """A taken batch that was never sent goes back to the head of the queue (the
+        cancelled flusher's caller withdraws its own records from there; the callers
+        parked on the others stay parked, and the flush's end wakes the first)."""
+        p.queue[0:0] = batch
+        self._stats["withdrawn_batches"] += 1
+
+    @staticmethod
+    def _settle_all(batch: list, error: BaseException) -> None:
+        for it in batch:
+            it.error = error
+            it.done = True
+        _wake(batch)
+
+    def _in_doubt(self, topic, partition, p: _Partition, batch, data: bytes, why: str) -> None:
+        """The batch may have been written and its answer is lost: its records are
+        reported unknown, and (idempotent) the partition keeps its bytes to re-send."""
+        if self.idempotent and self.acks != 0:
+            p.in_doubt = data
+        self._stats["in_doubt"] += len(batch)
+        self._settle_all(batch, KafkaOutcomeUnknown(
+            f"kafka: produce to {topic}[{partition}] was sent; its answer was lost" + why))
 
     def _settle(self, topic: str, partition: int, p: _Partition) -> None:
         """Re-send the partition's in-doubt batch (same bytes: same producer id, epoch
         and sequence), so the broker writes it once at most. Its records were already
-        reported unknown. ``Cancelled`` leaves it in doubt; any other error also leaves
-        it in doubt and is raised as ``KafkaConnectionError`` to the flusher, whose own
-        records were not sent (the partition cannot take new batches before the old
-        one is settled: they would be out of sequence)."""
+        reported unknown. ``Cancelled`` leaves it in doubt. Refused for good (e.g.
+        ``OUT_OF_ORDER_SEQUENCE_NUMBER``, ``UNKNOWN_PRODUCER_ID``): the batch is
+        abandoned (its records stay unknown) and the producer moves to a new epoch, so
+        the partition's later batches start again from sequence 0. Any other error
+        leaves it in doubt and is raised as ``KafkaConnectionError`` to the flusher,
+        whose own records were not sent (the partition cannot take new batches before
+        the old one is settled: they would be out of sequence)."""
         try:
-            self._produce(topic, partition, p.in_doubt)
+            self._produce(topic, partition, p.in_doubt, _Attempt())
         except greenrt.Cancelled:
             raise
+        except _Refused as e:
+            log.info("kafka: %s[%d]: in-doubt batch refused (%s); abandoned", topic, partition, e.err)
+            p.in_doubt = None
+            p.fenced = True
+            self._stats["in_doubt_abandoned"] += 1
+            return
         except Exception as e:
             raise KafkaConnectionError(
                 f"kafka: {topic}[{partition}]: an earlier batch is still in doubt ({e}); "
@@ -370,16 +587,19 @@ class Producer:
         p.in_doubt = None
         self._stats["in_doubt_resolved"] += 1
 
-    def _encode(self, recs, stamps, seq: int) -> bytes:
-        return rec.encode_batch(recs, timestamps=stamps, compression=self.compression,
-                                producer_id=self.producer_id if self.idempotent else -1,
-                                producer_epoch=self.producer_epoch if self.idempotent else -1,
+    def _encode(self, p: _Partition, recs, stamps, now: int, seq: int) -> bytes:
+        return rec.encode_batch(recs, timestamps=stamps, base_timestamp=now, compression=self.compression,
+                                producer_id=p.pid if self.idempotent else -1,
+                                producer_epoch=p.epoch if self.idempotent else -1,
                                 base_sequence=seq)
 
-    def _produce(self, topic: str, partition: int, data: bytes) -> tuple[int, int]:
+    def _produce(self, topic: str, partition: int, data: bytes, state: _Attempt) -> tuple[int, int]:
         """Send one encoded batch until acknowledged, refused for good, or out of time.
-        Raises ``KafkaOutcomeUnknown`` whenever any attempt may have been written (never
-        a plain failure then), ``Cancelled`` as itself."""
+        Raises ``KafkaOutcomeUnknown`` when an attempt may have been written and the
+        retries ran out (never a plain failure then), ``_Refused`` for a non-retriable
+        error code (with the earlier attempt that may have been written, if any), and
+        ``Cancelled`` as itself; ``state.maybe_written`` then tells whether any byte of
+        an attempt whose answer did not come may have reached the socket."""
         body = {"transactional_id": None, "acks": self.acks, "timeout_ms": self.request_timeout_ms,
                 "topic_data": [{"name": topic, "partition_data": [{"index": partition, "records": data}]}]}
         attempt = 0
@@ -392,9 +612,9 @@ class Producer:
             try:
                 conn = self.cluster.connection(self.cluster.leader(topic, partition))
                 if self.acks == 0:
-                    conn.send_only("Produce", body)
+                    conn.send_only("Produce", body, on_write=state.written)
                     return (-1, -1)
-                r = conn.request("Produce", body)
+                r = conn.request("Produce", body, on_write=state.written)
             except (KafkaOutcomeUnknown, KafkaProtocolError) as e:
                 # sent, and the answer lost or garbled: it may have been written
                 unknown = e if isinstance(e, KafkaOutcomeUnknown) else KafkaOutcomeUnknown(
@@ -405,6 +625,7 @@ class Producer:
                 self._retry(topic, attempt := attempt + 1)
                 continue
             except KafkaConnectionError as e:
+                state.maybe_written = maybe_written is not None  # this attempt never left
                 last = e
                 self._retry(topic, attempt := attempt + 1)  # not sent: safe to retry
                 continue
@@ -415,9 +636,12 @@ class Producer:
             if code == _DUPLICATE_SEQUENCE and self.idempotent:
                 self._stats["duplicates"] += 1
                 return pr["base_offset"], pr.get("log_append_time_ms", -1)
+            # answered: this attempt was not written; an earlier one whose answer was
+            # lost may have been
+            state.maybe_written = maybe_written is not None
             err = broker_error(code, f"producing to {topic}[{partition}]")
             if not err.retriable:
-                raise maybe_written or err
+                raise _Refused(err, maybe_written)
             if code in _REFRESH_CODES:
                 self.cluster.invalidate(topic)
             last = err
@@ -429,3 +653,20 @@ class Producer:
         self.cluster.invalidate(topic)
         greenrt.sleep(min(self.retry_backoff * (2 ** min(attempt, 6)), 1.0))
 
+
+def _park(item: _Pending, p: _Partition, what: str) -> None:
+    """Park the current task on ``item`` until it is woken (its record settled, or its
+    turn to flush); a checkpoint. Cancelled, it leaves ``item.task`` cleared."""
+    task = ll.enter_checkpoint()
+    ll.note_access(p)  # for the lab's schedule exploration: the partition's queue
+    item.task = task
+    ll.park(item.abort, what)
+
+
+def _wake(batch: list) -> None:
+    """Wake the callers parked on records of a settled batch (not a checkpoint)."""
+    for it in batch:
+        t = it.task
+        if t is not None:
+            it.task = None
+            ll.reschedule(t)

@@ -152,37 +152,47 @@ def encode_batch(records: list[tuple[bytes | None, bytes | None, list[tuple[str,
     one per record) default to ``base_timestamp``."""
     if not records:
         raise ValueError("a record batch needs at least one record")
-    ts = timestamps or [base_timestamp] * len(records)
-    base_ts = min(ts)
+    if timestamps:
+        base_ts, max_ts = min(timestamps), max(timestamps)
+    else:
+        base_ts = max_ts = base_timestamp
     zz = _zigzag
     parts = []
     append = parts.append
-    for i, (key, value, headers) in enumerate(records):
-        # attributes (0), timestamp delta, offset delta, key, value, header count
-        d = ts[i] - base_ts
-        rec = b"\x00" + (_ZZ[d] if 0 <= d < _ZZ_N else zz(d)) + (_ZZ[i] if i < _ZZ_N else zz(i))
+    i = 0
+    for key, value, headers in records:
+        # attributes (0), timestamp delta, offset delta, key, value, header count; one
+        # formatting per record (no chain of concatenations copying the value again)
+        if timestamps:
+            d = timestamps[i] - base_ts
+            zd = _ZZ[d] if d < _ZZ_N else zz(d)
+        else:
+            zd = b"\x00"
+        zi = _ZZ[i] if i < _ZZ_N else zz(i)
         if key is None:
-            rec += b"\x01"
+            zk, key = b"\x01", b""
         else:
             n = len(key)
-            rec += (_ZZ[n] if n < _ZZ_N else zz(n)) + key
+            zk = _ZZ[n] if n < _ZZ_N else zz(n)
         if value is None:
-            rec += b"\x01"
+            zv, value = b"\x01", b""
         else:
             n = len(value)
-            rec += (_ZZ[n] if n < _ZZ_N else zz(n)) + value
+            zv = _ZZ[n] if n < _ZZ_N else zz(n)
         if headers:
-            rec += zz(len(headers)) + b"".join(_header(hk, hv) for hk, hv in headers)
+            hs = zz(len(headers)) + b"".join(_header(hk, hv) for hk, hv in headers)
         else:
-            rec += b"\x00"
+            hs = b"\x00"
+        rec = b"\x00%b%b%b%b%b%b%b" % (zd, zi, zk, key, zv, value, hs)
         n = len(rec)
         append(_ZZ[n] if n < _ZZ_N else zz(n))
         append(rec)
+        i += 1
     payload = b"".join(parts)
     if compression != COMPRESSION_NONE:
         payload = compress(compression, payload)
     attributes = compression | (0x10 if transactional else 0)
-    after_crc = struct.pack(">hiqqqhii", attributes, len(records) - 1, base_ts, max(ts),
+    after_crc = struct.pack(">hiqqqhii", attributes, len(records) - 1, base_ts, max_ts,
                             producer_id, producer_epoch, base_sequence, len(records)) + payload
     crc = crc32c(after_crc)
     batch_length = 4 + 1 + 4 + len(after_crc)

@@ -182,8 +182,10 @@ def test_cancel_after_first_response(target):
 
 def test_timeout_on_sleeping_server(target):
     def fn(ch, s):
-        call = s.FullDuplexCall(timeout=0.05)
         try:
+            # inside the try: on a loaded machine the 50 ms can pass while the
+            # stream opens (the connection is made first)
+            call = s.FullDuplexCall(timeout=0.05)
             call.send(pb2.StreamingOutputCallRequest(payload=pb2.Payload(body=b"\0" * 27182)))
             next(call)
         except RpcError as e:

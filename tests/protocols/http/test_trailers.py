@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 
 import h2.config
 import h2.connection
@@ -27,6 +28,8 @@ from greenrt.protocols import http2
 from greenrt.protocols.http import Limits, Response, WSGIAdapter
 from greenrt.protocols.http1.client import Client
 from greenrt.protocols.http2 import H2Limits
+
+from ..http1.conftest import read_until_close
 
 
 def trailers_handler(req):
@@ -365,3 +368,111 @@ def test_nghttp_sends_http2_trailers(http_server, tmp_path):
     got = json.loads(out.stdout)
     assert got == {"before": None, "body": "from nghttp", "version": "2",
                    "trailers": [["x-sum", "9"], ["x-two", "2"]]}
+
+
+# -- response trailers over HTTP/1.1 (finish(trailers=)) -------------------------------------
+
+def streamed_with_trailers(req):
+    w = req.writer
+    w.start(200, [("content-type", "text/plain")])
+    w.write(b"abc")
+    w.write(b"def")
+    w.finish(trailers=[("x-checksum", "sha256-1"), ("content-length", "99"),
+                       ("x-count", "2")])
+
+
+def _raw_exchange(port: int, head: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head)
+        out = b""
+        while not out.endswith(b"\r\n\r\n") or b"\r\n0\r\n" not in out:
+            data = s.recv(65536)
+            if not data:
+                break
+            out += data
+        return out
+
+
+def test_http1_response_trailers_sent_when_the_client_accepts_them(http_server):
+    srv = http_server(streamed_with_trailers)
+    raw = _raw_exchange(srv.port, b"GET / HTTP/1.1\r\nHost: x\r\nTE: gzip, trailers\r\n\r\n")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b"\r\nTransfer-Encoding: chunked" in head
+    # the trailer section after the last chunk; content-length may not be a trailer
+    assert body == b"3\r\nabc\r\n3\r\ndef\r\n0\r\nx-checksum: sha256-1\r\nx-count: 2\r\n\r\n"
+    dropped = [d for k, d in srv.events if k == "http1.trailers_dropped"]
+    assert dropped == [{"reason": "forbidden trailer field", "fields": ["content-length"]}]
+
+
+def test_http1_response_trailers_read_by_h11_and_our_client(http_server):
+    srv = http_server(streamed_with_trailers)
+    c = h11.Connection(h11.CLIENT)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(c.send(h11.Request(method="GET", target="/", headers=[
+            ("Host", "x"), ("TE", "trailers")])) + c.send(h11.EndOfMessage()))
+        body, trailers = b"", None
+        while trailers is None:
+            ev = c.next_event()
+            if ev is h11.NEED_DATA:
+                c.receive_data(s.recv(65536))
+            elif type(ev) is h11.Data:
+                body += ev.data
+            elif type(ev) is h11.EndOfMessage:
+                trailers = list(ev.headers)
+    assert body == b"abcdef"
+    assert trailers == [(b"x-checksum", b"sha256-1"), (b"x-count", b"2")]
+    got = {}
+
+    def main():
+        with Client() as cl:
+            with cl.request("GET", f"http://127.0.0.1:{srv.port}/", headers=[("TE", "trailers")],
+                            stream=True) as r:
+                got["body"] = r.body.read_all()
+                got["trailers"] = list(r.body.trailers)
+
+    greenrt.run(main)
+    assert got == {"body": b"abcdef", "trailers": [("x-checksum", "sha256-1"), ("x-count", "2")]}
+
+
+def test_http1_response_trailers_with_curl(http_server):
+    srv = http_server(streamed_with_trailers)
+    exe = shutil.which("curl")
+    assert exe, "curl is installed by scripts/setup.sh"
+    out = subprocess.run([exe, "-s", "--raw", "-H", "TE: trailers",
+                          f"http://127.0.0.1:{srv.port}/"], capture_output=True, timeout=30)
+    assert out.returncode == 0, out.stderr.decode()
+    assert out.stdout == b"3\r\nabc\r\n3\r\ndef\r\n0\r\nx-checksum: sha256-1\r\nx-count: 2\r\n\r\n"
+
+
+@pytest.mark.parametrize("case", ["no_te", "te_other", "length", "http10", "head"])
+def test_http1_response_trailers_dropped_when_they_cannot_be_sent(http_server, case):
+    def handler(req):
+        w = req.writer
+        w.start(200, [("content-type", "text/plain")],
+                content_length=6 if case == "length" else None)
+        w.write(b"abcdef")
+        w.finish(trailers=[("x-checksum", "sha256-1")])
+
+    srv = http_server(handler)
+    head = {"no_te": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            "te_other": b"GET / HTTP/1.1\r\nHost: x\r\nTE: gzip;q=0.5\r\n\r\n",
+            "length": b"GET / HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\n",
+            "http10": b"GET / HTTP/1.0\r\nTE: trailers\r\n\r\n",
+            "head": b"HEAD / HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\n"}[case]
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(head)
+        if case != "http10":
+            s.shutdown(socket.SHUT_WR)
+        raw = read_until_close(s)
+    assert raw.startswith(b"HTTP/1.1 200") and b"x-checksum" not in raw
+    body = raw.partition(b"\r\n\r\n")[2]
+    assert body == {"no_te": b"6\r\nabcdef\r\n0\r\n\r\n", "te_other": b"6\r\nabcdef\r\n0\r\n\r\n",
+                    "length": b"abcdef", "http10": b"abcdef", "head": b""}[case]
+    why = {"no_te": "request has no TE: trailers", "te_other": "request has no TE: trailers",
+           "length": "response not chunked", "http10": "response not chunked",
+           "head": "no body (HEAD)"}[case]
+    end = time.monotonic() + 10
+    while not any(k == "http1.trailers_dropped" for k, _ in srv.events) and time.monotonic() < end:
+        time.sleep(0.01)
+    assert [d for k, d in srv.events if k == "http1.trailers_dropped"] == [
+        {"reason": why, "fields": ["x-checksum"]}]

@@ -232,3 +232,56 @@ def test_content_length_argument_replaces_or_defaults():
     assert head([(b"content-length", b"9")], 3, False) == [b"content-length: 9"]
     assert head([], 3, False) == [b"content-length: 3"]
     assert head([(b"content-length", b"x")], 3, True) == [b"content-length: 3"]
+
+
+@pytest.mark.parametrize("req", sorted(REQUESTS))
+def test_fast_response_head_matches_the_general_path(req, monkeypatch):
+    # the one-format head (keep-alive HTTP/1.1, a known length, no framing fields)
+    # gives exactly the general path's bytes and state, for every request x header
+    # shape x status x length argument, and refuses what it refuses
+    from greenrt.protocols.http1 import _response_writer as rw
+
+    def run(fast, status, headers, length, replace, close):
+        monkeypatch.setattr(rw, "_FAST_HEAD", fast)
+        c = H1Connection(SERVER, own_send=True, wall_clock=lambda: 1_700_000_000.0)
+        c.receive_data(REQUESTS[req])
+        while type(c.next_event()) is not h11.EndOfMessage:
+            pass
+        c.close_after_cycle = close
+        try:
+            out = c.response_head(status, headers, b"R", length, replace_length=replace)
+            out += c.response_data(b"x" * (length or 0)) if length else b""
+            out += c.response_end()
+        except LocalProtocolError as e:
+            return ("refused", str(e))
+        return (out, c.reusable, c.our_state)
+
+    for hname, status, length, replace, close in itertools.product(
+            sorted(HEADERS), (200, 204, 304, 404, 999), (None, 0, 5), (True, False),
+            (False, True)):
+        headers = HEADERS[hname]
+        assert run(True, status, headers, length, replace, close) == \
+            run(False, status, headers, length, replace, close), (hname, status, length)
+
+
+def test_response_trailers_in_the_sans_io_writer():
+    c = H1Connection(SERVER, own_send=True)
+    c.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\n")
+    while type(c.next_event()) is not h11.EndOfMessage:
+        pass
+    assert b"Transfer-Encoding: chunked" in c.response_head(200, [], b"OK")
+    assert c.response_chunked
+    assert c.response_data(b"ab") == b"2\r\nab\r\n"
+    with pytest.raises(LocalProtocolError):  # h11's field grammar: nothing consumed
+        c.response_end([(b"x-a", b"v\r\nset-cookie: a=b")])
+    assert c.response_end([(b"x-a", b"1"), (b"x-b", b"2")]) == b"0\r\nx-a: 1\r\nx-b: 2\r\n\r\n"
+    assert c.reusable
+    c.start_next_cycle()
+    c.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    while type(c.next_event()) is not h11.EndOfMessage:
+        pass
+    c.response_head(200, [], b"OK", 2)
+    assert not c.response_chunked
+    c.response_data(b"ab")
+    with pytest.raises(LocalProtocolError, match="chunked"):
+        c.response_end([(b"x-a", b"1")])

@@ -433,6 +433,75 @@ def test_half_closed_http10_client_is_treated_as_gone(http_server, net_helpers):
     assert reasons == ["resource_unavailable"]
 
 
+def _waits(srv) -> dict[str, str]:
+    """What each task of the server waits for now (task name -> waiting_for)."""
+    from greenrt import lowlevel
+
+    got = []
+    done = threading.Event()
+
+    def snap():
+        got.append(lowlevel.task_snapshot(srv.hub))
+        done.set()
+
+    srv.call(snap)
+    assert done.wait(10)
+    out = {}
+
+    def walk(region):
+        for t in region["tasks"]:
+            out[t["name"]] = str(t["waiting_for"])
+            for r in t.get("regions", ()):
+                walk(r)
+
+    for r in got[0]["regions"]:
+        walk(r)
+    return out
+
+
+def test_keep_alive_requests_are_received_by_the_runner_itself(http_server, net_helpers):
+    # between keep-alive requests the runner waits in its own recv and the reader task
+    # stays dormant (no hand-off between two tasks per request); a handler that parks
+    # activates the reader (it watches for a disconnect meanwhile), which goes dormant
+    # again once a request arrives outside a handler
+    def handler(req):
+        if req.path == "/slow":
+            greenrt.sleep(0.2)
+        return Response(200, [], b"ok")
+
+    srv = http_server(handler)
+    s = net_helpers.connect(srv.port)
+
+    def get(path):
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path)
+        out = b""
+        while not out.endswith(b"ok"):
+            out += s.recv(65536)
+        assert out.startswith(b"HTTP/1.1 200")
+
+    def settled(runner_waits):
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            w = _waits(srv)
+            if w.get("http1.runner", "").startswith(runner_waits):
+                return w
+            time.sleep(0.01)
+        return _waits(srv)
+
+    for _ in range(3):
+        get(b"/")
+    w = settled("_Slot")  # the runner parked in the socket's recv
+    assert w["http.conn"] == "http1: reader dormant (the runner receives)"
+    get(b"/slow")  # the reader takes over while the handler sleeps...
+    w = settled("http1: bytes from the peer")
+    assert w["http.conn"].startswith("_Slot")
+    get(b"/")  # ...and goes dormant after delivering the next request
+    get(b"/")
+    w = settled("_Slot")
+    assert w["http.conn"] == "http1: reader dormant (the runner receives)"
+    s.close()
+
+
 # -- connection management ------------------------------------------------------------------------
 
 def test_per_ip_connection_cap(http_server, net_helpers):

@@ -1,6 +1,7 @@
 """A scripted Kafka broker that runs *inside* the lab (greenrt tasks on the simulated
 network), for the lab tests: ApiVersions, Metadata, InitProducerId, Produce (with
-the idempotent sequence rules of a real broker), FindCoordinator and OffsetCommit.
+the idempotent sequence and epoch rules of a real broker, per partition),
+FindCoordinator and OffsetCommit.
 
 It keeps a log of what it really did — every record appended (``appended``), every
 offset commit stored (``committed``) — so a test can check each outcome the client
@@ -22,17 +23,20 @@ from greenrt.protocols.kafka._messages import MESSAGES
 
 PORT = 9092
 HOST = "127.0.0.1"
-_NOT_LEADER, _OUT_OF_ORDER, _DUPLICATE = 6, 45, 46
+_NOT_LEADER, _OUT_OF_ORDER, _DUPLICATE, _INVALID_EPOCH, _UNKNOWN_PID = 6, 45, 46, 47, 59
 
 
 class LabBroker:
     """One broker (node 1) that leads every partition of every topic it is asked about."""
 
     def __init__(self, *, partitions: int = 2, refuse: float = 0.0, drop: float = 0.0,
-                 think=(0, 0, 0.0001, 0.0005, 0.002), silent: tuple[str, ...] = ()):
+                 think=(0, 0, 0.0001, 0.0005, 0.002), silent: tuple[str, ...] = (),
+                 forget: float = 0.0, slow: dict | None = None):
         self.partitions = partitions
         self.refuse = refuse
         self.drop = drop
+        self.forget = forget
+        self.slow = slow or {}
         self.think = think
         #: APIs whose requests are read and never answered (a broker gone silent)
         self.silent = silent
@@ -41,9 +45,15 @@ class LabBroker:
         #: (group, topic, partition, offset) of every commit stored, in order
         self.committed: list[tuple[str, str, int, int]] = []
         self.logs: dict[tuple[str, int], int] = {}  # next offset per partition
-        #: (producer id, topic, partition) -> [next sequence, [(base seq, count, base offset)]]
+        #: (producer id, topic, partition) -> [epoch, next sequence, [(base seq, count, base offset)]]
         self.seqs: dict[tuple[int, str, int], list] = {}
-        self.stats = {"requests": 0, "refused": 0, "dropped": 0, "duplicates": 0, "out_of_order": 0}
+        #: producer id -> its current epoch (InitProducerId)
+        self.epochs: dict[int, int] = {}
+        #: (producer id, epoch, base sequence, [values], [timestamps]) of every batch
+        #: appended, in order
+        self.batches: list[tuple[int, int, int, list]] = []
+        self.stats = {"requests": 0, "refused": 0, "dropped": 0, "duplicates": 0, "out_of_order": 0,
+                      "forgotten": 0, "unknown_producer": 0, "stale_epoch": 0, "epoch_bumps": 0}
         self._next_pid = 1000
 
     # -- the connection loop ---------------------------------------------------------
@@ -72,7 +82,7 @@ class LabBroker:
                 self.stats["requests"] += 1
                 if api in self.silent:
                     continue
-                greenrt.sleep(rng.choice(self.think))
+                greenrt.sleep(self.slow.get(api) or rng.choice(self.think))
                 resp = getattr(self, "_" + api)(body, rng)
                 if resp is None:  # took effect; the answer is lost with the connection
                     self.stats["dropped"] += 1
@@ -106,7 +116,16 @@ class LabBroker:
                     for p in range(self.partitions)]} for t in topics]}
 
     def _InitProducerId(self, body, rng):  # noqa: N802
+        pid, epoch = body.get("producer_id", -1), body.get("producer_epoch", -1)
+        if pid >= 0:  # KIP-360: bump the epoch of the producer's current id
+            if self.epochs.get(pid) != epoch:
+                return {"throttle_time_ms": 0, "error_code": _INVALID_EPOCH, "producer_id": -1,
+                        "producer_epoch": -1}
+            self.epochs[pid] = epoch + 1
+            self.stats["epoch_bumps"] += 1
+            return {"throttle_time_ms": 0, "error_code": 0, "producer_id": pid, "producer_epoch": epoch + 1}
         self._next_pid += 1
+        self.epochs[self._next_pid] = 0
         return {"throttle_time_ms": 0, "error_code": 0, "producer_id": self._next_pid, "producer_epoch": 0}
 
     def _Produce(self, body, rng):  # noqa: N802
@@ -132,21 +151,44 @@ class LabBroker:
         (batch,) = list(records.decode_batches(data))
         n = len(batch.records)
         if batch.producer_id >= 0:
-            st = self.seqs.setdefault((batch.producer_id, topic, partition), [0, []])
-            for seq, count, base in st[1]:
+            key = (batch.producer_id, topic, partition)
+            # the state is forgotten only once its window holds no batch of sequence 0: a
+            # copy of that one would be taken for a new producer's first batch (written
+            # twice, as by a real broker after producer-state expiry: not the client's fault)
+            if (key in self.seqs and all(b[0] > 0 for b in self.seqs[key][2])
+                    and self.forget and rng.random() < self.forget):
+                del self.seqs[key]  # the producer's state on this partition is gone
+                self.stats["forgotten"] += 1
+            st = self.seqs.get(key)
+            if st is None:
+                if batch.base_sequence != 0:
+                    self.stats["unknown_producer"] += 1
+                    return _UNKNOWN_PID, -1
+                st = self.seqs[key] = [batch.producer_epoch, 0, []]
+            if batch.producer_epoch < st[0]:
+                self.stats["stale_epoch"] += 1
+                return _INVALID_EPOCH, -1
+            if batch.producer_epoch > st[0]:  # a new epoch starts at sequence 0
+                if batch.base_sequence != 0:
+                    self.stats["out_of_order"] += 1
+                    return _OUT_OF_ORDER, -1
+                st[:] = [batch.producer_epoch, 0, []]
+            for seq, count, base in st[2]:
                 if seq == batch.base_sequence and count == n:
                     self.stats["duplicates"] += 1
                     return _DUPLICATE, base
-            if batch.base_sequence != st[0]:
+            if batch.base_sequence != st[1]:
                 self.stats["out_of_order"] += 1
                 return _OUT_OF_ORDER, -1
         base = self.logs.get((topic, partition), 0)
         for i, r in enumerate(batch.records):
             self.appended.append((topic, partition, base + i, r.value))
         self.logs[(topic, partition)] = base + n
+        self.batches.append((batch.producer_id, batch.producer_epoch, batch.base_sequence,
+                             [r.value for r in batch.records], [r.timestamp for r in batch.records]))
         if batch.producer_id >= 0:
-            st[0] += n
-            st[1] = (st[1] + [(batch.base_sequence, n, base)])[-5:]  # a broker keeps 5
+            st[1] += n
+            st[2] = (st[2] + [(batch.base_sequence, n, base)])[-5:]  # a broker keeps 5
         return 0, base
 
     def _FindCoordinator(self, body, rng):  # noqa: N802

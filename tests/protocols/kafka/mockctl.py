@@ -3,7 +3,8 @@ through ctypes in the librdkafka that confluent-kafka bundles.
 
 confluent-kafka's ``test.mock.num.brokers`` starts a mock cluster but exposes no way
 to steer it; the C API does: move a partition's leader, take a broker down and up,
-make the next N requests of an API fail with given error codes, create topics, and
+make the next N requests of an API fail with given error codes (or, per broker, be
+answered late), cap an API's versions, create topics, and
 shorten the group coordinator's initial rebalance delay (3 s by default). This is
 the same broker implementation as the ``mock_cluster`` fixture, driven by its own
 ``rd_kafka_t`` handle; :meth:`MockCluster.close` destroys it.
@@ -42,6 +43,14 @@ def _lib() -> ctypes.CDLL:
     lib.rd_kafka_mock_group_initial_rebalance_delay_ms.argtypes = [vp, i32]
     lib.rd_kafka_mock_push_request_errors_array.argtypes = [vp, ctypes.c_int16, ctypes.c_size_t,
                                                            ctypes.POINTER(ctypes.c_int)]
+    lib.rd_kafka_mock_set_apiversion.argtypes = [vp, ctypes.c_int16, ctypes.c_int16, ctypes.c_int16]
+    # rd_kafka_mock_broker_push_request_error_rtts is variadic: argtypes are given per call
+    lib.rd_kafka_mock_start_request_tracking.argtypes = [vp]
+    lib.rd_kafka_mock_get_requests.restype = ctypes.POINTER(vp)
+    lib.rd_kafka_mock_get_requests.argtypes = [vp, ctypes.POINTER(ctypes.c_size_t)]
+    lib.rd_kafka_mock_request_api_key.restype = ctypes.c_int16
+    lib.rd_kafka_mock_request_api_key.argtypes = [vp]
+    lib.rd_kafka_mock_request_destroy_array.argtypes = [ctypes.POINTER(vp), ctypes.c_size_t]
     return lib
 
 
@@ -85,6 +94,36 @@ class MockCluster:
         """The next ``len(codes)`` requests of ``api_key`` (to any broker) fail with these codes."""
         arr = (ctypes.c_int * len(codes))(*codes)
         self._lib.rd_kafka_mock_push_request_errors_array(self._mc, api_key, len(codes), arr)
+
+    def push_broker_errors(self, broker_id: int, api_key: int, *pairs: tuple[int, int]) -> None:
+        """The next ``len(pairs)`` requests of ``api_key`` to broker ``broker_id`` are
+        answered with ``(error code, after rtt ms)`` each (code 0: handled normally,
+        answered late)."""
+        args = []
+        for code, rtt in pairs:
+            args += [ctypes.c_int(code), ctypes.c_int(rtt)]
+        err = self._lib.rd_kafka_mock_broker_push_request_error_rtts(
+            ctypes.c_void_p(self._mc), ctypes.c_int32(broker_id), ctypes.c_int16(api_key),
+            ctypes.c_size_t(len(pairs)), *args)
+        assert err == 0, f"push_request_error_rtts: {err}"
+
+    def set_api_version(self, api_key: int, lo: int, hi: int) -> None:
+        """The versions of ``api_key`` the brokers advertise (and accept)."""
+        assert self._lib.rd_kafka_mock_set_apiversion(self._mc, api_key, lo, hi) == 0
+
+    def track_requests(self) -> None:
+        """Start recording the requests the brokers receive (see :meth:`request_keys`)."""
+        self._lib.rd_kafka_mock_start_request_tracking(self._mc)
+
+    def request_keys(self) -> list[int]:
+        """The API key of every request received since :meth:`track_requests`, in order."""
+        n = ctypes.c_size_t(0)
+        reqs = self._lib.rd_kafka_mock_get_requests(self._mc, ctypes.byref(n))
+        try:
+            return [self._lib.rd_kafka_mock_request_api_key(reqs[i]) for i in range(n.value)]
+        finally:
+            if n.value:
+                self._lib.rd_kafka_mock_request_destroy_array(reqs, n)
 
     def close(self) -> None:
         if self._mc:

@@ -24,6 +24,7 @@ import pytest
 
 import greenrt
 import greenrt.lab as lab
+from greenrt import lowlevel as ll
 from greenrt import net
 from greenrt.protocols.kafka.cluster import Cluster
 from greenrt.protocols.kafka.connection import KafkaLimits
@@ -59,13 +60,13 @@ def chaos(rng, active: dict, stop: list, rate: float):
 
 def produce_program(workers: int, rounds: int, k_max: int, quota: int = 0,
                     refuse: float = 0.1, drop: float = 0.1, rate: float = 0.05,
-                    max_batch: int = 10000, many: int = 0) -> dict:
+                    max_batch: int = 10000, many: int = 0, forget: float = 0.0) -> dict:
     """``workers`` tasks each send ``rounds`` records under a cancellation quota
     (``quota``, or ``(w + i) % k_max + 1`` when 0) — with ``many``, each round is one
     ``send_many`` of ``many`` records; returns each record's reported outcome and the
     broker's log."""
     rng = lab.rng()
-    broker = LabBroker(refuse=refuse, drop=drop)
+    broker = LabBroker(refuse=refuse, drop=drop, forget=forget)
     active: dict = {}
     outcome: dict[bytes, tuple] = {}
 
@@ -129,7 +130,8 @@ def produce_program(workers: int, rounds: int, k_max: int, quota: int = 0,
         return st
 
     st = with_broker(broker, body)
-    return {"outcome": outcome, "appended": broker.appended, "stats": st, "broker": broker.stats}
+    return {"outcome": outcome, "appended": broker.appended, "stats": st, "broker": broker.stats,
+            "batches": broker.batches}
 
 
 def check_produce(out: dict) -> dict:
@@ -193,6 +195,166 @@ def test_produce_with_a_fixed_quota_ends(seed):
     res.check()
     tally = check_produce(res.value)
     assert sum(tally.values()) == 4 * 10
+
+
+def test_produce_when_the_broker_forgets_producer_state():
+    """The broker forgets a producer's state on a partition now and then (as after
+    retention removed its last batches): a batch with a sequence other than 0 is then
+    refused with UNKNOWN_PRODUCER_ID, for good. A batch that was never written is
+    renumbered under a bumped epoch (InitProducerId with the current id and epoch,
+    KIP-360) and sent again; an in-doubt batch (its answer lost, then refused on
+    re-send) is abandoned with its records left *unknown*, the epoch bumped, and the
+    partition goes on: before, it stayed blocked behind that batch for good (every
+    later record failed "an earlier batch is still in doubt"). Beside the same
+    cancellations and faults, per seed, the same oracle (nothing reported failed was
+    written, nothing written twice, no sequence gap), and every send settles."""
+    abandoned = 0
+    for seed in range(1, 7):
+        res = lab.run(produce_program, 6, 12, 25, 0, 0.1, 0.3, 0.05, 2, 0, 0.8, seed=seed)
+        res.check()
+        out = res.value
+        tally = check_produce(out)
+        assert sum(tally.values()) == 6 * 12
+        assert out["broker"]["forgotten"] > 0 and out["broker"]["unknown_producer"] > 0, out["broker"]
+        st = out["stats"]
+        assert st["epoch_bumps"] == out["broker"]["epoch_bumps"] > 0, (st, out["broker"])
+        abandoned += st["in_doubt_abandoned"]
+        # the partitions go on after the bump: batches under the new epoch were written
+        first = out["batches"][0][:2]
+        assert any(b[:2] != first for b in out["batches"]), out["batches"]
+        fails = [r for r in out["outcome"].values() if r[0] == "failed"]
+        assert not any("still in doubt" in r[1] for r in fails), fails
+    assert abandoned > 0  # over the seeds: in-doubt batches met a broker that forgot
+
+
+def withdraw_program(linger: float, metadata_delay: float, cancel_at: float) -> dict:
+    """Two callers share one batch (``linger``); the flusher is cancelled at
+    ``cancel_at`` while the batch waits for the partition's leader (a Metadata answer
+    that takes ``metadata_delay``), before any byte of its Produce request left."""
+    broker = LabBroker(think=(0,), slow={"Metadata": metadata_delay})
+    seen: dict = {}
+
+    def body():
+        prod = Producer(BOOT, linger=linger)
+
+        def flusher():
+            try:
+                with greenrt.fail_after(cancel_at):
+                    prod.send("t", b"a", partition=0)
+                seen["a"] = "ok"
+            except TimeoutError:
+                seen["a"] = "withdrawn"
+            except KafkaOutcomeUnknown:  # pragma: no cover - the bug this test guards
+                seen["a"] = "unknown"
+
+        def waiter():
+            greenrt.sleep(linger / 2)
+            try:
+                md = prod.send("t", b"b", partition=0)
+                seen["b"] = ("ok", md.offset)
+            except KafkaOutcomeUnknown:
+                seen["b"] = ("unknown",)
+
+        with greenrt.region() as r:
+            r.spawn(flusher)
+            r.spawn(waiter)
+        st = prod.statistics()
+        prod.close()
+        return st
+
+    st = with_broker(broker, body)
+    return {"seen": seen, "stats": st, "appended": broker.appended}
+
+
+def test_a_flusher_cancelled_before_its_request_left_withdraws_the_batch():
+    """The flusher's record is withdrawn (its caller hears ``Cancelled``, here as the
+    ``fail_after`` timeout) and never written; the other caller's record, taken into
+    the same batch, was not sent either, so it is not reported unknown: it goes back
+    to the queue and is sent by its own caller, once. Before, both were reported
+    unknown although no byte had left."""
+    res = lab.run(withdraw_program, 0.01, 1.0, 0.5, seed=1)
+    res.check()
+    out = res.value
+    assert out["seen"]["a"] == "withdrawn", out
+    assert out["seen"]["b"] == ("ok", 0), out
+    assert [v for _t, _p, _o, v in out["appended"]] == [b"b"]
+    assert out["stats"]["withdrawn_batches"] == 1 and out["stats"]["in_doubt"] == 0, out["stats"]
+
+
+def test_a_flusher_cancelled_after_its_request_left_leaves_it_unknown():
+    """The same program with the Metadata answer fast and the Produce answer slow:
+    the request left, so the shared batch is in doubt: the other caller hears
+    ``KafkaOutcomeUnknown`` (never failed), and the batch is re-sent with the same
+    sequence by the next flush, so the broker holds it once."""
+    broker = LabBroker(think=(0,), slow={"Produce": 1.0})
+    seen: dict = {}
+
+    def body():
+        prod = Producer(BOOT, linger=0.01)
+
+        def flusher():
+            try:
+                with greenrt.fail_after(0.5):
+                    prod.send("t", b"a", partition=0)
+            except TimeoutError:
+                seen["a"] = "cancelled"
+
+        def waiter():
+            greenrt.sleep(0.005)
+            try:
+                prod.send("t", b"b", partition=0)
+                seen["b"] = "ok"
+            except KafkaOutcomeUnknown:
+                seen["b"] = "unknown"
+
+        with greenrt.region() as r:
+            r.spawn(flusher)
+            r.spawn(waiter)
+        prod.send("t", b"c", partition=0)
+        st = prod.statistics()
+        prod.close()
+        return st
+
+    res = lab.run(lambda: with_broker(broker, body), seed=1)
+    res.check()
+    st = res.value
+    assert seen == {"a": "cancelled", "b": "unknown"}, seen
+    assert st["in_doubt"] == 2 and st["in_doubt_resolved"] == 1 and st["withdrawn_batches"] == 0, st
+    assert sorted(v for _t, _p, _o, v in broker.appended) == [b"a", b"b", b"c"]
+
+
+def test_timestamps_reported_are_the_ones_written():
+    """A record sent without ``timestamp_ms`` gets its batch's creation time (the
+    lab's wall clock); one with it keeps its own, beside the others in the same
+    batch; the metadata returned says what the broker holds."""
+    broker = LabBroker(think=(0,))
+
+    def body():
+        prod = Producer(BOOT, linger=0.01)
+        out = {}
+        t0 = int(ll.current_hub().wall_time() * 1000)
+        with greenrt.region() as r:
+            for i in range(6):
+                stamp = 1_000_000 + i if i % 2 else None
+                r.spawn(lambda i=i, stamp=stamp: out.__setitem__(
+                    i, prod.send("t", b"v%d" % i, partition=0, timestamp_ms=stamp)))
+        t1 = int(ll.current_hub().wall_time() * 1000)
+        prod.close()
+        return out, t0, t1
+
+    res = lab.run(lambda: with_broker(broker, body), seed=1)
+    res.check()
+    out, t0, t1 = res.value
+    written = {}
+    for values, stamps in ((b[3], b[4]) for b in broker.batches):
+        written.update(zip(values, stamps, strict=True))
+    assert len(broker.batches) == 1  # one batch: explicit and batch timestamps side by side
+    for i, md in out.items():
+        assert written[b"v%d" % i] == md.timestamp
+        if i % 2:
+            assert md.timestamp == 1_000_000 + i
+        else:
+            assert t0 <= md.timestamp <= t1
 
 
 def silent_program() -> dict:

@@ -11,6 +11,7 @@ import pytest
 import greenrt
 from greenrt.protocols.kafka import codec, records
 from greenrt.protocols.kafka.cluster import Cluster
+from greenrt.protocols.kafka.connection import KafkaLimits
 from greenrt.protocols.kafka.errors import KafkaOutcomeUnknown
 from greenrt.protocols.kafka.partitioner import murmur2_partition
 from greenrt.protocols.kafka.producer import Producer
@@ -252,3 +253,134 @@ def test_other_waiters_get_outcome_unknown_when_the_flusher_is_cancelled(slow_mo
         key = tuple(r.value for r in b.records)
         ident.setdefault(key, set()).add((b.producer_id, b.producer_epoch, b.base_sequence))
     assert all(len(ids) == 1 for ids in ident.values()), ident
+
+
+# -- a batch refused for good: epoch bump (KIP-360) -----------------------------------
+
+_PRODUCE, _INIT_PID = 0, 22
+
+
+def _sequence_program(mock, topic, script, *, request_timeout=0.5):
+    """Run ``script(prod, cluster)`` against ``mock`` with partition 0 of ``topic`` led
+    by broker 1; return what it returns, the statistics and the partition's batches."""
+    mock.create_topic(topic, 1)
+    mock.set_leader(topic, 0, 1)
+
+    def main():
+        cluster = Cluster(mock.bootstrap, limits=KafkaLimits(request_timeout=request_timeout))
+        prod = Producer(cluster, retry_backoff=0.01, delivery_timeout=30)
+        try:
+            out = script(prod, cluster)
+            return out, prod.statistics(), _batches(cluster, topic, 0)
+        finally:
+            prod.close()
+
+    return greenrt.run(main)
+
+
+def _heads(batches):
+    return [(b.producer_id, b.producer_epoch, b.base_sequence, [r.value for r in b.records]) for b in batches]
+
+
+@pytest.mark.parametrize("code", [45, 47, 59], ids=["out_of_order", "invalid_epoch", "unknown_producer"])
+def test_in_doubt_batch_refused_on_retry_is_unknown_and_the_partition_goes_on(mock, code):
+    """The answer to a Produce is lost (the mock answers after 3 s, past the 0.5 s
+    request timeout: the batch *is* written), and the retry is refused for good: the
+    record is reported unknown, never failed; the producer moves to a new identity and
+    the next record is written under it from sequence 0. Before, every later record on
+    the partition failed ("an earlier batch is still in doubt").
+
+    The producer first asks for an epoch bump (InitProducerId v3+ with its id and
+    epoch, KIP-360); librdkafka's mock refuses that for a non-transactional producer
+    (INVALID_PRODUCER_ID_MAPPING, as a Kafka broker, which always hands such a
+    producer a new id), so the producer then asks for a new id: two InitProducerId
+    requests. ``labbroker.py`` grants the bump (``test_lab.py``)."""
+    topic = f"bump-{code}-{uuid.uuid4().hex[:6]}"
+
+    def script(prod, cluster):
+        prod.send(topic, b"zero", partition=0)
+        pid = prod.producer_id
+        mock.track_requests()
+        mock.push_broker_errors(1, _PRODUCE, (0, 3000), (code, 0))
+        try:
+            prod.send(topic, b"lost", partition=0)
+            first = "ok"
+        except KafkaOutcomeUnknown:
+            first = "unknown"
+        md = prod.send(topic, b"after", partition=0)
+        return pid, first, md, (prod.producer_id, prod.producer_epoch)
+
+    (pid, first, md, ident), st, batches = _sequence_program(mock, topic, script)
+    assert first == "unknown"
+    assert ident[0] != pid and ident[1] == 0
+    assert mock.request_keys().count(_INIT_PID) == 2  # the bump (refused), then a new id
+    assert st["epoch_bumps"] == 1 and st["in_doubt_abandoned"] == 1 and st["in_doubt_partitions"] == 0
+    heads = _heads(batches)
+    assert heads == [(pid, 0, 0, [b"zero"]), (pid, 0, 1, [b"lost"]), (ident[0], 0, 0, [b"after"])], heads
+    assert md.offset == batches[-1].base_offset
+
+
+def test_in_doubt_batch_left_by_a_cancelled_flusher_then_refused_is_abandoned(mock):
+    """The flusher is cancelled while its batch is on the wire (the answer is owed for
+    3 s): the batch is in doubt. The next flush re-sends it first, the broker refuses
+    it for good (OUT_OF_ORDER_SEQUENCE_NUMBER): it is abandoned, its record stays
+    unknown, the producer moves to a new identity, and the flusher's own record goes
+    out under it from sequence 0."""
+    topic = f"abandon-{uuid.uuid4().hex[:6]}"
+
+    def script(prod, cluster):
+        prod.send(topic, b"zero", partition=0)
+        mock.push_broker_errors(1, _PRODUCE, (0, 3000))
+        with greenrt.move_on_after(0.2):
+            prod.send(topic, b"lost", partition=0)
+            raise AssertionError("not cancelled")  # pragma: no cover
+        assert prod.statistics()["in_doubt_partitions"] == 1
+        mock.push_broker_errors(1, _PRODUCE, (45, 0))  # (the broker's stack shadows the cluster's)
+        return prod.send(topic, b"after", partition=0), prod.producer_id
+
+    (md, new_pid), st, batches = _sequence_program(mock, topic, script, request_timeout=10)
+    assert st["in_doubt"] == 1 and st["in_doubt_abandoned"] == 1 and st["in_doubt_resolved"] == 0, st
+    assert st["epoch_bumps"] == 1 and st["in_doubt_partitions"] == 0
+    heads = _heads(batches)
+    assert heads[-1] == (new_pid, 0, 0, [b"after"]) and heads[0][0] != new_pid, heads
+    assert md.offset == batches[-1].base_offset
+    assert [h[3] for h in heads].count([b"lost"]) == 1  # the mock wrote the first copy
+
+
+def test_batch_refused_before_anything_was_written_is_renumbered_and_sent(mock):
+    """UNKNOWN_PRODUCER_ID on a batch that was never written (no answer lost): as the
+    Java client does, the producer moves to a new identity and sends the batch again
+    from sequence 0; the caller gets its offset, never a failure."""
+    topic = f"renumber-{uuid.uuid4().hex[:6]}"
+
+    def script(prod, cluster):
+        prod.send(topic, b"zero", partition=0)
+        pid = prod.producer_id
+        mock.push_errors(_PRODUCE, 59)
+        return pid, prod.send(topic, b"one", partition=0), prod.producer_id
+
+    (pid, md, new_pid), st, batches = _sequence_program(mock, topic, script)
+    assert st["epoch_bumps"] == 1 and st["in_doubt"] == 0 and st["records_sent"] == 2
+    assert new_pid != pid
+    assert _heads(batches) == [(pid, 0, 0, [b"zero"]), (new_pid, 0, 0, [b"one"])]
+    assert md.offset == batches[-1].base_offset
+
+
+def test_epoch_bump_without_kip360_asks_for_a_new_producer_id_at_once(mock):
+    """A broker whose InitProducerId stops at v2 cannot bump an epoch: the producer
+    does not try, and asks for a new producer id (one InitProducerId request)."""
+    topic = f"newpid-{uuid.uuid4().hex[:6]}"
+    mock.set_api_version(_INIT_PID, 0, 2)
+
+    def script(prod, cluster):
+        prod.send(topic, b"zero", partition=0)
+        pid = prod.producer_id
+        mock.track_requests()
+        mock.push_errors(_PRODUCE, 59)
+        return pid, prod.send(topic, b"one", partition=0), (prod.producer_id, prod.producer_epoch)
+
+    (pid, md, ident), st, batches = _sequence_program(mock, topic, script)
+    assert ident[0] != pid and ident[1] == 0 and st["epoch_bumps"] == 1
+    assert mock.request_keys().count(_INIT_PID) == 1
+    assert _heads(batches) == [(pid, 0, 0, [b"zero"]), (ident[0], 0, 0, [b"one"])]
+

@@ -10,6 +10,8 @@ the WSGI path (a Flask view); the flow-control window of a tunnel.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import socket
 import subprocess
@@ -19,6 +21,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import hyperframe.frame
 import pytest
 import wsproto.connection
 import wsproto.events
@@ -26,8 +29,9 @@ import wsproto.events
 import greenrt
 from greenrt.protocols import http, http2, tls, websocket
 from greenrt.protocols.http.model import Response
+from greenrt.protocols.http2._connect import CONNECTION_WINDOW
 
-from .conftest import ThreadPeer, ping_under_quota, recv_under_growing_quotas
+from .conftest import ThreadPeer, ping_under_quota, recv_under_growing_quotas, serve
 
 pytestmark = pytest.mark.timeout(60)
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -285,24 +289,60 @@ def test_hypercorn_refuses_a_plain_request_on_a_websocket_app(hypercorn_ws):
 # -- an independent client (h2 + wsproto on a plain socket) against our server ---------
 
 
-def _independent_client(port: int, messages: list, *, path: bytes = b"/") -> dict:
-    """RFC 8441 by hand: h2 for HTTP/2, wsproto's frame layer for the WebSocket."""
-    out: dict = {"received": []}
+def _h2c_upgrade(sock, c) -> tuple[bytes, bytes]:
+    """``Upgrade: h2c`` by hand (RFC 7540 3.2): a GET carrying our SETTINGS, then the
+    101's status line and what followed its head (HTTP/2 already)."""
+    settings = c.initiate_upgrade_connection()
+    sock.sendall(b"GET /before-upgrade HTTP/1.1\r\nHost: localhost\r\n"
+                 b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+                 b"HTTP2-Settings: " + settings + b"\r\n\r\n")
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        data = sock.recv(65536)
+        if not data:
+            raise EOFError("server closed during the upgrade")
+        buf += data
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    return head.split(b"\r\n", 1)[0], rest
+
+
+def _independent_client(port: int, messages: list, *, path: bytes = b"/",
+                        upgrade: bool = False) -> dict:
+    """RFC 8441 by hand: h2 for HTTP/2, wsproto's frame layer for the WebSocket. With
+    ``upgrade``, the connection starts as HTTP/1.1 and is upgraded to h2c first (its
+    request, answered on stream 1, is recorded under ``stream1``)."""
+    out: dict = {"received": [], "stream1": {"data": b""}}
     sock = socket.create_connection(("127.0.0.1", port), timeout=20)
     c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
                                                              header_encoding=None))
-    c.initiate_connection()
-    sock.sendall(c.data_to_send())
     pending: list = []
+    if upgrade:
+        out["upgrade_status"], rest = _h2c_upgrade(sock, c)
+        sock.sendall(c.data_to_send())  # the preface and our SETTINGS
+        pending.extend(c.receive_data(rest))
+    else:
+        c.initiate_connection()
+    sock.sendall(c.data_to_send())
 
     def next_event():
-        while not pending:
-            data = sock.recv(65536)
-            if not data:
-                raise EOFError("server closed")
-            pending.extend(c.receive_data(data))
-            sock.sendall(c.data_to_send())
-        return pending.pop(0)
+        while True:
+            while not pending:
+                data = sock.recv(65536)
+                if not data:
+                    raise EOFError("server closed")
+                pending.extend(c.receive_data(data))
+                sock.sendall(c.data_to_send())
+            ev = pending.pop(0)
+            if not upgrade or getattr(ev, "stream_id", None) != 1:
+                return ev
+            one = out["stream1"]  # the upgraded request's response
+            if isinstance(ev, h2.events.ResponseReceived):
+                one["status"] = dict(ev.headers)[b":status"]
+            elif isinstance(ev, h2.events.DataReceived):
+                one["data"] += ev.data
+                c.acknowledge_received_data(ev.flow_controlled_length, 1)
+            elif isinstance(ev, h2.events.StreamEnded):
+                one["ended"] = True
 
     while not isinstance(next_event(), h2.events.RemoteSettingsChanged):
         pass
@@ -370,6 +410,38 @@ def test_independent_h2_wsproto_client_against_our_server():
         assert out.get("server_end_stream") is True
 
     greenrt.run(main)
+
+
+def test_websocket_over_an_h2c_upgraded_connection():
+    """A cleartext HTTP/1.1 request upgraded to h2c (101, its answer on stream 1),
+    then an RFC 8441 extended CONNECT on the same, now HTTP/2, connection: the
+    setting is advertised there too and the WebSocket echoes (h2 + wsproto client)."""
+    paths = []
+    msgs = ["one", b"two", "three" * 100, b"\xff" * 10_000]  # each within a frame
+
+    def handler(ws):
+        paths.append(ws.path)
+        _echo(ws)
+
+    def main():
+        with greenrt.region() as r:
+            srv, port = _serve(r, websocket.http_handler(handler, fallback=_fallback,
+                                                         compression=False))
+            out = ThreadPeer(lambda: _independent_client(port, msgs, path=b"/after",
+                                                         upgrade=True)).join_green()
+            versions = srv.statistics()["versions"]
+            srv.shutdown()
+        return out, versions
+
+    out, versions = greenrt.run(main)
+    assert out["upgrade_status"] == b"HTTP/1.1 101 Switching Protocols"
+    assert out["stream1"] == {"status": b"200", "data": b"plain http\n", "ended": True}
+    assert versions["h2c"] == 1
+    assert out["enable_connect_protocol"] == 1
+    assert out["status"] == b"200"
+    assert out["received"] == msgs
+    assert out["close_code"] == 1000 and out.get("server_end_stream") is True
+    assert paths == ["/after"]
 
 
 # -- limits still apply over HTTP/2 ----------------------------------------------------
@@ -653,9 +725,10 @@ def test_the_gunicorn_worker_accepts_a_websocket_over_h2(tmp_path):
 def test_an_unread_tunnel_holds_no_connection_window():
     """A server handler that accepts and then does not read: the client can send a
     whole stream window (64 KiB) into the tunnel, the tunnel's DATA is returned to
-    the connection window on arrival (the client's outbound connection window is
-    whole again; it fails if the window is returned only when read), and another
-    stream's upload larger than what is left of a stream window goes through."""
+    the connection window on arrival, in batches (the client's outbound connection
+    window is more than half open again: it would be 527 bytes if the window were
+    returned only when read), and another stream's upload larger than what is left
+    of a stream window goes through."""
     gate = greenrt.Event()
 
     def handler(req):
@@ -675,8 +748,9 @@ def test_an_unread_tunnel_holds_no_connection_window():
                 ws.send_bytes(b"w" * 65_000)  # a frame of 65,008 bytes: within 65,535
             assert not sc.cancelled_caught
             conn.ping()  # a round trip: the server has seen the DATA
-            # the connection window is whole again though nobody read the tunnel
-            assert conn.statistics()["outbound_window"] == 65535
+            # the connection window is open again though nobody read the tunnel: the
+            # tunnels hold back less than half of it (one WINDOW_UPDATE per half)
+            assert conn.statistics()["outbound_window"] > 65535 - CONNECTION_WINDOW // 2
             s = conn.open_stream("POST", "/upload")
             s.send_data(b"u" * 60_000, end_stream=True)  # 65,008 + 60,000 > 65,535
             assert s.response_headers()[0] == 200 and s.read_all() == b"60000"
@@ -691,6 +765,209 @@ def test_an_unread_tunnel_holds_no_connection_window():
             srv.shutdown()
 
     greenrt.run(main)
+
+
+def _observed(handler, conns: list):
+    """A TCP connection handler serving HTTP/2 (prior knowledge) with ``handler``,
+    each ServerConnection appended to ``conns`` for the test to look into (its
+    streams and tunnels)."""
+    from greenrt.protocols.http2.server import ServerConnection
+
+    def handle(stream):
+        with contextlib.closing(stream):
+            conns.append(ServerConnection(stream, handler, http2.DEFAULT_H2_LIMITS, "http",
+                                          None))
+            conns[-1].run(b"")
+
+    return handle
+
+
+def _serve_observed(r, handler):
+    conns: list = []
+    srv, port = serve(r, _observed(handler, conns))
+    return srv, port, conns
+
+
+def _tunnel_buffered(conns) -> int:
+    return sum(st.tunnel.buffered for c in conns for st in list(c.streams.values())
+               if st.tunnel is not None)
+
+
+def test_data_before_accept_is_buffered_up_to_one_stream_window():
+    """The client streams 100 KiB into an extended CONNECT whose handler has not
+    called ``accept()`` yet: exactly one stream window (65,535 bytes) is buffered in
+    the tunnel, the client is flow-controlled for the rest (its stream window is 0,
+    its upload blocked) while the connection window stays open; once accepted,
+    every byte arrives in order, and nothing is left unacknowledged."""
+    gate = greenrt.Event()
+    payload = bytes(range(256)) * 400  # 102,400 bytes: more than a stream window
+
+    def handler(req):
+        ec = req.extensions["http2.connect"]
+        gate.wait()  # not accepted yet
+        tunnel = ec.accept()
+        n, h = 0, hashlib.sha256()
+        while b := tunnel.recv():
+            n += len(b)
+            h.update(b)
+        tunnel.send_all(b"%d %s" % (n, h.hexdigest().encode()))
+        tunnel.close()
+
+    def main():
+        with greenrt.region() as r:
+            srv, port, sconns = _serve_observed(r, http2.extended_connect(handler))
+            conn = http2.connect("127.0.0.1", port)
+            s = conn.open_stream("CONNECT", "/", [("sec-websocket-version", "13")],
+                                 protocol="websocket")
+            sent = greenrt.Event()
+
+            def upload():
+                s.send_data(payload, end_stream=True)  # waits for window after 65,535
+                sent.set()
+
+            r.spawn(upload)
+            while _tunnel_buffered(sconns) < 65535:
+                greenrt.sleep(0.001)
+            conn.ping()  # round trips: whatever the server would let in is in
+            conn.ping()
+            assert _tunnel_buffered(sconns) == 65535  # one stream window, no more
+            assert not sent.is_set()
+            assert conn.h2.local_flow_control_window(s.stream_id) == 0
+            # the connection is not held: the tunnels owe less than half of it
+            assert conn.statistics()["outbound_window"] > 65535 - CONNECTION_WINDOW // 2
+            gate.set()
+            assert s.response_headers()[0] == 200
+            body = s.read_all()
+            sent.wait()
+            assert body == b"%d %s" % (len(payload), hashlib.sha256(payload).hexdigest().encode())
+            conn.ping()
+            st = conn.statistics()
+            assert st["streams_open"] == 0 and st["unacked_bytes"] == 0, st
+            assert st["outbound_window"] == 65535, st  # all of it back once the tunnel closed
+            assert not any(c.streams for c in sconns)
+            conn.close()
+            srv.shutdown()
+
+    greenrt.run(main)
+
+
+def _overrun_the_stream_window(port: int) -> dict:
+    """A peer that ignores flow control: a whole stream window of DATA into an
+    extended CONNECT nobody has accepted, then 100 bytes more (a raw frame, past
+    h2's checks). Returns the GOAWAY's error code."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+    c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
+                                                             header_encoding=None))
+    c.initiate_connection()
+    sock.sendall(c.data_to_send())
+    out: dict = {}
+    events: list = []
+    while not any(isinstance(e, h2.events.RemoteSettingsChanged) for e in events):
+        events += c.receive_data(sock.recv(65536))
+    sock.sendall(c.data_to_send())
+    sid = c.get_next_available_stream_id()
+    c.send_headers(sid, [(b":method", b"CONNECT"), (b":protocol", b"websocket"),
+                         (b":scheme", b"http"), (b":path", b"/"),
+                         (b":authority", b"localhost"), (b"sec-websocket-version", b"13")])
+    left = c.local_flow_control_window(sid)
+    out["window"] = left
+    while left:
+        n = min(left, c.max_outbound_frame_size)
+        c.send_data(sid, b"e" * n)
+        left -= n
+    c.ping(b"windowed")  # its ACK: the server has taken in the whole window
+    sock.sendall(c.data_to_send())
+    while not any(isinstance(e, h2.events.PingAckReceived) for e in events):
+        events += c.receive_data(sock.recv(65536))
+    extra = hyperframe.frame.DataFrame(sid, data=b"z" * 100)
+    sock.sendall(c.data_to_send() + extra.serialize())
+    while "goaway" not in out:
+        data = sock.recv(65536)
+        if not data:
+            break
+        try:
+            evs = c.receive_data(data)
+        except h2.exceptions.ProtocolError:
+            break
+        for e in evs:
+            if isinstance(e, h2.events.ConnectionTerminated):
+                out["goaway"] = int(e.error_code)
+    sock.close()
+    return out
+
+
+def test_data_beyond_the_stream_window_before_accept_is_refused_not_buffered():
+    """A peer that sends past the stream window of a tunnel nobody has accepted (or
+    read) gets GOAWAY(FLOW_CONTROL_ERROR); the tunnel holds exactly the window, never
+    the overrun."""
+    accepted = []
+
+    def handler(req):
+        greenrt.sleep_forever()  # never accepts
+        accepted.append(req.extensions["http2.connect"].accept())
+
+    def main():
+        with greenrt.region() as r:
+            srv, port, sconns = _serve_observed(r, http2.extended_connect(handler))
+            out = ThreadPeer(lambda: _overrun_the_stream_window(port)).join_green()
+            held = _tunnel_buffered(sconns)
+            srv.shutdown()
+        return out, held
+
+    out, held = greenrt.run(main)
+    assert out == {"window": 65535, "goaway": 3}  # FLOW_CONTROL_ERROR
+    assert held == 65535
+    assert accepted == []
+
+
+def _h2_pair():
+    """An h2 client and server that have exchanged their prefaces and stream 1's
+    request HEADERS (without END_STREAM: the stream is open both ways)."""
+    cl = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
+                                                              header_encoding=None))
+    sv = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False,
+                                                              header_encoding=None))
+    cl.initiate_connection()
+    sv.initiate_connection()
+    for _ in range(2):
+        sv.receive_data(cl.data_to_send())
+        cl.receive_data(sv.data_to_send())
+    cl.send_headers(1, [(b":method", b"POST"), (b":path", b"/"), (b":scheme", b"http"),
+                        (b":authority", b"x")])
+    sv.receive_data(cl.data_to_send())
+    sv.send_headers(1, [(b":status", b"200")])
+    cl.receive_data(sv.data_to_send())
+    return cl, sv
+
+
+@pytest.mark.parametrize("side", ["client", "server"])
+def test_the_tunnel_data_fast_path_writes_what_h2_writes(side):
+    """``_connect.put_data`` (the tunnels' one-frame send) against ``h2.send_data``:
+    the same bytes, the same windows after, on both sides; and it declines (nothing
+    done) where h2 would do more or refuse: empty data, beyond a window or the frame
+    size, a stream we ended. Fails if an h2 release changes what it relies on."""
+    from greenrt.protocols.http2._connect import put_data
+
+    ref, fast = _h2_pair(), _h2_pair()
+    i = 0 if side == "client" else 1
+    hr, hf, peer = ref[i], fast[i], fast[1 - i]
+    for data in (b"a", b"\x82\x05hello" * 100, bytes(range(256)) * 64):  # up to 16 KiB
+        hr.send_data(1, data)
+        assert put_data(hf, 1, data)
+        wire = hf.data_to_send()
+        assert wire == hr.data_to_send()
+        assert hf.local_flow_control_window(1) == hr.local_flow_control_window(1)
+        assert hf.outbound_flow_control_window == hr.outbound_flow_control_window
+        (ev,) = peer.receive_data(wire)  # and the peer's h2 reads it as DATA
+        assert isinstance(ev, h2.events.DataReceived) and ev.data == data
+    assert not put_data(hf, 1, b"")
+    assert not put_data(hf, 1, b"x" * (hf.max_outbound_frame_size + 1))
+    left = hf.local_flow_control_window(1)
+    assert not put_data(hf, 1, b"x" * (left + 1))
+    assert not put_data(hf, 3, b"x")  # no such stream
+    hf.end_stream(1)
+    assert not put_data(hf, 1, b"x")  # half-closed (local): h2 would refuse
+    assert hf.local_flow_control_window(1) == left
 
 
 def test_a_send_cut_short_resets_the_stream_instead_of_ending_it():
@@ -766,7 +1043,6 @@ _LAB_PORT = 8441
 def _lab_server(r, server_conns):
     import greenrt.lab as lab
     from greenrt import net
-    from greenrt.protocols.http2.server import ServerConnection
 
     rng = lab.rng()
 
@@ -775,16 +1051,7 @@ def _lab_server(r, server_conns):
             greenrt.sleep(rng.choice([0, 0, 0.0001, 0.0005]))  # replies straddle the cuts
             ws.send(m)
 
-    app = websocket.http_handler(echo)
-
-    def handle(stream):
-        sc = ServerConnection(stream, app, http2.DEFAULT_H2_LIMITS, "http", None)
-        server_conns.append(sc)
-        try:
-            sc.run(b"")
-        finally:
-            stream.close()
-
+    handle = _observed(websocket.http_handler(echo), server_conns)
     servers = []
     r.spawn(lambda: net.serve_tcp(handle, "127.0.0.1", _LAB_PORT, on_ready=servers.append))
     while not servers:
