@@ -72,7 +72,7 @@ __all__ = ["Client", "Message", "Options", "Server", "Subscription", "connect"]
 
 log = logging.getLogger("greenrt.nats")
 _checkpoint_if_cancelled = greenrt.checkpoint_if_cancelled
-_current_task = greenrt.current_task
+_enter_checkpoint = lowlevel.enter_checkpoint
 _current_hub = lowlevel.current_hub
 _INF = float("inf")
 _park = lowlevel.park
@@ -1232,8 +1232,7 @@ class Client:
         dict pop and one wake. A ``timeout`` is an entry in a per-client deadline
         queue served by one task of the client (no cancel scope or timer per
         request)."""
-        _checkpoint_if_cancelled()
-        task = _current_task()
+        task = _enter_checkpoint()
         st = self.state
         if st != "connected":
             self._check_open()
