@@ -73,7 +73,7 @@ __all__ = ["Client", "Message", "Options", "Server", "Subscription", "connect"]
 log = logging.getLogger("greenrt.nats")
 _checkpoint_if_cancelled = greenrt.checkpoint_if_cancelled
 _enter_checkpoint = lowlevel.enter_checkpoint
-_now = greenrt.now
+_current_hub = lowlevel.current_hub
 _INF = float("inf")
 _park = lowlevel.park
 _reschedule = lowlevel.reschedule
@@ -196,14 +196,42 @@ class Options:
 class Message:
     """A received message. ``headers`` is a dict (or ``None``); ``status`` is the
     ``NATS/1.0`` status code of a status message (503 no responders, 100 flow
-    control, 404/408/409 JetStream pull statuses)."""
+    control, 404/408/409 JetStream pull statuses).
 
-    __slots__ = ("subject", "reply", "data", "headers", "status", "description", "sid",
-                 "_client", "__weakref__")
+    Messages are made by the client, not by applications. A plain MSG is an
+    instance of the client's own subclass (its ``_client`` is a class attribute),
+    made by the parser without an ``__init__`` call and with only ``subject``,
+    ``sid``, ``reply``, ``data`` stored: the other fields are the class's ``None``,
+    so creating one costs four attribute stores, and the cyclic GC has little to
+    traverse. A message with headers (HMSG) is a ``_HeaderedMessage`` that stores
+    them."""
 
-    # The parameter order after ``client`` is the codec's message-factory order, so
-    # the parser builds a Message through ``functools.partial(Message, client)`` with
-    # no Python frame in between (one per received message).
+    __slots__ = ("subject", "reply", "data", "sid", "__weakref__")
+
+    headers: dict | None = None
+    status: int | None = None
+    description: str | None = None
+    _client: Client | None = None
+
+    def respond(self, data: bytes = b"", *, headers: dict | None = None) -> None:
+        """Publish ``data`` to this message's reply subject (a checkpoint, see
+        ``Client.publish``). A message without a reply subject is a ``UsageError``."""
+        if not self.reply:
+            raise UsageError("nats: message has no reply subject")
+        self._client.publish(self.reply, data, headers=headers)
+
+    def __repr__(self) -> str:
+        return f"<nats.Message {self.subject!r} {len(self.data)} bytes reply={self.reply!r}>"
+
+
+class _HeaderedMessage(Message):
+    """A message that stores its headers, status, description and client (HMSG, and
+    JetStream's messages)."""
+
+    __slots__ = ("headers", "status", "description", "_client")
+
+    # The parameter order after ``client`` is the codec's message-factory order (the
+    # parser builds HMSGs through ``functools.partial(_HeaderedMessage, client)``).
     def __init__(self, client: Client | None, subject: str, sid: int, reply: str | None,
                  data: bytes, headers: dict | None = None, status: int | None = None,
                  description: str | None = None):
@@ -216,15 +244,12 @@ class Message:
         self.description = description
         self.sid = sid
 
-    def respond(self, data: bytes = b"", *, headers: dict | None = None) -> None:
-        """Publish ``data`` to this message's reply subject (a checkpoint, see
-        ``Client.publish``). A message without a reply subject is a ``UsageError``."""
-        if not self.reply:
-            raise UsageError("nats: message has no reply subject")
-        self._client.publish(self.reply, data, headers=headers)
 
-    def __repr__(self) -> str:
-        return f"<nats.Message {self.subject!r} {len(self.data)} bytes reply={self.reply!r}>"
+def _message_class(client: Client) -> type:
+    """``client``'s own ``Message`` subclass (its messages' ``_client``)."""
+    return type("Message", (Message,), {"__slots__": (), "_client": client,
+                                        "__module__": Message.__module__,
+                                        "__qualname__": "Message"})
 
 
 class EndOfSubscription(Exception):
@@ -399,10 +424,11 @@ class Subscription:
 class _Conn:
     """One transport and its parser."""
 
-    __slots__ = ("stream", "parser", "server", "info", "closed")
+    __slots__ = ("stream", "parser", "server", "info", "closed", "send_nowait")
 
     def __init__(self, stream, parser: codec.Parser, server: Server, info: dict):
         self.stream = stream
+        self.send_nowait = getattr(stream, "send_nowait", None)  # (TLS streams have none)
         self.parser = parser
         self.server = server
         self.info = info
@@ -448,6 +474,7 @@ class Client:
         self._keeper_when = _INF  # the deadline it sleeps until
         self._keeper_wq = lowlevel.WaitQueue()
         self._pub_prefixes: dict = {}
+        self._msg_class = _message_class(self)
         self._region = None
         self._region_cm = None
         self._supervisor = None
@@ -590,7 +617,8 @@ class Client:
         stream = self._transport(srv)
         try:
             with greenrt.fail_after(self.options.connect_timeout):
-                parser = codec.Parser(self.options.limits, functools.partial(Message, self))
+                parser = codec.Parser(self.options.limits,
+                                      functools.partial(_HeaderedMessage, self), self._msg_class)
                 ev = self._read_op(stream, parser)
                 if type(ev) is not Info:
                     raise ProtocolError(f"nats: expected INFO first, got {type(ev).__name__}",
@@ -753,6 +781,7 @@ class Client:
         reschedule = _reschedule
         next_events = parser.next_events
         subs_get = self._subs.get
+        msg_class = self._msg_class
         try:
             while True:
                 evs = next_events(_BATCH)
@@ -766,7 +795,7 @@ class Client:
                 woke = False
                 try:
                     for ev in evs:
-                        if type(ev) is not Message:
+                        if type(ev) is not msg_class and not isinstance(ev, Message):
                             nctl += 1
                             self._control(ev, conn)
                             continue
@@ -1060,10 +1089,10 @@ class Client:
         round trip, and there is nothing to batch it with. True if all of it was
         written; otherwise the flusher writes the rest (and meets any error). Never
         blocks; not a checkpoint."""
-        if lowlevel.current_hub().runnable_count():
+        if _current_hub().runnable_count():
             return False  # others may publish before the flusher runs: let it batch
         conn = self._conn
-        send_nowait = getattr(conn.stream, "send_nowait", None) if conn is not None else None
+        send_nowait = conn.send_nowait if conn is not None else None
         if send_nowait is None:
             return False
         try:
@@ -1200,29 +1229,34 @@ class Client:
 
         Cost: the replies of all requests arrive on one wildcard subscription (a
         token per request); the reader hands a reply to its waiting task with one
-        dict pop and one wake. A ``timeout`` is kept in a per-client deadline queue
-        served by one hub timer (no cancel scope per request), and not at all when
-        an enclosing deadline ends first."""
+        dict pop and one wake. A ``timeout`` is an entry in a per-client deadline
+        queue served by one task of the client (no cancel scope or timer per
+        request)."""
         task = _enter_checkpoint()
-        self._check_open()
-        self._ensure_resp_sub()
+        st = self.state
+        if st != "connected":
+            self._check_open()
+        rs = self._resp_sub
+        if rs is None or rs._ended:
+            self._ensure_resp_sub()
         self._resp_n += 1
-        token = f"{self._resp_n:x}"
+        rn = self._resp_n
+        token = f"{rn:x}"
         out = self._out
         n = len(payload)
-        if headers is None and self.state == "connected" and n <= self.max_payload and \
+        if headers is None and st == "connected" and n <= self.max_payload and \
                 len(out) < self.options.flush_high_water:
             # publish()'s fast path with our own (valid) reply subject
             prefix = self._pub_prefixes.get(subject)
             if prefix is None:
                 prefix = self._pub_prefix(subject)
             out += prefix
-            out += b"%s%s %d\r\n" % (self._resp_prefix_b, token.encode(), n)
+            out += b"%s%x %d\r\n" % (self._resp_prefix_b, rn, n)
             out += payload
             out += b"\r\n"
-            st = self._stats
-            st["out_msgs"] += 1
-            st["out_bytes"] += n
+            stats = self._stats
+            stats["out_msgs"] += 1
+            stats["out_bytes"] += n
             if self._out_wq._q and not self._write_through(out):
                 self._out_wq.wake_one()
         else:
@@ -1232,10 +1266,17 @@ class Client:
         # the task waits for it, and every waker pops the token before waking.
         resp_map = self._resp_map
         if timeout is not None:
-            when = _now() + timeout
-            d = greenrt.current_deadline()
-            if d is None or when < d:
+            # (queued even under an earlier enclosing deadline: the entry is cheaper
+            # than finding that out, and that deadline's cancellation comes first)
+            when = _current_hub().now() + timeout
+            q = self._req_deadlines.get(timeout)
+            if q is None or when < self._keeper_when:
                 self._add_request_deadline(timeout, when, token, subject)
+            else:
+                # _add_request_deadline's common case, inlined
+                while q and q[0][1] not in resp_map:
+                    q.popleft()
+                q.append((when, token, subject))
         resp_map[token] = task
         m = _park(functools.partial(resp_map.pop, token, None), "nats request")
         if m.status == 503 and not m.data:

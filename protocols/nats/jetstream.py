@@ -31,7 +31,7 @@ import greenrt
 from greenrt.protocols.base.events import emit_event
 
 from . import codec
-from .client import Client, EndOfSubscription, Message, Subscription
+from .client import Client, EndOfSubscription, Message, Subscription, _HeaderedMessage
 from .errors import (
     JetStreamError,
     KeyNotFound,
@@ -98,7 +98,7 @@ def _name(kind: str, value: str) -> str:
     return value
 
 
-class JsMessage(Message):
+class JsMessage(_HeaderedMessage):
     """A message from a JetStream consumer, with ack methods and ``metadata``."""
 
     __slots__ = ("metadata", "_ob", "_done")

@@ -237,10 +237,23 @@ def _msg_frame(draw):
 _MSG_FRAME = _msg_frame()
 
 
+class _Slots:
+    """A ``msg_class`` for the parser (as the client's ``Message``)."""
+
+    __slots__ = ("subject", "sid", "reply", "data")
+
+    def __eq__(self, other):
+        return type(other) is _Slots and all(getattr(self, k) == getattr(other, k)
+                                             for k in self.__slots__)
+
+    def __repr__(self):
+        return f"_Slots{tuple(getattr(self, k) for k in self.__slots__)}"
+
+
 @settings(max_examples=600, deadline=None)
 @given(st.lists(_MSG_FRAME, min_size=1, max_size=3), st.integers(min_value=8, max_value=40),
-       st.sampled_from([None, 3, 1]))
-def test_msg_fast_path_gives_the_general_paths_verdicts(frames, max_line, step):
+       st.sampled_from([None, 3, 1]), st.booleans())
+def test_msg_fast_path_gives_the_general_paths_verdicts(frames, max_line, step, slots):
     """The regex fast path in ``Parser.next_event`` is an optimisation only: with it
     switched off, every MSG-like input gives the same events or the same error."""
     import greenrt.protocols.nats.codec as codec_mod
@@ -249,27 +262,46 @@ def test_msg_fast_path_gives_the_general_paths_verdicts(frames, max_line, step):
     limits = Limits(max_control_line=max_line, max_payload=16)
 
     def verdict():
+        p = Parser(limits, msg_class=_Slots if slots else None)
+        out: list = []
+        chunks = [data] if step is None else [data[i:i + step] for i in range(0, len(data), step)]
         try:
-            return ("ok", events(data, limits, step=step)[0])
+            for c in chunks:
+                p.receive_data(c)
+                while (ev := p.next_event()) is not NEED_DATA:
+                    out.append(ev)
+            return ("ok", out)
         except ProtocolError as e:
             return ("err", type(e), e.code)
 
     fast = verdict()
-    saved = codec_mod._FAST_MSG
-    codec_mod._FAST_MSG = lambda buf, pos: None
+    saved = codec_mod._FAST_MSG, codec_mod._FAST_MSG_REPLY
+    codec_mod._FAST_MSG = codec_mod._FAST_MSG_REPLY = lambda buf, pos: None
     try:
         general = verdict()
     finally:
-        codec_mod._FAST_MSG = saved
+        codec_mod._FAST_MSG, codec_mod._FAST_MSG_REPLY = saved
     assert fast == general
 
 
 def test_msg_fast_path_is_taken_for_a_plain_msg():
     """The differential test above would pass trivially if the fast path never ran."""
+    import re
+
     from greenrt.protocols.nats import codec as codec_mod
 
-    assert codec_mod._FAST_MSG(bytearray(b"MSG foo.bar 7 5\r\nhello\r\n"), 0) is not None
-    assert codec_mod._FAST_MSG(bytearray(b"MSG foo.bar 7 x 5\r\nhello\r\n"), 0) is None
+    token = re.compile(codec_mod._TOKEN)
+    for i in range(256):  # a token byte is exactly what bytes.split() keeps
+        assert bool(token.fullmatch(bytes([i]))) == bool(bytes([i]).split()), i
+
+    assert codec_mod._FAST_MSG(b"MSG foo.bar 7 5\r\nhello\r\n", 0).groups() == \
+        (b"foo.bar", b"7", b"5")
+    assert codec_mod._FAST_MSG_REPLY(b"MSG foo.bar 7 x 5\r\nhello\r\n", 0).groups() == \
+        (b"foo.bar", b"7", b"x", b"5")
+    for odd in (b"msg foo 7 5\r\n", b"MSG foo\t7 5\r\n", b"MSG foo 7  5\r\n",
+                b"MSG foo 7 x y 5\r\n", b"MSG foo 7 5\n", b"MSG foo 7 x\t5\r\n"):
+        assert codec_mod._FAST_MSG_REPLY(odd, 0) is None, odd
+        assert codec_mod._FAST_MSG(odd, 0) is None, odd
 
 
 def _run(data: bytes, limits: Limits | None, step: int | None, batch: int | None):
