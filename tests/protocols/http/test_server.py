@@ -13,6 +13,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -168,7 +169,10 @@ def test_a_tls_client_that_never_finishes_the_handshake_is_dropped(http_server, 
 
 
 def test_drain_lets_the_request_in_flight_finish_and_cancels_one_that_overruns(http_server):
+    started = threading.Semaphore(0)
+
     def slow(req):
+        started.release()
         greenrt.sleep(float(req.target.rsplit("=", 1)[1]))
         return Response(200, body=b"done")
 
@@ -177,7 +181,9 @@ def test_drain_lets_the_request_in_flight_finish_and_cancels_one_that_overruns(h
     late = socket.create_connection(("127.0.0.1", srv.port))
     quick.sendall(b"GET /?t=0.2 HTTP/1.1\r\nHost: x\r\n\r\n")
     late.sendall(b"GET /?t=30 HTTP/1.1\r\nHost: x\r\n\r\n")
-    time.sleep(0.1)
+    # both requests in flight before the drain starts (a fixed sleep was not enough
+    # on a loaded machine: an idle connection is closed by the drain unanswered)
+    assert started.acquire(timeout=10) and started.acquire(timeout=10)
     srv.shutdown()
     for s in (quick, late):
         s.settimeout(10)
