@@ -163,7 +163,12 @@ class ServerContext:
         """Send one response message (streaming responses). A checkpoint; blocks while
         the client's window is closed. If cancelled, the message may be partly sent;
         the stream is then reset by the cancellation."""
-        frame = self._frame(message)
+        self._send_frame(self._frame(message))
+
+    def _send_frame(self, frame: bytes) -> None:
+        """One framed message, the head first if it is not sent yet; a transport
+        failure becomes ``_SendFailed`` (the caller's outcome is then decided by the
+        server, not by the handler's exception)."""
         try:
             if not self._writer.headers_sent:
                 self._writer.start(200, self._head())
@@ -446,7 +451,7 @@ class Server:
                     ctx.messages_sent += 1
                     hub.emit("grpc.call", method=path, status=0)
                     return None
-                self._send_reply(ctx, reply)
+                ctx._send_frame(reply)
             hub.emit("grpc.call", method=path, status=0)
             if not writer.headers_sent:
                 return Response(200, [(b"content-type", b"application/grpc")] + ctx._initial
@@ -470,18 +475,6 @@ class Server:
                             + fields)
         writer.finish(trailers=fields)
         return None
-
-    @staticmethod
-    def _send_reply(ctx: ServerContext, frame: bytes) -> None:
-        try:
-            if not ctx._writer.headers_sent:
-                ctx._writer.start(200, ctx._head())
-            ctx._writer.write(frame)
-        except greenrt.Cancelled:
-            raise
-        except Exception as e:
-            raise _SendFailed() from e
-        ctx.messages_sent += 1
 
     def _run(self, method: Method, requests: _Requests, ctx: ServerContext) -> bytes | None:
         """Run the handler (through the interceptors). A unary-response call returns
