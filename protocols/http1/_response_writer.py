@@ -11,10 +11,9 @@ line is formatted once per second.
 
 from __future__ import annotations
 
-from email.utils import formatdate
-
 import h11
 
+from ..http._date import _date, date_line
 from ..http.errors import LocalProtocolError
 
 __all__ = ["ResponseWriterMixin", "date_line"]
@@ -32,17 +31,6 @@ _SPECIAL = frozenset((b"content-length", b"transfer-encoding", b"connection", b"
 #: take the one-format path for the common response (a test turns it off to compare)
 _FAST_HEAD = True
 _reason_cache: dict[bytes, bool] = {}
-_date = [0, b""]
-
-
-def date_line(wall: float) -> bytes:
-    """``date: <IMF-fixdate>\r\n`` for ``wall`` seconds since the epoch (formatted
-    once per distinct second)."""
-    now = int(wall)
-    if now != _date[0]:
-        _date[1] = b"date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
-        _date[0] = now
-    return _date[1]
 
 
 def _header_line(name: bytes, value: bytes) -> bytes:
@@ -141,7 +129,7 @@ class ResponseWriterMixin:
                 self._oleft = length
                 self._ostate = _O_BODY
                 return b"HTTP/1.1 %d %s\r\n%s%scontent-length: %d\r\n\r\n" % (
-                    status, reason, _date[1] if wall == _date[0] else date_line(wall),
+                    status, reason, _date[2] if wall == _date[0] else date_line(wall),
                     fields, length)
         if type(status) is not int or not 200 <= status < 1000:
             raise LocalProtocolError(f"Response status_code should be in range [200, 1000), "
@@ -192,7 +180,7 @@ class ResponseWriterMixin:
                 raise LocalProtocolError("bad Content-Length")
         if not has_date and self.wall_clock is not None:
             wall = int(self.wall_clock())
-            lines.insert(1, _date[1] if wall == _date[0] else date_line(wall))
+            lines.insert(1, _date[2] if wall == _date[0] else date_line(wall))
         method = self._rmethod
         version = self._rversion
         # keep-alive: the request's, ours (close_after_cycle / request cap), the head's

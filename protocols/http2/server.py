@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import collections
 import logging
-from email.utils import formatdate
 from typing import Any
 
 import h2.config
@@ -67,6 +66,7 @@ import greenrt
 from greenrt import CancelKind, Cancelled, net
 from greenrt import lowlevel as ll
 
+from ..http._date import date_value
 from ..http.model import Body, Headers, Request, Response, ResponseWriter, split_trailers
 from . import _connect, _h2c, _h2fast, _wire
 from ._wire import PREFACE
@@ -95,17 +95,6 @@ def _emit(code: str, **data: Any) -> None:
     ll.current_hub().emit("protocol.error", protocol="http2", code=code, **data)
 
 
-_date = [-1, b""]  # (second, its IMF-fixdate): formatted once per second
-
-
-def date_value(wall: float) -> bytes:
-    """The ``date`` field value (RFC 9110 6.6.1, IMF-fixdate) for ``wall`` seconds
-    since the epoch; formatted once per distinct second. Not a checkpoint."""
-    now = int(wall)
-    if now != _date[0]:
-        _date[1] = formatdate(now, usegmt=True).encode("ascii")
-        _date[0] = now
-    return _date[1]
 
 
 def _classify(e: h2.exceptions.ProtocolError) -> tuple[int, str]:
