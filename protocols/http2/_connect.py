@@ -13,15 +13,15 @@ the byte-stream shape the WebSocket connection runs on.
   than CONNECT, or not a token; a missing ``:scheme``/``:path``/``:authority`` (h2's
   header validation, reset by the server's stream-error path). Counted like every
   server-provoked reset (MadeYouReset).
-* Flow control, in batches (a WINDOW_UPDATE per half window, not two per DATA
-  frame): a tunnel's DATA is credited to the *connection* window when it arrives,
-  and to the stream's window when the tunnel reads it; credit goes back to the peer
-  once at least half of the window (:data:`CONNECTION_WINDOW`, or the stream's
-  initial window) is owed, and all of it when a tunnel closes. A tunnel that is not
-  read (a slow or cancelled reader) therefore holds at most its stream's window, and
-  the tunnels of a connection together less than half of the connection's; the
-  request-body limit does not apply (a tunnel streams). The client end does the same
-  on read (:class:`ClientTunnel`).
+* Flow control, in batches, through the connection's own window accounting
+  (``ServerConnection.ack``, ``ClientConnection._ack``: a WINDOW_UPDATE once a
+  quarter window is due, or ahead of the next control frame): a tunnel's DATA is
+  credited to the *connection* window when it arrives, and to the stream's window
+  when the tunnel reads it; all of it goes back when a tunnel closes. A tunnel that
+  is not read (a slow or cancelled reader) therefore holds at most its stream's
+  window, and the connection's window is never held back by more than a quarter;
+  the request-body limit does not apply (a tunnel streams). The client end credits
+  both windows on read (:class:`ClientTunnel`).
 * ``Tunnel.close()`` ends our side with END_STREAM (after a WebSocket's Close frame),
   or resets the stream (CANCEL) if a send was cut short mid-write, so a peer never
   sees half a frame followed by a clean end.
@@ -52,7 +52,7 @@ __all__ = ["ClientTunnel", "ExtendedConnect", "Tunnel", "extended_connect"]
 #: the attribute a handler carries when it accepts extended CONNECT requests
 MARK = "http2_extended_connect"
 #: the connection-level receive window (RFC 9113 6.9.2: 65,535 at the start; neither
-#: end enlarges it): tunnels return connection credit once half of it is owed
+#: end enlarges it)
 CONNECTION_WINDOW = 65535
 _E = h2.errors.ErrorCodes
 # RFC 9110 5.6.2 token
@@ -172,8 +172,7 @@ class Tunnel:
     stream's DATA frames (``recv``, ``send_all``, ``close``; what
     ``protocols.websocket`` runs a WebSocket on)."""
 
-    __slots__ = ("_c", "_st", "_chunks", "_pending", "_closed", "_broken", "_credit",
-                 "_half")
+    __slots__ = ("_c", "_st", "_chunks", "_pending", "_closed", "_broken")
 
     def __init__(self, conn: Any, st: Any):
         self._c = conn
@@ -182,8 +181,6 @@ class Tunnel:
         self._pending = b""
         self._closed = False
         self._broken = False
-        self._credit = 0  # stream window read and not yet returned
-        self._half = max(1, conn.limits.initial_window_size // 2)
 
     @property
     def stream_id(self) -> int:
@@ -204,12 +201,7 @@ class Tunnel:
         the connection flushes after its read); the stream's when it is read. Not a
         checkpoint."""
         c = self._c
-        if flow:
-            owed = c.tunnel_credit + flow
-            if owed >= CONNECTION_WINDOW // 2:
-                _return_connection_credit(c, owed)
-            else:
-                c.tunnel_credit = owed
+        c.ack(self._st.id, flow, stream=False)
         if self._closed:
             self._ack_stream(flow, now=True)  # nobody will read it: let the peer finish
             return
@@ -217,22 +209,13 @@ class Tunnel:
         self._st.wake()
 
     def _ack_stream(self, flow: int, *, now: bool = False) -> None:
-        """Credit ``flow`` read bytes to the stream's window; return what is owed
-        once half the window is (or at once with ``now``). Not a checkpoint."""
-        owed = self._credit + flow
-        if not owed:
-            return
-        if not now and owed < self._half:
-            self._credit = owed
-            return
-        self._credit = 0
-        st, c = self._st, self._c
-        if not (st.reset or st.ended or c.closed):
-            try:
-                c.h2.increment_flow_control_window(owed, stream_id=st.id)
-            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-                return
-            c.flush()
+        """Credit ``flow`` read bytes to the stream's window, batched by the
+        connection's ``ack`` (or returned at once, with every window update due,
+        with ``now``). Not a checkpoint."""
+        c = self._c
+        c.ack(self._st.id, flow, connection=False)
+        if now:
+            c.flush(acks=True)
 
     def recv(self, max_bytes: int = 65536) -> bytes:
         """The next bytes from the peer (at most ``max_bytes``), ``b""`` once the peer
@@ -312,11 +295,9 @@ class Tunnel:
         unread = sum(f for _, f in self._chunks)
         self._chunks.clear()
         self._pending = b""
+        # every update due goes now, the connection's other tunnels' share too
+        # (early is safe)
         self._ack_stream(unread, now=True)
-        c = self._c
-        if c.tunnel_credit:  # the connection's other tunnels' share too: early is safe
-            _return_connection_credit(c, c.tunnel_credit)
-            c.flush()
         self._st.wake()
 
     def __repr__(self) -> str:
@@ -341,13 +322,6 @@ def _send_now(c: Any) -> None:
             c._recv_scope.cancel()
 
 
-def _return_connection_credit(c: Any, owed: int) -> None:
-    """Server: give ``owed`` bytes back to the connection window (queued; the caller
-    or the reader's batch flushes). Not a checkpoint."""
-    c.tunnel_credit = 0
-    if not c.closed:
-        c.stats["acked"] += owed
-        c.h2.increment_flow_control_window(owed)
 
 
 class ClientTunnel:
@@ -355,19 +329,15 @@ class ClientTunnel:
     whose 2xx response has been received. ``owns`` is a ``ClientConnection`` to close
     with the tunnel (``websocket.connect(..., http2=True)`` opens one per WebSocket).
 
-    What it reads goes back to the server's windows in batches: the stream's once
-    half of its initial window is owed, the connection's once half of
-    :data:`CONNECTION_WINDOW` is owed by the connection's tunnels together, and all
-    of it when the tunnel closes."""
+    What it reads goes back to the server's windows in the connection's batches
+    (``ClientConnection._ack``), and all of it when the tunnel closes."""
 
-    __slots__ = ("stream", "owns", "_closed", "_credit", "_half")
+    __slots__ = ("stream", "owns", "_closed")
 
     def __init__(self, stream: Any, owns: Any = None):
         self.stream = stream
         self.owns = owns
         self._closed = False
-        self._credit = 0  # stream window read and not yet returned
-        self._half = max(1, stream._c.limits.initial_window_size // 2)
 
     @property
     def closed(self) -> bool:
@@ -390,8 +360,8 @@ class ClientTunnel:
                 data, flow = st.chunks.popleft()
                 st.buffered -= len(data)
                 s._pending = data
-                if flow:
-                    self._credit_read(c, st, flow)
+                if flow:  # credited to both windows, batched by the connection
+                    c._ack(st.id, flow, stream_open=not st.ended and st.error is None)
                 break
             if st.ended or st.error is not None:
                 return b""
@@ -407,36 +377,6 @@ class ClientTunnel:
             return data
         s._pending = data[max_bytes:]
         return data[:max_bytes]
-
-    def _credit_read(self, c: Any, st: Any, flow: int) -> None:
-        """``flow`` bytes were read: credit them; return (and write) what is owed
-        once half a window is. The write is masked (a WINDOW_UPDATE is never cut)."""
-        owed = self._credit + flow
-        conn_owed = getattr(c, "_tunnel_credit", 0) + flow
-        send = False
-        if owed >= self._half:
-            self._credit = 0
-            send = self._return_stream(c, st, owed)
-        else:
-            self._credit = owed
-        if conn_owed >= CONNECTION_WINDOW // 2:
-            c._tunnel_credit = 0
-            c._ack(st.id, conn_owed, stream_open=False)
-            send = True
-        else:
-            c._tunnel_credit = conn_owed
-        if send:
-            c._flush()
-
-    @staticmethod
-    def _return_stream(c: Any, st: Any, owed: int) -> bool:
-        if st.ended or st.error is not None or c._error is not None:
-            return False
-        try:
-            c.h2.increment_flow_control_window(owed, stream_id=st.id)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-            return False
-        return True
 
     def send_all(self, data: bytes) -> None:
         """Send ``data`` (flow-controlled, blocks for window). A checkpoint. Cancelled
@@ -467,14 +407,10 @@ class ClientTunnel:
         c = s._c
         try:
             with greenrt.masked(name="http2.tunnel_close"):
-                owed, self._credit = self._credit, 0
-                conn_owed = getattr(c, "_tunnel_credit", 0)
-                c._tunnel_credit = 0
-                if conn_owed:  # the connection's other tunnels' share too: early is safe
-                    c._ack(s.stream_id, conn_owed, stream_open=False)
-                # what was read goes back before END_STREAM, so the server can finish
-                if owed and self._return_stream(c, s._s, owed) or conn_owed:
-                    c._flush()
+                # what was read goes back before END_STREAM, so the server can
+                # finish: every update due, the connection's other tunnels' share
+                # too (early is safe)
+                c._flush(acks=True)
                 s.end_nowait()
         except HTTP2Error:
             pass

@@ -274,7 +274,6 @@ class ServerConnection:
         self._flush_wait = ll.WaitQueue()
         self._flusher_idle = False
         self._errored: set[int] = set()  # streams reset by a stream error, this batch
-        self.tunnel_credit = 0  # connection window RFC 8441 tunnels owe the peer (_connect)
         # window read by handlers and not yet sent back (see ack)
         self._ack_conn = 0
         self._ack_streams: list[_Stream] = []
@@ -315,18 +314,23 @@ class ServerConnection:
                 if self._recv_scope is not None:
                     self._recv_scope.cancel()
 
-    def ack(self, sid: int, flow: int) -> None:
+    def ack(self, sid: int, flow: int, *, connection: bool = True,
+            stream: bool = True) -> None:
         """Return ``flow`` consumed bytes to the peer, in the connection window and (if
         the stream is still open) the stream's. Exact accounting rather than h2's
         half-window heuristic, so no byte is ever left unacknowledged; the frames are
         batched (see the module docstring): sent now once a quarter window is due,
-        else ahead of the next control frame. Not a checkpoint."""
+        else ahead of the next control frame. ``connection=False`` or ``stream=False``
+        credits one window only (RFC 8441 tunnels credit the connection on arrival,
+        the stream when read). Not a checkpoint."""
         if not flow or self.closed:
             return
-        self.stats["acked"] += flow
-        self._ack_conn += flow
-        due = self._ack_conn >= self._ack_batch
-        st = self.streams.get(sid)
+        due = False
+        if connection:
+            self.stats["acked"] += flow
+            self._ack_conn += flow
+            due = self._ack_conn >= self._ack_batch
+        st = self.streams.get(sid) if stream else None
         if st is not None and not st.reset and not st.ended:
             if not st.ack_pending:
                 self._ack_streams.append(st)
