@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
 import time
@@ -128,3 +129,13 @@ def print_table(title: str, rows: list[tuple[str, float | None, str]], unit: str
                 rt_wins = (r < 1) if higher_is_better else (r > 1)
                 vs = "greenrt wins" if rt_wins else "peer wins"
         print(f"  {name:<{w}}{fmt(v, unit):>14}  {ratio:>10}  {vs:>14}  {note}")
+
+
+def wait_for_port(port: int, host: str = "127.0.0.1", tries: int = 500) -> None:
+    """Wait (up to ``tries`` x 10 ms) until a server accepts on ``host:port``."""
+    for _ in range(tries):
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.01)

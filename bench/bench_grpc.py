@@ -220,12 +220,7 @@ def start_server(kind: str, *, once: bool = False, profile: int = 0,
         raise RuntimeError(f"server {kind} did not start")
     if once:  # a probe connection would be the one connection served
         return p, port
-    for _ in range(500):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.01)
+    C.wait_for_port(port)
     return p, port
 
 

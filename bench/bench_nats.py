@@ -378,12 +378,7 @@ def _start(server: str, me: str):
     url = f"nats://127.0.0.1:{port}"
     proc = subprocess.Popen([server, "-a", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(500):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.01)
+    C.wait_for_port(port)
     responder = subprocess.Popen([sys.executable, me, "--worker", "responder", url],
                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                  text=True, env=_env())

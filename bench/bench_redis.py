@@ -231,12 +231,7 @@ def main() -> int:
                              "--appendonly", "no", "--dir", workdir, "--protected-mode", "no"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(500):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.01)
+        C.wait_for_port(port)
         print(f"bench_redis  {C.machine()}  ({secs:g} s per measurement)")
         me = os.path.abspath(__file__)
 
