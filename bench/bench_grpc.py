@@ -121,8 +121,10 @@ def _profiler():
     return prof
 
 
-def _print_profile(prof, calls: int, top: int = 40) -> None:
+def _print_profile(prof, calls: int, top: int = 0) -> None:
     import pstats
+
+    top = top or int(os.environ.get("BENCH_PROFILE_TOP", "40"))
 
     st = pstats.Stats(prof)
     rows = []

@@ -12,6 +12,8 @@ data ``too_many_pings`` and closes the connection.
 payloads (total over any segmentation): ``inbound(data, now)`` returns ``True`` when
 the connection must end; ``outbound(data)`` notes HEADERS/DATA we send;
 ``goaway()`` is the frame to send, naming the highest stream id the peer opened.
+An HTTP/2 server that sees the PINGs itself calls ``on_ping(now, sends)`` instead
+(``sends``: a count of the HEADERS and DATA it has sent), with no byte walking.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ class PingPolicy:
     never strikes)."""
 
     __slots__ = ("min_ping_interval", "max_ping_strikes", "strikes", "last_ping",
-                 "last_stream_id", "tripped", "_in", "_out", "_now")
+                 "last_stream_id", "tripped", "_in", "_out", "_now", "_sends")
 
     def __init__(self, min_ping_interval: float | None = 300.0, max_ping_strikes: int = 2):
         self.min_ping_interval = min_ping_interval
@@ -89,6 +91,7 @@ class PingPolicy:
         self._in = _Walker(_PREFACE_LEN)
         self._out = _Walker()
         self._now = 0.0
+        self._sends = 0
 
     def inbound(self, data, now: float) -> bool:
         """Note received bytes; True once the policy says: GOAWAY and close."""
@@ -100,13 +103,26 @@ class PingPolicy:
         if ftype == _HEADERS and sid > self.last_stream_id:
             self.last_stream_id = sid
         elif ftype == _PING and not flags & 1:
-            now = self._now
-            if (self.min_ping_interval is not None and self.last_ping is not None
-                    and now - self.last_ping < self.min_ping_interval):
-                self.strikes += 1
-                if self.strikes > self.max_ping_strikes:
-                    self.tripped = True
-            self.last_ping = now
+            self._ping(self._now)
+
+    def on_ping(self, now: float, sends: int) -> bool:
+        """A PING (not an ACK) received at ``now``, the server having sent ``sends``
+        HEADERS/DATA so far (a change since the last PING clears the strikes, as
+        ``outbound`` does). True once the policy says: GOAWAY and close."""
+        if sends != self._sends:
+            self._sends = sends
+            self.strikes = 0
+            self.last_ping = None
+        self._ping(now)
+        return self.tripped
+
+    def _ping(self, now: float) -> None:
+        if (self.min_ping_interval is not None and self.last_ping is not None
+                and now - self.last_ping < self.min_ping_interval):
+            self.strikes += 1
+            if self.strikes > self.max_ping_strikes:
+                self.tripped = True
+        self.last_ping = now
 
     def outbound(self, data) -> None:
         """Note bytes we send (whole frames, as an HTTP/2 connection writes them)."""

@@ -341,9 +341,9 @@ class Server:
         (ENHANCE_YOUR_CALM, ``too_many_pings``) and ends the connection, cancelling
         the calls in flight."""
         kw.setdefault("limits", self.h2_limits)
-        if self.limits.min_ping_interval is not None:
-            stream = _PolicedStream(stream, PingPolicy(self.limits.min_ping_interval,
-                                                       self.limits.max_ping_strikes))
+        if self.limits.min_ping_interval is not None and "ping_hook" not in kw:
+            kw["ping_hook"] = _ping_hook(PingPolicy(self.limits.min_ping_interval,
+                                                    self.limits.max_ping_strikes))
         return h2_serve_connection(stream, self.handle, **kw)
 
     def handle(self, req: Request) -> Response | None:
@@ -528,40 +528,15 @@ def _trailers_only(status: int, message: str = "", *, extra: list | None = None)
                                  + _status_fields(status, message) + (extra or [])))
 
 
-class _PolicedStream:
-    """The connection's stream, seen through the keepalive :class:`PingPolicy`:
-    every received byte is walked for PING frames, every sent byte for HEADERS/DATA.
-    When the policy trips, the GOAWAY is written (under the same lock as the
-    server's writes, so it cannot land inside another frame) and ``recv`` reports
-    EOF, which ends the HTTP/2 connection."""
-
-    def __init__(self, stream, policy: PingPolicy):
-        self._stream = stream
-        self._policy = policy
-        self._lock = greenrt.Lock()
-        self._ended = False
-
-    def recv(self, max_bytes: int = 65536) -> bytes:
-        if self._ended:
-            ll.enter_checkpoint()
-            return b""
-        data = self._stream.recv(max_bytes)
-        if data and self._policy.inbound(data, greenrt.now()):
-            self._ended = True
-            ll.current_hub().emit("protocol.error", protocol="grpc", code="too_many_pings",
-                                  strikes=self._policy.strikes)
-            with self._lock:
-                try:
-                    self._stream.send_all(self._policy.goaway())
-                except Exception:  # noqa: BLE001 - the connection ends either way
-                    pass
-            return b""
-        return data
-
-    def send_all(self, data) -> None:
-        with self._lock:
-            self._policy.outbound(data)
-            self._stream.send_all(data)
-
-    def __getattr__(self, name: str):
-        return getattr(self._stream, name)
+def _ping_hook(policy: PingPolicy) -> Callable:
+    """The HTTP/2 server's ``ping_hook`` for ``policy``: each PING the client sends is
+    judged (with the connection's count of HEADERS/DATA sent); when the policy trips,
+    ``too_many_pings`` becomes the GOAWAY(ENHANCE_YOUR_CALM)'s debug data and the
+    connection ends (the calls in flight are cancelled)."""
+    def hook(conn) -> bytes | None:
+        if not policy.on_ping(conn.hub.now(), conn.sends):
+            return None
+        conn.hub.emit("protocol.error", protocol="grpc", code="too_many_pings",
+                      strikes=policy.strikes)
+        return b"too_many_pings"
+    return hook

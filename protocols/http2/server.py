@@ -147,10 +147,11 @@ def feed_frames(h: h2.connection.H2Connection, data: bytes, on_stream_error) -> 
 
 
 class _ConnectionEnd(Exception):
-    def __init__(self, code: int, why: str):
+    def __init__(self, code: int, why: str, debug: bytes = b""):
         super().__init__(why)
         self.code = code
         self.why = why
+        self.debug = debug  # the GOAWAY's debug data
 
 
 class _Stream:
@@ -233,8 +234,16 @@ class ServerConnection:
     connection has ended: ``statistics()`` tells how it went)."""
 
     def __init__(self, stream, handler, limits: H2Limits, scheme: str, client: Any,
-                 shutdown: greenrt.Event | None = None, upgrade: Any = None):
+                 shutdown: greenrt.Event | None = None, upgrade: Any = None,
+                 ping_hook: Any = None):
         self.stream = stream
+        #: ``ping_hook(conn)``, called for every PING the client sends (not ACKs):
+        #: a ``bytes`` result ends the connection with GOAWAY(ENHANCE_YOUR_CALM)
+        #: carrying it as debug data (gRPC's keepalive policy, ``too_many_pings``)
+        self.ping_hook = ping_hook
+        #: HEADERS and DATA sends so far (what a ping policy asks: did the server
+        #: send anything since the last PING)
+        self.sends = 0
         #: an ``_h2c.Upgrade`` (the HTTP/1.1 request that asked for ``Upgrade: h2c``)
         self.upgrade = upgrade
         self.handler = handler
@@ -297,14 +306,18 @@ class ServerConnection:
                 self._flush_wait.wake_one()
 
     def _flusher(self) -> None:
-        """The one task that writes to the transport (see ``_wire.Writer``): waits for
-        queued bytes, lets the other ready tasks add theirs (one ``yield_now``), then
-        writes them all at once."""
+        """The task that writes to the transport (see ``_wire.Writer``; a lone
+        stream's task writes its own frames, see ``_kick``): waits for queued bytes,
+        lets the other ready tasks add theirs (one ``yield_now``), then writes them
+        all at once."""
         w = self.writer
         while not self.closed:
             if not w.buf:
                 self._flusher_idle = True
                 self._flush_wait.park(what="http2.flusher")
+                continue
+            if w.sending:  # another task is sending (and sends what is queued)
+                w.drained.park(what="http2.flusher")
                 continue
             ll.yield_now()
             w.write(b"")
@@ -313,6 +326,27 @@ class ServerConnection:
                 self._wake_all()
                 if self._recv_scope is not None:
                     self._recv_scope.cancel()
+
+    def _kick(self) -> None:
+        """Bytes were queued by a stream's task and the flusher is idle: while this is
+        the connection's only stream (nothing to batch with) and nothing is being
+        sent, the calling task writes them itself (a checkpoint only if the send
+        blocks; masked, see ``_wire.Writer.write``), saving the hand-off to the
+        flusher and back; otherwise the flusher is woken, so the frames of every
+        task of a scheduling round leave in one write."""
+        w = self.writer
+        if w.sending:
+            return  # the sending task sends what is queued before it stops
+        if len(self.streams) > 1:
+            self._flusher_idle = False
+            self._flush_wait.wake_one()
+            return
+        w.write(b"")
+        if w.broken is not None and not self.closed:
+            self.closed = True
+            self._wake_all()
+            if self._recv_scope is not None:
+                self._recv_scope.cancel()
 
     def ack(self, sid: int, flow: int, *, connection: bool = True,
             stream: bool = True) -> None:
@@ -468,7 +502,7 @@ class ServerConnection:
                     break
                 self._receive(data)
         except _ConnectionEnd as e:
-            self._goaway_error(e.code, e.why)
+            self._goaway_error(e.code, e.why, debug=e.debug)
         except _wire.GateError as e:
             self._goaway_error(e.code, e.why)
         except h2.exceptions.ProtocolError as e:
@@ -478,10 +512,11 @@ class ServerConnection:
             self.h2.clear_outbound_data_buffer()
             self._goaway_error(code, why, error=str(e)[:200])
 
-    def _goaway_error(self, code: int, why: str, **extra: Any) -> None:
+    def _goaway_error(self, code: int, why: str, *, debug: bytes = b"", **extra: Any) -> None:
         _emit(why, error_code=int(code), **extra)
         self.stats["goaway_" + why] += 1
-        self.writer.write(_wire.goaway_frame(self.h2.highest_inbound_stream_id, int(code)))
+        self.writer.write(_wire.goaway_frame(self.h2.highest_inbound_stream_id, int(code),
+                                             debug))
         self._linger()
 
     def _linger(self) -> None:
@@ -634,6 +669,11 @@ class ServerConnection:
                                   fields=[n.decode("latin-1") for n in dropped[:16]])
                 st.ended = True  # StreamEnded follows
                 st.wake()
+        elif t is h2.events.PingReceived:
+            if self.ping_hook is not None:
+                debug = self.ping_hook(self)
+                if debug is not None:
+                    raise _ConnectionEnd(_E.ENHANCE_YOUR_CALM, "ping_policy", debug)
         elif t is h2.events.ConnectionTerminated:
             self.closed = True
 
@@ -816,6 +856,7 @@ class ServerConnection:
             out.append((k, v))
         if not has_date:  # RFC 9110 6.6.1; the hub's clock (virtual under the lab)
             out.append((b"date", date_value(self.hub.wall_time())))
+        self.sends += 1
         self.h2.send_headers(st.id, out, end_stream=end)
         self.flush()
 
@@ -845,6 +886,7 @@ class ServerConnection:
                 self._send_data(st, data)
             self._send_trailers(st, Headers._trusted(trailers.fields))
             return
+        self.sends += 1
         sm, ssm = h.state_machine, stream.state_machine
         sm.process_input(_C_SEND_HEADERS)
         ssm.process_input(_S_SEND_HEADERS)
@@ -864,12 +906,12 @@ class ServerConnection:
                                    _wire.END_HEADERS | _wire.END_STREAM, sid), trailers.block)
         self.writer.queue(b"".join(out))
         if self._flusher_idle:
-            self._flusher_idle = False
-            self._flush_wait.wake_one()
+            self._kick()
 
     def _send_data(self, st: _Stream, data: bytes) -> None:
         view = memoryview(data)
         lim = self.limits
+        self.sends += 1
         while view:
             if self.closed or st.reset:
                 raise _StreamGone()
@@ -881,8 +923,7 @@ class ServerConnection:
                 # the whole of it fits one frame and the windows: no DataFrame
                 self.writer.queue(out)
                 if self._flusher_idle:
-                    self._flusher_idle = False
-                    self._flush_wait.wake_one()
+                    self._kick()
                 return
             window = min(self.h2.local_flow_control_window(st.id),
                          self.h2.max_outbound_frame_size)
@@ -909,12 +950,14 @@ class ServerConnection:
     def _end(self, st: _Stream) -> None:
         if self.closed or st.reset:
             raise _StreamGone()
+        self.sends += 1
         self.h2.end_stream(st.id)
         self.flush()
 
     def _send_trailers(self, st: _Stream, trailers: Headers) -> None:
         if self.closed or st.reset:
             raise _StreamGone()
+        self.sends += 1
         self.h2.send_headers(st.id, trailers.raw(), end_stream=True)
         self.flush()
 
@@ -1011,7 +1054,8 @@ class _StreamGone(Exception):
 def serve_connection(stream, handler, *, limits: H2Limits = DEFAULT_H2_LIMITS,
                      initial: bytes = b"", scheme: str = "http", client: Any = None,
                      shutdown: greenrt.Event | None = None,
-                     accepted: Any = None, upgrade: Any = None) -> ServerConnection:
+                     accepted: Any = None, upgrade: Any = None,
+                     ping_hook: Any = None) -> ServerConnection:
     """Serve one HTTP/2 connection on ``stream`` until it ends. A checkpoint (blocks).
 
     ``initial`` holds bytes already read from the stream (e.g. the client preface,
@@ -1031,8 +1075,14 @@ def serve_connection(stream, handler, *, limits: H2Limits = DEFAULT_H2_LIMITS,
     ``protocols.http.server`` sends the 101): its settings are the client's initial
     SETTINGS and its request is served as stream 1, half-closed (remote); ``initial``
     then holds what followed the upgrade request (the client's preface).
+
+    ``ping_hook`` (``ping_hook(conn) -> bytes | None``): called for each PING the
+    client sends (not ACKs); a ``bytes`` result ends the connection with
+    GOAWAY(ENHANCE_YOUR_CALM) with that debug data (``conn.sends`` counts the HEADERS
+    and DATA sent so far; gRPC's keepalive policy uses both).
     """
-    conn = ServerConnection(stream, handler, limits, scheme, client, shutdown, upgrade)
+    conn = ServerConnection(stream, handler, limits, scheme, client, shutdown, upgrade,
+                            ping_hook)
     if accepted is not None and hasattr(accepted, "on_drain"):
         accepted.on_drain(conn.begin_drain)
     conn.run(initial)

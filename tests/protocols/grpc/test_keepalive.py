@@ -10,6 +10,7 @@ import time
 import grpc
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import pytest
 from hypothesis import given
@@ -79,6 +80,19 @@ def test_policy_segmentation_independent(cuts):
         (split.strikes, split.tripped, split.last_stream_id)
 
 
+def test_on_ping_strikes_and_clears_on_sends():
+    # the HTTP/2 server's path: it sees the PINGs and counts its HEADERS/DATA sends
+    p = PingPolicy(min_ping_interval=10.0, max_ping_strikes=1)
+    assert not p.on_ping(0.0, 0)          # the first ping is free
+    assert not p.on_ping(1.0, 0)          # strike 1
+    assert not p.on_ping(2.0, 3)          # the server sent since: cleared, no strike
+    assert p.strikes == 0
+    assert not p.on_ping(3.0, 3)          # 1
+    assert p.on_ping(4.0, 3)              # 2 > 1: trip
+    slow = PingPolicy(min_ping_interval=10.0, max_ping_strikes=0)
+    assert not any(slow.on_ping(100.0 * i, 0) for i in range(5))  # 100 s apart
+
+
 @pytest.fixture
 def strict_server():
     srv = Server(limits=GrpcLimits(min_ping_interval=60.0, max_ping_strikes=2))
@@ -112,6 +126,52 @@ def test_ping_flood_gets_goaway_too_many_pings(strict_server):
     assert goaway is not None, "no GOAWAY"
     assert goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
     assert goaway.additional_data == b"too_many_pings"
+    assert "too_many_pings" in strict_server.codes()
+
+
+def test_pings_between_answered_calls_are_never_struck(strict_server):
+    # each PING follows a response (HEADERS and DATA sent): the strikes are cleared
+    # every time, so many more PINGs than max_ping_strikes pass; then a burst of
+    # PINGs with nothing sent in between still trips the policy
+    sock = socket.create_connection(("127.0.0.1", strict_server.port), timeout=10)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    body = b"\0\0\0\0\0"  # one empty message
+    answered = 0
+
+    def pump(until):
+        while not until():
+            data = sock.recv(65536)
+            if not data:
+                return False
+            for ev in conn.receive_data(data):
+                nonlocal answered
+                if isinstance(ev, h2.events.StreamEnded):
+                    answered += 1
+                if isinstance(ev, h2.events.ConnectionTerminated):
+                    return ev
+            sock.sendall(conn.data_to_send())
+        return True
+
+    for i in range(8):
+        conn.ping(b"%08d" % i)
+        sid = conn.get_next_available_stream_id()
+        conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"),
+                                (":authority", "x"),
+                                (":path", "/grpc.testing.TestService/EmptyCall"),
+                                ("content-type", "application/grpc"), ("te", "trailers")])
+        conn.send_data(sid, body, end_stream=True)
+        sock.sendall(conn.data_to_send())
+        assert pump(lambda i=i: answered == i + 1) is True
+    assert "too_many_pings" not in strict_server.codes()
+    for i in range(5):
+        conn.ping(b"b%07d" % i)
+    sock.sendall(conn.data_to_send())
+    ended = pump(lambda: False)
+    sock.close()
+    assert isinstance(ended, h2.events.ConnectionTerminated)
+    assert ended.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+    assert ended.additional_data == b"too_many_pings"
     assert "too_many_pings" in strict_server.codes()
 
 
