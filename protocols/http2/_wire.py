@@ -310,8 +310,12 @@ class Writer:
         self.broken: str | None = None
         self.drained = ll.WaitQueue()
         self.bytes_queued = 0
-        #: the transport's never-blocking write (``None``: a stream without one, TLS)
-        self._nowait = getattr(stream, "send_nowait", None)
+        #: the transport's never-blocking write: only from a stream whose class has
+        #: one (``None`` for TLS). A wrapper that forwards unknown attributes to the
+        #: stream it wraps (``__getattr__``) would hand out the inner stream's, and
+        #: bytes written through it would bypass the wrapper's ``send_all``.
+        self._nowait = (getattr(stream, "send_nowait", None)
+                        if getattr(type(stream), "send_nowait", None) is not None else None)
         self._streak = 0
 
     @property
