@@ -1,4 +1,4 @@
-"""Two of h2's per-frame steps, cheaper.
+"""h2's per-frame steps, cheaper.
 
 * ``H2Connection._receive_frame`` starts with ``logger.trace("...", repr(frame))``:
   the ``repr`` of every received frame is built even though nothing logs it (h2's
@@ -14,9 +14,11 @@
   a pure function of those, so the verdict is the same. Peers resend the same
   blocks: grpcio indexes its request headers into the dynamic table once, later
   requests are 8 bytes of indexes.
-* :func:`send_data` is ``H2Connection.send_data`` for one frame that fits the
-  windows and the frame size (no padding): the same state machine inputs and window
-  arithmetic, the frame's bytes built directly instead of through a ``DataFrame``.
+* :func:`put_data` / :func:`send_data` write one DATA frame (no padding) without
+  ``H2Connection.send_data``'s per-frame machinery (state machine steps that change
+  nothing, a ``DataFrame``, debug logging), where that is all it would do; one set
+  of checks (:func:`_take`) for both: the tunnels (``_connect``) queue with
+  ``put_data``, the client's streams take the bytes with ``send_data``.
 
 Written against h2 4.x; ``tests/protocols/http2`` and the grpc interop tests run
 every frame type through them.
@@ -26,19 +28,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from h2.connection import AllowedStreamIDs, ConnectionInputs, _decode_headers
+from h2.connection import AllowedStreamIDs, ConnectionInputs, ConnectionState, _decode_headers
 from h2.errors import ErrorCodes
 from h2.events import TrailersReceived
 from h2.exceptions import ProtocolError, StreamClosedError, StreamIDTooLowError, TooManyStreamsError
-from h2.stream import StreamInputs
+from h2.stream import StreamInputs, StreamState
 from h2.utilities import is_informational_response
 from hpack.table import HeaderTable
 from hyperframe.frame import HeadersFrame, RstStreamFrame
 
-__all__ = ["receive_frame", "send_data"]
+__all__ = ["put_data", "receive_frame", "send_data"]
 
-_C_SEND_DATA = ConnectionInputs.SEND_DATA
-_S_SEND_DATA = StreamInputs.SEND_DATA
+# where sending DATA changes no h2 state but the windows (h2's state tables)
+_SENDING_STREAM = frozenset((StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE))
+_SENDING_CONN = frozenset((ConnectionState.CLIENT_OPEN, ConnectionState.SERVER_OPEN))
 _S_SEND_END_STREAM = StreamInputs.SEND_END_STREAM
 _C_RECV_HEADERS = ConnectionInputs.RECV_HEADERS
 _S_RECV_HEADERS = StreamInputs.RECV_HEADERS
@@ -83,24 +86,51 @@ def receive_frame(h: Any, frame: Any) -> list:
     return events
 
 
-def send_data(h: Any, stream_id: int, data: bytes, end_stream: bool = False) -> bytes | None:
-    """One DATA frame on ``h``: h2's queued bytes followed by the frame, to be written
-    in this order; ``None`` (nothing changed) when the frame does not fit the
-    windows or the frame size, or the stream is unknown: use ``h.send_data``."""
-    n = len(data)
-    stream = h.streams.get(stream_id)
-    if (stream is None or n > h.max_outbound_frame_size or n > h.outbound_flow_control_window
-            or n > stream.outbound_flow_control_window):
+def _take(h: Any, sid: int, n: int, end_stream: bool) -> bytes | None:
+    """The one set of checks for a DATA frame of ``n`` bytes written without h2's
+    ``send_data``, and its accounting: ``None`` (nothing changed) unless the
+    stream is open or half-closed by the peer and the connection open (where h2's
+    SEND_DATA input changes no state: its tables map those states to themselves),
+    the frame fits both windows and the peer's frame size, and it carries bytes or
+    END_STREAM (an empty DATA frame without it is what flood counters count). Else
+    END_STREAM goes through h2's stream state machine, both windows are debited,
+    and the frame's 9-byte header is returned."""
+    stream = h.streams.get(sid)
+    if (stream is None or n > h.max_outbound_frame_size or not (n or end_stream)
+            or n > stream.outbound_flow_control_window or n > h.outbound_flow_control_window
+            or stream.state_machine.state not in _SENDING_STREAM
+            or h.state_machine.state not in _SENDING_CONN):
         return None
-    h.state_machine.process_input(_C_SEND_DATA)
-    ssm = stream.state_machine
-    ssm.process_input(_S_SEND_DATA)
     if end_stream:
-        ssm.process_input(_S_SEND_END_STREAM)
+        stream.state_machine.process_input(_S_SEND_END_STREAM)
     stream.outbound_flow_control_window -= n
     h.outbound_flow_control_window -= n
-    return b"".join((h.data_to_send(), n.to_bytes(3, "big"), b"\x00\x01" if end_stream
-                     else b"\x00\x00", (stream_id & 0x7FFFFFFF).to_bytes(4, "big"), data))
+    return b"".join((n.to_bytes(3, "big"), b"\x00\x01" if end_stream else b"\x00\x00",
+                     (sid & 0x7FFFFFFF).to_bytes(4, "big")))
+
+
+def put_data(h: Any, sid: int, data: bytes, end_stream: bool = False) -> bool:
+    """Queue ``data`` as one DATA frame (no padding) on stream ``sid`` of ``h`` (an
+    ``H2Connection``), behind what h2 has queued, exactly as ``h.send_data`` would
+    (``tests/protocols/websocket/test_h2.py`` and ``test_h2fast.py`` pin the bytes
+    and windows); ``False`` (nothing done) where :func:`_take` declines: use
+    ``h.send_data``. Not a checkpoint."""
+    head = _take(h, sid, len(data), end_stream)
+    if head is None:
+        return False
+    h._data_to_send += head
+    h._data_to_send += data
+    return True
+
+
+def send_data(h: Any, stream_id: int, data: bytes, end_stream: bool = False) -> bytes | None:
+    """:func:`put_data`, returning h2's queued bytes followed by the frame (to be
+    written in this order) instead of queueing it; ``None`` (nothing changed) where
+    it declines: use ``h.send_data``. Not a checkpoint."""
+    head = _take(h, stream_id, len(data), end_stream)
+    if head is None:
+        return None
+    return b"".join((h.data_to_send(), head, data))
 
 
 # -- HEADERS -------------------------------------------------------------------------

@@ -245,3 +245,80 @@ def test_fast_headers_match_h2(pool, picks, end_stream, header_encoding):
 def test_broken_blocks_fail_as_h2_fails(block):
     ref, fast = _both([block, block])
     assert ref == fast and ref[0][0] == "error"
+
+
+# -- the one DATA-frame writer ----------------------------------------------------------
+
+def _pair(peer_ended: bool):
+    """A client and a server h2 connection with stream 1 open (or, ``peer_ended``,
+    half-closed by the client: the server's side is HALF_CLOSED_REMOTE)."""
+    cl = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    sv = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    cl.initiate_connection()
+    sv.initiate_connection()
+    for _ in range(2):
+        sv.receive_data(cl.data_to_send())
+        cl.receive_data(sv.data_to_send())
+    cl.send_headers(1, [(b":method", b"POST"), (b":path", b"/"), (b":scheme", b"http"),
+                        (b":authority", b"x")], end_stream=peer_ended)
+    sv.receive_data(cl.data_to_send())
+    sv.send_headers(1, [(b":status", b"200")])
+    cl.receive_data(sv.data_to_send())
+    return cl, sv
+
+
+@pytest.mark.parametrize("how", ["put_data", "send_data"])
+@pytest.mark.parametrize("side, peer_ended", [("client", False), ("server", False),
+                                              ("server", True)])
+def test_the_data_writer_writes_what_h2_writes_with_and_without_end_stream(side, how,
+                                                                           peer_ended):
+    """``_h2fast.put_data``/``send_data`` (one set of checks) against
+    ``h2.send_data``: the same bytes, windows and stream states, END_STREAM
+    included (half-closing the stream, or closing it when the peer had ended); then
+    both decline (nothing changed) on the stream they ended."""
+    ref, fast = _pair(peer_ended), _pair(peer_ended)
+    i = 0 if side == "client" else 1
+    hr, hf = ref[i], fast[i]
+    hr.data_to_send()
+    hf.data_to_send()
+
+    def write(data, end):
+        if how == "put_data":
+            assert _h2fast.put_data(hf, 1, data, end)
+            return hf.data_to_send()
+        out = _h2fast.send_data(hf, 1, data, end)
+        assert out is not None
+        return out
+
+    for data, end in ((b"a", False), (bytes(range(256)) * 8, False), (b"", False),
+                      (b"last", True)):
+        if not data and not end:
+            # an empty DATA frame without END_STREAM: declined, h2 would send one
+            assert not _h2fast.put_data(hf, 1, data) and _h2fast.send_data(hf, 1, data) is None
+            continue
+        hr.send_data(1, data, end_stream=end)
+        assert write(data, end) == hr.data_to_send()
+        assert hf.outbound_flow_control_window == hr.outbound_flow_control_window
+        assert hf.streams[1].outbound_flow_control_window == hr.streams[1].outbound_flow_control_window
+        assert hf.streams[1].state_machine.state == hr.streams[1].state_machine.state
+    state = hf.streams[1].state_machine.state
+    assert not _h2fast.put_data(hf, 1, b"x") and _h2fast.send_data(hf, 1, b"x") is None
+    assert not _h2fast.put_data(hf, 1, b"", True)
+    assert hf.streams[1].state_machine.state == state and hf.data_to_send() == b""
+
+
+def test_the_data_writer_declines_beyond_the_windows_and_the_frame_size():
+    cl, sv = _pair(False)
+    sv.data_to_send()
+    assert not _h2fast.put_data(sv, 1, b"x" * (sv.max_outbound_frame_size + 1))
+    assert not _h2fast.put_data(sv, 3, b"x")  # no such stream
+    big = b"x" * 16384
+    while _h2fast.put_data(sv, 1, big):  # down to less than a frame of window
+        pass
+    left = sv.local_flow_control_window(1)
+    assert 0 <= left < len(big)
+    assert _h2fast.send_data(sv, 1, b"x" * (left + 1)) is None
+    assert sv.local_flow_control_window(1) == left
+    wire = sv.data_to_send()
+    got = b"".join(e.data for e in cl.receive_data(wire) if isinstance(e, h2.events.DataReceived))
+    assert got == big * (len(got) // len(big)) and len(got) == 65535 - left
