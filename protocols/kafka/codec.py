@@ -60,8 +60,18 @@ _SNAKE_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
 def snake(name: str) -> str:
-    """``PartitionIndex`` -> ``partition_index``; ``ThrottleTimeMs`` -> ``throttle_time_ms``."""
-    return _SNAKE_RE.sub("_", name).lower()
+    """``PartitionIndex`` -> ``partition_index``; ``ThrottleTimeMs`` -> ``throttle_time_ms``.
+    Memoised: the schema's field names are a fixed set, converted once each (the
+    schema interpreter asks for every field of every message it encodes or decodes)."""
+    s = _SNAKE.get(name)
+    if s is None:
+        s = _SNAKE_RE.sub("_", name).lower()
+        if len(_SNAKE) < 4096:  # bounded: a caller's names beyond the schema's are not kept
+            _SNAKE[name] = s
+    return s
+
+
+_SNAKE: dict[str, str] = {}
 
 
 #: api name (``"Produce"``) -> api key
