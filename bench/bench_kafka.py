@@ -10,7 +10,12 @@ peer in a fresh subprocess against it, one after the other:
   first timed send to the last acknowledgement. greenrt's ``send`` blocks until the
   record is acknowledged, so its callers batch each other: it runs with T tasks each
   sending N/T records (``--tasks``, 1000 by default; 100 also shown). The others use
-  their asynchronous send (a future or a callback per record) and a final flush;
+  their asynchronous send (a future or a callback per record): kafka-python and
+  aiokafka keep 1000 futures outstanding (the oldest awaited before the next send, the
+  same number of records in flight as greenrt's 1000 tasks); their "every future
+  kept, then flush/gather" shape is shown too (``-all``: its garbage collector scans
+  N live futures, so it is slower per record the larger N is, and flattered greenrt);
+  confluent-kafka a delivery callback and a final flush;
 * **consume**: M records of 100 bytes written beforehand (by confluent-kafka) into
   one partition; each peer assigns the partition without a group, reads from the
   earliest offset, and is timed from its first record to its M-th.
@@ -88,23 +93,45 @@ def w_greenrt_produce_many(boot: str, topic: str, n: int, chunk: int) -> dict:
     return greenrt.run(main)
 
 
-def w_kafkapython_produce(boot: str, topic: str, n: int) -> dict:
+#: records a future-based peer keeps outstanding (``window`` > 0): the oldest future is
+#: awaited before the next send once this many are, as greenrt's 1000 blocking tasks
+#: have 1000 records outstanding. ``window`` 0: every future kept until the end (the
+#: shape of the peers' "send everything, then flush" examples; its garbage collector
+#: then scans a heap of N futures, a cost that grows with N).
+WINDOW = 1000
+
+
+def w_kafkapython_produce(boot: str, topic: str, n: int, window: int = WINDOW) -> dict:
+    from collections import deque
+
     from kafka import KafkaProducer
 
     # api_version pinned: kafka-python 3 cannot parse the mock's answer to its ApiVersions v4
     p = KafkaProducer(bootstrap_servers=boot, acks="all", enable_idempotence=True, api_version=(2, 0, 0))
     p.send(topic, VALUE, partition=0).get(timeout=30)
+    failed = 0
     t0, c0 = time.perf_counter(), time.process_time()
-    futs = [p.send(topic, VALUE, partition=0) for _ in range(n)]
-    p.flush()
+    if window:
+        futs = deque()
+        for _ in range(n):
+            if len(futs) >= window:
+                futs.popleft().get(timeout=60)  # raises if the record failed
+            futs.append(p.send(topic, VALUE, partition=0))
+        for f in futs:
+            f.get(timeout=60)
+    else:
+        futs = [p.send(topic, VALUE, partition=0) for _ in range(n)]
+        p.flush()
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-    failed = sum(1 for f in futs if not f.succeeded())
+    if not window:
+        failed = sum(1 for f in futs if not f.succeeded())
     p.close()
     return {"rate": n / dt, "cpu_rate": n / cpu, "failed": failed}
 
 
-def w_aiokafka_produce(boot: str, topic: str, n: int) -> dict:
+def w_aiokafka_produce(boot: str, topic: str, n: int, window: int = WINDOW) -> dict:
     import asyncio
+    from collections import deque
 
     from aiokafka import AIOKafkaProducer
 
@@ -114,8 +141,16 @@ def w_aiokafka_produce(boot: str, topic: str, n: int) -> dict:
         try:
             await p.send_and_wait(topic, VALUE, partition=0)
             t0, c0 = time.perf_counter(), time.process_time()
-            futs = [await p.send(topic, VALUE, partition=0) for _ in range(n)]
-            res = await asyncio.gather(*futs, return_exceptions=True)
+            if window:  # send() queues the record and returns its future (aiokafka's docs)
+                futs = deque()
+                for _ in range(n):
+                    if len(futs) >= window:
+                        await futs.popleft()  # raises if the record failed
+                    futs.append(await p.send(topic, VALUE, partition=0))
+                res = await asyncio.gather(*futs, return_exceptions=True)
+            else:
+                futs = [await p.send(topic, VALUE, partition=0) for _ in range(n)]
+                res = await asyncio.gather(*futs, return_exceptions=True)
             dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         finally:
             await p.stop()
@@ -259,7 +294,9 @@ def worker_main(argv: list[str]) -> None:
     fn = {"greenrt-produce": lambda: w_greenrt_produce(boot, topic, n, extra),
           "greenrt-produce-many": lambda: w_greenrt_produce_many(boot, topic, n, extra),
           "kafka-python-produce": lambda: w_kafkapython_produce(boot, topic, n),
+          "kafka-python-produce-all": lambda: w_kafkapython_produce(boot, topic, n, 0),
           "aiokafka-produce": lambda: w_aiokafka_produce(boot, topic, n),
+          "aiokafka-produce-all": lambda: w_aiokafka_produce(boot, topic, n, 0),
           "confluent-produce": lambda: w_confluent_produce(boot, topic, n),
           "greenrt-consume": lambda: w_greenrt_consume(boot, topic, n),
           "kafka-python-consume": lambda: w_kafkapython_consume(boot, topic, n),
@@ -343,8 +380,8 @@ def callgrind(me: str, boot: str, mc, fresh, what: str = "both") -> int:
     if what in ("both", "produce"):
         cases.append(("produce", (("greenrt", "greenrt-produce", 1000, "1000 tasks, send()"),
                                   ("greenrt send_many", "greenrt-produce-many", 5000, "1 task"),
-                                  ("kafka-python", "kafka-python-produce", 0, ""),
-                                  ("aiokafka", "aiokafka-produce", 0, ""),
+                                  ("kafka-python", "kafka-python-produce", 0, "1000 futures outstanding"),
+                                  ("aiokafka", "aiokafka-produce", 0, "1000 futures outstanding"),
                                   ("confluent-kafka", "confluent-produce", 0, "C, ceiling"))))
     if what in ("both", "consume"):
         cases.append(("consume", (("greenrt", "greenrt-consume", 0, "poll()"),
@@ -439,7 +476,9 @@ def main() -> int:
         g100 = run("greenrt-produce", fresh(), n, 100)
         gm = run("greenrt-produce-many", fresh(), n, 5000)
         kp = run("kafka-python-produce", fresh(), n)
+        kp_all = run("kafka-python-produce-all", fresh(), n)
         ak = run("aiokafka-produce", fresh(), n)
+        ak_all = run("aiokafka-produce-all", fresh(), n)
         cf = run("confluent-produce", fresh(), n)
         ctopic = "bench-consume"
         mc.create_topic(ctopic, 1)
@@ -457,8 +496,10 @@ def main() -> int:
     produce = [("greenrt", g, f"{a.tasks} tasks, blocking send"),
                ("greenrt x100", g100, "100 tasks, blocking send"),
                ("greenrt send_many", gm, "1 task, send_many() of 5000"),
-               ("kafka-python", kp, "send() futures + flush"),
-               ("aiokafka", ak, "send() futures + gather"),
+               ("kafka-python", kp, f"send() futures, {WINDOW} outstanding"),
+               ("kafka-python all", kp_all, "send() futures, all kept + flush"),
+               ("aiokafka", ak, f"send() futures, {WINDOW} outstanding"),
+               ("aiokafka all", ak_all, "send() futures, all kept + gather"),
                ("confluent-kafka", cf, "librdkafka (C), ceiling")]
     consume = [("greenrt", gc_, "poll()"),
                ("kafka-python", kpc, "poll()"),

@@ -16,6 +16,8 @@ One input is used three ways, each of which may only raise ``KafkaProtocolError`
 * as the ``records`` of a fetch: ``decode_batches`` with a small inflate cap, once with
   the CRC checked and once without (so mutated compressed sections reach the gzip,
   snappy, lz4 and zstd decoders instead of stopping at the CRC);
+* a Produce answer also through its fast decoder, which must agree with the schema
+  interpreter whenever it returns a result;
 * as a records section for the record decoder's fast path, which must agree with the
   careful decoder whenever it returns a result;
 * as a consumer group's subscription and assignment (``group.decode_*``).
@@ -84,6 +86,24 @@ def _body(data: bytes) -> None:
         codec.decode_message(name, version, data[2:])
     except KafkaProtocolError:
         pass
+    if name == "ProduceResponse":
+        _produce_fast_path(version, data[2:])
+
+
+def _produce_fast_path(version: int, body: bytes) -> None:
+    """The Produce answer's fast decoder gives a result only where the schema
+    interpreter gives the same one (else it defers to it)."""
+    try:
+        fast = codec._decode_produce(version, body, False)
+    except codec._NotPlain:
+        return
+    fields, flex = codec._schema("ProduceResponse", version)
+    try:
+        careful = codec._read_struct(codec.Reader(body), fields, version, flex)
+    except KafkaProtocolError as e:
+        raise Finding(f"Produce fast decoder accepted what the interpreter refuses: {e}") from None
+    if careful != fast:
+        raise Finding("Produce fast decoder and the interpreter disagree")
 
 
 def TestOneInput(data: bytes) -> None:

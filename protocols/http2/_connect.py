@@ -37,14 +37,13 @@ import functools
 import re
 from typing import Any
 
-import h2.connection
 import h2.errors
 import h2.exceptions
-import h2.stream
 
 import greenrt
 from greenrt import lowlevel as ll
 
+from ._h2fast import put_data  # the one DATA-frame fast writer (also the tunnels')
 from .errors import HTTP2Error, StreamReset
 
 __all__ = ["ClientTunnel", "ExtendedConnect", "Tunnel", "extended_connect"]
@@ -57,37 +56,6 @@ CONNECTION_WINDOW = 65535
 _E = h2.errors.ErrorCodes
 # RFC 9110 5.6.2 token
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-# where sending DATA changes no h2 state but the windows (h2's state tables)
-_SENDING_STREAM = frozenset((h2.stream.StreamState.OPEN,
-                             h2.stream.StreamState.HALF_CLOSED_REMOTE))
-_SENDING_CONN = frozenset((h2.connection.ConnectionState.CLIENT_OPEN,
-                           h2.connection.ConnectionState.SERVER_OPEN))
-
-
-def put_data(h: Any, sid: int, data: bytes) -> bool:
-    """Queue ``data`` as one DATA frame (no END_STREAM, no padding) on stream
-    ``sid`` of the h2 connection ``h``, as ``h.send_data`` would, without its
-    per-frame machinery (a state machine step that changes nothing, a frame object,
-    debug logging): the frame header is written here and both windows are
-    debited. Only where that is all ``send_data`` does: the stream open (or
-    half-closed by the peer), the connection open, ``data`` within both windows and
-    the peer's frame size. Returns ``False`` (nothing done) otherwise, for the
-    caller to take the general path. ``test_h2.py`` checks it against
-    ``h.send_data`` byte for byte. Not a checkpoint."""
-    n = len(data)
-    stream = h.streams.get(sid)
-    if (stream is None or not 0 < n <= h.max_outbound_frame_size
-            or n > stream.outbound_flow_control_window or n > h.outbound_flow_control_window
-            or stream.state_machine.state not in _SENDING_STREAM
-            or h.state_machine.state not in _SENDING_CONN):
-        return False
-    stream.outbound_flow_control_window -= n
-    h.outbound_flow_control_window -= n
-    h._data_to_send += n.to_bytes(3, "big") + b"\x00\x00" + sid.to_bytes(4, "big")
-    h._data_to_send += data
-    return True
-
-
 def extended_connect(handler):
     """Mark ``handler`` (an HTTP handler) as accepting RFC 8441 extended CONNECT:
     a server connection running it advertises SETTINGS_ENABLE_CONNECT_PROTOCOL=1 and

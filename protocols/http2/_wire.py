@@ -12,9 +12,12 @@ outbound writer.
   here, built with hyperframe, and never shown to h2.
 * :class:`Writer` owns the outbound bytes. Whoever queues bytes while nobody is
   sending becomes the sender and writes until the queue is empty; the rest only
-  queue. The write runs masked (bounded by ``send_timeout``): a cancelled caller
-  never leaves half a frame on the wire, which would break the connection for
-  every other stream. Its cancellation is delivered at its next checkpoint.
+  queue. The sender first offers the queue to the transport without waiting
+  (``send_nowait``, where the stream has it): when it all fits, as it mostly does,
+  that is the whole write, with no scope and no timer. Whatever does not fit is
+  written masked, bounded by ``send_timeout``: a cancelled caller never leaves half
+  a frame on the wire, which would break the connection for every other stream.
+  Its cancellation is delivered at its next checkpoint.
 
 Neither imports h2; both are total over any segmentation of the input.
 """
@@ -293,7 +296,11 @@ class Writer:
     reason) once a write failed or timed out; later writes are dropped."""
 
     __slots__ = ("stream", "send_timeout", "buf", "sending", "broken", "drained",
-                 "bytes_queued")
+                 "bytes_queued", "_nowait", "_streak")
+
+    #: writes completed by ``send_nowait`` in a row before the writer yields once
+    #: (the fairness ``send_all`` keeps for a transport that is always ready)
+    FAIR_STREAK = 64
 
     def __init__(self, stream: Any, send_timeout: float):
         self.stream = stream
@@ -303,6 +310,13 @@ class Writer:
         self.broken: str | None = None
         self.drained = ll.WaitQueue()
         self.bytes_queued = 0
+        #: the transport's never-blocking write: only from a stream whose class has
+        #: one (``None`` for TLS). A wrapper that forwards unknown attributes to the
+        #: stream it wraps (``__getattr__``) would hand out the inner stream's, and
+        #: bytes written through it would bypass the wrapper's ``send_all``.
+        self._nowait = (getattr(stream, "send_nowait", None)
+                        if getattr(type(stream), "send_nowait", None) is not None else None)
+        self._streak = 0
 
     @property
     def pending(self) -> int:
@@ -319,9 +333,12 @@ class Writer:
     def write(self, data: bytes) -> None:
         """Queue ``data`` and, unless another task is already sending, send the queue.
 
-        A checkpoint only when this call sends; the send is masked (bounded by
-        ``send_timeout``), so a cancellation is delivered at the caller's next
-        checkpoint and the wire never carries half a frame."""
+        When this call sends: what the transport takes at once (``send_nowait``) is
+        sent without blocking, and every ``FAIR_STREAK``-th such write yields to the
+        other tasks (no cancellation is delivered there); the rest is sent masked,
+        bounded by ``send_timeout``, a checkpoint. Either way a cancellation is
+        delivered at the caller's next checkpoint and the wire never carries half a
+        frame."""
         if self.broken is not None:
             return
         if data:
@@ -330,15 +347,32 @@ class Writer:
         if self.sending or not self.buf:
             return
         self.sending = True
+        fair = False
         try:
-            with greenrt.masked(name="http2.send"):
-                with greenrt.move_on_after(self.send_timeout, name="http2.send_timeout") as sc:
-                    while self.buf:
-                        out = bytes(self.buf)
-                        self.buf.clear()
-                        self.stream.send_all(out)
-            if sc.cancelled_caught:
-                self.broken = "send_timeout"
+            nowait = self._nowait
+            if nowait is not None:
+                out = bytes(self.buf)
+                try:
+                    n = nowait(out)
+                except greenrt.WouldBlock:
+                    n = 0
+                if n == len(out):
+                    self.buf.clear()
+                    self._streak += 1
+                    fair = self._streak >= self.FAIR_STREAK
+                else:
+                    del self.buf[:n]
+            if self.buf:
+                self._streak = 0
+                with greenrt.masked(name="http2.send"):
+                    with greenrt.move_on_after(self.send_timeout,
+                                               name="http2.send_timeout") as sc:
+                        while self.buf:
+                            out = bytes(self.buf)
+                            self.buf.clear()
+                            self.stream.send_all(out)
+                if sc.cancelled_caught:
+                    self.broken = "send_timeout"
         except (net.StreamError, greenrt.ClosedResourceError, OSError) as e:
             self.broken = f"send failed: {type(e).__name__}"
         finally:
@@ -346,6 +380,9 @@ class Writer:
             self.drained.wake_all()
         if self.broken is not None:
             self.buf.clear()
+        elif fair:
+            self._streak = 0
+            ll.yield_now()
 
     def wait_drained(self, below: int) -> None:
         """Block until fewer than ``below`` bytes are queued (or the writer broke).

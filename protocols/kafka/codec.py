@@ -60,8 +60,18 @@ _SNAKE_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
 def snake(name: str) -> str:
-    """``PartitionIndex`` -> ``partition_index``; ``ThrottleTimeMs`` -> ``throttle_time_ms``."""
-    return _SNAKE_RE.sub("_", name).lower()
+    """``PartitionIndex`` -> ``partition_index``; ``ThrottleTimeMs`` -> ``throttle_time_ms``.
+    Memoised: the schema's field names are a fixed set, converted once each (the
+    schema interpreter asks for every field of every message it encodes or decodes)."""
+    s = _SNAKE.get(name)
+    if s is None:
+        s = _SNAKE_RE.sub("_", name).lower()
+        if len(_SNAKE) < 4096:  # bounded: a caller's names beyond the schema's are not kept
+            _SNAKE[name] = s
+    return s
+
+
+_SNAKE: dict[str, str] = {}
 
 
 #: api name (``"Produce"``) -> api key
@@ -438,6 +448,10 @@ def encode_message(name: str, version: int, obj: dict) -> bytes:
     """The body of message ``name`` (``"ProduceRequest"``) at ``version`` from a dict
     keyed by snake_case field names (missing fields take their schema defaults)."""
     fields, flex = _schema(name, version)
+    if name == "ProduceRequest" and isinstance(obj, dict):
+        fast = _encode_produce(version, obj)
+        if fast is not None:
+            return fast
     w = Writer()
     _write_struct(w, fields, obj, version, flex)
     return bytes(w.buf)
@@ -446,6 +460,11 @@ def encode_message(name: str, version: int, obj: dict) -> bytes:
 def decode_message(name: str, version: int, data: bytes | memoryview, *, exact: bool = True) -> dict:
     """Decode a message body; ``exact`` requires that nothing is left over."""
     fields, flex = _schema(name, version)
+    if name == "ProduceResponse":
+        try:
+            return _decode_produce(version, data, exact)
+        except _NotPlain:
+            pass
     r = Reader(data)
     try:
         out = _read_struct(r, fields, version, flex)
@@ -550,3 +569,166 @@ class FrameDecoder:
     def _fail(self, exc: Exception):
         self._error.set(exc)
         raise exc
+
+
+# -- Produce, without the schema interpreter -------------------------------------------
+#
+# A producer sends one Produce request per batch and reads its answer: the schema
+# interpreter's cost (a dozen fields looked up, converted and dispatched on their type
+# per message) is most of a small batch's CPU. These two are the same encoding written
+# out for ProduceRequest/ProduceResponse v0-v9; ``encode_message``/``decode_message``
+# use them for those messages and fall back to the interpreter for any shape they do
+# not cover (the interpreter then decides, with its typed errors). Tests check both
+# agree over every version (tests/protocols/kafka/test_codec.py) and the fuzz target
+# compares them on every input it decodes (fuzz/fuzz_kafka.py).
+
+_PRODUCE_KEYS = frozenset(("transactional_id", "acks", "timeout_ms", "topic_data"))
+_H_I = struct.Struct(">hi")
+_I_Q = struct.Struct(">ihq")
+_Q = struct.Struct(">q")
+
+
+def _uv(n: int) -> bytes:
+    """An unsigned varint (a compact length, already offset by one)."""
+    if n < 0x80:
+        return bytes((n,))
+    w = Writer()
+    w.uvarint(n)
+    return bytes(w.buf)
+
+
+def _encode_produce(version: int, obj: dict) -> bytes | None:
+    """ProduceRequest ``version`` from ``obj``, or ``None`` (the interpreter encodes it)
+    when ``obj`` is not the plain shape: every field given, no extra key."""
+    if obj.keys() != _PRODUCE_KEYS:
+        return None
+    flex = version >= 9
+    parts = []
+    if version >= 3:
+        tid = obj["transactional_id"]
+        if tid is not None:
+            return None
+        parts.append(b"\x00" if flex else b"\xff\xff")
+    parts.append(_H_I.pack(obj["acks"], obj["timeout_ms"]))
+    topics = obj["topic_data"]
+    if type(topics) is not list:
+        return None
+    parts.append(_uv(len(topics) + 1) if flex else _I32.pack(len(topics)))
+    for t in topics:
+        if type(t) is not dict or t.keys() != {"name", "partition_data"}:
+            return None
+        name, pds = t["name"], t["partition_data"]
+        if type(name) is not str or type(pds) is not list:
+            return None
+        nb = name.encode("utf-8")
+        if len(nb) > 32767:
+            return None
+        parts.append(_uv(len(nb) + 1) if flex else _I16.pack(len(nb)))
+        parts.append(nb)
+        parts.append(_uv(len(pds) + 1) if flex else _I32.pack(len(pds)))
+        for pd in pds:
+            if type(pd) is not dict or pd.keys() != {"index", "records"}:
+                return None
+            data = pd["records"]
+            if data is None or type(data) is not bytes:
+                return None
+            parts.append(_I32.pack(pd["index"]))
+            parts.append(_uv(len(data) + 1) if flex else _I32.pack(len(data)))
+            parts.append(data)
+            if flex:
+                parts.append(b"\x00")
+        if flex:
+            parts.append(b"\x00")
+    if flex:
+        parts.append(b"\x00")
+    return b"".join(parts)
+
+
+class _NotPlain(Exception):
+    """The answer is not the plain shape ``_decode_produce`` reads: the interpreter decides."""
+
+
+def _decode_produce(version: int, data: bytes | memoryview, exact: bool) -> dict:
+    """ProduceResponse ``version``: the interpreter's dict, for answers without tagged
+    fields, record errors or error messages; anything else (or anything malformed)
+    raises ``_NotPlain``."""
+    flex = version >= 9
+    mv = data if isinstance(data, memoryview) else memoryview(data)
+    end = len(mv)
+    pos = 0
+    try:
+        if flex:
+            n = mv[pos] - 1
+            pos += 1
+        else:
+            n = _I32.unpack_from(mv, pos)[0]
+            pos += 4
+        if n < 0 or n > end - pos or (flex and n > 126):
+            raise _NotPlain
+        responses = []
+        for _ in range(n):
+            if flex:
+                ln = mv[pos] - 1
+                pos += 1
+                if ln < 0 or ln > 126:
+                    raise _NotPlain
+            else:
+                ln = _I16.unpack_from(mv, pos)[0]
+                pos += 2
+                if ln < 0:
+                    raise _NotPlain
+            if pos + ln > end:
+                raise _NotPlain
+            name = bytes(mv[pos:pos + ln]).decode("utf-8")
+            pos += ln
+            if flex:
+                m = mv[pos] - 1
+                pos += 1
+                if m > 126:
+                    raise _NotPlain
+            else:
+                m = _I32.unpack_from(mv, pos)[0]
+                pos += 4
+            if m < 0 or m > end - pos:
+                raise _NotPlain
+            prs = []
+            for _ in range(m):
+                index, code, base = _I_Q.unpack_from(mv, pos)
+                pos += 14
+                pr = {"index": index, "error_code": code, "base_offset": base}
+                if version >= 2:
+                    pr["log_append_time_ms"] = _Q.unpack_from(mv, pos)[0]
+                    pos += 8
+                if version >= 5:
+                    pr["log_start_offset"] = _Q.unpack_from(mv, pos)[0]
+                    pos += 8
+                if version >= 8:
+                    if flex:  # no record errors, a null message, no tagged fields
+                        if bytes(mv[pos:pos + 3]) != b"\x01\x00\x00":
+                            raise _NotPlain
+                        pos += 3
+                    else:
+                        if bytes(mv[pos:pos + 6]) != b"\x00\x00\x00\x00\xff\xff":
+                            raise _NotPlain
+                        pos += 6
+                    pr["record_errors"] = []
+                    pr["error_message"] = None
+                prs.append(pr)
+            if flex:
+                if mv[pos] != 0:
+                    raise _NotPlain
+                pos += 1
+            responses.append({"name": name, "partition_responses": prs})
+        out: dict[str, Any] = {"responses": responses}
+        if version >= 1:
+            out["throttle_time_ms"] = _I32.unpack_from(mv, pos)[0]
+            pos += 4
+        if flex:
+            if mv[pos] != 0:
+                raise _NotPlain
+            pos += 1
+    except (IndexError, struct.error, UnicodeDecodeError):
+        raise _NotPlain from None
+    if pos > end or (exact and pos != end):
+        raise _NotPlain
+    return out
