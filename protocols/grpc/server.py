@@ -226,9 +226,12 @@ class _Requests:
     checkpoint); wire faults raise the GrpcProtocolError, which the handler may let
     escape (it becomes the call's status)."""
 
-    def __init__(self, body, decoder: MessageDecoder, deserialize, ctx: ServerContext):
+    def __init__(self, body, decoder: MessageDecoder | None, deserialize,
+                 ctx: ServerContext, max_bytes: int = 0, encoding: bytes | None = None):
         self._body = body
-        self._dec = decoder
+        self._dec = decoder  # made on first use (a unary call may never need one)
+        self._max = max_bytes
+        self._enc = encoding
         self._de = deserialize
         self._done = False
         self.count = 0
@@ -239,6 +242,8 @@ class _Requests:
     def __next__(self):
         if self._done:
             raise StopIteration
+        if self._dec is None:
+            self._dec = MessageDecoder(max_message_bytes=self._max, encoding=self._enc)
         while True:
             ev = self._dec.next_event()
             if ev is END:
@@ -262,6 +267,30 @@ class _Requests:
 
     def exhausted(self) -> bool:
         return self._done
+
+    def single(self):
+        """The one request message of a unary-request call: exactly one, then the
+        end (else INTERNAL). When the request is complete already and is one
+        uncompressed message within the limit, it is taken whole (no decoder, no
+        read per chunk); anything else goes through the decoder, which judges it."""
+        take = getattr(self._body, "take_complete", None) if self._dec is None else None
+        data = take() if take is not None else None
+        if data is not None:
+            n = len(data) - 5
+            if (n >= 0 and data[0] == 0 and int.from_bytes(data[1:5], "big") == n
+                    and n <= self._max):
+                self._done = True
+                self.count = 1
+                try:
+                    return self._de(data[5:])
+                except Exception as e:
+                    raise RpcError(StatusCode.INTERNAL,
+                                   f"could not parse the request message: {type(e).__name__}"
+                                   ) from None
+            self._dec = MessageDecoder(max_message_bytes=self._max, encoding=self._enc)
+            self._dec.receive_data(data)
+            self._dec.receive_data(b"")  # the body is complete: its end
+        return _one(self)
 
 
 class Server:
@@ -410,9 +439,8 @@ class Server:
                 return _trailers_only(e.status, e.message)
         ctx = ServerContext(self, req, path, meta, deadline, accept)
         ctx._serialize = method.serialize
-        decoder = MessageDecoder(max_message_bytes=self.limits.max_receive_message_bytes,
-                                 encoding=encb)
-        requests = _Requests(req.body, decoder, method.deserialize, ctx)
+        requests = _Requests(req.body, None, method.deserialize, ctx,
+                             self.limits.max_receive_message_bytes, encb)
         exc: BaseException | None = None
         reply = None
         # a cancel scope (and its timer) only for a call with a deadline
@@ -484,14 +512,14 @@ class Server:
         if self.interceptors:
             def call():
                 if kind in (UNARY_UNARY, UNARY_STREAM):
-                    return method.handler(_one(requests), ctx)
+                    return method.handler(requests.single(), ctx)
                 return method.handler(requests, ctx)
 
             for f in reversed(self.interceptors):
                 call = _bind(f, ctx, call)
             result = call()
         elif kind in (UNARY_UNARY, UNARY_STREAM):
-            result = method.handler(_one(requests), ctx)
+            result = method.handler(requests.single(), ctx)
         else:
             result = method.handler(requests, ctx)
         if kind in (UNARY_UNARY, STREAM_UNARY):

@@ -211,6 +211,33 @@ class _Body(Body):
         out, self._pending = self._pending[:max_bytes], self._pending[max_bytes:]
         return out
 
+    def take_complete(self) -> bytes | None:
+        """The whole rest of the body at once if the request has ended (END_STREAM
+        seen), acknowledged like ``read``; ``None`` (nothing taken) while more may
+        come. Not a checkpoint (it never waits); a body read this way is
+        ``complete``. For handlers that want the whole of a small request (a unary
+        gRPC call) without a read per chunk."""
+        st = self._s
+        if not st.ended or st.reset:
+            return None
+        chunks = st.chunks
+        if not chunks:
+            out, self._pending = self._pending, b""
+            return out
+        if len(chunks) == 1 and not self._pending:
+            data, flow = chunks.popleft()
+            self._c.ack(st.id, flow)
+            return data
+        parts = [self._pending]
+        flow = 0
+        while chunks:
+            data, f = chunks.popleft()
+            parts.append(data)
+            flow += f
+        self._pending = b""
+        self._c.ack(st.id, flow)
+        return b"".join(parts)
+
     @property
     def complete(self) -> bool:
         return self._s.ended and not self._s.chunks and not self._pending
