@@ -872,6 +872,48 @@ class ClientStream:
             out, self._pending = self._pending[:max_bytes], self._pending[max_bytes:]
         return out
 
+    def read_complete(self, max_bytes: int) -> tuple[int, Headers, bytes, Headers | None] | None:
+        """The whole response at once, if it arrives at once: waits (a checkpoint)
+        for the first body bytes or the end of the response; if by then the response
+        has ended without error (END_STREAM received: head, body, trailers all in)
+        and nothing was read yet, returns ``(status, headers, body, trailers)``,
+        the body's window given back (connection and stream), and the stream is
+        done (``read()`` gives ``b""``, ``trailers()`` the same trailers). Otherwise
+        (the response still coming, a body over ``max_bytes``, a reset, a read
+        begun): ``None``, and nothing was consumed (``response_headers``/``read``/
+        ``trailers`` go on as usual and raise what there is to raise). The reader's
+        one wake-up for a small answer (a unary gRPC call). Cancelled: the stream is
+        reset, as ``read``."""
+        self._checkpoint()
+        c, st = self._c, self._s
+        if not (st.chunks or st.ended or st.error is not None):
+            try:
+                c._wait(lambda: bool(st.chunks) or st.ended or st.error is not None,
+                        "http2.read")
+            except Cancelled:
+                self._cancel()
+                raise
+            except HTTP2Error:
+                return None
+        if (not st.ended or st.error is not None or st.head is None or self._pending
+                or self._done_reading or st.buffered > max_bytes):
+            return None
+        chunks = st.chunks
+        if not chunks:
+            body = b""
+        elif len(chunks) == 1:
+            body, flow = chunks.popleft()
+            c._ack(st.id, flow, stream_open=False)
+        else:
+            body = b"".join(d for d, _ in chunks)
+            flow = sum(f for _, f in chunks)
+            chunks.clear()
+            c._ack(st.id, flow, stream_open=False)
+        st.buffered = 0
+        self._done_reading = True
+        status, headers = st.head
+        return status, headers, body, st.trailers
+
     def read_all(self, limit: int | None = None) -> bytes:
         """The rest of the body. A checkpoint. More than ``limit`` bytes is a
         :class:`LimitError` (and the stream is reset)."""
