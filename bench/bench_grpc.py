@@ -12,7 +12,7 @@ client, each in a fresh process, against the same grpcio sync server.
 Prints tables and ``SUMMARY:`` lines. Goals (issue 15): our server >= 1.0x grpcio's
 sync server, our client >= 1.0x grpcio's sync client; the ratio to grpc.aio beside.
 
-    .venv/bin/python bench/bench_grpc.py [--seconds 2] [--quick]
+    .venv/bin/python bench/bench_grpc.py [--seconds 2] [--quick] [--side client]
     .venv/bin/python bench/bench_grpc.py --callgrind [--calls 600]
     .venv/bin/python bench/bench_grpc.py --profile server|client [--calls 3000]
 
@@ -517,6 +517,8 @@ def main() -> int:
                     help="--callgrind: which servers/clients (comma-separated)")
     ap.add_argument("--profile", choices=["server", "client"],
                     help="cProfile our server or our client over --calls unary calls")
+    ap.add_argument("--side", default="both", choices=["both", "server", "client"],
+                    help="rates: measure the servers, the clients, or both")
     ap.add_argument("--calls", type=int, default=None,
                     help="calls per run (--callgrind: 600, --profile: 3000)")
     a = ap.parse_args()
@@ -538,7 +540,7 @@ def main() -> int:
     cases = [("unary", 1), ("unary", 50), ("bidi", 1)]
     server_rates: dict = {}
     server_cpu: dict = {}
-    for skind in SERVERS:
+    for skind in SERVERS if a.side != "client" else ():
         proc, port = start_server(skind)
         try:
             for mode, callers in cases:
@@ -555,7 +557,7 @@ def main() -> int:
     client_rates: dict = {}
     proc, port = start_server("grpcio-sync")
     try:
-        for ckind in CLIENTS:
+        for ckind in CLIENTS if a.side != "server" else ():
             for mode, callers in cases:
                 client_rates[(ckind, mode, callers)] = client(ckind, port, mode, callers)
     finally:
@@ -563,7 +565,7 @@ def main() -> int:
         proc.wait(10)
 
     names = {"ours": "greenrt", "grpcio-sync": "grpcio sync", "grpcio-aio": "grpcio aio"}
-    for mode, callers in cases:
+    for mode, callers in cases if server_rates else ():
         what = f"{callers} concurrent unary callers" if mode == "unary" else \
             "one bidi stream, ping-pong messages"
         C.print_table(f"server side: {what} (grpc.aio client process)", [
@@ -571,7 +573,7 @@ def main() -> int:
              f"server CPU {server_cpu[(k, mode, callers)]:.1f} us/RPC"
              if server_cpu[(k, mode, callers)] else "")
             for k in SERVERS], "/s", higher_is_better=True)
-    for mode, callers in cases:
+    for mode, callers in cases if client_rates else ():
         what = f"{callers} concurrent unary callers" if mode == "unary" else \
             "one bidi stream, ping-pong messages"
         C.print_table(f"client side: {what} (grpcio sync server)", [
@@ -582,11 +584,11 @@ def main() -> int:
         return f"{x / y:.2f}" if x and y else "-"
 
     print()
-    for mode, callers in cases:
+    for mode, callers in cases if server_rates else ():
         o, s, ai = (server_rates[(k, mode, callers)] for k in SERVERS)
         print(f"SUMMARY: grpc server {mode} x{callers} greenrt/grpcio-sync = {ratio(o, s)} "
               f"(target >= 1.0), greenrt/grpc.aio = {ratio(o, ai)}")
-    for mode, callers in cases:
+    for mode, callers in cases if client_rates else ():
         o, s, ai = (client_rates[(k, mode, callers)] for k in CLIENTS)
         print(f"SUMMARY: grpc client {mode} x{callers} greenrt/grpcio-sync = {ratio(o, s)} "
               f"(target >= 1.0), greenrt/grpc.aio = {ratio(o, ai)}")

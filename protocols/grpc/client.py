@@ -66,6 +66,8 @@ _HEADERS = ((b"content-type", b"application/grpc"), (b"te", b"trailers"),
             (b"user-agent", _USER_AGENT), (b"grpc-accept-encoding", b"identity,deflate,gzip"))
 #: the trailers of an OK call without trailing metadata
 _OK_TRAILERS = [(b"grpc-status", b"0")]
+#: ... as grpcio sends them
+_OK_TRAILERS_EMPTY_MESSAGE = [(b"grpc-status", b"0"), (b"grpc-message", b"")]
 
 
 class Channel:
@@ -375,9 +377,35 @@ class Call:
     def _read_head(self) -> None:
         if self._head is not None:
             return
-        status, headers = self._guard(self._s.response_headers)
+        self._on_head(*self._guard(self._s.response_headers))
+
+    def _on_head(self, status: int, headers: Any) -> None:
+        """The response head arrived: trailers-only status, HTTP status, content-type,
+        metadata, the message decoder. Raises the call's RpcError if it ends here."""
         self._head = (status, headers)
         raw = headers.raw()
+        if status == 200:
+            # the common head (grpcio's, ours): content-type, grpc-accept-encoding and
+            # maybe grpc-encoding, no metadata: no metadata decoding, one pass
+            enc = None
+            grpc_type = False
+            size = 0
+            for k, v in raw:
+                size += len(k) + len(v) + 32
+                if k == b"content-type":
+                    grpc_type = v.startswith(b"application/grpc")
+                    if not grpc_type:
+                        break
+                elif k == b"grpc-encoding":
+                    enc = v
+                elif k != b"grpc-accept-encoding":
+                    break
+            else:
+                if grpc_type and size <= self._ch.limits.max_metadata_bytes:
+                    self._decoder = MessageDecoder(
+                        max_message_bytes=self._ch.limits.max_receive_message_bytes,
+                        encoding=enc)
+                    return
         try:
             self._initial = md.decode_metadata(raw, max_bytes=self._ch.limits.max_metadata_bytes)
         except GrpcError as e:
@@ -407,7 +435,8 @@ class Call:
         raise self.error
 
     def _status_from(self, fields: list, *, trailers_only: bool = False) -> None:
-        if fields == _OK_TRAILERS:  # the common end: OK, no trailing metadata
+        if fields == _OK_TRAILERS or fields == _OK_TRAILERS_EMPTY_MESSAGE:
+            # the common end: OK, no trailing metadata
             if trailers_only:
                 self._initial = []
             self._finish(None)
@@ -489,6 +518,31 @@ class Call:
     def result(self) -> Any:
         """The single response message of a unary-response call. A checkpoint. Raises
         the call's RpcError; INTERNAL if an OK call had no response or several."""
+        if self._head is None and self.error is None and self._s is not None:
+            # the whole answer in one wake-up, usually: head, message, trailers
+            lim = self._ch.limits.max_receive_message_bytes
+            got = self._guard(lambda: self._s.read_complete(lim + 5))
+            if got is not None:
+                status, headers, body, trailers = got
+                self._on_head(status, headers)
+                if self.status is not None:  # trailers-only OK: no message
+                    raise self._finish_bad("expected one response message, got 0")
+                n = len(body) - 5
+                raw = trailers.raw() if trailers is not None else []
+                if (n >= 0 and body[0] == 0 and int.from_bytes(body[1:5], "big") == n
+                        and n <= lim and (raw == _OK_TRAILERS
+                                          or raw == _OK_TRAILERS_EMPTY_MESSAGE)):
+                    # one uncompressed message within the limit, then OK
+                    try:
+                        reply = self._de(body[5:])
+                    except Exception as e:  # noqa: BLE001 - any parse failure
+                        self._abandon(RpcError(StatusCode.INTERNAL,
+                                               f"cannot parse the response message: "
+                                               f"{type(e).__name__}"))
+                    self.messages_received = 1
+                    self._finish(None)
+                    return reply
+                self._decoder.receive_data(body)  # the general path takes it from here
         out = list(self)
         if len(out) != 1:
             raise self._finish_bad(f"expected one response message, got {len(out)}")

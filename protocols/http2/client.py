@@ -52,6 +52,7 @@ import h2.settings
 import h2.stream
 import hpack.exceptions
 import hyperframe.exceptions
+import hyperframe.frame
 
 import greenrt
 from greenrt import Cancelled, net
@@ -81,6 +82,8 @@ _S_SEND_HEADERS = h2.stream.StreamInputs.SEND_HEADERS
 _S_SEND_DATA = h2.stream.StreamInputs.SEND_DATA
 _S_SEND_END_STREAM = h2.stream.StreamInputs.SEND_END_STREAM
 _OUTBOUND_IDS = h2.connection.AllowedStreamIDs.ODD
+_HALF_CLOSED_REMOTE = h2.stream.StreamState.HALF_CLOSED_REMOTE
+_RstStreamFrame = hyperframe.frame.RstStreamFrame
 _BLOCK_CACHE = 64  # pre-encoded request heads kept per connection
 _log = logging.getLogger("greenrt.http.client")
 _HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"transfer-encoding", b"upgrade",
@@ -158,7 +161,7 @@ class ClientConnection:
         })
         self.h2.max_inbound_frame_size = lim.max_frame_size
         self.h2.decoder.max_header_list_size = lim.max_header_list_size
-        self._gate = _wire.FrameGate(lim, self._hub.now, preface=False)
+        self._gate = _ClientGate(lim, self._hub.now, preface=False)
         self._writer = _wire.Writer(stream, lim.send_timeout)
         self._streams: dict[int, _StreamState] = {}
         self._changed = ll.WaitQueue()
@@ -253,7 +256,7 @@ class ClientConnection:
                 if type(piece) is tuple:
                     self._on_goaway(*piece)
                 else:
-                    for ev in _receive(self.h2, piece):
+                    for ev in _receive(self.h2, piece, self._gate):
                         self._event(ev)
 
         except _wire.GateError as e:
@@ -869,6 +872,48 @@ class ClientStream:
             out, self._pending = self._pending[:max_bytes], self._pending[max_bytes:]
         return out
 
+    def read_complete(self, max_bytes: int) -> tuple[int, Headers, bytes, Headers | None] | None:
+        """The whole response at once, if it arrives at once: waits (a checkpoint)
+        for the first body bytes or the end of the response; if by then the response
+        has ended without error (END_STREAM received: head, body, trailers all in)
+        and nothing was read yet, returns ``(status, headers, body, trailers)``,
+        the body's window given back (connection and stream), and the stream is
+        done (``read()`` gives ``b""``, ``trailers()`` the same trailers). Otherwise
+        (the response still coming, a body over ``max_bytes``, a reset, a read
+        begun): ``None``, and nothing was consumed (``response_headers``/``read``/
+        ``trailers`` go on as usual and raise what there is to raise). The reader's
+        one wake-up for a small answer (a unary gRPC call). Cancelled: the stream is
+        reset, as ``read``."""
+        self._checkpoint()
+        c, st = self._c, self._s
+        if not (st.chunks or st.ended or st.error is not None):
+            try:
+                c._wait(lambda: bool(st.chunks) or st.ended or st.error is not None,
+                        "http2.read")
+            except Cancelled:
+                self._cancel()
+                raise
+            except HTTP2Error:
+                return None
+        if (not st.ended or st.error is not None or st.head is None or self._pending
+                or self._done_reading or st.buffered > max_bytes):
+            return None
+        chunks = st.chunks
+        if not chunks:
+            body = b""
+        elif len(chunks) == 1:
+            body, flow = chunks.popleft()
+            c._ack(st.id, flow, stream_open=False)
+        else:
+            body = b"".join(d for d, _ in chunks)
+            flow = sum(f for _, f in chunks)
+            chunks.clear()
+            c._ack(st.id, flow, stream_open=False)
+        st.buffered = 0
+        self._done_reading = True
+        status, headers = st.head
+        return status, headers, body, st.trailers
+
     def read_all(self, limit: int | None = None) -> bytes:
         """The rest of the body. A checkpoint. More than ``limit`` bytes is a
         :class:`LimitError` (and the stream is reset)."""
@@ -1014,15 +1059,49 @@ class ClientStream:
         return f"<http2.ClientStream {self._s.id}>"
 
 
-def _receive(h: h2.connection.H2Connection, data: bytes) -> list:
+class _ClientGate(_wire.FrameGate):
+    """The frame gate, less its RST_STREAM count: the gate sees a frame's header
+    only, and whether a reset is a flood depends on its error code and its stream's
+    state, so the client counts RST_STREAM itself (``_count_reset``, from
+    ``_receive``)."""
+
+    __slots__ = ()
+
+    def count(self, what: str, maximum: int) -> None:
+        if what != "rst_stream":
+            _wire.FrameGate.count(self, what, maximum)
+
+    def count_reset(self) -> None:
+        _wire.FrameGate.count(self, "rst_stream", self.limits.resets_per_window)
+
+
+def _count_reset(h: h2.connection.H2Connection, gate: _ClientGate, frame: Any) -> None:
+    """Count one RST_STREAM toward the flood limit (``resets_per_window``), except a
+    RST_STREAM(NO_ERROR) on a stream whose response has ended while our request has
+    not: a server that answered before our half-close and does not want the rest
+    of the request (RFC 9113 8.1; grpcio does it for an early answer to a
+    client-streaming call). That excuse holds once per stream: the reset closes the
+    stream, and a second one on it counts. Raises :class:`_wire.GateError` past the
+    limit."""
+    if frame.error_code == _wire.NO_ERROR:
+        s = h.streams.get(frame.stream_id)
+        if s is not None and s.state_machine.state is _HALF_CLOSED_REMOTE:
+            return
+    gate.count_reset()
+
+
+def _receive(h: h2.connection.H2Connection, data: bytes, gate: _ClientGate) -> list:
     """``h.receive_data(data)`` without h2's per-frame ``repr`` (``_h2fast``); h2's
-    connection errors propagate (the caller sends its own GOAWAY)."""
+    connection errors propagate (the caller sends its own GOAWAY), and so does the
+    gate's :class:`_wire.GateError` for a RST_STREAM flood (``_count_reset``)."""
     buf = h.incoming_buffer
     buf.add_data(data)
     buf.max_frame_size = h.max_inbound_frame_size
     events: list = []
     try:
         for frame in buf:
+            if type(frame) is _RstStreamFrame:
+                _count_reset(h, gate, frame)
             events.extend(_h2fast.receive_frame(h, frame))
     except hyperframe.exceptions.InvalidPaddingError as e:
         h._terminate_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR)

@@ -273,3 +273,49 @@ def test_connection_refused_is_unavailable():
                 Stub(ch, SERVICE).EmptyCall(pb2.Empty())
             return ei.value.status
     assert greenrt.run(main) == StatusCode.UNAVAILABLE
+
+
+# -- the unary fast path (the whole answer in one read): each odd answer still gets the
+# -- general path's status
+
+@pytest.mark.parametrize("head,body,trailers,status", [
+    # two messages for a unary call
+    (GRPC_HEAD, _ok_body() * 2, [(b"grpc-status", b"0")], StatusCode.INTERNAL),
+    # a head without content-type (grpc-accept-encoding alone)
+    ([(b":status", b"200"), (b"grpc-accept-encoding", b"identity")], _ok_body(),
+     [(b"grpc-status", b"0")], StatusCode.UNKNOWN),
+    # the prefix announces more than the body has
+    (GRPC_HEAD, b"\x00\x00\x00\x00\x09abc", [(b"grpc-status", b"0")], StatusCode.INTERNAL),
+    # a message that does not parse as the response type
+    (GRPC_HEAD, encode_message(b"\xff\xff\xff"), [(b"grpc-status", b"0")],
+     StatusCode.INTERNAL),
+    # grpcio's OK trailers with an error status instead
+    (GRPC_HEAD, _ok_body(), [(b"grpc-status", b"5"), (b"grpc-message", b"")],
+     StatusCode.NOT_FOUND),
+    # a message within the limit, then trailers with metadata: OK
+    (GRPC_HEAD, _ok_body(), [(b"grpc-status", b"0"), (b"x-k", b"v")], None),
+    # grpcio's head and trailers: OK
+    ([(b":status", b"200"), (b"content-type", b"application/grpc"),
+      (b"grpc-accept-encoding", b"identity, deflate, gzip")], _ok_body(),
+     [(b"grpc-status", b"0"), (b"grpc-message", b"")], None),
+])
+def test_unary_whole_answer_statuses(scripted, head, body, trailers, status):
+    e, connects = call(scripted(respond(head, body, trailers)))
+    assert connects == 1
+    assert (e and e.status) == status
+
+
+def test_unary_whole_answer_gzip_and_metadata(scripted):
+    """A compressed message and initial metadata leave the fast path for the general
+    one, with the same result."""
+    srv = scripted(respond(GRPC_HEAD + [(b"grpc-encoding", b"gzip"), (b"x-a", b"1")],
+                           encode_message(pb2.Empty().SerializeToString(), compress=b"gzip"),
+                           [(b"grpc-status", b"0"), (b"grpc-message", b"")]))
+
+    def main():
+        with Channel("127.0.0.1", srv.port) as ch:
+            call = ch.start_call("/grpc.testing.TestService/EmptyCall", pb2.Empty,
+                                 _only=pb2.Empty())
+            return call.result(), call.initial_metadata(), call.status
+
+    assert greenrt.run(main) == (pb2.Empty(), [("x-a", "1")], StatusCode.OK)

@@ -320,3 +320,43 @@ def test_handler_sees_the_client_deadline():
         assert got["remaining"] is None
     finally:
         t.stop()
+
+
+def test_early_answers_reset_no_error_are_not_a_reset_flood():
+    """grpcio answers a client-streaming call before our half-close, then resets the
+    stream with RST_STREAM(NO_ERROR) (RFC 9113 8.1): the answer stands, and those
+    resets do not count toward ``resets_per_window`` (here 3, with 10 calls)."""
+    from concurrent import futures
+
+    from greenrt.protocols.http2 import H2Limits
+
+    def early(requests, ctx):
+        next(requests)  # one message, then the answer; the rest is not wanted
+        return pb2.StreamingInputCallResponse(aggregated_payload_size=7)
+
+    srv = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    srv.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "grpc.testing.TestService", {"StreamingInputCall": grpc.stream_unary_rpc_method_handler(
+            early, request_deserializer=pb2.StreamingInputCallRequest.FromString,
+            response_serializer=pb2.StreamingInputCallResponse.SerializeToString)}),))
+    port = srv.add_insecure_port("127.0.0.1:0")
+    srv.start()
+
+    def main():
+        with Channel("127.0.0.1", port, h2_limits=H2Limits(resets_per_window=3)) as ch:
+            sizes = []
+            for _ in range(10):
+                call = ch.start_call("/grpc.testing.TestService/StreamingInputCall",
+                                     pb2.StreamingInputCallResponse)
+                call.send(pb2.StreamingInputCallRequest())
+                sizes.append(call.result().aggregated_payload_size)
+                call.done()
+            ch._conn.ping()  # every reset has arrived before the statistics
+            return sizes, ch.connects, ch._conn.statistics()
+
+    try:
+        sizes, connects, st = greenrt.run(main)
+    finally:
+        srv.stop(None)
+    assert sizes == [7] * 10 and connects == 1
+    assert st["resets_received"] == 10 and st["usable"] and st["streams_open"] == 0

@@ -140,10 +140,22 @@ def test_refused_stream_is_retryable():
     srv.close()
 
 
-@pytest.mark.parametrize("kind", ["ping", "settings", "empty_data"])
+@pytest.mark.parametrize("kind", ["ping", "settings", "empty_data", "rst_cancel",
+                                  "rst_no_error"])
 def test_server_flood_ends_connection(kind):
     def script(sock, h, events):
-        (sid,) = wait_requests(events, 1)
+        sids = wait_requests(events, 2 if kind.startswith("rst") else 1)
+        sid = sids[0]
+        if kind.startswith("rst"):
+            # the flood is on the second stream; the first one waits for its head.
+            # RST_STREAM(NO_ERROR) after the response ended is excused once per stream
+            # (RFC 9113 8.1): the later ones on the closed stream count
+            h.send_headers(sids[1], [(":status", "200")], end_stream=True)
+            sock.sendall(h.data_to_send())
+            code = 0 if kind == "rst_no_error" else 8
+            sock.sendall(b"".join(hf.RstStreamFrame(sids[1], error_code=code).serialize()
+                                  for _ in range(300)))
+            return
         if kind == "empty_data":
             h.send_headers(sid, [(":status", "200")])
             sock.sendall(h.data_to_send())
@@ -164,15 +176,20 @@ def test_server_flood_ends_connection(kind):
 
     def main():
         conn = http2.connect("127.0.0.1", srv.port, limits=H2Limits(
-            pings_per_window=20, settings_per_window=20, empty_frames_per_window=20))
+            pings_per_window=20, settings_per_window=20, empty_frames_per_window=20,
+            resets_per_window=20))
         s = conn.open_stream("GET", "/", end_stream=True)
+        if kind.startswith("rst"):
+            conn.open_stream("POST", "/upload")  # not half-closed
         with pytest.raises(http2.LimitError) as ei:
             s.response_headers()
             s.read_all()
         return ei.value.code
 
     assert greenrt.run(main) == {"ping": "ping_flood", "settings": "settings_flood",
-                                 "empty_data": "empty_frame_flood"}[kind]
+                                 "empty_data": "empty_frame_flood",
+                                 "rst_cancel": "rst_stream_flood",
+                                 "rst_no_error": "rst_stream_flood"}[kind]
     srv.close()
 
 
