@@ -209,6 +209,24 @@ class FrameGate:
                     continue
                 i += k
                 continue
+            if not self._hdr and i + 9 <= n and data[i + 3] != GOAWAY:
+                # the common case: a whole header in place, not a GOAWAY (the path
+                # below, without its copies)
+                length = int.from_bytes(data[i:i + 3], "big")
+                if length > lim.max_frame_size:
+                    raise GateError(FRAME_SIZE_ERROR, "frame_too_large", limit="max_frame_size",
+                                    value=length, maximum=lim.max_frame_size)
+                ftype = data[i + 3]
+                if ftype or not length:  # a DATA frame with a payload counts nothing
+                    self._frame(ftype, data[i + 4], length)
+                i += 9
+                k = n - i
+                if length <= k:
+                    i += length
+                else:
+                    self._skip = length - k
+                    i = n
+                continue
             held = self._hdr
             hbeg = i
             need = 9 - len(held)
@@ -240,6 +258,8 @@ class FrameGate:
             self._frame(ftype, flags, length)
             self._skip = length
         if self._goaway is None and (n > run or prefix):
+            if not out and not prefix and not run:
+                return [data] if data else []
             out.append(prefix + data[run:] if prefix or run else data)
         return [p for p in out if p]
 
