@@ -521,9 +521,15 @@ class Producer:
                 self._settle_all(batch, e)
                 raise
         base_offset, log_time = meta
+        # each record settled and its caller woken in one pass (``_wake``, inlined)
+        reschedule = ll.current_hub().reschedule
         if self.acks == 0:
             for it in batch:
                 it.done = True
+                task = it.task
+                if task is not None:
+                    it.task = None
+                    reschedule(task)
         else:
             new = tuple.__new__  # RecordMetadata built positionally: no Python __new__ per record
             off = base_offset
@@ -533,12 +539,19 @@ class Producer:
                     it.result = new(RecordMetadata, (topic, partition, off, t))
                     it.done = True
                     off += 1
+                    task = it.task
+                    if task is not None:
+                        it.task = None
+                        reschedule(task)
             else:
                 for it, t in zip(batch, stamps, strict=True):
                     it.result = new(RecordMetadata, (topic, partition, off, t))
                     it.done = True
                     off += 1
-        _wake(batch)  # the records' callers
+                    task = it.task
+                    if task is not None:
+                        it.task = None
+                        reschedule(task)
         self._stats["records_sent"] += len(batch)
         self._stats["batches_sent"] += 1
 

@@ -161,6 +161,17 @@ def encode_batch(records: list[tuple[bytes | None, bytes | None, list[tuple[str,
     append = parts.append
     i = 0
     for key, value, headers in records:
+        if key is None and not headers and not timestamps and value is not None:
+            # the common shape (no key, no headers, the batch's timestamp): length,
+            # attributes 0, timestamp delta 0, offset delta, null key, value, 0 headers
+            # in one formatting
+            zi = _ZZ[i] if i < _ZZ_N else zz(i)
+            n = len(value)
+            zv = _ZZ[n] if n < _ZZ_N else zz(n)
+            n += 4 + len(zi) + len(zv)
+            append(b"%b\x00\x00%b\x01%b%b\x00" % (_ZZ[n] if n < _ZZ_N else zz(n), zi, zv, value))
+            i += 1
+            continue
         # attributes (0), timestamp delta, offset delta, key, value, header count; one
         # formatting per record (no chain of concatenations copying the value again)
         if timestamps:
