@@ -101,6 +101,8 @@ class _Index:
         self.names: dict[int, str] = {}
         self.task_region: dict[int, int] = {}
         self.spawn_step: dict[int, int] = {}
+        #: the task that spawned each task (``None`` for the root)
+        self.parent: dict[int, Any] = {}
         self.complete: dict[int, tuple[int, str]] = {}
         self.region_open: dict[int, tuple[int, Any, Any]] = {}
         self.region_close: dict[int, int] = {}
@@ -110,6 +112,7 @@ class _Index:
                 self.names[ev.task] = ev.data.get("name", "?")
                 self.task_region[ev.task] = ev.region
                 self.spawn_step[ev.task] = ev.seq
+                self.parent[ev.task] = ev.data.get("parent")
             elif k == "task.complete":
                 self.complete[ev.task] = (ev.seq, ev.data.get("outcome", "?"))
             elif k == "region.open":
@@ -236,10 +239,23 @@ def _race_drain(f: Facts, ix: _Index) -> list[Violation]:
                 pending.append((lo, canceller, ev.seq, racing))
     for lo, c, step, racing in pending:
         ends = []
-        if c is not None and c in ix.complete:
-            ends.append((ix.complete[c][0], f"{ix.t(c)} completed"))
-        if racing is not None and racing in ix.region_close:
-            ends.append((ix.region_close[racing], f"its racing {ix.r(racing)} closed"))
+        spawner = ix.parent.get(lo)
+        if (c is not None and spawner is not None and spawner != c
+                and ix.task_region.get(c) == ix.task_region.get(lo)):
+            # A fellow contestant cancelled the loser (``greenrt.race``: the winner
+            # cancels its siblings and completes at once). The racer is the task that
+            # spawned them: the race ends when it closes their region or completes.
+            shared = ix.task_region[lo]
+            if shared in ix.region_close:
+                ends.append((ix.region_close[shared], f"its racing {ix.r(shared)} closed"))
+            if spawner in ix.complete:
+                ends.append((ix.complete[spawner][0], f"{ix.t(spawner)} completed"))
+            c = spawner
+        else:
+            if c is not None and c in ix.complete:
+                ends.append((ix.complete[c][0], f"{ix.t(c)} completed"))
+            if racing is not None and racing in ix.region_close:
+                ends.append((ix.region_close[racing], f"its racing {ix.r(racing)} closed"))
         done = ix.complete.get(lo)
         if ends:
             end_step, what = min(ends)

@@ -183,3 +183,35 @@ def test_a_length_the_peer_does_not_honour_ends_in_a_typed_error_at_eof(case):
     codec.receive_data(b"")
     with pytest.raises((base_errors.ProtocolError, base_errors.ConnectionLost)):
         step()
+
+
+def _uvarint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        if not n:
+            out.append(b)
+            return bytes(out)
+        out.append(b | 0x80)
+
+
+@pytest.mark.parametrize("declared", [10, 1 << 31])
+def test_kafka_snappy_block_that_lies_about_its_length_is_refused_within_the_cap(declared):
+    """protocols/kafka/records.py: decompress inflates "never beyond limit bytes". A raw
+    snappy block of 1 MB of zeros whose leading uvarint says 10 bytes (lies low) or 2 GiB
+    (lies high), against a 100 kB cap: a typed error, and at most about the cap held."""
+    import snappy  # a kafka extra, installed by make setup
+
+    from greenrt.protocols.kafka import records
+    real = snappy.compress(b"\x00" * 1_000_000)
+    block = _uvarint(declared) + real[len(_uvarint(1_000_000)):]
+    tracemalloc.start()
+    try:
+        with pytest.raises(base_errors.ProtocolError) as e:
+            records.decompress(records.COMPRESSION_SNAPPY, memoryview(block), 100_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < PEAK_BOUND
+    if declared > 100_000:
+        assert isinstance(e.value, base_errors.LimitError)
