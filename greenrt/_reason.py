@@ -9,8 +9,9 @@ delivered. More severe kinds get stricter budgets.
 
 Invariants:
   * ``strengthen`` is monotone: the severity of the result is the maximum of both.
-  * a cause chain is bounded (``MAX_CAUSE_DEPTH``): deeper causes are cut off, so a
-    long cascade of cancellations cannot grow memory without bound.
+  * a cause chain is bounded (``MAX_CAUSE_DEPTH``): the links just above the original
+    reason are cut out, so a long cascade of cancellations cannot grow memory without
+    bound and the chain still ends at the original reason.
 """
 
 from __future__ import annotations
@@ -134,10 +135,21 @@ class CancelReason:
         return n
 
     def truncated(self, depth: int) -> CancelReason:
-        """This reason with its cause chain cut to ``depth`` links in all."""
-        if depth <= 1 or self.cause is None:
+        """This reason with its cause chain cut to ``depth`` links in all.
+
+        The links dropped are the ones just above the root: the nearest
+        ``depth - 1`` links are kept and the chain still ends at the original
+        reason, so a task many regions down can always tell why it was cancelled.
+        """
+        chain = self.chain()
+        if len(chain) <= depth:
+            return self
+        if depth <= 1:
             return replace(self, cause=None)
-        return replace(self, cause=self.cause.truncated(depth - 1))
+        out = replace(chain[-1], cause=None)
+        for link in reversed(chain[: depth - 1]):
+            out = replace(link, cause=out)
+        return out
 
     def strengthen(self, other: CancelReason | None) -> CancelReason:
         """The stronger of ``self`` and ``other``: higher severity wins, ties keep ``self``."""

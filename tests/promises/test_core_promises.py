@@ -220,10 +220,6 @@ def test_a_cancellation_down_sixty_regions_keeps_a_bounded_cause_chain(kind):
         assert reason.kind is greenrt.CancelKind.PARENT_CANCELLED
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "greenrt/_reason.py CancelReason.truncated keeps the nearest MAX_CAUSE_DEPTH links and "
-    "drops the deepest one, which is the original reason: 8 or more regions below the "
-    "cancelled one the chain no longer says why (docs/semantics.md corrected; reported)"))
 def test_the_cause_chain_of_a_deep_task_still_ends_at_the_original_reason():
     root = _innermost_reason("user")
     while root.cause is not None:
