@@ -12,11 +12,17 @@ subprocess, one after the other:
 Goal from issue 17: greenrt >= 2x nats-py on each. Wall time (a server and a peer
 process are involved).
 
-    .venv/bin/python bench/bench_nats.py [--seconds 2] [--quick]
-        [--callgrind [CASE]] [--strace [CASE]]
+    .venv/bin/python bench/bench_nats.py [--seconds 2] [--quick] [--only CASE]
+        [--rounds N] [--callgrind [CASE]] [--strace [CASE]] [--before REV]
 
 ``--callgrind``/``--strace``: instructions or system calls per operation of the
 client process (fixed-count runs, differenced), the two peers side by side.
+
+Request/reply is latency-bound: a round trip is the client's own part plus a fixed
+part (the kernel, nats-server and the responder, the same for every peer). The wall
+mode prints the responder's and nats-server's CPU per round trip beside each peer
+(``/proc/<pid>/task/*/schedstat``), and for 1 task a *floor* row: a minimal
+blocking-socket client with no library, the least a Python client can add.
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ def _result(ops: int, t0: float, c0: float) -> dict:
     the wall rate also pays for nats-server and the responder, the CPU figure is what
     the client library itself costs."""
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"rate": ops / wall, "cpu_us": cpu / ops * 1e6 if ops else None}
+    return {"rate": ops / wall, "cpu_us": cpu / ops * 1e6 if ops else None, "ops": ops}
 
 
 # -- greenrt workers ---------------------------------------------------------------------
@@ -155,6 +161,55 @@ def g_responder(url: str) -> None:
                 nc.publish(m.reply, m.data)
 
     greenrt.run(main)
+
+
+# -- the floor: a blocking-socket client ---------------------------------------------------
+
+
+def raw_request(url: str, tasks: int, seconds: float, count: int = 0) -> dict:
+    """Request/reply round trips by a minimal blocking-socket client (no library, no
+    event loop, one request in flight): the round trip's fixed part (the kernel,
+    nats-server and the responder) plus the least a Python client can add. Not a
+    peer of the goal; it says how close to the floor each client is."""
+    host, port = url.rsplit("/", 1)[-1].split(":")
+    s = socket.create_connection((host, int(port)))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    buf = bytearray()
+
+    def until(pred):
+        while not pred():
+            data = s.recv(65536)
+            if not data:
+                raise ConnectionError("nats-server closed the connection")
+            buf.extend(data)
+
+    until(lambda: b"\r\n" in buf)  # INFO
+    del buf[:buf.index(b"\r\n") + 2]
+    s.sendall(b'CONNECT {"verbose":false,"pedantic":false,"headers":false}\r\n'
+              b"SUB _INBOX.raw.* 1\r\nPING\r\n")
+    until(lambda: b"PONG\r\n" in buf)
+    buf.clear()
+    frame = b"PUB %s _INBOX.raw.1 %d\r\n%s\r\n" % (ECHO.encode(), len(PAYLOAD), PAYLOAD)
+
+    def one_reply():  # exactly one MSG in flight: its header line, then n + 2 bytes
+        until(lambda: b"\r\n" in buf)
+        end = buf.index(b"\r\n")
+        n = int(buf[:end].split()[-1])
+        until(lambda: len(buf) >= end + 2 + n + 2)
+        del buf[:end + 2 + n + 2]
+
+    s.sendall(frame)
+    one_reply()
+    t0, c0 = time.perf_counter(), time.process_time()
+    n = 0
+    deadline = t0 + seconds
+    while (n < count) if count else time.perf_counter() < deadline:
+        s.sendall(frame)
+        one_reply()
+        n += 1
+    res = _result(n, t0, c0)
+    s.close()
+    return res
 
 
 # -- nats-py workers ---------------------------------------------------------------------
@@ -263,7 +318,8 @@ def worker_main(argv: list[str]) -> None:
         return
     arg, seconds = int(argv[2]), float(argv[3])
     count = int(argv[4]) if len(argv) > 4 else 0
-    fn = {"g-pub": g_publish, "a-pub": a_publish, "g-req": g_request, "a-req": a_request}.get(kind)
+    fn = {"g-pub": g_publish, "a-pub": a_publish, "g-req": g_request, "a-req": a_request,
+          "raw-req": raw_request}.get(kind)
     if fn is not None:
         out = fn(url, arg, seconds, count)
     elif kind == "g-sub":
@@ -408,6 +464,10 @@ def main() -> int:
                          "a 'greenrt before' peer in the same run")
     ap.add_argument("--strace", nargs="?", const="all", metavar="CASE",
                     help="system calls per operation (strace -c -f), CASE as --callgrind")
+    ap.add_argument("--only", metavar="CASE",
+                    help="wall mode: only the cases whose title contains CASE")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="wall mode: measure each peer this many times, alternating (median)")
     a = ap.parse_args()
     secs = 0.5 if a.quick else a.seconds
     n_sub = 100_000 if a.quick else 300_000
@@ -426,13 +486,18 @@ def main() -> int:
             case = a.callgrind or a.strace
             return counted(me, url, "callgrind" if a.callgrind else "strace",
                            None if case == "all" else case, before, snapshot_tree(workdir))
-        print(f"bench_nats  {C.machine()}  ({secs:g} s per measurement, wall time)")
+        print(f"bench_nats  {C.machine()}  ({secs:g} s per measurement, wall time"
+              + (f", {a.rounds} rounds, median" if a.rounds > 1 else "") + ")")
+        others = {"responder": procs[0].pid, "nats-server": procs[1].pid}
 
         def run(kind, arg, pythonpath=None):
+            cpu0 = {k: _cpu_ns(pid) for k, pid in others.items()}
             res = _run_worker(me, [kind, url, str(arg), str(secs)], pythonpath)
             if "error" in res:
                 print(f"  {kind} {arg}: {res['error']}")
                 return {}
+            for k, pid in others.items():  # the fixed part's CPU, per operation of this run
+                res[k + "_us"] = (_cpu_ns(pid) - cpu0[k]) / 1e3 / res["ops"] if res["ops"] else None
             return res
 
         # (title, greenrt worker, nats-py worker, argument, greenrt note, nats-py note)
@@ -445,31 +510,72 @@ def main() -> int:
                  "one connection")]
         cases = []
         for title, gk, ak, arg, gnote, anote in plan:
-            g, a_ = run(gk, arg), run(ak, arg)
-            b = run(gk, arg, before) if before else None
-            cases.append((title, g, a_, b, gnote, anote))
+            if a.only and a.only not in title:
+                continue
+            peers = [("greenrt", gk, None, gnote), ("nats-py asyncio", ak, None, anote)]
+            if before:
+                peers.append((f"greenrt before ({a.before})", gk, before, gnote))
+            if gk == "g-req" and arg == 1:
+                peers.append(("floor: blocking socket", "raw-req", None, "no library"))
+            # rounds alternate the peers, so a change of the machine's load hits each
+            runs = {name: [] for name, *_ in peers}
+            for _ in range(a.rounds):
+                for name, kind, pp, _note in peers:
+                    runs[name].append(run(kind, arg, pp))
+            cases.append((title, peers, runs))
     finally:
         _stop(procs)
         shutil.rmtree(workdir, ignore_errors=True)
+
+    def med(results, key):
+        vals = sorted(r[key] for r in results if r.get(key) is not None)
+        return vals[len(vals) // 2] if vals else None
 
     def ratio(x, y):
         return f"{x / y:.2f}" if x and y else "-"
 
     summary = []
-    for title, g, a_, b, gnote, anote in cases:
-        rows = [("greenrt", g.get("rate"), gnote), ("nats-py asyncio", a_.get("rate"), anote)]
-        cpu = [("greenrt", g.get("cpu_us"), "µs"), ("nats-py asyncio", a_.get("cpu_us"), "µs")]
-        if b is not None:
-            rows.append((f"greenrt before ({a.before})", b.get("rate"), gnote))
-            cpu.append((f"greenrt before ({a.before})", b.get("cpu_us"), "µs"))
+    for title, peers, runs in cases:
+        rows = [(name, med(runs[name], "rate"), note) for name, _k, _p, note in peers]
+        cpu = [(name, med(runs[name], "cpu_us"), "µs") for name, *_ in peers]
         C.print_table(title + ", wall rate", rows, "/s", higher_is_better=True)
         C.print_table(title + ", client CPU per operation", cpu, "")
+        if "request" in title:
+            print("  the fixed part, CPU per round trip (µs): "
+                  + "; ".join(f"{name}: responder {_f(med(runs[name], 'responder_us'))}, "
+                              f"nats-server {_f(med(runs[name], 'nats-server_us'))}"
+                              for name, *_ in peers))
+        g, a_ = runs["greenrt"], runs["nats-py asyncio"]
+        per_round = ", ".join(ratio(x.get("rate"), y.get("rate")) for x, y in zip(g, a_))
         summary.append(f"SUMMARY: nats {title}: greenrt/nats-py wall = "
-                       f"{ratio(g.get('rate'), a_.get('rate'))}, client CPU per op = "
-                       f"{ratio(a_.get('cpu_us'), g.get('cpu_us'))}x less (target >= 2.0)")
+                       f"{ratio(med(g, 'rate'), med(a_, 'rate'))}"
+                       + (f" (rounds: {per_round})" if a.rounds > 1 else "")
+                       + f", client CPU per op = {ratio(med(a_, 'cpu_us'), med(g, 'cpu_us'))}x "
+                       "less (target >= 2.0)")
     print()
     print("\n".join(summary))
     return 0
+
+
+def _f(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def _cpu_ns(pid: int) -> int:
+    """CPU time of process ``pid`` so far, all threads (``/proc/<pid>/task/*/schedstat``,
+    nanoseconds; nats-server runs many): 0 where unavailable."""
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
 
 
 def _run_worker(me: str, args: list[str], pythonpath: str | None) -> dict:
