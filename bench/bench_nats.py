@@ -546,7 +546,7 @@ def main() -> int:
                               f"nats-server {_f(med(runs[name], 'nats-server_us'))}"
                               for name, *_ in peers))
         g, a_ = runs["greenrt"], runs["nats-py asyncio"]
-        per_round = ", ".join(ratio(x.get("rate"), y.get("rate")) for x, y in zip(g, a_))
+        per_round = ", ".join(ratio(x.get("rate"), y.get("rate")) for x, y in zip(g, a_, strict=True))
         summary.append(f"SUMMARY: nats {title}: greenrt/nats-py wall = "
                        f"{ratio(med(g, 'rate'), med(a_, 'rate'))}"
                        + (f" (rounds: {per_round})" if a.rounds > 1 else "")
