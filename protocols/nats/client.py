@@ -837,6 +837,11 @@ class Client:
                     # first generation fills up and traverses them (measured: 1.9k
                     # instructions per message), and queues stay short.
                     _yield_now()
+                    if self._out:
+                        # What they published in reply (a responder's answers) leaves
+                        # now, in one write, instead of after this task's next recv()
+                        # and a pass through the flusher: the round trip's latency.
+                        self._send_now(conn)
         except ProtocolError as e:
             stats["protocol_errors"] += 1
             emit_protocol_error("nats", e.code, error=str(e), peer=conn.server.address)
@@ -1091,15 +1096,35 @@ class Client:
         blocks; not a checkpoint."""
         if _current_hub().runnable_count():
             return False  # others may publish before the flusher runs: let it batch
-        conn = self._conn
-        send_nowait = conn.send_nowait if conn is not None else None
-        if send_nowait is None:
+        return self._send_now(self._conn)
+
+    def _send_now(self, conn: _Conn | None) -> bool:
+        """Write what is buffered to ``conn`` now, as far as the socket takes it
+        without waiting; True if all of it went. Never blocks; not a checkpoint.
+        Does nothing while PINGs are buffered (the flusher counts them out), while
+        the flusher is in a send (its bytes go first), or on a stream without
+        ``send_nowait`` (TLS). Errors are the flusher's to meet and report.
+
+        A write that stops inside a frame leaves the rest at the head of the buffer,
+        and that rest must go to this connection or nowhere (the next connection
+        must never see the tail of a frame). It does: the flusher is woken whenever
+        bytes are buffered (by whoever buffers them; ``request`` wakes it right
+        after a write-through that fell short, with no task switch in between), a
+        woken task runs before its connection's region can end, and the flusher takes the
+        whole buffer at once: it writes it to this connection or, the connection
+        lost (its send is a checkpoint of the cancelled region), drops it.
+        ``test_a_frame_torn_by_a_lost_connection_never_reaches_the_next_one``."""
+        out = self._out
+        if conn is None or conn.send_nowait is None or self._pings_in_out or \
+                conn is not self._conn or conn.closed:
             return False
         try:
-            sent = send_nowait(out)
+            sent = conn.send_nowait(out)
         except Exception:  # WouldBlock, or a broken stream the flusher will report
             return False
         del out[:sent]
+        if self._hw_wq._q:
+            self._hw_wq.wake_all()
         return not out
 
     def _pub_prefix(self, subject: str) -> bytes:

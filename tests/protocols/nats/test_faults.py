@@ -250,3 +250,79 @@ def test_discovered_servers_are_bounded():
         greenrt.run(main)
     finally:
         peer.close()
+
+
+def test_a_frame_torn_by_a_lost_connection_never_reaches_the_next_one():
+    """Replies leave from the reader task (``_send_now``) right after the consumers
+    it woke have run. If that write stops part-way through a PUB and the connection
+    is then lost before the flusher runs, the rest of that PUB belongs to the dead
+    connection: the next connection gets whole operations only (the issue's "no
+    partial PUB ever written"). The partial write is forced (a fault a real kernel
+    gives only with a full send buffer): the wrapped ``send_nowait`` really writes,
+    but at most 7 bytes; the peer's EOF is right behind its MSG, so the reader meets
+    it before the flusher runs."""
+    second = bytearray()
+    state = {"conns": 0}
+    got_second = []
+
+    def serve(c):
+        state["conns"] += 1
+        buf = bytearray()
+        handshake(c, buf)
+        if state["conns"] == 1:
+            read_until(c, buf, b"SUB svc 1\r\nPING\r\n")
+            c.sendall(b"PONG\r\n")
+            read_until(c, buf, b"PING\r\n")  # the test's flush: the wrapper is in place
+            c.sendall(b"PONG\r\nMSG svc 1 2\r\nhi\r\n")
+            c.shutdown(socket.SHUT_WR)  # EOF right behind the MSG
+            try:
+                while c.recv(65536):
+                    pass
+            except OSError:
+                pass
+            return
+        # the second connection: record everything up to the test's final flush
+        second.extend(buf)
+        while b"PING\r\n" not in second[second.find(b"SUB svc 1\r\n"):] or \
+                b"SUB svc 1\r\n" not in second:
+            d = c.recv(65536)
+            if not d:
+                return
+            second.extend(d)
+        c.sendall(b"PONG\r\n")
+        got_second.append(True)
+        _silent(c, buf)
+
+    peer = ScriptedPeer(serve)
+
+    def main():
+        with nats.connect(f"nats://127.0.0.1:{peer.port}", reconnect_wait=0.01,
+                          ping_interval=0) as nc:
+            sub = nc.subscribe("svc")
+            nc.flush(timeout=5)
+            real = nc._conn.send_nowait
+            nc._conn.send_nowait = lambda data: real(bytes(data[:7]))
+
+            def respond():
+                for m in sub:
+                    nc.publish("reply.subject", b"PAYLOAD-OF-THE-TORN-PUB")
+                    return
+
+            with greenrt.region() as rg:
+                rg.spawn(respond)
+                nc.flush(timeout=5)  # (the peer sends the MSG after this PONG)
+            nc.wait_connected(timeout=20)
+            with greenrt.fail_after(20):
+                while nc.statistics()["reconnects"] < 1:
+                    greenrt.sleep(0.01)
+            nc.flush(timeout=5)  # answered on the second connection
+    try:
+        greenrt.run(main)
+    finally:
+        peer.close()
+    assert state["conns"] == 2 and got_second
+    data = bytes(second)
+    assert b"PAYLOAD" not in data and b"ubject" not in data, data
+    # whole operations only: every line is a known verb (no PUB carries a payload here)
+    for line in data.split(b"\r\n")[:-1]:
+        assert line.split(b" ", 1)[0] in (b"CONNECT", b"PING", b"PONG", b"SUB", b"UNSUB"), data
