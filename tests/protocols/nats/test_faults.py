@@ -304,7 +304,7 @@ def test_a_frame_torn_by_a_lost_connection_never_reaches_the_next_one():
             nc._conn.send_nowait = lambda data: real(bytes(data[:7]))
 
             def respond():
-                for m in sub:
+                for _m in sub:
                     nc.publish("reply.subject", b"PAYLOAD-OF-THE-TORN-PUB")
                     return
 
