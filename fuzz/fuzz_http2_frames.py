@@ -11,7 +11,9 @@ Run with atheris::
 Checks: the only exceptions are the gate's verdict and h2's ``ProtocolError`` (the
 server answers both with GOAWAY); a stream error resets its stream and the
 connection goes on; the gate's output (verdict, the bytes handed to h2 and the
-GOAWAYs taken out) does not depend on segmentation.
+GOAWAYs taken out) does not depend on segmentation; the frame reader
+(``_h2fast.frames``: DATA and WINDOW_UPDATE read in place) gives what h2's frame
+buffer gives, frame for frame, and fails where it fails.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ try:  # pragma: no cover - only when running under atheris
         import h2.connection
         import h2.exceptions
 
+        from greenrt.protocols.http2._h2fast import frames as fast_frames
         from greenrt.protocols.http2._wire import PREFACE, FrameGate, GateError
         from greenrt.protocols.http2.limits import H2Limits
         from greenrt.protocols.http2.server import feed_frames
@@ -37,6 +40,7 @@ except ImportError:
     import h2.connection
     import h2.exceptions
 
+    from greenrt.protocols.http2._h2fast import frames as fast_frames
     from greenrt.protocols.http2._wire import PREFACE, FrameGate, GateError
     from greenrt.protocols.http2.limits import H2Limits
     from greenrt.protocols.http2.server import feed_frames
@@ -76,10 +80,36 @@ def check_segmentation(stream: bytes, cut: int, *, preface: bool) -> None:
         raise Finding(f"gate output depends on segmentation: {whole[0]} vs {pieces[0]}")
 
 
+def _frame_list(read, chunks) -> list:
+    h = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    out: list = []
+    try:
+        for c in chunks:
+            for f in read(h, c):
+                out.append((type(f).__name__, sorted(
+                    (k, sorted(v) if k == "flags" else v) for k, v in vars(f).items())))
+    except Exception as e:  # noqa: BLE001 - the verdict is compared
+        return [*out, ("raised", type(e).__name__)]
+    return [*out, ("held", bytes(h.incoming_buffer._data))]
+
+
+def _buffer(h, c):
+    h.incoming_buffer.add_data(c)
+    h.incoming_buffer.max_frame_size = h.max_inbound_frame_size
+    return h.incoming_buffer
+
+
+def check_frame_reader(stream: bytes, cut: int) -> None:
+    chunks = [stream[i:i + cut] for i in range(0, len(stream), cut)]
+    if _frame_list(fast_frames, chunks) != _frame_list(_buffer, chunks):
+        raise Finding("the frame reader and h2's frame buffer disagree")
+
+
 def TestOneInput(data: bytes) -> None:
     stream = PREFACE + data
     cut = 1 + (data[0] if data else 0)
     check_segmentation(stream, cut, preface=True)
+    check_frame_reader(stream, cut)
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
     conn.initiate_connection()
     conn.decoder.max_header_list_size = LIMITS.max_header_list_size

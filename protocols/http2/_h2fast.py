@@ -14,6 +14,14 @@
   a pure function of those, so the verdict is the same. Peers resend the same
   blocks: grpcio indexes its request headers into the dynamic table once, later
   requests are 8 bytes of indexes.
+* :func:`frames` is h2's frame buffer (``H2Connection.incoming_buffer``) with the two
+  frames a busy stream receives most read in place: an unpadded DATA frame and a
+  WINDOW_UPDATE, when they are whole and start where the buffer is empty (no
+  partial frame held, no preface or header block in progress). Each becomes the
+  very frame object hyperframe's parsing gives (same class, same attributes; its
+  ``flags`` a frozenset, where only membership is ever asked), built without the
+  buffer's copies, header parse and ``Flags`` set; anything else, or anything the
+  frame buffer would refuse, goes through the frame buffer itself (which raises).
 * :func:`put_data` / :func:`send_data` write one DATA frame (no padding) without
   ``H2Connection.send_data``'s per-frame machinery (state machine steps that change
   nothing, a ``DataFrame``, debug logging), where that is all it would do; one set
@@ -35,9 +43,9 @@ from h2.exceptions import ProtocolError, StreamClosedError, StreamIDTooLowError,
 from h2.stream import StreamInputs, StreamState
 from h2.utilities import is_informational_response
 from hpack.table import HeaderTable
-from hyperframe.frame import HeadersFrame, RstStreamFrame
+from hyperframe.frame import DataFrame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
 
-__all__ = ["put_data", "receive_frame", "send_data"]
+__all__ = ["frames", "put_data", "receive_frame", "send_data"]
 
 # where sending DATA changes no h2 state but the windows (h2's state tables)
 _SENDING_STREAM = frozenset((StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE))
@@ -56,6 +64,77 @@ _STATIC = HeaderTable.STATIC_TABLE_LENGTH
 MEMO_ENTRIES = 8
 BLOCK_MAX = 1024
 DECODED_MAX = 4096
+
+
+# -- receiving ------------------------------------------------------------------------
+
+_END_STREAM = frozenset(("END_STREAM",))
+_NO_FLAGS: frozenset = frozenset()
+_new = object.__new__
+
+
+def frames(h: Any, data: bytes) -> Any:
+    """The frames of ``data`` received on ``h`` (an ``H2Connection``), after the bytes
+    its frame buffer holds: what iterating ``h.incoming_buffer`` after
+    ``add_data(data)`` gives, frame for frame, raising what it raises, at the same
+    frame (``tests/protocols/http2/test_h2fast.py`` compares them on arbitrary frame
+    sequences cut anywhere). See the module docstring; a generator, with no I/O."""
+    buf = h.incoming_buffer
+    if type(data) is not bytes:
+        data = bytes(data)
+    pos, n = 0, len(data)
+    while True:
+        buf.max_frame_size = max_size = h.max_inbound_frame_size
+        if buf._data or buf._preamble_len or buf._headers_buffer:
+            if pos < n:
+                buf.add_data(data[pos:] if pos else data)
+                pos = n
+        else:
+            while n - pos >= 9:
+                length = (data[pos] << 16) | (data[pos + 1] << 8) | data[pos + 2]
+                end = pos + 9 + length
+                if end > n or length > max_size:
+                    break
+                t = data[pos + 3]
+                sid = ((data[pos + 5] & 0x7F) << 24) | (data[pos + 6] << 16) | \
+                    (data[pos + 7] << 8) | data[pos + 8]
+                if t == 0:  # DATA: padded, or on stream 0 (refused), is the buffer's
+                    fl = data[pos + 4]
+                    if fl & 0x08 or not sid:
+                        break
+                    f = _new(DataFrame)
+                    f.stream_id = sid
+                    f.flags = _END_STREAM if fl & 0x01 else _NO_FLAGS
+                    f.body_len = length
+                    f.pad_length = 0
+                    f.data = data[pos + 9:end]
+                elif t == 8 and length == 4:  # WINDOW_UPDATE, if hyperframe takes it
+                    inc = (data[pos + 9] << 24) | (data[pos + 10] << 16) | \
+                        (data[pos + 11] << 8) | data[pos + 12]
+                    if not 1 <= inc <= 0x7FFFFFFF:
+                        break
+                    f = _new(WindowUpdateFrame)
+                    f.stream_id = sid
+                    f.flags = _NO_FLAGS
+                    f.body_len = 4
+                    f.window_increment = inc
+                else:
+                    break
+                pos = end
+                yield f
+                # (receiving a frame never changes max_inbound_frame_size: only the
+                # ACK of our SETTINGS does, and that is the buffer's frame)
+            if pos >= n:
+                return
+            # the frame here is the buffer's: hand it over, whole if it is all here
+            end = n
+            if n - pos >= 9:
+                end = min(n, pos + 9 + ((data[pos] << 16) | (data[pos + 1] << 8) | data[pos + 2]))
+            buf.add_data(data[pos:end])
+            pos = end
+        yield from buf
+        if pos >= n:
+            return
 
 
 def receive_frame(h: Any, frame: Any) -> list:

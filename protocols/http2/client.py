@@ -1091,15 +1091,13 @@ def _count_reset(h: h2.connection.H2Connection, gate: _ClientGate, frame: Any) -
 
 
 def _receive(h: h2.connection.H2Connection, data: bytes, gate: _ClientGate) -> list:
-    """``h.receive_data(data)`` without h2's per-frame ``repr`` (``_h2fast``); h2's
+    """``h.receive_data(data)`` without h2's per-frame ``repr``, DATA and WINDOW_UPDATE
+    frames read in place (``_h2fast``); h2's
     connection errors propagate (the caller sends its own GOAWAY), and so does the
     gate's :class:`_wire.GateError` for a RST_STREAM flood (``_count_reset``)."""
-    buf = h.incoming_buffer
-    buf.add_data(data)
-    buf.max_frame_size = h.max_inbound_frame_size
     events: list = []
     try:
-        for frame in buf:
+        for frame in _h2fast.frames(h, data):
             if type(frame) is _RstStreamFrame:
                 _count_reset(h, gate, frame)
             events.extend(_h2fast.receive_frame(h, frame))

@@ -123,23 +123,23 @@ def _is_stream_error(e: Exception, frame: Any) -> bool:
 
 
 def feed_frames(h: h2.connection.H2Connection, data: bytes, on_stream_error) -> list:
-    """h2's ``receive_data`` one frame at a time, so that a stream error (see
-    ``_is_stream_error``) becomes ``on_stream_error(frame, exc)`` (the caller resets
-    that stream) without losing the frames behind it in ``data``. Other h2 errors
-    propagate (connection errors). No I/O, no greenrt: the fuzz targets call it."""
-    buf = h.incoming_buffer
-    buf.add_data(data)
-    buf.max_frame_size = h.max_inbound_frame_size
+    """h2's ``receive_data`` one frame at a time (the frames from ``_h2fast.frames``),
+    so that a stream error (see ``_is_stream_error``) becomes
+    ``on_stream_error(frame, exc)`` (the caller resets that stream) without losing
+    the frames behind it in ``data``. Other h2 errors propagate (connection
+    errors). No I/O, no greenrt: the fuzz targets call it."""
+    it = _h2fast.frames(h, data)
+    receive = _h2fast.receive_frame
     events: list = []
     while True:
         try:
-            frame = next(buf)
+            frame = next(it)
         except StopIteration:
             return events
         except hyperframe.exceptions.InvalidPaddingError as e:
             raise h2.exceptions.ProtocolError("invalid padding") from e
         try:
-            events.extend(_h2fast.receive_frame(h, frame))
+            events.extend(receive(h, frame))
         except h2.exceptions.ProtocolError as e:
             if not _is_stream_error(e, frame):
                 raise
