@@ -22,7 +22,9 @@ Request/reply is latency-bound: a round trip is the client's own part plus a fix
 part (the kernel, nats-server and the responder, the same for every peer). The wall
 mode prints the responder's and nats-server's CPU per round trip beside each peer
 (``/proc/<pid>/task/*/schedstat``), and for 1 task a *floor* row: a minimal
-blocking-socket client with no library, the least a Python client can add.
+blocking-socket client with no library, the least a Python client can add. Its
+SUMMARY line gives floor/nats-py (no client's wall ratio can pass it on that machine)
+and each client's own part of a round trip: its round trip minus the floor's.
 """
 
 from __future__ import annotations
@@ -552,6 +554,19 @@ def main() -> int:
                        + (f" (rounds: {per_round})" if a.rounds > 1 else "")
                        + f", client CPU per op = {ratio(med(a_, 'cpu_us'), med(g, 'cpu_us'))}x "
                        "less (target >= 2.0)")
+        floor = runs.get("floor: blocking socket")
+        fr, gr, ar = med(floor or [], "rate"), med(g, "rate"), med(a_, "rate")
+        if fr and gr and ar:
+            # A round trip is the fixed part plus the client's own; the floor client
+            # adds the least a Python client can, so floor/nats-py bounds what any
+            # client's wall ratio can be on this machine, and a round trip minus the
+            # floor's is the client's own part of it.
+            own_g, own_a = 1e6 / gr - 1e6 / fr, 1e6 / ar - 1e6 / fr
+            summary.append(f"SUMMARY: nats {title}: floor/nats-py wall = {fr / ar:.2f} (the bound "
+                           f"on any client's ratio here); the client's own part of a round trip "
+                           f"(minus the floor's {1e6 / fr:.0f} us): greenrt {own_g:.0f} us, "
+                           f"nats-py {own_a:.0f} us"
+                           + (f" = {own_a / own_g:.2f}x less" if own_g > 0 else ""))
     print()
     print("\n".join(summary))
     return 0
