@@ -89,6 +89,7 @@ def checkpoint() -> None:
             hub._schedule(task)
             hub._handoff()
         elif not ready:
+            hub._cancel_streak = hub._timed_streak = 0
             hub._poll_countdown = cd  # the only runnable task: keep running
         else:
             nxt = ready[0]
@@ -100,6 +101,7 @@ def checkpoint() -> None:
                 ready.popleft()
                 ready.append(task)
                 task._queued = True
+                hub._cancel_streak = hub._timed_streak = 0
                 nxt._queued = False
                 hub._poll_countdown = cd
                 hub.current = nxt
@@ -187,6 +189,7 @@ def park(abort_fn: Callable[[], bool], wait_for: Any = None) -> Any:
                             hub._timed_streak += 1
                 elif ready and ready[0]._glet is not None:
                     nxt = ready.popleft()
+                    hub._cancel_streak = hub._timed_streak = 0
                 if nxt is not None:
                     hub._poll_countdown = cd
                     nxt._queued = False

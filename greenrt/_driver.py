@@ -174,6 +174,7 @@ class _Slot:
                                 hub._timed_streak += 1
                     elif ready and ready[0]._glet is not None:
                         nxt = ready.popleft()
+                        hub._cancel_streak = hub._timed_streak = 0
                     if nxt is not None:
                         hub._poll_countdown = cd
                         nxt._queued = False
@@ -225,6 +226,7 @@ class _Slot:
                                 hub._timed_streak += 1
                     elif ready and ready[0]._glet is not None:
                         nxt = ready.popleft()
+                        hub._cancel_streak = hub._timed_streak = 0
                     if nxt is not None:
                         hub._poll_countdown = cd
                         nxt._queued = False

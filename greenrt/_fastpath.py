@@ -34,7 +34,7 @@ A fast path is taken only when it provably does what the general path would do.
   poll; then ``handoff`` and ``park`` take the head of the timed lane when ``_pick``
   would (its streak is below ``streak_limit`` or the ready lane is empty, with the
   same streak bookkeeping), else the head of the ready lane when the timed lane is
-  empty (``yield`` and ``run_in_place`` require both other lanes empty); and the task
+  empty (and, as ``_pick`` does then, both streaks start again from zero) (``yield`` and ``run_in_place`` require both other lanes empty); and the task
   switched to already has a greenlet (a brand-new greenlet is started from the hub
   greenlet, the general path).
 * **The check half of a checkpoint** (``enter``) has nothing to do when the task has
@@ -122,6 +122,7 @@ def yield_(hub: Any, task: Any) -> None:
             hub._schedule(task)
             hub._handoff()
         elif not ready:
+            hub._cancel_streak = hub._timed_streak = 0
             hub._poll_countdown = cd  # the only runnable task: keep running
         else:
             nxt = ready[0]
@@ -133,6 +134,7 @@ def yield_(hub: Any, task: Any) -> None:
                 ready.popleft()
                 ready.append(task)
                 task._queued = True
+                hub._cancel_streak = hub._timed_streak = 0
                 nxt._queued = False
                 hub._poll_countdown = cd
                 hub.current = nxt
@@ -167,6 +169,7 @@ def park_(hub: Any, task: Any, abort: Any, what: Any) -> Any:
                             hub._timed_streak += 1
                 elif ready and ready[0]._glet is not None:
                     nxt = ready.popleft()
+                    hub._cancel_streak = hub._timed_streak = 0
                 if nxt is not None:
                     hub._poll_countdown = cd
                     nxt._queued = False
@@ -208,6 +211,7 @@ def handoff(hub: Any) -> Any:
                 glet = nxt._glet
                 if glet is not None:
                     ready.popleft()
+                    hub._cancel_streak = hub._timed_streak = 0
                     hub._poll_countdown = cd
                     nxt._queued = False
                     hub.current = nxt
@@ -225,6 +229,7 @@ def run_in_place(hub: Any, me: Any) -> Any:
         ready = hub._ready
         if cd > 0 and ready and ready[0]._glet is None:
             task = ready.popleft()
+            hub._cancel_streak = hub._timed_streak = 0
             hub._poll_countdown = cd
             task._queued = False
             hub.current = task

@@ -635,6 +635,7 @@ class RealHub(Hub):
                 hub._schedule(task)
                 hub._handoff()
             elif not ready:
+                hub._cancel_streak = hub._timed_streak = 0
                 hub._poll_countdown = cd  # the only runnable task: keep running
             else:
                 nxt = ready[0]
@@ -646,6 +647,7 @@ class RealHub(Hub):
                     ready.popleft()
                     ready.append(task)
                     task._queued = True
+                    hub._cancel_streak = hub._timed_streak = 0
                     nxt._queued = False
                     hub._poll_countdown = cd
                     hub.current = nxt
@@ -700,6 +702,7 @@ class RealHub(Hub):
                     glet = nxt._glet
                     if glet is not None:
                         ready.popleft()
+                        hub._cancel_streak = hub._timed_streak = 0
                         hub._poll_countdown = cd
                         nxt._queued = False
                         hub.current = nxt

@@ -319,6 +319,7 @@ def _worker_main(task: Any) -> None:  # a Task, then None between two tasks
             ready = hub._ready
             if cd > 0 and ready and ready[0]._glet is None:
                 task = ready.popleft()
+                hub._cancel_streak = hub._timed_streak = 0
                 hub._poll_countdown = cd
                 task._queued = False
                 hub.current = task

@@ -113,12 +113,14 @@ def _program():
     deadline), checkpoints with a new or a started task next, a lone task yielding,
     channel send/recv/reserve with waits, a contended Lock, an Event, a socket read
     (driver park and wake-up), cancellations (the cancel lane). It returns the log
-    of (step, poll countdown, polls so far) that each task writes as it runs."""
+    of (step, poll countdown, polls so far, the cancel and timed lanes' streaks) that
+    each task writes as it runs."""
     hub = lowlevel.current_hub()
     log = []
 
     def note(tag):
-        log.append((tag, hub._poll_countdown, hub.stats["polls"]))
+        log.append((tag, hub._poll_countdown, hub.stats["polls"], hub._cancel_streak,
+                    hub._timed_streak))
 
     tx, rx = greenrt.channel(2)
     lock = greenrt.Lock()
@@ -230,5 +232,6 @@ def test_fast_and_general_paths_run_the_same_steps(rec):
 
     assert greenrt.run(fast) == general
     assert len(general) > 200
-    assert max(p for _, _, p in general) > 0  # the countdown ran out: polls happened
+    assert max(p for _, _, p, _, _ in general) > 0  # the countdown ran out: polls happened
+    assert max(t for *_, t in general) > 0  # the timed lane's streak was counted
 
