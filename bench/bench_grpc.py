@@ -12,7 +12,7 @@ client, each in a fresh process, against the same grpcio sync server.
 Prints tables and ``SUMMARY:`` lines. Goals (issue 15): our server >= 1.0x grpcio's
 sync server, our client >= 1.0x grpcio's sync client; the ratio to grpc.aio beside.
 
-    .venv/bin/python bench/bench_grpc.py [--seconds 2] [--quick] [--side client]
+    .venv/bin/python bench/bench_grpc.py [--seconds 2] [--quick] [--side client] [--rounds N]
     .venv/bin/python bench/bench_grpc.py --callgrind [--calls 600]
     .venv/bin/python bench/bench_grpc.py --profile server|client [--calls 3000]
 
@@ -32,6 +32,7 @@ the top functions by own time, with calls per RPC.
 from __future__ import annotations
 
 import argparse
+import collections
 import importlib.util
 import os
 import socket
@@ -521,13 +522,19 @@ def main() -> int:
                     help="rates: measure the servers, the clients, or both")
     ap.add_argument("--calls", type=int, default=None,
                     help="calls per run (--callgrind: 600, --profile: 3000)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="rates: repeat every measurement N times, the peers taking turns "
+                         "within each round; tables show medians, SUMMARY the ratio of "
+                         "medians and each round's ratio")
     a = ap.parse_args()
     if a.callgrind:
         return callgrind(a.calls or 600, a.callgrind, a.peers.split(","))
     if a.profile:
         return run_profile(a.profile, a.calls or 3000)
     secs = 0.5 if a.quick else a.seconds
-    print(f"bench_grpc  {C.machine()}  ({secs:g} s per measurement, wall-clock rates)")
+    rounds = max(1, a.rounds)
+    print(f"bench_grpc  {C.machine()}  ({secs:g} s per measurement, wall-clock rates"
+          + (f", {rounds} rounds, medians" if rounds > 1 else "") + ")")
 
     def client(kind, port, mode, callers):
         res = C.run_worker(ME, [kind, str(port), mode, str(callers), str(secs)],
@@ -538,31 +545,38 @@ def main() -> int:
         return res["rate"]
 
     cases = [("unary", 1), ("unary", 50), ("bidi", 1)]
-    server_rates: dict = {}
-    server_cpu: dict = {}
-    for skind in SERVERS if a.side != "client" else ():
-        proc, port = start_server(skind)
+    # every figure is a list, one entry per round (a round measures every peer once)
+    server_rates: dict = collections.defaultdict(list)
+    server_cpu: dict = collections.defaultdict(list)
+    client_rates: dict = collections.defaultdict(list)
+    for _ in range(rounds):
+        for skind in SERVERS if a.side != "client" else ():
+            proc, port = start_server(skind)
+            try:
+                for mode, callers in cases:
+                    c0 = _cpu_seconds(proc.pid)
+                    rate = client("grpcio-aio", port, mode, callers)
+                    c1 = _cpu_seconds(proc.pid)
+                    server_rates[(skind, mode, callers)].append(rate)
+                    server_cpu[(skind, mode, callers)].append(
+                        (c1 - c0) / (rate * secs) * 1e6 if rate else None)
+            finally:
+                proc.kill()
+                proc.wait(10)
+        if a.side == "server":
+            continue
+        proc, port = start_server("grpcio-sync")
         try:
-            for mode, callers in cases:
-                c0 = _cpu_seconds(proc.pid)
-                rate = client("grpcio-aio", port, mode, callers)
-                c1 = _cpu_seconds(proc.pid)
-                server_rates[(skind, mode, callers)] = rate
-                server_cpu[(skind, mode, callers)] = (
-                    (c1 - c0) / (rate * secs) * 1e6 if rate else None)
+            for ckind in CLIENTS:
+                for mode, callers in cases:
+                    client_rates[(ckind, mode, callers)].append(client(ckind, port, mode, callers))
         finally:
             proc.kill()
             proc.wait(10)
-
-    client_rates: dict = {}
-    proc, port = start_server("grpcio-sync")
-    try:
-        for ckind in CLIENTS if a.side != "server" else ():
-            for mode, callers in cases:
-                client_rates[(ckind, mode, callers)] = client(ckind, port, mode, callers)
-    finally:
-        proc.kill()
-        proc.wait(10)
+    per_round = {"server": server_rates, "client": client_rates}
+    server_rates = {k: _median(v) for k, v in server_rates.items()}
+    server_cpu = {k: _median(v) for k, v in server_cpu.items()}
+    client_rates = {k: _median(v) for k, v in client_rates.items()}
 
     names = {"ours": "greenrt", "grpcio-sync": "grpcio sync", "grpcio-aio": "grpcio aio"}
     for mode, callers in cases if server_rates else ():
@@ -583,16 +597,33 @@ def main() -> int:
     def ratio(x, y):
         return f"{x / y:.2f}" if x and y else "-"
 
+    def rounds_of(side, mode, callers):
+        if rounds == 1:
+            return ""
+        got = per_round[side]
+        o, sy = got[("ours", mode, callers)], got[("grpcio-sync", mode, callers)]
+        return " (rounds: " + ", ".join(ratio(x, y) for x, y in zip(o, sy, strict=True)) + ")"
+
     print()
     for mode, callers in cases if server_rates else ():
         o, s, ai = (server_rates[(k, mode, callers)] for k in SERVERS)
-        print(f"SUMMARY: grpc server {mode} x{callers} greenrt/grpcio-sync = {ratio(o, s)} "
+        print(f"SUMMARY: grpc server {mode} x{callers} greenrt/grpcio-sync = {ratio(o, s)}"
+              f"{rounds_of('server', mode, callers)} "
               f"(target >= 1.0), greenrt/grpc.aio = {ratio(o, ai)}")
     for mode, callers in cases if client_rates else ():
         o, s, ai = (client_rates[(k, mode, callers)] for k in CLIENTS)
-        print(f"SUMMARY: grpc client {mode} x{callers} greenrt/grpcio-sync = {ratio(o, s)} "
+        print(f"SUMMARY: grpc client {mode} x{callers} greenrt/grpcio-sync = {ratio(o, s)}"
+              f"{rounds_of('client', mode, callers)} "
               f"(target >= 1.0), greenrt/grpc.aio = {ratio(o, ai)}")
     return 0
+
+
+def _median(values: list) -> float | None:
+    vals = sorted(v for v in values if v is not None)
+    if not vals:
+        return None
+    k = len(vals) // 2
+    return vals[k] if len(vals) % 2 else (vals[k - 1] + vals[k]) / 2
 
 
 if __name__ == "__main__":
