@@ -270,7 +270,7 @@ class Subscription:
 
     __slots__ = ("sid", "subject", "queue", "_client", "_max_msgs", "delivered", "_q", "_bytes",
                  "max_pending_msgs", "max_pending_bytes", "_wq", "_dropped_unreported",
-                 "dropped", "_ended", "_route_fn", "_plain", "__weakref__")
+                 "dropped", "_ended", "_route_fn", "_plain", "_what", "__weakref__")
 
     def __init__(self, client: Client, sid: int, subject: str, queue: str | None,
                  max_pending_msgs: int, max_pending_bytes: int):
@@ -291,6 +291,7 @@ class Subscription:
         self._route_fn: Callable[[Message], None] | None = None
         #: no route, no auto-unsubscribe, not ended: the reader's inlined delivery
         self._plain = True
+        self._what = f"nats subscription {subject!r}"  # (what a parked reader waits for)
 
     @property
     def max_msgs(self) -> int:
@@ -381,7 +382,7 @@ class Subscription:
                 return m
             if self._ended:
                 raise EndOfSubscription(self.subject)
-            self._wq.park(what=f"nats subscription {self.subject!r}")
+            self._wq.park(what=self._what)
 
     recv = next_msg
 
