@@ -101,9 +101,12 @@ _COMPRESSION_NAMES = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
 class Record(NamedTuple):
     """One record: the ``topic`` and ``partition`` it was fetched from (what the caller
     of :func:`decode_batches` passed: ``None`` by default), its absolute ``offset`` and
-    ``timestamp`` (ms), ``key``/``value`` (bytes or None), ``headers`` as a list of
-    ``(str, bytes | None)``. A tuple (built positionally, one object per record): the
-    consumer's ``ConsumerRecord`` is this class."""
+    ``timestamp`` (ms), ``key``/``value`` (bytes or None), ``headers`` as a tuple of
+    ``(str, bytes | None)`` pairs (immutable: a record without headers, the common
+    case, shares the empty tuple instead of owning an empty list, which would be one
+    more object per record for the allocator and the garbage collector to track). A
+    tuple (built positionally, one object per record): the consumer's
+    ``ConsumerRecord`` is this class."""
 
     topic: str | None
     partition: int | None
@@ -111,7 +114,7 @@ class Record(NamedTuple):
     timestamp: int
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes | None]]
+    headers: tuple[tuple[str, bytes | None], ...]
 
 
 @dataclass
@@ -499,7 +502,7 @@ def _decode_records(section: bytes | memoryview, count: int, base_offset: int, b
         else:
             u, p = uv(buf, p, end, 35)
         nh = (u >> 1) ^ -(u & 1)
-        headers = []
+        headers = ()
         if nh:
             headers, p = _headers_at(buf, p, end, nh)
         if p != end:
@@ -514,7 +517,7 @@ def _decode_records(section: bytes | memoryview, count: int, base_offset: int, b
     return out, data_bytes
 
 
-def _headers_at(buf: bytes, p: int, end: int, nh: int) -> tuple[list[tuple[str, bytes | None]], int]:
+def _headers_at(buf: bytes, p: int, end: int, nh: int) -> tuple[tuple[tuple[str, bytes | None], ...], int]:
     """``nh`` headers inside ``buf[p:end]`` and the position after them."""
     if nh < 0 or nh > end - p:
         raise KafkaProtocolError(f"header count {nh} does not fit the record", code="bad_length")
@@ -530,7 +533,7 @@ def _headers_at(buf: bytes, p: int, end: int, nh: int) -> tuple[list[tuple[str, 
             raise KafkaProtocolError("header key is not UTF-8", code="bad_string") from None
         hv, p = vb(buf, p, end)
         headers.append((hks, hv))
-    return headers, p
+    return tuple(headers), p
 
 
 #: the zigzag decoding of every one-byte varint, and (``_UNZZ2[b][c]``) of every
@@ -666,7 +669,7 @@ def _decode_records_fast(buf: bytes, count: int, base_offset: int, base_ts: int,
                 u, q = uv(r, q, length, 35)
                 headers, q = _headers_at(r, q, length, (u >> 1) ^ -(u & 1))
             else:
-                headers = []
+                headers = ()
                 q += 1
             if q != length:
                 return None

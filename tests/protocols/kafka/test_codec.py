@@ -165,7 +165,7 @@ def test_batch_round_trip(compression):
                                 base_sequence=3)
     (b,) = list(records.decode_batches(data))
     assert [(r.offset, r.key, r.value, r.headers) for r in b.records] == [
-        (100, b"k1", b"v1", [("h1", b"x"), ("h2", None)]), (101, None, b"v2", []), (102, b"k3", None, [])]
+        (100, b"k1", b"v1", (("h1", b"x"), ("h2", None))), (101, None, b"v2", ()), (102, b"k3", None, ())]
     assert (b.producer_id, b.producer_epoch, b.base_sequence, b.last_offset) == (7, 1, 3, 102)
 
 
@@ -270,7 +270,8 @@ def _reference_records(section, count, base_offset, base_ts):
             headers.append((hks, varbytes(rec)))
         if rec.remaining:
             raise KafkaProtocolError("trailing", code="trailing_bytes")
-        out.append(records.Record(None, None, base_offset + off_delta, base_ts + ts_delta, key, value, headers))
+        out.append(records.Record(None, None, base_offset + off_delta, base_ts + ts_delta, key, value,
+                                  tuple(headers)))
     if r.remaining:
         raise KafkaProtocolError("trailing", code="trailing_bytes")
     return out, sum(len(x.key or b"") + len(x.value or b"") for x in out)
@@ -362,4 +363,4 @@ def test_fast_record_decoder_reads_the_common_shape_without_bailing_out():
     got = records._decode_records_fast(section, 9000, 1000, 0, "t", 0)
     assert got is not None and got == records._decode_records(section, 9000, 1000, 0, "t", 0)
     assert [r.offset for r in got[0]] == list(range(1000, 10000)) and got[1] == 9000 * 100
-    assert got[0][8500] == records.Record("t", 0, 9500, 8500, None, b"v" * 100, [])
+    assert got[0][8500] == records.Record("t", 0, 9500, 8500, None, b"v" * 100, ())
