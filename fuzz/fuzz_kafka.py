@@ -135,12 +135,12 @@ def _run_vs_careful(section: bytes, count: int) -> None:
 
 
 def _uniform_runs(data: bytes) -> None:
-    """Random bytes are seldom 8 records of one layout, which the bulk path needs: the
+    """Random bytes are seldom 32 records of one layout, which the bulk path needs: the
     input is also read as the parameters of such a section (record count, key and
     value sizes, a timestamp delta) and as byte changes made to it."""
     if len(data) < 4:
         return
-    n = 8 + data[0] % 40
+    n = records._RUN_MIN + data[0] % 40
     value = None if data[1] == 0xFF else data[4:4 + data[1] % 48]
     key = None if data[2] & 1 else data[4:4 + data[2] % 8]
     stamps = [data[3] * (i % 3) for i in range(n)]

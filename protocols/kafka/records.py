@@ -551,9 +551,10 @@ _LEN1 = [n if n >= 0 else _FAR for n in _UNZZ]
 _LEN2 = [None] * 0x80 + [[n if n >= 0 else _FAR for n in row] for row in _UNZZ2[0x80:]]
 
 
-#: a uniform run is taken from this many records (fewer: not worth its set-up) up to
-#: that many per call (which bounds the tables below and the work of one call)
-_RUN_MIN = 8
+#: a uniform run is taken from this many records (fewer: its set-up, some 10 us, costs
+#: more than reading them one by one) up to that many per call (which bounds the
+#: tables below and the work of one call)
+_RUN_MIN = 32
 _RUN_MAX = 8192
 _first = itemgetter(0)
 #: the bytes of the minimal zigzag varint of an offset delta d >= 0, by position: the
@@ -680,11 +681,18 @@ def _uniform_run(buf: bytes, mv: memoryview, p: int, left: int, n_all: int, base
         vs = vc + vb
         if vs + max(nv, 0) != S - 1 or buf[p + S - 1]:
             return None  # headers, or lengths that do not add up
-        # how many records from p share the length prefix: each of them starts S after the last
-        m = cap
-        for k in range(lb):
-            col = buf[p + k:p + k + S * cap:S]
-            m = min(m, cap - len(col.lstrip(col[:1])))
+        # how many records from p share the length prefix: each of them starts S after
+        # the last. Looked for among 64 first, then 8 times more each time all of them
+        # do, so that a short run does not pay for a long look (its cost stays per record)
+        w = min(cap, 64)
+        while True:
+            m = w
+            for k in range(lb):
+                col = buf[p + k:p + k + S * w:S]
+                m = min(m, w - len(col.lstrip(col[:1])))
+            if m < w or w == cap:
+                break
+            w = min(cap, 8 * w)
         if m < _RUN_MIN:
             return None
         offs = _offset_bytes(d0, m, o)
@@ -704,8 +712,10 @@ def _uniform_run(buf: bytes, mv: memoryview, p: int, left: int, n_all: int, base
             col = buf[p + a:stop:S]
             if max(col) >= 0x80:
                 return None
-            tst = list(map(base_ts.__add__, unzz))
-            tss = map(tst.__getitem__, col)
+            if m >= 512:  # a table of the 128 timestamps: one addition each, not one per record
+                tss = map(list(map(base_ts.__add__, unzz)).__getitem__, col)
+            else:
+                tss = map(base_ts.__add__, map(unzz.__getitem__, col))
         else:
             hi = buf[p + a:stop:S]
             lo = buf[p + a + 1:stop:S]
@@ -749,7 +759,7 @@ def _decode_records_fast(buf: bytes, count: int, base_offset: int, base_ts: int,
     other than -1 (``_FAR`` in the length tables) bails out. Runs of records of one
     layout (one size, no headers: what a producer of fixed-size records writes) are
     read by :func:`_uniform_run` instead, by column; it is tried at the first record,
-    after each run, and after records read one by one (8, 16, 32... of them: a
+    after each run, and after records read one by one (1, 2, 4... of them: a
     section of varying records pays a few refused tries, not one per record).
     ``tests/protocols/kafka/test_codec.py`` checks both paths against each other and
     against a reference decoder."""
@@ -767,7 +777,7 @@ def _decode_records_fast(buf: bytes, count: int, base_offset: int, base_ts: int,
     data_bytes = 0
     i = 0  # records decoded
     next_try = 0  # the record at which a uniform run is tried next
-    backoff = 2 * _RUN_MIN
+    backoff = 1
     mv = memoryview(buf)
     try:
         while i < count:
@@ -779,10 +789,11 @@ def _decode_records_fast(buf: bytes, count: int, base_offset: int, base_ts: int,
                     data_bytes += nbytes
                     i += len(recs)
                     next_try = i
-                    backoff = 2 * _RUN_MIN
+                    backoff = 1
                     continue
                 # not here: the next records one by one, and the next try further on
-                # each time (a section of varying records pays a few tries, not one each)
+                # each time: 1, 2, 4... records later (an odd record between runs costs
+                # one refused try; a section of varying records a few, not one each)
                 next_try = i + backoff
                 backoff *= 2
             k = min(count, next_try) - i
