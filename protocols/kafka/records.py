@@ -585,9 +585,11 @@ def _offset_bytes(d0: int, m: int, o: int) -> tuple[bytes, ...] | None:
 
 def _uniform_run(buf: bytes, mv: memoryview, p: int, left: int, n_all: int, base_offset: int, base_ts: int,
                  topic: str | None, partition: int | None) -> tuple[list[Record], int, int] | None:
-    """``(records, data bytes, end)`` of the longest run (``_RUN_MIN`` to ``_RUN_MAX``
-    records, at most ``left``, none past ``n_all``) of records from ``buf[p]`` that
-    share one layout, or ``None``: the bulk path of :func:`_decode_records_fast`.
+    """``(records, data bytes, end)`` of the run of records from ``buf[p]`` that have
+    the first one's length bytes (``_RUN_MIN`` to ``_RUN_MAX`` of them, at most
+    ``left``, none past ``n_all``), or ``None`` unless there are that many and every
+    one of them also has the first one's layout: the bulk path of
+    :func:`_decode_records_fast`.
 
     Why: a producer writing records of one size (a fixed-size payload, no key or a
     fixed-size one, no headers) writes them in one layout, and then every field is at
