@@ -481,3 +481,33 @@ def test_uniform_runs_across_varint_widths_and_odd_records():
     assert got is not None and got == records._decode_records(section, 9000, 1000, 0, "t", 0)
     assert sum(c for c in calls if c) >= 9000 - 2 * 64  # the odd records cost a few one by one
     assert got[0][6000].headers == (("h", b"1"),) and got[0][5000].value == b"w" * 99
+
+
+@pytest.mark.parametrize("d0", [0, 1, 31, 63, 64, 65, 127, 128, 4000, 8128, 8191, 8192, 8193, 16383, 16384,
+                                100_000, 2**20 - 8192, 2**20 - 33, 2**20 - 1, 2**20])
+def test_offset_delta_tables_are_the_minimal_varints(d0):
+    """``_offset_bytes`` (the expected offset-delta bytes of a run, by column) against
+    the encoder's varints, one by one, for runs of 1 to 8192 records at and across
+    the width edges: the same bytes where every delta has the width asked for, and
+    ``None`` where one has not."""
+    for m in (1, 2, 31, 64, 100, 8191, 8192):
+        encs = [records._zigzag(d) for d in range(d0, d0 + m)]
+        for width in (1, 2, 3):
+            got = records._offset_bytes(d0, m, width)
+            if all(len(e) == width for e in encs):
+                assert got == tuple(bytes(e[k] for e in encs) for k in range(width))
+            else:
+                assert got is None
+
+
+def test_a_run_longer_than_run_max_is_read_in_several():
+    """9000 records of one layout, offset deltas from 8192 (all three bytes): two
+    runs (``_RUN_MAX`` is 8192), read exactly as the careful decoder reads them."""
+    section = _raw_section([(i % 50, 8192 + i, b"k" * 8, b"v" * 100, []) for i in range(9000)])
+    got = records._decode_records_fast(section, 9000, 7, 1_700_000_000_000, "t", 1)
+    assert got is not None and got == records._decode_records(section, 9000, 7, 1_700_000_000_000, "t", 1)
+    mv = memoryview(section)
+    first = records._uniform_run(section, mv, 0, 9000, len(section), 7, 0, "t", 1)
+    assert first is not None and len(first[0]) == records._RUN_MAX
+    second = records._uniform_run(section, mv, first[2], 9000 - records._RUN_MAX, len(section), 7, 0, "t", 1)
+    assert second is not None and second[2] == len(section) and second[0][0].offset == 7 + 8192 + 8192
