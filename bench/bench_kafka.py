@@ -24,8 +24,8 @@ Every peer warms up first (connection, metadata, producer id) outside the timed 
 Times are wall clock (the broker is another process's threads). Targets from issue 18:
 greenrt >= 2x kafka-python and >= 2x aiokafka, for produce and consume.
 
-    .venv/bin/python bench/bench_kafka.py [--records 50000] [--quick] [--profile produce|consume]
-        [--callgrind [produce|consume]]
+    .venv/bin/python bench/bench_kafka.py [--records 50000] [--quick] [--only produce|consume]
+        [--profile produce|consume] [--callgrind [produce|consume]]
 """
 
 from __future__ import annotations
@@ -288,8 +288,11 @@ def worker_main(argv: list[str]) -> None:
         out = (w_greenrt_produce(boot, topic, n, extra) if kind == "profile"
                else w_greenrt_consume(boot, topic, n))
         pr.disable()
-        pstats.Stats(pr, stream=sys.stderr).sort_stats("tottime").print_stats(25)
-        C.worker_reply(out)
+        import io
+
+        text = io.StringIO()  # handed back in the reply: the driver keeps no worker's stderr
+        pstats.Stats(pr, stream=text).sort_stats("tottime").print_stats(25)
+        C.worker_reply({**out, "profile": text.getvalue()})
         return
     fn = {"greenrt-produce": lambda: w_greenrt_produce(boot, topic, n, extra),
           "greenrt-produce-many": lambda: w_greenrt_produce_many(boot, topic, n, extra),
@@ -433,6 +436,8 @@ def main() -> int:
     ap.add_argument("--profile", choices=["produce", "consume"], help="cProfile greenrt's produce or consume path only")
     ap.add_argument("--callgrind", nargs="?", const="both", choices=["both", "produce", "consume"],
                     help="instructions per produced/consumed record under valgrind (slow: minutes)")
+    ap.add_argument("--only", choices=["produce", "consume"],
+                    help="wall/CPU rates of one direction only (every peer)")
     a = ap.parse_args()
     n = 10000 if a.quick else a.records
     try:
@@ -464,32 +469,39 @@ def main() -> int:
             t = fresh()
             _fill(boot, t, n)
             res = C.run_worker(me, ["profile-consume", boot, t, str(_retained(boot, t)), "0"], timeout=600)
+            print(res.pop("profile", ""))
             print(res)
             return 0
         if a.profile:
             res = C.run_worker(me, ["profile", boot, fresh(), str(n), str(a.tasks)], timeout=600)
+            print(res.pop("profile", ""))
             print(res)
             return 0
         if a.callgrind:
             return callgrind(me, boot, mc, fresh, a.callgrind)
-        g = run("greenrt-produce", fresh(), n, a.tasks)
-        g100 = run("greenrt-produce", fresh(), n, 100)
-        gm = run("greenrt-produce-many", fresh(), n, 5000)
-        kp = run("kafka-python-produce", fresh(), n)
-        kp_all = run("kafka-python-produce-all", fresh(), n)
-        ak = run("aiokafka-produce", fresh(), n)
-        ak_all = run("aiokafka-produce-all", fresh(), n)
-        cf = run("confluent-produce", fresh(), n)
-        ctopic = "bench-consume"
-        mc.create_topic(ctopic, 1)
-        _fill(boot, ctopic, n)
-        m = _retained(boot, ctopic)
-        if m != n:
-            print(f"  (the mock cluster retains {m} of the {n} records written; each reader reads those)")
-        gc_ = run("greenrt-consume", ctopic, m)
-        kpc = run("kafka-python-consume", ctopic, m)
-        akc = run("aiokafka-consume", ctopic, m)
-        cfc = run("confluent-consume", ctopic, m)
+        skipped = (None, None)
+        g = g100 = gm = kp = kp_all = ak = ak_all = cf = skipped
+        gc_ = kpc = akc = cfc = skipped
+        if a.only != "consume":
+            g = run("greenrt-produce", fresh(), n, a.tasks)
+            g100 = run("greenrt-produce", fresh(), n, 100)
+            gm = run("greenrt-produce-many", fresh(), n, 5000)
+            kp = run("kafka-python-produce", fresh(), n)
+            kp_all = run("kafka-python-produce-all", fresh(), n)
+            ak = run("aiokafka-produce", fresh(), n)
+            ak_all = run("aiokafka-produce-all", fresh(), n)
+            cf = run("confluent-produce", fresh(), n)
+        if a.only != "produce":
+            ctopic = "bench-consume"
+            mc.create_topic(ctopic, 1)
+            _fill(boot, ctopic, n)
+            m = _retained(boot, ctopic)
+            if m != n:
+                print(f"  (the mock cluster retains {m} of the {n} records written; each reader reads those)")
+            gc_ = run("greenrt-consume", ctopic, m)
+            kpc = run("kafka-python-consume", ctopic, m)
+            akc = run("aiokafka-consume", ctopic, m)
+            cfc = run("confluent-consume", ctopic, m)
     finally:
         mc.close()
 
@@ -507,6 +519,8 @@ def main() -> int:
                ("confluent-kafka", cfc, "consume(), librdkafka (C), ceiling")]
     for what, rows in (("produce, 100-byte records, acks=all, idempotent", produce),
                        ("consume, 100-byte records, assign + earliest", consume)):
+        if a.only and not what.startswith(a.only):
+            continue
         C.print_table(f"{what}: records/s (wall clock)",
                       [(name, v[0], note) for name, v, note in rows], "/s", higher_is_better=True)
         C.print_table(f"{what}: records per CPU second of the client process (all its threads)",
@@ -517,6 +531,8 @@ def main() -> int:
 
     print()
     for what, (o, p_, q, c) in (("produce", (g, kp, ak, cf)), ("consume", (gc_, kpc, akc, cfc))):
+        if a.only and what != a.only:
+            continue
         for i, clock in ((0, "wall"), (1, "cpu")):
             print(f"SUMMARY: kafka {what} ({clock}) greenrt/kafka-python = {ratio(o, p_, i)} (target >= 2.0), "
                   f"greenrt/aiokafka = {ratio(o, q, i)} (target >= 2.0), greenrt/confluent = {ratio(o, c, i)}")

@@ -19,7 +19,9 @@ One input is used three ways, each of which may only raise ``KafkaProtocolError`
 * a Produce answer also through its fast decoder, which must agree with the schema
   interpreter whenever it returns a result;
 * as a records section for the record decoder's fast path, which must agree with the
-  careful decoder whenever it returns a result;
+  careful decoder whenever it returns a result; and as the parameters and byte changes
+  of a section of records of one layout, for that fast path and for its bulk path
+  (``_uniform_run``, runs read by column) alone;
 * as a consumer group's subscription and assignment (``group.decode_*``).
 """
 
@@ -106,6 +108,53 @@ def _produce_fast_path(version: int, body: bytes) -> None:
         raise Finding("Produce fast decoder and the interpreter disagree")
 
 
+def _fast_vs_careful(section: bytes, count: int) -> None:
+    fast = records._decode_records_fast(section, count, 0, 0, None, None)
+    if fast is not None:
+        try:
+            careful = records._decode_records(section, count, 0, 0)
+        except KafkaProtocolError as e:
+            raise Finding(f"fast record decoder accepted what the careful one refuses: {e}") from None
+        if careful != fast:
+            raise Finding("fast and careful record decoders disagree")
+
+
+def _run_vs_careful(section: bytes, count: int) -> None:
+    """The bulk path (``records._uniform_run``) alone, at the section's start: a result
+    only where the careful decoder reads the same records from the bytes it spans."""
+    run = records._uniform_run(section, memoryview(section), 0, count, len(section), 0, 0, None, None)
+    if run is None:
+        return
+    got, nbytes, end = run
+    try:
+        careful = records._decode_records(section[:end], len(got), 0, 0)
+    except KafkaProtocolError as e:
+        raise Finding(f"uniform run accepted what the careful decoder refuses: {e}") from None
+    if careful != (got, nbytes):
+        raise Finding("uniform run and careful decoder disagree")
+
+
+def _uniform_runs(data: bytes) -> None:
+    """Random bytes are seldom 32 records of one layout, which the bulk path needs: the
+    input is also read as the parameters of such a section (record count, key and
+    value sizes, a timestamp delta) and as byte changes made to it."""
+    if len(data) < 4:
+        return
+    n = records._RUN_MIN + data[0] % 40
+    value = None if data[1] == 0xFF else data[4:4 + data[1] % 48]
+    key = None if data[2] & 1 else data[4:4 + data[2] % 8]
+    stamps = [data[3] * (i % 3) for i in range(n)]
+    section = bytearray(records.encode_batch([(key, value, [])] * n, timestamps=stamps)[records.HEADER_BYTES:])
+    tail = data[4 + (data[1] % 48):]
+    for i in range(0, len(tail) - 2, 3):
+        section[(tail[i] << 8 | tail[i + 1]) % len(section)] = tail[i + 2]
+    section = bytes(section)
+    for count in (n, n - 1, n + 1):
+        _fast_vs_careful(section, count)
+        _run_vs_careful(section, count)
+    _run_vs_careful(data, data[0])
+
+
 def TestOneInput(data: bytes) -> None:
     cuts = sorted({b % (len(data) + 1) for b in data[:4]})
     whole = _frames(data, [])
@@ -123,15 +172,8 @@ def TestOneInput(data: bytes) -> None:
             pass
     # the record decoder's fast path on the raw input as a records section: a result
     # only where the careful decoder gives the same one (else it defers to it)
-    count = data[0] if data else 0
-    fast = records._decode_records_fast(data, count, 0, 0, None, None)
-    if fast is not None:
-        try:
-            careful = records._decode_records(data, count, 0, 0)
-        except KafkaProtocolError as e:
-            raise Finding(f"fast record decoder accepted what the careful one refuses: {e}") from None
-        if careful != fast:
-            raise Finding("fast and careful record decoders disagree")
+    _fast_vs_careful(data, data[0] if data else 0)
+    _uniform_runs(data)
     for decode in (group.decode_subscription, group.decode_assignment):
         try:
             decode(data)

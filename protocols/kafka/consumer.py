@@ -90,7 +90,8 @@ TopicPartition = tuple  # (topic, partition)
 
 
 #: One fetched record: ``topic``, ``partition``, ``offset``, ``timestamp`` (ms),
-#: ``key``, ``value`` (bytes or None) and ``headers`` (a list of ``(str, bytes | None)``);
+#: ``key``, ``value`` (bytes or None) and ``headers`` (a tuple of ``(str, bytes | None)``
+#: pairs, the empty tuple when there are none);
 #: a named tuple (the record decoder's :class:`~.records.Record`), built positionally.
 ConsumerRecord = rec.Record
 

@@ -43,6 +43,8 @@ import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import repeat
+from operator import getitem, itemgetter
 from typing import NamedTuple
 
 from .errors import KafkaLimitError, KafkaProtocolError
@@ -101,9 +103,12 @@ _COMPRESSION_NAMES = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
 class Record(NamedTuple):
     """One record: the ``topic`` and ``partition`` it was fetched from (what the caller
     of :func:`decode_batches` passed: ``None`` by default), its absolute ``offset`` and
-    ``timestamp`` (ms), ``key``/``value`` (bytes or None), ``headers`` as a list of
-    ``(str, bytes | None)``. A tuple (built positionally, one object per record): the
-    consumer's ``ConsumerRecord`` is this class."""
+    ``timestamp`` (ms), ``key``/``value`` (bytes or None), ``headers`` as a tuple of
+    ``(str, bytes | None)`` pairs (immutable: a record without headers, the common
+    case, shares the empty tuple instead of owning an empty list, which would be one
+    more object per record for the allocator and the garbage collector to track). A
+    tuple (built positionally, one object per record): the consumer's
+    ``ConsumerRecord`` is this class."""
 
     topic: str | None
     partition: int | None
@@ -111,7 +116,7 @@ class Record(NamedTuple):
     timestamp: int
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes | None]]
+    headers: tuple[tuple[str, bytes | None], ...]
 
 
 @dataclass
@@ -499,7 +504,7 @@ def _decode_records(section: bytes | memoryview, count: int, base_offset: int, b
         else:
             u, p = uv(buf, p, end, 35)
         nh = (u >> 1) ^ -(u & 1)
-        headers = []
+        headers = ()
         if nh:
             headers, p = _headers_at(buf, p, end, nh)
         if p != end:
@@ -514,7 +519,7 @@ def _decode_records(section: bytes | memoryview, count: int, base_offset: int, b
     return out, data_bytes
 
 
-def _headers_at(buf: bytes, p: int, end: int, nh: int) -> tuple[list[tuple[str, bytes | None]], int]:
+def _headers_at(buf: bytes, p: int, end: int, nh: int) -> tuple[tuple[tuple[str, bytes | None], ...], int]:
     """``nh`` headers inside ``buf[p:end]`` and the position after them."""
     if nh < 0 or nh > end - p:
         raise KafkaProtocolError(f"header count {nh} does not fit the record", code="bad_length")
@@ -530,7 +535,7 @@ def _headers_at(buf: bytes, p: int, end: int, nh: int) -> tuple[list[tuple[str, 
             raise KafkaProtocolError("header key is not UTF-8", code="bad_string") from None
         hv, p = vb(buf, p, end)
         headers.append((hks, hv))
-    return headers, p
+    return tuple(headers), p
 
 
 #: the zigzag decoding of every one-byte varint, and (``_UNZZ2[b][c]``) of every
@@ -544,6 +549,197 @@ _UNZZ2 = [None] * 0x80 + [[(u >> 1) ^ -(u & 1) for u in ((b & 0x7F) | (c << 7) f
 _FAR = 1 << 40
 _LEN1 = [n if n >= 0 else _FAR for n in _UNZZ]
 _LEN2 = [None] * 0x80 + [[n if n >= 0 else _FAR for n in row] for row in _UNZZ2[0x80:]]
+
+
+#: a uniform run is taken from this many records (fewer: its set-up, some 10 us, costs
+#: more than reading them one by one) up to that many per call (which bounds the
+#: tables below and the work of one call)
+_RUN_MIN = 32
+_RUN_MAX = 8192
+_first = itemgetter(0)
+#: the bytes of the minimal zigzag varint of an offset delta d >= 0, by position: the
+#: one byte of d < 64 (_OFF1[d]); the first byte of a wider one, period 64 in d
+#: (_T0[d % 64], repeated to cover a run from any phase); the second of a three-byte
+#: one, period 8192 (_T1[d % 8192]); the last of a two-byte one (_LAST2[d], d < 8192)
+_OFF1 = bytes(range(0, 128, 2))
+_T0 = bytes(range(0x80, 0x100, 2)) * (_RUN_MAX // 64 + 1)
+_T1 = b"".join(bytes((0x80 | k,)) * 64 for k in range(128)) * 2
+_LAST2 = b"".join(bytes((k,)) * 64 for k in range(128))
+
+
+def _offset_bytes(d0: int, m: int, o: int) -> tuple[bytes, ...] | None:
+    """Per varint byte, the strided bytes the offset deltas d0..d0+m-1 have in their
+    minimal zigzag encoding of ``o`` bytes; None when some delta is not of that width."""
+    d1 = d0 + m
+    if o == 1:
+        return (_OFF1[d0:d1],) if d1 <= 64 else None
+    if o == 2:
+        return (_T0[d0 % 64:d0 % 64 + m], _LAST2[d0:d1]) if 64 <= d0 and d1 <= 8192 else None
+    if 8192 <= d0 and d1 <= 1 << 20:
+        k = d0 >> 13
+        split = 8192 - (d0 & 8191)
+        last = bytes((k,)) * min(m, split) + bytes((k + 1,)) * max(0, m - split)
+        return (_T0[d0 % 64:d0 % 64 + m], _T1[d0 & 8191:(d0 & 8191) + m], last)
+    return None
+
+
+def _uniform_run(buf: bytes, mv: memoryview, p: int, left: int, n_all: int, base_offset: int, base_ts: int,
+                 topic: str | None, partition: int | None) -> tuple[list[Record], int, int] | None:
+    """``(records, data bytes, end)`` of the run of records from ``buf[p]`` that have
+    the first one's length bytes (``_RUN_MIN`` to ``_RUN_MAX`` of them, at most
+    ``left``, none past ``n_all``), or ``None`` unless there are that many and every
+    one of them also has the first one's layout: the bulk path of
+    :func:`_decode_records_fast`.
+
+    Why: a producer writing records of one size (a fixed-size payload, no key or a
+    fixed-size one, no headers) writes them in one layout, and then every field is at
+    the same distance from its record's start, one stride ``S`` apart. The checks and
+    the decoding are then done by column, in C (strided slices, ``bytes.count``,
+    ``struct.iter_unpack``, ``map``/``zip`` building the records), instead of a loop of
+    bytecodes per record.
+
+    Why a result is exactly the careful decoder's: the first record proposes a layout
+    (length, timestamp, offset, key and value widths; no headers); then for every
+    record of the run, by column: its length bytes equal the first's (so each record
+    is ``S`` bytes and the next starts right after it), its offset delta is the
+    minimal encoding of the first's plus its index (compared with tables of those
+    encodings), its timestamp delta is a one- or two-byte varint as in the first (the
+    continuation bits checked), its key and value length bytes equal the first's, and
+    its header count is 0 ending the record; the attributes byte is not read (nor is
+    it by the careful decoder). Anything else (a shorter run, headers, a negative
+    length other than -1, wider varints) is ``None``, and the per-record path reads
+    those records. The work is bounded by the bytes present: at most ``_RUN_MAX``
+    records per call, each column one slice of them."""
+    unzz = _UNZZ
+    try:
+        # the first record proposes the layout
+        b = buf[p]
+        if b < 0x80:
+            lb, L = 1, unzz[b]
+        else:
+            c = buf[p + 1]
+            if c >= 0x80:
+                return None
+            lb, L = 2, _UNZZ2[b][c]
+        S = lb + L
+        cap = min(left, _RUN_MAX, (n_all - p) // S) if L > 0 else 0
+        if cap < _RUN_MIN:
+            return None
+        # cheap refusal: the next records' lengths first
+        lens0 = buf[p:p + S * _RUN_MIN:S]
+        if lens0.count(b) != _RUN_MIN:
+            return None
+        a = lb + 1  # timestamp delta
+        q = p + a
+        b = buf[q]
+        if b < 0x80:
+            t = 1
+        elif buf[q + 1] < 0x80:
+            t = 2
+        else:
+            return None
+        oc = a + t  # offset delta
+        q = p + oc
+        b = buf[q]
+        if b < 0x80:
+            o, d0 = 1, unzz[b]
+        else:
+            c = buf[q + 1]
+            if c < 0x80:
+                o, d0 = 2, _UNZZ2[b][c]
+            else:
+                e = buf[q + 2]
+                if e >= 0x80:
+                    return None
+                u = (b & 0x7F) | ((c & 0x7F) << 7) | (e << 14)
+                o, d0 = 3, (u >> 1) ^ -(u & 1)
+        if d0 < 0:
+            return None
+        kc = oc + o  # key length
+        b = buf[p + kc]
+        if b == 1:
+            kb, nk = 1, -1
+        elif b < 0x80:
+            kb, nk = 1, _LEN1[b]
+        else:
+            c = buf[p + kc + 1]
+            if c >= 0x80:
+                return None
+            kb, nk = 2, _LEN2[b][c]
+        ks = kc + kb
+        vc = ks + max(nk, 0)  # value length
+        if vc >= S:
+            return None
+        b = buf[p + vc]
+        if b == 1:
+            vb, nv = 1, -1
+        elif b < 0x80:
+            vb, nv = 1, _LEN1[b]
+        else:
+            c = buf[p + vc + 1]
+            if c >= 0x80:
+                return None
+            vb, nv = 2, _LEN2[b][c]
+        vs = vc + vb
+        if vs + max(nv, 0) != S - 1 or buf[p + S - 1]:
+            return None  # headers, or lengths that do not add up
+        # how many records from p share the length prefix: each of them starts S after
+        # the last. Looked for among 64 first, then 8 times more each time all of them
+        # do, so that a short run does not pay for a long look (its cost stays per record)
+        w = min(cap, 64)
+        while True:
+            m = w
+            for k in range(lb):
+                col = buf[p + k:p + k + S * w:S]
+                m = min(m, w - len(col.lstrip(col[:1])))
+            if m < w or w == cap:
+                break
+            w = min(cap, 8 * w)
+        if m < _RUN_MIN:
+            return None
+        offs = _offset_bytes(d0, m, o)
+        if offs is None:
+            return None
+        stop = p + S * m
+        for k, want in enumerate(offs):
+            if buf[p + oc + k:stop:S] != want:
+                return None
+        for c0, nb in ((kc, kb), (vc, vb)):
+            for k in range(c0, c0 + nb):
+                if buf[p + k:stop:S].count(buf[p + k]) != m:
+                    return None
+        if buf[p + S - 1:stop:S].count(0) != m:
+            return None
+        if t == 1:
+            col = buf[p + a:stop:S]
+            if max(col) >= 0x80:
+                return None
+            if m >= 512:  # a table of the 128 timestamps: one addition each, not one per record
+                tss = map(list(map(base_ts.__add__, unzz)).__getitem__, col)
+            else:
+                tss = map(base_ts.__add__, map(unzz.__getitem__, col))
+        else:
+            hi = buf[p + a:stop:S]
+            lo = buf[p + a + 1:stop:S]
+            if min(hi) < 0x80 or max(lo) >= 0x80:
+                return None
+            tss = map(base_ts.__add__, map(getitem, map(_UNZZ2.__getitem__, hi), lo))
+        view = mv[p:stop]
+        if nk < 0:
+            keys = repeat(None, m)
+        else:
+            keys = map(_first, struct.iter_unpack(f"={ks}x{nk}s{S - ks - nk}x", view))
+        if nv < 0:
+            vals = repeat(None, m)
+        else:
+            vals = map(_first, struct.iter_unpack(f"={vs}x{nv}s{S - vs - nv}x", view))
+        bo = base_offset + d0
+        out = list(map(tuple.__new__, repeat(Record, m),
+                       zip(repeat(topic, m), repeat(partition, m), range(bo, bo + m), tss, keys, vals,
+                           repeat((), m), strict=True)))
+        return out, m * (max(nk, 0) + max(nv, 0)), stop
+    except (IndexError, ValueError, struct.error):  # a read past the buffer; never otherwise
+        return None
 
 
 def _decode_records_fast(buf: bytes, count: int, base_offset: int, base_ts: int,
@@ -562,8 +758,13 @@ def _decode_records_fast(buf: bytes, count: int, base_offset: int, base_ts: int,
     leaves an empty body: a bail-out), and the section is accepted only when the last
     record ends exactly at ``stop``, so no record reaches past it. One- and two-byte varints (below 2**14: always in range) are
     decoded through tables, longer ones by the careful helper; a negative length
-    other than -1 (``_FAR`` in the length tables) bails out. ``tests/protocols/kafka/test_codec.py`` checks both
-    paths against each other and against a reference decoder."""
+    other than -1 (``_FAR`` in the length tables) bails out. Runs of records of one
+    layout (one size, no headers: what a producer of fixed-size records writes) are
+    read by :func:`_uniform_run` instead, by column; it is tried at the first record,
+    after each run, and after records read one by one (1, 2, 4... of them: a
+    section of varying records pays a few refused tries, not one per record).
+    ``tests/protocols/kafka/test_codec.py`` checks both paths against each other and
+    against a reference decoder."""
     unzz = _UNZZ
     unzz2 = _UNZZ2
     len1 = _LEN1
@@ -576,101 +777,123 @@ def _decode_records_fast(buf: bytes, count: int, base_offset: int, base_ts: int,
     n_all = len(buf) if stop is None else stop
     p = start
     data_bytes = 0
+    i = 0  # records decoded
+    next_try = 0  # the record at which a uniform run is tried next
+    backoff = 1
+    mv = memoryview(buf)
     try:
-        for _ in range(count):
-            b = buf[p]  # record length
-            if b < 0x80:
-                length = unzz[b]
-                p += 1
-            else:
-                c = buf[p + 1]
-                if c < 0x80:
-                    length = unzz2[b][c]
-                    p += 2
+        while i < count:
+            if i >= next_try:
+                run = _uniform_run(buf, mv, p, count - i, n_all, base_offset, base_ts, topic, partition)
+                if run is not None:
+                    recs, nbytes, p = run
+                    out += recs
+                    data_bytes += nbytes
+                    i += len(recs)
+                    next_try = i
+                    backoff = 1
+                    continue
+                # not here: the next records one by one, and the next try further on
+                # each time: 1, 2, 4... records later (an odd record between runs costs
+                # one refused try; a section of varying records a few, not one each)
+                next_try = i + backoff
+                backoff *= 2
+            k = min(count, next_try) - i
+            i += k
+            for _ in range(k):
+                b = buf[p]  # record length
+                if b < 0x80:
+                    length = unzz[b]
+                    p += 1
                 else:
-                    u, p = uv(buf, p, n_all, 35)
-                    length = (u >> 1) ^ -(u & 1)
-            end = p + length
-            r = buf[p:end]
-            p = end
-            # r[0]: attributes (unused in v2)
-            b = r[1]  # timestamp delta
-            if b < 0x80:
-                ts = unzz[b]
-                q = 2
-            else:
-                c = r[2]
-                if c < 0x80:
-                    ts = unzz2[b][c]
-                    q = 3
+                    c = buf[p + 1]
+                    if c < 0x80:
+                        length = unzz2[b][c]
+                        p += 2
+                    else:
+                        u, p = uv(buf, p, n_all, 35)
+                        length = (u >> 1) ^ -(u & 1)
+                end = p + length
+                r = buf[p:end]
+                p = end
+                # r[0]: attributes (unused in v2)
+                b = r[1]  # timestamp delta
+                if b < 0x80:
+                    ts = unzz[b]
+                    q = 2
                 else:
-                    u, q = uv(r, 1, length, 70)
-                    ts = (u >> 1) ^ -(u & 1)
-            b = r[q]  # offset delta
-            if b < 0x80:
-                off = unzz[b]
-                q += 1
-            else:
-                c = r[q + 1]
-                if c < 0x80:
-                    off = unzz2[b][c]
-                    q += 2
+                    c = r[2]
+                    if c < 0x80:
+                        ts = unzz2[b][c]
+                        q = 3
+                    else:
+                        u, q = uv(r, 1, length, 70)
+                        ts = (u >> 1) ^ -(u & 1)
+                b = r[q]  # offset delta
+                if b < 0x80:
+                    off = unzz[b]
+                    q += 1
                 else:
+                    c = r[q + 1]
+                    if c < 0x80:
+                        off = unzz2[b][c]
+                        q += 2
+                    else:
+                        u, q = uv(r, q, length, 35)
+                        off = (u >> 1) ^ -(u & 1)
+                b = r[q]  # key length
+                if b >= 0x80:
+                    c = r[q + 1]
+                    if c < 0x80:
+                        n = len2[b][c]
+                        q += 2
+                    else:
+                        u, q = uv(r, q, length, 35)
+                        n = (u >> 1) ^ -(u & 1)
+                        if n < 0:
+                            return None
+                    key = r[q:q + n]
+                    q += n
+                    data_bytes += n
+                elif b == 1:
+                    key = None
+                    q += 1
+                else:
+                    n = len1[b]
+                    key = r[q + 1:q + 1 + n]
+                    q += 1 + n
+                    data_bytes += n
+                b = r[q]  # value length
+                if b >= 0x80:
+                    c = r[q + 1]
+                    if c < 0x80:
+                        n = len2[b][c]
+                        q += 2
+                    else:
+                        u, q = uv(r, q, length, 35)
+                        n = (u >> 1) ^ -(u & 1)
+                        if n < 0:
+                            return None
+                    value = r[q:q + n]
+                    q += n
+                    data_bytes += n
+                elif b == 1:
+                    value = None
+                    q += 1
+                else:
+                    n = len1[b]
+                    value = r[q + 1:q + 1 + n]
+                    q += 1 + n
+                    data_bytes += n
+                if r[q]:  # header count
                     u, q = uv(r, q, length, 35)
-                    off = (u >> 1) ^ -(u & 1)
-            b = r[q]  # key length
-            if b >= 0x80:
-                c = r[q + 1]
-                if c < 0x80:
-                    n = len2[b][c]
-                    q += 2
+                    headers, q = _headers_at(r, q, length, (u >> 1) ^ -(u & 1))
                 else:
-                    u, q = uv(r, q, length, 35)
-                    n = (u >> 1) ^ -(u & 1)
-                    if n < 0:
-                        return None
-                key = r[q:q + n]
-                q += n
-                data_bytes += n
-            elif b == 1:
-                key = None
-                q += 1
-            else:
-                n = len1[b]
-                key = r[q + 1:q + 1 + n]
-                q += 1 + n
-                data_bytes += n
-            b = r[q]  # value length
-            if b >= 0x80:
-                c = r[q + 1]
-                if c < 0x80:
-                    n = len2[b][c]
-                    q += 2
-                else:
-                    u, q = uv(r, q, length, 35)
-                    n = (u >> 1) ^ -(u & 1)
-                    if n < 0:
-                        return None
-                value = r[q:q + n]
-                q += n
-                data_bytes += n
-            elif b == 1:
-                value = None
-                q += 1
-            else:
-                n = len1[b]
-                value = r[q + 1:q + 1 + n]
-                q += 1 + n
-                data_bytes += n
-            if r[q]:  # header count
-                u, q = uv(r, q, length, 35)
-                headers, q = _headers_at(r, q, length, (u >> 1) ^ -(u & 1))
-            else:
-                headers = []
-                q += 1
-            if q != length:
-                return None
-            append(new(rt, (topic, partition, base_offset + off, base_ts + ts, key, value, headers)))
+                    headers = ()
+                    q += 1
+                if q != length:
+                    return None
+                append(new(rt, (topic, partition, base_offset + off, base_ts + ts, key, value, headers)))
     except (IndexError, KafkaProtocolError):
         return None
     if p != n_all:

@@ -134,7 +134,7 @@ def test_confluent_kafka_batches_are_read_by_us(mock_cluster):
 
     recs = greenrt.run(main)
     assert [(r.key, r.value, r.headers) for r in recs] == [
-        (f"k{i}".encode(), f"v{i}".encode() * 10, [("n", str(i).encode())]) for i in range(20)]
+        (f"k{i}".encode(), f"v{i}".encode() * 10, (("n", str(i).encode()),)) for i in range(20)]
 
 
 # -- scripted peers ----------------------------------------------------------------------

@@ -10,7 +10,7 @@ import tracemalloc
 import zlib
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import greenrt
@@ -165,7 +165,7 @@ def test_batch_round_trip(compression):
                                 base_sequence=3)
     (b,) = list(records.decode_batches(data))
     assert [(r.offset, r.key, r.value, r.headers) for r in b.records] == [
-        (100, b"k1", b"v1", [("h1", b"x"), ("h2", None)]), (101, None, b"v2", []), (102, b"k3", None, [])]
+        (100, b"k1", b"v1", (("h1", b"x"), ("h2", None))), (101, None, b"v2", ()), (102, b"k3", None, ())]
     assert (b.producer_id, b.producer_epoch, b.base_sequence, b.last_offset) == (7, 1, 3, 102)
 
 
@@ -270,7 +270,8 @@ def _reference_records(section, count, base_offset, base_ts):
             headers.append((hks, varbytes(rec)))
         if rec.remaining:
             raise KafkaProtocolError("trailing", code="trailing_bytes")
-        out.append(records.Record(None, None, base_offset + off_delta, base_ts + ts_delta, key, value, headers))
+        out.append(records.Record(None, None, base_offset + off_delta, base_ts + ts_delta, key, value,
+                                  tuple(headers)))
     if r.remaining:
         raise KafkaProtocolError("trailing", code="trailing_bytes")
     return out, sum(len(x.key or b"") + len(x.value or b"") for x in out)
@@ -362,4 +363,151 @@ def test_fast_record_decoder_reads_the_common_shape_without_bailing_out():
     got = records._decode_records_fast(section, 9000, 1000, 0, "t", 0)
     assert got is not None and got == records._decode_records(section, 9000, 1000, 0, "t", 0)
     assert [r.offset for r in got[0]] == list(range(1000, 10000)) and got[1] == 9000 * 100
-    assert got[0][8500] == records.Record("t", 0, 9500, 8500, None, b"v" * 100, [])
+    assert got[0][8500] == records.Record("t", 0, 9500, 8500, None, b"v" * 100, ())
+
+
+# -- the bulk path: runs of records of one layout ---------------------------------------
+
+
+def _raw_section(recs):
+    """A records section written field by field (any timestamp and offset delta, so
+    that three-byte offset deltas are reached without a batch of 8192 records):
+    ``recs`` is a list of ``(ts_delta, off_delta, key, value, headers)``."""
+    zz = records._zigzag
+    out = []
+    for ts, off, key, value, headers in recs:
+        body = b"\x00" + zz(ts) + (off if isinstance(off, bytes) else zz(off))
+        for f in (key, value):
+            body += b"\x01" if f is None else zz(len(f)) + f
+        body += zz(len(headers)) + b"".join(records._header(k, v) for k, v in headers)
+        out.append(zz(len(body)) + body)
+    return b"".join(out)
+
+
+#: first offset deltas at and around the one/two/three-byte varint edges (64, 8192, 2**20)
+_D0 = st.sampled_from([0, 1, 40, 63, 64, 65, 8000, 8191, 8192, 9000, 16380, 2**20 - 100, 2**20 - 3, 2**20])
+_TS = st.sampled_from([0, 1, -1, 63, -64, 64, -65, 100, 8191, -8192, 8192, 2**20])
+_FIELD = st.one_of(st.none(), st.sampled_from([0, 1, 3, 63, 64, 100, 300]))
+
+
+@settings(max_examples=300)
+@given(st.integers(1, 120), _D0,
+       st.one_of(_TS, st.lists(st.integers(-64, 63), min_size=120, max_size=120),
+                 st.lists(_TS, min_size=120, max_size=120)), _FIELD, _FIELD,
+       st.binary(min_size=1, max_size=8),
+       st.one_of(st.just("none"), st.sampled_from(["longer", "header", "gap", "null", "wide"])),
+       st.integers(0, 119), st.lists(st.tuples(st.integers(0, 40000), st.integers(0, 255)), max_size=3),
+       st.integers(0, 3), st.integers(-2, 2))
+def test_uniform_runs_agree_with_the_careful_decoder(n, d0, ts, klen, vlen, fill, odd, at, flips, cut, dcount):
+    """Sections of records of one layout (what ``_uniform_run`` reads by column): every
+    varint width of the offset and timestamp deltas, null, empty and sized keys and
+    values; one record made different (longer value, a header, an offset gap, a null
+    value, a non-minimal offset varint), then flipped bytes, a cut, a wrong count.
+    The bulk path's result, wherever it gives one, is the careful decoder's for the
+    same bytes, and the whole fast path agrees with the careful decoder."""
+    stamps = ts if isinstance(ts, list) else [ts] * 120
+    key = None if klen is None else (fill * 300)[:klen]
+    value = None if vlen is None else (fill[::-1] * 300)[:vlen]
+    recs = [(stamps[i], d0 + i, key, value, []) for i in range(n)]
+    k = at % n
+    ts_k, off_k, key_k, value_k, _ = recs[k]
+    if odd == "longer":
+        recs[k] = (ts_k, off_k, key_k, (value_k or b"") + b"!", [])
+    elif odd == "header":
+        recs[k] = (ts_k, off_k, key_k, value_k, [("h", None)])
+    elif odd == "gap":
+        recs[k] = (ts_k, off_k + 1, key_k, value_k, [])
+    elif odd == "null":
+        recs[k] = (ts_k, off_k, key_k, None if value_k is not None else b"", [])
+    if odd == "wide" and d0 < 64:  # the first offset delta in two bytes: valid, not minimal
+        recs[0] = recs[0][:1] + (bytes((0x80 | d0 * 2, 0)),) + recs[0][2:]
+    section = bytearray(_raw_section(recs))
+    clean = bytes(section)
+    want = _outcome(records._decode_records, clean, n, 5, 7)
+    assert want[0] == "ok" and _outcome(_fast, clean, n, 5, 7) == want
+
+    def check_runs(buf, count):
+        mv = memoryview(buf)
+        for p in {0, len(_raw_section(recs[:k])) if k < n else 0}:
+            run = records._uniform_run(buf, mv, p, count, len(buf), 5, 7, None, None)
+            if run is not None:
+                got, nbytes, end = run
+                assert records._RUN_MIN <= len(got) <= min(count, records._RUN_MAX) and end <= len(buf)
+                assert _outcome(records._decode_records, buf[p:end], len(got), 5, 7) == ("ok", (got, nbytes))
+        return True
+
+    check_runs(clean, n)
+    if odd == "none" and n >= records._RUN_MIN and all(abs(s) < 8192 for s in stamps[:n]):
+        width = {d0 < 64, d0 + n <= 64} if d0 < 64 else ({d0 + n <= 8192} if d0 < 8192 else {d0 + n <= 2**20})
+        if width == {True}:  # one offset-delta width all along: one run reads it all
+            run = records._uniform_run(clean, memoryview(clean), 0, n, len(clean), 5, 7, None, None)
+            widths = {len(records._zigzag(s)) for s in stamps[:n]}
+            if len(widths) == 1:
+                assert run is not None and len(run[0]) == n
+    for pos, b in flips:
+        if section:
+            section[pos % len(section)] = b
+    if cut:
+        del section[len(section) - min(cut, len(section)):]
+    count = max(0, n + dcount)
+    mutated = bytes(section)
+    want = _outcome(records._decode_records, mutated, count, 5, 7)
+    assert _outcome(_fast, mutated, count, 5, 7) == want
+    check_runs(mutated, count)
+
+
+def test_uniform_runs_across_varint_widths_and_odd_records():
+    """One section: 9000 records of one size (offset deltas of one, two and three
+    bytes: three runs), with a record of another size and one with a header in the
+    middle, read by the fast path exactly as by the careful decoder, and mostly by
+    the bulk path."""
+    recs = [(None, b"v" * 100, [])] * 9000
+    recs[5000] = (None, b"w" * 99, [])
+    recs[6000] = (None, b"v" * 100, [("h", b"1")])
+    section = records.encode_batch(recs, timestamps=[i // 100 for i in range(9000)])[records.HEADER_BYTES:]
+    calls = []
+    real = records._uniform_run
+
+    def spy(*a):
+        got = real(*a)
+        calls.append(None if got is None else len(got[0]))
+        return got
+
+    records._uniform_run = spy
+    try:
+        got = records._decode_records_fast(section, 9000, 1000, 0, "t", 0)
+    finally:
+        records._uniform_run = real
+    assert got is not None and got == records._decode_records(section, 9000, 1000, 0, "t", 0)
+    assert sum(c for c in calls if c) >= 9000 - 2 * 64  # the odd records cost a few one by one
+    assert got[0][6000].headers == (("h", b"1"),) and got[0][5000].value == b"w" * 99
+
+
+@pytest.mark.parametrize("d0", [0, 1, 31, 63, 64, 65, 127, 128, 4000, 8128, 8191, 8192, 8193, 16383, 16384,
+                                100_000, 2**20 - 8192, 2**20 - 33, 2**20 - 1, 2**20])
+def test_offset_delta_tables_are_the_minimal_varints(d0):
+    """``_offset_bytes`` (the expected offset-delta bytes of a run, by column) against
+    the encoder's varints, one by one, for runs of 1 to 8192 records at and across
+    the width edges: the same bytes where every delta has the width asked for, and
+    ``None`` where one has not."""
+    for m in (1, 2, 31, 64, 100, 8191, 8192):
+        encs = [records._zigzag(d) for d in range(d0, d0 + m)]
+        for width in (1, 2, 3):
+            got = records._offset_bytes(d0, m, width)
+            if all(len(e) == width for e in encs):
+                assert got == tuple(bytes(e[k] for e in encs) for k in range(width))
+            else:
+                assert got is None
+
+
+def test_a_run_longer_than_run_max_is_read_in_several():
+    """9000 records of one layout, offset deltas from 8192 (all three bytes): two
+    runs (``_RUN_MAX`` is 8192), read exactly as the careful decoder reads them."""
+    section = _raw_section([(i % 50, 8192 + i, b"k" * 8, b"v" * 100, []) for i in range(9000)])
+    got = records._decode_records_fast(section, 9000, 7, 1_700_000_000_000, "t", 1)
+    assert got is not None and got == records._decode_records(section, 9000, 7, 1_700_000_000_000, "t", 1)
+    mv = memoryview(section)
+    first = records._uniform_run(section, mv, 0, 9000, len(section), 7, 0, "t", 1)
+    assert first is not None and len(first[0]) == records._RUN_MAX
+    second = records._uniform_run(section, mv, first[2], 9000 - records._RUN_MAX, len(section), 7, 0, "t", 1)
+    assert second is not None and second[2] == len(section) and second[0][0].offset == 7 + 8192 + 8192

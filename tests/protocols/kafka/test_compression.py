@@ -34,7 +34,7 @@ def test_round_trip(name):
     (b,) = records.decode_batches(data)
     assert b.compression == name
     assert [(r.offset, r.key, r.value, r.headers) for r in b.records] == [
-        (10 + i, k, v, h) for i, (k, v, h) in enumerate(RECS)]
+        (10 + i, k, v, tuple(h)) for i, (k, v, h) in enumerate(RECS)]
 
 
 @pytest.mark.parametrize("name", CODECS)

@@ -81,7 +81,7 @@ def test_assign_round_trip_keys_headers_offsets(mock):
     for r in got:
         i = int(r.value[1:])
         assert r.key == f"k{i}".encode()
-        assert r.headers == [("i", str(i).encode()), ("none", None)]
+        assert r.headers == (("i", str(i).encode()), ("none", None))
     per_part = {}
     for r in got:
         per_part.setdefault(r.partition, []).append(r.offset)

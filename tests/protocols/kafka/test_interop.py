@@ -98,4 +98,4 @@ def test_confluent_kafka_producer_is_read_by_us(mock, compression):
     got = greenrt.run(main)
     assert len(got) == N
     want = sorted(repr(_record(i)) for i in range(N))
-    assert sorted(repr((r.key, r.value, r.headers)) for r in got) == want
+    assert sorted(repr((r.key, r.value, list(r.headers))) for r in got) == want
