@@ -14,9 +14,10 @@
   a pure function of those, so the verdict is the same. Peers resend the same
   blocks: grpcio indexes its request headers into the dynamic table once, later
   requests are 8 bytes of indexes.
-* :func:`frames` is h2's frame buffer (``H2Connection.incoming_buffer``) with the two
-  frames a busy stream receives most read in place: an unpadded DATA frame and a
-  WINDOW_UPDATE, when they are whole and start where the buffer is empty (no
+* :func:`frames` is h2's frame buffer (``H2Connection.incoming_buffer``) with the
+  frames a call receives most read in place: an unpadded DATA frame, a
+  WINDOW_UPDATE, and a HEADERS frame holding a whole block (END_HEADERS, no padding,
+  no priority), when they are whole and start where the buffer is empty (no
   partial frame held, no preface or header block in progress). Each becomes the
   very frame object hyperframe's parsing gives (same class, same attributes; its
   ``flags`` a frozenset, where only membership is ever asked), built without the
@@ -70,6 +71,8 @@ DECODED_MAX = 4096
 
 _END_STREAM = frozenset(("END_STREAM",))
 _NO_FLAGS: frozenset = frozenset()
+_HEADERS_ONLY = frozenset(("END_HEADERS",))
+_HEADERS_END_STREAM = frozenset(("END_STREAM", "END_HEADERS"))
 _new = object.__new__
 
 
@@ -107,6 +110,19 @@ def frames(h: Any, data: bytes) -> Any:
                     f.flags = _END_STREAM if fl & 0x01 else _NO_FLAGS
                     f.body_len = length
                     f.pad_length = 0
+                    f.data = data[pos + 9:end]
+                elif t == 1:  # HEADERS: a whole block (END_HEADERS), no padding, no priority
+                    fl = data[pos + 4]
+                    if fl & 0x2C != 0x04 or not sid:
+                        break
+                    f = _new(HeadersFrame)
+                    f.stream_id = sid
+                    f.flags = _HEADERS_END_STREAM if fl & 0x01 else _HEADERS_ONLY
+                    f.body_len = length
+                    f.pad_length = 0
+                    f.depends_on = 0
+                    f.stream_weight = 0
+                    f.exclusive = False
                     f.data = data[pos + 9:end]
                 elif t == 8 and length == 4:  # WINDOW_UPDATE, if hyperframe takes it
                     inc = (data[pos + 9] << 24) | (data[pos + 10] << 16) | \

@@ -396,7 +396,7 @@ def test_the_frame_reader_gives_what_the_frame_buffer_gives(frames, cuts, side):
     assert _frames_of(_h2fast.frames, side, chunks) == _frames_of(_buffer_frames, side, chunks)
 
 
-def test_the_frame_reader_reads_data_and_window_updates_in_place():
+def test_the_frame_reader_reads_data_window_updates_and_headers_in_place():
     """The common frames do not go through the frame buffer (else the fast path is
     dead and the differential test above compares the buffer with itself)."""
     h = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
@@ -405,11 +405,13 @@ def test_the_frame_reader_reads_data_and_window_updates_in_place():
     type(h.incoming_buffer).__next__ = lambda self: (seen.append(1), real(self))[1]
     try:
         got = list(_h2fast.frames(h, _raw(0, 1, 1, b"abc") + _raw(8, 0, 0, (5).to_bytes(4, "big"))
-                                  + _raw(6, 0, 0, b"p" * 8) + _raw(0, 0, 3, b"d")))
+                                  + _raw(6, 0, 0, b"p" * 8) + _raw(0, 0, 3, b"d")
+                                  + _raw(1, 5, 3, b"\x88")))
     finally:
         type(h.incoming_buffer).__next__ = real
     assert [type(f).__name__ for f in got] == ["DataFrame", "WindowUpdateFrame", "PingFrame",
-                                                "DataFrame"]
+                                                "DataFrame", "HeadersFrame"]
+    assert got[4].data == b"\x88" and set(got[4].flags) == {"END_STREAM", "END_HEADERS"}
     assert len(seen) == 2  # the PING and the buffer's StopIteration after it; no other call
     assert got[0].data == b"abc" and "END_STREAM" in got[0].flags and got[0].flow_controlled_length == 3
     assert got[1].window_increment == 5 and got[3].stream_id == 3
