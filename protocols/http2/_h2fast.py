@@ -23,6 +23,8 @@
   ``flags`` a frozenset, where only membership is ever asked), built without the
   buffer's copies, header parse and ``Flags`` set; anything else, or anything the
   frame buffer would refuse, goes through the frame buffer itself (which raises).
+* A received WINDOW_UPDATE skips h2's connection state machine step where h2's own
+  table says it changes nothing (:func:`_receive_window_update`).
 * :func:`put_data` / :func:`send_data` write one DATA frame (no padding) without
   ``H2Connection.send_data``'s per-frame machinery (state machine steps that change
   nothing, a ``DataFrame``, debug logging), where that is all it would do; one set
@@ -37,12 +39,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from h2.connection import AllowedStreamIDs, ConnectionInputs, ConnectionState, _decode_headers
+from h2.connection import (
+    AllowedStreamIDs,
+    ConnectionInputs,
+    ConnectionState,
+    H2ConnectionStateMachine,
+    _decode_headers,
+)
 from h2.errors import ErrorCodes
-from h2.events import TrailersReceived
+from h2.events import TrailersReceived, WindowUpdated
 from h2.exceptions import ProtocolError, StreamClosedError, StreamIDTooLowError, TooManyStreamsError
 from h2.stream import StreamInputs, StreamState
-from h2.utilities import is_informational_response
+from h2.utilities import guard_increment_window, is_informational_response
 from hpack.table import HeaderTable
 from hyperframe.frame import DataFrame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
 
@@ -158,6 +166,8 @@ def receive_frame(h: Any, frame: Any) -> list:
     try:
         if frame.__class__ is HeadersFrame and "PRIORITY" not in frame.flags:
             frames, events = _receive_headers(h, frame)
+        elif frame.__class__ is WindowUpdateFrame:
+            frames, events = _receive_window_update(h, frame)
         else:
             frames, events = h._frame_dispatch_table[frame.__class__](frame)
     except StreamClosedError as e:
@@ -179,6 +189,36 @@ def receive_frame(h: Any, frame: Any) -> list:
         raise
     h._prepare_for_sending(frames)
     return events
+
+
+#: the connection states in which receiving a WINDOW_UPDATE changes nothing (no
+#: callback, the same state: h2's own table, read here, not assumed)
+_WU_QUIET = frozenset(
+    st for st in ConnectionState
+    if H2ConnectionStateMachine._transitions.get((st, ConnectionInputs.RECV_WINDOW_UPDATE)) == (None, st))
+
+
+def _receive_window_update(h: Any, frame: Any) -> tuple[list, list]:
+    """h2's ``_receive_window_update_frame``, minus its connection state machine step
+    where that step changes nothing (``_WU_QUIET``): the connection window raised
+    (``guard_increment_window``'s overflow check, a connection error) and its
+    ``WindowUpdated``, or the stream's own ``receive_window_update`` for a stream h2
+    still has; anything else (a closed or unknown stream, another connection state)
+    goes through h2's method itself."""
+    if h.state_machine.state not in _WU_QUIET:
+        return h._receive_window_update_frame(frame)
+    inc = frame.window_increment
+    sid = frame.stream_id
+    if sid:
+        stream = h.streams.get(sid)
+        if stream is None:
+            return h._receive_window_update_frame(frame)
+        try:
+            return stream.receive_window_update(inc)
+        except StreamClosedError:  # (h2's method, the same: nothing to do)
+            return [], []
+    h.outbound_flow_control_window = guard_increment_window(h.outbound_flow_control_window, inc)
+    return [], [WindowUpdated(stream_id=0, delta=inc)]
 
 
 def _take(h: Any, sid: int, n: int, end_stream: bool) -> bytes | None:

@@ -13,6 +13,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import hpack
+import hyperframe.frame
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -415,3 +416,57 @@ def test_the_frame_reader_reads_data_window_updates_and_headers_in_place():
     assert len(seen) == 2  # the PING and the buffer's StopIteration after it; no other call
     assert got[0].data == b"abc" and "END_STREAM" in got[0].flags and got[0].flow_controlled_length == 3
     assert got[1].window_increment == 5 and got[3].stream_id == 3
+
+
+def _wu_view(result) -> tuple:
+    frames, events = result
+    return ([(type(f).__name__, f.stream_id, getattr(f, "error_code", None)) for f in frames],
+            [(type(e).__name__, e.stream_id, getattr(e, "delta", None), getattr(e, "error_code", None))
+             for e in events])
+
+
+def _wu_setup(h) -> None:
+    """Streams in every state a WINDOW_UPDATE can meet: open (1), half-closed by the
+    peer (3), closed by our END_STREAM answer (5), reset (7), never opened (9+)."""
+    enc = hpack.Encoder()
+    head = enc.encode([(":method", "GET"), (":path", "/"), (":scheme", "https"),
+                       (":authority", "x")])
+    h.receive_data(PREFACE + _raw(4, 0, 0, b"") + _raw(1, 4, 1, head)
+                   + _raw(1, 5, 3, enc.encode([(":method", "GET"), (":path", "/"), (":scheme", "https"),
+                                               (":authority", "x")]))
+                   + _raw(1, 5, 5, enc.encode([(":method", "GET"), (":path", "/"), (":scheme", "https"),
+                                               (":authority", "x")]))
+                   + _raw(1, 4, 7, enc.encode([(":method", "GET"), (":path", "/"), (":scheme", "https"),
+                                               (":authority", "x")])))
+    h.send_headers(5, [(":status", "200")], end_stream=True)
+    h.reset_stream(7)
+    h.data_to_send()
+
+
+@settings(max_examples=300, deadline=None)
+@given(updates=st.lists(st.tuples(st.sampled_from([0, 1, 3, 5, 7, 9, 11]),
+                                  st.sampled_from([1, 100, 65535, 0x7FFFFFFF])), max_size=8))
+def test_window_updates_are_received_as_h2_receives_them(updates):
+    """``_receive_window_update`` against h2's ``_receive_window_update_frame``: the
+    same frames and events (or error) and the same windows, frame after frame, on
+    streams in every state, up to overflow."""
+    ref = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    fast = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    for h in (ref, fast):
+        h.initiate_connection()
+        _wu_setup(h)
+    for sid, inc in updates:
+        f = hyperframe.frame.WindowUpdateFrame(sid, window_increment=inc)
+        got = []
+        for h, step in ((ref, ref._receive_window_update_frame),
+                        (fast, lambda fr: _h2fast._receive_window_update(fast, fr))):
+            try:
+                got.append(_wu_view(step(f)))
+            except Exception as e:  # noqa: BLE001 - the verdict is compared
+                got.append(("raised", type(e).__name__))
+            got.append((h.outbound_flow_control_window, h.state_machine.state,
+                        sorted((k, s.outbound_flow_control_window, s.state_machine.state)
+                               for k, s in h.streams.items())))
+        assert got[0] == got[2] and got[1] == got[3]
+        if got[0][0] == "raised":
+            return
