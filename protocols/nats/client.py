@@ -72,6 +72,8 @@ __all__ = ["Client", "Message", "Options", "Server", "Subscription", "connect"]
 
 log = logging.getLogger("greenrt.nats")
 _checkpoint_if_cancelled = greenrt.checkpoint_if_cancelled
+#: how many subjects' validated ``PUB <subject> `` prefixes a client keeps
+_PUB_PREFIX_CACHE = 4096
 _enter_checkpoint = lowlevel.enter_checkpoint
 _current_hub = lowlevel.current_hub
 _INF = float("inf")
@@ -1131,10 +1133,13 @@ class Client:
     def _pub_prefix(self, subject: str) -> bytes:
         prefix = b"PUB " + codec.validate_token(subject, "subject") + b" "
         cache = self._pub_prefixes
-        # Bounded: the first 4096 subjects stay cached; one-off subjects past that
-        # (reply inboxes, say) are validated each time instead of thrashing the cache.
-        if len(cache) < 4096:
-            cache[subject] = prefix
+        # Bounded: dropped whole when full. A responder replies to a new inbox each
+        # time, and a cache that kept its first 4096 subjects would hold those
+        # one-offs for good and never take a hot subject published after them; the
+        # hot ones come back at their next publish.
+        if len(cache) >= _PUB_PREFIX_CACHE:
+            cache.clear()
+        cache[subject] = prefix
         return prefix
 
     def flush(self, timeout: float | None = 10.0) -> None:

@@ -308,3 +308,25 @@ def test_a_flood_is_delivered_in_batches_the_consumer_drains(nats_server):
 
     deepest = run(main)
     assert 0 < deepest < client_mod._BATCH, deepest
+
+
+def test_the_publish_prefix_cache_stays_bounded_and_takes_hot_subjects_late(nats_server):
+    """A responder publishes to a new inbox every time: the validated-prefix cache
+    stays at most its size, and a subject first published after thousands of one-off
+    ones is still cached (a cache that kept its first entries never would), and
+    every publish still reaches the server intact."""
+    from greenrt.protocols.nats import client as nats_client
+
+    size = nats_client._PUB_PREFIX_CACHE
+
+    def main():
+        with nats.connect(nats_server.url) as nc:
+            sub = nc.subscribe("hot.subject")
+            nc.flush()
+            for i in range(size + 100):
+                nc.publish(f"_INBOX.oneoff.{i}", b"")
+                assert len(nc._pub_prefixes) <= size
+            nc.publish("hot.subject", b"late")
+            assert "hot.subject" in nc._pub_prefixes
+            assert sub.next_msg(timeout=5).data == b"late"
+    run(main)
