@@ -43,6 +43,16 @@ def timed_reps(fn: Callable[[], float | None], repeat: int, warmup: int = 1) -> 
     return times
 
 
+def median(values) -> float | None:
+    """The median of ``values`` (``None`` entries, failed runs, left out; the mean of
+    the middle two for an even count); ``None`` when nothing is left."""
+    vals = sorted(v for v in values if v is not None)
+    if not vals:
+        return None
+    k = len(vals) // 2
+    return vals[k] if len(vals) % 2 else (vals[k - 1] + vals[k]) / 2
+
+
 def rss_bytes() -> int:
     """Resident set size of this process (Linux ``/proc/self/statm``)."""
     with open("/proc/self/statm") as f:

@@ -40,6 +40,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import _common as C  # noqa: E402
+
 PEERS = ["greenrt", "gevent", "asyncio", "uvloop", "trio"]
 
 
@@ -213,12 +216,6 @@ def stop(p: subprocess.Popen) -> None:
         p.wait()
 
 
-def _median(xs):
-    xs = sorted(xs)
-    n = len(xs)
-    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
-
-
 def bench(a) -> None:
     peers = a.peers.split(",")
     runs: dict[str, list[dict]] = {name: [] for name in peers}
@@ -238,8 +235,8 @@ def bench(a) -> None:
                   flush=True)
     # Medians over the rounds (rows are interleaved, so a busy spell on the shared
     # machine hits every server), plus the median of the per-round greenrt/uvloop ratio.
-    med = {name: {"rps": _median([r["rps"] for r in rs]),
-                  "cpu_us": _median([r["cpu_us"] for r in rs])} for name, rs in runs.items()}
+    med = {name: {"rps": C.median([r["rps"] for r in rs]),
+                  "cpu_us": C.median([r["cpu_us"] for r in rs])} for name, rs in runs.items()}
     base = med.get("uvloop")
     g = med.get("greenrt")
     print(f"\nTCP echo, {a.conns} connections x {a.size}-byte round trips, "
@@ -255,11 +252,11 @@ def bench(a) -> None:
         pairs = list(zip(runs["greenrt"], runs["uvloop"], strict=True))
         per_round = [gr["rps"] / ur["rps"] for gr, ur in pairs]
         cpu_round = [ur["cpu_us"] / gr["cpu_us"] for gr, ur in pairs]
-        ratio = _median(per_round)
+        ratio = C.median(per_round)
         print(f"\ngreenrt / uvloop per round: throughput "
               f"{', '.join(f'{x:.2f}' for x in per_round)} (median {ratio:.2f}); "
               f"CPU efficiency {', '.join(f'{x:.2f}' for x in cpu_round)} "
-              f"(median {_median(cpu_round):.2f})")
+              f"(median {C.median(cpu_round):.2f})")
         print(f"target greenrt >= 1.0x uvloop streams: {ratio:.2f}x "
               f"{'MET' if ratio >= 1.0 else 'NOT MET'}")
 

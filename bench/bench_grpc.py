@@ -574,9 +574,9 @@ def main() -> int:
             proc.kill()
             proc.wait(10)
     per_round = {"server": server_rates, "client": client_rates}
-    server_rates = {k: _median(v) for k, v in server_rates.items()}
-    server_cpu = {k: _median(v) for k, v in server_cpu.items()}
-    client_rates = {k: _median(v) for k, v in client_rates.items()}
+    server_rates = {k: C.median(v) for k, v in server_rates.items()}
+    server_cpu = {k: C.median(v) for k, v in server_cpu.items()}
+    client_rates = {k: C.median(v) for k, v in client_rates.items()}
 
     names = {"ours": "greenrt", "grpcio-sync": "grpcio sync", "grpcio-aio": "grpcio aio"}
     for mode, callers in cases if server_rates else ():
@@ -616,14 +616,6 @@ def main() -> int:
               f"{rounds_of('client', mode, callers)} "
               f"(target >= 1.0), greenrt/grpc.aio = {ratio(o, ai)}")
     return 0
-
-
-def _median(values: list) -> float | None:
-    vals = sorted(v for v in values if v is not None)
-    if not vals:
-        return None
-    k = len(vals) // 2
-    return vals[k] if len(vals) % 2 else (vals[k - 1] + vals[k]) / 2
 
 
 if __name__ == "__main__":

@@ -530,8 +530,7 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
     def med(results, key):
-        vals = sorted(r[key] for r in results if r.get(key) is not None)
-        return vals[len(vals) // 2] if vals else None
+        return C.median(r.get(key) for r in results)
 
     def ratio(x, y):
         return f"{x / y:.2f}" if x and y else "-"

@@ -34,7 +34,8 @@ A fast path is taken only when it provably does what the general path would do.
   poll; then ``handoff`` and ``park`` take the head of the timed lane when ``_pick``
   would (its streak is below ``streak_limit`` or the ready lane is empty, with the
   same streak bookkeeping), else the head of the ready lane when the timed lane is
-  empty (and, as ``_pick`` does then, both streaks start again from zero) (``yield`` and ``run_in_place`` require both other lanes empty); and the task
+  empty, both streaks then starting again from zero as in ``_pick`` (``yield`` and
+  ``run_in_place`` require both other lanes empty); and the task
   switched to already has a greenlet (a brand-new greenlet is started from the hub
   greenlet, the general path).
 * **The check half of a checkpoint** (``enter``) has nothing to do when the task has
