@@ -7,15 +7,15 @@ peer in a fresh subprocess against it, one after the other:
 
 * **produce**: N records of 100 bytes (no key) to one partition of a fresh topic,
   acks=all and idempotence on for every peer (greenrt's default); records/s from the
-  first timed send to the last acknowledgement. greenrt's ``send`` blocks until the
-  record is acknowledged, so its callers batch each other: it runs with T tasks each
-  sending N/T records (``--tasks``, 1000 by default; 100 also shown). The others use
-  their asynchronous send (a future or a callback per record): kafka-python and
-  aiokafka keep 1000 futures outstanding (the oldest awaited before the next send, the
-  same number of records in flight as greenrt's 1000 tasks); their "every future
-  kept, then flush/gather" shape is shown too (``-all``: its garbage collector scans
-  N live futures, so it is slower per record the larger N is, and flattered greenrt);
-  confluent-kafka a delivery callback and a final flush;
+  first timed send to the last acknowledgement. Every peer's asynchronous send (a
+  future or a callback per record) from one task: greenrt's ``submit`` and
+  kafka-python's and aiokafka's ``send`` keep 1000 futures outstanding (the oldest
+  awaited before the next send), the like-for-like comparison the SUMMARY lines use;
+  their "every future kept, then flush/gather" shape is shown too (``-all``: its
+  garbage collector scans N live futures, so it is slower per record the larger N
+  is); confluent-kafka a delivery callback and a final flush. greenrt's blocking
+  ``send`` is shown beside: its callers batch each other, T tasks each sending N/T
+  records (``--tasks``, 1000 by default; 100 also shown), and ``send_many``;
 * **consume**: M records of 100 bytes written beforehand (by confluent-kafka) into
   one partition; each peer assigns the partition without a group, reads from the
   earliest offset, and is timed from its first record to its M-th.
@@ -25,7 +25,10 @@ Times are wall clock (the broker is another process's threads). Targets from iss
 greenrt >= 2x kafka-python and >= 2x aiokafka, for produce and consume.
 
     .venv/bin/python bench/bench_kafka.py [--records 50000] [--quick] [--only produce|consume]
-        [--profile produce|consume] [--callgrind [produce|consume]]
+        [--rounds N] [--profile produce|consume] [--callgrind [produce|consume]]
+
+``--rounds N``: every measurement N times, the peers interleaved, medians reported
+(the wall rates of this shared machine move by 10-50% between runs).
 """
 
 from __future__ import annotations
@@ -67,6 +70,31 @@ def w_greenrt_produce(boot: str, topic: str, n: int, tasks: int) -> dict:
         st = prod.statistics()
         prod.close()
         return {"rate": n / dt, "cpu_rate": n / cpu, "batches": st["batches_sent"], "retries": st["retries"]}
+
+    return greenrt.run(main)
+
+
+def w_greenrt_submit(boot: str, topic: str, n: int, window: int) -> dict:
+    from collections import deque
+
+    import greenrt
+    from greenrt.protocols.kafka.producer import Producer
+
+    def main():
+        with Producer(boot) as prod:
+            prod.send(topic, VALUE, partition=0)  # connection, metadata, producer id
+            failed = 0
+            t0, c0 = time.perf_counter(), time.process_time()
+            futs = deque()
+            for _ in range(n):
+                if len(futs) >= window:
+                    futs.popleft().result()  # raises if the record failed
+                futs.append(prod.submit(topic, VALUE, partition=0))
+            for d in futs:
+                failed += d.exception() is not None
+            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+            st = prod.statistics()
+        return {"rate": n / dt, "cpu_rate": n / cpu, "failed": failed, "batches": st["batches_sent"]}
 
     return greenrt.run(main)
 
@@ -295,6 +323,7 @@ def worker_main(argv: list[str]) -> None:
         C.worker_reply({**out, "profile": text.getvalue()})
         return
     fn = {"greenrt-produce": lambda: w_greenrt_produce(boot, topic, n, extra),
+          "greenrt-submit": lambda: w_greenrt_submit(boot, topic, n, extra or WINDOW),
           "greenrt-produce-many": lambda: w_greenrt_produce_many(boot, topic, n, extra),
           "kafka-python-produce": lambda: w_kafkapython_produce(boot, topic, n),
           "kafka-python-produce-all": lambda: w_kafkapython_produce(boot, topic, n, 0),
@@ -381,7 +410,8 @@ def callgrind(me: str, boot: str, mc, fresh, what: str = "both") -> int:
     lo, hi = 2000, 6000
     cases = []
     if what in ("both", "produce"):
-        cases.append(("produce", (("greenrt", "greenrt-produce", 1000, "1000 tasks, send()"),
+        cases.append(("produce", (("greenrt", "greenrt-submit", WINDOW, f"submit() futures, {WINDOW} outstanding"),
+                                  ("greenrt send", "greenrt-produce", 1000, "1000 tasks, send()"),
                                   ("greenrt send_many", "greenrt-produce-many", 5000, "1 task"),
                                   ("kafka-python", "kafka-python-produce", 0, "1000 futures outstanding"),
                                   ("aiokafka", "aiokafka-produce", 0, "1000 futures outstanding"),
@@ -418,8 +448,9 @@ def callgrind(me: str, boot: str, mc, fresh, what: str = "both") -> int:
         g = got.get("greenrt")
         for peer in ("kafka-python", "aiokafka"):
             if g and got.get(peer):
-                extra_ = (f" (send_many: {got[peer] / got['greenrt send_many']:.2f})"
-                          if got.get("greenrt send_many") else "")
+                extra_ = "".join(f"; {k[8:]}: {got[peer] / got[k]:.2f}" for k in ("greenrt send", "greenrt send_many")
+                                 if got.get(k))
+                extra_ = f" ({extra_[2:]})" if extra_ else ""
                 print(f"SUMMARY: kafka {case} instructions/record {peer}/greenrt = {got[peer] / g:.2f}"
                       f"{extra_} (target >= 2.0)")
     return 0
@@ -436,6 +467,7 @@ def main() -> int:
     ap.add_argument("--profile", choices=["produce", "consume"], help="cProfile greenrt's produce or consume path only")
     ap.add_argument("--callgrind", nargs="?", const="both", choices=["both", "produce", "consume"],
                     help="instructions per produced/consumed record under valgrind (slow: minutes)")
+    ap.add_argument("--rounds", type=int, default=1, help="run every measurement N times, report medians")
     ap.add_argument("--only", choices=["produce", "consume"],
                     help="wall/CPU rates of one direction only (every peer)")
     a = ap.parse_args()
@@ -480,17 +512,40 @@ def main() -> int:
         if a.callgrind:
             return callgrind(me, boot, mc, fresh, a.callgrind)
         skipped = (None, None)
-        g = g100 = gm = kp = kp_all = ak = ak_all = cf = skipped
+        gs = g = g100 = gm = kp = kp_all = ak = ak_all = cf = skipped
         gc_ = kpc = akc = cfc = skipped
+
+        def rounds(cases):
+            """Each case ``a.rounds`` times, the cases interleaved; per case the median
+            of its wall rates and of its CPU rates, and the wall rate of each round."""
+            got: dict[int, list] = {i: [] for i in range(len(cases))}
+            labels: dict[int, str] = {}
+            for _ in range(a.rounds):
+                for i, args in enumerate(cases):
+                    kind, *rest = args()
+                    labels[i] = f"{kind} {rest[-1]}" if kind.startswith("greenrt-produce") else kind
+                    got[i].append(run(kind, *rest))
+            out = []
+            for i in range(len(cases)):
+                walls = [r[0] for r in got[i] if r[0]]
+                cpus = [r[1] for r in got[i] if r[1]]
+                out.append((C.median(walls) if walls else None, C.median(cpus) if cpus else None))
+                if a.rounds > 1:
+                    per_round.append((labels[i], walls))
+            return out
+
+        per_round: list = []
         if a.only != "consume":
-            g = run("greenrt-produce", fresh(), n, a.tasks)
-            g100 = run("greenrt-produce", fresh(), n, 100)
-            gm = run("greenrt-produce-many", fresh(), n, 5000)
-            kp = run("kafka-python-produce", fresh(), n)
-            kp_all = run("kafka-python-produce-all", fresh(), n)
-            ak = run("aiokafka-produce", fresh(), n)
-            ak_all = run("aiokafka-produce-all", fresh(), n)
-            cf = run("confluent-produce", fresh(), n)
+            gs, g, g100, gm, kp, kp_all, ak, ak_all, cf = rounds([
+                lambda: ("greenrt-submit", fresh(), n, WINDOW),
+                lambda: ("greenrt-produce", fresh(), n, a.tasks),
+                lambda: ("greenrt-produce", fresh(), n, 100),
+                lambda: ("greenrt-produce-many", fresh(), n, 5000),
+                lambda: ("kafka-python-produce", fresh(), n),
+                lambda: ("kafka-python-produce-all", fresh(), n),
+                lambda: ("aiokafka-produce", fresh(), n),
+                lambda: ("aiokafka-produce-all", fresh(), n),
+                lambda: ("confluent-produce", fresh(), n)])
         if a.only != "produce":
             ctopic = "bench-consume"
             mc.create_topic(ctopic, 1)
@@ -498,14 +553,15 @@ def main() -> int:
             m = _retained(boot, ctopic)
             if m != n:
                 print(f"  (the mock cluster retains {m} of the {n} records written; each reader reads those)")
-            gc_ = run("greenrt-consume", ctopic, m)
-            kpc = run("kafka-python-consume", ctopic, m)
-            akc = run("aiokafka-consume", ctopic, m)
-            cfc = run("confluent-consume", ctopic, m)
+            gc_, kpc, akc, cfc = rounds([lambda: ("greenrt-consume", ctopic, m),
+                                         lambda: ("kafka-python-consume", ctopic, m),
+                                         lambda: ("aiokafka-consume", ctopic, m),
+                                         lambda: ("confluent-consume", ctopic, m)])
     finally:
         mc.close()
 
-    produce = [("greenrt", g, f"{a.tasks} tasks, blocking send"),
+    produce = [("greenrt submit", gs, f"submit() futures, {WINDOW} outstanding"),
+               ("greenrt", g, f"{a.tasks} tasks, blocking send"),
                ("greenrt x100", g100, "100 tasks, blocking send"),
                ("greenrt send_many", gm, "1 task, send_many() of 5000"),
                ("kafka-python", kp, f"send() futures, {WINDOW} outstanding"),
@@ -529,9 +585,16 @@ def main() -> int:
     def ratio(x, y, i):
         return f"{x[i] / y[i]:.2f}" if x[i] and y[i] else "-"
 
+    if per_round:
+        print("\nwall rate of each round (records/s):")
+        for label, walls in per_round:
+            print(f"  {label:28s} " + ", ".join(f"{w / 1e3:.0f}k" for w in walls))
     print()
-    for what, (o, p_, q, c) in (("produce", (g, kp, ak, cf)), ("consume", (gc_, kpc, akc, cfc))):
-        if a.only and what != a.only:
+    # like for like: every peer's asynchronous send from one task (greenrt's submit);
+    # greenrt's blocking send from many tasks is the second produce line
+    for what, (o, p_, q, c) in (("produce", (gs, kp, ak, cf)), ("produce, blocking send", (g, kp, ak, cf)),
+                                ("consume", (gc_, kpc, akc, cfc))):
+        if a.only and not what.startswith(a.only):
             continue
         for i, clock in ((0, "wall"), (1, "cpu")):
             print(f"SUMMARY: kafka {what} ({clock}) greenrt/kafka-python = {ratio(o, p_, i)} (target >= 2.0), "

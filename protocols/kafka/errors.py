@@ -12,7 +12,7 @@ from ..base import errors as base
 
 __all__ = [
     "BrokerError", "CommitFailedError", "CommitOutcomeUnknown", "ERROR_CODES", "KafkaConnectionError", "KafkaError",
-    "KafkaLimitError", "KafkaOutcomeUnknown", "KafkaProtocolError", "NoOffsetError", "broker_error",
+    "KafkaLimitError", "KafkaOutcomeUnknown", "KafkaProtocolError", "NoOffsetError", "RecordNotSent", "broker_error",
 ]
 
 
@@ -36,6 +36,12 @@ class KafkaConnectionError(KafkaError, base.ConnectionLost):
 
 class KafkaOutcomeUnknown(KafkaConnectionError, base.OutcomeUnknown):
     """A request was sent and its response is lost: it may or may not have taken effect."""
+
+
+class RecordNotSent(KafkaConnectionError):
+    """A produced record was never sent: no byte of it reached a broker, so it is not
+    written (the producer closed before its batch left, or the flush that was to send
+    it failed before taking it). Distinct from ``KafkaOutcomeUnknown``."""
 
 
 class BrokerError(KafkaError):

@@ -1,4 +1,4 @@
-"""The producer: blocking ``send``, batching without a background task, idempotence.
+"""The producer: blocking ``send``, ``submit`` with a Delivery per record, idempotence.
 
 Theory of operation
 -------------------
@@ -12,6 +12,18 @@ callers that arrive meanwhile queue their records for the next batch and wait. N
 background task, no linger timer by default (``linger`` adds a short wait before a
 flush, to grow batches at low concurrency). ``send_many`` queues many records of one
 caller at once and returns a result per record (no task switch per record).
+
+``producer.submit(...)`` is the asynchronous form (other clients' ``send`` returning
+a future): it queues the record and returns its :class:`Delivery` at once, so one
+task can keep many records in flight. Submitted records have no caller to flush
+them, so a *sender* task does: one per partition with submitted records queued and
+no flush in progress, spawned in the producer's region (``with Producer(...) as
+p:``; the region is why ``submit`` needs the block), ending when the queue is empty.
+It flushes exactly as a ``send`` caller does, and shares batches with ``send``
+callers. A task waiting on a Delivery never flushes, so cancelling a wait never
+changes a record's fate. The block's end waits for every submitted record
+(``flush``); a block that raised instead settles those still queued with
+:class:`~.errors.RecordNotSent` (never sent, so certainly not written).
 
 Idempotence (on by default, KIP-98): the producer gets a producer id and epoch
 (InitProducerId) and numbers each partition's records; a batch is retried with the
@@ -64,12 +76,14 @@ awaited past ``request_timeout``; the retries of one batch end at
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import NamedTuple
 
 import greenrt
 from greenrt import lowlevel as ll
 
+from ..base.errors import UsageError
 from . import records as rec
 from .cluster import Cluster
 from .errors import (
@@ -77,11 +91,12 @@ from .errors import (
     KafkaConnectionError,
     KafkaOutcomeUnknown,
     KafkaProtocolError,
+    RecordNotSent,
     broker_error,
 )
 from .partitioner import murmur2_partition
 
-__all__ = ["Producer", "RecordMetadata"]
+__all__ = ["Delivery", "Producer", "RecordMetadata"]
 
 _DUPLICATE_SEQUENCE = 46
 _REFRESH_CODES = {3, 5, 6, 74, 75}  # unknown topic/partition, leader changes
@@ -101,25 +116,72 @@ class RecordMetadata(NamedTuple):
     timestamp: int
 
 
-class _Pending:
-    """One queued record and its outcome (``done`` once ``result`` or ``error`` is set).
-    ``task`` is the caller parked on it (``Producer._park``), ``None`` when no one is:
-    whoever wakes it clears ``task`` first, and so does a cancelled caller's abort, so
-    a parked caller is woken once (see ``_Partition``)."""
+class Delivery:
+    """One record on its way to the broker, and its outcome once settled.
 
-    __slots__ = ("record", "timestamp", "done", "result", "error", "task")
+    ``Producer.submit`` returns one; ``send`` and ``send_many`` use them inside.
+    ``done`` tells whether the record is settled; :meth:`result` waits for it (a
+    checkpoint) and returns its :class:`RecordMetadata` (``None`` with acks=0) or
+    raises what settled it: ``BrokerError`` or :class:`~.errors.RecordNotSent` (not
+    written), :class:`~.errors.KafkaOutcomeUnknown` (may be written). Waiting is only
+    waiting: a cancelled ``result()`` leaves the record as it was (queued or on the
+    wire), to be settled as if no one had waited.
 
-    def __init__(self, record, timestamp: int):
+    Internals: ``task`` is the task parked on the record (``Producer._park``), ``None``
+    when none is: whoever wakes it clears ``task`` first, and so does a cancelled
+    waiter's abort, so a parked task is woken once (see ``_Partition``); more waiters
+    than one wait on the partition's ``watchers``. ``part`` is the partition of a
+    submitted record, ``None`` for one of ``send``/``send_many``, whose caller flushes
+    it."""
+
+    __slots__ = ("record", "timestamp", "settled", "meta", "exc", "task", "part")
+
+    def __init__(self, record, timestamp: int | None, part: _Partition | None = None):
         self.record = record
         self.timestamp = timestamp
-        self.done = False
-        self.result: RecordMetadata | None = None
-        self.error: BaseException | None = None
+        self.settled = False
+        self.meta: RecordMetadata | None = None
+        self.exc: BaseException | None = None
         self.task = None
+        self.part = part
 
-    def abort(self) -> bool:  # the park's abort function: the caller is cancelled
+    @property
+    def done(self) -> bool:
+        """The record is settled: :meth:`result` returns or raises at once. Not a checkpoint."""
+        return self.settled
+
+    def result(self) -> RecordMetadata | None:
+        """Wait until the record is settled, then return its :class:`RecordMetadata`
+        (``None`` with acks=0) or raise the exception that settled it (see the class).
+
+        A checkpoint (when already settled, the check half: a cancellation due is
+        raised, nothing waits). Cancelled, it raises ``Cancelled`` and
+        the record's course is unchanged: :meth:`result` may be called again."""
+        if not self.settled:
+            _wait(self)
+        else:
+            ll.enter_checkpoint()  # settled: the check half only (a cancellation due is raised)
+        if self.exc is not None:
+            raise self.exc
+        return self.meta
+
+    def exception(self) -> BaseException | None:
+        """Wait as :meth:`result` does; return the exception that settled the record,
+        or ``None`` when it was written. A checkpoint."""
+        if not self.settled:
+            _wait(self)
+        else:
+            ll.enter_checkpoint()  # settled: the check half only (a cancellation due is raised)
+        return self.exc
+
+    def abort(self) -> bool:  # the park's abort function: the waiter is cancelled
         self.task = None
         return True
+
+    def __repr__(self) -> str:
+        state = ("pending" if not self.settled else "written" if self.exc is None
+                 else type(self.exc).__name__)
+        return f"<kafka Delivery {state}>"
 
 
 class _Attempt:
@@ -148,18 +210,30 @@ class _Refused(Exception):
 
 
 class _Partition:
-    """A partition's queue. A caller parks on its record (``send``; ``send_many`` on the
+    """A partition's queue. A ``send`` caller parks on its record (``send_many`` on the
     last of its records for the partition) while a flush is in progress. A flusher
     takes the queued records as one batch and, once the batch is settled, wakes the
-    callers parked on its records; when it ends with records still queued it wakes
-    the first caller parked on one of them, which becomes the next flusher. So a
+    tasks parked on its records; when it ends with records still queued it wakes the
+    first ``send``/``send_many`` caller parked on one of them, which becomes the next
+    flusher, or, when none is parked and submitted records are queued, starts a
+    *sender* task (``Producer._sender``) in the producer's region to flush them. So a
     parked caller is woken when its record is settled or when it is its turn to
-    flush, once, and a record appended to the queue wakes no one."""
+    flush, once; a record appended to the queue wakes no one; and a submitted record
+    is never left queued with no one to send it.
 
-    __slots__ = ("queue", "flushing", "in_doubt", "fenced", "pid", "epoch", "next_sequence")
+    A task waiting on a submitted record (``Delivery.result``) never flushes: its
+    cancellation must not change the record's fate. ``watchers`` are the tasks waiting
+    on something other than their own record's ``task`` slot (a second waiter of one
+    record, ``flush``, a ``submit`` waiting for room); each flush's end wakes them all
+    to look again."""
 
-    def __init__(self) -> None:
-        self.queue: list[_Pending] = []
+    __slots__ = ("topic", "index", "queue", "flushing", "in_doubt", "fenced", "pid", "epoch", "next_sequence",
+                 "sender", "watchers", "last_submitted")
+
+    def __init__(self, topic: str, index: int) -> None:
+        self.topic = topic
+        self.index = index
+        self.queue: list[Delivery] = []
         self.flushing = False
         #: the encoded bytes of a batch whose request was sent and whose answer was
         #: lost (producer id, epoch and sequence inside): re-sent byte for byte
@@ -171,6 +245,12 @@ class _Partition:
         self.next_sequence = 0
         #: the broker refused ``pid``/``epoch`` here for good: a new identity first
         self.fenced = False
+        #: the sender task started for submitted records, until it ends
+        self.sender = None
+        self.watchers: list = []
+        #: the latest submitted record: batches settle in queue order, so once it is
+        #: settled every record submitted before it is (``Producer.flush``)
+        self.last_submitted: Delivery | None = None
 
 
 class Producer:
@@ -185,7 +265,7 @@ class Producer:
     def __init__(self, cluster: Cluster | str | list, *, acks: int = -1, idempotent: bool = True,
                  compression: str = "none", linger: float = 0.0, max_batch_records: int = 10000,
                  request_timeout_ms: int = 30000, retry_backoff: float = 0.05,
-                 delivery_timeout: float | None = 120.0):
+                 delivery_timeout: float | None = 120.0, max_queued_records: int = 100_000):
         self.cluster = cluster if isinstance(cluster, Cluster) else Cluster(cluster)
         if idempotent and acks != -1:
             raise ValueError("an idempotent producer needs acks=-1")
@@ -205,6 +285,9 @@ class Producer:
         #: how long one batch may be retried before its last error is raised (the Java
         #: client's delivery.timeout.ms); the caller's own deadline applies too
         self.delivery_timeout = delivery_timeout
+        #: submitted records a partition may hold queued (not yet in a batch) before
+        #: ``submit`` waits for room
+        self.max_queued_records = max_queued_records
         self.producer_id = -1
         self.producer_epoch = -1
         self._parts: dict[tuple[str, int], _Partition] = {}
@@ -212,7 +295,51 @@ class Producer:
         self._rr: dict[str, int] = {}
         self._stats = {"records_sent": 0, "batches_sent": 0, "retries": 0, "duplicates": 0,
                        "in_doubt": 0, "in_doubt_resolved": 0, "in_doubt_abandoned": 0, "epoch_bumps": 0,
-                       "withdrawn_batches": 0, "cancelled_in_flight": 0}
+                       "withdrawn_batches": 0, "cancelled_in_flight": 0, "senders_started": 0,
+                       "not_sent_at_close": 0}
+        self._region = None
+        self._region_cm = None
+        #: no sender is started any more (the producer's block is ending)
+        self._closing = False
+
+    # -- lifetime --------------------------------------------------------------------
+
+    def __enter__(self) -> Producer:
+        """Open the producer's region, which owns the sender tasks of ``submit``."""
+        self._region_cm = greenrt.region(name="kafka.producer")
+        self._region = self._region_cm.__enter__()
+        return self
+
+    def __exit__(self, etype, exc, tb) -> bool:
+        """A block that ends normally first waits for every submitted record
+        (:meth:`flush`, a checkpoint). A block that raised, or a flush cancelled, does
+        not wait: the region cancels the senders (a batch on the wire is then in
+        doubt, its records reported unknown) and the records still queued are settled
+        with :class:`~.errors.RecordNotSent`. The connections close in both cases."""
+        err = None
+        try:
+            if exc is None:
+                try:
+                    self.flush()
+                except BaseException as e:  # handed to the region like an error of the block
+                    err = e
+                    etype, exc, tb = type(e), e, e.__traceback__
+            self._closing = True
+            try:
+                absorbed = self._region_cm.__exit__(etype, exc, tb)
+            except BaseExceptionGroup as group:
+                # the senders never fail (their batches hold the errors): a group of one
+                # is the block's own exception, re-raised as itself
+                if len(group.exceptions) == 1 and group.exceptions[0] is exc:
+                    raise exc from None
+                raise
+        finally:
+            self._closing = True
+            self._settle_left_behind()
+            self.cluster.close()
+        if err is not None and not absorbed:
+            raise err
+        return absorbed
 
     # -- public API ------------------------------------------------------------------
 
@@ -231,11 +358,11 @@ class Producer:
             partition = self._choose_partition(topic, key)
         p = self._parts.get((topic, partition))
         if p is None:
-            p = self._parts[(topic, partition)] = _Partition()
-        item = _Pending((key, value, list(headers) if headers else None), timestamp_ms)
+            p = self._parts[(topic, partition)] = _Partition(topic, partition)
+        item = Delivery((key, value, list(headers) if headers else None), timestamp_ms)
         p.queue.append(item)
         try:
-            while not item.done:
+            while not item.settled:
                 if not p.flushing:
                     self._flush(topic, partition, p)
                 else:  # _park, inlined: the one wait of every record but the flusher's
@@ -248,12 +375,12 @@ class Producer:
         except BaseException:
             if item in p.queue:
                 p.queue.remove(item)  # never sent: withdrawn
-            elif not item.done:
+            elif not item.settled:
                 self._stats["cancelled_in_flight"] += 1  # its batch is on the wire: fate unknown
             raise
-        if item.error is not None:
-            raise item.error
-        return item.result
+        if item.exc is not None:
+            raise item.exc
+        return item.meta
 
     def send_many(self, topic: str, records, *, partition: int | None = None,
                   timestamp_ms: int | None = None) -> list:
@@ -271,8 +398,8 @@ class Producer:
         withdrawn (never sent), records of a batch on the wire have an unknown fate,
         records already settled stay settled (see the module docstring)."""
         ts = timestamp_ms
-        items: list[_Pending] = []
-        parts: dict[int, tuple[_Partition, list[_Pending]]] = {}
+        items: list[Delivery] = []
+        parts: dict[int, tuple[_Partition, list[Delivery]]] = {}
         for r in records:
             key, value, headers = r if len(r) == 3 else (r[0], r[1], None)
             part = self._choose_partition(topic, key) if partition is None else partition
@@ -280,17 +407,17 @@ class Producer:
             if entry is None:
                 p = self._parts.get((topic, part))
                 if p is None:
-                    p = self._parts[(topic, part)] = _Partition()
+                    p = self._parts[(topic, part)] = _Partition(topic, part)
                 entry = parts[part] = (p, [])
             p = entry[0]
-            it = _Pending((key, value, list(headers) if headers else None), ts)
+            it = Delivery((key, value, list(headers) if headers else None), ts)
             p.queue.append(it)
             entry[1].append(it)
             items.append(it)
         try:
             for part, (p, its) in parts.items():
                 last = its[-1]  # batches leave in queue order: the last settles last
-                while not last.done:
+                while not last.settled:
                     if not p.flushing:
                         try:
                             self._flush(topic, part, p)
@@ -302,31 +429,78 @@ class Producer:
                         _park(last, p, "kafka.Producer.send_many")
         except BaseException:
             for p, its in parts.values():
-                mine = {it for it in its if not it.done}
+                mine = {it for it in its if not it.settled}
                 queued = [it for it in p.queue if it in mine]
                 if queued:  # never sent: withdrawn
                     p.queue[:] = [it for it in p.queue if it not in mine]
                 self._stats["cancelled_in_flight"] += len(mine) - len(queued)
             raise
-        return [it.result if it.error is None else it.error for it in items]
+        return [it.meta if it.exc is None else it.exc for it in items]
 
     @staticmethod
-    def _fail_queued(p: _Partition, its: list[_Pending], e: Exception) -> None:
+    def _fail_queued(p: _Partition, its: list[Delivery], e: Exception) -> None:
         """After a flush of ours failed: our records still queued were not sent;
         withdraw them and settle them as failed (``e`` says why)."""
-        mine = {it for it in its if not it.done}
+        mine = {it for it in its if not it.settled}
         for it in p.queue:
             if it in mine:
-                it.error = KafkaConnectionError(f"kafka: not sent: an earlier flush failed ({e})")
-                it.error.__cause__ = e
-                it.done = True
+                it.exc = RecordNotSent(f"kafka: not sent: an earlier flush failed ({e})")
+                it.exc.__cause__ = e
+                it.settled = True
         p.queue[:] = [it for it in p.queue if it not in mine]
 
+    def submit(self, topic: str, value: bytes | None, *, key: bytes | None = None,
+               headers: list[tuple[str, bytes | None]] | None = None,
+               partition: int | None = None, timestamp_ms: int | None = None) -> Delivery:
+        """Queue one record and return its :class:`Delivery` at once; a sender task in
+        the producer's region sends it (batched with every record queued for its
+        partition) and settles it. For callers that keep many records in flight from
+        one task, as with other clients' asynchronous ``send``: ``delivery.result()``
+        waits for the outcome. Needs the producer's ``with`` block (its region owns the
+        senders); records are settled by the end of that block (see ``__exit__``).
+
+        Not a checkpoint, except when the partition already holds
+        ``max_queued_records`` queued records: it then waits for room (a checkpoint;
+        cancelled there, nothing is queued). Once queued, the record is sent even if
+        the caller is cancelled; only the producer's block ending without a flush
+        withdraws it (:class:`~.errors.RecordNotSent`)."""
+        if self._region is None or self._closing:
+            self._require_open()
+        if partition is None:
+            partition = self._choose_partition(topic, key)
+        p = self._parts.get((topic, partition))
+        if p is None:
+            p = self._parts[(topic, partition)] = _Partition(topic, partition)
+        if len(p.queue) >= self.max_queued_records:
+            self._wait_for_room(p)
+        hub = ll.current_hub()
+        if hub.wants_access:  # for the lab's schedule exploration: the partition's queue
+            hub.note_access(p, True)
+        d = Delivery((key, value, list(headers) if headers else None), timestamp_ms, p)
+        p.queue.append(d)
+        p.last_submitted = d
+        if p.sender is None and not p.flushing:
+            self._start_sender(p)
+        return d
+
     def flush(self) -> None:
-        """Nothing is buffered without a waiting caller, so there is nothing to flush;
-        kept for API familiarity (kafka-python, confluent-kafka)."""
+        """Wait until every record submitted so far is settled (written, refused, or
+        unknown; see :class:`Delivery`). Records of ``send`` and ``send_many`` have
+        their callers waiting already and are not waited for. A checkpoint; cancelled,
+        it only stops waiting."""
+        ll.enter_checkpoint()
+        for p in list(self._parts.values()):
+            d = p.last_submitted
+            if d is not None and not d.settled:
+                _wait(d)
 
     def close(self) -> None:
+        """Close the producer's connections. Inside the producer's ``with`` block the
+        block's end does this (after waiting for submitted records); called directly
+        it first waits for them (:meth:`flush`, a checkpoint). Not needed after a
+        ``with`` block."""
+        if self._region is not None and not self._closing:
+            self.flush()
         self.cluster.close()
 
     def statistics(self) -> dict:
@@ -334,6 +508,81 @@ class Producer:
                 "in_doubt_partitions": sum(1 for p in self._parts.values() if p.in_doubt)}
 
     # -- internals -------------------------------------------------------------------
+
+    def _require_open(self) -> None:
+        if self._region is None:
+            raise UsageError("kafka: submit() needs the producer's with block (with Producer(...) as p:), "
+                             "whose region owns the sender tasks; send() and send_many() do not",
+                             code="no_region")
+        raise UsageError("kafka: the producer is closing", code="closed")
+
+    def _start_sender(self, p: _Partition) -> None:
+        """Start the sender task of ``p``'s submitted records (not a checkpoint)."""
+        if self._closing or self._region is None:
+            return
+        self._stats["senders_started"] += 1
+        p.sender = self._region.spawn(self._sender, p, name=f"kafka.sender {p.topic}[{p.index}]")
+
+    def _sender(self, p: _Partition) -> None:
+        """Flush ``p`` until nothing is queued or another task is flushing it (that
+        flush's end hands the rest on). A batch's failure is its records' outcome, not
+        the sender's; a flush that failed before taking a batch (no producer id, an
+        in-doubt batch that cannot be settled) settles the submitted records queued
+        then with :class:`~.errors.RecordNotSent` and ends, so a broken cluster costs
+        one attempt per run of submitted records, never a busy loop. A sender task
+        cancelled by itself (``task.cancel()``: the lab's injection) is replaced, so
+        its records still go; cancelled with the producer's region, it is not: the
+        region's end settles them."""
+        me = greenrt.current_task()
+        try:
+            while p.queue and not p.flushing:
+                first = p.queue[0]
+                try:
+                    self._flush(p.topic, p.index, p)
+                except greenrt.Cancelled:
+                    raise
+                except Exception as e:  # the records hold the outcome
+                    if not first.settled and first in p.queue:
+                        log.info("kafka: %s[%d]: flush failed before sending (%s)", p.topic, p.index, e)
+                        self._fail_submitted(p, f"the flush failed first ({e})", e)
+                        break
+        finally:
+            if p.sender is me:
+                p.sender = None
+            if (me.cancel_called and not self._region.cancel_called and p.queue and not p.flushing
+                    and any(it.part is not None for it in p.queue)):
+                self._start_sender(p)
+
+    def _fail_submitted(self, p: _Partition, why: str, cause: BaseException | None) -> None:
+        """Settle every submitted record still queued on ``p`` as never sent."""
+        left = []
+        failed = []
+        for it in p.queue:
+            (failed if it.part is not None else left).append(it)
+        p.queue[:] = left
+        for it in failed:
+            it.exc = RecordNotSent(f"kafka: {p.topic}[{p.index}]: not sent: {why}")
+            it.exc.__cause__ = cause
+            it.settled = True
+        _wake(failed)
+        _notify(p)
+
+    def _wait_for_room(self, p: _Partition) -> None:
+        """``submit`` on a full partition queue: wait (a checkpoint) until a flush has
+        taken records from it."""
+        while len(p.queue) >= self.max_queued_records:
+            if p.sender is None and not p.flushing:
+                self._start_sender(p)
+            _watch(p, "kafka.Producer.submit (queue full)")
+
+    def _settle_left_behind(self) -> None:
+        """The producer's block ended: submitted records still queued will not be
+        sent (no sender may start any more)."""
+        for p in self._parts.values():
+            if any(it.part is not None for it in p.queue):
+                n = sum(1 for it in p.queue if it.part is not None)
+                self._stats["not_sent_at_close"] += n
+                self._fail_submitted(p, "the producer closed before its batch left", None)
 
     def _choose_partition(self, topic: str, key: bytes | None) -> int:
         parts = self.cluster.topic_partitions(topic)
@@ -439,13 +688,20 @@ class Producer:
             self._send_batch(topic, partition, p, batch)
         finally:
             p.flushing = False
-            if p.queue:  # wake a caller parked on a queued record: it becomes the next flusher
+            if p.queue:
+                # wake a send/send_many caller parked on a queued record: it becomes the
+                # next flusher; failing that, submitted records get a sender
                 for it in p.queue:
                     t = it.task
-                    if t is not None:
+                    if t is not None and it.part is None:
                         it.task = None
                         ll.reschedule(t)
                         break
+                else:
+                    if p.sender is None and any(it.part is not None for it in p.queue):
+                        self._start_sender(p)
+            if p.watchers:
+                _notify(p)
 
     def _send_batch(self, topic: str, partition: int, p: _Partition, batch: list) -> None:
         """Number, encode and send one batch taken from the queue, and settle its records."""
@@ -525,7 +781,7 @@ class Producer:
         reschedule = ll.current_hub().reschedule
         if self.acks == 0:
             for it in batch:
-                it.done = True
+                it.settled = True
                 task = it.task
                 if task is not None:
                     it.task = None
@@ -536,8 +792,8 @@ class Producer:
             if stamps is None or log_time != -1:
                 t = now if log_time == -1 else log_time
                 for it in batch:
-                    it.result = new(RecordMetadata, (topic, partition, off, t))
-                    it.done = True
+                    it.meta = new(RecordMetadata, (topic, partition, off, t))
+                    it.settled = True
                     off += 1
                     task = it.task
                     if task is not None:
@@ -545,8 +801,8 @@ class Producer:
                         reschedule(task)
             else:
                 for it, t in zip(batch, stamps, strict=True):
-                    it.result = new(RecordMetadata, (topic, partition, off, t))
-                    it.done = True
+                    it.meta = new(RecordMetadata, (topic, partition, off, t))
+                    it.settled = True
                     off += 1
                     task = it.task
                     if task is not None:
@@ -565,8 +821,8 @@ class Producer:
     @staticmethod
     def _settle_all(batch: list, error: BaseException) -> None:
         for it in batch:
-            it.error = error
-            it.done = True
+            it.exc = error
+            it.settled = True
         _wake(batch)
 
     def _in_doubt(self, topic, partition, p: _Partition, batch, data: bytes, why: str) -> None:
@@ -672,7 +928,7 @@ class Producer:
         greenrt.sleep(min(self.retry_backoff * (2 ** min(attempt, 6)), 1.0))
 
 
-def _park(item: _Pending, p: _Partition, what: str) -> None:
+def _park(item: Delivery, p: _Partition, what: str) -> None:
     """Park the current task on ``item`` until it is woken (its record settled, or its
     turn to flush); a checkpoint. Cancelled, it leaves ``item.task`` cleared."""
     hub = ll.current_hub()
@@ -692,4 +948,47 @@ def _wake(batch: list) -> None:
             it.task = None
             if reschedule is None:
                 reschedule = ll.current_hub().reschedule
+            reschedule(t)
+
+
+def _wait(d: Delivery) -> None:
+    """Park until the submitted record ``d`` is settled (a checkpoint). The first
+    waiter takes the record's own ``task`` slot, woken when it is settled; any other
+    watches the partition, woken at each flush's end to look again. Cancelled, the
+    waiter has left its wait and the record is untouched."""
+    p = d.part
+    what = "kafka.Delivery.result"
+    while not d.settled:
+        if d.task is None:
+            hub = ll.current_hub()
+            task = ll.enter_checkpoint()
+            if hub.wants_access:  # for the lab's schedule exploration
+                hub.note_access(p, False)
+            d.task = task
+            ll.park(d.abort, what)
+        else:
+            _watch(p, what)
+
+
+def _watch(p: _Partition, what: str) -> None:
+    """Park on ``p.watchers`` until the next flush of ``p`` ends (a checkpoint)."""
+    task = ll.enter_checkpoint()
+    watchers = p.watchers
+    watchers.append(task)
+
+    def abort() -> bool:
+        with contextlib.suppress(ValueError):
+            p.watchers.remove(task)
+        return True
+
+    ll.park(abort, what)
+
+
+def _notify(p: _Partition) -> None:
+    """Wake every watcher of ``p`` (not a checkpoint)."""
+    ws = p.watchers
+    if ws:
+        p.watchers = []
+        reschedule = ll.current_hub().reschedule
+        for t in ws:
             reschedule(t)

@@ -227,6 +227,100 @@ def test_produce_when_the_broker_forgets_producer_state():
     assert abandoned > 0  # over the seeds: in-doubt batches met a broker that forgot
 
 
+def submit_program(workers: int, rounds: int, window: int = 3, refuse: float = 0.1, drop: float = 0.1,
+                   rate: float = 0.1, max_queued: int = 4, chaos_on: bool = True) -> dict:
+    """``workers`` tasks each ``submit`` ``rounds`` records inside the producer's
+    ``with`` block, keeping ``window`` Deliveries outstanding (the oldest waited for
+    before the next submit) under a partition queue of ``max_queued`` (so submit also
+    waits for room); a chaos task cancels the producer's *sender* tasks (and the
+    workers' waits) at random, beside the broker's refusals and lost answers. Each
+    record's outcome comes from its Delivery: ``failed`` is any error but
+    ``KafkaOutcomeUnknown`` (``RecordNotSent``: never sent; a broker refusal), and
+    ``cancelled`` a submit that was cancelled while it waited for room (nothing
+    queued)."""
+    rng = lab.rng()
+    broker = LabBroker(refuse=refuse, drop=drop)
+    outcome: dict[bytes, tuple] = {}
+
+    def settle(value: bytes, d) -> None:
+        while True:
+            try:
+                e = d.exception()
+                break
+            except greenrt.Cancelled:  # a cancelled wait: the record goes on; wait again
+                continue
+        if e is None:
+            md = d.result()
+            outcome[value] = ("ok", md.partition, md.offset)
+        elif isinstance(e, KafkaOutcomeUnknown):
+            outcome[value] = ("unknown",)
+        else:
+            outcome[value] = ("failed", repr(e))
+
+    def body():
+        stop: list = []
+        with Producer(BOOT, retry_backoff=0.001, delivery_timeout=5.0, max_queued_records=max_queued) as prod:
+            def sender_chaos():
+                while not stop:
+                    greenrt.sleep(rng.choice([0.0001, 0.0003, 0.001]))
+                    senders = [t for t in prod._region.children() if t.name.startswith("kafka.sender")]
+                    if senders and rng.random() < rate:
+                        rng.choice(senders).cancel("chaos")
+
+            def worker(w):
+                pending: list = []
+                for i in range(rounds):
+                    value = b"s%d.%d" % (w, i)
+                    if len(pending) >= window:
+                        settle(*pending.pop(0))
+                    try:
+                        with greenrt.cancel_scope(budget=greenrt.Budget(poll_quota=(w + i) % 7 + 1)):
+                            pending.append((value, prod.submit("t", value, partition=w % 2)))
+                    except greenrt.Cancelled:  # only a full queue waits: nothing was queued
+                        pass
+                    if value not in dict(pending):
+                        outcome[value] = ("cancelled",)
+                for value, d in pending:
+                    settle(value, d)
+
+            with greenrt.region(name="chaos") as cr:
+                if chaos_on:
+                    cr.spawn(sender_chaos)
+                with greenrt.region(name="submitters") as wr:
+                    for w in range(workers):
+                        wr.spawn(worker, w, name=f"submit-{w}")
+                stop.append(True)
+            st = prod.statistics()
+        return st
+
+    st = with_broker(broker, body)
+    return {"outcome": outcome, "appended": broker.appended, "stats": st, "broker": broker.stats,
+            "batches": broker.batches}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_submit_under_sender_cancellation(seed):
+    """Submitted records, their senders cancelled at random: the same oracle as for
+    ``send`` (nothing reported failed was written, nothing written twice, no
+    sequence gap), every Delivery settles (a stranded record would leave its waiter
+    parked for good: the lab reports the deadlock), and cancelled senders are
+    replaced."""
+    res = lab.run(submit_program, 4, 10, seed=seed)
+    res.check()
+    tally = check_produce(res.value)
+    assert sum(tally.values()) == 4 * 10
+    assert tally.get("ok", 0) > 0
+    st = res.value["stats"]
+    assert st["senders_started"] > 1, st
+
+
+def explore_submit() -> dict:
+    """For ``lab.explore``: 2 submitters x 5 records, no chaos (the explorer cancels
+    the sender tasks at each of their checkpoints), a broker that refuses and drops."""
+    out = submit_program(2, 5, 2, 0.2, 0.2, 0.0, 4, False)
+    return {"checked": True, **check_produce(out)}
+
+
 def withdraw_program(linger: float, metadata_delay: float, cancel_at: float) -> dict:
     """Two callers share one batch (``linger``); the flusher is cancelled at
     ``cancel_at`` while the batch waits for the partition's leader (a Metadata answer
@@ -468,8 +562,9 @@ def explore_commit() -> dict:
     return {"checked": True, **check_commit(out)}
 
 
-@pytest.mark.parametrize("fn,tasks", [(explore_produce, "produce-*"), (explore_commit, "commit-*")],
-                         ids=["produce", "commit"])
+@pytest.mark.parametrize("fn,tasks", [(explore_produce, "produce-*"), (explore_commit, "commit-*"),
+                                      (explore_submit, "kafka.sender*")],
+                         ids=["produce", "commit", "submit-senders"])
 def test_explore_cancellation_at_every_checkpoint(fn, tasks):
     """``inject="all"``: one run per checkpoint of the named tasks, the task cancelled
     there; every run must end, pass the oracles and reach the check (``goal``)."""
