@@ -8,8 +8,8 @@ acknowledged (``acks=-1``: by every in-sync replica) and returns its
 partition are *batched by their callers* ("group commit"): the partition has at most
 one produce request in flight; a caller that finds none in flight becomes the
 *flusher* and sends every record queued for the partition so far as one batch, while
-callers that arrive meanwhile queue their records for the next batch and wait. No
-background task, no linger timer by default (``linger`` adds a short wait before a
+callers that arrive meanwhile queue their records for the next batch and wait. It
+needs no background task, and no linger timer by default (``linger`` adds a short wait before a
 flush, to grow batches at low concurrency). ``send_many`` queues many records of one
 caller at once and returns a result per record (no task switch per record).
 
