@@ -150,6 +150,19 @@ def test_malformed_lines(data):
         events(data)
 
 
+def test_header_line_with_a_lone_cr_or_lf_is_malformed():
+    from greenrt.protocols.nats.codec import parse_headers
+
+    assert parse_headers(b"NATS/1.0\r\nA: b c\r\n\r\n") == (None, None, [("A", "b c")])
+    for line in (b"A: b\nc", b"A: b\rc", b"A\n: b", b"A\r: b"):
+        block = b"NATS/1.0\r\n" + line + b"\r\n\r\n"
+        with pytest.raises(ProtocolError) as ei:
+            parse_headers(block)
+        assert ei.value.code == "bad_headers"
+        with pytest.raises(ProtocolError):
+            events(b"HMSG s 1 %d %d\r\n%s\r\n" % (len(block), len(block), block))
+
+
 def test_header_block_limit():
     h = b"NATS/1.0\r\nA: " + b"x" * 200 + b"\r\n\r\n"
     data = b"HMSG s 1 %d %d\r\n" % (len(h), len(h)) + h + b"\r\n"
@@ -168,13 +181,24 @@ def test_encoders():
     h = encode_headers({"K": "v"})
     assert h == b"NATS/1.0\r\nK: v\r\n\r\n"
     assert encode_hpub("s", b"pay", {"K": "v"}) == b"HPUB s %d %d\r\n%spay\r\n" % (len(h), len(h) + 3, h)
-    for bad in ("", "a b", "a\r\nPUB x 1", "a\tb"):
-        with pytest.raises(UsageError):
-            encode_pub(bad, b"")
+    for bad in ("", "a b", "a\r\nPUB x 1", "a\tb", "a\rb", "a\nb", " ", "a "):
+        for form in (bad, bad.encode()):
+            with pytest.raises(UsageError):
+                encode_pub(form, b"")
+            with pytest.raises(UsageError):
+                encode_pub("ok", b"", reply=form or "a b")
+            with pytest.raises(UsageError):
+                encode_sub("ok", 1, form or "a\tb")
+    assert encode_pub(b"a.\xc3\xa9", b"", reply="_INBOX.x.1") == \
+        b"PUB a.\xc3\xa9 _INBOX.x.1 0\r\n\r\n"
     with pytest.raises(UsageError):
         encode_headers({"K": "v\r\nX: y"})
-    with pytest.raises(UsageError):
-        encode_headers({"K:": "v"})
+    for name in ("K:", "K V", "K\tV", "K\r", "K\n", ""):
+        with pytest.raises(UsageError):
+            encode_headers({name: "v"})
+    for value in ("a\rb", "a\nb"):
+        with pytest.raises(UsageError):
+            encode_headers({"K": value})
 
 
 @settings(max_examples=300, deadline=None)
