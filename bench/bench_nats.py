@@ -16,7 +16,9 @@ process are involved).
         [--rounds N] [--callgrind [CASE]] [--strace [CASE]] [--before REV]
 
 ``--callgrind``/``--strace``: instructions or system calls per operation of the
-client process (fixed-count runs, differenced), the two peers side by side.
+client process (fixed-count runs, differenced), the two peers side by side; for
+request/reply also the echo responder's per round trip, serving each peer (the
+responder under the tool, with a nats-server of its own).
 
 Request/reply is latency-bound: a round trip is the client's own part plus a fixed
 part (the kernel, nats-server and the responder, the same for every peer). The wall
@@ -150,7 +152,9 @@ def g_request(url: str, tasks: int, seconds: float, count: int = 0) -> dict:
     return greenrt.run(main)
 
 
-def g_responder(url: str) -> None:
+def g_responder(url: str, count: int = 0) -> None:
+    """The echo responder; with ``count``, it returns after that many replies (the
+    counted runs of the responder itself)."""
     import greenrt
     from greenrt.protocols import nats
 
@@ -159,8 +163,12 @@ def g_responder(url: str) -> None:
             sub = nc.subscribe(ECHO, max_pending_msgs=1 << 20)
             nc.flush()
             print("ready", flush=True)
+            n = 0
             for m in sub:
                 nc.publish(m.reply, m.data)
+                n += 1
+                if n == count:
+                    break
 
     greenrt.run(main)
 
@@ -316,7 +324,7 @@ def a_request(url: str, tasks: int, seconds: float, count: int = 0) -> dict:
 def worker_main(argv: list[str]) -> None:
     kind, url = argv[0], argv[1]
     if kind == "responder":
-        g_responder(url)
+        g_responder(url, int(argv[2]) if len(argv) > 2 else 0)
         return
     arg, seconds = int(argv[2]), float(argv[3])
     count = int(argv[4]) if len(argv) > 4 else 0
@@ -378,25 +386,63 @@ def _env(pythonpath: str | None = None) -> dict:
         p for p in (pythonpath, os.environ.get("PYTHONPATH"), C.ROOT) if p))
 
 
+def _tool(tool: str, out: str) -> list[str]:
+    """The command prefix that runs a process under ``tool``, its report in ``out``."""
+    if tool == "callgrind":
+        return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    return ["strace", "-c", "-f", "-o", out]
+
+
 def _counted(me: str, tool: str, kind: str, url: str, tasks: int, count: int,
              pythonpath: str | None = None) -> float | None:
     """Instructions (``tool="callgrind"``: callgrind's Ir total) or system calls
     (``tool="strace"``: ``strace -c -f``'s total) of one fixed-count worker run."""
-    import re
-
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "out")
-        if tool == "callgrind":
-            pre = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
-        else:
-            pre = ["strace", "-c", "-f", "-o", out]
         args = [kind, url, str(count if kind.endswith("sub") else tasks), "0", str(count)]
-        subprocess.run([*pre, sys.executable, me, "--worker", *args], capture_output=True,
-                       text=True, env=_env(pythonpath), timeout=1800)
+        subprocess.run([*_tool(tool, out), sys.executable, me, "--worker", *args],
+                       capture_output=True, text=True, env=_env(pythonpath), timeout=1800)
+        return _tool_total(tool, out)
+
+
+def _counted_responder(me: str, tool: str, server: str, kind: str, tasks: int, count: int,
+                       pythonpath: str | None = None) -> float | None:
+    """Instructions or system calls of the echo responder while the request worker
+    ``kind`` (not under the tool) makes ``count`` round trips through it: the
+    responder, under the tool, has a nats-server of its own and returns after the
+    last reply."""
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "out")
+        port = _free_port()
+        url = f"nats://127.0.0.1:{port}"
+        srv = subprocess.Popen([server, "-a", "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            text = open(out).read()
-        except OSError:
-            return None
+            C.wait_for_port(port)
+            replies = tasks * (count // tasks) + 1  # (the worker's first request warms up)
+            resp = subprocess.Popen([*_tool(tool, out), sys.executable, me, "--worker",
+                                     "responder", url, str(replies)], stdout=subprocess.PIPE,
+                                    stderr=subprocess.DEVNULL, text=True, env=_env(pythonpath))
+            resp.stdout.readline()
+            subprocess.run([sys.executable, me, "--worker", kind, url, str(tasks), "0",
+                            str(count)], capture_output=True, env=_env(pythonpath),
+                           timeout=1800)
+            resp.wait(1800)
+        finally:
+            srv.terminate()
+            srv.wait(10)
+        return _tool_total(tool, out)
+
+
+def _tool_total(tool: str, out: str) -> float | None:
+    """The total of the report ``out`` of ``tool``: Ir, or system calls."""
+    import re
+
+    try:
+        with open(out) as f:
+            text = f.read()
+    except OSError:
+        return None
     if tool == "callgrind":
         m = re.search(r"^(?:totals|summary): (\d+)", text, re.M)
         return int(m.group(1)) if m else None
@@ -405,10 +451,13 @@ def _counted(me: str, tool: str, kind: str, url: str, tasks: int, count: int,
 
 
 def counted(me: str, url: str, tool: str, only: str | None, before: str | None,
-            now: str | None = None) -> int:
+            now: str | None = None, server: str | None = None) -> int:
     """Per-operation instructions or system calls: the difference between a run of
     ``high`` and one of ``low`` operations over ``high - low`` (start-up, imports and
-    the connection set-up cancel out). Independent of the machine's load."""
+    the connection set-up cancel out). Independent of the machine's load. For
+    request/reply (given the ``server`` binary) also the echo responder's, per round
+    trip, serving each peer (the responder runs the peer's greenrt code: this tree's,
+    or ``before``'s)."""
     what = "instructions (callgrind Ir)" if tool == "callgrind" else "system calls (strace -c -f)"
     for label, gk, ak, tasks, lo, hi in COUNTED:
         if only and only not in label:
@@ -427,6 +476,19 @@ def counted(me: str, url: str, tool: str, only: str | None, before: str | None,
         g, a = rows[0][1], rows[1][1]
         if g and a:
             print(f"SUMMARY: nats {label} {tool} per op nats-py/greenrt = {a / g:.2f}")
+        if gk == "g-req" and server:
+            # the fixed part's greenrt share: the echo responder, per round trip (its
+            # batches, so its cost, depend on the requester)
+            rrows = []
+            for name, kind, pp in peers:
+                a_ = _counted_responder(me, tool, server, kind, tasks, lo, pp or now)
+                b_ = _counted_responder(me, tool, server, kind, tasks, hi, pp or now)
+                per = (b_ - a_) / (hi - lo) if a_ and b_ else None
+                rrows.append((f"serving {name}", per, ""))
+                print(f"  {label} responder serving {name}: {per and round(per, 2)} {what} "
+                      "per round trip", flush=True)
+            C.print_table(f"{label}: the echo responder's {what} per round trip", rrows, "",
+                          higher_is_better=False)
     return 0
 
 
@@ -487,7 +549,8 @@ def main() -> int:
             print(f"bench_nats  {C.machine()}" + (f"  (before: {a.before})" if before else ""))
             case = a.callgrind or a.strace
             return counted(me, url, "callgrind" if a.callgrind else "strace",
-                           None if case == "all" else case, before, snapshot_tree(workdir))
+                           None if case == "all" else case, before, snapshot_tree(workdir),
+                           server)
         print(f"bench_nats  {C.machine()}  ({secs:g} s per measurement, wall time"
               + (f", {a.rounds} rounds, median" if a.rounds > 1 else "") + ")")
         others = {"responder": procs[0].pid, "nats-server": procs[1].pid}

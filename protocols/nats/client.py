@@ -1299,7 +1299,7 @@ class Client:
         if timeout is not None:
             # (queued even under an earlier enclosing deadline: the entry is cheaper
             # than finding that out, and that deadline's cancellation comes first)
-            when = _current_hub().now() + timeout
+            when = task._hub.now() + timeout  # (the running task's hub: no thread-local look-up)
             q = self._req_deadlines.get(timeout)
             if q is None or when < self._keeper_when:
                 self._add_request_deadline(timeout, when, token, subject)

@@ -61,6 +61,9 @@ _FAST_MSG = re.compile(rb"MSG (" + _TOKEN + rb") ([0-9]{1,10}) ([0-9]{1,10})\r\n
 _FAST_MSG_REPLY = re.compile(rb"MSG (" + _TOKEN + rb") ([0-9]{1,10}) (" + _TOKEN + rb") "
                              rb"([0-9]{1,10})\r\n").match
 _new = object.__new__
+#: byte values for ``in`` tests on bytes (``b" " in b`` first tries its operand as an
+#: int and clears the TypeError: ~1.9k instructions per test, a memchr for an int)
+_SP, _TAB, _CR, _LF, _COLON = b" \t\r\n:"
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,7 @@ def parse_headers(block: bytes) -> tuple[int | None, str | None, list[tuple[str,
     out = []
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
-        if not sep or not name or b"\n" in line or b"\r" in line or name.strip() != name:
+        if not sep or not name or _LF in line or _CR in line or name.strip() != name:
             raise ProtocolError(f"nats: malformed header line {_excerpt(line)}", code="bad_headers")
         out.append((name.decode("utf-8", "replace"), value.strip().decode("utf-8", "replace")))
     return status, description, out
@@ -467,7 +470,7 @@ def validate_token(s: str | bytes, what: str) -> bytes:
     whitespace), else a ``UsageError`` (a space or CRLF would inject a second
     operation)."""
     b = s.encode() if isinstance(s, str) else bytes(s)
-    if not b or b" " in b or b"\t" in b or b"\r" in b or b"\n" in b:
+    if not b or _SP in b or _TAB in b or _CR in b or _LF in b:
         raise UsageError(f"nats: invalid {what} {s!r} (empty, or contains whitespace)")
     return b
 
@@ -494,11 +497,11 @@ def encode_headers(headers: dict | None, status: str | None = None) -> bytes:
     for k, v in (headers or {}).items():
         values = v if isinstance(v, (list, tuple)) else (v,)
         kb = str(k).encode()
-        if not kb or b":" in kb or any(c in kb for c in b" \t\r\n"):
+        if not kb or _COLON in kb or any(c in kb for c in b" \t\r\n"):
             raise UsageError(f"nats: invalid header name {k!r}")
         for one in values:
             vb = str(one).encode()
-            if b"\r" in vb or b"\n" in vb:
+            if _CR in vb or _LF in vb:
                 raise UsageError(f"nats: header value for {k!r} contains CR or LF")
             out.append(kb + b": " + vb + b"\r\n")
     out.append(b"\r\n")

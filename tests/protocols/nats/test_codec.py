@@ -4,6 +4,8 @@ and the encoders' refusal of injection."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -150,6 +152,19 @@ def test_malformed_lines(data):
         events(data)
 
 
+def test_header_line_with_a_lone_cr_or_lf_is_malformed():
+    from greenrt.protocols.nats.codec import parse_headers
+
+    assert parse_headers(b"NATS/1.0\r\nA: b c\r\n\r\n") == (None, None, [("A", "b c")])
+    for line in (b"A: b\nc", b"A: b\rc", b"A\n: b", b"A\r: b"):
+        block = b"NATS/1.0\r\n" + line + b"\r\n\r\n"
+        with pytest.raises(ProtocolError) as ei:
+            parse_headers(block)
+        assert ei.value.code == "bad_headers"
+        with pytest.raises(ProtocolError):
+            events(b"HMSG s 1 %d %d\r\n%s\r\n" % (len(block), len(block), block))
+
+
 def test_header_block_limit():
     h = b"NATS/1.0\r\nA: " + b"x" * 200 + b"\r\n\r\n"
     data = b"HMSG s 1 %d %d\r\n" % (len(h), len(h)) + h + b"\r\n"
@@ -168,13 +183,24 @@ def test_encoders():
     h = encode_headers({"K": "v"})
     assert h == b"NATS/1.0\r\nK: v\r\n\r\n"
     assert encode_hpub("s", b"pay", {"K": "v"}) == b"HPUB s %d %d\r\n%spay\r\n" % (len(h), len(h) + 3, h)
-    for bad in ("", "a b", "a\r\nPUB x 1", "a\tb"):
-        with pytest.raises(UsageError):
-            encode_pub(bad, b"")
+    for bad in ("", "a b", "a\r\nPUB x 1", "a\tb", "a\rb", "a\nb", " ", "a "):
+        for form in (bad, bad.encode()):
+            with pytest.raises(UsageError):
+                encode_pub(form, b"")
+            with pytest.raises(UsageError):
+                encode_pub("ok", b"", reply=form or "a b")
+            with pytest.raises(UsageError):
+                encode_sub("ok", 1, form or "a\tb")
+    assert encode_pub(b"a.\xc3\xa9", b"", reply="_INBOX.x.1") == \
+        b"PUB a.\xc3\xa9 _INBOX.x.1 0\r\n\r\n"
     with pytest.raises(UsageError):
         encode_headers({"K": "v\r\nX: y"})
-    with pytest.raises(UsageError):
-        encode_headers({"K:": "v"})
+    for name in ("K:", "K V", "K\tV", "K\r", "K\n", ""):
+        with pytest.raises(UsageError):
+            encode_headers({name: "v"})
+    for value in ("a\rb", "a\nb"):
+        with pytest.raises(UsageError):
+            encode_headers({"K": value})
 
 
 @settings(max_examples=300, deadline=None)
@@ -229,6 +255,8 @@ def _msg_frame(draw):
             out.append(tok)
         elif k == 9:
             out.append(b"p" * size)
+        elif k == 5:  # with a reply subject or without: both well formed
+            out.append(draw(st.sampled_from(choices)))
         else:
             out.append(draw(st.sampled_from(choices[1:])) if bad == k else choices[0])
     return b"".join(out)
@@ -251,15 +279,22 @@ class _Slots:
 
 
 @settings(max_examples=600, deadline=None)
-@given(st.lists(_MSG_FRAME, min_size=1, max_size=3), st.integers(min_value=8, max_value=40),
+@given(st.lists(_MSG_FRAME, min_size=1, max_size=5), st.integers(min_value=8, max_value=40),
        st.sampled_from([None, 3, 1]), st.booleans())
 def test_msg_fast_path_gives_the_general_paths_verdicts(frames, max_line, step, slots):
     """The regex fast path in ``Parser.next_event`` is an optimisation only: with it
-    switched off, every MSG-like input gives the same events or the same error."""
-    import greenrt.protocols.nats.codec as codec_mod
-
+    switched off, every MSG-like input gives the same events or the same error (MSGs
+    with and without a reply subject mixed)."""
     data = b"MSG a 1 2\r\nok\r\n" + b"".join(frames) + b"PING\r\n"
-    limits = Limits(max_control_line=max_line, max_payload=16)
+    _assert_fast_path_agrees(data, Limits(max_control_line=max_line, max_payload=16), step,
+                             slots)
+
+
+def _assert_fast_path_agrees(data: bytes, limits: Limits, step: int | None, slots: bool,
+                             batch: int | None = None) -> None:
+    """Parsing ``data`` (in ``step``-byte chunks, ``next_event`` or ``next_events(batch)``)
+    gives the same events or error with the MSG fast path as with it switched off."""
+    import greenrt.protocols.nats.codec as codec_mod
 
     def verdict():
         p = Parser(limits, msg_class=_Slots if slots else None)
@@ -268,8 +303,12 @@ def test_msg_fast_path_gives_the_general_paths_verdicts(frames, max_line, step, 
         try:
             for c in chunks:
                 p.receive_data(c)
-                while (ev := p.next_event()) is not NEED_DATA:
-                    out.append(ev)
+                if batch is None:
+                    while (ev := p.next_event()) is not NEED_DATA:
+                        out.append(ev)
+                else:
+                    while evs := p.next_events(batch):
+                        out.extend(evs)
             return ("ok", out)
         except ProtocolError as e:
             return ("err", type(e), e.code)
@@ -282,6 +321,19 @@ def test_msg_fast_path_gives_the_general_paths_verdicts(frames, max_line, step, 
     finally:
         codec_mod._FAST_MSG, codec_mod._FAST_MSG_REPLY = saved
     assert fast == general
+
+
+def test_msg_fast_path_in_any_order_of_msgs_with_and_without_reply():
+    """The fast path has a pattern for a MSG with a reply subject and one for a MSG
+    without: every order of the two kinds, whole or cut, one event or a batch at a
+    time, gives the general path's events."""
+    plain = b"MSG a.b 1 2\r\nok\r\n"
+    reply = b"MSG a.b 22 _INBOX.x.1 3\r\nyes\r\n"
+    for seq in itertools.product([plain, reply], repeat=4):
+        data = b"".join(seq)
+        for step, batch in ((None, None), (None, 2), (None, 512), (7, None), (7, 512)):
+            for slots in (False, True):
+                _assert_fast_path_agrees(data, Limits(), step, slots, batch)
 
 
 def test_msg_fast_path_is_taken_for_a_plain_msg():
