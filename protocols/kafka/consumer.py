@@ -66,6 +66,7 @@ import greenrt
 from ..base.errors import UsageError
 from . import group as gp
 from . import records as rec
+from ._owned import exit_owned_region
 from .cluster import Cluster
 from .connection import BrokerConnection
 from .errors import (
@@ -260,24 +261,7 @@ class Consumer:
         return self
 
     def __exit__(self, etype, exc, tb) -> bool:
-        err = None
-        try:
-            self._shutdown()
-        except BaseException as e:  # handed to the region like an error of the block
-            err = e
-        if err is not None and exc is None:
-            etype, exc, tb = type(err), err, err.__traceback__
-        try:
-            absorbed = self._region_cm.__exit__(etype, exc, tb)
-        except BaseExceptionGroup as group:
-            # The region's only task is the heartbeat, which never fails: a group of one
-            # is the block's own exception, re-raised as itself.
-            if len(group.exceptions) == 1 and group.exceptions[0] is exc:
-                raise exc from None
-            raise
-        if err is not None and not absorbed:
-            raise err
-        return absorbed
+        return exit_owned_region(self._region_cm, etype, exc, tb, self._shutdown)
 
     def close(self) -> None:
         """Stop the heartbeat, leave the group (LeaveGroup) and close connections. A

@@ -85,6 +85,7 @@ from greenrt import lowlevel as ll
 
 from ..base.errors import UsageError
 from . import records as rec
+from ._owned import exit_owned_region
 from .cluster import Cluster
 from .errors import (
     BrokerError,
@@ -157,10 +158,7 @@ class Delivery:
         A checkpoint (when already settled, the check half: a cancellation due is
         raised, nothing waits). Cancelled, it raises ``Cancelled`` and
         the record's course is unchanged: :meth:`result` may be called again."""
-        if not self.settled:
-            _wait(self)
-        else:
-            ll.enter_checkpoint()  # settled: the check half only (a cancellation due is raised)
+        _wait(self)
         if self.exc is not None:
             raise self.exc
         return self.meta
@@ -168,10 +166,7 @@ class Delivery:
     def exception(self) -> BaseException | None:
         """Wait as :meth:`result` does; return the exception that settled the record,
         or ``None`` when it was written. A checkpoint."""
-        if not self.settled:
-            _wait(self)
-        else:
-            ll.enter_checkpoint()  # settled: the check half only (a cancellation due is raised)
+        _wait(self)
         return self.exc
 
     def abort(self) -> bool:  # the park's abort function: the waiter is cancelled
@@ -316,30 +311,18 @@ class Producer:
         not wait: the region cancels the senders (a batch on the wire is then in
         doubt, its records reported unknown) and the records still queued are settled
         with :class:`~.errors.RecordNotSent`. The connections close in both cases."""
-        err = None
-        try:
-            if exc is None:
-                try:
-                    self.flush()
-                except BaseException as e:  # handed to the region like an error of the block
-                    err = e
-                    etype, exc, tb = type(e), e, e.__traceback__
-            self._closing = True
+        def before() -> None:
             try:
-                absorbed = self._region_cm.__exit__(etype, exc, tb)
-            except BaseExceptionGroup as group:
-                # the senders never fail (their batches hold the errors): a group of one
-                # is the block's own exception, re-raised as itself
-                if len(group.exceptions) == 1 and group.exceptions[0] is exc:
-                    raise exc from None
-                raise
+                if exc is None:
+                    self.flush()
+            finally:
+                self._closing = True  # no sender starts any more
+
+        try:
+            return exit_owned_region(self._region_cm, etype, exc, tb, before)
         finally:
-            self._closing = True
             self._settle_left_behind()
             self.cluster.close()
-        if err is not None and not absorbed:
-            raise err
-        return absorbed
 
     # -- public API ------------------------------------------------------------------
 
@@ -492,7 +475,7 @@ class Producer:
         for p in list(self._parts.values()):
             d = p.last_submitted
             if d is not None and not d.settled:
-                _wait(d)
+                _wait(d)  # (settled ones skipped: flush's one check half is above)
 
     def close(self) -> None:
         """Close the producer's connections. Inside the producer's ``with`` block the
@@ -553,8 +536,9 @@ class Producer:
                     and any(it.part is not None for it in p.queue)):
                 self._start_sender(p)
 
-    def _fail_submitted(self, p: _Partition, why: str, cause: BaseException | None) -> None:
-        """Settle every submitted record still queued on ``p`` as never sent."""
+    def _fail_submitted(self, p: _Partition, why: str, cause: BaseException | None) -> int:
+        """Settle every submitted record still queued on ``p`` as never sent; return
+        how many there were."""
         left = []
         failed = []
         for it in p.queue:
@@ -566,6 +550,7 @@ class Producer:
             it.settled = True
         _wake(failed)
         _notify(p)
+        return len(failed)
 
     def _wait_for_room(self, p: _Partition) -> None:
         """``submit`` on a full partition queue: wait (a checkpoint) until a flush has
@@ -579,10 +564,9 @@ class Producer:
         """The producer's block ended: submitted records still queued will not be
         sent (no sender may start any more)."""
         for p in self._parts.values():
-            if any(it.part is not None for it in p.queue):
-                n = sum(1 for it in p.queue if it.part is not None)
-                self._stats["not_sent_at_close"] += n
-                self._fail_submitted(p, "the producer closed before its batch left", None)
+            if p.queue:
+                self._stats["not_sent_at_close"] += self._fail_submitted(
+                    p, "the producer closed before its batch left", None)
 
     def _choose_partition(self, topic: str, key: bytes | None) -> int:
         parts = self.cluster.topic_partitions(topic)
@@ -952,10 +936,14 @@ def _wake(batch: list) -> None:
 
 
 def _wait(d: Delivery) -> None:
-    """Park until the submitted record ``d`` is settled (a checkpoint). The first
+    """Park until the submitted record ``d`` is settled (a checkpoint; settled already,
+    the check half only: a cancellation due is raised, nothing waits). The first
     waiter takes the record's own ``task`` slot, woken when it is settled; any other
     watches the partition, woken at each flush's end to look again. Cancelled, the
     waiter has left its wait and the record is untouched."""
+    if d.settled:
+        ll.enter_checkpoint()
+        return
     p = d.part
     what = "kafka.Delivery.result"
     while not d.settled:
