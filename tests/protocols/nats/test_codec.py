@@ -231,7 +231,7 @@ _FIELDS = [
     [b"foo.bar", b"a", b"\xff\xfe", b"a\tb", b"a\x0cb", b"x" * 30],
     [b" ", b"  ", b"\t", b"\x0c"],
     [b"7", b"01", b"9999999999", b"12345678901", b"x", b"-1", b""],
-    [b"", b" _INBOX.r"],
+    [b"", b" _INBOX.r", b" r\xff\xfe"],
     [b" ", b"  ", b"\t"],
     None,  # the size: the payload's, or off by one, or not a number
     [b"\r\n", b"\n", b"\r"],
@@ -314,18 +314,18 @@ def _assert_fast_path_agrees(data: bytes, limits: Limits, step: int | None, slot
             return ("err", type(e), e.code)
 
     fast = verdict()
-    saved = codec_mod._FAST_MSG, codec_mod._FAST_MSG_REPLY
-    codec_mod._FAST_MSG = codec_mod._FAST_MSG_REPLY = lambda buf, pos: None
+    saved = codec_mod._FAST_MSG
+    codec_mod._FAST_MSG = lambda buf, pos: None
     try:
         general = verdict()
     finally:
-        codec_mod._FAST_MSG, codec_mod._FAST_MSG_REPLY = saved
+        codec_mod._FAST_MSG = saved
     assert fast == general
 
 
 def test_msg_fast_path_in_any_order_of_msgs_with_and_without_reply():
-    """The fast path has a pattern for a MSG with a reply subject and one for a MSG
-    without: every order of the two kinds, whole or cut, one event or a batch at a
+    """The fast path's pattern takes a MSG with a reply subject and one without:
+    every order of the two kinds, whole or cut, one event or a batch at a
     time, gives the general path's events."""
     plain = b"MSG a.b 1 2\r\nok\r\n"
     reply = b"MSG a.b 22 _INBOX.x.1 3\r\nyes\r\n"
@@ -347,12 +347,11 @@ def test_msg_fast_path_is_taken_for_a_plain_msg():
         assert bool(token.fullmatch(bytes([i]))) == bool(bytes([i]).split()), i
 
     assert codec_mod._FAST_MSG(b"MSG foo.bar 7 5\r\nhello\r\n", 0).groups() == \
-        (b"foo.bar", b"7", b"5")
-    assert codec_mod._FAST_MSG_REPLY(b"MSG foo.bar 7 x 5\r\nhello\r\n", 0).groups() == \
+        (b"foo.bar", b"7", None, b"5")
+    assert codec_mod._FAST_MSG(b"MSG foo.bar 7 x 5\r\nhello\r\n", 0).groups() == \
         (b"foo.bar", b"7", b"x", b"5")
     for odd in (b"msg foo 7 5\r\n", b"MSG foo\t7 5\r\n", b"MSG foo 7  5\r\n",
                 b"MSG foo 7 x y 5\r\n", b"MSG foo 7 5\n", b"MSG foo 7 x\t5\r\n"):
-        assert codec_mod._FAST_MSG_REPLY(odd, 0) is None, odd
         assert codec_mod._FAST_MSG(odd, 0) is None, odd
 
 
