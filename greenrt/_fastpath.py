@@ -256,10 +256,10 @@ SITES: dict[tuple[str, str], int] = {
     ("_task.py", "run_in_place"): 1,   # _worker_main
     ("_driver.py", "park"): 2,         # wait_readable, wait_writable
     ("_driver.py", "reschedule"): 1,   # EpollDriver.poll, a woken reader
-    ("sync.py", "park"): 1,            # _WaitQueue.wait
-    ("sync.py", "reschedule"): 1,      # _WaitQueue.wake_first
+    ("sync.py", "park"): 2,            # _WaitQueue.wait, _WaitMap.wait
+    ("sync.py", "reschedule"): 2,      # _WaitQueue.wake_first, _WaitMap.wake
     ("sync.py", "enter"): 2,           # Lock.acquire, Event.wait
-    ("lowlevel.py", "enter"): 2,       # WaitQueue.park, enter_checkpoint
+    ("lowlevel.py", "enter"): 3,       # WaitQueue.park, WaitMap.park, enter_checkpoint
     ("channel.py", "enter"): 3,        # Sender.reserve, Sender.send, Receiver.recv
 }
 

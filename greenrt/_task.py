@@ -118,7 +118,7 @@ class Task(CancelScope, Generic[T]):
     __slots__ = ("_fn", "_args", "_tstate", "_task_region", "_glet", "_scope", "_pending",
                  "_abort_fn", "_resume", "_queued", "_drains", "_context", "_hub", "_owner",
                  "_parent", "id", "_sid", "_quota_chain", "_deadline_eff", "name", "_state",
-                 "_wq", "_wq_on_abort")
+                 "_wq", "_wq_on_abort", "_wq_key")
 
     # Slot types (the runtime graph is typed loosely: ``Any`` where a field is None only
     # before a task starts or after it completes, when nothing reads it).
@@ -146,6 +146,8 @@ class Task(CancelScope, Generic[T]):
     # what ``_abort_wait`` needs (``sync._WaitQueue.wait``); dropped when it completes.
     _wq: Any
     _wq_on_abort: Callable[[], None] | None
+    # The key of a wait in a ``sync._WaitMap`` (``_abort_keyed_wait`` pops it from _wq).
+    _wq_key: Any
 
     # Defaults for the rarely set fields (see CancelScope): spawning assigns only the
     # fields below in __init__.
@@ -284,6 +286,15 @@ class Task(CancelScope, Generic[T]):
             on_abort = self._wq_on_abort
             if on_abort is not None:
                 on_abort()
+        return True
+
+    def _abort_keyed_wait(self) -> bool:
+        """The abort function of a wait in a ``sync._WaitMap``: leave the map. (A
+        task woken by key has been popped from it already, and is no longer
+        abortable: the runtime does not call this then.)"""
+        q = self._wq
+        if q.get(self._wq_key) is self:
+            del q[self._wq_key]
         return True
 
     # -- state machine ------------------------------------------------------------------
@@ -431,7 +442,7 @@ def _finish(task: Task[Any], outcome: Outcome[Any]) -> None:
     task._args = None
     task._context = None
     task._glet = None
-    task._wq = task._wq_on_abort = None
+    task._wq = task._wq_on_abort = task._wq_key = None
     # A task is its own root scope and that scope's owner: drop both self-references
     # so a finished task is freed by reference counting instead of being left, with
     # its outcome, to the cyclic GC (whose collections then scan every live task).

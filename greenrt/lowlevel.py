@@ -19,7 +19,7 @@ from ._exceptions import NoHubError
 from ._hub import Hub, RealHub, TimerHandle, _tls, current_hub
 from ._scope import deliver_pending
 from ._task import repr_outcome
-from .sync import _WaitQueue
+from .sync import _WaitMap, _WaitQueue
 
 if TYPE_CHECKING:  # pragma: no cover
     from _typeshed import FileDescriptorLike
@@ -171,8 +171,55 @@ class WaitQueue(_WaitQueue):
         return {"waiting": len(self._q)}
 
 
+class WaitMap(_WaitMap):
+    """Parked tasks by key, for the reply side of request/response protocols.
+
+    A requester parks under a key of its own (a request id, a reply token); whoever
+    reads the response wakes that key. Waits behave like waits on a ``WaitQueue``
+    (labelled, reported to the lab, cancel-safe by hand-off):
+
+    * ``park(key)`` is a checkpoint; ``wait(task, key)`` is its park half, for a
+      caller that has already called ``enter_checkpoint()`` (which returned ``task``)
+      and done its work in between. Both return the value given to ``wake``, or
+      raise the error given to ``wake_error``/``wake_all_error``. A key another task
+      waits under is a ``ValueError`` (nothing parked).
+    * ``wake(key, value)`` is True if a task waited under ``key``: it has left the map
+      and will get ``value``, and can no longer be cancelled out of it (a
+      cancellation is delivered at its next checkpoint). False means nobody waits
+      there (never parked, already woken, or cancelled): the value was not handed
+      over, so the caller still has it (a late response). Never both, never neither.
+    * A cancelled waiter has left the map before ``Cancelled`` is raised.
+    * No allocation per wait: the abort is the task's own, and the key is kept on it.
+
+    Deadlines: wrap the wait in ``greenrt.fail_after``/``move_on_after``, or expire
+    keys yourself with ``wake_error`` (one task serving many deadlines).
+
+    Not thread-safe: use it from tasks of one hub.
+    """
+
+    __slots__ = ()
+
+    def park(self, key: Any, *, what: Any = None) -> Any:
+        """Park the current task under ``key`` until woken; a checkpoint. On
+        cancellation the task has left the map."""
+        try:
+            hub = _tls.hub
+        except AttributeError:
+            raise NoHubError() from None
+        # fastpath enter: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
+        task = hub.current
+        if task is None or task._drains or task._pending or task._scope._quota_chain or hub._tracing:
+            task = _enter(hub)
+        # end fastpath enter
+        return _WaitMap.wait(self, task, key, what or "WaitMap.park")
+
+    def statistics(self) -> dict[str, int]:
+        """``{"waiting": n}``: the number of parked tasks."""
+        return {"waiting": len(self._q)}
+
+
 __all__ = [
-    "WaitQueue", "note_access", "dump", "task_snapshot", "format_task_snapshot",
+    "WaitMap", "WaitQueue", "note_access", "dump", "task_snapshot", "format_task_snapshot",
     "EpollDriver", "Hub", "RealHub", "SelectorDriver", "TimerHandle", "current_hub",
     "current_hub_or_none", "deliver_pending", "repr_outcome",
     "enter_checkpoint", "notify_closing", "park", "reschedule", "reschedule_with_error",

@@ -37,7 +37,7 @@ stuck or doubly-held lock.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, KeysView
 from heapq import heappop as _heappop
 from heapq import heappush as _heappush
 from types import TracebackType
@@ -232,6 +232,147 @@ class _WaitQueue:
 
     def tasks(self) -> list[Task[Any]]:
         return list(self._q)
+
+
+class _WaitMap:
+    """Parked tasks by key: a task waits under a key of its choosing (a request id, a
+    reply token), and a waker wakes it by that key, with no queue order.
+
+    The reply side of a request/response protocol: the requester parks under the
+    request's key, the reader that parses the response wakes that key. The same
+    hand-off rule as ``_WaitQueue``: a woken task has left the map and can no longer
+    be aborted, an aborted one has left it before its ``Cancelled`` is raised, so a
+    value given to ``wake`` reaches the task or ``wake`` returns False (nobody waits
+    under that key any more: a late response) -- never both, never neither.
+
+    The abort function is the task's own ``_abort_keyed_wait`` (a bound method: no
+    closure or ``functools.partial`` per wait); the map and the key are kept on the
+    task while it waits.
+    """
+
+    __slots__ = ("_q",)
+
+    def __init__(self) -> None:
+        self._q: dict[Any, Task[Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+    def __bool__(self) -> bool:
+        return bool(self._q)
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._q
+
+    def wait(self, task: Task[Any], key: Any, what: Any = None) -> Any:
+        """Park ``task`` (the current task, just past ``_enter``, with no switch
+        since) under ``key``; a key another task waits under is a ``ValueError``.
+        Not a checkpoint by itself. Both this and ``wake`` report an access to the
+        map to the lab (a wake and a wait on it do not commute)."""
+        hub = task._hub
+        if hub.wants_access:
+            hub.note_access(self, True)
+        q = self._q
+        if q.setdefault(key, task) is not task:
+            raise ValueError(f"a task already waits under the key {key!r}")
+        task._wq = q
+        task._wq_key = key
+        abort = task._abort_keyed_wait
+        # fastpath park: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
+        if task._pending:
+            r = _park_slow(abort, what)  # may have to abort at once: the general path
+        else:
+            task._abort_fn = abort
+            task.waiting_for = what
+            nxt = None
+            if hub._plain and not hub._cancel_lane:
+                cd = hub._poll_countdown - 1
+                if cd > 0:
+                    timed = hub._timed
+                    ready = hub._ready
+                    if timed:
+                        if hub._timed_streak < hub.streak_limit or not ready:
+                            nxt = timed[0][3]
+                            if nxt._glet is None:
+                                nxt = None
+                            else:
+                                _heappop(timed)
+                                hub._cancel_streak = 0
+                                hub._timed_streak += 1
+                    elif ready and ready[0]._glet is not None:
+                        nxt = ready.popleft()
+                        hub._cancel_streak = hub._timed_streak = 0
+                    if nxt is not None:
+                        hub._poll_countdown = cd
+                        nxt._queued = False
+                        hub.current = nxt
+                        nxt._glet.switch()
+            if nxt is None:
+                hub._handoff()
+            r = task._resume
+            if r is not None:
+                task._resume = None
+                if r is _CANCEL or type(r) is _Raise:
+                    _raise_resume(task, r)
+        # end fastpath park
+        return r
+
+    def wake(self, key: Any, value: Any = None) -> bool:
+        """Hand ``value`` to the task waiting under ``key``; False if none does."""
+        task = self._q.pop(key, None)
+        if task is None:
+            hub = getattr(_hub_tls, "hub", None)
+            if hub is not None and hub.wants_access:
+                hub.note_access(self, True)
+            return False
+        hub = task._hub
+        if hub.wants_access:
+            hub.note_access(self, True)
+        # fastpath reschedule: copied from greenrt/_fastpath.py (python -m greenrt._fastpath --write)
+        if task._abort_fn is None:
+            raise InvariantViolation(f"task {task.id} ({task.name}) woken but not parked")
+        task._abort_fn = None
+        task._resume = value
+        if hub._plain and not (task._queued or task._pending or task._drains):
+            task._queued = True
+            sc = task._scope
+            d = sc._deadline_eff
+            if d is None:
+                hub._ready.append(task)
+            else:
+                hub._timed_seq = tq = hub._timed_seq + 1
+                _heappush(hub._timed, (d, -(sc._priority or 0), tq, task))
+        else:
+            hub._schedule(task)
+        # end fastpath reschedule
+        return True
+
+    def wake_error(self, key: Any, exc: BaseException) -> bool:
+        """Make the wait under ``key`` raise ``exc``; False if nobody waits there."""
+        task = self._q.pop(key, None)
+        if task is None:
+            return False
+        hub = task._hub
+        if hub.wants_access:
+            hub.note_access(self, True)
+        hub.reschedule(task, _Raise(exc))
+        return True
+
+    def wake_all_error(self, make_exc: Callable[[], BaseException]) -> int:
+        """Make every wait raise ``make_exc()`` (each key removed before its task is
+        woken); the number woken."""
+        q = self._q
+        n = 0
+        while q:
+            _key, task = q.popitem()
+            task._hub.reschedule(task, _Raise(make_exc()))
+            n += 1
+        return n
+
+    def keys(self) -> KeysView[Any]:
+        """The keys waited under: a live, read-only view (``key in view`` costs a
+        dict look-up, no Python call)."""
+        return self._q.keys()
 
 
 def _park_uninterruptible(queue: _WaitQueue, task: Task[Any], data: Any = None, what: str | None = None) -> Any:
