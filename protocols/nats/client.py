@@ -77,10 +77,7 @@ _PUB_PREFIX_CACHE = 4096
 _enter_checkpoint = lowlevel.enter_checkpoint
 _current_hub = lowlevel.current_hub
 _INF = float("inf")
-_park = lowlevel.park
-_reschedule = lowlevel.reschedule
 _yield_now = lowlevel.yield_now
-_reschedule_with_error = lowlevel.reschedule_with_error
 
 RECV_SIZE = 65536
 #: operations the reader parses and delivers between two looks at its consumers
@@ -469,8 +466,9 @@ class Client:
         self._resp_sub: Subscription | None = None
         self._resp_prefix = ""
         self._resp_prefix_b = b""
-        #: outstanding requests: reply token -> the task parked waiting for it
-        self._resp_map: dict[str, Any] = {}
+        #: outstanding requests: each parked under its reply token
+        self._resp_map = lowlevel.WaitMap()
+        self._resp_tokens = self._resp_map.keys()  # (a live view: `in` at dict speed)
         self._resp_n = 0
         self._req_deadlines: dict[float, deque] = {}  # timeout -> (when, token, subject)
         self._keeper = None  # the deadline keeper task, started by the first timed request
@@ -780,8 +778,7 @@ class Client:
         parser = conn.parser
         recv = conn.stream.recv
         stats = self._stats
-        resp_map = self._resp_map
-        reschedule = _reschedule
+        resp_wake = self._resp_map.wake
         next_events = parser.next_events
         subs_get = self._subs.get
         msg_class = self._msg_class
@@ -821,13 +818,10 @@ class Client:
                             else:
                                 sub._deliver(ev)
                         elif sub is self._resp_sub and not sub._ended:
-                            # a reply on the muxed inbox (_route_reply inlined): one pop, one wake
+                            # a reply on the muxed inbox (_route_reply inlined): one wake by token
                             sub.delivered += 1
-                            task = resp_map.pop(ev.subject[len(self._resp_prefix):], None)
-                            if task is None:
+                            if not resp_wake(ev.subject[len(self._resp_prefix):], ev):
                                 self._late_reply(ev)
-                            else:
-                                reschedule(task, ev)
                         else:
                             sub._deliver(ev)
                 finally:
@@ -946,10 +940,7 @@ class Client:
     def _fail_requests(self, make_exc) -> None:
         """Wake every outstanding request with ``make_exc()`` (each token popped first:
         a reply arriving later is a late reply)."""
-        rm = self._resp_map
-        while rm:
-            _token, task = rm.popitem()
-            _reschedule_with_error(task, make_exc())
+        self._resp_map.wake_all_error(make_exc)
 
     def _reconnect(self, last: Server) -> _Conn | None:
         o = self.options
@@ -1234,13 +1225,10 @@ class Client:
             self._resp_sub = sub
 
     def _route_reply(self, m: Message) -> None:
-        """A reply on the muxed inbox: one dict pop and one wake (the reader inlines
+        """A reply on the muxed inbox: one wake by its token (the reader inlines
         this for the current inbox subscription)."""
-        task = self._resp_map.pop(m.subject[len(self._resp_prefix):], None)
-        if task is None:
+        if not self._resp_map.wake(m.subject[len(self._resp_prefix):], m):
             self._late_reply(m)
-        else:
-            _reschedule(task, m)
 
     def _late_reply(self, m: Message) -> None:
         self._stats["late_replies"] += 1
@@ -1260,7 +1248,7 @@ class Client:
 
         Cost: the replies of all requests arrive on one wildcard subscription (a
         token per request); the reader hands a reply to its waiting task with one
-        dict pop and one wake. A ``timeout`` is an entry in a per-client deadline
+        wake by token (``lowlevel.WaitMap``). A ``timeout`` is an entry in a per-client deadline
         queue served by one task of the client (no cancel scope or timer per
         request)."""
         task = _enter_checkpoint()
@@ -1304,12 +1292,14 @@ class Client:
             if q is None or when < self._keeper_when:
                 self._add_request_deadline(timeout, when, token, subject)
             else:
-                # _add_request_deadline's common case, inlined
-                while q and q[0][1] not in resp_map:
-                    q.popleft()
+                # _add_request_deadline's common case, inlined; the answered entries
+                # at the head are dropped every 64th request, not at each one
+                if not rn & 63:
+                    tokens = self._resp_tokens
+                    while q and q[0][1] not in tokens:
+                        q.popleft()
                 q.append((when, token, subject))
-        resp_map[token] = task
-        m = _park(functools.partial(resp_map.pop, token, None), "nats request")
+        m = resp_map.wait(task, token, "nats request")
         if m.status == 503 and not m.data:
             raise NoResponders(f"nats: no responders on {subject!r}")
         return m
@@ -1328,8 +1318,8 @@ class Client:
         if q is None:
             q = queues[timeout] = deque()
         else:
-            rm = self._resp_map
-            while q and q[0][1] not in rm:
+            tokens = self._resp_tokens
+            while q and q[0][1] not in tokens:
                 q.popleft()
         q.append((when, token, subject))
         if when < self._keeper_when:
@@ -1357,19 +1347,18 @@ class Client:
         deadline (or ``None``)."""
         now = greenrt.now()
         rm = self._resp_map
+        tokens = self._resp_tokens
         nxt = None
         for key, q in list(self._req_deadlines.items()):
             while q:
                 when, token, subject = q[0]
-                if token not in rm:
+                if token not in tokens:
                     q.popleft()
                     continue
                 if when > now:
                     break
                 q.popleft()
-                task = rm.pop(token)
-                _reschedule_with_error(task, RequestTimeout(
-                    f"nats: no reply to {subject!r} within {key} s"))
+                rm.wake_error(token, RequestTimeout(f"nats: no reply to {subject!r} within {key} s"))
             if q:
                 if nxt is None or q[0][0] < nxt:
                     nxt = q[0][0]
