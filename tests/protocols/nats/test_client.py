@@ -130,6 +130,29 @@ def test_request_timeout_then_late_reply_is_dropped(nats_server):
     run(main)
 
 
+def test_a_responder_that_replies_one_time_too_many_never_answers_the_next_request(nats_server):
+    """One reply too many: a responder (on a second connection, so the replies race
+    the next request) answers every request twice. Each request gets its own first
+    reply; each extra reply is a late reply, dropped and counted, never handed to the
+    request issued after it; nothing stays outstanding."""
+    def main():
+        with nats.connect(nats_server.url) as svc, nats.connect(nats_server.url) as nc:
+            def twice(m):
+                m.respond(b"first:" + m.data)
+                m.respond(b"extra:" + m.data)
+            svc.subscribe("dup", callback=twice)
+            svc.flush()
+            for i in range(50):
+                assert nc.request("dup", b"%d" % i, timeout=5).data == b"first:%d" % i
+            for _ in range(200):  # (the last extra reply may still be on its way)
+                if nc.statistics()["late_replies"] == 50:
+                    break
+                greenrt.sleep(0.01)
+            st = nc.statistics()
+            assert st["late_replies"] == 50 and st["outstanding_requests"] == 0
+    run(main)
+
+
 def test_cancelled_requests_never_get_each_others_replies(nats_server):
     """Many concurrent requests, half cancelled at random points; every completed
     request sees its own reply."""
