@@ -14,7 +14,9 @@ What one input checks, beyond "no unexpected exception":
   with more (valid) input;
 * buffered bytes stay bounded (the INFO limit plus the largest payload, plus one read);
 * re-encoding: every MSG/HMSG re-encoded as the server would send it parses to the
-  same event.
+  same event;
+* the MSG fast path (one regex) is an optimisation only: with it switched off, the
+  general path gives the same events and verdict.
 """
 
 from __future__ import annotations
@@ -78,6 +80,16 @@ def _parse(chunks, batch: int | None = None) -> tuple[list, str | None]:
     return out, err
 
 
+def _parse_general(chunks) -> tuple[list, str | None]:
+    """``_parse`` with the MSG fast path switched off (every line by ``_next``)."""
+    fast = codec._FAST_MSG
+    codec._FAST_MSG = lambda buf, pos: None
+    try:
+        return _parse(chunks, 512)
+    finally:
+        codec._FAST_MSG = fast
+
+
 def _cuts(data: bytes) -> list[bytes]:
     h = zlib.crc32(data)
     parts, i = [], 0
@@ -109,6 +121,8 @@ def TestOneInput(data: bytes) -> None:
     for batch in (1, 3, 512):
         if _parse(_cuts(data), batch) != (whole, err):
             raise Finding(f"next_events({batch}) parsed differently from next_event")
+    if _parse_general([data]) != (whole, err):
+        raise Finding("the MSG fast path and the general path parsed differently")
     for ev in whole:
         if type(ev) is not codec.Msg:
             continue
