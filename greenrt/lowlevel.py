@@ -189,7 +189,10 @@ class WaitMap(_WaitMap):
       there (never parked, already woken, or cancelled): the value was not handed
       over, so the caller still has it (a late response). Never both, never neither.
     * A cancelled waiter has left the map before ``Cancelled`` is raised.
-    * No allocation per wait: the abort is the task's own, and the key is kept on it.
+    * No closure or ``functools.partial`` per wait: the abort is a method of the
+      task, which keeps the key while it waits.
+    * ``keys()`` is a live, read-only view (``key in m.keys()`` at dict speed);
+      ``len(m)``, ``key in m`` and ``m.statistics()`` count the waiters.
 
     Deadlines: wrap the wait in ``greenrt.fail_after``/``move_on_after``, or expire
     keys yourself with ``wake_error`` (one task serving many deadlines).

@@ -1248,9 +1248,9 @@ class Client:
 
         Cost: the replies of all requests arrive on one wildcard subscription (a
         token per request); the reader hands a reply to its waiting task with one
-        wake by token (``lowlevel.WaitMap``). A ``timeout`` is an entry in a per-client deadline
-        queue served by one task of the client (no cancel scope or timer per
-        request)."""
+        wake by token (``lowlevel.WaitMap``). A ``timeout`` is an entry in a
+        per-client deadline queue served by one task of the client (no cancel scope
+        or timer per request)."""
         task = _enter_checkpoint()
         st = self.state
         if st != "connected":
