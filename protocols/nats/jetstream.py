@@ -561,11 +561,13 @@ class KeyValue:
         return KvEntry(self.bucket, key, data, seq, op)
 
     def put(self, key: str, value: bytes) -> int:
-        """Store ``value``; returns the new revision. A checkpoint."""
+        """Store ``value``; returns the new revision. A checkpoint; cancelled, the
+        value may or may not have been stored (as any publish awaiting its ack)."""
         return self.js.publish(self._subject(key), value).seq
 
     def create(self, key: str, value: bytes) -> int:
-        """Store only if ``key`` has no value (``KeyWrongRevision`` otherwise)."""
+        """Store only if ``key`` has no value (``KeyWrongRevision`` otherwise); a
+        deleted or purged key counts as having none. A checkpoint, as ``put``."""
         try:
             return self.update(key, value, 0)
         except KeyWrongRevision:
@@ -582,15 +584,47 @@ class KeyValue:
 
     def update(self, key: str, value: bytes, last: int) -> int:
         """Store only if the key's current revision is ``last`` (compare-and-set);
-        ``KeyWrongRevision`` otherwise. Returns the new revision."""
+        ``KeyWrongRevision`` otherwise. Returns the new revision. A checkpoint, as
+        ``put``."""
         return self.js.publish(self._subject(key), value, expected_last_subject_seq=last).seq
 
     def delete(self, key: str) -> int:
-        """Delete ``key`` (a tombstone; history is kept)."""
+        """Delete ``key`` (a tombstone; history is kept). Returns the tombstone's
+        revision. A checkpoint, as ``put``."""
         return self.js.publish(self._subject(key), b"", headers={"KV-Operation": "DEL"}).seq
 
+    def purge(self, key: str) -> int:
+        """Delete ``key`` and its history: a purge marker that rolls up the subject,
+        so the server drops every earlier entry of the key (the bucket's other keys
+        are untouched). Returns the marker's revision. A checkpoint, as ``put``."""
+        return self.js.publish(self._subject(key), b"",
+                               headers={"KV-Operation": "PURGE", "Nats-Rollup": "sub"}).seq
+
+    def history(self, key: str) -> list[KvEntry]:
+        """Every stored entry of ``key``, oldest first, deletes and purges included
+        (``operation``); at most the bucket's ``history`` of them. ``KeyNotFound`` if
+        the key has no entry at all. A checkpoint; cancelled, its consumer is
+        stopped and nothing else is left behind."""
+        try:
+            last = self._last_revision(key)
+        except JetStreamError as e:
+            if e.err_code == _ERR_NO_MESSAGE or e.status == 404:
+                raise KeyNotFound(f"nats: key {key!r} not found in {self.bucket!r}",
+                                  status=404, err_code=e.err_code) from None
+            raise
+        oc = self.js.ordered_consumer(self.stream, filter_subject=self._subject(key),
+                                      deliver_policy="all")
+        out: list[KvEntry] = []
+        try:
+            while not out or out[-1].revision < last:
+                out.append(_entry(self.bucket, oc.next_msg(timeout=self.js.timeout)))
+        finally:
+            oc.stop()
+        return out
+
     def keys(self) -> list[str]:
-        """The keys with a live value (reads the last entry of each subject)."""
+        """The keys with a live value (reads the last entry of each subject). A
+        checkpoint; cancelled, its consumer is stopped."""
         oc = self.js.ordered_consumer(self.stream, filter_subject=f"$KV.{self.bucket}.>",
                                       deliver_policy="last_per_subject", headers_only=True)
         out: dict[str, bool] = {}
@@ -611,11 +645,21 @@ class KeyValue:
 
     def watch(self, key: str = ">", *, include_history: bool = False) -> KvWatcher:
         """Watch ``key`` (wildcards allowed): the current value(s) first, then every
-        change, as ``KvEntry`` (deletes with ``operation='DEL'``)."""
+        change, as ``KvEntry`` (deletes with ``operation='DEL'``, purges with
+        ``'PURGE'``). A checkpoint (it creates the consumer); ``stop()`` ends it."""
         subj = f"$KV.{self.bucket}.{key}"
         oc = self.js.ordered_consumer(self.stream, filter_subject=subj,
                                       deliver_policy="all" if include_history else "last_per_subject")
         return KvWatcher(self, oc)
+
+
+def _entry(bucket: str, m: JsMessage) -> KvEntry:
+    """The ``KvEntry`` of a message read from bucket ``bucket``'s stream."""
+    key = m.subject[len(f"$KV.{bucket}."):]
+    op = (m.headers or {}).get("KV-Operation", "PUT")
+    md = m.metadata
+    return KvEntry(bucket, key, m.data, md.stream_seq if md else 0, op,
+                   md.timestamp_ns / 1e9 if md else None)
 
 
 class KvWatcher:
@@ -626,12 +670,9 @@ class KvWatcher:
         self._oc = oc
 
     def next(self, timeout: float | None = None) -> KvEntry:
-        m = self._oc.next_msg(timeout)
-        key = m.subject[len(f"$KV.{self.kv.bucket}."):]
-        op = (m.headers or {}).get("KV-Operation", "PUT")
-        md = m.metadata
-        return KvEntry(self.kv.bucket, key, m.data, md.stream_seq if md else 0, op,
-                       md.timestamp_ns / 1e9 if md else None)
+        """The next entry; a checkpoint (``RequestTimeout`` after ``timeout``
+        seconds). A cancelled call loses no entry."""
+        return _entry(self.kv.bucket, self._oc.next_msg(timeout))
 
     def __iter__(self) -> Iterator[KvEntry]:
         while True:

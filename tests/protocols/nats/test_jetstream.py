@@ -1,7 +1,7 @@
 """JetStream against a real nats-server with -js: streams and consumers, publish with
 dedup ids and acks, pull fetch with ack/nak/in_progress/term, acks as obligations
 (a leaked fetched message is reported and redelivered), ordered consumers, key-value
-(get/put/create/update with revision, delete, keys, watch)."""
+(get/put/create/update with revision, delete, purge, history, keys, watch)."""
 
 from __future__ import annotations
 
@@ -259,6 +259,41 @@ def test_key_value_watch(nats_server):
             h.stop()
             assert js.account_info()["streams"] >= 1
             js.delete_key_value("w")
+    run(main)
+
+
+def test_key_value_purge_and_history(nats_server):
+    """``history`` lists a key's entries oldest first, tombstones included; ``purge``
+    rolls the key up to one marker (its history gone, other keys untouched); a
+    purged key reads as missing and can be created again."""
+    def main():
+        with nats.connect(nats_server.url) as nc:
+            js = nc.jetstream()
+            kv = js.create_key_value("hist", history=10)
+            revs = [kv.put("k", b"v%d" % i) for i in range(3)]
+            kv.put("other", b"stays")
+            rdel = kv.delete("k")
+            h = kv.history("k")
+            assert [(e.value, e.operation) for e in h] == \
+                [(b"v0", "PUT"), (b"v1", "PUT"), (b"v2", "PUT"), (b"", "DEL")]
+            assert [e.revision for e in h] == [*revs, rdel]
+            assert all(e.key == "k" and e.bucket == "hist" and e.created for e in h)
+            kv.put("k", b"v3")
+            rp = kv.purge("k")
+            assert [(e.operation, e.revision) for e in kv.history("k")] == [("PURGE", rp)]
+            with pytest.raises(nats.KeyNotFound):
+                kv.get("k")
+            with pytest.raises(nats.KeyNotFound):
+                kv.get("k", revision=revs[0])  # the rolled-up entries are gone
+            assert kv.keys() == ["other"]
+            assert kv.get("other").value == b"stays"
+            assert kv.create("k", b"again") > rp
+            with pytest.raises(nats.KeyNotFound):
+                kv.history("never-written")
+            w = kv.watch("k", include_history=True)
+            assert [w.next(timeout=5).operation for _ in range(2)] == ["PURGE", "PUT"]
+            w.stop()
+            js.delete_key_value("hist")
     run(main)
 
 
