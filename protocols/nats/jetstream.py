@@ -36,8 +36,7 @@ from .errors import (
     JetStreamError,
     KeyNotFound,
     KeyWrongRevision,
-    NatsConnectionError,
-    RequestTimeout,
+    NatsError,
     UsageError,
 )
 
@@ -452,10 +451,7 @@ class OrderedConsumer:
         old = self.consumer_name
         self._create(self.deliver_policy, self.last_stream_seq + 1)
         if old:
-            try:
-                self.js.delete_consumer(self.stream, old)
-            except (JetStreamError, RequestTimeout, NatsConnectionError):
-                pass
+            self._forget(old)
 
     def next_msg(self, timeout: float | None = None) -> JsMessage:
         """The next message in stream order; a checkpoint (``RequestTimeout`` after
@@ -495,13 +491,23 @@ class OrderedConsumer:
                 return
 
     def stop(self) -> None:
+        """Unsubscribe and delete the consumer. Not a checkpoint, so it works while a
+        cancellation unwinds (a ``finally``): the delete is sent without waiting for
+        its reply (the server acts on it all the same); were it lost with the
+        connection, the server drops an ephemeral consumer that lost its interest."""
         if self._sub is not None:
             self._sub.unsubscribe()
         if self.consumer_name:
-            try:
-                self.js.delete_consumer(self.stream, self.consumer_name)
-            except (JetStreamError, RequestTimeout, NatsConnectionError):
-                pass
+            self._forget(self.consumer_name)
+            self.consumer_name = None
+
+    def _forget(self, name: str) -> None:
+        """Delete consumer ``name`` without waiting for the reply (not a checkpoint)."""
+        try:
+            self.js.client.publish_nowait(
+                f"{self.js.prefix}.CONSUMER.DELETE.{self.stream}.{_name('consumer', name)}")
+        except NatsError:
+            pass  # closed: the server drops the consumer with its interest
 
 
 @dataclass(frozen=True)

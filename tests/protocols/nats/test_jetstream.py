@@ -297,6 +297,31 @@ def test_key_value_purge_and_history(nats_server):
     run(main)
 
 
+def test_a_cancelled_history_deletes_its_consumer(nats_server):
+    """``history`` cancelled while it waits for an entry (here, one that never comes:
+    the last revision is made to lie) still deletes its ephemeral consumer. The
+    delete is sent without a checkpoint; the server's own clean-up of a consumer
+    without interest would take its 5 s inactive threshold, longer than this waits."""
+    def main():
+        with nats.connect(nats_server.url) as nc:
+            js = nc.jetstream()
+            kv = js.create_key_value("hc", history=5)
+            kv.put("k", b"1")
+            kv._last_revision = lambda key: 10**9  # history waits for more entries
+            with greenrt.move_on_after(0.5) as sc:
+                kv.history("k")
+            assert sc.cancelled_caught
+            count = None
+            for _ in range(30):
+                count = js.stream_info("KV_hc")["state"].get("consumer_count")
+                if count == 0:
+                    break
+                greenrt.sleep(0.1)
+            assert count == 0
+            js.delete_key_value("hc")
+    run(main)
+
+
 def test_metadata_parsing():
     md = parse_metadata("$JS.ACK.S.C.2.10.4.1700000000000000000.7")
     assert (md.stream, md.consumer, md.num_delivered, md.stream_seq, md.consumer_seq,
