@@ -438,8 +438,13 @@ class Hub:
                 self._handle_signals()
         elif self._has_io_waiters():
             self._wait(0)
-        if self._timers or self._deadlines:
-            self._fire_due_timers(self.now())
+        timers = self._timers
+        dl = self._deadlines
+        if timers or dl:
+            now = self.now()
+            # (a head not yet due means nothing is: the call only when one is)
+            if (timers and timers[0][0] <= now) or (dl and dl[0][0] <= now):
+                self._fire_due_timers(now)
 
     def _nothing_can_wake(self) -> bool:
         """True when blocking would be forever (see ``greenrt._deadlock``). Only hubs
@@ -518,7 +523,9 @@ class Hub:
         The next task may be the caller itself (then the switch returns at once).
         """
         self._poll_countdown -= 1
-        if self._poll_countdown > 0:
+        # (nothing runnable, the common way here: straight to the hub, whose own
+        # _pick does the same streak bookkeeping before anything is chosen)
+        if self._poll_countdown > 0 and (self._ready or self._timed or self._cancel_lane):
             nxt = self._pick()
             if nxt is not None:
                 nxt._queued = False
@@ -722,6 +729,12 @@ class RealHub(Hub):
 
     def _has_io_waiters(self) -> bool:
         return self.driver.waiting > 0
+
+    def _nothing_can_wake(self) -> bool:
+        # (the common idle case first: a socket being waited on can always wake us)
+        if self.driver.waiting:
+            return False
+        return Hub._nothing_can_wake(self)
 
     def close(self) -> None:
         self.driver.close()
