@@ -75,7 +75,6 @@ _checkpoint_if_cancelled = greenrt.checkpoint_if_cancelled
 #: how many subjects' validated ``PUB <subject> `` prefixes a client keeps
 _PUB_PREFIX_CACHE = 4096
 _enter_checkpoint = lowlevel.enter_checkpoint
-_current_hub = lowlevel.current_hub
 _INF = float("inf")
 _yield_now = lowlevel.yield_now
 
@@ -1081,14 +1080,14 @@ class Client:
             frame = codec.encode_pub(subject, payload, reply)
         self._append(frame, n)
 
-    def _write_through(self, out: bytearray) -> bool:
-        """Write ``out`` (just appended to an otherwise empty buffer: the flusher is
-        parked with nothing to write) to the socket now, when no other task can run
-        before the flusher would: a lone request then costs two task switches less per
-        round trip, and there is nothing to batch it with. True if all of it was
-        written; otherwise the flusher writes the rest (and meets any error). Never
-        blocks; not a checkpoint."""
-        if _current_hub().runnable_count():
+    def _write_through(self, hub) -> bool:
+        """Write the buffer (a frame just appended to an otherwise empty one: the
+        flusher is parked with nothing to write) to the socket now, when no other
+        task can run before the flusher would: a lone request then costs two task
+        switches less per round trip, and there is nothing to batch it with. True if
+        all of it was written; otherwise the flusher writes the rest (and meets any
+        error). ``hub`` is the running task's. Never blocks; not a checkpoint."""
+        if hub.runnable_count():
             return False  # others may publish before the flusher runs: let it batch
         return self._send_now(self._conn)
 
@@ -1276,7 +1275,7 @@ class Client:
             stats = self._stats
             stats["out_msgs"] += 1
             stats["out_bytes"] += n
-            if self._out_wq._q and not self._write_through(out):
+            if self._out_wq._q and not self._write_through(task._hub):
                 self._out_wq.wake_one()
         else:
             # may wait (high water) or raise (buffer full, closed): nothing registered yet

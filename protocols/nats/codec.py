@@ -269,11 +269,13 @@ class Parser:
         call, once those events are returned (and then sticks, as always)."""
         if self._error.error is not None:
             raise self._error.error
-        out: list = []
-        append = out.append
         buf = self._buf
         pos = self._pos
         end = len(buf)
+        if pos >= end:
+            return []  # (the reader's every other call: all consumed, before its recv)
+        out: list = []
+        append = out.append
         match = _FAST_MSG
         ints = _SMALL_INTS.get
         make = self._msg
