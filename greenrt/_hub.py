@@ -524,7 +524,8 @@ class Hub:
         """
         self._poll_countdown -= 1
         # (nothing runnable, the common way here: straight to the hub, whose own
-        # _pick does the same streak bookkeeping before anything is chosen)
+        # _pick does the same streak bookkeeping before anything is chosen; the
+        # lanes hold every runnable task, as runnable_count() and _poll assume)
         if self._poll_countdown > 0 and (self._ready or self._timed or self._cancel_lane):
             nxt = self._pick()
             if nxt is not None:
