@@ -332,9 +332,6 @@ class ObjectStore:
             if want != hashlib.sha256().digest():
                 raise ObjectCorrupt(f"nats: object {name!r} digest mismatch", reason="digest")
             return info
-        if info.size == 0:
-            raise ObjectCorrupt(f"nats: object {name!r} has chunks beyond its size 0",
-                                reason="too_many_bytes")
         h = hashlib.sha256()
         got = n = 0
         oc = self.js.ordered_consumer(self.stream, filter_subject=subj)

@@ -147,6 +147,9 @@ LIES = {
     "digest": (dict(digest=digest(b"something else")), "digest"),
     "digest-not-base64": (dict(digest="SHA-256=!!!"), "bad_meta"),
     "no-chunks-size-0": (dict(size=0, chunks=0, digest=digest(b"")), "too_many_bytes"),
+    "nuid-without-chunks": (dict(nuid="nothing-here"), "too_few_bytes"),
+    "empty-wrong-digest": (dict(nuid="nothing-here", size=0, chunks=0, digest=digest(b"x")),
+                           "digest"),
     "size-negative": (dict(size=-1), "bad_meta"),
     "size-not-int": (dict(size="10000"), "bad_meta"),
     "nuid-wildcard": (dict(nuid=">"), "bad_meta"),
@@ -175,6 +178,7 @@ def test_a_lying_meta_is_refused(nats_server, lie):
             declared = changes.get("size", 10_000)
             if isinstance(declared, int):
                 assert sum(map(len, written)) <= max(declared, 0)
+                assert len(written) <= changes.get("chunks", 10)
             js.delete_object_store("LIE")
     run(main)
 
