@@ -26,11 +26,12 @@ import io
 import json
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from .client import EndOfSubscription
 from .errors import (
     JetStreamError,
     NatsError,
@@ -41,9 +42,9 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .jetstream import JetStream
+    from .jetstream import JetStream, OrderedConsumer
 
-__all__ = ["ObjectInfo", "ObjectStore", "DEFAULT_CHUNK_SIZE", "DEFAULT_MAX_SIZE"]
+__all__ = ["ObjectInfo", "ObjectStore", "ObjectWatcher", "DEFAULT_CHUNK_SIZE", "DEFAULT_MAX_SIZE"]
 
 DEFAULT_CHUNK_SIZE = 128 * 1024
 DEFAULT_MAX_SIZE = 64 * 1024 * 1024
@@ -376,6 +377,41 @@ class ObjectStore:
                         headers={"Nats-Rollup": "sub"})
         self._purge(self._chunk_subject(info.nuid))
 
+    def watch(self, *, include_history: bool = False,
+              updates_only: bool = False) -> ObjectWatcher:
+        """Watch the bucket's metas: the current meta of each name first (every stored
+        one if ``include_history``; none if ``updates_only``), then every change, as
+        ``ObjectInfo`` (deletes with ``deleted=True``). A checkpoint (it creates the
+        consumer); ``stop()`` ends it."""
+        policy = "new" if updates_only else "all" if include_history else "last_per_subject"
+        oc = self.js.ordered_consumer(self.stream, filter_subject=f"$O.{self.bucket}.M.>",
+                                      deliver_policy=policy)
+        return ObjectWatcher(oc)
+
     def status(self) -> dict:
         """The backing stream's info. A checkpoint."""
         return self.js.stream_info(self.stream)
+
+
+class ObjectWatcher:
+    """Iterator of :class:`ObjectInfo` from an :meth:`ObjectStore.watch`."""
+
+    def __init__(self, oc: OrderedConsumer):
+        self._oc = oc
+
+    def next(self, timeout: float | None = None) -> ObjectInfo:
+        """The next meta; a checkpoint (``RequestTimeout`` after ``timeout`` seconds).
+        A cancelled call loses no meta. A malformed meta is an ``ObjectCorrupt`` (the
+        watch goes on with the next one)."""
+        return parse_meta(self._oc.next_msg(timeout).data)
+
+    def __iter__(self) -> Iterator[ObjectInfo]:
+        while True:
+            try:
+                yield self.next()
+            except EndOfSubscription:
+                return
+
+    def stop(self) -> None:
+        """Unsubscribe and delete the consumer; not a checkpoint."""
+        self._oc.stop()

@@ -127,6 +127,36 @@ def test_stream_layout(nats_server):
     run(main)
 
 
+def test_watch(nats_server):
+    def main():
+        with nats.connect(nats_server.url) as nc:
+            js = nc.jetstream()
+            os_ = js.create_object_store("WATCH")
+            os_.put("a", b"1")
+            w = os_.watch()
+            try:
+                first = w.next(timeout=5)
+                assert (first.name, first.size, first.deleted) == ("a", 1, False)
+                os_.put("b", b"22")
+                os_.delete("a")
+                nxt = w.next(timeout=5)
+                assert (nxt.name, nxt.size) == ("b", 2)
+                gone = w.next(timeout=5)
+                assert (gone.name, gone.deleted) == ("a", True)
+                with pytest.raises(nats.RequestTimeout):
+                    w.next(timeout=0.2)
+            finally:
+                w.stop()
+            u = os_.watch(updates_only=True)
+            try:
+                os_.put("c", b"333")
+                assert u.next(timeout=5).name == "c"
+            finally:
+                u.stop()
+            js.delete_object_store("WATCH")
+    run(main)
+
+
 # -- the peer that lies -------------------------------------------------------------------
 
 def forge(js, bucket: str, name: str, **changes) -> dict:
@@ -271,6 +301,25 @@ def test_a_cancelled_put_leaves_no_chunks(nats_server):
             assert subject_count(js, "OBJ_CANCEL", "$O.CANCEL.C.>") == 1
             assert os_.get("keep") == b"old content"
             js.delete_object_store("CANCEL")
+    run(main)
+
+
+def test_a_put_failing_midway_leaves_no_chunks(nats_server):
+    """The bucket fills up (``max_bytes``, ``discard: new``) during a put: the chunk
+    publish fails and the chunks already stored are purged."""
+    def main():
+        with nats.connect(nats_server.url) as nc:
+            js = nc.jetstream()
+            os_ = js.create_object_store("FULL", max_bytes=50_000)
+            with pytest.raises(nats.JetStreamError):
+                os_.put("big", os.urandom(100_000), chunk_size=1000)
+            deadline = greenrt.now() + 5
+            while js.stream_info("OBJ_FULL")["state"]["messages"] and greenrt.now() < deadline:
+                greenrt.sleep(0.05)
+            assert js.stream_info("OBJ_FULL")["state"]["messages"] == 0
+            with pytest.raises(nats.ObjectNotFound):
+                os_.info("big")
+            js.delete_object_store("FULL")
     run(main)
 
 
