@@ -323,6 +323,44 @@ def test_a_put_failing_midway_leaves_no_chunks(nats_server):
     run(main)
 
 
+def test_a_cancelled_get_deletes_its_consumer(nats_server):
+    """``get_into`` cancelled while its writer blocks still deletes its ephemeral
+    consumer (sent without a checkpoint; the server would take its 5 s inactive
+    threshold, longer than this waits)."""
+    def main():
+        with nats.connect(nats_server.url) as nc:
+            js = nc.jetstream()
+            os_ = js.create_object_store("CGET")
+            os_.put("o", os.urandom(10_000), chunk_size=1000)
+            with greenrt.move_on_after(0.3) as sc:
+                os_.get_into("o", lambda chunk: greenrt.sleep(10))
+            assert sc.cancelled_caught
+            count = None
+            for _ in range(30):
+                count = js.stream_info("OBJ_CGET")["state"].get("consumer_count")
+                if count == 0:
+                    break
+                greenrt.sleep(0.1)
+            assert count == 0
+            js.delete_object_store("CGET")
+    run(main)
+
+
+def test_a_large_object(nats_server):
+    def main():
+        with nats.connect(nats_server.url) as nc:
+            js = nc.jetstream()
+            os_ = js.create_object_store("LARGE")
+            data = os.urandom(24 * 1024 * 1024)
+            info = os_.put("big", data)
+            assert info.chunks == 192
+            assert os_.get("big") == data
+            with pytest.raises(nats.ObjectTooLarge):
+                os_.get("big", max_size=len(data) - 1)
+            js.delete_object_store("LARGE")
+    run(main)
+
+
 # -- interop ------------------------------------------------------------------------------
 
 NATS_PY = textwrap.dedent("""
