@@ -176,6 +176,7 @@ LIES = {
     "more-chunks": (dict(chunks=11), "chunk_count"),
     "digest": (dict(digest=digest(b"something else")), "digest"),
     "digest-not-base64": (dict(digest="SHA-256=!!!"), "bad_meta"),
+    "digest-bad-padding": (dict(digest="SHA-256=a"), "bad_meta"),
     "no-chunks-size-0": (dict(size=0, chunks=0, digest=digest(b"")), "too_many_bytes"),
     "nuid-without-chunks": (dict(nuid="nothing-here"), "too_few_bytes"),
     "empty-wrong-digest": (dict(nuid="nothing-here", size=0, chunks=0, digest=digest(b"x")),
