@@ -190,6 +190,9 @@ class ObjectStore:
         except (ValueError, TypeError, binascii.Error):
             raise JetStreamError("nats: malformed stored message", code="bad_response") from None
         info = parse_meta(data)
+        if info.name != name:
+            raise ObjectCorrupt(f"nats: the meta stored for {name!r} names {info.name!r}",
+                                reason="bad_meta")
         if info.deleted and not show_deleted:
             raise ObjectNotFound(f"nats: object {name!r} was deleted", status=404)
         return info

@@ -159,12 +159,12 @@ def test_watch(nats_server):
 
 # -- the peer that lies -------------------------------------------------------------------
 
-def forge(js, bucket: str, name: str, **changes) -> dict:
-    """Rewrite object ``name``'s meta by hand (rolled up, as a peer would)."""
-    m = js._api(f"STREAM.MSG.GET.OBJ_{bucket}", {"last_by_subj": meta_subject(bucket, name)})
+def forge(js, bucket: str, obj: str, **changes) -> dict:
+    """Rewrite object ``obj``'s meta by hand (rolled up, as a peer would)."""
+    m = js._api(f"STREAM.MSG.GET.OBJ_{bucket}", {"last_by_subj": meta_subject(bucket, obj)})
     meta = json.loads(base64.b64decode(m["message"]["data"]))
     meta.update(changes)
-    js.publish(meta_subject(bucket, name), json.dumps(meta).encode(),
+    js.publish(meta_subject(bucket, obj), json.dumps(meta).encode(),
                headers={"Nats-Rollup": "sub"})
     return meta
 
@@ -181,6 +181,7 @@ LIES = {
     "nuid-without-chunks": (dict(nuid="nothing-here"), "too_few_bytes"),
     "empty-wrong-digest": (dict(nuid="nothing-here", size=0, chunks=0, digest=digest(b"x")),
                            "digest"),
+    "another-name": (dict(name="other"), "bad_meta"),
     "size-negative": (dict(size=-1), "bad_meta"),
     "size-not-int": (dict(size="10000"), "bad_meta"),
     "nuid-wildcard": (dict(nuid=">"), "bad_meta"),
