@@ -1,7 +1,8 @@
 """A NATS client for greenrt: a total sans-IO codec, reconnect with backoff and a
 bounded pending-publish buffer, subscriptions as bounded iterators/channels,
 request/reply with per-request budgets, headers, drain, and JetStream (streams,
-consumers, pull fetch with acks as obligations, ordered consumers, key-value).
+consumers, pull fetch with acks as obligations, ordered consumers, key-value,
+object store).
 
     from greenrt.protocols import nats
 
@@ -12,7 +13,7 @@ consumers, pull fetch with acks as obligations, ordered consumers, key-value).
 
 Layers: ``codec`` (sans-IO, with limits), ``client`` (connection, reconnect,
 subscriptions, request/reply), ``nkeys`` (NKey seeds, credentials files),
-``jetstream`` (JetStream and key-value). Errors are in ``errors``. See docs/nats.md.
+``jetstream`` (JetStream and key-value), ``objectstore`` (object store). Errors are in ``errors``. See docs/nats.md.
 """
 
 from .client import Client, EndOfSubscription, Message, Options, Server, Subscription, connect
@@ -27,6 +28,9 @@ from .errors import (
     NatsConnectionError,
     NatsError,
     NoResponders,
+    ObjectCorrupt,
+    ObjectNotFound,
+    ObjectTooLarge,
     OutcomeUnknown,
     PendingBufferFull,
     ProtocolError,
@@ -39,7 +43,7 @@ from .errors import (
 __all__ = [
     "AuthorizationError", "Client", "ClientClosed", "EndOfSubscription", "JetStreamError",
     "KeyNotFound", "KeyWrongRevision", "LimitError", "Limits", "Message", "NatsConnectionError",
-    "NatsError", "NoResponders", "Options", "OutcomeUnknown", "PendingBufferFull",
+    "NatsError", "NoResponders", "ObjectCorrupt", "ObjectNotFound", "ObjectTooLarge", "Options", "OutcomeUnknown", "PendingBufferFull",
     "ProtocolError", "RequestTimeout", "ServerError", "Server", "SlowConsumer", "Subscription",
     "UsageError", "connect",
 ]

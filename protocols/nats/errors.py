@@ -17,6 +17,9 @@
   came within its budget.
 * ``JetStreamError``: the JetStream API answered with an error (``code``,
   ``err_code``, ``description``).
+* ``ObjectNotFound``: the object store has no live object of that name;
+  ``ObjectCorrupt``: an object's meta or chunks do not agree (``reason``);
+  ``ObjectTooLarge``: an object's declared size is above the reader's ``max_size``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from greenrt.protocols import base
 
 __all__ = [
     "AuthorizationError", "ClientClosed", "JetStreamError", "KeyNotFound", "KeyWrongRevision",
-    "LimitError", "NatsConnectionError", "NatsError", "NoResponders", "OutcomeUnknown",
+    "LimitError", "NatsConnectionError", "NatsError", "NoResponders", "ObjectCorrupt",
+    "ObjectNotFound", "ObjectTooLarge", "OutcomeUnknown",
     "PendingBufferFull", "ProtocolError", "RequestTimeout", "ServerError", "SlowConsumer",
     "UsageError",
 ]
@@ -135,3 +139,37 @@ class KeyWrongRevision(JetStreamError):
     """``update``/``create`` found a different last revision for the key."""
 
     code = "wrong_revision"
+
+
+class ObjectNotFound(JetStreamError):
+    """The object store has no object of that name, or it was deleted."""
+
+    code = "object_not_found"
+
+
+class ObjectCorrupt(NatsError):
+    """An object's stored meta or chunks cannot be trusted: the meta is not valid
+    JSON of the expected shape, or the chunks read total more or fewer bytes than its
+    ``size``, are a different number than its ``chunks``, or do not match its
+    ``digest``. ``reason``: ``bad_meta``, ``too_many_bytes``, ``too_few_bytes``,
+    ``chunk_count``, ``digest``. Nothing read is returned."""
+
+    code = "object_corrupt"
+
+    def __init__(self, message: str = "", *, reason: str = "bad_meta") -> None:
+        self.reason = reason
+        NatsError.__init__(self, message or f"nats: object corrupt ({reason})")
+
+
+class ObjectTooLarge(NatsError, LimitExceeded):
+    """An object's declared size is above the reader's ``max_size``
+    (``limit='max_size'``); refused before any chunk is read."""
+
+    code = "object_too_large"
+
+    def __init__(self, message: str = "", *, value: int, maximum: int) -> None:
+        self.limit = "max_size"
+        self.value = value
+        self.maximum = maximum
+        NatsError.__init__(self, message or f"nats: object of {value} bytes exceeds "
+                           f"max_size {maximum}")

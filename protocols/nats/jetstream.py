@@ -1,6 +1,6 @@
 """JetStream on the core client: stream and consumer management, publish with a
 dedup id and an ack, pull consumers whose messages are obligations, ordered consumers,
-and key-value buckets.
+and key-value buckets; object stores are in ``objectstore``.
 
 Everything is JSON request/reply on ``$JS.API.*`` subjects over ``Client.request``,
 so each call is a checkpoint with the request's budget (``timeout``), and an API
@@ -39,6 +39,7 @@ from .errors import (
     NatsError,
     UsageError,
 )
+from .objectstore import ObjectStore, valid_bucket
 
 __all__ = ["JetStream", "JsMessage", "KeyValue", "KvEntry", "OrderedConsumer", "PubAck",
            "PullSubscription"]
@@ -303,6 +304,33 @@ class JetStream:
 
     def delete_key_value(self, bucket: str) -> bool:
         return self.delete_stream(f"KV_{bucket}")
+
+    # -- object store -----------------------------------------------------------------------
+
+    def create_object_store(self, bucket: str, *, description: str | None = None,
+                            max_bytes: int = -1, storage: str = "file",
+                            ttl: float | None = None) -> ObjectStore:
+        """Create (or bind to an identical) object store ``bucket``: stream
+        ``OBJ_<bucket>`` in the layout nats.go and nats-py use. A checkpoint."""
+        valid_bucket(bucket)
+        cfg: dict[str, Any] = {}
+        if description is not None:
+            cfg["description"] = description
+        self.add_stream(f"OBJ_{bucket}", [f"$O.{bucket}.C.>", f"$O.{bucket}.M.>"],
+                        discard="new", allow_rollup_hdrs=True, allow_direct=True,
+                        storage=storage, max_bytes=max_bytes or -1,
+                        max_age=0 if ttl is None else int(ttl * 1e9), **cfg)
+        return ObjectStore(self, bucket)
+
+    def object_store(self, bucket: str) -> ObjectStore:
+        """Bind to an existing object store (``JetStreamError`` if it does not exist).
+        A checkpoint."""
+        self.stream_info(f"OBJ_{valid_bucket(bucket)}")
+        return ObjectStore(self, bucket)
+
+    def delete_object_store(self, bucket: str) -> bool:
+        """Delete the object store's stream (every object). A checkpoint."""
+        return self.delete_stream(f"OBJ_{valid_bucket(bucket)}")
 
 
 def _response(data: bytes) -> dict:
