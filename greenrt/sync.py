@@ -318,7 +318,8 @@ class _WaitMap:
         return r
 
     def wake(self, key: Any, value: Any = None) -> bool:
-        """Hand ``value`` to the task waiting under ``key``; False if none does."""
+        """Hand ``value`` to the task waiting under ``key``; False if none does (the
+        value was not handed over). Not a checkpoint: the woken task runs later."""
         task = self._q.pop(key, None)
         if task is None:
             hub = getattr(_hub_tls, "hub", None)
@@ -348,7 +349,8 @@ class _WaitMap:
         return True
 
     def wake_error(self, key: Any, exc: BaseException) -> bool:
-        """Make the wait under ``key`` raise ``exc``; False if nobody waits there."""
+        """Make the wait under ``key`` raise ``exc``; False if nobody waits there.
+        Not a checkpoint."""
         task = self._q.pop(key, None)
         if task is None:
             return False
@@ -360,7 +362,7 @@ class _WaitMap:
 
     def wake_all_error(self, make_exc: Callable[[], BaseException]) -> int:
         """Make every wait raise ``make_exc()`` (each key removed before its task is
-        woken); the number woken."""
+        woken); the number woken. Not a checkpoint."""
         q = self._q
         n = 0
         while q:

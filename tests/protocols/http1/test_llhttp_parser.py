@@ -6,11 +6,10 @@ and the fuzz target compare all three paths on every input as well."""
 
 from __future__ import annotations
 
+import httptools  # (installed by make setup: missing, this fails)
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-httptools = pytest.importorskip("httptools")
 
 from greenrt.protocols.http import Limits  # noqa: E402
 from greenrt.protocols.http1 import SERVER, H1Connection  # noqa: E402
