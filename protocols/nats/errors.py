@@ -120,6 +120,13 @@ class UsageError(NatsError, base.UsageError):
     """Local misuse of the API (bad subject, headers with CR/LF, ...)."""
 
 
+#: JetStream API ``err_code`` values the client tells apart (from nats-server's
+#: errors.json): no message matches a stream message get, and a publish's expected
+#: last subject sequence differs.
+ERR_NO_MESSAGE = 10037
+ERR_WRONG_LAST_SEQ = 10071
+
+
 class JetStreamError(NatsError):
     """The JetStream API answered with an error."""
 

@@ -33,6 +33,8 @@ from greenrt.protocols.base.events import emit_event
 from . import codec
 from .client import Client, EndOfSubscription, Message, Subscription, _HeaderedMessage
 from .errors import (
+    ERR_NO_MESSAGE,
+    ERR_WRONG_LAST_SEQ,
     JetStreamError,
     KeyNotFound,
     KeyWrongRevision,
@@ -46,8 +48,6 @@ __all__ = ["JetStream", "JsMessage", "KeyValue", "KvEntry", "OrderedConsumer", "
 
 _NAME = re.compile(r"^[^.*>\s]+$")
 _KEY = re.compile(r"^[-/_=.a-zA-Z0-9]+$")
-_ERR_WRONG_LAST_SEQ = 10071
-_ERR_NO_MESSAGE = 10037
 _ERR_STREAM_NOT_FOUND = 10059
 
 
@@ -183,6 +183,17 @@ class JetStream:
         m = self.client.request(f"{self.prefix}.{subject}", payload,
                                 timeout=self.timeout if timeout is None else timeout)
         return _response(m.data)
+
+    def _api_nowait(self, subject: str, body: dict | None = None) -> None:
+        """Send an API request without waiting for its reply (the server acts on it
+        all the same). Not a checkpoint: for clean-up that must go out while a
+        cancellation unwinds. Nothing is sent once the client is closed (or the
+        pending buffer is full while reconnecting)."""
+        payload = b"" if body is None else json.dumps(body).encode()
+        try:
+            self.client.publish_nowait(f"{self.prefix}.{subject}", payload)
+        except NatsError:
+            pass
 
     def account_info(self) -> dict:
         return self._api("INFO")
@@ -344,7 +355,7 @@ def _response(data: bytes) -> dict:
     if isinstance(err, dict):
         desc = str(err.get("description", "error"))
         ec = err.get("err_code")
-        cls = KeyWrongRevision if ec == _ERR_WRONG_LAST_SEQ else JetStreamError
+        cls = KeyWrongRevision if ec == ERR_WRONG_LAST_SEQ else JetStreamError
         raise cls(f"nats: JetStream: {desc}", status=err.get("code"), err_code=ec,
                   description=desc)
     return d
@@ -530,12 +541,9 @@ class OrderedConsumer:
             self.consumer_name = None
 
     def _forget(self, name: str) -> None:
-        """Delete consumer ``name`` without waiting for the reply (not a checkpoint)."""
-        try:
-            self.js.client.publish_nowait(
-                f"{self.js.prefix}.CONSUMER.DELETE.{self.stream}.{_name('consumer', name)}")
-        except NatsError:
-            pass  # closed: the server drops the consumer with its interest
+        """Delete consumer ``name`` without waiting for the reply (not a checkpoint;
+        not sent once closed: the server drops the consumer with its interest)."""
+        self.js._api_nowait(f"CONSUMER.DELETE.{self.stream}.{_name('consumer', name)}")
 
 
 @dataclass(frozen=True)
@@ -570,7 +578,7 @@ class KeyValue:
         try:
             d = self.js._api(f"STREAM.MSG.GET.{self.stream}", body)
         except JetStreamError as e:
-            if e.err_code == _ERR_NO_MESSAGE or e.status == 404:
+            if e.err_code == ERR_NO_MESSAGE or e.status == 404:
                 raise KeyNotFound(f"nats: key {key!r} not found in {self.bucket!r}",
                                   status=404, err_code=e.err_code) from None
             raise
@@ -642,7 +650,7 @@ class KeyValue:
         try:
             last = self._last_revision(key)
         except JetStreamError as e:
-            if e.err_code == _ERR_NO_MESSAGE or e.status == 404:
+            if e.err_code == ERR_NO_MESSAGE or e.status == 404:
                 raise KeyNotFound(f"nats: key {key!r} not found in {self.bucket!r}",
                                   status=404, err_code=e.err_code) from None
             raise

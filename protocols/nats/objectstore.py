@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from .client import EndOfSubscription
 from .errors import (
+    ERR_NO_MESSAGE,
     JetStreamError,
-    NatsError,
     ObjectCorrupt,
     ObjectNotFound,
     ObjectTooLarge,
@@ -51,7 +51,6 @@ DEFAULT_MAX_SIZE = 64 * 1024 * 1024
 _BUCKET = re.compile(r"^[-_a-zA-Z0-9]+$")
 _NUID = re.compile(r"^[-_=a-zA-Z0-9]{1,64}$")
 _DIGEST = "SHA-256="
-_ERR_NO_MESSAGE = 10037
 
 
 def valid_bucket(bucket: str) -> str:
@@ -172,7 +171,7 @@ class ObjectStore:
         try:
             d = self.js._api(f"STREAM.MSG.GET.{self.stream}", {"last_by_subj": subject})
         except JetStreamError as e:
-            if e.err_code == _ERR_NO_MESSAGE:
+            if e.err_code == ERR_NO_MESSAGE:
                 return None
             raise
         msg = d.get("message")
@@ -295,11 +294,7 @@ class ObjectStore:
     def _purge_nowait(self, subject: str) -> None:
         """Purge ``subject`` without waiting for the reply (not a checkpoint: it runs
         while a cancellation unwinds). Lost with the connection, the chunks stay."""
-        try:
-            self.js.client.publish_nowait(f"{self.js.prefix}.STREAM.PURGE.{self.stream}",
-                                          json.dumps({"filter": subject}).encode())
-        except NatsError:
-            pass
+        self.js._api_nowait(f"STREAM.PURGE.{self.stream}", {"filter": subject})
 
     # -- get -------------------------------------------------------------------------------
 
